@@ -1,0 +1,612 @@
+//! Typed settings: `config/recoup.toml` layered with the environment, validated once at start-up.
+//!
+//! Precedence, lowest first: built-in defaults, the TOML file, the generic environment form
+//! `RECOUP_<SECTION>__<KEY>`, and the fixed names of CONTRACT.md (`REDIS_URL`, `RECOUP_LISTEN`,
+//! `RECOUP_LOG_FORMAT`, …). Secrets — webhook signing secrets for now — come from the environment only:
+//! the file cannot hold them, and they are wrapped in [`SecretString`] so `Debug` and logs never show
+//! them.
+//!
+//! The loader takes the environment as a list of pairs instead of reading the process's, so it can be
+//! tested without touching global state. Every error names the key, the bad value and what is allowed.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Metadata, Profile, Provider};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// The default location of the settings file, relative to the working directory.
+pub const DEFAULT_CONFIG_PATH: &str = "config/recoup.toml";
+
+/// Prefix of the generic environment form `RECOUP_<SECTION>__<KEY>`.
+const ENV_PREFIX: &str = "RECOUP_";
+
+/// Fixed environment names of CONTRACT.md and the setting each one overrides.
+const NAMED_ENV: &[(&str, &str)] = &[
+    ("REDIS_URL", "redis.url"),
+    ("RECOUP_LISTEN", "server.listen"),
+    ("RECOUP_LOG_FORMAT", "log.format"),
+];
+
+/// Everything `recoup serve` needs, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub webhook: WebhookSettings,
+    pub redis: RedisSettings,
+    pub log: LogSettings,
+    pub secrets: Secrets,
+}
+
+/// The part of [`Settings`] that may come from the file or the environment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Layered {
+    server: ServerSettings,
+    webhook: WebhookSettings,
+    redis: RedisSettings,
+    log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// Largest request body accepted; larger ones get 413.
+    pub body_limit_bytes: usize,
+    /// A request that takes longer than this in total is cut off with 408.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// How far a signature timestamp may be from now, in either direction.
+    pub tolerance_secs: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            tolerance_secs: 300,
+        }
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://[user:password@]host:port/db` or `rediss://…` for TLS.
+    pub url: String,
+    /// Bound on one store operation; past it the webhook answers 503 and Stripe delivers again.
+    pub timeout_ms: u64,
+    /// How long an event id is remembered for deduplication.
+    pub dedupe_ttl_secs: u64,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            timeout_ms: 1000,
+            dedupe_ttl_secs: 30 * 24 * 3600,
+        }
+    }
+}
+
+impl RedisSettings {
+    /// The URL with any password replaced, for messages and logs.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &self.redacted_url())
+            .field("timeout_ms", &self.timeout_ms)
+            .field("dedupe_ttl_secs", &self.dedupe_ttl_secs)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Secrets, from the environment only.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    /// `STRIPE_WEBHOOK_SECRETS`: every one is accepted, so a secret can be rotated without downtime.
+    pub webhook_secrets: Vec<SecretString>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field(
+                "webhook_secrets",
+                &format_args!("[{} redacted]", self.webhook_secrets.len()),
+            )
+            .finish()
+    }
+}
+
+/// A setting that could not be used, with enough detail to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    #[error("invalid configuration: {key} = {value:?}: {allowed}")]
+    Invalid {
+        key: String,
+        value: String,
+        allowed: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: &str, value: impl ToString, allowed: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.to_string(),
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the settings from `path` (or [`DEFAULT_CONFIG_PATH`] when it exists) and `env`.
+    ///
+    /// A path given explicitly must exist; the default one may be missing, and then the built-in
+    /// defaults apply, so the binary runs from any directory.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let mut figment = Figment::from(Serialized::defaults(Layered::default()));
+        match path {
+            Some(path) => {
+                // Figment skips a missing file silently; an explicit path must exist.
+                std::fs::File::open(path).map_err(|source| ConfigError::File {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+                figment = figment.merge(Toml::file(DEFAULT_CONFIG_PATH));
+            }
+            None => {}
+        }
+        let layered: Layered = figment
+            .merge(EnvLayer::generic(&env))
+            .merge(EnvLayer::named(&env))
+            .extract()
+            .map_err(|e| ConfigError::Parse(describe_figment_error(e)))?;
+
+        let secrets = Secrets {
+            webhook_secrets: webhook_secrets(lookup(&env, "STRIPE_WEBHOOK_SECRETS"))?,
+        };
+        let settings = Settings {
+            server: layered.server,
+            webhook: layered.webhook,
+            redis: layered.redis,
+            log: layered.log,
+            secrets,
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what the types alone cannot.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if !(1024..=64 * 1024 * 1024).contains(&s.body_limit_bytes) {
+            return Err(ConfigError::invalid(
+                "server.body_limit_bytes",
+                s.body_limit_bytes,
+                "between 1024 (1 KiB) and 67108864 (64 MiB)",
+            ));
+        }
+        if !(1..=300).contains(&s.request_timeout_secs) {
+            return Err(ConfigError::invalid(
+                "server.request_timeout_secs",
+                s.request_timeout_secs,
+                "between 1 and 300 seconds",
+            ));
+        }
+        if !(1..=3600).contains(&self.webhook.tolerance_secs) {
+            return Err(ConfigError::invalid(
+                "webhook.tolerance_secs",
+                self.webhook.tolerance_secs,
+                "between 1 and 3600 seconds (Stripe's libraries use 300)",
+            ));
+        }
+        let r = &self.redis;
+        if let Err(e) = redis::Client::open(r.url.as_str()) {
+            return Err(ConfigError::invalid(
+                "redis.url (REDIS_URL)",
+                r.redacted_url(),
+                format!("a redis:// or rediss:// URL such as redis://127.0.0.1:6379/0 ({e})"),
+            ));
+        }
+        if !(10..=60_000).contains(&r.timeout_ms) {
+            return Err(ConfigError::invalid(
+                "redis.timeout_ms",
+                r.timeout_ms,
+                "between 10 and 60000 milliseconds",
+            ));
+        }
+        const THREE_DAYS: u64 = 3 * 24 * 3600;
+        if r.dedupe_ttl_secs < THREE_DAYS {
+            return Err(ConfigError::invalid(
+                "redis.dedupe_ttl_secs",
+                r.dedupe_ttl_secs,
+                "at least 259200 (3 days, how long Stripe keeps redelivering an event)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses `STRIPE_WEBHOOK_SECRETS`; its value is never echoed, only the position of a bad entry.
+fn webhook_secrets(raw: Option<&str>) -> Result<Vec<SecretString>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    raw.split(',')
+        .map(str::trim)
+        .enumerate()
+        .map(|(i, secret)| {
+            if secret.starts_with("whsec_") && secret.len() > "whsec_".len() {
+                Ok(SecretString::from(secret.to_owned()))
+            } else {
+                Err(ConfigError::invalid(
+                    "STRIPE_WEBHOOK_SECRETS",
+                    format!("<entry {} redacted>", i + 1),
+                    "comma-separated signing secrets that each start with whsec_ \
+                     (Stripe dashboard → Webhooks → your endpoint → Signing secret)",
+                ))
+            }
+        })
+        .collect()
+}
+
+impl Secrets {
+    /// The signing secrets as bytes, for the verifier.
+    pub fn webhook_secret_bytes(&self) -> impl Iterator<Item = &[u8]> {
+        self.webhook_secrets
+            .iter()
+            .map(|s| s.expose_secret().as_bytes())
+    }
+}
+
+fn lookup<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    env.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Replaces the password of a URL (`redis://user:secret@host`) with `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Turns figment's error into one line per problem that names the environment variable or file.
+fn describe_figment_error(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(src) => format!(" (from {src})"),
+                    None => {
+                        let profile = e.profile.clone().unwrap_or_default();
+                        format!(" (from {} {})", m.name, m.interpolate(&profile, &e.path))
+                    }
+                })
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{}{source}", e.kind)
+            } else {
+                format!("{key}: {}{source}", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A figment provider over an environment snapshot, in one of its two forms.
+struct EnvLayer {
+    name: &'static str,
+    pairs: Vec<(String, String)>,
+}
+
+impl EnvLayer {
+    /// `RECOUP_SERVER__LISTEN=…` → `server.listen`. Variables without `__` (such as `RECOUP_LISTEN`
+    /// or `RECOUP_API_TOKENS`) are not part of this form.
+    fn generic(env: &[(String, String)]) -> Self {
+        let pairs = env
+            .iter()
+            .filter_map(|(k, v)| {
+                let rest = k.strip_prefix(ENV_PREFIX)?;
+                rest.contains("__")
+                    .then(|| (rest.to_ascii_lowercase().replace("__", "."), v.clone()))
+            })
+            .collect();
+        Self {
+            name: "environment variable",
+            pairs,
+        }
+    }
+
+    /// The fixed names of CONTRACT.md, which win over the generic form.
+    fn named(env: &[(String, String)]) -> Self {
+        let pairs = NAMED_ENV
+            .iter()
+            .filter_map(|(var, key)| lookup(env, var).map(|v| ((*key).to_owned(), v.to_owned())))
+            .collect();
+        Self {
+            name: "environment variable",
+            pairs,
+        }
+    }
+}
+
+impl Provider for EnvLayer {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.name).interpolater(|_profile, keys| {
+            let key = keys.join(".");
+            NAMED_ENV
+                .iter()
+                .find(|(_, k)| *k == key)
+                .map(|(var, _)| (*var).to_owned())
+                .unwrap_or_else(|| format!("{ENV_PREFIX}{}", keys.join("__").to_ascii_uppercase()))
+        })
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut root = Dict::new();
+        for (key, raw) in &self.pairs {
+            let value: Value = raw.parse().expect("parsing an env value is infallible");
+            let mut parts: Vec<&str> = key.split('.').collect();
+            let leaf = parts.pop().unwrap_or_default();
+            let mut dict = &mut root;
+            for part in parts {
+                let entry = dict
+                    .entry(part.to_owned())
+                    .or_insert_with(|| Value::from(Dict::new()));
+                if !matches!(entry, Value::Dict(..)) {
+                    *entry = Value::from(Dict::new());
+                }
+                let Value::Dict(_, inner) = entry else {
+                    unreachable!("just made a dict")
+                };
+                dict = inner;
+            }
+            dict.insert(leaf.to_owned(), value);
+        }
+        Ok(Profile::Default.collect(root))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::load(None, env(pairs))
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.server.body_limit_bytes, 1_048_576);
+        assert_eq!(s.webhook.tolerance_secs, 300);
+        assert_eq!(s.redis.url, "redis://127.0.0.1:6379");
+        assert_eq!(s.log.format, LogFormat::Text);
+        assert!(s.secrets.webhook_secrets.is_empty());
+    }
+
+    #[test]
+    fn the_shipped_file_is_valid_and_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_PATH);
+        let s = Settings::load(Some(&path), env(&[])).unwrap();
+        let d = load(&[]).unwrap();
+        assert_eq!(s.server.listen, d.server.listen);
+        assert_eq!(s.server.body_limit_bytes, d.server.body_limit_bytes);
+        assert_eq!(s.server.request_timeout_secs, d.server.request_timeout_secs);
+        assert_eq!(s.webhook.tolerance_secs, d.webhook.tolerance_secs);
+        assert_eq!(s.redis.url, d.redis.url);
+        assert_eq!(s.redis.timeout_ms, d.redis.timeout_ms);
+        assert_eq!(s.redis.dedupe_ttl_secs, d.redis.dedupe_ttl_secs);
+        assert_eq!(s.log.format, d.log.format);
+    }
+
+    #[test]
+    fn named_variables_win_over_the_generic_form() {
+        let s = load(&[
+            ("RECOUP_SERVER__LISTEN", "127.0.0.1:9000"),
+            ("RECOUP_LISTEN", "127.0.0.1:9001"),
+            ("RECOUP_REDIS__URL", "redis://10.0.0.1:6379"),
+            ("REDIS_URL", "redis://10.0.0.2:6379"),
+            ("RECOUP_LOG_FORMAT", "json"),
+            ("RECOUP_WEBHOOK__TOLERANCE_SECS", "60"),
+        ])
+        .unwrap();
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:9001");
+        assert_eq!(s.redis.url, "redis://10.0.0.2:6379");
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.webhook.tolerance_secs, 60);
+    }
+
+    #[test]
+    fn the_file_is_layered_under_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("recoup.toml");
+        std::fs::write(
+            &path,
+            "[webhook]\ntolerance_secs = 120\n[server]\nbody_limit_bytes = 4096\n",
+        )
+        .unwrap();
+        let s = Settings::load(
+            Some(&path),
+            env(&[("RECOUP_WEBHOOK__TOLERANCE_SECS", "90")]),
+        )
+        .unwrap();
+        assert_eq!(s.webhook.tolerance_secs, 90);
+        assert_eq!(s.server.body_limit_bytes, 4096);
+    }
+
+    #[test]
+    fn a_bad_type_names_the_variable_and_value() {
+        let err = load(&[("RECOUP_SERVER__BODY_LIMIT_BYTES", "lots")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.body_limit_bytes"), "{err}");
+        assert!(err.contains("lots"), "{err}");
+        assert!(err.contains("RECOUP_SERVER__BODY_LIMIT_BYTES"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_the_allowed_ones() {
+        let err = load(&[("RECOUP_SERVER__LISTN", "x")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listn"), "{err}");
+        assert!(err.contains("listen"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_enum_lists_what_is_allowed() {
+        let err = load(&[("RECOUP_LOG_FORMAT", "xml")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("xml") && err.contains("text") && err.contains("json"),
+            "{err}"
+        );
+        assert!(err.contains("RECOUP_LOG_FORMAT"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_values_name_key_value_and_range() {
+        let err = load(&[("RECOUP_WEBHOOK__TOLERANCE_SECS", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("webhook.tolerance_secs = \"0\""), "{err}");
+        assert!(err.contains("between 1 and 3600"), "{err}");
+        let err = load(&[("REDIS_URL", "postgres://u:hunter2@db/1")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("REDIS_URL"), "{err}");
+        assert!(!err.contains("hunter2"), "the password leaked: {err}");
+    }
+
+    #[test]
+    fn an_explicit_missing_file_is_an_error() {
+        let err = Settings::load(Some(Path::new("/nonexistent/recoup.toml")), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/recoup.toml"), "{err}");
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_and_never_show() {
+        let s = load(&[("STRIPE_WEBHOOK_SECRETS", "whsec_one, whsec_two")]).unwrap();
+        let secrets: Vec<&[u8]> = s.secrets.webhook_secret_bytes().collect();
+        assert_eq!(secrets, vec![&b"whsec_one"[..], &b"whsec_two"[..]]);
+        let debug = format!("{s:?}");
+        assert!(
+            !debug.contains("whsec_one") && !debug.contains("whsec_two"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn a_malformed_secret_is_named_by_position_not_value() {
+        let err = load(&[("STRIPE_WEBHOOK_SECRETS", "whsec_ok,sk_live_oops")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("entry 2"), "{err}");
+        assert!(!err.contains("sk_live_oops"), "{err}");
+    }
+
+    #[test]
+    fn a_secret_cannot_be_put_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("recoup.toml");
+        std::fs::write(&path, "stripe_webhook_secrets = \"whsec_x\"\n").unwrap();
+        let err = Settings::load(Some(&path), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stripe_webhook_secrets"), "{err}");
+    }
+
+    #[test]
+    fn redis_passwords_are_redacted() {
+        assert_eq!(
+            redact_url("redis://default:hunter2@cache:6379/0"),
+            "redis://default:***@cache:6379/0"
+        );
+        assert_eq!(redact_url("redis://cache:6379"), "redis://cache:6379");
+        let s = load(&[("REDIS_URL", "redis://:hunter2@cache:6379")]).unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

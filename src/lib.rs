@@ -1,0 +1,17 @@
+//! recoup wins back failed subscription payments for businesses on Stripe Billing.
+//!
+//! Stripe posts signed webhooks to recoup; recoup verifies each one, stores it durably in Redis
+//! exactly once, and (in later parts) decides per invoice, card and customer when to retry, whom to
+//! nudge, and when to pause or cancel. This crate is the library behind the `recoup` binary:
+//!
+//! - [`config`] — typed settings from `config/recoup.toml` and the environment;
+//! - [`webhook`] — signature verification, the typed events, `POST /webhooks/stripe`;
+//! - [`store`] — Redis: dedupe and the inbox, in one atomic step;
+//! - [`server`] — the HTTP service, operations endpoints and graceful shutdown;
+//! - [`telemetry`] — logs and Prometheus metrics.
+
+pub mod config;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+pub mod webhook;

@@ -1,0 +1,192 @@
+//! The `recoup` command line.
+//!
+//! Exit codes (CONTRACT.md): 0 success; 1 a user error — bad arguments, bad configuration,
+//! unreachable Redis — with a one-line reason on stderr; 2 an internal error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use recoup::config::Settings;
+use recoup::server::Application;
+use recoup::{telemetry, webhook};
+
+#[derive(Parser)]
+#[command(
+    name = "recoup",
+    version,
+    about = "Wins back failed Stripe subscription payments."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service: receive Stripe webhooks and store them in Redis.
+    Serve {
+        /// Settings file [default: config/recoup.toml when it exists, else built-in defaults].
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Work with webhook events.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+}
+
+#[derive(Subcommand)]
+enum WebhookCommand {
+    /// Sign an event file with the current time and POST it, exactly as Stripe would.
+    Send {
+        /// A Stripe event as JSON, e.g. fixtures/events/invoice.payment_failed.json.
+        file: PathBuf,
+        /// Where recoup receives webhooks.
+        #[arg(long, default_value = "http://127.0.0.1:8080/webhooks/stripe")]
+        url: String,
+        /// Signing secret (whsec_…) [default: the first of STRIPE_WEBHOOK_SECRETS].
+        #[arg(long, value_name = "WHSEC")]
+        secret: Option<String>,
+        /// Give the event a fresh id, so sending the same file again is not a duplicate.
+        #[arg(long)]
+        new_id: bool,
+    },
+}
+
+/// How a command failed, which decides the exit code.
+enum Failure {
+    User(anyhow::Error),
+    Internal(anyhow::Error),
+}
+
+fn user(e: impl Into<anyhow::Error>) -> Failure {
+    Failure::User(e.into())
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("recoup: internal error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(Failure::User(e)) => {
+            eprintln!("recoup: {e:#}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Internal(e)) => {
+            eprintln!("recoup: internal error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    match cli.command {
+        Command::Serve { config } => serve(config).await,
+        Command::Webhook(WebhookCommand::Send {
+            file,
+            url,
+            secret,
+            new_id,
+        }) => send(file, url, secret, new_id).await,
+    }
+}
+
+/// The process environment, skipping variables that are not valid Unicode.
+fn environment() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
+async fn serve(config: Option<PathBuf>) -> Result<ExitCode, Failure> {
+    let settings = Settings::load(config.as_deref(), environment()).map_err(user)?;
+    telemetry::init_logging(settings.log.format);
+    tracing::info!(
+        listen = %settings.server.listen,
+        redis = %settings.redis.redacted_url(),
+        secrets = settings.secrets.webhook_secrets.len(),
+        "recoup starting"
+    );
+    let app = Application::build(&settings).await.map_err(user)?;
+    app.run_until(shutdown_signal())
+        .await
+        .context("the HTTP server failed")
+        .map_err(Failure::Internal)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM (what container runtimes send).
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: no new connections, finishing requests in flight");
+}
+
+async fn send(
+    file: PathBuf,
+    url: String,
+    secret: Option<String>,
+    new_id: bool,
+) -> Result<ExitCode, Failure> {
+    let secret = match secret {
+        Some(secret) => secret,
+        None => std::env::var("STRIPE_WEBHOOK_SECRETS")
+            .ok()
+            .and_then(|all| all.split(',').next().map(|s| s.trim().to_owned()))
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                user(anyhow::anyhow!(
+                    "no signing secret: pass --secret whsec_… or set STRIPE_WEBHOOK_SECRETS"
+                ))
+            })?,
+    };
+    let delivery = webhook::send::send(&file, &url, secret.as_bytes(), new_id)
+        .await
+        .map_err(user)?;
+    println!("{} {}", delivery.status, delivery.body);
+    if (200..300).contains(&delivery.status) {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(user(anyhow::anyhow!(
+            "{url} answered {}: {}",
+            delivery.status,
+            delivery.body
+        )))
+    }
+}

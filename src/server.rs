@@ -1,0 +1,184 @@
+//! The HTTP service: routes, middleware, operations endpoints, and a graceful stop.
+//!
+//! [`Application::build`] does everything that can fail at start-up — connect to Redis, bind the
+//! port — so `recoup serve` either refuses to start with a clear reason or runs. Running stops on
+//! the shutdown future (SIGTERM/SIGINT in `main`): the listener closes at once, requests in flight
+//! finish, and only then does [`Application::run_until`] return.
+//!
+//! Operations endpoints: `/healthz` answers while the process runs, `/readyz` only while Redis
+//! answers (a load balancer should stop sending webhooks to an instance that cannot store them),
+//! `/metrics` renders Prometheus text.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Settings;
+use crate::store::{RedisStore, StoreError};
+use crate::telemetry;
+use crate::webhook::{self, Receiver, signature::Verifier};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "STRIPE_WEBHOOK_SECRETS is not set: recoup cannot verify Stripe's signatures without the endpoint's signing secret(s)"
+    )]
+    NoWebhookSecret,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source} (set RECOUP_LISTEN to a free address)")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A bound, connected service, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    metrics: PrometheusHandle,
+}
+
+#[derive(Clone)]
+struct Ops {
+    store: RedisStore,
+    metrics: PrometheusHandle,
+}
+
+impl Application {
+    pub async fn build(settings: &Settings) -> Result<Self, StartError> {
+        if settings.secrets.webhook_secrets.is_empty() {
+            return Err(StartError::NoWebhookSecret);
+        }
+        let store = RedisStore::connect(&settings.redis).await?;
+        let metrics = telemetry::metrics_handle();
+        let receiver = Arc::new(Receiver {
+            verifier: Verifier::new(
+                settings.secrets.webhook_secret_bytes(),
+                settings.webhook.tolerance_secs,
+            ),
+            store: store.clone(),
+        });
+        let ops = Ops {
+            store,
+            metrics: metrics.clone(),
+        };
+        let router = Router::new()
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(render_metrics))
+            .with_state(ops)
+            .merge(webhook::routes(receiver, settings.server.body_limit_bytes))
+            .layer(
+                tower::ServiceBuilder::new()
+                    .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                    .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                    .layer(PropagateRequestIdLayer::x_request_id())
+                    .layer(TimeoutLayer::with_status_code(
+                        StatusCode::REQUEST_TIMEOUT,
+                        Duration::from_secs(settings.server.request_timeout_secs),
+                    )),
+            );
+        let addr = settings.server.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        Ok(Self {
+            listener,
+            router,
+            metrics,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then lets requests in flight finish.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "recoup listening");
+        // Histograms keep raw samples until drained; drain them even when nobody scrapes.
+        let metrics = self.metrics.clone();
+        let upkeep = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                metrics.run_upkeep();
+            }
+        });
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        upkeep.abort();
+        tracing::info!("recoup stopped");
+        served
+    }
+}
+
+fn request_span<B>(request: &Request<B>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id,
+    )
+}
+
+async fn healthz() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
+        .into_response()
+}
+
+async fn readyz(State(ops): State<Ops>) -> Response {
+    match ops.store.ping().await {
+        Ok(()) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"status":"ready"}"#,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!("not ready: {e}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"status": "unavailable", "error": e.to_string()})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn render_metrics(State(ops): State<Ops>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        ops.metrics.render(),
+    )
+        .into_response()
+}

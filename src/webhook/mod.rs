@@ -1,0 +1,162 @@
+//! Receiving Stripe webhooks: `POST /webhooks/stripe`.
+//!
+//! The receiver owns the door and nothing behind it: it verifies the signature over the raw bytes,
+//! reads the event leniently into recoup's typed subset, and hands it to the store, which dedupes and
+//! appends it to the inbox in one atomic step. Only then does Stripe get its 200. It decides nothing
+//! about dunning; that is the worker's job, and because the inbox holds each event exactly once,
+//! nothing downstream has to think about Stripe's redeliveries.
+//!
+//! | outcome | answer |
+//! | --- | --- |
+//! | stored | 200 `{"received":true}` |
+//! | already stored | 200 `{"received":true,"duplicate":true}` |
+//! | a type recoup does not act on | 200 `{"received":true,"ignored":true}` |
+//! | bad or missing signature, stale timestamp, not a Stripe event | 400 `{"error":"…"}` |
+//! | body over the limit | 413 `{"error":"…"}` |
+//! | store unavailable or too slow | 503 `{"error":"…"}` — Stripe delivers again |
+
+pub mod event;
+pub mod send;
+pub mod signature;
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+
+use self::event::{EventError, Parsed};
+use self::signature::Verifier;
+use crate::store::{Ingest, RedisStore};
+use crate::telemetry::metric;
+
+/// The route Stripe posts to.
+pub const PATH: &str = "/webhooks/stripe";
+
+/// Everything a delivery needs: the verifier and the store.
+#[derive(Debug)]
+pub struct Receiver {
+    pub verifier: Verifier,
+    pub store: RedisStore,
+}
+
+/// The webhook route, with its body limit.
+pub fn routes(receiver: Arc<Receiver>, body_limit_bytes: usize) -> Router {
+    Router::new()
+        .route(PATH, post(receive))
+        .layer(DefaultBodyLimit::max(body_limit_bytes))
+        .with_state(receiver)
+}
+
+async fn receive(
+    State(receiver): State<Arc<Receiver>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let response = handle(&receiver, &headers, body).await;
+    metrics::histogram!(metric::WEBHOOK_INGEST_SECONDS).record(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn handle(
+    receiver: &Receiver,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            // Over the limit (413), or the client broke off mid-body (400).
+            let status = rejection.status();
+            tracing::warn!(%status, "webhook body refused: {}", rejection.body_text());
+            count(status_outcome(status), "unknown");
+            return error(status, &rejection.body_text());
+        }
+    };
+
+    // The signature is checked on the raw bytes, before anything looks inside them.
+    let header = headers
+        .get("stripe-signature")
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    if let Err(e) = receiver.verifier.verify(header, &body, unix_now()) {
+        tracing::warn!(reason = e.reason(), "webhook signature refused: {e}");
+        metrics::counter!(metric::WEBHOOK_VERIFICATION_FAILURES, "reason" => e.reason())
+            .increment(1);
+        count("refused", "unknown");
+        return error(StatusCode::BAD_REQUEST, &e.to_string());
+    }
+
+    let event = match event::parse(&body) {
+        Ok(Parsed::Acted(event)) => event,
+        Ok(Parsed::Ignored { id, event_type }) => {
+            tracing::debug!(event_id = %id, %event_type, "webhook ignored: recoup does not act on this type");
+            count("ignored", "other");
+            return json(StatusCode::OK, r#"{"received":true,"ignored":true}"#);
+        }
+        Err(e) => {
+            let kind = match &e {
+                EventError::BadObject { kind, .. } => kind.as_str(),
+                EventError::NotAnEvent(_) => "unknown",
+            };
+            tracing::warn!("webhook body refused: {e}");
+            count("invalid", kind);
+            return error(StatusCode::BAD_REQUEST, &e.to_string());
+        }
+    };
+
+    let kind = event.kind.as_str();
+    match receiver.store.ingest(&event).await {
+        Ok(Ingest::Stored { entry_id }) => {
+            tracing::debug!(event_id = %event.id, event_type = kind, %entry_id, "webhook stored");
+            count("stored", kind);
+            json(StatusCode::OK, r#"{"received":true}"#)
+        }
+        Ok(Ingest::Duplicate) => {
+            tracing::debug!(event_id = %event.id, event_type = kind, "webhook duplicate");
+            count("duplicate", kind);
+            json(StatusCode::OK, r#"{"received":true,"duplicate":true}"#)
+        }
+        Err(e) => {
+            tracing::error!(event_id = %event.id, event_type = kind, "webhook not stored, Stripe will deliver again: {e}");
+            count("unavailable", kind);
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the event store is unavailable; deliver again later",
+            )
+        }
+    }
+}
+
+fn count(outcome: &'static str, kind: &'static str) {
+    metrics::counter!(metric::WEBHOOK_EVENTS, "type" => kind, "outcome" => outcome).increment(1);
+}
+
+fn status_outcome(status: StatusCode) -> &'static str {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "too_large"
+    } else {
+        "invalid"
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+fn json(status: StatusCode, body: &'static str) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// `{"error": message}` with `status`.
+pub fn error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}

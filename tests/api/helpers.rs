@@ -1,0 +1,413 @@
+//! Test harness: a real `redis-server` per test and the real app on a free port.
+//!
+//! Nothing is shared between tests: each one starts its own Redis in its own temp dir (with the AOF
+//! on, as production should run), its own recoup (in-process, or as the real binary for what only a
+//! process shows: exit codes, signals, logs), and stops both when dropped.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use recoup::config::Settings;
+use recoup::server::Application;
+use recoup::store::redis::INBOX_STREAM;
+use recoup::webhook::signature;
+use tokio::sync::oneshot;
+
+pub const SECRET: &str = "whsec_test_primary_5f1c0e";
+pub const OLD_SECRET: &str = "whsec_test_retiring_9b2d7a";
+
+/// Polls `check` until it holds, for at most `limit`; panics with `what` otherwise.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `redis-server` of this test's own.
+pub struct TestRedis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl TestRedis {
+    pub fn start() -> Self {
+        let mut redis = TestRedis {
+            child: None,
+            port: 0,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        // A port picked free can be taken before Redis binds it; try a few.
+        for _ in 0..5 {
+            redis.port = free_port();
+            if redis.launch() {
+                return redis;
+            }
+        }
+        panic!("could not start redis-server (is it installed? scripts/test installs it)");
+    }
+
+    /// Starts redis-server on `self.port` and waits until it answers; false if it exited.
+    fn launch(&mut self) -> bool {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--dir", &self.dir.path().to_string_lossy()])
+            .args(["--save", ""])
+            .args(["--appendonly", "yes"])
+            .args(["--enable-debug-command", "yes"])
+            .args(["--logfile", "redis.log"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is not installed (scripts/test installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return false;
+            }
+            if ping(self.port) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("redis-server on port {} did not answer in 10 s", self.port);
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops Redis the way an operator would (SIGTERM: the AOF is flushed).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts Redis again on the same port and data directory.
+    pub fn restart(&mut self) {
+        assert!(self.launch(), "redis-server did not come back on its port");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// How many entries the inbox stream holds.
+    pub async fn inbox_len(&self) -> usize {
+        redis::cmd("XLEN")
+            .arg(INBOX_STREAM)
+            .query_async(&mut self.conn().await)
+            .await
+            .unwrap()
+    }
+
+    /// The inbox entries' `event` fields, parsed.
+    pub async fn inbox(&self) -> Vec<serde_json::Value> {
+        let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+            .arg(INBOX_STREAM)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut self.conn().await)
+            .await
+            .unwrap();
+        entries
+            .into_iter()
+            .map(|(_, fields)| {
+                let event = fields
+                    .into_iter()
+                    .find(|(k, _)| k == "event")
+                    .expect("every entry has an event field")
+                    .1;
+                serde_json::from_str(&event).unwrap()
+            })
+            .collect()
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn ping(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut buf).is_ok()
+        && &buf == b"+PONG\r\n"
+}
+
+/// The base environment every test app gets.
+pub fn base_env(redis: &TestRedis) -> Vec<(String, String)> {
+    [
+        ("REDIS_URL", redis.url()),
+        ("RECOUP_LISTEN", "127.0.0.1:0".to_owned()),
+        ("STRIPE_WEBHOOK_SECRETS", SECRET.to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// recoup running in-process against its own Redis.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub redis: TestRedis,
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// Spawns with extra environment, which overrides the base.
+    pub async fn spawn_with(extra: &[(&str, &str)]) -> Self {
+        let redis = TestRedis::start();
+        let mut env = base_env(&redis);
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let settings = Settings::load(None, env).expect("test settings are valid");
+        let app = Application::build(&settings).await.expect("app starts");
+        let addr = app.local_addr();
+        let (tx, rx) = oneshot::channel();
+        let served = tokio::spawn(app.run_until(async {
+            let _ = rx.await;
+        }));
+        TestApp {
+            addr,
+            redis,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+            shutdown: Some(tx),
+            served: Some(served),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs `body` to the webhook route with this exact `Stripe-Signature` (or none).
+    pub async fn post_webhook(&self, body: Vec<u8>, signature: Option<String>) -> Answer {
+        let mut request = self
+            .http
+            .post(self.url("/webhooks/stripe"))
+            .header("content-type", "application/json");
+        if let Some(signature) = signature {
+            request = request.header("stripe-signature", signature);
+        }
+        Answer::from(request.body(body).send().await.expect("request completes")).await
+    }
+
+    /// POSTs `body` signed with [`SECRET`] at the current time, as Stripe would.
+    pub async fn deliver(&self, body: Vec<u8>) -> Answer {
+        let header = signature::sign(SECRET.as_bytes(), unix_now(), &body);
+        self.post_webhook(body, Some(header)).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        Answer::from(self.http.get(self.url(path)).send().await.unwrap()).await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(served) = self.served.take() {
+            served.abort();
+        }
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Answer {
+    async fn from(response: reqwest::Response) -> Self {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        Answer {
+            status,
+            headers,
+            text,
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/events")
+}
+
+/// A fixture's bytes, e.g. `fixture("invoice.payment_failed")` or `fixture("legacy/invoice.paid")`.
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixtures_dir().join(format!("{name}.json")))
+        .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+/// Every fixture file, as (name, bytes), in a stable order.
+pub fn all_fixtures() -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for dir in [fixtures_dir(), fixtures_dir().join("legacy")] {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let name = path
+                .strip_prefix(fixtures_dir())
+                .unwrap()
+                .with_extension("")
+                .to_string_lossy()
+                .into_owned();
+            out.push((name, std::fs::read(&path).unwrap()));
+        }
+    }
+    out
+}
+
+/// A small, valid event of any type with the given id.
+pub fn event_body(id: &str, event_type: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "id": id, "object": "event", "type": event_type, "api_version": "2026-09-30.endive",
+        "created": unix_now(), "livemode": false, "pending_webhooks": 1,
+        "request": {"id": null, "idempotency_key": null},
+        "data": {"object": {
+            "id": "in_test", "object": "invoice", "customer": "cus_test", "amount_due": 4900,
+            "currency": "usd", "status": "open"
+        }}
+    }))
+    .unwrap()
+}
+
+/// The recoup binary, as a child process with its own environment.
+pub struct RecoupProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl RecoupProcess {
+    /// Starts `recoup serve` on a free port against `redis`, waiting until `/healthz` answers.
+    pub async fn serve(redis: &TestRedis, extra: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut command = recoup_command();
+        command
+            .arg("serve")
+            .envs(base_env(redis))
+            .env("RECOUP_LISTEN", addr.to_string())
+            .envs(extra.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = command.spawn().expect("the recoup binary runs");
+        let mut process = RecoupProcess { child, addr };
+        let http = reqwest::Client::new();
+        let url = format!("http://{addr}/healthz");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = http.get(&url).send().await
+                && r.status() == 200
+            {
+                return process;
+            }
+            if let Ok(Some(status)) = process.child.try_wait() {
+                panic!("recoup exited before it was healthy: {status}");
+            }
+            assert!(Instant::now() < deadline, "recoup did not become healthy");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for RecoupProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `recoup` with a clean environment (no inherited RECOUP_* or REDIS_URL) in the crate root.
+pub fn recoup_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_recoup"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    command
+}

@@ -1,0 +1,316 @@
+//! What only the real binary shows: exit codes, signals, logs, and the `webhook send` command.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use recoup::webhook::signature::sign;
+
+use crate::helpers::*;
+
+/// Waits (bounded) for the process to exit.
+fn wait_exit(process: &mut RecoupProcess, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = process.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "recoup did not exit within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read_stdout(process: &mut RecoupProcess) -> String {
+    let mut out = String::new();
+    process
+        .child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn metrics_count_events_by_type_and_outcome_and_failures_by_reason() {
+    let redis = TestRedis::start();
+    let process = RecoupProcess::serve(&redis, &[]).await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/webhooks/stripe", process.addr);
+    let post = |body: Vec<u8>, secret: &'static str| {
+        let header = sign(secret.as_bytes(), unix_now(), &body);
+        http.post(&url)
+            .header("stripe-signature", header)
+            .body(body)
+            .send()
+    };
+    let failed = fixture("invoice.payment_failed");
+    assert_eq!(post(failed.clone(), SECRET).await.unwrap().status(), 200);
+    assert_eq!(post(failed, SECRET).await.unwrap().status(), 200);
+    assert_eq!(
+        post(event_body("evt_x", "plan.created"), SECRET)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        post(fixture("invoice.paid"), "whsec_wrong")
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+
+    let metrics = http
+        .get(format!("http://{}/metrics", process.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"recoup_webhook_events_total{type="invoice.payment_failed",outcome="stored"} 1"#,
+        r#"recoup_webhook_events_total{type="invoice.payment_failed",outcome="duplicate"} 1"#,
+        r#"recoup_webhook_events_total{type="other",outcome="ignored"} 1"#,
+        r#"recoup_webhook_events_total{type="unknown",outcome="refused"} 1"#,
+        r#"recoup_webhook_verification_failures_total{reason="no_matching_signature"} 1"#,
+        "recoup_webhook_ingest_seconds_count 4",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line:?} in\n{metrics}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sigterm_finishes_the_request_in_flight_and_exits_0() {
+    let redis = TestRedis::start();
+    let mut process = RecoupProcess::serve(&redis, &[]).await;
+    let body = fixture("invoice.payment_failed");
+    let header = sign(SECRET.as_bytes(), unix_now(), &body);
+
+    // Start a request and send only half of its body.
+    let mut stream = TcpStream::connect(process.addr).unwrap();
+    write!(
+        stream,
+        "POST /webhooks/stripe HTTP/1.1\r\nHost: recoup\r\nContent-Type: application/json\r\n\
+         Stripe-Signature: {header}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let half = body.len() / 2;
+    stream.write_all(&body[..half]).unwrap();
+    stream.flush().unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    process.signal("TERM");
+    // The listener closes first: new connections are refused while the old one is still served.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(process.addr).is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        process.child.try_wait().unwrap().is_none(),
+        "exited with a request in flight"
+    );
+
+    stream.write_all(&body[half..]).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with(r#"{"received":true}"#), "{response}");
+
+    let status = wait_exit(&mut process, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(redis.inbox_len().await, 1);
+}
+
+#[tokio::test]
+async fn sigint_exits_0() {
+    let redis = TestRedis::start();
+    let mut process = RecoupProcess::serve(&redis, &[]).await;
+    process.signal("INT");
+    assert_eq!(
+        wait_exit(&mut process, Duration::from_secs(10)).code(),
+        Some(0)
+    );
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_the_request_id() {
+    let redis = TestRedis::start();
+    let mut process = RecoupProcess::serve(&redis, &[("RECOUP_LOG_FORMAT", "json")]).await;
+    let answer = reqwest::Client::new()
+        .post(format!("http://{}/webhooks/stripe", process.addr))
+        .header("stripe-signature", "t=1,v1=00")
+        .header("x-request-id", "req-for-the-log")
+        .body(fixture("invoice.paid"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    process.signal("TERM");
+    wait_exit(&mut process, Duration::from_secs(10));
+    let stdout = read_stdout(&mut process);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() >= 3, "{stdout}");
+    let refused = lines
+        .iter()
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("signature refused"))
+        })
+        .unwrap_or_else(|| panic!("no signature log line in {stdout}"));
+    assert_eq!(refused["level"], "WARN");
+    assert_eq!(
+        refused["span"]["request_id"], "req-for-the-log",
+        "{refused}"
+    );
+    assert!(!stdout.contains(SECRET), "a secret reached the log");
+}
+
+/// Runs `recoup` with `args` and `env` and returns (exit code, stdout, stderr).
+fn run(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let output = recoup_command()
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_configuration_exits_1_with_a_one_line_reason_naming_the_key() {
+    let (code, _, stderr) = run(
+        &["serve"],
+        &[
+            ("STRIPE_WEBHOOK_SECRETS", SECRET),
+            ("RECOUP_SERVER__BODY_LIMIT_BYTES", "12"),
+        ],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("server.body_limit_bytes = \"12\""),
+        "{stderr}"
+    );
+    assert!(stderr.contains("between 1024"), "{stderr}");
+}
+
+#[test]
+fn serve_without_webhook_secrets_exits_1() {
+    let (code, _, stderr) = run(&["serve"], &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("STRIPE_WEBHOOK_SECRETS"), "{stderr}");
+}
+
+#[test]
+fn unreachable_redis_exits_1_without_leaking_the_password() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let url = format!("redis://:hunter2@127.0.0.1:{port}");
+    let (code, _, stderr) = run(
+        &["serve"],
+        &[("STRIPE_WEBHOOK_SECRETS", SECRET), ("REDIS_URL", &url)],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("cannot reach Redis"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
+fn bad_arguments_exit_1_and_help_exits_0() {
+    let (code, _, stderr) = run(&["serve", "--no-such-flag"], &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let (code, stdout, _) = run(&["--help"], &[]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.contains("serve") && stdout.contains("webhook"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn webhook_send_delivers_a_fixture_as_stripe_would() {
+    let app = TestApp::spawn().await;
+    let url = app.url("/webhooks/stripe");
+    let file = fixtures_dir().join("invoice.payment_failed.json");
+    let file = file.to_str().unwrap();
+    let send = |extra: &'static [&'static str], secret: &'static str| {
+        let url = url.clone();
+        let file = file.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec!["webhook", "send", &file, "--url", &url, "--secret", secret];
+            args.extend(extra);
+            run(&args, &[])
+        })
+    };
+
+    let (code, stdout, stderr) = send(&[], SECRET).await.unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.trim(), r#"200 {"received":true}"#);
+
+    let (code, stdout, _) = send(&[], SECRET).await.unwrap();
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout.trim(), r#"200 {"received":true,"duplicate":true}"#);
+
+    let (code, stdout, _) = send(&["--new-id"], SECRET).await.unwrap();
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout.trim(), r#"200 {"received":true}"#);
+
+    let (code, _, stderr) = send(&[], "whsec_wrong").await.unwrap();
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("400"), "{stderr}");
+
+    let inbox = app.redis.inbox().await;
+    assert_eq!(inbox.len(), 2);
+    assert_ne!(inbox[0]["id"], inbox[1]["id"]);
+    assert_eq!(inbox[0]["type"], "invoice.payment_failed");
+}
+
+#[test]
+fn webhook_send_refuses_a_file_that_is_not_an_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("not-an-event.json");
+    std::fs::write(&path, r#"{"hello":"world"}"#).unwrap();
+    let (code, _, stderr) = run(
+        &[
+            "webhook",
+            "send",
+            path.to_str().unwrap(),
+            "--secret",
+            SECRET,
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("is not a Stripe event"), "{stderr}");
+    let (code, _, stderr) = run(
+        &["webhook", "send", "/no/such/file.json"],
+        &[("STRIPE_WEBHOOK_SECRETS", SECRET)],
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("cannot read /no/such/file.json"),
+        "{stderr}"
+    );
+}
