@@ -258,6 +258,13 @@ impl Settings {
             ));
         }
         let r = &self.redis;
+        if r.url.contains(',') {
+            return Err(ConfigError::invalid(
+                "redis.url (REDIS_URL)",
+                r.redacted_url(),
+                "one Redis URL; several comma-separated URLs (Redis Cluster) are not supported yet",
+            ));
+        }
         if let Err(e) = redis::Client::open(r.url.as_str()) {
             return Err(ConfigError::invalid(
                 "redis.url (REDIS_URL)",
@@ -453,6 +460,10 @@ mod tests {
         Settings::load(None, env(pairs))
     }
 
+    fn load_err(pairs: &[(&str, &str)]) -> String {
+        load(pairs).unwrap_err().to_string()
+    }
+
     #[test]
     fn defaults_follow_the_contract() {
         let s = load(&[]).unwrap();
@@ -516,9 +527,7 @@ mod tests {
 
     #[test]
     fn a_bad_type_names_the_variable_and_value() {
-        let err = load(&[("RECOUP_SERVER__BODY_LIMIT_BYTES", "lots")])
-            .unwrap_err()
-            .to_string();
+        let err = load_err(&[("RECOUP_SERVER__BODY_LIMIT_BYTES", "lots")]);
         assert!(err.contains("server.body_limit_bytes"), "{err}");
         assert!(err.contains("lots"), "{err}");
         assert!(err.contains("RECOUP_SERVER__BODY_LIMIT_BYTES"), "{err}");
@@ -526,18 +535,14 @@ mod tests {
 
     #[test]
     fn an_unknown_key_is_refused_with_the_allowed_ones() {
-        let err = load(&[("RECOUP_SERVER__LISTN", "x")])
-            .unwrap_err()
-            .to_string();
+        let err = load_err(&[("RECOUP_SERVER__LISTN", "x")]);
         assert!(err.contains("listn"), "{err}");
         assert!(err.contains("listen"), "{err}");
     }
 
     #[test]
     fn a_bad_enum_lists_what_is_allowed() {
-        let err = load(&[("RECOUP_LOG_FORMAT", "xml")])
-            .unwrap_err()
-            .to_string();
+        let err = load_err(&[("RECOUP_LOG_FORMAT", "xml")]);
         assert!(
             err.contains("xml") && err.contains("text") && err.contains("json"),
             "{err}"
@@ -547,16 +552,14 @@ mod tests {
 
     #[test]
     fn out_of_range_values_name_key_value_and_range() {
-        let err = load(&[("RECOUP_WEBHOOK__TOLERANCE_SECS", "0")])
-            .unwrap_err()
-            .to_string();
+        let err = load_err(&[("RECOUP_WEBHOOK__TOLERANCE_SECS", "0")]);
         assert!(err.contains("webhook.tolerance_secs = \"0\""), "{err}");
         assert!(err.contains("between 1 and 3600"), "{err}");
-        let err = load(&[("REDIS_URL", "postgres://u:hunter2@db/1")])
-            .unwrap_err()
-            .to_string();
+        let err = load_err(&[("REDIS_URL", "postgres://u:hunter2@db/1")]);
         assert!(err.contains("REDIS_URL"), "{err}");
         assert!(!err.contains("hunter2"), "the password leaked: {err}");
+        let err = load_err(&[("REDIS_URL", "redis://a:6379,redis://b:6379")]);
+        assert!(err.contains("Redis Cluster"), "{err}");
     }
 
     #[test]
@@ -581,9 +584,7 @@ mod tests {
 
     #[test]
     fn a_malformed_secret_is_named_by_position_not_value() {
-        let err = load(&[("STRIPE_WEBHOOK_SECRETS", "whsec_ok,sk_live_oops")])
-            .unwrap_err()
-            .to_string();
+        let err = load_err(&[("STRIPE_WEBHOOK_SECRETS", "whsec_ok,sk_live_oops")]);
         assert!(err.contains("entry 2"), "{err}");
         assert!(!err.contains("sk_live_oops"), "{err}");
     }

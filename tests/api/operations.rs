@@ -77,3 +77,26 @@ async fn a_request_id_sent_by_the_caller_is_kept() {
         .unwrap();
     assert_eq!(answer.headers()["x-request-id"], "support-ticket-4711");
 }
+
+#[tokio::test]
+async fn a_client_that_stalls_mid_body_gets_408_and_nothing_is_stored() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(&[("RECOUP_SERVER__REQUEST_TIMEOUT_SECS", "1")]).await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /webhooks/stripe HTTP/1.1\r\nHost: recoup\r\nStripe-Signature: t=1,v1=00\r\n\
+              Content-Length: 1000\r\n\r\n{\"id\":",
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await;
+    assert!(read.is_ok(), "no answer to a stalled request");
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert_eq!(app.redis.inbox_len().await, 0);
+}
