@@ -12,6 +12,24 @@
 //!
 //! The same scheme signs recoup's own outgoing webhooks (`Recoup-Signature`) and the fixtures that
 //! `recoup webhook send` replays, which is why [`sign`] lives here too.
+//!
+//! ```
+//! use recoup::webhook::signature::{SignatureError, Verifier, sign};
+//!
+//! let body = br#"{"id":"evt_1","type":"invoice.paid","data":{"object":{}}}"#;
+//! let now = 1_790_000_000;
+//! let header = sign(b"whsec_new", now, body);
+//!
+//! // During a rotation both secrets are configured; either one verifies.
+//! let verifier = Verifier::new([&b"whsec_old"[..], &b"whsec_new"[..]], 300);
+//! assert!(verifier.verify(Some(&header), body, now + 10).is_ok());
+//!
+//! // Ten minutes later the same delivery is a replay.
+//! assert!(matches!(
+//!     verifier.verify(Some(&header), body, now + 600),
+//!     Err(SignatureError::OutsideTolerance { .. })
+//! ));
+//! ```
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
