@@ -77,6 +77,26 @@ async fn the_same_event_sent_20_times_at_once_is_stored_once() {
 }
 
 #[tokio::test]
+async fn two_receivers_on_one_redis_store_a_concurrent_event_once() {
+    let first = TestApp::spawn().await;
+    // A second receiver process against the same Redis (its TestRedis is a throwaway).
+    let second = TestApp::spawn_with(&[("REDIS_URL", &first.redis.url())]).await;
+    let body = fixture("invoice.payment_failed");
+    let deliveries = (0..20).map(|i| {
+        let app = if i % 2 == 0 { &first } else { &second };
+        app.deliver(body.clone())
+    });
+    let answers = futures::future::join_all(deliveries).await;
+    assert!(answers.iter().all(|a| a.status == 200), "{answers:?}");
+    let fresh = answers
+        .iter()
+        .filter(|a| a.json().get("duplicate").is_none())
+        .count();
+    assert_eq!(fresh, 1, "{answers:?}");
+    assert_eq!(first.redis.inbox_len().await, 1);
+}
+
+#[tokio::test]
 async fn an_event_type_recoup_does_not_act_on_is_ignored_and_not_stored() {
     let app = TestApp::spawn().await;
     let answer = app.deliver(event_body("evt_plan_1", "plan.created")).await;
@@ -298,15 +318,19 @@ async fn redis_down_means_503_and_recoup_recovers_when_it_returns() {
 
     app.redis.stop();
     let during = event_body("evt_during_outage", "invoice.payment_failed");
-    let answer = app.deliver(during.clone()).await;
-    assert_eq!(answer.status, 503, "{}", answer.text);
-    assert!(
-        answer.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("deliver again")
-    );
-    assert_eq!(app.get("/readyz").await.status, 503);
+    // A long outage: Stripe keeps redelivering, well past the connection manager's own retries.
+    for _ in 0..4 {
+        let answer = app.deliver(during.clone()).await;
+        assert_eq!(answer.status, 503, "{}", answer.text);
+        assert!(
+            answer.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("deliver again")
+        );
+        assert_eq!(app.get("/readyz").await.status, 503);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
 
     app.redis.restart();
     let readyz = app.url("/readyz");
