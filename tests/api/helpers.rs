@@ -4,6 +4,7 @@
 //! on, as production should run), its own recoup (in-process, or as the real binary for what only a
 //! process shows: exit codes, signals, logs), and stops both when dropped.
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -103,6 +104,11 @@ impl TestRedis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Whether Redis answers a PING within half a second.
+    pub fn answers(&self) -> bool {
+        ping(self.port)
+    }
+
     /// Stops Redis the way an operator would (SIGTERM: the AOF is flushed).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -172,7 +178,6 @@ impl Drop for TestRedis {
 }
 
 fn ping(port: u16) -> bool {
-    use std::io::{Read, Write};
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
@@ -356,17 +361,26 @@ pub struct RecoupProcess {
 impl RecoupProcess {
     /// Starts `recoup serve` on a free port against `redis`, waiting until `/healthz` answers.
     pub async fn serve(redis: &TestRedis, extra: &[(&str, &str)]) -> Self {
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut command = recoup_command();
-        command
+        // The port is picked free but bound later by the child; another test may take it first.
+        for _ in 0..3 {
+            if let Some(process) = Self::try_serve(redis, extra).await {
+                return process;
+            }
+        }
+        panic!("recoup did not start on any of three ports");
+    }
+
+    async fn try_serve(redis: &TestRedis, extra: &[(&str, &str)]) -> Option<Self> {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = recoup_command()
             .arg("serve")
             .envs(base_env(redis))
             .env("RECOUP_LISTEN", addr.to_string())
             .envs(extra.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let child = command.spawn().expect("the recoup binary runs");
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the recoup binary runs");
         let mut process = RecoupProcess { child, addr };
         let http = reqwest::Client::new();
         let url = format!("http://{addr}/healthz");
@@ -375,10 +389,18 @@ impl RecoupProcess {
             if let Ok(r) = http.get(&url).send().await
                 && r.status() == 200
             {
-                return process;
+                return Some(process);
             }
-            if let Ok(Some(status)) = process.child.try_wait() {
-                panic!("recoup exited before it was healthy: {status}");
+            if process.child.try_wait().unwrap().is_some() {
+                let mut stderr = String::new();
+                let _ = process
+                    .child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut stderr);
+                assert!(stderr.contains("cannot listen"), "recoup exited: {stderr}");
+                return None;
             }
             assert!(Instant::now() < deadline, "recoup did not become healthy");
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -386,7 +386,10 @@ async fn a_stalled_redis_means_503_within_the_bound_and_nothing_twice() {
                 .unwrap();
         }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until("Redis to stall", Duration::from_secs(4), || async {
+        !app.redis.answers()
+    })
+    .await;
     let body = event_body("evt_stalled", "invoice.payment_failed");
     let header = sign(SECRET.as_bytes(), unix_now(), &body);
     let answer = app
