@@ -91,8 +91,11 @@ impl Default for WebhookSettings {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
-    /// `redis://[user:password@]host:port/db` or `rediss://…` for TLS.
+    /// `redis://[user:password@]host:port/db` or `rediss://…` for TLS; with `cluster`, several
+    /// comma-separated node URLs (any reachable node is enough to discover the rest).
     pub url: String,
+    /// Whether `url` names the nodes of a Redis Cluster.
+    pub cluster: bool,
     /// Bound on one store operation; past it the webhook answers 503 and Stripe delivers again.
     pub timeout_ms: u64,
     /// How long an event id is remembered for deduplication.
@@ -103,6 +106,7 @@ impl Default for RedisSettings {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:6379".into(),
+            cluster: false,
             timeout_ms: 1000,
             dedupe_ttl_secs: 30 * 24 * 3600,
         }
@@ -110,9 +114,18 @@ impl Default for RedisSettings {
 }
 
 impl RedisSettings {
-    /// The URL with any password replaced, for messages and logs.
+    /// The node URLs: one, or several for a cluster.
+    pub fn urls(&self) -> Vec<&str> {
+        self.url.split(',').map(str::trim).collect()
+    }
+
+    /// The URL(s) with any password replaced, for messages and logs.
     pub fn redacted_url(&self) -> String {
-        redact_url(&self.url)
+        self.urls()
+            .into_iter()
+            .map(redact_url)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -120,6 +133,7 @@ impl std::fmt::Debug for RedisSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisSettings")
             .field("url", &self.redacted_url())
+            .field("cluster", &self.cluster)
             .field("timeout_ms", &self.timeout_ms)
             .field("dedupe_ttl_secs", &self.dedupe_ttl_secs)
             .finish()
@@ -258,19 +272,22 @@ impl Settings {
             ));
         }
         let r = &self.redis;
-        if r.url.contains(',') {
+        if r.urls().len() > 1 && !r.cluster {
             return Err(ConfigError::invalid(
                 "redis.url (REDIS_URL)",
                 r.redacted_url(),
-                "one Redis URL; several comma-separated URLs (Redis Cluster) are not supported yet",
+                "one URL, or several comma-separated node URLs with redis.cluster = true \
+                 (RECOUP_REDIS__CLUSTER=true) for a Redis Cluster",
             ));
         }
-        if let Err(e) = redis::Client::open(r.url.as_str()) {
-            return Err(ConfigError::invalid(
-                "redis.url (REDIS_URL)",
-                r.redacted_url(),
-                format!("a redis:// or rediss:// URL such as redis://127.0.0.1:6379/0 ({e})"),
-            ));
+        for url in r.urls() {
+            if let Err(e) = redis::Client::open(url) {
+                return Err(ConfigError::invalid(
+                    "redis.url (REDIS_URL)",
+                    redact_url(url),
+                    format!("a redis:// or rediss:// URL such as redis://127.0.0.1:6379/0 ({e})"),
+                ));
+            }
         }
         if !(10..=60_000).contains(&r.timeout_ms) {
             return Err(ConfigError::invalid(
@@ -485,6 +502,7 @@ mod tests {
         assert_eq!(s.server.request_timeout_secs, d.server.request_timeout_secs);
         assert_eq!(s.webhook.tolerance_secs, d.webhook.tolerance_secs);
         assert_eq!(s.redis.url, d.redis.url);
+        assert_eq!(s.redis.cluster, d.redis.cluster);
         assert_eq!(s.redis.timeout_ms, d.redis.timeout_ms);
         assert_eq!(s.redis.dedupe_ttl_secs, d.redis.dedupe_ttl_secs);
         assert_eq!(s.log.format, d.log.format);
@@ -559,7 +577,33 @@ mod tests {
         assert!(err.contains("REDIS_URL"), "{err}");
         assert!(!err.contains("hunter2"), "the password leaked: {err}");
         let err = load_err(&[("REDIS_URL", "redis://a:6379,redis://b:6379")]);
-        assert!(err.contains("Redis Cluster"), "{err}");
+        assert!(err.contains("RECOUP_REDIS__CLUSTER=true"), "{err}");
+    }
+
+    #[test]
+    fn a_cluster_takes_several_urls_and_redacts_each() {
+        let s = load(&[
+            (
+                "REDIS_URL",
+                "redis://:pw1@10.0.0.1:7000, redis://:pw2@10.0.0.2:7000",
+            ),
+            ("RECOUP_REDIS__CLUSTER", "true"),
+        ])
+        .unwrap();
+        assert!(s.redis.cluster);
+        assert_eq!(
+            s.redis.urls(),
+            vec!["redis://:pw1@10.0.0.1:7000", "redis://:pw2@10.0.0.2:7000"]
+        );
+        assert_eq!(
+            s.redis.redacted_url(),
+            "redis://:***@10.0.0.1:7000,redis://:***@10.0.0.2:7000"
+        );
+        let err = load_err(&[
+            ("REDIS_URL", "redis://10.0.0.1:7000,http://10.0.0.2"),
+            ("RECOUP_REDIS__CLUSTER", "true"),
+        ]);
+        assert!(err.contains("http://10.0.0.2"), "{err}");
     }
 
     #[test]

@@ -2,15 +2,19 @@
 //!
 //! Keys of the inbox share the `{inbox}` hash tag so the ingest script's two keys land in one slot on
 //! Redis Cluster. Every operation is bounded by `redis.timeout_ms` — connecting included — so a dead
-//! or stalled Redis turns into a prompt error (and a 503 for Stripe) instead of a hung request. The
-//! connection manager multiplexes all callers over one connection, which pipelines concurrent
-//! webhooks for free, and reconnects by itself when Redis comes back.
+//! or stalled Redis turns into a prompt error (and a 503 for Stripe) instead of a hung request.
+//!
+//! One server is reached through a connection manager, a cluster through redis-rs's cluster
+//! connection (which follows slot moves); both multiplex every caller over shared connections, which
+//! pipelines concurrent webhooks for free, and both reconnect by themselves when Redis comes back.
 
 use std::future::Future;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{RedisError, Script};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 
 use super::{Ingest, StoreError};
 use crate::config::RedisSettings;
@@ -25,7 +29,7 @@ pub const EVENT_MARKER_PREFIX: &str = "recoup:{inbox}:evt:";
 /// A handle on Redis; cheap to clone, shared by every request.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Connection,
     ingest: Script,
     timeout: Duration,
     dedupe_ttl_secs: u64,
@@ -48,21 +52,11 @@ impl RedisStore {
             url: url.clone(),
             reason,
         };
-        let client =
-            redis::Client::open(settings.url.as_str()).map_err(|e| unreachable(e.to_string()))?;
         let timeout = Duration::from_millis(settings.timeout_ms);
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            // Reconnection happens in the background of requests; keep each round short so
-            // callers see Redis return promptly instead of waiting out a long backoff.
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn =
-            tokio::time::timeout(timeout, ConnectionManager::new_with_config(client, config))
-                .await
-                .map_err(|_| unreachable(format!("no answer within {} ms", settings.timeout_ms)))?
-                .map_err(|e| unreachable(e.to_string()))?;
+        let conn = tokio::time::timeout(timeout, Connection::open(settings, timeout))
+            .await
+            .map_err(|_| unreachable(format!("no answer within {} ms", settings.timeout_ms)))?
+            .map_err(|e| unreachable(e.to_string()))?;
         Ok(Self {
             conn,
             ingest: Script::new(include_str!("scripts/ingest.lua")),
@@ -118,6 +112,65 @@ impl RedisStore {
             }
             Ok(Err(e)) => Err(StoreError::Redis(e.to_string())),
             Ok(Ok(v)) => Ok(v),
+        }
+    }
+}
+
+/// One Redis server or a cluster, behind the same commands.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Connection {
+    async fn open(settings: &RedisSettings, timeout: Duration) -> Result<Self, RedisError> {
+        if settings.cluster {
+            let client = ClusterClient::builder(settings.urls())
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .retries(2)
+                .build()?;
+            return Ok(Connection::Cluster(client.get_async_connection().await?));
+        }
+        let client = redis::Client::open(settings.url.as_str())?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            // Reconnection happens in the background of requests; keep each round short so
+            // callers see Redis return promptly instead of waiting out a long backoff.
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        Ok(Connection::Single(
+            ConnectionManager::new_with_config(client, config).await?,
+        ))
+    }
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
         }
     }
 }

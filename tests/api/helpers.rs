@@ -52,14 +52,21 @@ pub struct TestRedis {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    extra_args: Vec<String>,
 }
 
 impl TestRedis {
     pub fn start() -> Self {
+        Self::start_with(Vec::new())
+    }
+
+    /// Starts with extra `redis-server` arguments.
+    fn start_with(extra_args: Vec<String>) -> Self {
         let mut redis = TestRedis {
             child: None,
             port: 0,
             dir: tempfile::tempdir().unwrap(),
+            extra_args,
         };
         // A port picked free can be taken before Redis binds it; try a few.
         for _ in 0..5 {
@@ -81,6 +88,7 @@ impl TestRedis {
             .args(["--appendonly", "yes"])
             .args(["--enable-debug-command", "yes"])
             .args(["--logfile", "redis.log"])
+            .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -186,6 +194,78 @@ fn ping(port: u16) -> bool {
     stream.write_all(b"PING\r\n").is_ok()
         && stream.read_exact(&mut buf).is_ok()
         && &buf == b"+PONG\r\n"
+}
+
+/// A three-node Redis Cluster (no replicas) of this test's own.
+pub struct TestCluster {
+    pub nodes: Vec<TestRedis>,
+}
+
+impl TestCluster {
+    pub async fn start() -> Self {
+        let nodes: Vec<TestRedis> = (0..3)
+            .map(|_| {
+                let bus = free_port().to_string();
+                TestRedis::start_with(
+                    ["--cluster-enabled", "yes", "--cluster-port", &bus]
+                        .map(String::from)
+                        .to_vec(),
+                )
+            })
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli is installed with redis-server");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        let cluster = TestCluster { nodes };
+        wait_until("the cluster to be ok", Duration::from_secs(20), || {
+            let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.port).collect();
+            async move {
+                ports.iter().all(|port| {
+                    Command::new("redis-cli")
+                        .args(["-p", &port.to_string(), "cluster", "info"])
+                        .output()
+                        .is_ok_and(|o| {
+                            String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok")
+                        })
+                })
+            }
+        })
+        .await;
+        cluster
+    }
+
+    /// `REDIS_URL` for recoup: every node, comma-separated.
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(TestRedis::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// How many entries the inbox stream holds, wherever its slot lives.
+    pub async fn inbox_len(&self) -> usize {
+        let client = redis::cluster::ClusterClient::new(
+            self.nodes.iter().map(TestRedis::url).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let mut conn = client.get_async_connection().await.unwrap();
+        redis::cmd("XLEN")
+            .arg(INBOX_STREAM)
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    }
 }
 
 /// The base environment every test app gets.

@@ -410,3 +410,26 @@ async fn a_stalled_redis_means_503_within_the_bound_and_nothing_twice() {
     assert_eq!(answer.status, 200, "{}", answer.text);
     assert_eq!(app.redis.inbox_len().await, 1);
 }
+
+#[tokio::test]
+async fn a_redis_cluster_stores_each_event_once() {
+    let cluster = TestCluster::start().await;
+    let url = cluster.url();
+    let app = TestApp::spawn_with(&[("REDIS_URL", &url), ("RECOUP_REDIS__CLUSTER", "true")]).await;
+    assert_eq!(app.get("/readyz").await.status, 200);
+    for name in [
+        "invoice.payment_failed",
+        "legacy/invoice.paid",
+        "charge.dispute.created",
+    ] {
+        let answer = app.deliver(fixture(name)).await;
+        assert_eq!(
+            answer.json(),
+            serde_json::json!({"received": true}),
+            "{name}"
+        );
+    }
+    let again = app.deliver(fixture("invoice.payment_failed")).await;
+    assert_eq!(again.json()["duplicate"], true);
+    assert_eq!(cluster.inbox_len().await, 3);
+}
