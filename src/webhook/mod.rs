@@ -20,7 +20,7 @@ pub mod send;
 pub mod signature;
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -84,7 +84,10 @@ async fn handle(
     let header = headers
         .get("stripe-signature")
         .map(|v| v.to_str().unwrap_or("\u{fffd}"));
-    if let Err(e) = receiver.verifier.verify(header, &body, unix_now()) {
+    if let Err(e) = receiver
+        .verifier
+        .verify(header, &body, signature::unix_now())
+    {
         tracing::warn!(reason = e.reason(), "webhook signature refused: {e}");
         metrics::counter!(metric::WEBHOOK_VERIFICATION_FAILURES, "reason" => e.reason())
             .increment(1);
@@ -145,18 +148,11 @@ fn status_outcome(status: StatusCode) -> &'static str {
     }
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
-
 fn json(status: StatusCode, body: &'static str) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// `{"error": message}` with `status`.
-pub fn error(status: StatusCode, message: &str) -> Response {
+fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
 }

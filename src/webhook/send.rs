@@ -5,7 +5,7 @@
 //! for a fresh event id (to send the same fixture again without it being a duplicate).
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::event::{self, EventError};
 use super::signature;
@@ -54,10 +54,6 @@ pub async fn send(
         value["id"] = format!("evt_{}", uuid::Uuid::new_v4().simple()).into();
         body = serde_json::to_vec_pretty(&value).expect("a JSON value serialises");
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default();
     let http = |source| SendError::Http {
         url: url.to_owned(),
         source,
@@ -69,7 +65,10 @@ pub async fn send(
         .map_err(http)?
         .post(url)
         .header("content-type", "application/json; charset=utf-8")
-        .header("stripe-signature", signature::sign(secret, now, &body))
+        .header(
+            "stripe-signature",
+            signature::sign(secret, signature::unix_now(), &body),
+        )
         .body(body)
         .send()
         .await

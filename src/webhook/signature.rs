@@ -197,6 +197,15 @@ fn tag(mut mac: HmacSha256, timestamp: i64, body: &[u8]) -> [u8; TAG_LEN] {
     mac.finalize().into_bytes().into()
 }
 
+/// The real wall clock in unix seconds: signature timestamps are always checked against it, never
+/// against a test clock.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
 /// The header value `t=<timestamp>,v1=<hex>` for `body` signed with `secret`.
 pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     let key = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");

@@ -8,12 +8,13 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use recoup::config::Settings;
 use recoup::server::Application;
 use recoup::store::redis::INBOX_STREAM;
 use recoup::webhook::signature;
+pub use recoup::webhook::signature::unix_now;
 use tokio::sync::oneshot;
 
 pub const SECRET: &str = "whsec_test_primary_5f1c0e";
@@ -30,13 +31,6 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 fn free_port() -> u16 {
