@@ -30,6 +30,7 @@ const NAMED_ENV: &[(&str, &str)] = &[
     ("REDIS_URL", "redis.url"),
     ("RECOUP_LISTEN", "server.listen"),
     ("RECOUP_LOG_FORMAT", "log.format"),
+    ("RECOUP_TEST_CLOCK", "clock.test"),
 ];
 
 /// Everything `recoup serve` needs, validated.
@@ -39,6 +40,8 @@ pub struct Settings {
     pub webhook: WebhookSettings,
     pub redis: RedisSettings,
     pub log: LogSettings,
+    pub worker: WorkerSettings,
+    pub clock: ClockSettings,
     pub secrets: Secrets,
 }
 
@@ -50,6 +53,8 @@ struct Layered {
     webhook: WebhookSettings,
     redis: RedisSettings,
     log: LogSettings,
+    worker: WorkerSettings,
+    clock: ClockSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -156,11 +161,73 @@ pub enum LogFormat {
     Json,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// How long a claimed inbox entry or timer stays claimed before another worker may take it over.
+    pub lease_secs: u64,
+    /// How many cases one worker process works on at once.
+    pub concurrency: usize,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            lease_secs: 10,
+            concurrency: 64,
+        }
+    }
+}
+
+impl WorkerSettings {
+    pub fn lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lease_secs)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClockSettings {
+    /// `RECOUP_TEST_CLOCK=1`: the scheduler's now is the wall clock plus an offset kept in the store.
+    #[serde(deserialize_with = "flag")]
+    pub test: bool,
+}
+
+/// A switch written as `true`/`false` in the file or `1`/`0` in the environment.
+fn flag<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Number(i64),
+        Text(String),
+    }
+    match Flag::deserialize(deserializer)? {
+        Flag::Bool(b) => Ok(b),
+        Flag::Number(1) => Ok(true),
+        Flag::Number(0) => Ok(false),
+        Flag::Text(t) if t == "1" || t.eq_ignore_ascii_case("true") => Ok(true),
+        Flag::Text(t) if t.is_empty() || t == "0" || t.eq_ignore_ascii_case("false") => Ok(false),
+        _ => Err(serde::de::Error::custom("expected 1, 0, true or false")),
+    }
+}
+
+/// A bearer token for `/api/*`, with the name recorded on what its holder does.
+#[derive(Clone)]
+pub struct ApiToken {
+    pub name: String,
+    pub token: SecretString,
+}
+
 /// Secrets, from the environment only.
 #[derive(Clone, Default)]
 pub struct Secrets {
     /// `STRIPE_WEBHOOK_SECRETS`: every one is accepted, so a secret can be rotated without downtime.
     pub webhook_secrets: Vec<SecretString>,
+    /// `RECOUP_API_TOKENS`: `name:token` or bare `token` (named `token-<position>`).
+    pub api_tokens: Vec<ApiToken>,
+    /// `STRIPE_API_KEY`: the processor secret key.
+    pub stripe_api_key: Option<SecretString>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -169,6 +236,14 @@ impl std::fmt::Debug for Secrets {
             .field(
                 "webhook_secrets",
                 &format_args!("[{} redacted]", self.webhook_secrets.len()),
+            )
+            .field(
+                "api_tokens",
+                &self.api_tokens.iter().map(|t| &t.name).collect::<Vec<_>>(),
+            )
+            .field(
+                "stripe_api_key",
+                &self.stripe_api_key.as_ref().map(|_| "redacted"),
             )
             .finish()
     }
@@ -235,12 +310,19 @@ impl Settings {
 
         let secrets = Secrets {
             webhook_secrets: webhook_secrets(lookup(&env, "STRIPE_WEBHOOK_SECRETS"))?,
+            api_tokens: api_tokens(lookup(&env, "RECOUP_API_TOKENS"))?,
+            stripe_api_key: lookup(&env, "STRIPE_API_KEY")
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(|k| SecretString::from(k.to_owned())),
         };
         let settings = Settings {
             server: layered.server,
             webhook: layered.webhook,
             redis: layered.redis,
             log: layered.log,
+            worker: layered.worker,
+            clock: layered.clock,
             secrets,
         };
         settings.validate()?;
@@ -296,6 +378,34 @@ impl Settings {
                 "between 10 and 60000 milliseconds",
             ));
         }
+        let w = &self.worker;
+        if !(1..=3600).contains(&w.lease_secs) {
+            return Err(ConfigError::invalid(
+                "worker.lease_secs (RECOUP_WORKER__LEASE_SECS)",
+                w.lease_secs,
+                "between 1 and 3600 seconds; longer than the slowest case takes to process",
+            ));
+        }
+        if !(1..=10_000).contains(&w.concurrency) {
+            return Err(ConfigError::invalid(
+                "worker.concurrency",
+                w.concurrency,
+                "between 1 and 10000 cases at once",
+            ));
+        }
+        let live_key = self
+            .secrets
+            .stripe_api_key
+            .as_ref()
+            .is_some_and(|k| k.expose_secret().starts_with("sk_live_"));
+        if self.clock.test && live_key {
+            return Err(ConfigError::invalid(
+                "RECOUP_TEST_CLOCK",
+                "1",
+                "off while STRIPE_API_KEY is a live key (sk_live_…): moving the clock would \
+                 charge real cards early; use a test key (sk_test_…) with the test clock",
+            ));
+        }
         const THREE_DAYS: u64 = 3 * 24 * 3600;
         if r.dedupe_ttl_secs < THREE_DAYS {
             return Err(ConfigError::invalid(
@@ -327,6 +437,35 @@ fn webhook_secrets(raw: Option<&str>) -> Result<Vec<SecretString>, ConfigError> 
                      (Stripe dashboard → Webhooks → your endpoint → Signing secret)",
                 ))
             }
+        })
+        .collect()
+}
+
+/// Parses `RECOUP_API_TOKENS`; like the signing secrets, a bad entry is named by position only.
+fn api_tokens(raw: Option<&str>) -> Result<Vec<ApiToken>, ConfigError> {
+    let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
+        return Ok(Vec::new());
+    };
+    raw.split(',')
+        .map(str::trim)
+        .enumerate()
+        .map(|(i, entry)| {
+            let (name, token) = match entry.split_once(':') {
+                Some((name, token)) => (name.trim().to_owned(), token.trim()),
+                None => (format!("token-{}", i + 1), entry),
+            };
+            if token.len() < 16 || name.is_empty() {
+                return Err(ConfigError::invalid(
+                    "RECOUP_API_TOKENS",
+                    format!("<entry {} redacted>", i + 1),
+                    "comma-separated tokens of at least 16 characters, each bare or as \
+                     name:token (for example support-ana:6f1c…; openssl rand -hex 24 makes one)",
+                ));
+            }
+            Ok(ApiToken {
+                name,
+                token: SecretString::from(token.to_owned()),
+            })
         })
         .collect()
 }
@@ -642,6 +781,48 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("stripe_webhook_secrets"), "{err}");
+    }
+
+    #[test]
+    fn worker_and_clock_settings_come_from_the_environment() {
+        let settings = load(&[
+            ("RECOUP_WORKER__LEASE_SECS", "3"),
+            ("RECOUP_TEST_CLOCK", "1"),
+            ("STRIPE_API_KEY", "sk_test_abc"),
+        ])
+        .unwrap();
+        assert_eq!(settings.worker.lease_secs, 3);
+        assert!(settings.clock.test);
+        assert!(!load(&[("RECOUP_TEST_CLOCK", "0")]).unwrap().clock.test);
+        let err = load_err(&[("RECOUP_TEST_CLOCK", "yes")]);
+        assert!(err.contains("RECOUP_TEST_CLOCK"), "{err}");
+        let err = load_err(&[("RECOUP_WORKER__LEASE_SECS", "0")]);
+        assert!(err.contains("RECOUP_WORKER__LEASE_SECS"), "{err}");
+    }
+
+    #[test]
+    fn the_test_clock_is_refused_with_a_live_key() {
+        let err = load_err(&[
+            ("RECOUP_TEST_CLOCK", "1"),
+            ("STRIPE_API_KEY", "sk_live_51Habc"),
+        ]);
+        assert!(err.contains("RECOUP_TEST_CLOCK") && err.contains("sk_live_"), "{err}");
+        assert!(!err.contains("51Habc"), "the key itself is never echoed: {err}");
+    }
+
+    #[test]
+    fn api_tokens_are_named_or_numbered_and_never_shown() {
+        let settings = load(&[(
+            "RECOUP_API_TOKENS",
+            "support-ana:aaaaaaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbbbbbb",
+        )])
+        .unwrap();
+        let names: Vec<_> = settings.secrets.api_tokens.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["support-ana", "token-2"]);
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("aaaaaaaa") && !shown.contains("bbbbbbbb"), "{shown}");
+        let err = load_err(&[("RECOUP_API_TOKENS", "ana:short")]);
+        assert!(err.contains("entry 1") && !err.contains("short"), "{err}");
     }
 
     #[test]

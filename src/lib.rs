@@ -10,8 +10,12 @@
 //! - [`server`] — the HTTP service, operations endpoints and graceful shutdown;
 //! - [`telemetry`] — logs and Prometheus metrics.
 
+pub mod api;
+pub mod clock;
 pub mod config;
+pub mod policy;
 pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod webhook;
+pub mod worker;

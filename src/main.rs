@@ -8,8 +8,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use recoup::clock::{self, Clock};
 use recoup::config::Settings;
-use recoup::server::Application;
+use recoup::server::{Application, Role};
+use recoup::store::RedisStore;
 use recoup::{telemetry, webhook};
 
 #[derive(Parser)]
@@ -25,15 +27,39 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the service: receive Stripe webhooks and store them in Redis.
+    /// Run the service: receive Stripe webhooks, keep cases in Redis, fire their timers.
     Serve {
         /// Settings file [default: config/recoup.toml when it exists, else built-in defaults].
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
+        /// receiver = webhook + status API, worker = scheduler + executors, all = both.
+        #[arg(long, value_enum, default_value_t = Role::All)]
+        role: Role,
     },
     /// Work with webhook events.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// The test clock (RECOUP_TEST_CLOCK=1): show it or move it forward.
+    #[command(subcommand)]
+    Clock(ClockCommand),
+}
+
+#[derive(Subcommand)]
+enum ClockCommand {
+    /// Print the scheduler's now and the test clock's offset.
+    Show {
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Move the test clock forward (3d, 12h, 90m, 45s, 1d12h) and wait until every timer that became
+    /// due has been claimed by a worker.
+    Advance {
+        /// How far: a number with d, h, m or s, e.g. 3d.
+        #[arg(value_parser = clock::parse_duration, allow_hyphen_values = true)]
+        duration: i64,
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -98,7 +124,11 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
-        Command::Serve { config } => serve(config).await,
+        Command::Serve { config, role } => serve(config, role).await,
+        Command::Clock(ClockCommand::Show { config }) => clock(config, None).await,
+        Command::Clock(ClockCommand::Advance { duration, config }) => {
+            clock(config, Some(duration)).await
+        }
         Command::Webhook(WebhookCommand::Send {
             file,
             url,
@@ -115,20 +145,42 @@ fn environment() -> Vec<(String, String)> {
         .collect()
 }
 
-async fn serve(config: Option<PathBuf>) -> Result<ExitCode, Failure> {
+async fn serve(config: Option<PathBuf>, role: Role) -> Result<ExitCode, Failure> {
     let settings = Settings::load(config.as_deref(), environment()).map_err(user)?;
     telemetry::init_logging(settings.log.format);
     tracing::info!(
+        ?role,
         listen = %settings.server.listen,
         redis = %settings.redis.redacted_url(),
         secrets = settings.secrets.webhook_secrets.len(),
+        test_clock = settings.clock.test,
         "recoup starting"
     );
-    let app = Application::build(&settings).await.map_err(user)?;
+    let app = Application::build(&settings, role).await.map_err(user)?;
     app.run_until(shutdown_signal())
         .await
         .context("the HTTP server failed")
         .map_err(Failure::Internal)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn clock(config: Option<PathBuf>, advance: Option<i64>) -> Result<ExitCode, Failure> {
+    let settings = Settings::load(config.as_deref(), environment()).map_err(user)?;
+    let store = RedisStore::connect(&settings.redis).await.map_err(user)?;
+    let clock = Clock::new(store, settings.clock.test);
+    let reading = match advance {
+        Some(seconds) => clock.advance(seconds).await.map_err(user)?,
+        None => clock.read().await.map_err(user)?,
+    };
+    let kind = if clock.is_test() {
+        "test clock"
+    } else {
+        "wall clock; the test clock is off"
+    };
+    println!(
+        "now {} (offset {} s, {kind})",
+        reading.now, reading.offset_seconds
+    );
     Ok(ExitCode::SUCCESS)
 }
 

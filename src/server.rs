@@ -1,9 +1,12 @@
-//! The HTTP service: routes, middleware, operations endpoints, and a graceful stop.
+//! The service: HTTP routes and middleware, the worker, operations endpoints, and a graceful stop.
 //!
 //! [`Application::build`] does everything that can fail at start-up — connect to Redis, bind the
-//! port — so `recoup serve` either refuses to start with a clear reason or runs. Running stops on
-//! the shutdown future (SIGTERM/SIGINT in `main`): the listener closes at once, requests in flight
-//! finish, and only then does [`Application::run_until`] return.
+//! port — so `recoup serve` either refuses to start with a clear reason or runs. What runs depends on
+//! the [`Role`]: a `receiver` serves the webhook and the support API, a `worker` runs the scheduler
+//! and executors, `all` does both; every role serves the operations endpoints, so each process can
+//! be health-checked and scraped. Running stops on the shutdown future (SIGTERM/SIGINT in `main`):
+//! the listener closes at once, requests in flight finish, the worker stops claiming and finishes
+//! its cases in flight, and only then does [`Application::run_until`] return.
 //!
 //! Operations endpoints: `/healthz` answers while the process runs, `/readyz` only while Redis
 //! answers (a load balancer should stop sending webhooks to an instance that cannot store them),
@@ -25,10 +28,43 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use tokio::sync::watch;
+
+use crate::api::{self, Api, auth::Tokens};
+use crate::clock::Clock;
 use crate::config::Settings;
-use crate::store::{RedisStore, StoreError};
+use crate::policy::Policy;
+use crate::store::{RedisStore, Store, StoreError};
 use crate::telemetry;
 use crate::webhook::{self, Receiver, signature::Verifier};
+use crate::worker::Worker;
+
+/// What a `recoup serve` process runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Webhook receiver, support API and worker, in one process.
+    #[default]
+    All,
+    /// Webhook receiver and support API only.
+    Receiver,
+    /// Scheduler and executors only.
+    Worker,
+}
+
+impl Role {
+    fn receives(self) -> bool {
+        self != Role::Worker
+    }
+
+    fn works(self) -> bool {
+        self != Role::Receiver
+    }
+}
+
+/// `{"error": message}` with `status`: how every route of recoup reports a problem.
+pub fn error_response(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +87,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     metrics: PrometheusHandle,
+    worker: Option<Worker<RedisStore>>,
 }
 
 #[derive(Clone)]
@@ -60,30 +97,50 @@ struct Ops {
 }
 
 impl Application {
-    pub async fn build(settings: &Settings) -> Result<Self, StartError> {
-        if settings.secrets.webhook_secrets.is_empty() {
+    pub async fn build(settings: &Settings, role: Role) -> Result<Self, StartError> {
+        if role.receives() && settings.secrets.webhook_secrets.is_empty() {
             return Err(StartError::NoWebhookSecret);
         }
         let store = RedisStore::connect(&settings.redis).await?;
         let metrics = telemetry::metrics_handle();
-        let receiver = Arc::new(Receiver {
-            verifier: Verifier::new(
-                settings.secrets.webhook_secret_bytes(),
-                settings.webhook.tolerance_secs,
-            ),
-            store: store.clone(),
-        });
+        let clock = Clock::new(store.clone(), settings.clock.test);
         let ops = Ops {
-            store,
+            store: store.clone(),
             metrics: metrics.clone(),
         };
-        let router = Router::new()
+        let mut routes = Router::new()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/metrics", get(render_metrics))
-            .with_state(ops)
-            .merge(webhook::routes(receiver, settings.server.body_limit_bytes))
-            .layer(
+            .with_state(ops);
+        if role.receives() {
+            let receiver = Arc::new(Receiver {
+                verifier: Verifier::new(
+                    settings.secrets.webhook_secret_bytes(),
+                    settings.webhook.tolerance_secs,
+                ),
+                store: store.clone(),
+            });
+            let api = Arc::new(Api {
+                store: store.clone(),
+                clock: clock.clone(),
+            });
+            routes = routes
+                .merge(webhook::routes(receiver, settings.server.body_limit_bytes))
+                .merge(api::routes(
+                    api,
+                    Tokens::new(settings.secrets.api_tokens.clone()),
+                ));
+        }
+        let worker = role.works().then(|| {
+            Worker::new(
+                store.clone(),
+                Policy::default(),
+                clock,
+                settings.worker.clone(),
+            )
+        });
+        let router = routes.layer(
                 tower::ServiceBuilder::new()
                     .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                     .layer(TraceLayer::new_for_http().make_span_with(request_span))
@@ -101,6 +158,7 @@ impl Application {
             listener,
             router,
             metrics,
+            worker,
         })
     }
 
@@ -111,12 +169,25 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` completes, then lets requests in flight finish.
+    /// Serves (and works) until `shutdown` completes, then lets requests and cases in flight
+    /// finish.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
         tracing::info!(addr = %self.local_addr(), "recoup listening");
+        let worker = self.worker.map(|worker| {
+            let stopped = until_stopped(stopped.clone());
+            tokio::spawn(worker.run(stopped))
+        });
         // Histograms keep raw samples until drained; drain them even when nobody scrapes.
         let metrics = self.metrics.clone();
         let upkeep = tokio::spawn(async move {
@@ -127,8 +198,11 @@ impl Application {
             }
         });
         let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(until_stopped(stopped))
             .await;
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
         upkeep.abort();
         tracing::info!("recoup stopped");
         served

@@ -22,7 +22,26 @@ pub mod metric {
     pub const WEBHOOK_VERIFICATION_FAILURES: &str = "recoup_webhook_verification_failures_total";
     /// Histogram: time from receiving a webhook body to answering it, in seconds.
     pub const WEBHOOK_INGEST_SECONDS: &str = "recoup_webhook_ingest_seconds";
+    /// Counter: inbox entries handled by `outcome` (`done`, `failed`, `dead_lettered`).
+    pub const INBOX_ENTRIES: &str = "recoup_inbox_entries_total";
+    /// Counter: entries moved to the dead-letter stream, by event `type`.
+    pub const DEAD_LETTERS: &str = "recoup_dead_letters_total";
+    /// Counter: case timers fired (each exactly once).
+    pub const TIMERS_FIRED: &str = "recoup_timers_fired_total";
+    /// Histogram: how late a timer fired after its due time, in seconds (scheduler's clock).
+    pub const TIMER_LATENESS_SECONDS: &str = "recoup_timer_lateness_seconds";
+    /// Counter: wake-ups that found nothing due (a duplicate claim after a lease ran out).
+    pub const STALE_WAKEUPS: &str = "recoup_stale_wakeups_total";
+    /// Counter: case saves refused by compare-and-set and retried on fresh state.
+    pub const CASE_CONFLICTS: &str = "recoup_case_conflicts_total";
+    /// Counter: actions carried out, by `action`.
+    pub const ACTIONS: &str = "recoup_actions_total";
 }
+
+/// Buckets for timer lateness: sub-second when healthy, up to days after a test-clock jump.
+const LATENESS_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0, 86400.0,
+];
 
 /// Buckets for request latencies: fine-grained where the webhook normally answers (< 10 ms).
 const LATENCY_BUCKETS: &[f64] = &[
@@ -60,6 +79,11 @@ pub fn metrics_handle() -> PrometheusHandle {
                     LATENCY_BUCKETS,
                 )
                 .expect("bucket list is not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full(metric::TIMER_LATENESS_SECONDS.to_owned()),
+                    LATENESS_BUCKETS,
+                )
+                .expect("bucket list is not empty")
                 .install_recorder()
                 .expect("the metrics recorder is installed once, here");
             describe();
@@ -82,4 +106,27 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time from receiving a webhook body to answering it."
     );
+    metrics::describe_counter!(
+        metric::INBOX_ENTRIES,
+        "Inbox entries handled by workers, by outcome (done, failed, dead_lettered)."
+    );
+    metrics::describe_counter!(
+        metric::DEAD_LETTERS,
+        "Inbox entries moved to the dead-letter stream recoup:{inbox}:dead, by event type."
+    );
+    metrics::describe_counter!(metric::TIMERS_FIRED, "Case timers fired.");
+    metrics::describe_histogram!(
+        metric::TIMER_LATENESS_SECONDS,
+        metrics::Unit::Seconds,
+        "How late timers fired after their due time, on the scheduler's clock."
+    );
+    metrics::describe_counter!(
+        metric::STALE_WAKEUPS,
+        "Case wake-ups that found no timer due (claimed again after a lease ran out)."
+    );
+    metrics::describe_counter!(
+        metric::CASE_CONFLICTS,
+        "Case saves refused by compare-and-set because another input saved first; retried."
+    );
+    metrics::describe_counter!(metric::ACTIONS, "Actions carried out, by action.");
 }

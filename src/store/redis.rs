@@ -1,23 +1,45 @@
 //! The Redis store: key layout, scripts and time bounds.
 //!
-//! Keys of the inbox share the `{inbox}` hash tag so the ingest script's two keys land in one slot on
-//! Redis Cluster. Every operation is bounded by `redis.timeout_ms` — connecting included — so a dead
-//! or stalled Redis turns into a prompt error (and a 503 for Stripe) instead of a hung request.
+//! | key | type | what |
+//! | --- | --- | --- |
+//! | `recoup:{inbox}:stream` | stream | the inbox; consumer group `workers` |
+//! | `recoup:{inbox}:evt:<event id>` | string | dedupe marker, expires after `redis.dedupe_ttl_secs` |
+//! | `recoup:{inbox}:failures` | hash | entry id → failed attempts so far |
+//! | `recoup:{inbox}:dead` | stream | dead letters: entry, id, type, failures, error, at, event |
+//! | `recoup:{t<shard>}:case:<invoice id>` | string | the case, `<version>:<lz4 json>` |
+//! | `recoup:{t<shard>}:due` | sorted set | invoice id → next wake-up (unix ms) |
+//! | `recoup:{<customer id>}:cases`, `recoup:{<subscription id>}:cases` | sorted set | invoice id → opened (ms) |
+//! | `recoup:{clock}:offset` | string | the test clock's offset, seconds |
+//!
+//! Keys that one script touches share a hash tag — the inbox's `{inbox}`, a case's shard `{t<n>}` —
+//! so every script also runs on Redis Cluster. Every operation is bounded by `redis.timeout_ms`,
+//! connecting included, so a dead or stalled Redis turns into a prompt error (a 503 for Stripe, a
+//! retry later for a worker) instead of a hang.
 //!
 //! One server is reached through a connection manager, a cluster through redis-rs's cluster
 //! connection (which follows slot moves); both multiplex every caller over shared connections, which
-//! pipelines concurrent webhooks for free, and both reconnect by themselves when Redis comes back.
+//! pipelines concurrent work for free, and both reconnect by themselves when Redis comes back. The
+//! blocking inbox read gets a connection of its own, so it never holds up anyone else's command.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::try_join_all;
+use jiff::Timestamp;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamRangeReply, StreamReadReply};
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
+use tokio::sync::{Mutex, OnceCell};
 
-use super::{Ingest, StoreError};
+use super::{
+    DeadLetter, Failure, InboxEntry, Ingest, MAX_FAILURES, Saved, Store, StoreError,
+    TIMER_SHARDS, codec, newest_first, shard_of,
+};
 use crate::config::RedisSettings;
+use crate::policy::Case;
 use crate::webhook::event::Event;
 
 /// The inbox stream that workers consume.
@@ -26,13 +48,55 @@ pub const INBOX_STREAM: &str = "recoup:{inbox}:stream";
 /// Prefix of the per-event dedupe markers; the event id follows.
 pub const EVENT_MARKER_PREFIX: &str = "recoup:{inbox}:evt:";
 
-/// A handle on Redis; cheap to clone, shared by every request.
+/// The consumer group every worker reads the inbox through.
+pub const INBOX_GROUP: &str = "workers";
+
+/// Failed-attempt counts of inbox entries.
+pub const FAILURES: &str = "recoup:{inbox}:failures";
+
+/// The dead-letter stream.
+pub const DEAD_LETTERS: &str = "recoup:{inbox}:dead";
+
+/// The test clock's offset.
+pub const CLOCK_OFFSET: &str = "recoup:{clock}:offset";
+
+/// The key of an invoice's case.
+pub fn case_key(invoice_id: &str) -> String {
+    format!("recoup:{{t{}}}:case:{invoice_id}", shard_of(invoice_id))
+}
+
+/// The due-time set of a shard.
+pub fn due_key(shard: u16) -> String {
+    format!("recoup:{{t{shard}}}:due")
+}
+
+/// The index of the cases of a customer or subscription.
+pub fn index_key(owner_id: &str) -> String {
+    format!("recoup:{{{owner_id}}}:cases")
+}
+
+/// The longest an inbox read blocks in Redis; the caller's wait is capped to it.
+const MAX_BLOCK: Duration = Duration::from_secs(2);
+
+struct Scripts {
+    ingest: Script,
+    save_case: Script,
+    claim_due: Script,
+    ack: Script,
+    fail: Script,
+}
+
+/// A handle on Redis; cheap to clone, shared by every request and worker task.
 #[derive(Clone)]
 pub struct RedisStore {
     conn: Connection,
-    ingest: Script,
+    /// The connection for blocking inbox reads, opened on first use (receivers never need it).
+    reader: Arc<OnceCell<Connection>>,
+    /// Where the next `XAUTOCLAIM` scan of the pending entries starts.
+    reclaim_cursor: Arc<Mutex<String>>,
+    scripts: Arc<Scripts>,
+    settings: RedisSettings,
     timeout: Duration,
-    dedupe_ttl_secs: u64,
     url: String,
 }
 
@@ -47,61 +111,42 @@ impl std::fmt::Debug for RedisStore {
 impl RedisStore {
     /// Connects, failing within the time bound when Redis cannot be reached.
     pub async fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
-        let url = settings.redacted_url();
-        let unreachable = |reason: String| StoreError::Unreachable {
-            url: url.clone(),
-            reason,
-        };
         let timeout = Duration::from_millis(settings.timeout_ms);
-        let conn = tokio::time::timeout(timeout, Connection::open(settings, timeout))
-            .await
-            .map_err(|_| unreachable(format!("no answer within {} ms", settings.timeout_ms)))?
-            .map_err(|e| unreachable(e.to_string()))?;
+        let url = settings.redacted_url();
+        let conn = open_bounded(settings, timeout, Some(timeout)).await?;
         Ok(Self {
             conn,
-            ingest: Script::new(include_str!("scripts/ingest.lua")),
+            reader: Arc::new(OnceCell::new()),
+            reclaim_cursor: Arc::new(Mutex::new("0-0".to_owned())),
+            scripts: Arc::new(Scripts {
+                ingest: Script::new(include_str!("scripts/ingest.lua")),
+                save_case: Script::new(include_str!("scripts/save_case.lua")),
+                claim_due: Script::new(include_str!("scripts/claim_due.lua")),
+                ack: Script::new(include_str!("scripts/ack.lua")),
+                fail: Script::new(include_str!("scripts/fail.lua")),
+            }),
+            settings: settings.clone(),
             timeout,
-            dedupe_ttl_secs: settings.dedupe_ttl_secs,
             url,
         })
-    }
-
-    /// Dedupes `event` on its id and appends it to the inbox, atomically.
-    pub async fn ingest(&self, event: &Event) -> Result<Ingest, StoreError> {
-        let payload = serde_json::to_string(event).expect("an Event always serialises");
-        let mut conn = self.conn.clone();
-        let mut invocation = self.ingest.prepare_invoke();
-        invocation
-            .key(format!("{EVENT_MARKER_PREFIX}{}", event.id))
-            .key(INBOX_STREAM)
-            .arg(self.dedupe_ttl_secs)
-            .arg(&event.id)
-            .arg(event.kind.as_str())
-            .arg(payload);
-        let entry: Option<String> = self.bounded(invocation.invoke_async(&mut conn)).await?;
-        Ok(match entry {
-            Some(entry_id) => Ingest::Stored { entry_id },
-            None => Ingest::Duplicate,
-        })
-    }
-
-    /// Whether Redis answers a PING within the bound.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        self.bounded(redis::cmd("PING").query_async::<String>(&mut conn))
-            .await
-            .map(drop)
     }
 
     async fn bounded<T>(
         &self,
         op: impl Future<Output = Result<T, RedisError>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, op).await {
-            Err(_) => Err(StoreError::Timeout(self.timeout.as_millis() as u64)),
-            Ok(Err(e)) if e.is_timeout() => {
-                Err(StoreError::Timeout(self.timeout.as_millis() as u64))
-            }
+        self.bounded_for(self.timeout, op).await
+    }
+
+    async fn bounded_for<T>(
+        &self,
+        limit: Duration,
+        op: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, StoreError> {
+        let ms = self.timeout.as_millis() as u64;
+        match tokio::time::timeout(limit, op).await {
+            Err(_) => Err(StoreError::Timeout(ms)),
+            Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout(ms)),
             Ok(Err(e))
                 if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() =>
             {
@@ -114,6 +159,387 @@ impl RedisStore {
             Ok(Ok(v)) => Ok(v),
         }
     }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        self.bounded(cmd.query_async(&mut conn)).await
+    }
+
+    async fn ensure_group(&self) -> Result<(), StoreError> {
+        let created = self
+            .query::<()>(
+                redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(INBOX_STREAM)
+                    .arg(INBOX_GROUP)
+                    .arg("0")
+                    .arg("MKSTREAM"),
+            )
+            .await;
+        match created {
+            Err(StoreError::Redis(e)) if e.contains("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Turns stream entries into inbox entries; one that cannot be read is dead-lettered at once,
+    /// since no number of retries will make it readable.
+    async fn entries(&self, ids: Vec<StreamId>) -> Result<Vec<InboxEntry>, StoreError> {
+        let mut entries = Vec::with_capacity(ids.len());
+        for raw in ids {
+            let stored: Option<String> = raw.get("event");
+            match stored.as_deref().map(serde_json::from_str::<Event>) {
+                Some(Ok(event)) => entries.push(InboxEntry {
+                    entry_id: raw.id,
+                    event,
+                }),
+                unreadable => {
+                    let error = match unreadable {
+                        Some(Err(e)) => format!("unreadable inbox entry: {e}"),
+                        _ => "inbox entry without an event".to_owned(),
+                    };
+                    let id: String = raw.get("id").unwrap_or_default();
+                    let kind: String = raw.get("type").unwrap_or_default();
+                    let fields = [id.as_str(), kind.as_str(), stored.as_deref().unwrap_or("")];
+                    self.count_failure(&raw.id, 1, &error, Timestamp::now(), fields)
+                        .await?;
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    async fn count_failure(
+        &self,
+        entry_id: &str,
+        max_failures: u32,
+        error: &str,
+        now: Timestamp,
+        [event_id, event_type, event]: [&str; 3],
+    ) -> Result<i64, StoreError> {
+        let mut invocation = self.scripts.fail.prepare_invoke();
+        invocation
+            .key(INBOX_STREAM)
+            .key(FAILURES)
+            .key(DEAD_LETTERS)
+            .arg(INBOX_GROUP)
+            .arg(entry_id)
+            .arg(max_failures)
+            .arg(error)
+            .arg(now.to_string())
+            .arg(event_id)
+            .arg(event_type)
+            .arg(event);
+        let mut conn = self.conn.clone();
+        self.bounded(invocation.invoke_async(&mut conn)).await
+    }
+
+    async fn cases_under(&self, index: String) -> Result<Vec<Case>, StoreError> {
+        let ids: Vec<String> = self
+            .query(redis::cmd("ZRANGE").arg(index).arg(0).arg(-1))
+            .await?;
+        // Cases of one owner sit in different shards, so they are read one by one (concurrently,
+        // which the multiplexed connection pipelines) rather than with a cross-slot MGET.
+        let loaded = try_join_all(ids.iter().map(|id| self.load_case(id))).await?;
+        let mut cases: Vec<Case> = loaded.into_iter().flatten().collect();
+        newest_first(&mut cases);
+        Ok(cases)
+    }
+}
+
+async fn open_bounded(
+    settings: &RedisSettings,
+    timeout: Duration,
+    response_timeout: Option<Duration>,
+) -> Result<Connection, StoreError> {
+    let url = settings.redacted_url();
+    let unreachable = |reason: String| StoreError::Unreachable {
+        url: url.clone(),
+        reason,
+    };
+    tokio::time::timeout(timeout, Connection::open(settings, timeout, response_timeout))
+        .await
+        .map_err(|_| unreachable(format!("no answer within {} ms", settings.timeout_ms)))?
+        .map_err(|e| unreachable(e.to_string()))
+}
+
+impl Store for RedisStore {
+    async fn ingest(&self, event: &Event) -> Result<Ingest, StoreError> {
+        let payload = serde_json::to_string(event).expect("an Event always serialises");
+        let mut conn = self.conn.clone();
+        let mut invocation = self.scripts.ingest.prepare_invoke();
+        invocation
+            .key(format!("{EVENT_MARKER_PREFIX}{}", event.id))
+            .key(INBOX_STREAM)
+            .arg(self.settings.dedupe_ttl_secs)
+            .arg(&event.id)
+            .arg(event.kind.as_str())
+            .arg(payload);
+        let entry: Option<String> = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(match entry {
+            Some(entry_id) => Ingest::Stored { entry_id },
+            None => Ingest::Duplicate,
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.query::<String>(&redis::cmd("PING")).await.map(drop)
+    }
+
+    async fn read_inbox(
+        &self,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<InboxEntry>, StoreError> {
+        let wait = wait.min(MAX_BLOCK);
+        let reader = self
+            .reader
+            .get_or_try_init(|| open_bounded(&self.settings, self.timeout, None))
+            .await?;
+        let mut read = redis::cmd("XREADGROUP");
+        read.arg("GROUP")
+            .arg(INBOX_GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(max)
+            .arg("BLOCK")
+            .arg(wait.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(INBOX_STREAM)
+            .arg(">");
+        let limit = wait + self.timeout;
+        let reply = match self
+            .bounded_for(limit, read.query_async(&mut reader.clone()))
+            .await
+        {
+            Err(StoreError::Redis(e)) if e.contains("NOGROUP") => {
+                self.ensure_group().await?;
+                self.bounded_for(limit, read.query_async(&mut reader.clone()))
+                    .await?
+            }
+            other => other?,
+        };
+        let reply: Option<StreamReadReply> = reply;
+        let ids = reply
+            .into_iter()
+            .flat_map(|r| r.keys)
+            .flat_map(|k| k.ids)
+            .collect();
+        self.entries(ids).await
+    }
+
+    async fn reclaim_inbox(
+        &self,
+        consumer: &str,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<InboxEntry>, StoreError> {
+        let mut cursor = self.reclaim_cursor.lock().await;
+        let claim = redis::cmd("XAUTOCLAIM")
+            .arg(INBOX_STREAM)
+            .arg(INBOX_GROUP)
+            .arg(consumer)
+            .arg(lease.as_millis() as u64)
+            .arg(cursor.as_str())
+            .arg("COUNT")
+            .arg(max)
+            .clone();
+        let reply: StreamAutoClaimReply = match self.query(&claim).await {
+            Err(StoreError::Redis(e)) if e.contains("NOGROUP") => {
+                self.ensure_group().await?;
+                return Ok(Vec::new());
+            }
+            other => other?,
+        };
+        *cursor = reply.next_stream_id;
+        drop(cursor);
+        for gone in &reply.deleted_ids {
+            self.ack(gone).await?;
+        }
+        self.entries(reply.claimed).await
+    }
+
+    async fn ack(&self, entry_id: &str) -> Result<(), StoreError> {
+        let mut invocation = self.scripts.ack.prepare_invoke();
+        invocation
+            .key(INBOX_STREAM)
+            .key(FAILURES)
+            .arg(INBOX_GROUP)
+            .arg(entry_id);
+        let mut conn = self.conn.clone();
+        self.bounded(invocation.invoke_async::<()>(&mut conn)).await
+    }
+
+    async fn fail(
+        &self,
+        entry: &InboxEntry,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<Failure, StoreError> {
+        let event = serde_json::to_string(&entry.event).expect("an Event always serialises");
+        let fields = [entry.event.id.as_str(), entry.event.kind.as_str(), &event];
+        let failures = self
+            .count_failure(&entry.entry_id, MAX_FAILURES, error, now, fields)
+            .await?;
+        Ok(match u32::try_from(failures) {
+            Ok(failures) => Failure::WillRetry { failures },
+            Err(_) => Failure::DeadLettered,
+        })
+    }
+
+    async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let reply: StreamRangeReply = self
+            .query(
+                redis::cmd("XREVRANGE")
+                    .arg(DEAD_LETTERS)
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(max),
+            )
+            .await?;
+        Ok(reply
+            .ids
+            .into_iter()
+            .map(|raw| {
+                let text = |field: &str| raw.get::<String>(field).unwrap_or_default();
+                DeadLetter {
+                    entry_id: text("entry"),
+                    event_id: text("id"),
+                    event_type: text("type"),
+                    failures: raw.get("failures").unwrap_or_default(),
+                    error: text("error"),
+                    at: text("at").parse().unwrap_or_default(),
+                    event: text("event"),
+                }
+            })
+            .collect())
+    }
+
+    async fn retire_consumer(&self, consumer: &str) -> Result<(), StoreError> {
+        // XGROUP DELCONSUMER drops the consumer's pending entries from the group, which would lose
+        // them: retire only a consumer that has none.
+        let pending: Vec<Value> = self
+            .query(
+                redis::cmd("XPENDING")
+                    .arg(INBOX_STREAM)
+                    .arg(INBOX_GROUP)
+                    .arg("-")
+                    .arg("+")
+                    .arg(1)
+                    .arg(consumer),
+            )
+            .await?;
+        if pending.is_empty() {
+            self.query::<()>(
+                redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(INBOX_STREAM)
+                    .arg(INBOX_GROUP)
+                    .arg(consumer),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn load_case(&self, invoice_id: &str) -> Result<Option<Case>, StoreError> {
+        let stored: Option<Vec<u8>> = self
+            .query(redis::cmd("GET").arg(case_key(invoice_id)))
+            .await?;
+        stored.as_deref().map(codec::decode).transpose()
+    }
+
+    async fn save_case(&self, case: &Case) -> Result<Saved, StoreError> {
+        let id = &case.invoice_id;
+        if case.version == 0 {
+            // Written before the case itself, so a crash in between leaves an index entry pointing
+            // at no case (which readers skip and the redelivered event completes), never a case
+            // that support cannot find.
+            let opened = case.opened_at.as_millisecond();
+            let mut pipe = redis::pipe();
+            pipe.cmd("ZADD")
+                .arg(index_key(&case.customer_id))
+                .arg(opened)
+                .arg(id)
+                .ignore();
+            if let Some(sub) = &case.subscription_id {
+                pipe.cmd("ZADD").arg(index_key(sub)).arg(opened).arg(id).ignore();
+            }
+            let mut conn = self.conn.clone();
+            self.bounded(pipe.query_async::<()>(&mut conn)).await?;
+        }
+        let mut saved = case.clone();
+        saved.version += 1;
+        let wake = saved
+            .next_wake()
+            .map(|at| at.as_millisecond().to_string())
+            .unwrap_or_default();
+        let mut invocation = self.scripts.save_case.prepare_invoke();
+        invocation
+            .key(case_key(id))
+            .key(due_key(shard_of(id)))
+            .arg(case.version)
+            .arg(codec::encode(&saved))
+            .arg(id)
+            .arg(wake);
+        let mut conn = self.conn.clone();
+        let written: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(if written == 1 {
+            Saved::Saved {
+                version: saved.version,
+            }
+        } else {
+            Saved::Conflict
+        })
+    }
+
+    async fn cases_of_customer(&self, customer_id: &str) -> Result<Vec<Case>, StoreError> {
+        self.cases_under(index_key(customer_id)).await
+    }
+
+    async fn cases_of_subscription(&self, subscription_id: &str) -> Result<Vec<Case>, StoreError> {
+        self.cases_under(index_key(subscription_id)).await
+    }
+
+    async fn claim_due(
+        &self,
+        shard: u16,
+        now: Timestamp,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut invocation = self.scripts.claim_due.prepare_invoke();
+        invocation
+            .key(due_key(shard))
+            .arg(now.as_millisecond())
+            .arg(lease.as_millis() as u64)
+            .arg(max);
+        let mut conn = self.conn.clone();
+        self.bounded(invocation.invoke_async(&mut conn)).await
+    }
+
+    async fn count_due(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let now_ms = now.as_millisecond();
+        let counts = try_join_all((0..TIMER_SHARDS).map(|shard| async move {
+            let mut count = redis::cmd("ZCOUNT");
+            count.arg(due_key(shard)).arg("-inf").arg(now_ms);
+            self.query::<u64>(&count).await
+        }))
+        .await?;
+        Ok(counts.into_iter().sum())
+    }
+
+    async fn clock_offset(&self) -> Result<i64, StoreError> {
+        let offset: Option<i64> = self.query(redis::cmd("GET").arg(CLOCK_OFFSET)).await?;
+        Ok(offset.unwrap_or(0))
+    }
+
+    async fn advance_clock(&self, seconds: i64) -> Result<i64, StoreError> {
+        self.query(redis::cmd("INCRBY").arg(CLOCK_OFFSET).arg(seconds))
+            .await
+    }
 }
 
 /// One Redis server or a cluster, behind the same commands.
@@ -124,11 +550,17 @@ enum Connection {
 }
 
 impl Connection {
-    async fn open(settings: &RedisSettings, timeout: Duration) -> Result<Self, RedisError> {
+    /// Opens a connection whose answers time out after `response_timeout` (`None`: the caller
+    /// bounds each call itself, as the blocking inbox read does).
+    async fn open(
+        settings: &RedisSettings,
+        timeout: Duration,
+        response_timeout: Option<Duration>,
+    ) -> Result<Self, RedisError> {
         if settings.cluster {
             let client = ClusterClient::builder(settings.urls())
                 .connection_timeout(timeout)
-                .response_timeout(timeout)
+                .response_timeout(response_timeout.unwrap_or(MAX_BLOCK + timeout))
                 .retries(2)
                 .build()?;
             return Ok(Connection::Cluster(client.get_async_connection().await?));
@@ -136,7 +568,7 @@ impl Connection {
         let client = redis::Client::open(settings.url.as_str())?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
+            .set_response_timeout(response_timeout)
             // Reconnection happens in the background of requests; keep each round short so
             // callers see Redis return promptly instead of waiting out a long backoff.
             .set_number_of_retries(2)

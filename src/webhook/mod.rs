@@ -32,7 +32,8 @@ use axum::routing::post;
 
 use self::event::{EventError, Parsed};
 use self::signature::Verifier;
-use crate::store::{Ingest, RedisStore};
+use crate::server::error_response as error;
+use crate::store::{Ingest, Store};
 use crate::telemetry::metric;
 
 /// The route Stripe posts to.
@@ -40,21 +41,21 @@ pub const PATH: &str = "/webhooks/stripe";
 
 /// Everything a delivery needs: the verifier and the store.
 #[derive(Debug)]
-pub struct Receiver {
+pub struct Receiver<S> {
     pub verifier: Verifier,
-    pub store: RedisStore,
+    pub store: S,
 }
 
 /// The webhook route, with its body limit.
-pub fn routes(receiver: Arc<Receiver>, body_limit_bytes: usize) -> Router {
+pub fn routes<S: Store>(receiver: Arc<Receiver<S>>, body_limit_bytes: usize) -> Router {
     Router::new()
-        .route(PATH, post(receive))
+        .route(PATH, post(receive::<S>))
         .layer(DefaultBodyLimit::max(body_limit_bytes))
         .with_state(receiver)
 }
 
-async fn receive(
-    State(receiver): State<Arc<Receiver>>,
+async fn receive<S: Store>(
+    State(receiver): State<Arc<Receiver<S>>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -64,8 +65,8 @@ async fn receive(
     response
 }
 
-async fn handle(
-    receiver: &Receiver,
+async fn handle<S: Store>(
+    receiver: &Receiver<S>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -150,9 +151,4 @@ fn status_outcome(status: StatusCode) -> &'static str {
 
 fn json(status: StatusCode, body: &'static str) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-/// `{"error": message}` with `status`.
-fn error(status: StatusCode, message: &str) -> Response {
-    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
 }

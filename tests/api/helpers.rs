@@ -5,13 +5,14 @@
 //! process shows: exit codes, signals, logs), and stops both when dropped.
 
 use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use recoup::config::Settings;
-use recoup::server::Application;
+use recoup::server::{Application, Role};
 use recoup::store::redis::INBOX_STREAM;
 use recoup::webhook::signature;
 pub use recoup::webhook::signature::unix_now;
@@ -284,12 +285,18 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// A receiver (webhook and API, no worker), so tests can look at the inbox as it was stored.
     pub async fn spawn() -> Self {
         Self::spawn_with(&[]).await
     }
 
-    /// Spawns with extra environment, which overrides the base.
+    /// A receiver with extra environment, which overrides the base.
     pub async fn spawn_with(extra: &[(&str, &str)]) -> Self {
+        Self::spawn_as(Role::Receiver, extra).await
+    }
+
+    /// Spawns in `role` with extra environment, which overrides the base.
+    pub async fn spawn_as(role: Role, extra: &[(&str, &str)]) -> Self {
         let redis = TestRedis::start();
         let mut env = base_env(&redis);
         env.extend(
@@ -298,7 +305,9 @@ impl TestApp {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         );
         let settings = Settings::load(None, env).expect("test settings are valid");
-        let app = Application::build(&settings).await.expect("app starts");
+        let app = Application::build(&settings, role)
+            .await
+            .expect("app starts");
         let addr = app.local_addr();
         let (tx, rx) = oneshot::channel();
         let served = tokio::spawn(app.run_until(async {
@@ -427,27 +436,73 @@ pub fn event_body(id: &str, event_type: &str) -> Vec<u8> {
 }
 
 /// The recoup binary, as a child process with its own environment.
+///
+/// Its stdout and stderr are drained into buffers as it runs (a busy worker logs more than a pipe
+/// holds, and a full pipe would stall it).
 pub struct RecoupProcess {
     pub child: Child,
     pub addr: SocketAddr,
+    stdout: Output,
+    stderr: Output,
+}
+
+/// A child's output stream, collected by a thread.
+struct Output {
+    text: Arc<Mutex<Vec<u8>>>,
+    drain: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Output {
+    fn collect(stream: impl Read + Send + 'static) -> Self {
+        let text = Arc::new(Mutex::new(Vec::new()));
+        let sink = text.clone();
+        let drain = std::thread::spawn(move || {
+            let mut stream = stream;
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = stream.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
+        Output {
+            text,
+            drain: Some(drain),
+        }
+    }
+
+    /// Everything written, once the stream has closed (the process exited).
+    fn finished(&mut self) -> String {
+        if let Some(drain) = self.drain.take() {
+            drain.join().unwrap();
+        }
+        String::from_utf8_lossy(&self.text.lock().unwrap()).into_owned()
+    }
 }
 
 impl RecoupProcess {
-    /// Starts `recoup serve` on a free port against `redis`, waiting until `/healthz` answers.
+    /// Starts `recoup serve --role receiver` on a free port against `redis`, waiting until
+    /// `/healthz` answers; without a worker, what was stored stays in the inbox for the test to see.
     pub async fn serve(redis: &TestRedis, extra: &[(&str, &str)]) -> Self {
+        Self::serve_as(redis, "receiver", extra).await
+    }
+
+    /// Starts `recoup serve --role <role>`.
+    pub async fn serve_as(redis: &TestRedis, role: &str, extra: &[(&str, &str)]) -> Self {
         // The port is picked free but bound later by the child; another test may take it first.
         for _ in 0..3 {
-            if let Some(process) = Self::try_serve(redis, extra).await {
+            if let Some(process) = Self::try_serve(redis, role, extra).await {
                 return process;
             }
         }
         panic!("recoup did not start on any of three ports");
     }
 
-    async fn try_serve(redis: &TestRedis, extra: &[(&str, &str)]) -> Option<Self> {
+    async fn try_serve(redis: &TestRedis, role: &str, extra: &[(&str, &str)]) -> Option<Self> {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let child = recoup_command()
-            .arg("serve")
+        let mut child = recoup_command()
+            .args(["serve", "--role", role])
             .envs(base_env(redis))
             .env("RECOUP_LISTEN", addr.to_string())
             .envs(extra.iter().copied())
@@ -455,7 +510,14 @@ impl RecoupProcess {
             .stderr(Stdio::piped())
             .spawn()
             .expect("the recoup binary runs");
-        let mut process = RecoupProcess { child, addr };
+        let stdout = Output::collect(child.stdout.take().unwrap());
+        let stderr = Output::collect(child.stderr.take().unwrap());
+        let mut process = RecoupProcess {
+            child,
+            addr,
+            stdout,
+            stderr,
+        };
         let http = reqwest::Client::new();
         let url = format!("http://{addr}/healthz");
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -466,13 +528,7 @@ impl RecoupProcess {
                 return Some(process);
             }
             if process.child.try_wait().unwrap().is_some() {
-                let mut stderr = String::new();
-                let _ = process
-                    .child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut stderr);
+                let stderr = process.stderr.finished();
                 assert!(stderr.contains("cannot listen"), "recoup exited: {stderr}");
                 return None;
             }
@@ -488,6 +544,33 @@ impl RecoupProcess {
             .unwrap();
         assert!(status.success());
     }
+
+    /// Everything the process wrote to stdout; call after it exited.
+    pub fn stdout(&mut self) -> String {
+        self.stdout.finished()
+    }
+
+    /// The process's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of an unlabelled counter on `/metrics` (0 when not yet recorded).
+    pub async fn counter(&self, name: &str) -> u64 {
+        metric_value(&self.metrics().await, name)
+    }
+}
+
+/// The value of the sample `name` (with its labels, if any) in Prometheus text.
+pub fn metric_value(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
 }
 
 impl Drop for RecoupProcess {

@@ -24,18 +24,6 @@ fn wait_exit(process: &mut RecoupProcess, limit: Duration) -> ExitStatus {
     }
 }
 
-fn read_stdout(process: &mut RecoupProcess) -> String {
-    let mut out = String::new();
-    process
-        .child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    out
-}
-
 #[tokio::test]
 async fn metrics_count_events_by_type_and_outcome_and_failures_by_reason() {
     let redis = TestRedis::start();
@@ -160,7 +148,7 @@ async fn json_logs_are_one_object_per_line_with_the_request_id() {
     assert_eq!(answer.status(), 400);
     process.signal("TERM");
     wait_exit(&mut process, Duration::from_secs(10));
-    let stdout = read_stdout(&mut process);
+    let stdout = process.stdout();
     let lines: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))

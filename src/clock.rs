@@ -1,0 +1,149 @@
+//! The scheduler's clock: the wall clock, or — with the test clock on — the wall clock plus an offset
+//! kept in the store, so every process of one deployment sees the same "now".
+//!
+//! Only scheduling reads this clock: when a case wakes, what `decide` is told the time is. Webhook
+//! signature timestamps are always checked against the real wall clock.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::store::{Store, StoreError};
+
+/// How long an advance waits for workers to claim what became due before giving up.
+pub const CLAIM_WAIT: Duration = Duration::from_secs(30);
+
+/// "Now" for the scheduler.
+#[derive(Debug, Clone)]
+pub struct Clock<S> {
+    store: S,
+    test: bool,
+}
+
+/// The test clock after a move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Reading {
+    pub now: Timestamp,
+    pub offset_seconds: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClockError {
+    #[error("the test clock is off (set RECOUP_TEST_CLOCK=1 on every recoup process to use it)")]
+    Off,
+    #[error("the test clock only moves forward; {0} seconds is not a step forward")]
+    NotForward(i64),
+    #[error(
+        "the clock moved to {} but {due} due timer(s) were not claimed within {} s; is a worker \
+         running (recoup serve --role worker|all)?",
+        .reading.now, CLAIM_WAIT.as_secs()
+    )]
+    Unclaimed { reading: Reading, due: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl<S: Store> Clock<S> {
+    /// The wall clock, or the test clock when `test` is true.
+    pub fn new(store: S, test: bool) -> Self {
+        Self { store, test }
+    }
+
+    pub fn is_test(&self) -> bool {
+        self.test
+    }
+
+    /// The scheduler's now.
+    pub async fn now(&self) -> Result<Timestamp, StoreError> {
+        Ok(self.read().await?.now)
+    }
+
+    /// The scheduler's now with the offset that produced it.
+    pub async fn read(&self) -> Result<Reading, StoreError> {
+        let offset_seconds = if self.test {
+            self.store.clock_offset().await?
+        } else {
+            0
+        };
+        Ok(Reading {
+            now: Timestamp::now() + SignedDuration::from_secs(offset_seconds),
+            offset_seconds,
+        })
+    }
+
+    /// Moves the test clock forward and returns once every timer that became due has been claimed
+    /// by a worker (or [`CLAIM_WAIT`] has passed, which is an error naming what is still due).
+    pub async fn advance(&self, seconds: i64) -> Result<Reading, ClockError> {
+        if !self.test {
+            return Err(ClockError::Off);
+        }
+        if seconds <= 0 {
+            return Err(ClockError::NotForward(seconds));
+        }
+        self.store.advance_clock(seconds).await?;
+        let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
+        loop {
+            let reading = self.read().await?;
+            let due = self.store.count_due(reading.now).await?;
+            if due == 0 {
+                return Ok(reading);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClockError::Unclaimed { reading, due });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Parses `3d`, `12h`, `90m`, `45s` or combinations such as `1d12h` into seconds.
+pub fn parse_duration(text: &str) -> Result<i64, String> {
+    let allowed = "a duration such as 3d, 12h, 90m, 45s or 1d12h";
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(format!("empty duration; expected {allowed}"));
+    }
+    let mut total: i64 = 0;
+    let mut digits = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            'd' => 86_400,
+            'h' => 3_600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(format!("{text:?}: unknown unit {c:?}; expected {allowed}")),
+        };
+        let n: i64 = digits
+            .parse()
+            .map_err(|_| format!("{text:?}: a number must come before {c:?}; expected {allowed}"))?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(|| format!("{text:?} is too long a duration"))?;
+        digits.clear();
+    }
+    if !digits.is_empty() {
+        return Err(format!("{text:?}: {digits} needs a unit; expected {allowed}"));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_the_contract() {
+        assert_eq!(parse_duration("3d"), Ok(259_200));
+        assert_eq!(parse_duration("12h"), Ok(43_200));
+        assert_eq!(parse_duration("90m"), Ok(5_400));
+        assert_eq!(parse_duration("1d12h30m5s"), Ok(131_405));
+        for bad in ["", "3", "d", "3w", "-3d", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+}

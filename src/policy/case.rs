@@ -1,0 +1,232 @@
+//! A case: one invoice in dunning, as recoup keeps it and as support reads it.
+//!
+//! The serialised form is CONTRACT.md's case JSON, so the store, the status API and `recoup status`
+//! all show the same thing. Besides what support reads, a case holds the *facts* its state is
+//! computed from (when Stripe first saw it fail, when it was paid, why it was closed) and its own
+//! pending [`Timer`]s: a case's timers live inside the case, so saving a case and its timers is one
+//! write, and a timer can only fire while the case still holds it.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// Where a case stands; see CONTRACT.md for what each state means to support.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Retrying,
+    AwaitingCustomer,
+    Recovered,
+    Paused,
+    Canceled,
+    Closed,
+    OnHold,
+}
+
+impl State {
+    /// Whether dunning is over for the case: nothing will be scheduled for it again.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            State::Recovered | State::Paused | State::Canceled | State::Closed
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Retrying => "retrying",
+            State::AwaitingCustomer => "awaiting_customer",
+            State::Recovered => "recovered",
+            State::Paused => "paused",
+            State::Canceled => "canceled",
+            State::Closed => "closed",
+            State::OnHold => "on_hold",
+        }
+    }
+}
+
+/// Who brought the money in, once a case is recovered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveredBy {
+    Retry,
+    Customer,
+    Unknown,
+}
+
+/// How a decline is to be treated; classification itself belongs to the retry policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeclineClass {
+    Soft,
+    Ambiguous,
+    CardData,
+    ActionRequired,
+    Hard,
+}
+
+/// The decline that put (or keeps) the case in dunning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decline {
+    pub code: Option<String>,
+    pub class: DeclineClass,
+    pub advice_code: Option<String>,
+    pub network_advice_code: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Failed,
+    Succeeded,
+    Error,
+}
+
+/// One charge attempt on the invoice, by Stripe or by recoup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub at: Timestamp,
+    pub number: u32,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decline_code: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Email,
+    Sms,
+    Webhook,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NudgeKind {
+    PaymentFailed,
+    CardExpiring,
+    ActionRequired,
+    FinalNotice,
+    Recovered,
+}
+
+/// A message sent to the customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nudge {
+    pub at: Timestamp,
+    pub channel: Channel,
+    pub kind: NudgeKind,
+    pub tier: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndAction {
+    Pause,
+    Cancel,
+    MarkUncollectible,
+    LeavePastDue,
+}
+
+/// What recoup decided to do about the subscription when dunning ran out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseDecision {
+    pub action: EndAction,
+    pub at: Timestamp,
+    pub reason: String,
+}
+
+/// What a timer does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TimerKind {
+    /// Charge the invoice again; `attempt` is the attempt number the retry will be.
+    Retry { attempt: u32 },
+}
+
+/// Something the case must do at a given time, unless the case moves on first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Timer {
+    pub at: Timestamp,
+    #[serde(flatten)]
+    pub kind: TimerKind,
+}
+
+/// A line of the story support reads; `event` names the Stripe event that caused it, if any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub at: Timestamp,
+    pub what: String,
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+}
+
+/// Why a case was closed without being recovered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Closure {
+    pub at: Timestamp,
+    pub reason: String,
+}
+
+/// One invoice in dunning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Case {
+    pub invoice_id: String,
+    pub customer_id: String,
+    pub subscription_id: Option<String>,
+    pub amount_due: i64,
+    pub currency: String,
+    pub state: State,
+    pub customer_timezone: String,
+    pub decline: Option<Decline>,
+    pub attempts: Vec<Attempt>,
+    pub next_attempt_at: Option<Timestamp>,
+    pub nudges: Vec<Nudge>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered_by: Option<RecoveredBy>,
+    pub decision: Option<CaseDecision>,
+    pub timers: Vec<Timer>,
+    pub timeline: Vec<Entry>,
+    /// When Stripe first reported a failed payment (the `created` time of the earliest
+    /// `invoice.payment_failed`); `None` while no failure has been seen.
+    pub failed_at: Option<Timestamp>,
+    /// When Stripe reported the invoice paid (the `created` time of the paid event).
+    pub paid_at: Option<Timestamp>,
+    /// Whether the payment arrived before any failure when both share one `created` second; the
+    /// only place where arrival order, not Stripe's clock, decides.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paid_first: bool,
+    pub closure: Option<Closure>,
+    /// When recoup first heard of the invoice, on the scheduler's clock.
+    pub opened_at: Timestamp,
+    /// Bumped by the store on every save; a save naming an older version is refused.
+    pub version: u64,
+}
+
+impl Case {
+    /// The earliest time one of the case's timers is due, which is when the case must wake.
+    pub fn next_wake(&self) -> Option<Timestamp> {
+        self.timers.iter().map(|t| t.at).min()
+    }
+
+    /// The timers due at `now`, earliest first.
+    pub fn due_timers(&self, now: Timestamp) -> Vec<Timer> {
+        let mut due: Vec<Timer> = self.timers.iter().filter(|t| t.at <= now).copied().collect();
+        due.sort_by_key(|t| t.at);
+        due
+    }
+
+    /// Whether the event with this id has already left its mark on the case.
+    pub fn has_seen(&self, event_id: &str) -> bool {
+        self.timeline
+            .iter()
+            .any(|e| e.event.as_deref() == Some(event_id))
+    }
+
+    /// Adds a line to the timeline, keeping it ordered by time (stable for equal times), so the
+    /// story reads the same whatever order Stripe delivered its events in.
+    pub fn record(&mut self, entry: Entry) {
+        let at = self.timeline.partition_point(|e| e.at <= entry.at);
+        self.timeline.insert(at, entry);
+    }
+}

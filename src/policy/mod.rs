@@ -1,0 +1,281 @@
+//! The policy core: every decision recoup makes, as pure functions over plain data.
+//!
+//! [`decide`] takes the policy, the case as it stands (or `None` for an invoice recoup has not seen),
+//! one [`Input`] and the scheduler's "now", and returns a [`Decision`]: the case as it must be saved
+//! and the [`Action`]s to carry out afterwards. Nothing in here reads a clock, touches Redis or
+//! speaks HTTP, which is what lets the same code run in `serve`, in tests and on a virtual clock.
+//!
+//! Two rules make cases safe against Stripe's delivery habits (late, twice, out of order):
+//!
+//! - an event that already left its mark on a case changes nothing the second time;
+//! - the state is computed from *facts* stamped with Stripe's own `created` time (first failure,
+//!   payment, closure), never from the order events arrived in, so every delivery order of the same
+//!   events ends in the same state. A payment wins over everything; a payment created before any
+//!   failure leaves the case `closed` ("paid before any failure"), one created after it `recovered`.
+//!   Arrival order breaks the tie only when both fall in the same `created` second.
+//!
+//! A case's timers are part of the case, so they are saved with it in one write; a timer fires by
+//! being fed back in as [`Input::Timer`], and only while the case still holds it.
+
+mod case;
+
+use jiff::{SignedDuration, Timestamp};
+
+pub use self::case::*;
+use crate::webhook::event::{Event, EventKind, EventObject, Invoice};
+
+/// What a case's timers and retries are tuned by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// How long after a failure the next retry is due.
+    pub retry_after: SignedDuration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            retry_after: SignedDuration::from_hours(72),
+        }
+    }
+}
+
+/// Something that happened to a case.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A verified Stripe event about the case's invoice.
+    Event(Box<Event>),
+    /// One of the case's own timers came due.
+    Timer(Timer),
+}
+
+/// Something to do once the decided case is saved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Charge the invoice; `attempt` keys the charge so a redo cannot charge twice.
+    Retry { attempt: u32 },
+}
+
+/// The result of [`decide`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Decision {
+    /// The case to save, or `None` when the input changes nothing (and nothing is saved).
+    pub case: Option<Case>,
+    pub actions: Vec<Action>,
+}
+
+impl Decision {
+    fn unchanged() -> Self {
+        Self::default()
+    }
+
+    fn save(case: Case) -> Self {
+        Self {
+            case: Some(case),
+            actions: Vec::new(),
+        }
+    }
+}
+
+/// Decides what `input` means for `case` at `now`.
+pub fn decide(policy: &Policy, case: Option<&Case>, input: &Input, now: Timestamp) -> Decision {
+    match input {
+        Input::Event(event) => on_event(policy, case, event, now),
+        Input::Timer(timer) => case.map_or_else(Decision::unchanged, |case| on_timer(case, timer)),
+    }
+}
+
+fn on_event(policy: &Policy, case: Option<&Case>, event: &Event, now: Timestamp) -> Decision {
+    let EventObject::Invoice(invoice) = &event.object else {
+        return Decision::unchanged();
+    };
+    if invoice.id.is_none() || case.is_some_and(|c| c.has_seen(&event.id)) {
+        return Decision::unchanged();
+    }
+    let fact = match event.kind {
+        EventKind::InvoicePaymentFailed | EventKind::InvoicePaymentActionRequired => {
+            Fact::Failed {
+                needs_customer: event.kind == EventKind::InvoicePaymentActionRequired,
+            }
+        }
+        EventKind::InvoicePaid | EventKind::InvoicePaymentSucceeded => Fact::Paid,
+        EventKind::InvoiceVoided => Fact::Closed("voided in Stripe"),
+        EventKind::InvoiceMarkedUncollectible => Fact::Closed("marked uncollectible in Stripe"),
+        _ => return Decision::unchanged(),
+    };
+    let at = Timestamp::from_second(event.created).unwrap_or(now);
+    let before = case.map(|c| c.state);
+    let mut case = case
+        .cloned()
+        .unwrap_or_else(|| open(invoice, fact.opening_state(), now));
+    match fact {
+        Fact::Failed { needs_customer } => {
+            case.failed_at = Some(case.failed_at.map_or(at, |f| f.min(at)));
+            record_attempt(&mut case, invoice.attempt_count.max(1), at);
+            if needs_customer && case.state == State::Retrying {
+                case.state = State::AwaitingCustomer;
+            }
+        }
+        Fact::Paid => {
+            if case.paid_at.is_none() {
+                case.paid_first = case.failed_at.is_none();
+            }
+            case.paid_at = Some(case.paid_at.map_or(at, |p| p.min(at)));
+        }
+        Fact::Closed(reason) => {
+            if case.closure.as_ref().is_none_or(|c| at < c.at) {
+                case.closure = Some(Closure {
+                    at,
+                    reason: reason.to_owned(),
+                });
+            }
+        }
+    }
+    settle(&mut case);
+    plan_retry(policy, &mut case, now);
+    let detail = describe(event, invoice, before, case.state);
+    case.record(Entry {
+        at,
+        what: event.kind.as_str().to_owned(),
+        detail,
+        event: Some(event.id.clone()),
+    });
+    Decision::save(case)
+}
+
+fn on_timer(case: &Case, timer: &Timer) -> Decision {
+    let Some(held) = case.timers.iter().position(|t| t == timer) else {
+        return Decision::unchanged();
+    };
+    let mut case = case.clone();
+    case.timers.remove(held);
+    let TimerKind::Retry { attempt } = timer.kind;
+    case.next_attempt_at = None;
+    case.record(Entry {
+        at: timer.at,
+        what: "retry due".to_owned(),
+        detail: format!("attempt {attempt}"),
+        event: None,
+    });
+    Decision {
+        case: Some(case),
+        actions: vec![Action::Retry { attempt }],
+    }
+}
+
+/// What an invoice event establishes about the case, independent of when it arrived.
+enum Fact {
+    Failed { needs_customer: bool },
+    Paid,
+    Closed(&'static str),
+}
+
+impl Fact {
+    fn opening_state(&self) -> State {
+        match self {
+            Fact::Failed {
+                needs_customer: true,
+            } => State::AwaitingCustomer,
+            _ => State::Retrying,
+        }
+    }
+}
+
+fn open(invoice: &Invoice, state: State, now: Timestamp) -> Case {
+    Case {
+        invoice_id: invoice.id.clone().unwrap_or_default(),
+        customer_id: invoice.customer.clone(),
+        subscription_id: invoice.subscription.clone(),
+        amount_due: invoice.amount_due,
+        currency: invoice.currency.clone(),
+        state,
+        customer_timezone: "UTC".to_owned(),
+        decline: None,
+        attempts: Vec::new(),
+        next_attempt_at: None,
+        nudges: Vec::new(),
+        recovered_by: None,
+        decision: None,
+        timers: Vec::new(),
+        timeline: Vec::new(),
+        failed_at: None,
+        paid_at: None,
+        paid_first: false,
+        closure: None,
+        opened_at: now,
+        version: 0,
+    }
+}
+
+/// Computes the state from the case's facts; a payment beats a closure, which beats dunning.
+fn settle(case: &mut Case) {
+    let state = match (case.paid_at, case.failed_at) {
+        (Some(paid), Some(failed)) if failed < paid || (failed == paid && !case.paid_first) => {
+            State::Recovered
+        }
+        (Some(_), _) => State::Closed,
+        (None, _) if case.closure.is_some() => State::Closed,
+        (None, _) => case.state,
+    };
+    case.state = state;
+    case.recovered_by = (state == State::Recovered).then_some(RecoveredBy::Unknown);
+    if state.is_final() {
+        case.timers.clear();
+    }
+}
+
+fn record_attempt(case: &mut Case, number: u32, at: Timestamp) {
+    if let Some(known) = case.attempts.iter_mut().find(|a| a.number == number) {
+        known.at = known.at.min(at);
+        return;
+    }
+    let position = case.attempts.partition_point(|a| a.number < number);
+    case.attempts.insert(
+        position,
+        Attempt {
+            at,
+            number,
+            outcome: Outcome::Failed,
+            decline_code: None,
+        },
+    );
+}
+
+/// Keeps exactly one pending retry, for the attempt after the last one seen, while the case is
+/// retrying, and none otherwise; so the plan depends on the facts, not on their arrival order.
+fn plan_retry(policy: &Policy, case: &mut Case, now: Timestamp) {
+    let attempt = case.attempts.iter().map(|a| a.number).max().unwrap_or(0) + 1;
+    let pending = case.timers.iter().position(is_retry);
+    match (case.state, pending) {
+        (State::Retrying, Some(i)) => case.timers[i].kind = TimerKind::Retry { attempt },
+        (State::Retrying, None) => case.timers.push(Timer {
+            at: now + policy.retry_after,
+            kind: TimerKind::Retry { attempt },
+        }),
+        (_, Some(_)) => case.timers.retain(|t| !is_retry(t)),
+        (_, None) => {}
+    }
+    case.next_attempt_at = case.timers.iter().filter(|t| is_retry(t)).map(|t| t.at).min();
+}
+
+fn is_retry(timer: &Timer) -> bool {
+    matches!(timer.kind, TimerKind::Retry { .. })
+}
+
+fn describe(event: &Event, invoice: &Invoice, before: Option<State>, after: State) -> String {
+    let amount = format!("{} {}", invoice.amount_due, invoice.currency);
+    let change = match before {
+        None => format!("case opened {}", after.as_str()),
+        Some(before) if before == after => format!("case stays {}", after.as_str()),
+        Some(before) => format!("case {} → {}", before.as_str(), after.as_str()),
+    };
+    format!("{amount}; {change}")
+        + match (event.kind, after) {
+            (EventKind::InvoicePaid | EventKind::InvoicePaymentSucceeded, State::Closed) => {
+                " (paid before any failure was seen)"
+            }
+            _ => "",
+        }
+}
+
+#[cfg(test)]
+mod tests;

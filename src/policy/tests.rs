@@ -1,0 +1,260 @@
+use jiff::{SignedDuration, Timestamp};
+use proptest::prelude::*;
+
+use super::*;
+use crate::webhook::event::{Parsed, parse};
+
+const NOW: i64 = 1_793_548_900;
+
+fn now() -> Timestamp {
+    Timestamp::from_second(NOW).unwrap()
+}
+
+/// An invoice event built from the bundled fixture of its type, with its own id and times.
+fn event(kind: &str, id: &str, created: i64, attempt_count: u32) -> Input {
+    let path = format!("{}/fixtures/events/{kind}.json", env!("CARGO_MANIFEST_DIR"));
+    let body = std::fs::read(&path).unwrap();
+    let Parsed::Acted(mut event) = parse(&body).unwrap() else {
+        panic!("{kind} is acted on");
+    };
+    event.id = id.to_owned();
+    event.created = created;
+    if let EventObject::Invoice(invoice) = &mut event.object {
+        invoice.attempt_count = attempt_count;
+    }
+    Input::Event(event)
+}
+
+fn failed(id: &str, created: i64, attempt: u32) -> Input {
+    event("invoice.payment_failed", id, created, attempt)
+}
+
+fn paid(id: &str, created: i64) -> Input {
+    event("invoice.paid", id, created, 2)
+}
+
+/// Feeds inputs one by one, as the worker does, and returns the case they leave.
+fn run(inputs: &[Input]) -> Option<Case> {
+    let policy = Policy::default();
+    inputs.iter().fold(None, |case, input| {
+        decide(&policy, case.as_ref(), input, now())
+            .case
+            .or(case)
+    })
+}
+
+/// What must not depend on delivery order: everything but the order of same-time timeline lines.
+fn outcome(case: &Case) -> impl PartialEq + std::fmt::Debug + use<> {
+    let mut lines: Vec<_> = case.timeline.iter().map(|e| e.event.clone()).collect();
+    lines.sort();
+    (
+        case.state,
+        case.attempts.clone(),
+        case.next_attempt_at,
+        case.recovered_by,
+        case.timers.clone(),
+        case.closure.clone(),
+        lines,
+    )
+}
+
+#[test]
+fn a_failure_opens_a_retrying_case_with_its_first_retry_due() {
+    let case = run(&[failed("evt_a", NOW - 60, 1)]).unwrap();
+    assert_eq!(case.state, State::Retrying);
+    assert_eq!(case.invoice_id, "in_1QaZ4rB7WZ01zgkWfT9s8KpM");
+    assert_eq!(case.customer_id, "cus_R3cvP0qK8yWm2d");
+    assert_eq!(case.attempts.len(), 1);
+    assert_eq!(case.attempts[0].number, 1);
+    let due = now() + SignedDuration::from_hours(72);
+    assert_eq!(case.next_attempt_at, Some(due));
+    assert_eq!(
+        case.timers,
+        vec![Timer {
+            at: due,
+            kind: TimerKind::Retry { attempt: 2 }
+        }]
+    );
+    assert_eq!(case.timeline.len(), 1);
+    assert!(case.timeline[0].detail.contains("case opened retrying"));
+}
+
+#[test]
+fn the_same_event_twice_changes_nothing_the_second_time() {
+    let input = failed("evt_a", NOW - 60, 1);
+    let case = run(std::slice::from_ref(&input)).unwrap();
+    let again = decide(&Policy::default(), Some(&case), &input, now());
+    assert_eq!(again, Decision::default());
+}
+
+#[test]
+fn paid_after_a_failure_is_recovered_and_stops_every_timer() {
+    let case = run(&[failed("evt_a", NOW - 60, 1), paid("evt_b", NOW)]).unwrap();
+    assert_eq!(case.state, State::Recovered);
+    assert_eq!(case.recovered_by, Some(RecoveredBy::Unknown));
+    assert!(case.timers.is_empty());
+    assert_eq!(case.next_attempt_at, None);
+}
+
+#[test]
+fn paid_before_the_failure_closes_the_case_and_the_late_failure_schedules_nothing() {
+    let case = run(&[paid("evt_b", NOW - 60), failed("evt_a", NOW, 1)]).unwrap();
+    assert_eq!(case.state, State::Closed);
+    assert!(case.timers.is_empty());
+    assert_eq!(case.next_attempt_at, None);
+    assert_eq!(case.attempts.len(), 1, "the late failure is still on record");
+    assert!(
+        case.timeline
+            .iter()
+            .any(|e| e.detail.contains("paid before any failure"))
+    );
+}
+
+#[test]
+fn within_one_second_arrival_order_decides_between_closed_and_recovered() {
+    let failure_first = run(&[failed("evt_a", NOW, 1), paid("evt_b", NOW)]).unwrap();
+    assert_eq!(failure_first.state, State::Recovered);
+    let payment_first = run(&[paid("evt_b", NOW), failed("evt_a", NOW, 1)]).unwrap();
+    assert_eq!(payment_first.state, State::Closed);
+}
+
+#[test]
+fn voided_and_uncollectible_invoices_close_the_case_but_a_later_payment_recovers_it() {
+    let voided = run(&[
+        failed("evt_a", NOW - 60, 1),
+        event("invoice.voided", "evt_v", NOW, 1),
+    ])
+    .unwrap();
+    assert_eq!(voided.state, State::Closed);
+    assert_eq!(voided.closure.unwrap().reason, "voided in Stripe");
+    assert!(voided.timers.is_empty());
+
+    let written_off_then_paid = run(&[
+        failed("evt_a", NOW - 60, 1),
+        event("invoice.marked_uncollectible", "evt_u", NOW - 30, 1),
+        paid("evt_b", NOW),
+    ])
+    .unwrap();
+    assert_eq!(written_off_then_paid.state, State::Recovered);
+}
+
+#[test]
+fn action_required_waits_for_the_customer_without_a_retry() {
+    let case = run(&[event(
+        "invoice.payment_action_required",
+        "evt_r",
+        NOW,
+        1,
+    )])
+    .unwrap();
+    assert_eq!(case.state, State::AwaitingCustomer);
+    assert!(case.timers.is_empty());
+}
+
+#[test]
+fn a_held_timer_fires_once_and_asks_for_the_retry() {
+    let case = run(&[failed("evt_a", NOW - 60, 1)]).unwrap();
+    let timer = case.timers[0];
+    let fired = decide(&Policy::default(), Some(&case), &Input::Timer(timer), timer.at);
+    assert_eq!(fired.actions, vec![Action::Retry { attempt: 2 }]);
+    let after = fired.case.unwrap();
+    assert!(after.timers.is_empty());
+    assert_eq!(after.timeline.last().unwrap().what, "retry due");
+
+    let again = decide(&Policy::default(), Some(&after), &Input::Timer(timer), timer.at);
+    assert_eq!(again, Decision::default(), "a fired timer cannot fire again");
+    let no_case = decide(&Policy::default(), None, &Input::Timer(timer), timer.at);
+    assert_eq!(no_case, Decision::default());
+}
+
+#[test]
+fn events_without_an_invoice_case_change_nothing() {
+    let upcoming = event("invoice.upcoming", "evt_up", NOW, 0);
+    assert_eq!(run(&[upcoming]), None);
+}
+
+fn permutations(items: &[Input]) -> Vec<Vec<Input>> {
+    if items.len() <= 1 {
+        return vec![items.to_vec()];
+    }
+    let mut all = Vec::new();
+    for i in 0..items.len() {
+        let mut rest = items.to_vec();
+        let head = rest.remove(i);
+        for mut tail in permutations(&rest) {
+            tail.insert(0, head.clone());
+            all.push(tail);
+        }
+    }
+    all
+}
+
+#[test]
+fn every_delivery_order_of_the_same_events_ends_in_the_same_case() {
+    let stories = [
+        vec![
+            failed("evt_1", NOW - 300, 1),
+            failed("evt_2", NOW - 200, 2),
+            paid("evt_3", NOW - 100),
+            event("invoice.payment_succeeded", "evt_4", NOW - 99, 2),
+        ],
+        vec![
+            failed("evt_1", NOW - 300, 1),
+            event("invoice.payment_action_required", "evt_2", NOW - 250, 1),
+            event("invoice.marked_uncollectible", "evt_3", NOW - 100, 2),
+            paid("evt_4", NOW - 50),
+        ],
+        vec![
+            paid("evt_1", NOW - 300),
+            failed("evt_2", NOW - 200, 1),
+            event("invoice.voided", "evt_3", NOW - 100, 1),
+        ],
+    ];
+    for story in stories {
+        let expected = outcome(&run(&story).unwrap());
+        for order in permutations(&story) {
+            let mut twice = order.clone();
+            twice.extend(order.iter().rev().cloned());
+            assert_eq!(outcome(&run(&order).unwrap()), expected);
+            assert_eq!(outcome(&run(&twice).unwrap()), expected);
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn random_deliveries_with_repeats_end_as_the_story_in_stripe_order(
+        kinds in prop::collection::vec(0usize..6, 1..7),
+        order in prop::collection::vec(any::<prop::sample::Index>(), 1..14),
+    ) {
+        let names = [
+            "invoice.payment_failed",
+            "invoice.payment_action_required",
+            "invoice.paid",
+            "invoice.payment_succeeded",
+            "invoice.voided",
+            "invoice.marked_uncollectible",
+        ];
+        let story: Vec<Input> = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| event(names[k], &format!("evt_{i}"), NOW - 1000 + 10 * i as i64, i as u32 + 1))
+            .collect();
+        let delivered: Vec<Input> = order.iter().map(|i| story[i.index(story.len())].clone()).collect();
+        // Whatever was delivered, in whatever order, ends as those same events delivered once each
+        // in Stripe's order.
+        let mut seen: Vec<Input> = Vec::new();
+        for input in &delivered {
+            if !seen.contains(input) {
+                seen.push(input.clone());
+            }
+        }
+        seen.sort_by_key(|input| match input {
+            Input::Event(e) => e.created,
+            Input::Timer(_) => unreachable!(),
+        });
+        let got = run(&delivered).map(|c| outcome(&c));
+        let want = run(&seen).map(|c| outcome(&c));
+        prop_assert_eq!(format!("{got:?}"), format!("{want:?}"));
+    }
+}

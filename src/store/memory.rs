@@ -1,0 +1,330 @@
+//! The in-memory store: the same promises as Redis, held in one process.
+//!
+//! For the modes that must run without Redis (`demo`, `simulate`) and for fast tests. Everything sits
+//! behind one mutex that is never held across an `await`; a lease is measured on tokio's clock, so
+//! tests that pause time drive it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{
+    DeadLetter, Failure, InboxEntry, Ingest, MAX_FAILURES, Saved, Store, StoreError,
+    TIMER_SHARDS, codec, newest_first, shard_of,
+};
+use crate::policy::Case;
+use crate::webhook::event::Event;
+
+/// A store that lives as long as the process; clones share it.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Inner>>,
+    arrived: Arc<Notify>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemoryStore")
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    seen: HashSet<String>,
+    next_entry: u64,
+    inbox: BTreeMap<u64, Slot>,
+    failures: HashMap<u64, u32>,
+    dead: Vec<DeadLetter>,
+    /// Cases encoded as Redis holds them, so both stores round-trip the same bytes.
+    cases: HashMap<String, Vec<u8>>,
+    due: Vec<BTreeSet<(i64, String)>>,
+    wake: HashMap<String, i64>,
+    by_customer: HashMap<String, BTreeSet<String>>,
+    by_subscription: HashMap<String, BTreeSet<String>>,
+    clock_offset: i64,
+}
+
+struct Slot {
+    event: Event,
+    pending: Option<(String, Instant)>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere cannot leave this state half-written: every change below is a handful of
+        // infallible map operations, so a poisoned lock still guards consistent data.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn entry_id(seq: u64) -> String {
+    format!("{seq}-0")
+}
+
+fn seq_of(entry_id: &str) -> Option<u64> {
+    entry_id.split_once('-').and_then(|(s, _)| s.parse().ok())
+}
+
+impl Inner {
+    fn take_new(&mut self, consumer: &str, max: usize) -> Vec<InboxEntry> {
+        let now = Instant::now();
+        self.inbox
+            .iter_mut()
+            .filter(|(_, slot)| slot.pending.is_none())
+            .take(max)
+            .map(|(&seq, slot)| {
+                slot.pending = Some((consumer.to_owned(), now));
+                InboxEntry {
+                    entry_id: entry_id(seq),
+                    event: slot.event.clone(),
+                }
+            })
+            .collect()
+    }
+
+    fn cases_at(&self, ids: Option<&BTreeSet<String>>) -> Result<Vec<Case>, StoreError> {
+        let mut cases = ids
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.cases.get(id))
+            .map(|stored| codec::decode(stored))
+            .collect::<Result<Vec<_>, _>>()?;
+        newest_first(&mut cases);
+        Ok(cases)
+    }
+}
+
+impl Store for MemoryStore {
+    async fn ingest(&self, event: &Event) -> Result<Ingest, StoreError> {
+        let mut inner = self.lock();
+        if !inner.seen.insert(event.id.clone()) {
+            return Ok(Ingest::Duplicate);
+        }
+        inner.next_entry += 1;
+        let seq = inner.next_entry;
+        inner.inbox.insert(
+            seq,
+            Slot {
+                event: event.clone(),
+                pending: None,
+            },
+        );
+        drop(inner);
+        self.arrived.notify_waiters();
+        Ok(Ingest::Stored {
+            entry_id: entry_id(seq),
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn read_inbox(
+        &self,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<InboxEntry>, StoreError> {
+        let arrived = self.arrived.notified();
+        let entries = self.lock().take_new(consumer, max);
+        if !entries.is_empty() {
+            return Ok(entries);
+        }
+        let _ = tokio::time::timeout(wait, arrived).await;
+        Ok(self.lock().take_new(consumer, max))
+    }
+
+    async fn reclaim_inbox(
+        &self,
+        consumer: &str,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<InboxEntry>, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        Ok(inner
+            .inbox
+            .iter_mut()
+            .filter(|(_, slot)| {
+                slot.pending
+                    .as_ref()
+                    .is_some_and(|(_, since)| now.duration_since(*since) >= lease)
+            })
+            .take(max)
+            .map(|(&seq, slot)| {
+                slot.pending = Some((consumer.to_owned(), now));
+                InboxEntry {
+                    entry_id: entry_id(seq),
+                    event: slot.event.clone(),
+                }
+            })
+            .collect())
+    }
+
+    async fn ack(&self, entry_id: &str) -> Result<(), StoreError> {
+        if let Some(seq) = seq_of(entry_id) {
+            let mut inner = self.lock();
+            inner.inbox.remove(&seq);
+            inner.failures.remove(&seq);
+        }
+        Ok(())
+    }
+
+    async fn fail(
+        &self,
+        entry: &InboxEntry,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<Failure, StoreError> {
+        let Some(seq) = seq_of(&entry.entry_id) else {
+            return Ok(Failure::DeadLettered);
+        };
+        let mut inner = self.lock();
+        let failures = {
+            let count = inner.failures.entry(seq).or_insert(0);
+            *count += 1;
+            *count
+        };
+        if failures < MAX_FAILURES {
+            return Ok(Failure::WillRetry { failures });
+        }
+        inner.inbox.remove(&seq);
+        inner.failures.remove(&seq);
+        inner.dead.push(DeadLetter {
+            entry_id: entry.entry_id.clone(),
+            event_id: entry.event.id.clone(),
+            event_type: entry.event.kind.as_str().to_owned(),
+            failures,
+            error: error.to_owned(),
+            at: now,
+            event: serde_json::to_string(&entry.event).expect("an Event always serialises"),
+        });
+        Ok(Failure::DeadLettered)
+    }
+
+    async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        Ok(self.lock().dead.iter().rev().take(max).cloned().collect())
+    }
+
+    async fn retire_consumer(&self, _consumer: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn load_case(&self, invoice_id: &str) -> Result<Option<Case>, StoreError> {
+        self.lock()
+            .cases
+            .get(invoice_id)
+            .map(|stored| codec::decode(stored))
+            .transpose()
+    }
+
+    async fn save_case(&self, case: &Case) -> Result<Saved, StoreError> {
+        let mut inner = self.lock();
+        let stored_version = match inner.cases.get(&case.invoice_id) {
+            Some(stored) => codec::decode(stored)?.version,
+            None => 0,
+        };
+        if stored_version != case.version {
+            return Ok(Saved::Conflict);
+        }
+        let mut saved = case.clone();
+        saved.version += 1;
+        let id = &case.invoice_id;
+        inner.cases.insert(id.clone(), codec::encode(&saved));
+        let shard = usize::from(shard_of(id));
+        if inner.due.is_empty() {
+            inner.due = vec![BTreeSet::new(); usize::from(TIMER_SHARDS)];
+        }
+        if let Some(old) = inner.wake.remove(id) {
+            inner.due[shard].remove(&(old, id.clone()));
+        }
+        if let Some(at) = saved.next_wake() {
+            let ms = at.as_millisecond();
+            inner.due[shard].insert((ms, id.clone()));
+            inner.wake.insert(id.clone(), ms);
+        }
+        inner
+            .by_customer
+            .entry(case.customer_id.clone())
+            .or_default()
+            .insert(id.clone());
+        if let Some(sub) = &case.subscription_id {
+            inner
+                .by_subscription
+                .entry(sub.clone())
+                .or_default()
+                .insert(id.clone());
+        }
+        Ok(Saved::Saved {
+            version: saved.version,
+        })
+    }
+
+    async fn cases_of_customer(&self, customer_id: &str) -> Result<Vec<Case>, StoreError> {
+        let inner = self.lock();
+        inner.cases_at(inner.by_customer.get(customer_id))
+    }
+
+    async fn cases_of_subscription(&self, subscription_id: &str) -> Result<Vec<Case>, StoreError> {
+        let inner = self.lock();
+        inner.cases_at(inner.by_subscription.get(subscription_id))
+    }
+
+    async fn claim_due(
+        &self,
+        shard: u16,
+        now: Timestamp,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut inner = self.lock();
+        let Some(set) = inner.due.get_mut(usize::from(shard)) else {
+            return Ok(Vec::new());
+        };
+        let now_ms = now.as_millisecond();
+        let claimed: Vec<(i64, String)> = set
+            .iter()
+            .take_while(|(ms, _)| *ms <= now_ms)
+            .take(max)
+            .cloned()
+            .collect();
+        let until = now_ms + lease.as_millis() as i64;
+        for entry in &claimed {
+            set.remove(entry);
+            set.insert((until, entry.1.clone()));
+        }
+        for (_, id) in &claimed {
+            inner.wake.insert(id.clone(), until);
+        }
+        Ok(claimed.into_iter().map(|(_, invoice_id)| invoice_id).collect())
+    }
+
+    async fn count_due(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let now_ms = now.as_millisecond();
+        Ok(self
+            .lock()
+            .due
+            .iter()
+            .map(|set| set.iter().take_while(|(ms, _)| *ms <= now_ms).count() as u64)
+            .sum())
+    }
+
+    async fn clock_offset(&self) -> Result<i64, StoreError> {
+        Ok(self.lock().clock_offset)
+    }
+
+    async fn advance_clock(&self, seconds: i64) -> Result<i64, StoreError> {
+        let mut inner = self.lock();
+        inner.clock_offset += seconds;
+        Ok(inner.clock_offset)
+    }
+}

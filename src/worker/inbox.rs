@@ -1,0 +1,127 @@
+//! The inbox loop: new entries as they arrive, and every lease the entries a dead worker left.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use jiff::Timestamp;
+use tokio::sync::{OwnedSemaphorePermit, watch};
+
+use super::{Inputs, Worker, carry_out, store_backoff};
+use crate::policy::Input;
+use crate::store::{Failure, InboxEntry, Store};
+use crate::telemetry::metric;
+use crate::webhook::event::EventObject;
+
+/// How many entries one read takes at most.
+const READ_BATCH: usize = 64;
+
+/// How long one read waits for new entries before the loop looks at reclaiming and stopping.
+const READ_WAIT: Duration = Duration::from_secs(1);
+
+pub(super) async fn run<S: Store>(worker: Arc<Worker<S>>, mut stopped: watch::Receiver<bool>) {
+    let lease = worker.settings.lease();
+    let mut next_reclaim = tokio::time::Instant::now();
+    let mut backoff = store_backoff();
+    while !*stopped.borrow() {
+        let slots = worker.slots(READ_BATCH, &mut stopped).await;
+        if slots.is_empty() {
+            break;
+        }
+        let read = if tokio::time::Instant::now() >= next_reclaim {
+            next_reclaim = tokio::time::Instant::now() + lease / 2;
+            worker
+                .store
+                .reclaim_inbox(&worker.consumer, lease, slots.len())
+                .await
+                .inspect(|reclaimed| {
+                    if !reclaimed.is_empty() {
+                        tracing::info!(count = reclaimed.len(), "took over inbox entries whose lease ran out");
+                    }
+                })
+        } else {
+            worker
+                .store
+                .read_inbox(&worker.consumer, slots.len(), READ_WAIT)
+                .await
+        };
+        match read {
+            Ok(entries) => {
+                backoff = store_backoff();
+                for (entry, slot) in entries.into_iter().zip(slots) {
+                    tokio::spawn(handle(worker.clone(), entry, slot));
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot read the inbox: {e}");
+                drop(slots);
+                let pause = backoff.next().unwrap_or(Duration::from_secs(2));
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {},
+                    _ = stopped.wait_for(|s| *s) => {},
+                }
+            }
+        }
+    }
+}
+
+/// Applies one entry to its case and acknowledges it, or counts the failure.
+async fn handle<S: Store>(worker: Arc<Worker<S>>, entry: InboxEntry, _slot: OwnedSemaphorePermit) {
+    let kind = entry.event.kind.as_str();
+    // A panic in one entry's handling must count as a failure of that entry (so a poison event ends
+    // in the dead letters), not take the worker down or vanish.
+    let outcome = std::panic::AssertUnwindSafe(process(&worker, &entry))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            Err(format!("panicked: {why}"))
+        });
+    match outcome {
+        Ok(()) => match worker.store.ack(&entry.entry_id).await {
+            Ok(()) => metrics::counter!(metric::INBOX_ENTRIES, "outcome" => "done").increment(1),
+            // The case is saved; the entry comes back after its lease and changes nothing twice.
+            Err(e) => tracing::warn!(entry = %entry.entry_id, "cannot acknowledge: {e}"),
+        },
+        Err(error) => {
+            tracing::warn!(entry = %entry.entry_id, event = %entry.event.id, kind, %error, "inbox entry failed");
+            match worker.store.fail(&entry, &error, Timestamp::now()).await {
+                Ok(Failure::WillRetry { failures }) => {
+                    metrics::counter!(metric::INBOX_ENTRIES, "outcome" => "failed").increment(1);
+                    tracing::info!(entry = %entry.entry_id, failures, "will retry after the lease");
+                }
+                Ok(Failure::DeadLettered) => {
+                    metrics::counter!(metric::INBOX_ENTRIES, "outcome" => "dead_lettered")
+                        .increment(1);
+                    metrics::counter!(metric::DEAD_LETTERS, "type" => kind).increment(1);
+                    tracing::error!(entry = %entry.entry_id, event = %entry.event.id, %error, "moved to the dead letters");
+                }
+                Err(e) => tracing::warn!(entry = %entry.entry_id, "cannot record the failure: {e}"),
+            }
+        }
+    }
+}
+
+async fn process<S: Store>(worker: &Worker<S>, entry: &InboxEntry) -> Result<(), String> {
+    let EventObject::Invoice(invoice) = &entry.event.object else {
+        // Card, customer, subscription and dispute events reach cases through the policy's later
+        // rules; until a rule reads them, there is nothing to apply.
+        return Ok(());
+    };
+    let Some(invoice_id) = &invoice.id else {
+        return Ok(());
+    };
+    let input = Input::Event(Box::new(entry.event.clone()));
+    let applied = worker
+        .apply(invoice_id, Inputs::One(&input))
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(case) = &applied.case {
+        carry_out(case, &applied.actions);
+    }
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! The worker: turns inbox entries and due timers into decided, saved cases.
+//!
+//! Two loops share one budget of [`WorkerSettings::concurrency`] cases in flight:
+//!
+//! - the **inbox** loop ([`inbox`]) reads new entries through the consumer group, and every lease
+//!   reclaims entries a dead worker left pending; an entry is acknowledged only once every case it
+//!   touches is saved, and one that keeps failing is dead-lettered;
+//! - the **timer** loop ([`timers`]) claims due wake-ups shard by shard, each under a lease, and
+//!   feeds the case's due timers into `decide`.
+//!
+//! Both go through [`apply`]: load the case, decide, save with compare-and-set, and on a conflict do
+//! it again on fresh state, so concurrent inputs for one case never overwrite each other. Actions run
+//! only after their case is saved.
+//!
+//! Shutdown: both loops stop claiming at once; the worker then waits for every case in flight (it
+//! only ever claims as much as it can start immediately, so nothing claimed is left unstarted), and
+//! retires its consumer name when it holds nothing pending. A worker killed outright leaves its
+//! claims to run out; another worker takes them over one lease later.
+
+mod inbox;
+mod timers;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use jiff::Timestamp;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+use crate::clock::Clock;
+use crate::config::WorkerSettings;
+use crate::policy::{Action, Case, Input, Policy, decide};
+use crate::store::{Saved, Store, StoreError};
+use crate::telemetry::metric;
+
+/// The longest a worker keeps retrying one input against a hot case before giving up on it for now
+/// (the entry or timer then comes back after its lease).
+const MAX_CONFLICTS: u32 = 1_000;
+
+/// A worker process's scheduler and executors.
+pub struct Worker<S> {
+    store: S,
+    policy: Arc<Policy>,
+    clock: Clock<S>,
+    settings: WorkerSettings,
+    consumer: String,
+    permits: Arc<Semaphore>,
+}
+
+/// What [`apply`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// The case as saved, or `None` when the input changed nothing.
+    pub case: Option<Case>,
+    pub actions: Vec<Action>,
+}
+
+/// Why an input could not be applied; the entry or timer stays claimed and comes back.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("case {0} kept changing under {MAX_CONFLICTS} attempts to save it")]
+    Contended(String),
+}
+
+impl<S: Store> Worker<S> {
+    pub fn new(store: S, policy: Policy, clock: Clock<S>, settings: WorkerSettings) -> Self {
+        let consumer = format!(
+            "{}-{}-{}",
+            hostname(),
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        Self {
+            permits: Arc::new(Semaphore::new(settings.concurrency)),
+            store,
+            policy: Arc::new(policy),
+            clock,
+            settings,
+            consumer,
+        }
+    }
+
+    /// This worker's name in the inbox's consumer group.
+    pub fn consumer(&self) -> &str {
+        &self.consumer
+    }
+
+    /// Runs until `shutdown` completes, then finishes the cases in flight and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let worker = Arc::new(self);
+        let (stop, stopped) = watch::channel(false);
+        let inbox = tokio::spawn(inbox::run(worker.clone(), stopped.clone()));
+        let timers = tokio::spawn(timers::run(worker.clone(), stopped));
+        tracing::info!(consumer = %worker.consumer, "worker started");
+        shutdown.await;
+        let _ = stop.send(true);
+        let _ = tokio::join!(inbox, timers);
+        // Every case in flight holds a permit; having them all back means all of it is finished.
+        let all = u32::try_from(worker.settings.concurrency).unwrap_or(u32::MAX);
+        let _ = worker.permits.acquire_many(all).await;
+        if let Err(e) = worker.store.retire_consumer(&worker.consumer).await {
+            tracing::warn!(consumer = %worker.consumer, "could not retire the consumer: {e}");
+        }
+        tracing::info!(consumer = %worker.consumer, "worker stopped; nothing left in flight");
+    }
+
+    /// Waits for one free slot, then takes as many more as are free, up to `max`.
+    async fn slots(&self, max: usize, stopped: &mut watch::Receiver<bool>) -> Vec<OwnedSemaphorePermit> {
+        let first = tokio::select! {
+            permit = self.permits.clone().acquire_owned() => permit,
+            _ = stopped.wait_for(|s| *s) => return Vec::new(),
+        };
+        let Ok(first) = first else {
+            return Vec::new();
+        };
+        let mut slots = vec![first];
+        while slots.len() < max {
+            match self.permits.clone().try_acquire_owned() {
+                Ok(permit) => slots.push(permit),
+                Err(_) => break,
+            }
+        }
+        slots
+    }
+
+    async fn apply(&self, invoice_id: &str, inputs: Inputs<'_>) -> Result<Applied, ApplyError> {
+        apply(&self.store, &self.policy, &self.clock, invoice_id, inputs).await
+    }
+}
+
+/// Which inputs to feed a case: one given input, or every timer of the case that is due.
+#[derive(Debug, Clone, Copy)]
+pub enum Inputs<'a> {
+    One(&'a Input),
+    DueTimers,
+}
+
+/// Loads the case, decides, and saves with compare-and-set, again on fresh state after a conflict.
+///
+/// For [`Inputs::DueTimers`] the case is saved even when nothing was due, so that its wake-up entry
+/// (pushed a lease ahead by the claim) is set back to the case's real next wake-up.
+pub async fn apply<S: Store>(
+    store: &S,
+    policy: &Policy,
+    clock: &Clock<S>,
+    invoice_id: &str,
+    inputs: Inputs<'_>,
+) -> Result<Applied, ApplyError> {
+    let mut pauses = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(1))
+        .with_max_delay(Duration::from_millis(50))
+        .with_jitter()
+        .without_max_times()
+        .build();
+    for _ in 0..MAX_CONFLICTS {
+        let stored = store.load_case(invoice_id).await?;
+        let now = clock.now().await?;
+        let (case, actions, fired) = match inputs {
+            Inputs::One(input) => {
+                let decision = decide(policy, stored.as_ref(), input, now);
+                (decision.case, decision.actions, Vec::new())
+            }
+            Inputs::DueTimers => {
+                let Some(stored) = stored else {
+                    return Ok(Applied {
+                        case: None,
+                        actions: Vec::new(),
+                    });
+                };
+                fire_due(policy, stored, now)
+            }
+        };
+        let Some(mut case) = case else {
+            return Ok(Applied {
+                case: None,
+                actions,
+            });
+        };
+        match store.save_case(&case).await? {
+            Saved::Saved { version } => {
+                case.version = version;
+                record_firings(&fired, now);
+                return Ok(Applied {
+                    case: Some(case),
+                    actions,
+                });
+            }
+            Saved::Conflict => {
+                metrics::counter!(metric::CASE_CONFLICTS).increment(1);
+                tokio::time::sleep(pauses.next().unwrap_or(Duration::from_millis(50))).await;
+            }
+        }
+    }
+    Err(ApplyError::Contended(invoice_id.to_owned()))
+}
+
+/// Feeds every due timer of `case` into `decide`, earliest first.
+fn fire_due(
+    policy: &Policy,
+    case: Case,
+    now: Timestamp,
+) -> (Option<Case>, Vec<Action>, Vec<Timestamp>) {
+    let due = case.due_timers(now);
+    let mut fired = Vec::new();
+    let mut actions = Vec::new();
+    let mut current = case;
+    for timer in due {
+        let decision = decide(policy, Some(&current), &Input::Timer(timer), now);
+        if let Some(next) = decision.case {
+            current = next;
+            fired.push(timer.at);
+            actions.extend(decision.actions);
+        }
+    }
+    if fired.is_empty() {
+        metrics::counter!(metric::STALE_WAKEUPS).increment(1);
+    }
+    (Some(current), actions, fired)
+}
+
+fn record_firings(fired: &[Timestamp], now: Timestamp) {
+    for due in fired {
+        metrics::counter!(metric::TIMERS_FIRED).increment(1);
+        let late = now.duration_since(*due).as_secs_f64().max(0.0);
+        metrics::histogram!(metric::TIMER_LATENESS_SECONDS).record(late);
+    }
+}
+
+/// Carries out what a saved decision asks for.
+///
+/// Retries are counted and logged; charging the invoice belongs to the processor, which this
+/// release does not have yet, so a due retry is visible (timeline, log, metric) but not charged.
+fn carry_out(case: &Case, actions: &[Action]) {
+    for action in actions {
+        match action {
+            Action::Retry { attempt } => {
+                metrics::counter!(metric::ACTIONS, "action" => "retry").increment(1);
+                tracing::debug!(invoice = %case.invoice_id, attempt, "retry due");
+            }
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".to_owned())
+}
+
+/// Pauses between failed store calls of a loop, so a Redis outage is not a busy loop.
+fn store_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(2))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}

@@ -1,0 +1,82 @@
+//! The timer loop: claim due wake-ups shard by shard and fire the due timers of each case.
+//!
+//! Each round visits every shard, starting at a different one per worker so several workers do not
+//! all queue on the same set. A shard that yields a full batch is visited again in the next round
+//! without pausing; the loop only sleeps when a whole round found nothing, so a backlog drains at
+//! full speed while an idle worker costs a few commands per poll interval.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, watch};
+
+use super::{Inputs, Worker, carry_out, store_backoff};
+use crate::store::{Store, TIMER_SHARDS};
+
+/// How many wake-ups one claim takes at most.
+const CLAIM_BATCH: usize = 256;
+
+/// How long an idle worker waits between rounds; bounds how late a timer fires on an idle system.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+pub(super) async fn run<S: Store>(worker: Arc<Worker<S>>, mut stopped: watch::Receiver<bool>) {
+    let lease = worker.settings.lease();
+    let first = (uuid::Uuid::new_v4().as_u128() % u128::from(TIMER_SHARDS)) as u16;
+    let mut backoff = store_backoff();
+    'rounds: while !*stopped.borrow() {
+        let mut busy = false;
+        for step in 0..TIMER_SHARDS {
+            let shard = (first + step) % TIMER_SHARDS;
+            let slots = worker.slots(CLAIM_BATCH, &mut stopped).await;
+            if slots.is_empty() {
+                break 'rounds;
+            }
+            let claimed = match worker.clock.now().await {
+                Ok(now) => {
+                    worker
+                        .store
+                        .claim_due(shard, now, lease, slots.len())
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match claimed {
+                Ok(claims) => {
+                    backoff = store_backoff();
+                    busy |= claims.len() == slots.len();
+                    for (claim, slot) in claims.into_iter().zip(slots) {
+                        tokio::spawn(wake(worker.clone(), claim, slot));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(shard, "cannot claim timers: {e}");
+                    drop(slots);
+                    let pause = backoff.next().unwrap_or(Duration::from_secs(2));
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {},
+                        _ = stopped.wait_for(|s| *s) => {},
+                    }
+                }
+            }
+        }
+        if !busy {
+            tokio::select! {
+                () = tokio::time::sleep(POLL_INTERVAL) => {},
+                _ = stopped.wait_for(|s| *s) => {},
+            }
+        }
+    }
+}
+
+/// Fires what is due on one claimed case. On failure the claim simply runs out and the wake-up
+/// comes back after the lease.
+async fn wake<S: Store>(worker: Arc<Worker<S>>, invoice_id: String, _slot: OwnedSemaphorePermit) {
+    match worker.apply(&invoice_id, Inputs::DueTimers).await {
+        Ok(applied) => {
+            if let Some(case) = &applied.case {
+                carry_out(case, &applied.actions);
+            }
+        }
+        Err(e) => tracing::warn!(invoice = %invoice_id, "timer not fired, retried after the lease: {e}"),
+    }
+}
