@@ -65,8 +65,11 @@ impl<S: Store> Clock<S> {
         } else {
             0
         };
+        // Whole milliseconds: what the store keeps due times in, and all a case's story needs.
+        let wall = Timestamp::from_millisecond(Timestamp::now().as_millisecond())
+            .expect("the wall clock is within jiff's range");
         Ok(Reading {
-            now: Timestamp::now() + SignedDuration::from_secs(offset_seconds),
+            now: wall + SignedDuration::from_secs(offset_seconds),
             offset_seconds,
         })
     }

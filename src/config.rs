@@ -420,7 +420,8 @@ impl Settings {
 
 /// Parses `STRIPE_WEBHOOK_SECRETS`; its value is never echoed, only the position of a bad entry.
 fn webhook_secrets(raw: Option<&str>) -> Result<Vec<SecretString>, ConfigError> {
-    let Some(raw) = raw else {
+    // Set but empty (as compose files and CI often leave a variable) means not set.
+    let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
         return Ok(Vec::new());
     };
     raw.split(',')

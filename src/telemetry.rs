@@ -22,7 +22,8 @@ pub mod metric {
     pub const WEBHOOK_VERIFICATION_FAILURES: &str = "recoup_webhook_verification_failures_total";
     /// Histogram: time from receiving a webhook body to answering it, in seconds.
     pub const WEBHOOK_INGEST_SECONDS: &str = "recoup_webhook_ingest_seconds";
-    /// Counter: inbox entries handled by `outcome` (`done`, `failed`, `dead_lettered`).
+    /// Counter: inbox entries handled by `outcome` (`done`, `deferred` — Redis unavailable or the
+    /// case contended, retried uncounted —, `failed`, `dead_lettered`).
     pub const INBOX_ENTRIES: &str = "recoup_inbox_entries_total";
     /// Counter: entries moved to the dead-letter stream, by event `type`.
     pub const DEAD_LETTERS: &str = "recoup_dead_letters_total";
@@ -108,7 +109,7 @@ fn describe() {
     );
     metrics::describe_counter!(
         metric::INBOX_ENTRIES,
-        "Inbox entries handled by workers, by outcome (done, failed, dead_lettered)."
+        "Inbox entries handled by workers, by outcome (done, deferred, failed, dead_lettered)."
     );
     metrics::describe_counter!(
         metric::DEAD_LETTERS,

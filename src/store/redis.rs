@@ -458,17 +458,15 @@ impl Store for RedisStore {
             // at no case (which readers skip and the redelivered event completes), never a case
             // that support cannot find.
             let opened = case.opened_at.as_millisecond();
-            let mut pipe = redis::pipe();
-            pipe.cmd("ZADD")
-                .arg(index_key(&case.customer_id))
-                .arg(opened)
-                .arg(id)
-                .ignore();
-            if let Some(sub) = &case.subscription_id {
-                pipe.cmd("ZADD").arg(index_key(sub)).arg(opened).arg(id).ignore();
-            }
-            let mut conn = self.conn.clone();
-            self.bounded(pipe.query_async::<()>(&mut conn)).await?;
+            let owners = std::iter::once(&case.customer_id).chain(&case.subscription_id);
+            // Each index is its own slot on a cluster, so these are separate commands (sent
+            // together on the multiplexed connection), not one pipeline.
+            try_join_all(owners.map(|owner| async move {
+                let mut add = redis::cmd("ZADD");
+                add.arg(index_key(owner)).arg(opened).arg(id);
+                self.query::<()>(&add).await
+            }))
+            .await?;
         }
         let mut saved = case.clone();
         saved.version += 1;

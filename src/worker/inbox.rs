@@ -79,34 +79,46 @@ async fn handle<S: Store>(worker: Arc<Worker<S>>, entry: InboxEntry, _slot: Owne
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(format!("panicked: {why}"))
+            Err(Fault::Entry(format!("panicked: {why}")))
         });
-    match outcome {
-        Ok(()) => match worker.store.ack(&entry.entry_id).await {
-            Ok(()) => metrics::counter!(metric::INBOX_ENTRIES, "outcome" => "done").increment(1),
-            // The case is saved; the entry comes back after its lease and changes nothing twice.
-            Err(e) => tracing::warn!(entry = %entry.entry_id, "cannot acknowledge: {e}"),
-        },
-        Err(error) => {
-            tracing::warn!(entry = %entry.entry_id, event = %entry.event.id, kind, %error, "inbox entry failed");
-            match worker.store.fail(&entry, &error, Timestamp::now()).await {
-                Ok(Failure::WillRetry { failures }) => {
-                    metrics::counter!(metric::INBOX_ENTRIES, "outcome" => "failed").increment(1);
-                    tracing::info!(entry = %entry.entry_id, failures, "will retry after the lease");
-                }
-                Ok(Failure::DeadLettered) => {
-                    metrics::counter!(metric::INBOX_ENTRIES, "outcome" => "dead_lettered")
-                        .increment(1);
-                    metrics::counter!(metric::DEAD_LETTERS, "type" => kind).increment(1);
-                    tracing::error!(entry = %entry.entry_id, event = %entry.event.id, %error, "moved to the dead letters");
-                }
-                Err(e) => tracing::warn!(entry = %entry.entry_id, "cannot record the failure: {e}"),
+    let error = match outcome {
+        Ok(()) => {
+            match worker.store.ack(&entry.entry_id).await {
+                Ok(()) => metrics::counter!(metric::INBOX_ENTRIES, "outcome" => "done").increment(1),
+                // The case is saved; the entry comes back after its lease and changes nothing twice.
+                Err(e) => tracing::warn!(entry = %entry.entry_id, "cannot acknowledge: {e}"),
             }
+            return;
         }
+        Err(Fault::Moment(error)) => {
+            metrics::counter!(metric::INBOX_ENTRIES, "outcome" => "deferred").increment(1);
+            tracing::warn!(entry = %entry.entry_id, event = %entry.event.id, kind, %error, "inbox entry deferred; retried after the lease");
+            return;
+        }
+        Err(Fault::Entry(error)) => error,
+    };
+    tracing::warn!(entry = %entry.entry_id, event = %entry.event.id, kind, %error, "inbox entry failed");
+    match worker.store.fail(&entry, &error, Timestamp::now()).await {
+        Ok(Failure::WillRetry { failures }) => {
+            metrics::counter!(metric::INBOX_ENTRIES, "outcome" => "failed").increment(1);
+            tracing::info!(entry = %entry.entry_id, failures, "will retry after the lease");
+        }
+        Ok(Failure::DeadLettered) => {
+            metrics::counter!(metric::INBOX_ENTRIES, "outcome" => "dead_lettered").increment(1);
+            metrics::counter!(metric::DEAD_LETTERS, "type" => kind).increment(1);
+            tracing::error!(entry = %entry.entry_id, event = %entry.event.id, %error, "moved to the dead letters");
+        }
+        Err(e) => tracing::warn!(entry = %entry.entry_id, "cannot record the failure: {e}"),
     }
 }
 
-async fn process<S: Store>(worker: &Worker<S>, entry: &InboxEntry) -> Result<(), String> {
+/// Why an entry was not done: the moment (retry later, uncounted) or the entry itself (counted).
+enum Fault {
+    Moment(String),
+    Entry(String),
+}
+
+async fn process<S: Store>(worker: &Worker<S>, entry: &InboxEntry) -> Result<(), Fault> {
     let EventObject::Invoice(invoice) = &entry.event.object else {
         // Card, customer, subscription and dispute events reach cases through the policy's later
         // rules; until a rule reads them, there is nothing to apply.
@@ -119,7 +131,13 @@ async fn process<S: Store>(worker: &Worker<S>, entry: &InboxEntry) -> Result<(),
     let applied = worker
         .apply(invoice_id, Inputs::One(&input))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| {
+            if e.is_transient() {
+                Fault::Moment(e.to_string())
+            } else {
+                Fault::Entry(e.to_string())
+            }
+        })?;
     if let Some(case) = &applied.case {
         carry_out(case, &applied.actions);
     }

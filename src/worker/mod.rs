@@ -10,7 +10,9 @@
 //!
 //! Both go through [`apply`]: load the case, decide, save with compare-and-set, and on a conflict do
 //! it again on fresh state, so concurrent inputs for one case never overwrite each other. Actions run
-//! only after their case is saved.
+//! only after their case is saved. Within one process, inputs for the same case also take turns
+//! ([`locks`]): compare-and-set keeps them correct, taking turns keeps a burst of events for one
+//! invoice from turning into a storm of conflicts; only workers in different processes still race.
 //!
 //! Shutdown: both loops stop claiming at once; the worker then waits for every case in flight (it
 //! only ever claims as much as it can start immediately, so nothing claimed is left unstarted), and
@@ -18,6 +20,7 @@
 //! claims to run out; another worker takes them over one lease later.
 
 mod inbox;
+mod locks;
 mod timers;
 
 use std::future::Future;
@@ -46,6 +49,7 @@ pub struct Worker<S> {
     settings: WorkerSettings,
     consumer: String,
     permits: Arc<Semaphore>,
+    locks: locks::CaseLocks,
 }
 
 /// What [`apply`] did.
@@ -65,6 +69,19 @@ pub enum ApplyError {
     Contended(String),
 }
 
+impl ApplyError {
+    /// Whether the fault lies with the moment (Redis down or slow, a hot case) rather than with
+    /// the input; such failures are retried without counting toward the dead letters, so an outage
+    /// cannot push good events out of the inbox.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ApplyError::Store(StoreError::Timeout(_) | StoreError::Unreachable { .. })
+                | ApplyError::Contended(_)
+        )
+    }
+}
+
 impl<S: Store> Worker<S> {
     pub fn new(store: S, policy: Policy, clock: Clock<S>, settings: WorkerSettings) -> Self {
         let consumer = format!(
@@ -80,6 +97,7 @@ impl<S: Store> Worker<S> {
             clock,
             settings,
             consumer,
+            locks: locks::CaseLocks::default(),
         }
     }
 
@@ -127,6 +145,7 @@ impl<S: Store> Worker<S> {
     }
 
     async fn apply(&self, invoice_id: &str, inputs: Inputs<'_>) -> Result<Applied, ApplyError> {
+        let _turn = self.locks.turn(invoice_id).await;
         apply(&self.store, &self.policy, &self.clock, invoice_id, inputs).await
     }
 }

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use recoup::config::Settings;
+use jiff::Timestamp;
+use recoup::config::{RedisSettings, Settings};
+use recoup::policy::{Case, Input, Policy, decide};
+use recoup::webhook::event::{Event, EventObject, Parsed};
 use recoup::server::{Application, Role};
 use recoup::store::redis::INBOX_STREAM;
 use recoup::webhook::signature;
@@ -20,6 +23,9 @@ use tokio::sync::oneshot;
 
 pub const SECRET: &str = "whsec_test_primary_5f1c0e";
 pub const OLD_SECRET: &str = "whsec_test_retiring_9b2d7a";
+/// A support token the API accepts when a test configures `RECOUP_API_TOKENS` with [`API_TOKENS`].
+pub const API_TOKEN: &str = "tok_support_ana_0123456789";
+pub const API_TOKENS: &str = "support-ana:tok_support_ana_0123456789";
 
 /// Polls `check` until it holds, for at most `limit`; panics with `what` otherwise.
 pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
@@ -350,6 +356,23 @@ impl TestApp {
     pub async fn get(&self, path: &str) -> Answer {
         Answer::from(self.http.get(self.url(path)).send().await.unwrap()).await
     }
+
+    /// GETs an API path with the support [`API_TOKEN`].
+    pub async fn api_get(&self, path: &str) -> Answer {
+        let request = self.http.get(self.url(path)).bearer_auth(API_TOKEN);
+        Answer::from(request.send().await.unwrap()).await
+    }
+
+    /// POSTs a JSON body to an API path with the support [`API_TOKEN`].
+    pub async fn api_post(&self, path: &str, body: &str) -> Answer {
+        let request = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(API_TOKEN)
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        Answer::from(request.send().await.unwrap()).await
+    }
 }
 
 impl Drop for TestApp {
@@ -433,6 +456,46 @@ pub fn event_body(id: &str, event_type: &str) -> Vec<u8> {
         }}
     }))
     .unwrap()
+}
+
+/// Store settings for a test's own Redis.
+pub fn redis_settings(redis: &TestRedis) -> RedisSettings {
+    RedisSettings {
+        url: redis.url(),
+        ..RedisSettings::default()
+    }
+}
+
+/// The `invoice.payment_failed` fixture as a parsed event, with its own event and invoice ids.
+pub fn event(event_id: &str, invoice_id: &str) -> Event {
+    let Ok(Parsed::Acted(mut event)) =
+        recoup::webhook::event::parse(&fixture("invoice.payment_failed"))
+    else {
+        panic!("the fixture is an event recoup acts on");
+    };
+    event.id = event_id.to_owned();
+    if let EventObject::Invoice(invoice) = &mut event.object {
+        invoice.id = Some(invoice_id.to_owned());
+    }
+    *event
+}
+
+/// A case as the policy opens it on a first failure, without timers, for store tests.
+pub fn open_case(
+    invoice_id: &str,
+    customer_id: &str,
+    subscription_id: Option<&str>,
+    opened_at: Timestamp,
+) -> Case {
+    let input = Input::Event(Box::new(event(&format!("evt_{invoice_id}"), invoice_id)));
+    let mut case = decide(&Policy::default(), None, &input, opened_at)
+        .case
+        .expect("a failure opens a case");
+    case.customer_id = customer_id.to_owned();
+    case.subscription_id = subscription_id.map(str::to_owned);
+    case.timers.clear();
+    case.next_attempt_at = None;
+    case
 }
 
 /// The recoup binary, as a child process with its own environment.

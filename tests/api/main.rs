@@ -3,4 +3,7 @@
 mod helpers;
 mod operations;
 mod process;
+mod status;
+mod store;
 mod webhook;
+mod worker;

@@ -302,3 +302,69 @@ fn webhook_send_refuses_a_file_that_is_not_an_event() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_worker_needs_no_signing_secret_and_serves_only_operations() {
+    let redis = TestRedis::start();
+    let worker = RecoupProcess::serve_as(&redis, "worker", &[("STRIPE_WEBHOOK_SECRETS", "")]).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", worker.addr);
+    assert_eq!(http.get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
+    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    for path in ["/webhooks/stripe", "/api/v1/clock/advance"] {
+        let answer = http.post(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(answer.status(), 404, "{path} belongs to the receiver");
+    }
+}
+
+#[tokio::test]
+async fn a_receiver_stores_events_and_leaves_them_for_the_workers() {
+    let redis = TestRedis::start();
+    let receiver = RecoupProcess::serve_as(&redis, "receiver", &[]).await;
+    let body = fixture("invoice.payment_failed");
+    let answer = reqwest::Client::new()
+        .post(format!("http://{}/webhooks/stripe", receiver.addr))
+        .header("stripe-signature", sign(SECRET.as_bytes(), unix_now(), &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let _worker = RecoupProcess::serve_as(&redis, "worker", &[]).await;
+    wait_until("the worker to take the entry", Duration::from_secs(10), || async {
+        redis.inbox_len().await == 0
+    })
+    .await;
+}
+
+#[test]
+fn clock_commands_explain_what_is_wrong() {
+    let (code, _, stderr) = run(&["clock", "advance", "3w"], &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("3d, 12h, 90m"), "{stderr}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    let redis = TestRedis::start();
+    let (code, _, stderr) = run(&["clock", "advance", "3d"], &[("REDIS_URL", &redis.url())]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("RECOUP_TEST_CLOCK=1"), "{stderr}");
+    let (code, stdout, _) = run(&["clock", "show"], &[("REDIS_URL", &redis.url())]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("test clock is off"), "{stdout}");
+    let (code, _, stderr) = run(
+        &["clock", "show"],
+        &[("REDIS_URL", &url), ("RECOUP_TEST_CLOCK", "1")],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("cannot reach Redis"), "{stderr}");
+    let (code, _, stderr) = run(
+        &["clock", "show"],
+        &[("RECOUP_TEST_CLOCK", "1"), ("STRIPE_API_KEY", "sk_live_123")],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("sk_live_"), "{stderr}");
+}

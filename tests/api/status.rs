@@ -1,0 +1,277 @@
+//! Cases as support sees them through `/api/v1`, and the test clock, with receiver and worker in one
+//! process as `recoup serve` runs by default.
+
+use std::time::Duration;
+
+use recoup::server::Role;
+use serde_json::Value;
+
+use crate::helpers::{API_TOKEN, API_TOKENS, TestApp, fixture, unix_now, wait_until};
+
+const INVOICE: &str = "in_1QaZ4rB7WZ01zgkWfT9s8KpM";
+const CUSTOMER: &str = "cus_R3cvP0qK8yWm2d";
+const SUBSCRIPTION: &str = "sub_1QaZ3pB7WZ01zgkW5hJx2Lq0";
+
+async fn app() -> TestApp {
+    TestApp::spawn_as(
+        Role::All,
+        &[("RECOUP_API_TOKENS", API_TOKENS), ("RECOUP_TEST_CLOCK", "1")],
+    )
+    .await
+}
+
+/// A bundled invoice event with its own event id, invoice id, creation time and attempt number.
+fn invoice_event(kind: &str, event_id: &str, invoice_id: &str, created: i64, attempt: u64) -> Vec<u8> {
+    let mut event: Value = serde_json::from_slice(&fixture(kind)).unwrap();
+    event["id"] = event_id.into();
+    event["created"] = created.into();
+    event["data"]["object"]["id"] = invoice_id.into();
+    event["data"]["object"]["attempt_count"] = attempt.into();
+    serde_json::to_vec(&event).unwrap()
+}
+
+/// Waits for the invoice's case to satisfy `ready`, and returns it.
+async fn case_when(app: &TestApp, invoice_id: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let path = format!("/api/v1/invoices/{invoice_id}");
+    let mut case = Value::Null;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = app.api_get(&path).await;
+        if answer.status == 200 {
+            case = answer.json();
+            if ready(&case) {
+                return case;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "case {invoice_id} never got ready; last seen: {case}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn saw(case: &Value, events: usize) -> bool {
+    case["timeline"]
+        .as_array()
+        .is_some_and(|t| t.iter().filter(|e| e["event"].is_string()).count() == events)
+}
+
+#[tokio::test]
+async fn the_api_answers_only_a_configured_bearer_token() {
+    let app = app().await;
+    let path = format!("/api/v1/invoices/{INVOICE}");
+    let bare = app.get(&path).await;
+    assert_eq!(bare.status, 401);
+    assert_eq!(bare.headers["www-authenticate"], r#"Bearer realm="recoup""#);
+    assert!(bare.json()["error"].as_str().unwrap().contains("RECOUP_API_TOKENS"));
+    for header in [
+        "Bearer not-the-token".to_owned(),
+        format!("Basic {API_TOKEN}"),
+        format!("Bearer {API_TOKEN}x"),
+    ] {
+        let answer = app
+            .http
+            .get(app.url(&path))
+            .header("authorization", header.as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 401, "{header}");
+    }
+    assert_eq!(app.api_get(&path).await.status, 404, "a good token gets through");
+
+    let without_tokens = TestApp::spawn_as(Role::All, &[]).await;
+    assert_eq!(without_tokens.api_get(&path).await.status, 401);
+}
+
+#[tokio::test]
+async fn a_failed_invoice_is_a_case_support_can_find_by_invoice_customer_and_subscription() {
+    let app = app().await;
+    assert_eq!(
+        app.deliver(fixture("invoice.payment_failed")).await.status,
+        200
+    );
+    let case = case_when(&app, INVOICE, |c| saw(c, 1)).await;
+    assert_eq!(case["invoice_id"], INVOICE);
+    assert_eq!(case["customer_id"], CUSTOMER);
+    assert_eq!(case["subscription_id"], SUBSCRIPTION);
+    assert_eq!(case["amount_due"], 4900);
+    assert_eq!(case["currency"], "usd");
+    assert_eq!(case["state"], "retrying");
+    assert!(case["customer_timezone"].is_string());
+    assert_eq!(case["attempts"][0]["number"], 1);
+    assert_eq!(case["attempts"][0]["outcome"], "failed");
+    assert!(case["next_attempt_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(case["nudges"], serde_json::json!([]));
+    assert!(case["decision"].is_null());
+    assert_eq!(case["timeline"][0]["what"], "invoice.payment_failed");
+
+    for path in [
+        format!("/api/v1/customers/{CUSTOMER}"),
+        format!("/api/v1/subscriptions/{SUBSCRIPTION}"),
+    ] {
+        let listed = app.api_get(&path).await;
+        assert_eq!(listed.status, 200, "{path}");
+        assert_eq!(listed.json()["cases"][0]["invoice_id"], INVOICE, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_legacy_invoice_shape_makes_the_same_case() {
+    let app = app().await;
+    app.deliver(fixture("legacy/invoice.payment_failed")).await;
+    let case = case_when(&app, INVOICE, |c| saw(c, 1)).await;
+    assert_eq!(case["subscription_id"], SUBSCRIPTION);
+    assert_eq!(case["state"], "retrying");
+}
+
+#[tokio::test]
+async fn unknown_ids_are_404_with_a_reason() {
+    let app = app().await;
+    for path in [
+        "/api/v1/invoices/in_unknown",
+        "/api/v1/customers/cus_unknown",
+        "/api/v1/subscriptions/sub_unknown",
+    ] {
+        let answer = app.api_get(path).await;
+        assert_eq!(answer.status, 404, "{path}");
+        assert!(answer.json()["error"].as_str().unwrap().contains("no case for"));
+    }
+}
+
+#[tokio::test]
+async fn a_customers_cases_are_listed_newest_first() {
+    let app = app().await;
+    let now = unix_now() as i64;
+    for invoice in ["in_older", "in_newer"] {
+        let body = invoice_event("invoice.payment_failed", &format!("evt_{invoice}"), invoice, now, 1);
+        app.deliver(body).await;
+        case_when(&app, invoice, |c| saw(c, 1)).await;
+    }
+    let listed = app.api_get(&format!("/api/v1/customers/{CUSTOMER}")).await.json();
+    let ids: Vec<_> = listed["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["invoice_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["in_newer", "in_older"]);
+}
+
+fn permutations(n: usize) -> Vec<Vec<usize>> {
+    if n == 0 {
+        return vec![Vec::new()];
+    }
+    let mut all = Vec::new();
+    for rest in permutations(n - 1) {
+        for at in 0..=rest.len() {
+            let mut order = rest.clone();
+            order.insert(at, n - 1);
+            all.push(order);
+        }
+    }
+    all
+}
+
+/// What delivery order must not change.
+fn outcome(case: &Value) -> Value {
+    serde_json::json!({
+        "state": case["state"], "attempts": case["attempts"], "recovered_by": case["recovered_by"],
+        "next_attempt_at": case["next_attempt_at"], "timers": case["timers"],
+    })
+}
+
+#[tokio::test]
+async fn every_delivery_order_of_an_invoices_events_ends_in_the_same_state() {
+    let app = app().await;
+    let t = unix_now() as i64 - 3_600;
+    // (kind, created offset, attempt): failed twice, then paid — and a story where the payment
+    // came first, so the late failure must leave the case closed with nothing scheduled.
+    let stories: [(&str, &[(&str, i64, u64)], &str); 2] = [
+        (
+            "in_story_recovered",
+            &[
+                ("invoice.payment_failed", 0, 1),
+                ("invoice.payment_failed", 100, 2),
+                ("invoice.paid", 200, 2),
+                ("invoice.payment_succeeded", 201, 2),
+            ],
+            "recovered",
+        ),
+        (
+            "in_story_paid_first",
+            &[
+                ("invoice.paid", 0, 1),
+                ("invoice.payment_succeeded", 1, 1),
+                ("invoice.payment_failed", 100, 1),
+            ],
+            "closed",
+        ),
+    ];
+    for (story, events, final_state) in stories {
+        let orders = permutations(events.len());
+        let deliveries = orders.iter().enumerate().map(|(o, order)| {
+            let app = &app;
+            async move {
+                let invoice = format!("{story}_{o}");
+                // Each order is delivered as written, with the first event delivered once more at
+                // the end, as Stripe's retries would.
+                for &i in order.iter().chain([&order[0]]) {
+                    let (kind, offset, attempt) = events[i];
+                    let body =
+                        invoice_event(kind, &format!("evt_{invoice}_{i}"), &invoice, t + offset, attempt);
+                    assert_eq!(app.deliver(body).await.status, 200);
+                }
+                outcome(&case_when(app, &invoice, |c| saw(c, events.len())).await)
+            }
+        });
+        let outcomes = futures::future::join_all(deliveries).await;
+        assert_eq!(outcomes[0]["state"], final_state, "{story}");
+        for (o, seen) in outcomes.iter().enumerate() {
+            assert_eq!(seen, &outcomes[0], "{story}, order {:?}", orders[o]);
+        }
+        assert!(outcomes[0]["next_attempt_at"].is_null(), "{story}: nothing scheduled");
+    }
+}
+
+#[tokio::test]
+async fn advancing_the_test_clock_fires_what_came_due_at_once() {
+    let app = app().await;
+    app.deliver(fixture("invoice.payment_failed")).await;
+    let opened = case_when(&app, INVOICE, |c| saw(c, 1)).await;
+    assert_eq!(opened["timers"].as_array().unwrap().len(), 1);
+
+    let hour = app.api_post("/api/v1/clock/advance", r#"{"seconds":3600}"#).await;
+    assert_eq!(hour.status, 200, "{}", hour.text);
+    assert_eq!(hour.json()["offset_seconds"], 3600);
+    let after_an_hour = app.api_get(&format!("/api/v1/invoices/{INVOICE}")).await.json();
+    assert_eq!(after_an_hour["timers"], opened["timers"], "nothing was due yet");
+
+    let days = app.api_post("/api/v1/clock/advance", r#"{"seconds":259200}"#).await;
+    assert_eq!(days.status, 200, "{}", days.text);
+    let moved = days.json();
+    assert_eq!(moved["offset_seconds"], 262_800);
+    let now: jiff::Timestamp = moved["now"].as_str().unwrap().parse().unwrap();
+    let due: jiff::Timestamp = opened["next_attempt_at"].as_str().unwrap().parse().unwrap();
+    assert!(now >= due);
+    let fired = case_when(&app, INVOICE, |c| c["timers"] == serde_json::json!([])).await;
+    assert_eq!(fired["timeline"].as_array().unwrap().last().unwrap()["what"], "retry due");
+}
+
+#[tokio::test]
+async fn a_bad_clock_move_is_refused_and_moves_nothing() {
+    let app = app().await;
+    for body in [r#"{"seconds":-60}"#, r#"{"seconds":0}"#, r#"{"secs":60}"#, "60", r#"{"seconds":"1d"}"#] {
+        let answer = app.api_post("/api/v1/clock/advance", body).await;
+        assert_eq!(answer.status, 400, "{body}: {}", answer.text);
+        assert!(answer.json()["error"].is_string());
+    }
+    let still = app.api_post("/api/v1/clock/advance", r#"{"seconds":1}"#).await;
+    assert_eq!(still.json()["offset_seconds"], 1, "the refused moves moved nothing");
+
+    let off = TestApp::spawn_as(Role::All, &[("RECOUP_API_TOKENS", API_TOKENS)]).await;
+    let answer = off.api_post("/api/v1/clock/advance", r#"{"seconds":60}"#).await;
+    assert_eq!(answer.status, 404);
+    assert!(answer.json()["error"].as_str().unwrap().contains("RECOUP_TEST_CLOCK"));
+}

@@ -1,0 +1,289 @@
+//! The store suite: every promise of `Store`, written once and run against one Redis, a three-node
+//! Redis Cluster and the memory store alike.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use recoup::policy::{Case, Timer, TimerKind};
+use recoup::store::{Failure, Ingest, MemoryStore, RedisStore, Saved, Store, TIMER_SHARDS};
+
+use crate::helpers::{TestCluster, TestRedis, event, open_case, redis_settings};
+
+macro_rules! store_suite {
+    ($($name:ident),* $(,)?) => {
+        mod on_redis {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let redis = super::TestRedis::start();
+                    let store = super::RedisStore::connect(&super::redis_settings(&redis))
+                        .await
+                        .unwrap();
+                    super::$name(&store).await;
+                }
+            )*
+        }
+        mod on_cluster {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let cluster = super::TestCluster::start().await;
+                    let settings = recoup::config::RedisSettings {
+                        url: cluster.url(),
+                        cluster: true,
+                        ..Default::default()
+                    };
+                    let store = super::RedisStore::connect(&settings).await.unwrap();
+                    super::$name(&store).await;
+                }
+            )*
+        }
+        mod in_memory {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(&super::MemoryStore::new()).await;
+                }
+            )*
+        }
+    };
+}
+
+store_suite!(
+    ingest_dedupes_and_hands_each_entry_to_one_reader,
+    a_pending_entry_is_reclaimed_only_after_its_lease,
+    an_entry_is_dead_lettered_on_its_fifth_failure,
+    saves_are_compare_and_set,
+    cases_are_found_by_customer_and_subscription_newest_first,
+    a_due_wakeup_is_claimed_once_until_its_lease_runs_out,
+    the_clock_offset_only_moves_when_advanced,
+);
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn t(seconds: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+}
+
+/// Claims from every shard, as a worker's round does.
+async fn claim_all<S: Store>(store: &S, now: Timestamp, lease: Duration) -> Vec<String> {
+    let mut claimed = Vec::new();
+    for shard in 0..TIMER_SHARDS {
+        claimed.extend(store.claim_due(shard, now, lease, 100).await.unwrap());
+    }
+    claimed.sort();
+    claimed
+}
+
+fn with_timer(mut case: Case, at: Timestamp) -> Case {
+    case.timers = vec![Timer {
+        at,
+        kind: TimerKind::Retry { attempt: 2 },
+    }];
+    case
+}
+
+async fn ingest_dedupes_and_hands_each_entry_to_one_reader<S: Store>(store: &S) {
+    let first = event("evt_one", "in_one");
+    assert!(matches!(
+        store.ingest(&first).await.unwrap(),
+        Ingest::Stored { .. }
+    ));
+    assert_eq!(store.ingest(&first).await.unwrap(), Ingest::Duplicate);
+    store.ingest(&event("evt_two", "in_two")).await.unwrap();
+
+    let read = store
+        .read_inbox("worker-a", 10, Duration::from_millis(100))
+        .await
+        .unwrap();
+    let ids: Vec<_> = read.iter().map(|e| e.event.id.as_str()).collect();
+    assert_eq!(ids, ["evt_one", "evt_two"]);
+    assert_eq!(read[0].event, first, "the event comes back as it went in");
+
+    let other = store
+        .read_inbox("worker-b", 10, Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert!(other.is_empty(), "entries already read go to nobody else");
+
+    for entry in &read {
+        store.ack(&entry.entry_id).await.unwrap();
+    }
+    let reclaimed = store
+        .reclaim_inbox("worker-b", Duration::ZERO, 10)
+        .await
+        .unwrap();
+    assert!(reclaimed.is_empty(), "acknowledged entries are gone");
+}
+
+async fn a_pending_entry_is_reclaimed_only_after_its_lease<S: Store>(store: &S) {
+    store.ingest(&event("evt_one", "in_one")).await.unwrap();
+    let read = store
+        .read_inbox("dead-worker", 10, Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 1);
+
+    let early = store.reclaim_inbox("survivor", LONG, 10).await.unwrap();
+    assert!(early.is_empty(), "reclaimed before the lease ran out");
+
+    let lease = Duration::from_millis(200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let reclaimed = loop {
+        let found = store.reclaim_inbox("survivor", lease, 10).await.unwrap();
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the entry never became reclaimable"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(reclaimed[0].event.id, "evt_one");
+    assert_eq!(reclaimed[0].entry_id, read[0].entry_id);
+}
+
+async fn an_entry_is_dead_lettered_on_its_fifth_failure<S: Store>(store: &S) {
+    store.ingest(&event("evt_poison", "in_one")).await.unwrap();
+    let entry = store
+        .read_inbox("worker", 1, Duration::from_millis(100))
+        .await
+        .unwrap()
+        .remove(0);
+    for failures in 1..5 {
+        assert_eq!(
+            store.fail(&entry, "boom", t(0)).await.unwrap(),
+            Failure::WillRetry { failures }
+        );
+    }
+    assert!(store.dead_letters(10).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .fail(&entry, "case in_one is unreadable", t(5))
+            .await
+            .unwrap(),
+        Failure::DeadLettered
+    );
+
+    let dead = store.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].entry_id, entry.entry_id);
+    assert_eq!(dead[0].event_id, "evt_poison");
+    assert_eq!(dead[0].event_type, "invoice.payment_failed");
+    assert_eq!(dead[0].failures, 5);
+    assert_eq!(dead[0].error, "case in_one is unreadable");
+    assert_eq!(dead[0].at, t(5));
+    assert!(dead[0].event.contains("evt_poison"), "{}", dead[0].event);
+    let reclaimed = store
+        .reclaim_inbox("worker", Duration::ZERO, 10)
+        .await
+        .unwrap();
+    assert!(reclaimed.is_empty(), "a dead letter is off the inbox");
+}
+
+async fn saves_are_compare_and_set<S: Store>(store: &S) {
+    let case = open_case("in_cas", "cus_a", Some("sub_a"), t(0));
+    assert_eq!(case.version, 0);
+    assert!(store.load_case("in_cas").await.unwrap().is_none());
+    assert_eq!(
+        store.save_case(&case).await.unwrap(),
+        Saved::Saved { version: 1 }
+    );
+    assert_eq!(
+        store.save_case(&case).await.unwrap(),
+        Saved::Conflict,
+        "a second creator must not overwrite the first"
+    );
+
+    let mut loaded = store.load_case("in_cas").await.unwrap().unwrap();
+    assert_eq!(loaded.version, 1);
+    let stale = loaded.clone();
+    loaded.amount_due = 1234;
+    assert_eq!(
+        store.save_case(&loaded).await.unwrap(),
+        Saved::Saved { version: 2 }
+    );
+    assert_eq!(store.save_case(&stale).await.unwrap(), Saved::Conflict);
+
+    let last = store.load_case("in_cas").await.unwrap().unwrap();
+    assert_eq!(last.version, 2);
+    assert_eq!(last.amount_due, 1234);
+    let mut expected = loaded.clone();
+    expected.version = 2;
+    assert_eq!(last, expected, "the case round-trips whole");
+}
+
+async fn cases_are_found_by_customer_and_subscription_newest_first<S: Store>(store: &S) {
+    for case in [
+        open_case("in_old", "cus_a", Some("sub_a"), t(0)),
+        open_case("in_new", "cus_a", Some("sub_b"), t(60)),
+        open_case("in_other", "cus_b", Some("sub_a"), t(30)),
+    ] {
+        store.save_case(&case).await.unwrap();
+    }
+    let ids = |cases: Vec<Case>| cases.into_iter().map(|c| c.invoice_id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.cases_of_customer("cus_a").await.unwrap()),
+        ["in_new", "in_old"]
+    );
+    assert_eq!(
+        ids(store.cases_of_subscription("sub_a").await.unwrap()),
+        ["in_other", "in_old"]
+    );
+    assert!(store.cases_of_customer("cus_x").await.unwrap().is_empty());
+    assert!(store.cases_of_subscription("sub_x").await.unwrap().is_empty());
+}
+
+async fn a_due_wakeup_is_claimed_once_until_its_lease_runs_out<S: Store>(store: &S) {
+    let lease = Duration::from_secs(10);
+    let soon = with_timer(open_case("in_soon", "cus_a", None, t(0)), t(100));
+    let later = with_timer(open_case("in_later", "cus_a", None, t(0)), t(3_600));
+    let never = open_case("in_never", "cus_a", None, t(0));
+    for case in [&soon, &later, &never] {
+        store.save_case(case).await.unwrap();
+    }
+
+    assert!(claim_all(store, t(99), lease).await.is_empty(), "not due yet");
+    assert_eq!(store.count_due(t(100)).await.unwrap(), 1);
+    assert_eq!(claim_all(store, t(100), lease).await, ["in_soon"]);
+    assert_eq!(store.count_due(t(100)).await.unwrap(), 0, "claimed is not due");
+    assert!(
+        claim_all(store, t(105), lease).await.is_empty(),
+        "claimed once"
+    );
+    assert_eq!(
+        claim_all(store, t(110), lease).await,
+        ["in_soon"],
+        "back when the lease ran out"
+    );
+
+    // Saving the case sets its real next wake-up, which ends the claim.
+    let mut fired = store.load_case("in_soon").await.unwrap().unwrap();
+    fired.timers.clear();
+    store.save_case(&fired).await.unwrap();
+    assert_eq!(
+        claim_all(store, t(4_000), lease).await,
+        ["in_later"],
+        "a case without timers never wakes"
+    );
+
+    let mut moved = store.load_case("in_later").await.unwrap().unwrap();
+    moved.timers[0].at = t(5_000);
+    store.save_case(&moved).await.unwrap();
+    assert!(claim_all(store, t(4_999), lease).await.is_empty());
+    assert_eq!(claim_all(store, t(5_000), lease).await, ["in_later"]);
+}
+
+async fn the_clock_offset_only_moves_when_advanced<S: Store>(store: &S) {
+    assert_eq!(store.clock_offset().await.unwrap(), 0);
+    assert_eq!(store.advance_clock(60).await.unwrap(), 60);
+    assert_eq!(
+        store
+            .advance_clock(SignedDuration::from_hours(72).as_secs())
+            .await
+            .unwrap(),
+        60 + 259_200
+    );
+    assert_eq!(store.clock_offset().await.unwrap(), 259_260);
+}
