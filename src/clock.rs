@@ -120,9 +120,9 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
             's' => 1,
             _ => return Err(format!("{text:?}: unknown unit {c:?}; expected {allowed}")),
         };
-        let n: i64 = digits
-            .parse()
-            .map_err(|_| format!("{text:?}: a number must come before {c:?}; expected {allowed}"))?;
+        let n: i64 = digits.parse().map_err(|_| {
+            format!("{text:?}: a number must come before {c:?}; expected {allowed}")
+        })?;
         total = n
             .checked_mul(unit)
             .and_then(|s| total.checked_add(s))
@@ -130,7 +130,9 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
         digits.clear();
     }
     if !digits.is_empty() {
-        return Err(format!("{text:?}: {digits} needs a unit; expected {allowed}"));
+        return Err(format!(
+            "{text:?}: {digits} needs a unit; expected {allowed}"
+        ));
     }
     Ok(total)
 }

@@ -331,28 +331,38 @@ impl Settings {
 
     /// Checks what the types alone cannot.
     fn validate(&self) -> Result<(), ConfigError> {
+        /// `value` must lie in `range`; otherwise the error names `key` and says what is allowed.
+        fn within<T: PartialOrd + ToString>(
+            key: &str,
+            value: T,
+            range: std::ops::RangeInclusive<T>,
+            allowed: &str,
+        ) -> Result<(), ConfigError> {
+            if range.contains(&value) {
+                Ok(())
+            } else {
+                Err(ConfigError::invalid(key, value, allowed))
+            }
+        }
         let s = &self.server;
-        if !(1024..=64 * 1024 * 1024).contains(&s.body_limit_bytes) {
-            return Err(ConfigError::invalid(
-                "server.body_limit_bytes",
-                s.body_limit_bytes,
-                "between 1024 (1 KiB) and 67108864 (64 MiB)",
-            ));
-        }
-        if !(1..=300).contains(&s.request_timeout_secs) {
-            return Err(ConfigError::invalid(
-                "server.request_timeout_secs",
-                s.request_timeout_secs,
-                "between 1 and 300 seconds",
-            ));
-        }
-        if !(1..=3600).contains(&self.webhook.tolerance_secs) {
-            return Err(ConfigError::invalid(
-                "webhook.tolerance_secs",
-                self.webhook.tolerance_secs,
-                "between 1 and 3600 seconds (Stripe's libraries use 300)",
-            ));
-        }
+        within(
+            "server.body_limit_bytes",
+            s.body_limit_bytes,
+            1024..=64 * 1024 * 1024,
+            "between 1024 (1 KiB) and 67108864 (64 MiB)",
+        )?;
+        within(
+            "server.request_timeout_secs",
+            s.request_timeout_secs,
+            1..=300,
+            "between 1 and 300 seconds",
+        )?;
+        within(
+            "webhook.tolerance_secs",
+            self.webhook.tolerance_secs,
+            1..=3600,
+            "between 1 and 3600 seconds (Stripe's libraries use 300)",
+        )?;
         let r = &self.redis;
         if r.urls().len() > 1 && !r.cluster {
             return Err(ConfigError::invalid(
@@ -371,28 +381,25 @@ impl Settings {
                 ));
             }
         }
-        if !(10..=60_000).contains(&r.timeout_ms) {
-            return Err(ConfigError::invalid(
-                "redis.timeout_ms",
-                r.timeout_ms,
-                "between 10 and 60000 milliseconds",
-            ));
-        }
+        within(
+            "redis.timeout_ms",
+            r.timeout_ms,
+            10..=60_000,
+            "between 10 and 60000 milliseconds",
+        )?;
         let w = &self.worker;
-        if !(1..=3600).contains(&w.lease_secs) {
-            return Err(ConfigError::invalid(
-                "worker.lease_secs (RECOUP_WORKER__LEASE_SECS)",
-                w.lease_secs,
-                "between 1 and 3600 seconds; longer than the slowest case takes to process",
-            ));
-        }
-        if !(1..=10_000).contains(&w.concurrency) {
-            return Err(ConfigError::invalid(
-                "worker.concurrency",
-                w.concurrency,
-                "between 1 and 10000 cases at once",
-            ));
-        }
+        within(
+            "worker.lease_secs (RECOUP_WORKER__LEASE_SECS)",
+            w.lease_secs,
+            1..=3600,
+            "between 1 and 3600 seconds; longer than the slowest case takes to process",
+        )?;
+        within(
+            "worker.concurrency",
+            w.concurrency,
+            1..=10_000,
+            "between 1 and 10000 cases at once",
+        )?;
         let live_key = self
             .secrets
             .stripe_api_key
@@ -807,8 +814,14 @@ mod tests {
             ("RECOUP_TEST_CLOCK", "1"),
             ("STRIPE_API_KEY", "sk_live_51Habc"),
         ]);
-        assert!(err.contains("RECOUP_TEST_CLOCK") && err.contains("sk_live_"), "{err}");
-        assert!(!err.contains("51Habc"), "the key itself is never echoed: {err}");
+        assert!(
+            err.contains("RECOUP_TEST_CLOCK") && err.contains("sk_live_"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("51Habc"),
+            "the key itself is never echoed: {err}"
+        );
     }
 
     #[test]
@@ -818,10 +831,18 @@ mod tests {
             "support-ana:aaaaaaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbbbbbb",
         )])
         .unwrap();
-        let names: Vec<_> = settings.secrets.api_tokens.iter().map(|t| t.name.as_str()).collect();
+        let names: Vec<_> = settings
+            .secrets
+            .api_tokens
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
         assert_eq!(names, ["support-ana", "token-2"]);
         let shown = format!("{settings:?}");
-        assert!(!shown.contains("aaaaaaaa") && !shown.contains("bbbbbbbb"), "{shown}");
+        assert!(
+            !shown.contains("aaaaaaaa") && !shown.contains("bbbbbbbb"),
+            "{shown}"
+        );
         let err = load_err(&[("RECOUP_API_TOKENS", "ana:short")]);
         assert!(err.contains("entry 1") && !err.contains("short"), "{err}");
     }

@@ -141,15 +141,15 @@ impl Application {
             )
         });
         let router = routes.layer(
-                tower::ServiceBuilder::new()
-                    .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                    .layer(TraceLayer::new_for_http().make_span_with(request_span))
-                    .layer(PropagateRequestIdLayer::x_request_id())
-                    .layer(TimeoutLayer::with_status_code(
-                        StatusCode::REQUEST_TIMEOUT,
-                        Duration::from_secs(settings.server.request_timeout_secs),
-                    )),
-            );
+            tower::ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    Duration::from_secs(settings.server.request_timeout_secs),
+                )),
+        );
         let addr = settings.server.listen;
         let listener = TcpListener::bind(addr)
             .await

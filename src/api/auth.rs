@@ -49,7 +49,11 @@ impl Tokens {
 }
 
 /// Middleware: lets a request through with its [`Caller`] when it bears a valid token.
-pub async fn require_token(State(tokens): State<Tokens>, mut request: Request, next: Next) -> Response {
+pub async fn require_token(
+    State(tokens): State<Tokens>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -96,7 +100,10 @@ mod tests {
                 token: SecretString::from("bbbbbbbbbbbbbbbbbbbb"),
             },
         ]);
-        assert_eq!(tokens.caller("bbbbbbbbbbbbbbbbbbbb"), Some(Caller("bo".into())));
+        assert_eq!(
+            tokens.caller("bbbbbbbbbbbbbbbbbbbb"),
+            Some(Caller("bo".into()))
+        );
         assert_eq!(tokens.caller("bbbbbbbbbbbbbbbbbbb"), None);
         assert_eq!(tokens.caller(""), None);
         assert_eq!(Tokens::new(Vec::new()).caller("anything"), None);

@@ -53,8 +53,15 @@ async fn customer<S: Store>(State(api): State<Arc<Api<S>>>, Path(id): Path<Strin
     cases("customer", &id, api.store.cases_of_customer(&id).await)
 }
 
-async fn subscription<S: Store>(State(api): State<Arc<Api<S>>>, Path(id): Path<String>) -> Response {
-    cases("subscription", &id, api.store.cases_of_subscription(&id).await)
+async fn subscription<S: Store>(
+    State(api): State<Arc<Api<S>>>,
+    Path(id): Path<String>,
+) -> Response {
+    cases(
+        "subscription",
+        &id,
+        api.store.cases_of_subscription(&id).await,
+    )
 }
 
 fn cases(what: &str, id: &str, found: Result<Vec<Case>, StoreError>) -> Response {
@@ -92,7 +99,9 @@ async fn advance_clock<S: Store>(
     };
     match api.clock.advance(seconds).await {
         Ok(reading) => Json(reading).into_response(),
-        Err(e @ ClockError::NotForward(_)) => error_response(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e @ ClockError::NotForward(_)) => {
+            error_response(StatusCode::BAD_REQUEST, &e.to_string())
+        }
         Err(e @ ClockError::Off) => error_response(StatusCode::NOT_FOUND, &e.to_string()),
         Err(e @ (ClockError::Unclaimed { .. } | ClockError::Store(_))) => {
             error_response(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())

@@ -211,7 +211,12 @@ impl Case {
 
     /// The timers due at `now`, earliest first.
     pub fn due_timers(&self, now: Timestamp) -> Vec<Timer> {
-        let mut due: Vec<Timer> = self.timers.iter().filter(|t| t.at <= now).copied().collect();
+        let mut due: Vec<Timer> = self
+            .timers
+            .iter()
+            .filter(|t| t.at <= now)
+            .copied()
+            .collect();
         due.sort_by_key(|t| t.at);
         due
     }

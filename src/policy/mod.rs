@@ -92,11 +92,9 @@ fn on_event(policy: &Policy, case: Option<&Case>, event: &Event, now: Timestamp)
         return Decision::unchanged();
     }
     let fact = match event.kind {
-        EventKind::InvoicePaymentFailed | EventKind::InvoicePaymentActionRequired => {
-            Fact::Failed {
-                needs_customer: event.kind == EventKind::InvoicePaymentActionRequired,
-            }
-        }
+        EventKind::InvoicePaymentFailed | EventKind::InvoicePaymentActionRequired => Fact::Failed {
+            needs_customer: event.kind == EventKind::InvoicePaymentActionRequired,
+        },
         EventKind::InvoicePaid | EventKind::InvoicePaymentSucceeded => Fact::Paid,
         EventKind::InvoiceVoided => Fact::Closed("voided in Stripe"),
         EventKind::InvoiceMarkedUncollectible => Fact::Closed("marked uncollectible in Stripe"),
@@ -254,7 +252,12 @@ fn plan_retry(policy: &Policy, case: &mut Case, now: Timestamp) {
         (_, Some(_)) => case.timers.retain(|t| !is_retry(t)),
         (_, None) => {}
     }
-    case.next_attempt_at = case.timers.iter().filter(|t| is_retry(t)).map(|t| t.at).min();
+    case.next_attempt_at = case
+        .timers
+        .iter()
+        .filter(|t| is_retry(t))
+        .map(|t| t.at)
+        .min();
 }
 
 fn is_retry(timer: &Timer) -> bool {

@@ -37,9 +37,7 @@ fn paid(id: &str, created: i64) -> Input {
 fn run(inputs: &[Input]) -> Option<Case> {
     let policy = Policy::default();
     inputs.iter().fold(None, |case, input| {
-        decide(&policy, case.as_ref(), input, now())
-            .case
-            .or(case)
+        decide(&policy, case.as_ref(), input, now()).case.or(case)
     })
 }
 
@@ -102,7 +100,11 @@ fn paid_before_the_failure_closes_the_case_and_the_late_failure_schedules_nothin
     assert_eq!(case.state, State::Closed);
     assert!(case.timers.is_empty());
     assert_eq!(case.next_attempt_at, None);
-    assert_eq!(case.attempts.len(), 1, "the late failure is still on record");
+    assert_eq!(
+        case.attempts.len(),
+        1,
+        "the late failure is still on record"
+    );
     assert!(
         case.timeline
             .iter()
@@ -140,13 +142,7 @@ fn voided_and_uncollectible_invoices_close_the_case_but_a_later_payment_recovers
 
 #[test]
 fn action_required_waits_for_the_customer_without_a_retry() {
-    let case = run(&[event(
-        "invoice.payment_action_required",
-        "evt_r",
-        NOW,
-        1,
-    )])
-    .unwrap();
+    let case = run(&[event("invoice.payment_action_required", "evt_r", NOW, 1)]).unwrap();
     assert_eq!(case.state, State::AwaitingCustomer);
     assert!(case.timers.is_empty());
 }
@@ -155,14 +151,28 @@ fn action_required_waits_for_the_customer_without_a_retry() {
 fn a_held_timer_fires_once_and_asks_for_the_retry() {
     let case = run(&[failed("evt_a", NOW - 60, 1)]).unwrap();
     let timer = case.timers[0];
-    let fired = decide(&Policy::default(), Some(&case), &Input::Timer(timer), timer.at);
+    let fired = decide(
+        &Policy::default(),
+        Some(&case),
+        &Input::Timer(timer),
+        timer.at,
+    );
     assert_eq!(fired.actions, vec![Action::Retry { attempt: 2 }]);
     let after = fired.case.unwrap();
     assert!(after.timers.is_empty());
     assert_eq!(after.timeline.last().unwrap().what, "retry due");
 
-    let again = decide(&Policy::default(), Some(&after), &Input::Timer(timer), timer.at);
-    assert_eq!(again, Decision::default(), "a fired timer cannot fire again");
+    let again = decide(
+        &Policy::default(),
+        Some(&after),
+        &Input::Timer(timer),
+        timer.at,
+    );
+    assert_eq!(
+        again,
+        Decision::default(),
+        "a fired timer cannot fire again"
+    );
     let no_case = decide(&Policy::default(), None, &Input::Timer(timer), timer.at);
     assert_eq!(no_case, Decision::default());
 }

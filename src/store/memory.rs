@@ -13,8 +13,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{
-    DeadLetter, Failure, InboxEntry, Ingest, MAX_FAILURES, Saved, Store, StoreError,
-    TIMER_SHARDS, codec, newest_first, shard_of,
+    DeadLetter, Failure, InboxEntry, Ingest, MAX_FAILURES, Saved, Store, StoreError, TIMER_SHARDS,
+    codec, newest_first, shard_of,
 };
 use crate::policy::Case;
 use crate::webhook::event::Event;
@@ -74,11 +74,17 @@ fn seq_of(entry_id: &str) -> Option<u64> {
 }
 
 impl Inner {
-    fn take_new(&mut self, consumer: &str, max: usize) -> Vec<InboxEntry> {
+    /// Hands up to `max` entries that `eligible` accepts to `consumer`, as pending from now.
+    fn hand_out(
+        &mut self,
+        consumer: &str,
+        max: usize,
+        eligible: impl Fn(&Slot) -> bool,
+    ) -> Vec<InboxEntry> {
         let now = Instant::now();
         self.inbox
             .iter_mut()
-            .filter(|(_, slot)| slot.pending.is_none())
+            .filter(|(_, slot)| eligible(slot))
             .take(max)
             .map(|(&seq, slot)| {
                 slot.pending = Some((consumer.to_owned(), now));
@@ -88,6 +94,10 @@ impl Inner {
                 }
             })
             .collect()
+    }
+
+    fn take_new(&mut self, consumer: &str, max: usize) -> Vec<InboxEntry> {
+        self.hand_out(consumer, max, |slot| slot.pending.is_none())
     }
 
     fn cases_at(&self, ids: Option<&BTreeSet<String>>) -> Result<Vec<Case>, StoreError> {
@@ -150,24 +160,11 @@ impl Store for MemoryStore {
         max: usize,
     ) -> Result<Vec<InboxEntry>, StoreError> {
         let now = Instant::now();
-        let mut inner = self.lock();
-        Ok(inner
-            .inbox
-            .iter_mut()
-            .filter(|(_, slot)| {
-                slot.pending
-                    .as_ref()
-                    .is_some_and(|(_, since)| now.duration_since(*since) >= lease)
-            })
-            .take(max)
-            .map(|(&seq, slot)| {
-                slot.pending = Some((consumer.to_owned(), now));
-                InboxEntry {
-                    entry_id: entry_id(seq),
-                    event: slot.event.clone(),
-                }
-            })
-            .collect())
+        Ok(self.lock().hand_out(consumer, max, |slot| {
+            slot.pending
+                .as_ref()
+                .is_some_and(|(_, since)| now.duration_since(*since) >= lease)
+        }))
     }
 
     async fn ack(&self, entry_id: &str) -> Result<(), StoreError> {
@@ -305,7 +302,10 @@ impl Store for MemoryStore {
         for (_, id) in &claimed {
             inner.wake.insert(id.clone(), until);
         }
-        Ok(claimed.into_iter().map(|(_, invoice_id)| invoice_id).collect())
+        Ok(claimed
+            .into_iter()
+            .map(|(_, invoice_id)| invoice_id)
+            .collect())
     }
 
     async fn count_due(&self, now: Timestamp) -> Result<u64, StoreError> {

@@ -38,11 +38,9 @@ pub const MAX_FAILURES: u32 = 5;
 
 /// The shard holding an invoice's case and wake-up entry (FNV-1a of the id; stable across builds).
 pub fn shard_of(invoice_id: &str) -> u16 {
-    let hash = invoice_id
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
+    let hash = invoice_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
     (hash % u64::from(TIMER_SHARDS)) as u16
 }
 
@@ -148,7 +146,10 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<DeadLetter>, StoreError>> + Send;
 
     /// Forgets a consumer that has nothing pending (a worker shutting down cleanly).
-    fn retire_consumer(&self, consumer: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn retire_consumer(
+        &self,
+        consumer: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The case of an invoice, at its stored version.
     fn load_case(
@@ -189,8 +190,7 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn clock_offset(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
 
     /// Moves the test clock forward; returns the new offset.
-    fn advance_clock(&self, seconds: i64)
-    -> impl Future<Output = Result<i64, StoreError>> + Send;
+    fn advance_clock(&self, seconds: i64) -> impl Future<Output = Result<i64, StoreError>> + Send;
 }
 
 /// A case as stored: `<version>:` then the case as LZ4-compressed JSON. The version leads in

@@ -35,8 +35,8 @@ use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 use tokio::sync::{Mutex, OnceCell};
 
 use super::{
-    DeadLetter, Failure, InboxEntry, Ingest, MAX_FAILURES, Saved, Store, StoreError,
-    TIMER_SHARDS, codec, newest_first, shard_of,
+    DeadLetter, Failure, InboxEntry, Ingest, MAX_FAILURES, Saved, Store, StoreError, TIMER_SHARDS,
+    codec, newest_first, shard_of,
 };
 use crate::config::RedisSettings;
 use crate::policy::Case;
@@ -257,10 +257,13 @@ async fn open_bounded(
         url: url.clone(),
         reason,
     };
-    tokio::time::timeout(timeout, Connection::open(settings, timeout, response_timeout))
-        .await
-        .map_err(|_| unreachable(format!("no answer within {} ms", settings.timeout_ms)))?
-        .map_err(|e| unreachable(e.to_string()))
+    tokio::time::timeout(
+        timeout,
+        Connection::open(settings, timeout, response_timeout),
+    )
+    .await
+    .map_err(|_| unreachable(format!("no answer within {} ms", settings.timeout_ms)))?
+    .map_err(|e| unreachable(e.to_string()))
 }
 
 impl Store for RedisStore {

@@ -36,7 +36,10 @@ pub(super) async fn run<S: Store>(worker: Arc<Worker<S>>, mut stopped: watch::Re
                 .await
                 .inspect(|reclaimed| {
                     if !reclaimed.is_empty() {
-                        tracing::info!(count = reclaimed.len(), "took over inbox entries whose lease ran out");
+                        tracing::info!(
+                            count = reclaimed.len(),
+                            "took over inbox entries whose lease ran out"
+                        );
                     }
                 })
         } else {
@@ -84,7 +87,9 @@ async fn handle<S: Store>(worker: Arc<Worker<S>>, entry: InboxEntry, _slot: Owne
     let error = match outcome {
         Ok(()) => {
             match worker.store.ack(&entry.entry_id).await {
-                Ok(()) => metrics::counter!(metric::INBOX_ENTRIES, "outcome" => "done").increment(1),
+                Ok(()) => {
+                    metrics::counter!(metric::INBOX_ENTRIES, "outcome" => "done").increment(1)
+                }
                 // The case is saved; the entry comes back after its lease and changes nothing twice.
                 Err(e) => tracing::warn!(entry = %entry.entry_id, "cannot acknowledge: {e}"),
             }

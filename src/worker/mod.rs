@@ -126,7 +126,11 @@ impl<S: Store> Worker<S> {
     }
 
     /// Waits for one free slot, then takes as many more as are free, up to `max`.
-    async fn slots(&self, max: usize, stopped: &mut watch::Receiver<bool>) -> Vec<OwnedSemaphorePermit> {
+    async fn slots(
+        &self,
+        max: usize,
+        stopped: &mut watch::Receiver<bool>,
+    ) -> Vec<OwnedSemaphorePermit> {
         let first = tokio::select! {
             permit = self.permits.clone().acquire_owned() => permit,
             _ = stopped.wait_for(|s| *s) => return Vec::new(),

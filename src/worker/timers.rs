@@ -32,12 +32,7 @@ pub(super) async fn run<S: Store>(worker: Arc<Worker<S>>, mut stopped: watch::Re
                 break 'rounds;
             }
             let claimed = match worker.clock.now().await {
-                Ok(now) => {
-                    worker
-                        .store
-                        .claim_due(shard, now, lease, slots.len())
-                        .await
-                }
+                Ok(now) => worker.store.claim_due(shard, now, lease, slots.len()).await,
                 Err(e) => Err(e),
             };
             match claimed {
@@ -77,6 +72,8 @@ async fn wake<S: Store>(worker: Arc<Worker<S>>, invoice_id: String, _slot: Owned
                 carry_out(case, &applied.actions);
             }
         }
-        Err(e) => tracing::warn!(invoice = %invoice_id, "timer not fired, retried after the lease: {e}"),
+        Err(e) => {
+            tracing::warn!(invoice = %invoice_id, "timer not fired, retried after the lease: {e}")
+        }
     }
 }

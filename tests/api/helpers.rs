@@ -5,18 +5,18 @@
 //! process shows: exit codes, signals, logs), and stops both when dropped.
 
 use std::io::{Read, Write};
-use std::sync::{Arc, Mutex};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use recoup::config::{RedisSettings, Settings};
 use recoup::policy::{Case, Input, Policy, decide};
-use recoup::webhook::event::{Event, EventObject, Parsed};
 use recoup::server::{Application, Role};
 use recoup::store::redis::INBOX_STREAM;
+use recoup::webhook::event::{Event, EventObject, Parsed};
 use recoup::webhook::signature;
 pub use recoup::webhook::signature::unix_now;
 use tokio::sync::oneshot;

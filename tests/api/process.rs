@@ -309,10 +309,22 @@ async fn a_worker_needs_no_signing_secret_and_serves_only_operations() {
     let worker = RecoupProcess::serve_as(&redis, "worker", &[("STRIPE_WEBHOOK_SECRETS", "")]).await;
     let http = reqwest::Client::new();
     let base = format!("http://{}", worker.addr);
-    assert_eq!(http.get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let metrics = http.get(format!("{base}/metrics")).send().await.unwrap();
     assert_eq!(metrics.status(), 200);
-    assert!(metrics.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
     for path in ["/webhooks/stripe", "/api/v1/clock/advance"] {
         let answer = http.post(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(answer.status(), 404, "{path} belongs to the receiver");
@@ -326,16 +338,21 @@ async fn a_receiver_stores_events_and_leaves_them_for_the_workers() {
     let body = fixture("invoice.payment_failed");
     let answer = reqwest::Client::new()
         .post(format!("http://{}/webhooks/stripe", receiver.addr))
-        .header("stripe-signature", sign(SECRET.as_bytes(), unix_now(), &body))
+        .header(
+            "stripe-signature",
+            sign(SECRET.as_bytes(), unix_now(), &body),
+        )
         .body(body)
         .send()
         .await
         .unwrap();
     assert_eq!(answer.status(), 200);
     let _worker = RecoupProcess::serve_as(&redis, "worker", &[]).await;
-    wait_until("the worker to take the entry", Duration::from_secs(10), || async {
-        redis.inbox_len().await == 0
-    })
+    wait_until(
+        "the worker to take the entry",
+        Duration::from_secs(10),
+        || async { redis.inbox_len().await == 0 },
+    )
     .await;
 }
 
@@ -363,7 +380,10 @@ fn clock_commands_explain_what_is_wrong() {
     assert!(stderr.contains("cannot reach Redis"), "{stderr}");
     let (code, _, stderr) = run(
         &["clock", "show"],
-        &[("RECOUP_TEST_CLOCK", "1"), ("STRIPE_API_KEY", "sk_live_123")],
+        &[
+            ("RECOUP_TEST_CLOCK", "1"),
+            ("STRIPE_API_KEY", "sk_live_123"),
+        ],
     );
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("sk_live_"), "{stderr}");

@@ -6,7 +6,7 @@ use std::time::Duration;
 use recoup::server::Role;
 use serde_json::Value;
 
-use crate::helpers::{API_TOKEN, API_TOKENS, TestApp, fixture, unix_now, wait_until};
+use crate::helpers::{API_TOKEN, API_TOKENS, TestApp, fixture, unix_now};
 
 const INVOICE: &str = "in_1QaZ4rB7WZ01zgkWfT9s8KpM";
 const CUSTOMER: &str = "cus_R3cvP0qK8yWm2d";
@@ -15,13 +15,22 @@ const SUBSCRIPTION: &str = "sub_1QaZ3pB7WZ01zgkW5hJx2Lq0";
 async fn app() -> TestApp {
     TestApp::spawn_as(
         Role::All,
-        &[("RECOUP_API_TOKENS", API_TOKENS), ("RECOUP_TEST_CLOCK", "1")],
+        &[
+            ("RECOUP_API_TOKENS", API_TOKENS),
+            ("RECOUP_TEST_CLOCK", "1"),
+        ],
     )
     .await
 }
 
 /// A bundled invoice event with its own event id, invoice id, creation time and attempt number.
-fn invoice_event(kind: &str, event_id: &str, invoice_id: &str, created: i64, attempt: u64) -> Vec<u8> {
+fn invoice_event(
+    kind: &str,
+    event_id: &str,
+    invoice_id: &str,
+    created: i64,
+    attempt: u64,
+) -> Vec<u8> {
     let mut event: Value = serde_json::from_slice(&fixture(kind)).unwrap();
     event["id"] = event_id.into();
     event["created"] = created.into();
@@ -64,7 +73,12 @@ async fn the_api_answers_only_a_configured_bearer_token() {
     let bare = app.get(&path).await;
     assert_eq!(bare.status, 401);
     assert_eq!(bare.headers["www-authenticate"], r#"Bearer realm="recoup""#);
-    assert!(bare.json()["error"].as_str().unwrap().contains("RECOUP_API_TOKENS"));
+    assert!(
+        bare.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("RECOUP_API_TOKENS")
+    );
     for header in [
         "Bearer not-the-token".to_owned(),
         format!("Basic {API_TOKEN}"),
@@ -79,7 +93,11 @@ async fn the_api_answers_only_a_configured_bearer_token() {
             .unwrap();
         assert_eq!(answer.status(), 401, "{header}");
     }
-    assert_eq!(app.api_get(&path).await.status, 404, "a good token gets through");
+    assert_eq!(
+        app.api_get(&path).await.status,
+        404,
+        "a good token gets through"
+    );
 
     let without_tokens = TestApp::spawn_as(Role::All, &[]).await;
     assert_eq!(without_tokens.api_get(&path).await.status, 401);
@@ -136,7 +154,12 @@ async fn unknown_ids_are_404_with_a_reason() {
     ] {
         let answer = app.api_get(path).await;
         assert_eq!(answer.status, 404, "{path}");
-        assert!(answer.json()["error"].as_str().unwrap().contains("no case for"));
+        assert!(
+            answer.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("no case for")
+        );
     }
 }
 
@@ -145,11 +168,20 @@ async fn a_customers_cases_are_listed_newest_first() {
     let app = app().await;
     let now = unix_now() as i64;
     for invoice in ["in_older", "in_newer"] {
-        let body = invoice_event("invoice.payment_failed", &format!("evt_{invoice}"), invoice, now, 1);
+        let body = invoice_event(
+            "invoice.payment_failed",
+            &format!("evt_{invoice}"),
+            invoice,
+            now,
+            1,
+        );
         app.deliver(body).await;
         case_when(&app, invoice, |c| saw(c, 1)).await;
     }
-    let listed = app.api_get(&format!("/api/v1/customers/{CUSTOMER}")).await.json();
+    let listed = app
+        .api_get(&format!("/api/v1/customers/{CUSTOMER}"))
+        .await
+        .json();
     let ids: Vec<_> = listed["cases"]
         .as_array()
         .unwrap()
@@ -158,6 +190,9 @@ async fn a_customers_cases_are_listed_newest_first() {
         .collect();
     assert_eq!(ids, ["in_newer", "in_older"]);
 }
+
+/// An event of a story: its type, its `created` offset in seconds, and the invoice's attempt count.
+type StoryEvent = (&'static str, i64, u64);
 
 fn permutations(n: usize) -> Vec<Vec<usize>> {
     if n == 0 {
@@ -188,7 +223,7 @@ async fn every_delivery_order_of_an_invoices_events_ends_in_the_same_state() {
     let t = unix_now() as i64 - 3_600;
     // (kind, created offset, attempt): failed twice, then paid — and a story where the payment
     // came first, so the late failure must leave the case closed with nothing scheduled.
-    let stories: [(&str, &[(&str, i64, u64)], &str); 2] = [
+    let stories: [(&str, &[StoryEvent], &str); 2] = [
         (
             "in_story_recovered",
             &[
@@ -219,8 +254,13 @@ async fn every_delivery_order_of_an_invoices_events_ends_in_the_same_state() {
                 // the end, as Stripe's retries would.
                 for &i in order.iter().chain([&order[0]]) {
                     let (kind, offset, attempt) = events[i];
-                    let body =
-                        invoice_event(kind, &format!("evt_{invoice}_{i}"), &invoice, t + offset, attempt);
+                    let body = invoice_event(
+                        kind,
+                        &format!("evt_{invoice}_{i}"),
+                        &invoice,
+                        t + offset,
+                        attempt,
+                    );
                     assert_eq!(app.deliver(body).await.status, 200);
                 }
                 outcome(&case_when(app, &invoice, |c| saw(c, events.len())).await)
@@ -231,7 +271,10 @@ async fn every_delivery_order_of_an_invoices_events_ends_in_the_same_state() {
         for (o, seen) in outcomes.iter().enumerate() {
             assert_eq!(seen, &outcomes[0], "{story}, order {:?}", orders[o]);
         }
-        assert!(outcomes[0]["next_attempt_at"].is_null(), "{story}: nothing scheduled");
+        assert!(
+            outcomes[0]["next_attempt_at"].is_null(),
+            "{story}: nothing scheduled"
+        );
     }
 }
 
@@ -242,13 +285,23 @@ async fn advancing_the_test_clock_fires_what_came_due_at_once() {
     let opened = case_when(&app, INVOICE, |c| saw(c, 1)).await;
     assert_eq!(opened["timers"].as_array().unwrap().len(), 1);
 
-    let hour = app.api_post("/api/v1/clock/advance", r#"{"seconds":3600}"#).await;
+    let hour = app
+        .api_post("/api/v1/clock/advance", r#"{"seconds":3600}"#)
+        .await;
     assert_eq!(hour.status, 200, "{}", hour.text);
     assert_eq!(hour.json()["offset_seconds"], 3600);
-    let after_an_hour = app.api_get(&format!("/api/v1/invoices/{INVOICE}")).await.json();
-    assert_eq!(after_an_hour["timers"], opened["timers"], "nothing was due yet");
+    let after_an_hour = app
+        .api_get(&format!("/api/v1/invoices/{INVOICE}"))
+        .await
+        .json();
+    assert_eq!(
+        after_an_hour["timers"], opened["timers"],
+        "nothing was due yet"
+    );
 
-    let days = app.api_post("/api/v1/clock/advance", r#"{"seconds":259200}"#).await;
+    let days = app
+        .api_post("/api/v1/clock/advance", r#"{"seconds":259200}"#)
+        .await;
     assert_eq!(days.status, 200, "{}", days.text);
     let moved = days.json();
     assert_eq!(moved["offset_seconds"], 262_800);
@@ -256,22 +309,44 @@ async fn advancing_the_test_clock_fires_what_came_due_at_once() {
     let due: jiff::Timestamp = opened["next_attempt_at"].as_str().unwrap().parse().unwrap();
     assert!(now >= due);
     let fired = case_when(&app, INVOICE, |c| c["timers"] == serde_json::json!([])).await;
-    assert_eq!(fired["timeline"].as_array().unwrap().last().unwrap()["what"], "retry due");
+    assert_eq!(
+        fired["timeline"].as_array().unwrap().last().unwrap()["what"],
+        "retry due"
+    );
 }
 
 #[tokio::test]
 async fn a_bad_clock_move_is_refused_and_moves_nothing() {
     let app = app().await;
-    for body in [r#"{"seconds":-60}"#, r#"{"seconds":0}"#, r#"{"secs":60}"#, "60", r#"{"seconds":"1d"}"#] {
+    for body in [
+        r#"{"seconds":-60}"#,
+        r#"{"seconds":0}"#,
+        r#"{"secs":60}"#,
+        "60",
+        r#"{"seconds":"1d"}"#,
+    ] {
         let answer = app.api_post("/api/v1/clock/advance", body).await;
         assert_eq!(answer.status, 400, "{body}: {}", answer.text);
         assert!(answer.json()["error"].is_string());
     }
-    let still = app.api_post("/api/v1/clock/advance", r#"{"seconds":1}"#).await;
-    assert_eq!(still.json()["offset_seconds"], 1, "the refused moves moved nothing");
+    let still = app
+        .api_post("/api/v1/clock/advance", r#"{"seconds":1}"#)
+        .await;
+    assert_eq!(
+        still.json()["offset_seconds"],
+        1,
+        "the refused moves moved nothing"
+    );
 
     let off = TestApp::spawn_as(Role::All, &[("RECOUP_API_TOKENS", API_TOKENS)]).await;
-    let answer = off.api_post("/api/v1/clock/advance", r#"{"seconds":60}"#).await;
+    let answer = off
+        .api_post("/api/v1/clock/advance", r#"{"seconds":60}"#)
+        .await;
     assert_eq!(answer.status, 404);
-    assert!(answer.json()["error"].as_str().unwrap().contains("RECOUP_TEST_CLOCK"));
+    assert!(
+        answer.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("RECOUP_TEST_CLOCK")
+    );
 }

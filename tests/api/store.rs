@@ -232,7 +232,13 @@ async fn cases_are_found_by_customer_and_subscription_newest_first<S: Store>(sto
         ["in_other", "in_old"]
     );
     assert!(store.cases_of_customer("cus_x").await.unwrap().is_empty());
-    assert!(store.cases_of_subscription("sub_x").await.unwrap().is_empty());
+    assert!(
+        store
+            .cases_of_subscription("sub_x")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn a_due_wakeup_is_claimed_once_until_its_lease_runs_out<S: Store>(store: &S) {
@@ -244,10 +250,17 @@ async fn a_due_wakeup_is_claimed_once_until_its_lease_runs_out<S: Store>(store: 
         store.save_case(case).await.unwrap();
     }
 
-    assert!(claim_all(store, t(99), lease).await.is_empty(), "not due yet");
+    assert!(
+        claim_all(store, t(99), lease).await.is_empty(),
+        "not due yet"
+    );
     assert_eq!(store.count_due(t(100)).await.unwrap(), 1);
     assert_eq!(claim_all(store, t(100), lease).await, ["in_soon"]);
-    assert_eq!(store.count_due(t(100)).await.unwrap(), 0, "claimed is not due");
+    assert_eq!(
+        store.count_due(t(100)).await.unwrap(),
+        0,
+        "claimed is not due"
+    );
     assert!(
         claim_all(store, t(105), lease).await.is_empty(),
         "claimed once"

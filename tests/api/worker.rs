@@ -126,11 +126,18 @@ async fn two_worker_processes_fire_10_000_timers_exactly_once() {
     .await;
 
     assert_eq!(fired().await, TIMERS as u64, "a timer fired twice");
-    for (n, case) in load_all(&store, "in_timer", TIMERS).await.iter().enumerate() {
+    for (n, case) in load_all(&store, "in_timer", TIMERS)
+        .await
+        .iter()
+        .enumerate()
+    {
         let case = case.as_ref().unwrap_or_else(|| panic!("case {n} vanished"));
         assert_eq!(times_fired(case), 1, "case {n}: {:?}", case.timeline);
         assert!(case.timers.is_empty());
-        assert_eq!(case.version, 2, "case {n}: saved once at seeding, once on firing");
+        assert_eq!(
+            case.version, 2,
+            "case {n}: saved once at seeding, once on firing"
+        );
     }
 }
 
@@ -170,7 +177,10 @@ async fn a_worker_killed_holding_claims_loses_nothing_to_the_survivor() {
         doomed.signal("CONT");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(held.0 > 0 && held.1 > 0, "never caught holding both kinds of claim: {held:?}");
+    assert!(
+        held.0 > 0 && held.1 > 0,
+        "never caught holding both kinds of claim: {held:?}"
+    );
     doomed.signal("KILL");
 
     let _survivor = RecoupProcess::serve_as(&redis, "worker", &lease).await;
@@ -182,12 +192,22 @@ async fn a_worker_killed_holding_claims_loses_nothing_to_the_survivor() {
     })
     .await;
 
-    for (n, case) in load_all(&store, "in_event", EVENTS).await.iter().enumerate() {
-        let case = case.as_ref().unwrap_or_else(|| panic!("event {n} was lost"));
+    for (n, case) in load_all(&store, "in_event", EVENTS)
+        .await
+        .iter()
+        .enumerate()
+    {
+        let case = case
+            .as_ref()
+            .unwrap_or_else(|| panic!("event {n} was lost"));
         assert!(case.has_seen(&format!("evt_kill_{n}")));
         assert_eq!(case.timers.len(), 1, "its first retry is scheduled");
     }
-    for (n, case) in load_all(&store, "in_timer", TIMERS).await.iter().enumerate() {
+    for (n, case) in load_all(&store, "in_timer", TIMERS)
+        .await
+        .iter()
+        .enumerate()
+    {
         let case = case.as_ref().unwrap();
         assert_eq!(times_fired(case), 1, "timer case {n}: {:?}", case.timeline);
     }
@@ -265,7 +285,10 @@ async fn an_entry_failing_five_times_is_dead_lettered_counted_and_inspectable() 
         .query_async(&mut conn)
         .await
         .unwrap();
-    store.ingest(&event("evt_broken", "in_broken")).await.unwrap();
+    store
+        .ingest(&event("evt_broken", "in_broken"))
+        .await
+        .unwrap();
     // And an inbox entry that is not an event at all cannot be retried into shape.
     let _: String = redis::cmd("XADD")
         .arg(INBOX_STREAM)
@@ -295,7 +318,11 @@ async fn an_entry_failing_five_times_is_dead_lettered_counted_and_inspectable() 
     assert!(broken.event.contains("in_broken"));
     let garbage = dead.iter().find(|d| d.event_id == "evt_garbage").unwrap();
     assert_eq!(garbage.failures, 1, "unreadable entries are not retried");
-    assert!(garbage.error.contains("unreadable inbox entry"), "{}", garbage.error);
+    assert!(
+        garbage.error.contains("unreadable inbox entry"),
+        "{}",
+        garbage.error
+    );
 
     let metrics = worker.metrics().await;
     assert_eq!(
@@ -306,7 +333,10 @@ async fn an_entry_failing_five_times_is_dead_lettered_counted_and_inspectable() 
         1,
         "{metrics}"
     );
-    assert!(store.load_case("in_fine").await.unwrap().is_some(), "the rest flows on");
+    assert!(
+        store.load_case("in_fine").await.unwrap().is_some(),
+        "the rest flows on"
+    );
     assert!(inbox_empty(&redis).await);
 }
 
@@ -326,7 +356,11 @@ async fn sigterm_finishes_cases_in_flight_and_leaves_nothing_claimed() {
     worker.signal("TERM");
     let status = worker.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
-    assert_eq!(leased_wakeups(&redis, seeded_at).await, 0, "a claim outlived its worker");
+    assert_eq!(
+        leased_wakeups(&redis, seeded_at).await,
+        0,
+        "a claim outlived its worker"
+    );
     assert_eq!(pending_entries(&redis).await, 0);
     let mut conn = redis.conn().await;
     let consumers: Vec<redis::Value> = redis::cmd("XINFO")
@@ -336,9 +370,16 @@ async fn sigterm_finishes_cases_in_flight_and_leaves_nothing_claimed() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert!(consumers.is_empty(), "the stopped worker's name was not retired");
+    assert!(
+        consumers.is_empty(),
+        "the stopped worker's name was not retired"
+    );
     // What it fired stays fired; the rest is still due, for the next worker.
-    for case in load_all(&store, "in_timer", TIMERS).await.into_iter().flatten() {
+    for case in load_all(&store, "in_timer", TIMERS)
+        .await
+        .into_iter()
+        .flatten()
+    {
         assert!(times_fired(&case) <= 1);
         assert_eq!(case.timers.is_empty(), times_fired(&case) == 1);
     }
@@ -362,7 +403,11 @@ async fn the_test_clock_is_shared_through_redis_and_fires_timers_on_advance() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("offset 259200 s"), "{stdout}");
     // The command returns once every timer that came due is claimed; firing follows at once.
     wait_until("the timers to fire", Duration::from_secs(10), || async {
