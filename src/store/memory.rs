@@ -13,8 +13,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{
-    DeadLetter, Failure, InboxEntry, Ingest, MAX_FAILURES, Saved, Store, StoreError, TIMER_SHARDS,
-    codec, newest_first, shard_of,
+    Claim, DeadLetter, Failure, InboxEntry, Ingest, MAX_FAILURES, Saved, Store, StoreError,
+    TIMER_SHARDS, codec, newest_first, shard_of,
 };
 use crate::policy::Case;
 use crate::webhook::event::Event;
@@ -282,7 +282,7 @@ impl Store for MemoryStore {
         now: Timestamp,
         lease: Duration,
         max: usize,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<Claim>, StoreError> {
         let mut inner = self.lock();
         let Some(set) = inner.due.get_mut(usize::from(shard)) else {
             return Ok(Vec::new());
@@ -304,7 +304,15 @@ impl Store for MemoryStore {
         }
         Ok(claimed
             .into_iter()
-            .map(|(_, invoice_id)| invoice_id)
+            .map(|(_, invoice_id)| Claim {
+                case: inner
+                    .cases
+                    .get(&invoice_id)
+                    .map(|stored| codec::decode(stored))
+                    .transpose()
+                    .map_err(|e| e.to_string()),
+                invoice_id,
+            })
             .collect())
     }
 

@@ -3,12 +3,12 @@
 //! | key | type | what |
 //! | --- | --- | --- |
 //! | `recoup:{inbox}:stream` | stream | the inbox; consumer group `workers` |
-//! | `recoup:{inbox}:evt:<event id>` | string | dedupe marker, expires after `redis.dedupe_ttl_secs` |
+//! | `recoup:{inbox}:seen:<week>:<bucket>` | set | fingerprints of the events received that week (see [`Seen`]) |
 //! | `recoup:{inbox}:failures` | hash | entry id → failed attempts so far |
 //! | `recoup:{inbox}:dead` | stream | dead letters: entry, id, type, failures, error, at, event |
-//! | `recoup:{t<shard>}:case:<invoice id>` | string | the case, `<version>:<lz4 json>` |
+//! | `recoup:{t<shard>}:case:<invoice id>` | string | the case, `<version>:1<zstd json>` (see `store::codec`) |
 //! | `recoup:{t<shard>}:due` | sorted set | invoice id → next wake-up (unix ms) |
-//! | `recoup:{<customer id>}:cases`, `recoup:{<subscription id>}:cases` | sorted set | invoice id → opened (ms) |
+//! | `recoup:{ix<bucket>}:cases` | sorted set | `<customer or subscription id>:<invoice id>`, all scored 0 (see [`index_key`]) |
 //! | `recoup:{clock}:offset` | string | the test clock's offset, seconds |
 //!
 //! Keys that one script touches share a hash tag — the inbox's `{inbox}`, a case's shard `{t<n>}` —
@@ -30,13 +30,14 @@ use jiff::Timestamp;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::io::tcp::TcpSettings;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamRangeReply, StreamReadReply};
-use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
+use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Script, Value};
 use tokio::sync::{Mutex, OnceCell};
 
 use super::{
-    DeadLetter, Failure, InboxEntry, Ingest, MAX_FAILURES, Saved, Store, StoreError, TIMER_SHARDS,
-    codec, newest_first, shard_of,
+    Claim, DeadLetter, Failure, InboxEntry, Ingest, MAX_FAILURES, Saved, Store, StoreError,
+    TIMER_SHARDS, codec, fnv1a, newest_first, shard_of,
 };
 use crate::config::RedisSettings;
 use crate::policy::Case;
@@ -45,8 +46,11 @@ use crate::webhook::event::Event;
 /// The inbox stream that workers consume.
 pub const INBOX_STREAM: &str = "recoup:{inbox}:stream";
 
-/// Prefix of the per-event dedupe markers; the event id follows.
-pub const EVENT_MARKER_PREFIX: &str = "recoup:{inbox}:evt:";
+/// Prefix of the sets of events seen, by week and bucket.
+pub const SEEN_PREFIX: &str = "recoup:{inbox}:seen:";
+
+/// How many sets one week's events are spread over; see [`Seen`].
+pub const SEEN_BUCKETS: u16 = 1024;
 
 /// The consumer group every worker reads the inbox through.
 pub const INBOX_GROUP: &str = "workers";
@@ -62,7 +66,12 @@ pub const CLOCK_OFFSET: &str = "recoup:{clock}:offset";
 
 /// The key of an invoice's case.
 pub fn case_key(invoice_id: &str) -> String {
-    format!("recoup:{{t{}}}:case:{invoice_id}", shard_of(invoice_id))
+    format!("{}{invoice_id}", case_prefix(shard_of(invoice_id)))
+}
+
+/// What the keys of a shard's cases start with.
+fn case_prefix(shard: u16) -> String {
+    format!("recoup:{{t{shard}}}:case:")
 }
 
 /// The due-time set of a shard.
@@ -70,9 +79,19 @@ pub fn due_key(shard: u16) -> String {
     format!("recoup:{{t{shard}}}:due")
 }
 
-/// The index of the cases of a customer or subscription.
+/// How many sorted sets the customer and subscription indexes are spread over; see [`index_key`].
+pub const INDEX_BUCKETS: u64 = 8192;
+
+/// The index set holding the cases of a customer or subscription.
+///
+/// Not one set per owner: a key costs Redis about 100 bytes before its content, and most owners
+/// have one case. Each bucket instead holds `<owner id>:<invoice id>` members, all scored 0 so
+/// they sort by name and one owner's cases are a `ZRANGEBYLEX` away. Redis keeps a bucket as a
+/// compact listpack while it has at most `zset-max-listpack-entries` (128) members, so about a
+/// million memberships (half a million cases) stay compact; past that a bucket still works, at
+/// skiplist cost.
 pub fn index_key(owner_id: &str) -> String {
-    format!("recoup:{{{owner_id}}}:cases")
+    format!("recoup:{{ix{}}}:cases", fnv1a(owner_id) % INDEX_BUCKETS)
 }
 
 /// The longest an inbox read blocks in Redis; the caller's wait is capped to it.
@@ -234,13 +253,21 @@ impl RedisStore {
         self.bounded(invocation.invoke_async(&mut conn)).await
     }
 
-    async fn cases_under(&self, index: String) -> Result<Vec<Case>, StoreError> {
-        let ids: Vec<String> = self
-            .query(redis::cmd("ZRANGE").arg(index).arg(0).arg(-1))
+    async fn cases_under(&self, owner_id: &str) -> Result<Vec<Case>, StoreError> {
+        let members: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGEBYLEX")
+                    .arg(index_key(owner_id))
+                    .arg(format!("[{owner_id}:"))
+                    // ';' follows ':', so this ends the range right after the owner's members.
+                    .arg(format!("({owner_id};")),
+            )
             .await?;
+        let prefix = owner_id.len() + 1;
+        let ids: Vec<&str> = members.iter().filter_map(|m| m.get(prefix..)).collect();
         // Cases of one owner sit in different shards, so they are read one by one (concurrently,
         // which the multiplexed connection pipelines) rather than with a cross-slot MGET.
-        let loaded = try_join_all(ids.iter().map(|id| self.load_case(id))).await?;
+        let loaded = try_join_all(ids.into_iter().map(|id| self.load_case(id))).await?;
         let mut cases: Vec<Case> = loaded.into_iter().flatten().collect();
         newest_first(&mut cases);
         Ok(cases)
@@ -266,18 +293,70 @@ async fn open_bounded(
     .map_err(|e| unreachable(e.to_string()))
 }
 
+/// Where an event id is remembered, for `redis.dedupe_ttl_secs`, so a redelivery is recognised.
+///
+/// Not one key per event: a key costs Redis about 100 bytes before its value, three times what the
+/// rest of an event's trace costs. Instead each week's event ids go, as 64-bit fingerprints (from
+/// SHA-256), into [`SEEN_BUCKETS`] sets, which Redis keeps as sorted integer arrays (intsets) at 8
+/// bytes a member while a set holds at most `set-max-intset-entries` (512) of them — about half a
+/// million events a week; past that a set still works, at hashtable cost. A week's sets expire `ttl`
+/// after the week ends, and a delivery is checked against every week that may still be remembered,
+/// so an event id is remembered at least `ttl` and at most a week longer. Weeks, not days, because
+/// every delivery checks each remembered period's set: six sets for the default 30 days instead of
+/// thirty-one, which is what keeps ingest cheap. Two different ids are taken for one with a chance
+/// of about n²/2⁷⁵ for n events in the window (bucket and fingerprint together use 74 bits of the
+/// hash).
+struct Seen {
+    fingerprint: i64,
+    bucket: u16,
+    period: i64,
+    periods_back: i64,
+    expires_at: i64,
+}
+
+impl Seen {
+    /// How long one set of fingerprints collects new ones.
+    const PERIOD_SECS: i64 = 7 * 86_400;
+
+    fn of(event_id: &str, now: Timestamp, ttl_secs: u64) -> Self {
+        use sha2::{Digest, Sha256};
+        let hash = Sha256::digest(event_id.as_bytes());
+        let fingerprint = i64::from_be_bytes(hash[..8].try_into().expect("8 bytes"));
+        let bucket = u16::from_be_bytes([hash[8], hash[9]]) % SEEN_BUCKETS;
+        let ttl = i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2);
+        let period = now.as_second().div_euclid(Self::PERIOD_SECS);
+        Self {
+            fingerprint,
+            bucket,
+            period,
+            periods_back: (ttl + Self::PERIOD_SECS - 1) / Self::PERIOD_SECS,
+            expires_at: (period + 1) * Self::PERIOD_SECS + ttl,
+        }
+    }
+
+    /// This period's set first, then the earlier periods', newest first.
+    fn keys(&self) -> impl Iterator<Item = String> + '_ {
+        (0..=self.periods_back)
+            .map(move |back| format!("{SEEN_PREFIX}{}:{}", self.period - back, self.bucket))
+    }
+}
+
 impl Store for RedisStore {
     async fn ingest(&self, event: &Event) -> Result<Ingest, StoreError> {
         let payload = serde_json::to_string(event).expect("an Event always serialises");
-        let mut conn = self.conn.clone();
+        let seen = Seen::of(&event.id, Timestamp::now(), self.settings.dedupe_ttl_secs);
         let mut invocation = self.scripts.ingest.prepare_invoke();
+        invocation.key(INBOX_STREAM);
+        for key in seen.keys() {
+            invocation.key(key);
+        }
         invocation
-            .key(format!("{EVENT_MARKER_PREFIX}{}", event.id))
-            .key(INBOX_STREAM)
-            .arg(self.settings.dedupe_ttl_secs)
+            .arg(seen.fingerprint)
+            .arg(seen.expires_at)
             .arg(&event.id)
             .arg(event.kind.as_str())
             .arg(payload);
+        let mut conn = self.conn.clone();
         let entry: Option<String> = self.bounded(invocation.invoke_async(&mut conn)).await?;
         Ok(match entry {
             Some(entry_id) => Ingest::Stored { entry_id },
@@ -305,12 +384,12 @@ impl Store for RedisStore {
             .arg(INBOX_GROUP)
             .arg(consumer)
             .arg("COUNT")
-            .arg(max)
-            .arg("BLOCK")
-            .arg(wait.as_millis() as u64)
-            .arg("STREAMS")
-            .arg(INBOX_STREAM)
-            .arg(">");
+            .arg(max);
+        // To Redis `BLOCK 0` means "forever"; a zero wait means "don't wait".
+        if !wait.is_zero() {
+            read.arg("BLOCK").arg(wait.as_millis() as u64);
+        }
+        read.arg("STREAMS").arg(INBOX_STREAM).arg(">");
         let limit = wait + self.timeout;
         let reply = match self
             .bounded_for(limit, read.query_async(&mut reader.clone()))
@@ -460,13 +539,14 @@ impl Store for RedisStore {
             // Written before the case itself, so a crash in between leaves an index entry pointing
             // at no case (which readers skip and the redelivered event completes), never a case
             // that support cannot find.
-            let opened = case.opened_at.as_millisecond();
             let owners = std::iter::once(&case.customer_id).chain(&case.subscription_id);
-            // Each index is its own slot on a cluster, so these are separate commands (sent
+            // Each index bucket is its own slot on a cluster, so these are separate commands (sent
             // together on the multiplexed connection), not one pipeline.
             try_join_all(owners.map(|owner| async move {
                 let mut add = redis::cmd("ZADD");
-                add.arg(index_key(owner)).arg(opened).arg(id);
+                add.arg(index_key(owner))
+                    .arg(0)
+                    .arg(format!("{owner}:{id}"));
                 self.query::<()>(&add).await
             }))
             .await?;
@@ -497,11 +577,11 @@ impl Store for RedisStore {
     }
 
     async fn cases_of_customer(&self, customer_id: &str) -> Result<Vec<Case>, StoreError> {
-        self.cases_under(index_key(customer_id)).await
+        self.cases_under(customer_id).await
     }
 
     async fn cases_of_subscription(&self, subscription_id: &str) -> Result<Vec<Case>, StoreError> {
-        self.cases_under(index_key(subscription_id)).await
+        self.cases_under(subscription_id).await
     }
 
     async fn claim_due(
@@ -510,15 +590,28 @@ impl Store for RedisStore {
         now: Timestamp,
         lease: Duration,
         max: usize,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<Claim>, StoreError> {
         let mut invocation = self.scripts.claim_due.prepare_invoke();
         invocation
             .key(due_key(shard))
             .arg(now.as_millisecond())
             .arg(lease.as_millis() as u64)
-            .arg(max);
+            .arg(max)
+            .arg(case_prefix(shard));
         let mut conn = self.conn.clone();
-        self.bounded(invocation.invoke_async(&mut conn)).await
+        let claimed: Vec<(String, Option<Vec<u8>>)> =
+            self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(claimed
+            .into_iter()
+            .map(|(invoice_id, stored)| Claim {
+                case: stored
+                    .as_deref()
+                    .map(codec::decode)
+                    .transpose()
+                    .map_err(|e| e.to_string()),
+                invoice_id,
+            })
+            .collect())
     }
 
     async fn count_due(&self, now: Timestamp) -> Result<u64, StoreError> {
@@ -558,15 +651,21 @@ impl Connection {
         timeout: Duration,
         response_timeout: Option<Duration>,
     ) -> Result<Self, RedisError> {
+        // Commands are small and pipelined by many callers at once: with Nagle's algorithm on, a
+        // command can sit in the socket for the peer's delayed ACK (tens of ms), which cut a
+        // worker's timer firings to a fifth.
+        let tcp = TcpSettings::default().set_nodelay(true);
         if settings.cluster {
             let client = ClusterClient::builder(settings.urls())
+                .tcp_settings(tcp)
                 .connection_timeout(timeout)
                 .response_timeout(response_timeout.unwrap_or(MAX_BLOCK + timeout))
                 .retries(2)
                 .build()?;
             return Ok(Connection::Cluster(client.get_async_connection().await?));
         }
-        let client = redis::Client::open(settings.url.as_str())?;
+        let info = settings.url.as_str().into_connection_info()?;
+        let client = redis::Client::open(info.set_tcp_settings(tcp))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(response_timeout)

@@ -65,11 +65,21 @@ fn t(seconds: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + seconds).unwrap()
 }
 
-/// Claims from every shard, as a worker's round does.
+/// Claims from every shard, as a worker's round does; checks that each claim carries its case as
+/// stored, and returns the invoice ids.
 async fn claim_all<S: Store>(store: &S, now: Timestamp, lease: Duration) -> Vec<String> {
     let mut claimed = Vec::new();
     for shard in 0..TIMER_SHARDS {
-        claimed.extend(store.claim_due(shard, now, lease, 100).await.unwrap());
+        for claim in store.claim_due(shard, now, lease, 100).await.unwrap() {
+            let stored = store.load_case(&claim.invoice_id).await.unwrap();
+            assert!(
+                stored.is_some(),
+                "{} is claimed with its case",
+                claim.invoice_id
+            );
+            assert_eq!(claim.case, Ok(stored));
+            claimed.push(claim.invoice_id);
+        }
     }
     claimed.sort();
     claimed
@@ -100,10 +110,13 @@ async fn ingest_dedupes_and_hands_each_entry_to_one_reader<S: Store>(store: &S) 
     assert_eq!(ids, ["evt_one", "evt_two"]);
     assert_eq!(read[0].event, first, "the event comes back as it went in");
 
-    let other = store
-        .read_inbox("worker-b", 10, Duration::from_millis(100))
-        .await
-        .unwrap();
+    let other = tokio::time::timeout(
+        Duration::from_secs(5),
+        store.read_inbox("worker-b", 10, Duration::ZERO),
+    )
+    .await
+    .expect("a read that may not wait answers at once, even with nothing new")
+    .unwrap();
     assert!(other.is_empty(), "entries already read go to nobody else");
 
     for entry in &read {
@@ -299,4 +312,66 @@ async fn the_clock_offset_only_moves_when_advanced<S: Store>(store: &S) {
         60 + 259_200
     );
     assert_eq!(store.clock_offset().await.unwrap(), 259_260);
+}
+
+/// How Redis keeps the events it has seen: compact (one intset per bucket and week, no key per
+/// event) and for at least the dedupe window.
+#[tokio::test]
+async fn redis_remembers_events_in_compact_sets_for_the_whole_dedupe_window() {
+    let redis = TestRedis::start();
+    let settings = redis_settings(&redis);
+    let store = RedisStore::connect(&settings).await.unwrap();
+    let events = 2_000;
+    for n in 0..events {
+        let stored = store
+            .ingest(&event(&format!("evt_{n:024}"), "in_one"))
+            .await
+            .unwrap();
+        assert!(matches!(stored, Ingest::Stored { .. }));
+    }
+    assert_eq!(
+        store
+            .ingest(&event("evt_000000000000000000000007", "in_one"))
+            .await
+            .unwrap(),
+        Ingest::Duplicate
+    );
+
+    let mut conn = redis.conn().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("recoup:{inbox}:seen:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        keys.len() > 100 && keys.len() < events,
+        "events are spread over buckets, several to a set: {} sets",
+        keys.len()
+    );
+    let mut members = 0;
+    for key in &keys {
+        let encoding: String = redis::cmd("OBJECT")
+            .arg("ENCODING")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(encoding, "intset", "{key}");
+        members += redis::cmd("SCARD")
+            .arg(key)
+            .query_async::<usize>(&mut conn)
+            .await
+            .unwrap();
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let window = i64::try_from(settings.dedupe_ttl_secs).unwrap();
+        assert!(
+            ttl >= window - 5 && ttl <= window + 7 * 86_400,
+            "{key} lives {ttl} s; the window is {window} s"
+        );
+    }
+    assert_eq!(members, events, "one fingerprint per event");
 }

@@ -3,7 +3,7 @@
 -- KEYS[1]  the case                  recoup:{t<shard>}:case:<invoice id>
 -- KEYS[2]  the shard's due-time set  recoup:{t<shard>}:due
 -- ARGV[1]  the version the case was loaded at (0 = not stored yet)
--- ARGV[2]  the encoded case, "<new version>:<lz4 json>"
+-- ARGV[2]  the encoded case, "<new version>:<format><compressed json>" (see store::codec)
 -- ARGV[3]  the invoice id (the member in the due-time set)
 -- ARGV[4]  when the case must wake, unix ms, or '' when it has no timers
 --
