@@ -23,8 +23,14 @@ pub(super) async fn run<S: Store>(worker: Arc<Worker<S>>, mut stopped: watch::Re
     let lease = worker.settings.lease();
     let mut next_reclaim = tokio::time::Instant::now();
     let mut backoff = store_backoff();
+    // While the inbox is quiet the loop waits for the next entry holding a single slot; a read
+    // may only take as many entries as it holds slots, and holding the whole budget through a
+    // one-second wait would leave the timer loop one slot to fire with. Once entries flow, reads
+    // take a full batch without waiting, until one comes back empty.
+    let mut quiet = true;
     while !*stopped.borrow() {
-        let slots = worker.slots(READ_BATCH, &mut stopped).await;
+        let want = if quiet { 1 } else { READ_BATCH };
+        let slots = worker.slots(1, want, &mut stopped).await;
         if slots.is_empty() {
             break;
         }
@@ -43,14 +49,16 @@ pub(super) async fn run<S: Store>(worker: Arc<Worker<S>>, mut stopped: watch::Re
                     }
                 })
         } else {
+            let wait = if quiet { READ_WAIT } else { Duration::ZERO };
             worker
                 .store
-                .read_inbox(&worker.consumer, slots.len(), READ_WAIT)
+                .read_inbox(&worker.consumer, slots.len(), wait)
                 .await
         };
         match read {
             Ok(entries) => {
                 backoff = store_backoff();
+                quiet = entries.is_empty();
                 for (entry, slot) in entries.into_iter().zip(slots) {
                     tokio::spawn(handle(worker.clone(), entry, slot));
                 }

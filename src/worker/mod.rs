@@ -125,20 +125,27 @@ impl<S: Store> Worker<S> {
         tracing::info!(consumer = %worker.consumer, "worker stopped; nothing left in flight");
     }
 
-    /// Waits for one free slot, then takes as many more as are free, up to `max`.
+    /// Waits for `min` free slots (fewer if the budget is smaller), then takes as many more as are
+    /// free, up to `max`.
     async fn slots(
         &self,
+        min: usize,
         max: usize,
         stopped: &mut watch::Receiver<bool>,
     ) -> Vec<OwnedSemaphorePermit> {
+        let min = min.clamp(1, self.settings.concurrency.max(1));
         let first = tokio::select! {
-            permit = self.permits.clone().acquire_owned() => permit,
+            permit = self.permits.clone().acquire_many_owned(u32::try_from(min).unwrap_or(1)) => permit,
             _ = stopped.wait_for(|s| *s) => return Vec::new(),
         };
-        let Ok(first) = first else {
+        let Ok(mut first) = first else {
             return Vec::new();
         };
-        let mut slots = vec![first];
+        let mut slots = Vec::with_capacity(max.max(min));
+        while first.num_permits() > 1 {
+            slots.extend(first.split(1));
+        }
+        slots.push(first);
         while slots.len() < max {
             match self.permits.clone().try_acquire_owned() {
                 Ok(permit) => slots.push(permit),
@@ -158,7 +165,8 @@ impl<S: Store> Worker<S> {
 #[derive(Debug, Clone, Copy)]
 pub enum Inputs<'a> {
     One(&'a Input),
-    DueTimers,
+    /// With the case as the claim read it, if it did (`Some(None)`: there is no case).
+    DueTimers(Option<Option<&'a Case>>),
 }
 
 /// Loads the case, decides, and saves with compare-and-set, again on fresh state after a conflict.
@@ -178,15 +186,23 @@ pub async fn apply<S: Store>(
         .with_jitter()
         .without_max_times()
         .build();
+    // What the caller already read serves the first try; after a conflict only a fresh read will.
+    let mut known = match inputs {
+        Inputs::DueTimers(known) => known.map(|case| case.cloned()),
+        Inputs::One(_) => None,
+    };
     for _ in 0..MAX_CONFLICTS {
-        let stored = store.load_case(invoice_id).await?;
+        let stored = match known.take() {
+            Some(case) => case,
+            None => store.load_case(invoice_id).await?,
+        };
         let now = clock.now().await?;
         let (case, actions, fired) = match inputs {
             Inputs::One(input) => {
                 let decision = decide(policy, stored.as_ref(), input, now);
                 (decision.case, decision.actions, Vec::new())
             }
-            Inputs::DueTimers => {
+            Inputs::DueTimers(_) => {
                 let Some(stored) = stored else {
                     return Ok(Applied {
                         case: None,
@@ -283,4 +299,53 @@ fn store_backoff() -> impl Iterator<Item = Duration> {
         .with_jitter()
         .without_max_times()
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn worker(concurrency: usize) -> Worker<MemoryStore> {
+        let store = MemoryStore::new();
+        let clock = Clock::new(store.clone(), false);
+        let settings = WorkerSettings {
+            concurrency,
+            ..WorkerSettings::default()
+        };
+        Worker::new(store, Policy::default(), clock, settings)
+    }
+
+    #[tokio::test]
+    async fn slots_wait_for_the_minimum_then_take_what_is_free() {
+        let worker = worker(8);
+        let (_running, mut stopped) = watch::channel(false);
+        let busy = worker.slots(7, 7, &mut stopped).await;
+        assert_eq!(busy.len(), 7);
+
+        // One slot free: a claim that wants at least two waits for a second.
+        let wanting = tokio::time::timeout(
+            Duration::from_millis(50),
+            worker.slots(2, 256, &mut stopped),
+        )
+        .await;
+        assert!(wanting.is_err(), "took fewer slots than the minimum");
+
+        let mut busy = busy.into_iter();
+        drop(busy.next());
+        drop(busy.next());
+        let taken = worker.slots(2, 256, &mut stopped).await;
+        assert_eq!(taken.len(), 3, "the minimum and then every free slot");
+        assert_eq!(worker.permits.available_permits(), 0);
+        drop(taken);
+        assert_eq!(
+            worker.permits.available_permits(),
+            3,
+            "every slot goes back"
+        );
+
+        // A minimum above the whole budget is the budget, not a wait forever.
+        drop(busy);
+        assert_eq!(worker.slots(100, 100, &mut stopped).await.len(), 8);
+    }
 }

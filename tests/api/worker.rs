@@ -419,3 +419,42 @@ async fn the_test_clock_is_shared_through_redis_and_fires_timers_on_advance() {
     .await;
     assert_eq!(store.clock_offset().await.unwrap(), 259_200);
 }
+
+/// An idle inbox must not sit on the worker's budget: the inbox loop waits for new events holding a
+/// single slot, so timers coming due get every other one. (It used to wait holding all of them, and
+/// the timer loop got one slot a second.)
+#[tokio::test]
+async fn an_idle_inbox_leaves_the_budget_to_timers() {
+    let redis = TestRedis::start();
+    let store = RedisStore::connect(&redis_settings(&redis)).await.unwrap();
+    let env = [
+        ("RECOUP_TEST_CLOCK", "1"),
+        ("RECOUP_WORKER__CONCURRENCY", "4"),
+    ];
+    let _worker = RecoupProcess::serve_as(&redis, "worker", &env).await;
+    let in_an_hour = Timestamp::now() + SignedDuration::from_hours(1);
+    let count = 400;
+    seed_due_cases(&store, "in_soon", count, in_an_hour).await;
+
+    // With four slots and 400 timers, claiming one batch a second would take minutes; the advance
+    // gives up (and says so) after 30 s.
+    let output = crate::helpers::recoup_command()
+        .args(["clock", "advance", "2h"])
+        .env("REDIS_URL", redis.url())
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{} {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    wait_until("the timers to fire", Duration::from_secs(10), || async {
+        load_all(&store, "in_soon", count)
+            .await
+            .iter()
+            .all(|c| c.as_ref().is_some_and(|c| times_fired(c) == 1))
+    })
+    .await;
+}
