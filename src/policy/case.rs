@@ -64,6 +64,18 @@ pub enum DeclineClass {
     Hard,
 }
 
+impl DeclineClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeclineClass::Soft => "soft",
+            DeclineClass::Ambiguous => "ambiguous",
+            DeclineClass::CardData => "card_data",
+            DeclineClass::ActionRequired => "action_required",
+            DeclineClass::Hard => "hard",
+        }
+    }
+}
+
 /// The decline that put (or keeps) the case in dunning.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decline {

@@ -17,26 +17,23 @@
 //! A case's timers are part of the case, so they are saved with it in one write; a timer fires by
 //! being fed back in as [`Input::Timer`], and only while the case still holds it.
 
+pub mod budget;
 mod case;
+pub mod decline;
+mod plan;
+pub mod timing;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 
 pub use self::case::*;
+pub use self::plan::{NextRetry, Plan};
 use crate::webhook::event::{Event, EventKind, EventObject, Invoice};
 
 /// What a case's timers and retries are tuned by.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Policy {
-    /// How long after a failure the next retry is due.
-    pub retry_after: SignedDuration,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Self {
-            retry_after: SignedDuration::from_hours(72),
-        }
-    }
+    /// When retries are due.
+    pub plan: Plan,
 }
 
 /// Something that happened to a case.
@@ -129,8 +126,8 @@ fn on_event(policy: &Policy, case: Option<&Case>, event: &Event, now: Timestamp)
         }
     }
     settle(&mut case);
-    plan_retry(policy, &mut case, now);
-    let detail = describe(event, invoice, before, case.state);
+    let planned = plan_retry(policy, &mut case);
+    let detail = describe(event, invoice, before, case.state) + &planned;
     case.record(Entry {
         at,
         what: event.kind.as_str().to_owned(),
@@ -186,7 +183,7 @@ fn open(invoice: &Invoice, state: State, now: Timestamp) -> Case {
         amount_due: invoice.amount_due,
         currency: invoice.currency.clone(),
         state,
-        customer_timezone: "UTC".to_owned(),
+        customer_timezone: timing::zone_name(None, invoice.customer_country.as_deref()),
         decline: None,
         attempts: Vec::new(),
         next_attempt_at: None,
@@ -238,26 +235,35 @@ fn record_attempt(case: &mut Case, number: u32, at: Timestamp) {
     );
 }
 
-/// Keeps exactly one pending retry, for the attempt after the last one seen, while the case is
-/// retrying, and none otherwise; so the plan depends on the facts, not on their arrival order.
-fn plan_retry(policy: &Policy, case: &mut Case, now: Timestamp) {
-    let attempt = case.attempts.iter().map(|a| a.number).max().unwrap_or(0) + 1;
-    let pending = case.timers.iter().position(is_retry);
-    match (case.state, pending) {
-        (State::Retrying, Some(i)) => case.timers[i].kind = TimerKind::Retry { attempt },
-        (State::Retrying, None) => case.timers.push(Timer {
-            at: now + policy.retry_after,
-            kind: TimerKind::Retry { attempt },
-        }),
-        (_, Some(_)) => case.timers.retain(|t| !is_retry(t)),
-        (_, None) => {}
-    }
-    case.next_attempt_at = case
-        .timers
-        .iter()
-        .filter(|t| is_retry(t))
-        .map(|t| t.at)
-        .min();
+/// Keeps exactly one pending retry, the plan's next, while the case is retrying, and none otherwise;
+/// the plan depends on the facts, not on their arrival order. Returns what to add to the timeline.
+fn plan_retry(policy: &Policy, case: &mut Case) -> String {
+    let next = (case.state == State::Retrying)
+        .then(|| policy.plan.next_retry(case))
+        .flatten();
+    let before = case.timers.iter().find(|t| is_retry(t)).cloned();
+    case.timers.retain(|t| !is_retry(t));
+    let note = match &next {
+        Some(next) => {
+            let timer = Timer {
+                at: next.at,
+                kind: TimerKind::Retry {
+                    attempt: next.attempt,
+                },
+            };
+            let note = if before.as_ref() == Some(&timer) {
+                String::new()
+            } else {
+                format!("; next retry {}: {}", next.at, next.why)
+            };
+            case.timers.push(timer);
+            note
+        }
+        None if case.state == State::Retrying => "; no retry left in the plan".to_owned(),
+        None => String::new(),
+    };
+    case.next_attempt_at = next.map(|n| n.at);
+    note
 }
 
 fn is_retry(timer: &Timer) -> bool {

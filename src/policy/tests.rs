@@ -64,8 +64,13 @@ fn a_failure_opens_a_retrying_case_with_its_first_retry_due() {
     assert_eq!(case.customer_id, "cus_R3cvP0qK8yWm2d");
     assert_eq!(case.attempts.len(), 1);
     assert_eq!(case.attempts[0].number, 1);
-    let due = now() + SignedDuration::from_hours(72);
-    assert_eq!(case.next_attempt_at, Some(due));
+    // Three days after Stripe's failed attempt, plus the invoice's jitter, in the customer's daytime.
+    let due = case.next_attempt_at.expect("a retry is planned");
+    let failed_at = Timestamp::from_second(NOW - 60).unwrap();
+    let three_days = failed_at + SignedDuration::from_hours(72);
+    assert!(due >= three_days && due < three_days + SignedDuration::from_hours(24));
+    let local = due.to_zoned(timing::zone(&case.customer_timezone));
+    assert!((9..20).contains(&local.hour()), "{local}");
     assert_eq!(
         case.timers,
         vec![Timer {
@@ -75,6 +80,13 @@ fn a_failure_opens_a_retrying_case_with_its_first_retry_due() {
     );
     assert_eq!(case.timeline.len(), 1);
     assert!(case.timeline[0].detail.contains("case opened retrying"));
+    assert!(
+        case.timeline[0]
+            .detail
+            .contains("next retry 2026-11-04T16:26:26.457Z: retry 1 of 2 for an ambiguous decline: 3 days after attempt 1, in the customer's daytime (09:00–20:00 America/New_York)"),
+        "{}",
+        case.timeline[0].detail
+    );
 }
 
 #[test]
@@ -266,5 +278,154 @@ proptest! {
         let got = run(&delivered).map(|c| outcome(&c));
         let want = run(&seen).map(|c| outcome(&c));
         prop_assert_eq!(format!("{got:?}"), format!("{want:?}"));
+    }
+}
+
+/// A case that failed at `NOW` and has had `retries` retries since, each a day apart, declined with
+/// `class` (and `code`), for a customer in `zone`.
+fn declined(retries: u32, class: DeclineClass, code: &str, zone: &str) -> Case {
+    let mut case = run(&[failed("evt_f", NOW, 1)]).unwrap();
+    for n in 1..=retries {
+        case.attempts.push(Attempt {
+            at: now() + SignedDuration::from_hours(24 * i64::from(n)),
+            number: n + 1,
+            outcome: Outcome::Failed,
+            decline_code: Some(code.to_owned()),
+        });
+    }
+    case.decline = Some(Decline {
+        code: Some(code.to_owned()),
+        class,
+        advice_code: None,
+        network_advice_code: None,
+    });
+    case.customer_timezone = zone.to_owned();
+    case
+}
+
+#[test]
+fn a_soft_decline_is_retried_on_the_plans_gaps_until_they_run_out() {
+    let plan = Plan::default();
+    let mut gaps_seen = Vec::new();
+    for retries in 0..4 {
+        let case = declined(
+            retries,
+            DeclineClass::Soft,
+            "processing_error",
+            "Europe/Paris",
+        );
+        let next = plan.next_retry(&case).expect("a retry is left");
+        let last = case.attempts.last().unwrap();
+        assert_eq!(next.attempt, last.number + 1);
+        let waited = next.at.duration_since(last.at);
+        gaps_seen.push(waited.as_hours() / 24);
+        let local = next.at.to_zoned(timing::zone("Europe/Paris"));
+        assert!((9..20).contains(&local.hour()), "{local}");
+    }
+    assert_eq!(
+        gaps_seen,
+        [3, 4, 7, 7],
+        "whole days waited before each retry"
+    );
+    let spent = declined(4, DeclineClass::Soft, "processing_error", "Europe/Paris");
+    assert_eq!(plan.next_retry(&spent), None);
+}
+
+#[test]
+fn mastercard_advice_to_wait_outlasts_a_shorter_gap() {
+    let mut case = declined(1, DeclineClass::Soft, "try_again_later", "UTC");
+    case.decline.as_mut().unwrap().network_advice_code = Some("30".to_owned());
+    let next = Plan::default().next_retry(&case).unwrap();
+    let last = case.attempts.last().unwrap().at;
+    assert!(
+        next.at >= last + SignedDuration::from_hours(240),
+        "{}",
+        next.at
+    );
+    assert!(next.why.contains("10 days after attempt 2"), "{}", next.why);
+}
+
+#[test]
+fn insufficient_funds_waits_for_a_payday() {
+    let case = declined(0, DeclineClass::Soft, "insufficient_funds", "Asia/Tokyo");
+    let next = Plan::default().next_retry(&case).unwrap();
+    let local = next.at.to_zoned(timing::zone("Asia/Tokyo"));
+    assert!([1, 15].contains(&local.day()), "{local}");
+    assert!(next.at >= now() + SignedDuration::from_hours(72));
+    assert!(next.why.contains("on the next payday"), "{}", next.why);
+}
+
+#[test]
+fn no_retry_for_a_decline_that_time_does_not_fix() {
+    for class in [
+        DeclineClass::Hard,
+        DeclineClass::CardData,
+        DeclineClass::ActionRequired,
+    ] {
+        let case = declined(0, class, "lost_card", "UTC");
+        assert_eq!(Plan::default().next_retry(&case), None, "{class:?}");
+    }
+}
+
+#[test]
+fn the_attempt_cap_and_the_overall_window_end_the_plan() {
+    let case = declined(1, DeclineClass::Soft, "processing_error", "UTC");
+    let capped = Plan {
+        max_attempts: 2,
+        ..Plan::default()
+    };
+    assert_eq!(
+        capped.next_retry(&case),
+        None,
+        "attempt 3 is over a cap of 2"
+    );
+    let short = Plan {
+        within: SignedDuration::from_hours(48),
+        ..Plan::default()
+    };
+    assert_eq!(
+        short.next_retry(&case),
+        None,
+        "day 5 is past a 2-day window"
+    );
+}
+
+proptest! {
+    /// Whatever the history, class, decline and zone: the plan never retries a decline time does not
+    /// fix, never plans outside the customer's daytime, never before the gap or after its window,
+    /// and gives the same answer for the same case.
+    #[test]
+    fn the_plan_keeps_its_rules_for_any_case(
+        retries in 0u32..6,
+        class in prop_oneof![
+            Just(DeclineClass::Soft), Just(DeclineClass::Ambiguous), Just(DeclineClass::CardData),
+            Just(DeclineClass::ActionRequired), Just(DeclineClass::Hard),
+        ],
+        code in prop_oneof![Just("insufficient_funds"), Just("processing_error"), Just("do_not_honor")],
+        zone in prop_oneof![
+            Just("UTC"), Just("America/Los_Angeles"), Just("Asia/Kolkata"), Just("Australia/Lord_Howe"),
+            Just("Pacific/Chatham"), Just("Europe/London"),
+        ],
+        start_hour in 0u8..23,
+        hours in 1u8..12,
+    ) {
+        let plan = Plan {
+            window: timing::Window { start_hour, end_hour: (start_hour + hours).min(24) },
+            ..Plan::default()
+        };
+        let case = declined(retries, class, code, zone);
+        let next = plan.next_retry(&case);
+        prop_assert_eq!(&next, &plan.next_retry(&case));
+        let Some(next) = next else { return Ok(()) };
+        prop_assert!(matches!(class, DeclineClass::Soft | DeclineClass::Ambiguous));
+        let local = next.at.to_zoned(timing::zone(zone));
+        prop_assert!(
+            (plan.window.start_hour..plan.window.end_hour).contains(&(local.hour() as u8)),
+            "{} outside {:?}", local, plan.window
+        );
+        let last = case.attempts.last().unwrap();
+        prop_assert!(next.at >= last.at + plan.soft[0].min(plan.ambiguous[0]));
+        prop_assert!(next.at <= case.failed_at.unwrap() + plan.within);
+        prop_assert!(next.attempt <= plan.max_attempts);
     }
 }

@@ -466,7 +466,8 @@ pub fn redis_settings(redis: &TestRedis) -> RedisSettings {
     }
 }
 
-/// The `invoice.payment_failed` fixture as a parsed event, with its own event and invoice ids.
+/// The `invoice.payment_failed` fixture as a parsed event, with its own event and invoice ids, failed
+/// just now.
 pub fn event(event_id: &str, invoice_id: &str) -> Event {
     let Ok(Parsed::Acted(mut event)) =
         recoup::webhook::event::parse(&fixture("invoice.payment_failed"))
@@ -474,6 +475,8 @@ pub fn event(event_id: &str, invoice_id: &str) -> Event {
         panic!("the fixture is an event recoup acts on");
     };
     event.id = event_id.to_owned();
+    // As if it happened now: retries are planned from Stripe's time of the failure.
+    event.created = unix_now();
     if let EventObject::Invoice(invoice) = &mut event.object {
         invoice.id = Some(invoice_id.to_owned());
     }

@@ -39,6 +39,14 @@ fn invoice_event(
     serde_json::to_vec(&event).unwrap()
 }
 
+/// The bundled failure as if it had just happened: retries are planned from Stripe's time of the
+/// failure, and the fixture's lies weeks back, where its first retry would be due at once.
+fn failure_now() -> Vec<u8> {
+    let mut event: Value = serde_json::from_slice(&fixture("invoice.payment_failed")).unwrap();
+    event["created"] = unix_now().into();
+    serde_json::to_vec(&event).unwrap()
+}
+
 /// Waits for the invoice's case to satisfy `ready`, and returns it.
 async fn case_when(app: &TestApp, invoice_id: &str, ready: impl Fn(&Value) -> bool) -> Value {
     let path = format!("/api/v1/invoices/{invoice_id}");
@@ -106,10 +114,7 @@ async fn the_api_answers_only_a_configured_bearer_token() {
 #[tokio::test]
 async fn a_failed_invoice_is_a_case_support_can_find_by_invoice_customer_and_subscription() {
     let app = app().await;
-    assert_eq!(
-        app.deliver(fixture("invoice.payment_failed")).await.status,
-        200
-    );
+    assert_eq!(app.deliver(failure_now()).await.status, 200);
     let case = case_when(&app, INVOICE, |c| saw(c, 1)).await;
     assert_eq!(case["invoice_id"], INVOICE);
     assert_eq!(case["customer_id"], CUSTOMER);
@@ -281,7 +286,7 @@ async fn every_delivery_order_of_an_invoices_events_ends_in_the_same_state() {
 #[tokio::test]
 async fn advancing_the_test_clock_fires_what_came_due_at_once() {
     let app = app().await;
-    app.deliver(fixture("invoice.payment_failed")).await;
+    app.deliver(failure_now()).await;
     let opened = case_when(&app, INVOICE, |c| saw(c, 1)).await;
     assert_eq!(opened["timers"].as_array().unwrap().len(), 1);
 
@@ -299,12 +304,13 @@ async fn advancing_the_test_clock_fires_what_came_due_at_once() {
         "nothing was due yet"
     );
 
+    // The first retry is three days out, moved into the customer's daytime: four days pass it.
     let days = app
-        .api_post("/api/v1/clock/advance", r#"{"seconds":259200}"#)
+        .api_post("/api/v1/clock/advance", r#"{"seconds":345600}"#)
         .await;
     assert_eq!(days.status, 200, "{}", days.text);
     let moved = days.json();
-    assert_eq!(moved["offset_seconds"], 262_800);
+    assert_eq!(moved["offset_seconds"], 349_200);
     let now: jiff::Timestamp = moved["now"].as_str().unwrap().parse().unwrap();
     let due: jiff::Timestamp = opened["next_attempt_at"].as_str().unwrap().parse().unwrap();
     assert!(now >= due);

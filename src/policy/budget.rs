@@ -1,0 +1,264 @@
+//! Card-network retry budgets: how many tries the networks allow on one card, and when the next one
+//! becomes legal.
+//!
+//! Visa and Mastercard charge fees (and may block a merchant) for retrying past their limits, and
+//! they count per card, not per invoice: two invoices on one card share one budget, which is why a
+//! card's history is keyed by Stripe's card `fingerprint`. The limits change every year or two, so
+//! they are data ([`Rule`]s from the policy file), not code; [`earliest_allowed`] only does the
+//! arithmetic over rolling windows, and [`Rule::defaults`] are DOMAIN.md's figures.
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// One network limit: at most `max` counted tries within any `per`-long rolling window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    /// The card brand the rule binds, as Stripe names it (`visa`, `mastercard`), or `*` for all.
+    pub brand: String,
+    pub counts: Counts,
+    pub scope: Scope,
+    pub max: u32,
+    pub per: SignedDuration,
+}
+
+/// Which tries a rule counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Counts {
+    /// Every try, whatever its outcome.
+    Attempts,
+    /// Declined tries only; the try being planned may decline, so it counts too.
+    Declines,
+}
+
+/// Over which tries of the card a rule counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Every invoice charged to the card.
+    Card,
+    /// Only the invoice being retried ("reattempts of one payment").
+    Invoice,
+}
+
+/// One past try on a card.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Try {
+    pub at: Timestamp,
+    pub invoice_id: String,
+    pub declined: bool,
+}
+
+impl Rule {
+    /// DOMAIN.md's limits: Visa, 20 reattempts of one payment in 30 days (since May 2025);
+    /// Mastercard, 10 declines on a card in 24 hours and 35 attempts in 30 days (Mastercard counts
+    /// per card, merchant and amount; per card is the cautious reading of that).
+    pub fn defaults() -> Vec<Rule> {
+        let rule = |brand: &str, counts, scope, max, hours| Rule {
+            brand: brand.to_owned(),
+            counts,
+            scope,
+            max,
+            per: SignedDuration::from_hours(hours),
+        };
+        vec![
+            rule("visa", Counts::Attempts, Scope::Invoice, 20, 30 * 24),
+            rule("mastercard", Counts::Declines, Scope::Card, 10, 24),
+            rule("mastercard", Counts::Attempts, Scope::Card, 35, 30 * 24),
+        ]
+    }
+
+    fn binds(&self, brand: &str) -> bool {
+        self.brand == "*" || self.brand.eq_ignore_ascii_case(brand)
+    }
+
+    fn counts(&self, t: &Try, invoice_id: &str) -> bool {
+        (self.scope == Scope::Card || t.invoice_id == invoice_id)
+            && (self.counts == Counts::Attempts || t.declined)
+    }
+}
+
+/// Why a try cannot happen when wanted, and when it can.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deferral {
+    pub until: Timestamp,
+    /// The rule that moved it last, in words: `mastercard: at most 10 declines per card in 24h`.
+    pub because: String,
+}
+
+/// The earliest instant at or after `wanted` at which one more try of `invoice_id` on a card of
+/// `brand` with `history` breaks none of `rules`: `Ok(wanted)` when it already breaks none, else
+/// the later instant and the rule that set it. `Err` names a rule that can never allow it (a
+/// `max` of zero).
+pub fn earliest_allowed(
+    rules: &[Rule],
+    brand: &str,
+    history: &[Try],
+    invoice_id: &str,
+    wanted: Timestamp,
+) -> Result<Result<Timestamp, Deferral>, String> {
+    let mut at = wanted;
+    let mut because = None;
+    // Each pass moves `at` past at least one counted try, so this ends within history.len() + 1
+    // passes per rule; the bound only guards against a mistake here looping forever.
+    for _ in 0..=(history.len() + 1) * rules.len().max(1) {
+        let mut moved = false;
+        for rule in rules.iter().filter(|r| r.binds(brand)) {
+            if rule.max == 0 {
+                return Err(describe(rule));
+            }
+            let mut window: Vec<Timestamp> = history
+                .iter()
+                .filter(|t| rule.counts(t, invoice_id) && t.at > at - rule.per && t.at <= at)
+                .map(|t| t.at)
+                .collect();
+            let allowed = rule.max as usize - 1;
+            if window.len() > allowed {
+                window.sort();
+                // Once the oldest tries beyond the allowance have left the window, one more fits.
+                at = window[window.len() - allowed - 1] + rule.per;
+                because = Some(describe(rule));
+                moved = true;
+            }
+        }
+        if !moved {
+            return Ok(match because {
+                None => Ok(at),
+                Some(because) => Err(Deferral { until: at, because }),
+            });
+        }
+    }
+    unreachable!("every pass moves past at least one try")
+}
+
+fn describe(rule: &Rule) -> String {
+    let what = match rule.counts {
+        Counts::Attempts => "attempts",
+        Counts::Declines => "declines",
+    };
+    let scope = match rule.scope {
+        Scope::Card => "per card",
+        Scope::Invoice => "per invoice",
+    };
+    format!(
+        "{}: at most {} {what} {scope} in {:#}",
+        rule.brand, rule.max, rule.per
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const T0: i64 = 1_800_000_000;
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(T0 + seconds).unwrap()
+    }
+
+    fn tries(invoice: &str, declined: bool, seconds: impl IntoIterator<Item = i64>) -> Vec<Try> {
+        seconds
+            .into_iter()
+            .map(|s| Try {
+                at: at(s),
+                invoice_id: invoice.to_owned(),
+                declined,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_card_within_its_budget_is_tried_when_wanted() {
+        let history = tries("in_1", true, (0..9).map(|n| n * 60));
+        let wanted = at(3_600);
+        assert_eq!(
+            earliest_allowed(&Rule::defaults(), "mastercard", &history, "in_1", wanted),
+            Ok(Ok(wanted))
+        );
+    }
+
+    #[test]
+    fn the_eleventh_mastercard_decline_in_a_day_waits_for_the_first_to_age_out() {
+        let history = tries("in_1", true, (0..10).map(|n| n * 60));
+        let allowed =
+            earliest_allowed(&Rule::defaults(), "mastercard", &history, "in_1", at(3_600));
+        let Ok(Err(deferral)) = allowed else {
+            panic!("deferred, not {allowed:?}");
+        };
+        assert_eq!(deferral.until, at(24 * 3_600));
+        assert_eq!(
+            deferral.because,
+            "mastercard: at most 10 declines per card in 24h"
+        );
+    }
+
+    #[test]
+    fn two_invoices_on_one_card_share_the_card_budget_but_not_the_invoice_one() {
+        let mut history = tries("in_1", true, (0..5).map(|n| n * 60));
+        history.extend(tries("in_2", true, (5..10).map(|n| n * 60)));
+        let card = earliest_allowed(&Rule::defaults(), "mastercard", &history, "in_3", at(900));
+        assert!(matches!(card, Ok(Err(_))), "{card:?}");
+
+        // Visa counts reattempts of one payment: 20 on in_1 leave in_2 free.
+        let visa = tries("in_1", true, (0..20).map(|n| n * 3_600));
+        assert_eq!(
+            earliest_allowed(&Rule::defaults(), "visa", &visa, "in_2", at(86_400)),
+            Ok(Ok(at(86_400)))
+        );
+        assert!(matches!(
+            earliest_allowed(&Rule::defaults(), "visa", &visa, "in_1", at(86_400)),
+            Ok(Err(_))
+        ));
+    }
+
+    #[test]
+    fn rules_bind_only_their_brand_and_a_zero_budget_never_allows() {
+        let history = tries("in_1", true, (0..50).map(|n| n * 60));
+        assert_eq!(
+            earliest_allowed(&Rule::defaults(), "amex", &history, "in_1", at(3_600)),
+            Ok(Ok(at(3_600)))
+        );
+        let never = Rule {
+            brand: "*".into(),
+            max: 0,
+            ..Rule::defaults()[0].clone()
+        };
+        assert!(earliest_allowed(&[never], "amex", &[], "in_1", at(0)).is_err());
+    }
+
+    proptest! {
+        /// Wherever the planned try lands, adding it to the history breaks no rule in any rolling
+        /// window, and it never lands before it was wanted. (History is the past: the window that
+        /// ends at the planned try holds the most tries of all windows containing it.)
+        #[test]
+        fn the_allowed_time_breaks_no_rule_in_any_window(
+            past in proptest::collection::vec((0i64..60 * 86_400, any::<bool>(), 0usize..3), 0..80),
+            wanted in 60 * 86_400i64..70 * 86_400,
+            brand in prop_oneof![Just("visa"), Just("mastercard")],
+        ) {
+            let invoices = ["in_a", "in_b", "in_c"];
+            let history: Vec<Try> = past
+                .iter()
+                .map(|&(s, declined, i)| Try { at: at(s), invoice_id: invoices[i].into(), declined })
+                .collect();
+            let rules = Rule::defaults();
+            let Ok(result) = earliest_allowed(&rules, brand, &history, "in_a", at(wanted)) else {
+                panic!("the defaults allow every brand some tries");
+            };
+            let when = result.clone().unwrap_or_else(|d| d.until);
+            prop_assert!(when >= at(wanted));
+            let planned = Try { at: when, invoice_id: "in_a".into(), declined: true };
+            for rule in rules.iter().filter(|r| r.binds(brand)) {
+                // The planned try must fit in every window that contains it.
+                let in_window = history
+                    .iter()
+                    .chain([&planned])
+                    .filter(|t| rule.counts(t, "in_a") && t.at > when - rule.per && t.at <= when)
+                    .count();
+                prop_assert!(in_window <= rule.max as usize, "{rule:?}: {in_window}");
+            }
+        }
+    }
+}

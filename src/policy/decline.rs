@@ -1,0 +1,383 @@
+//! Decline classification: what a card decline means for retrying.
+//!
+//! Stripe reports a decline with up to five signals (on the PaymentIntent's `last_payment_error`, or
+//! the Charge's `outcome`): its own `code` and `decline_code`, its `advice_code`, and since
+//! 2024-12-18 the card network's `network_advice_code` (Mastercard's Merchant Advice Code) and
+//! `network_decline_code` (for Visa, the response code that places a decline in a category).
+//! [`classify`] turns them into one [`DeclineClass`] and says which signal decided, so a case's
+//! timeline can explain why it is, or is not, retried.
+//!
+//! The order follows DOMAIN.md — advice first, then the network's advice, then the decline codes, and
+//! an unknown code is `ambiguous`, never `soft` — with one rule above it: a signal that forbids
+//! retrying wins wherever it appears. A `try_again_later` advice does not make a retry after
+//! Mastercard's advice 03 or a Visa category 1 decline free of the networks' fees, nor a stolen card
+//! worth charging again, so those stay `hard` whatever else the decline says.
+
+use jiff::SignedDuration;
+
+use super::DeclineClass;
+
+/// The decline signals Stripe reports, as they came.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Signals<'a> {
+    /// Stripe's error code: `card_declined`, `expired_card`, `authentication_required`, …
+    pub code: Option<&'a str>,
+    pub decline_code: Option<&'a str>,
+    /// `try_again_later`, `do_not_try_again` or `confirm_card_data`.
+    pub advice_code: Option<&'a str>,
+    /// Mastercard's Merchant Advice Code, two digits.
+    pub network_advice_code: Option<&'a str>,
+    /// The network's own response code (Visa's decides the decline category).
+    pub network_decline_code: Option<&'a str>,
+    /// The card brand as Stripe names it: `visa`, `mastercard`, …
+    pub brand: Option<&'a str>,
+}
+
+/// The class of a decline, the signal that decided it, and how long the network asks to wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classified {
+    pub class: DeclineClass,
+    /// Which signal decided, in words a support agent can repeat: `advice_code do_not_try_again`.
+    pub because: String,
+    /// Mastercard advice 24–30: no retry before this much time has passed since the decline.
+    pub not_before: Option<SignedDuration>,
+}
+
+/// Classifies one decline; see the module documentation for the order of the signals.
+pub fn classify(signals: &Signals<'_>) -> Classified {
+    let not_before = signals.network_advice_code.and_then(mastercard_wait);
+    let decided = |class, because: String| Classified {
+        class,
+        because,
+        not_before,
+    };
+    let advice = signals
+        .advice_code
+        .and_then(|a| by_advice(a).map(|class| (class, format!("advice_code {a}"))));
+    let network = signals
+        .network_advice_code
+        .and_then(|m| by_mastercard(m).map(|class| (class, format!("Mastercard advice {m}"))));
+    let visa = signals
+        .network_decline_code
+        .filter(|code| is_visa(signals.brand) && VISA_CATEGORY_1.contains(code))
+        .map(|code| {
+            (
+                DeclineClass::Hard,
+                format!("Visa category 1 decline (response {code})"),
+            )
+        });
+    let codes = [signals.decline_code, signals.code]
+        .into_iter()
+        .flatten()
+        .find_map(|c| by_code(c).map(|class| (class, format!("decline code {c}"))));
+
+    let found = [advice, network, visa, codes];
+    let hard = found
+        .iter()
+        .flatten()
+        .find(|(class, _)| *class == DeclineClass::Hard);
+    match hard.or_else(|| found.iter().flatten().next()) {
+        Some((class, because)) => decided(*class, because.clone()),
+        None => {
+            let code = signals.decline_code.or(signals.code).unwrap_or("none");
+            decided(
+                DeclineClass::Ambiguous,
+                format!("decline code {code} (not one recoup knows: ambiguous)"),
+            )
+        }
+    }
+}
+
+fn by_advice(advice: &str) -> Option<DeclineClass> {
+    Some(match advice {
+        "do_not_try_again" => DeclineClass::Hard,
+        "confirm_card_data" => DeclineClass::CardData,
+        "try_again_later" => DeclineClass::Soft,
+        _ => return None,
+    })
+}
+
+/// Mastercard's Merchant Advice Codes: 01 new account information, 02 try again later, 03 do not try
+/// again, 04 token requirements not met, 21 payment cancelled by the cardholder, 24–30 retry after a
+/// set wait.
+fn by_mastercard(mac: &str) -> Option<DeclineClass> {
+    Some(match mac {
+        "01" | "04" => DeclineClass::CardData,
+        "03" | "21" => DeclineClass::Hard,
+        "02" | "24" | "25" | "26" | "27" | "28" | "29" | "30" => DeclineClass::Soft,
+        _ => return None,
+    })
+}
+
+/// Mastercard advice 24–30: "retry after 1 hour, 24 hours, 2, 4, 6, 8, 10 days".
+pub fn mastercard_wait(mac: &str) -> Option<SignedDuration> {
+    let hours = match mac {
+        "24" => 1,
+        "25" => 24,
+        "26" => 2 * 24,
+        "27" => 4 * 24,
+        "28" => 6 * 24,
+        "29" => 8 * 24,
+        "30" => 10 * 24,
+        _ => return None,
+    };
+    Some(SignedDuration::from_hours(hours))
+}
+
+fn is_visa(brand: Option<&str>) -> bool {
+    brand.is_some_and(|b| b.eq_ignore_ascii_case("visa"))
+}
+
+/// Visa response codes of category 1, "issuer will never approve": retrying them is never allowed.
+const VISA_CATEGORY_1: [&str; 12] = [
+    "04", "07", "12", "14", "15", "41", "43", "46", "57", "R0", "R1", "R3",
+];
+
+/// Stripe's `decline_code` and `code` values recoup knows (DOMAIN.md, "Which declines to retry").
+fn by_code(code: &str) -> Option<DeclineClass> {
+    Some(match code {
+        "lost_card"
+        | "stolen_card"
+        | "pickup_card"
+        | "incorrect_number"
+        | "invalid_number"
+        | "revocation_of_authorization"
+        | "revocation_of_all_authorizations"
+        | "stop_payment_order"
+        | "highest_risk_level"
+        | "fraudulent"
+        | "merchant_blacklist"
+        | "security_violation" => DeclineClass::Hard,
+        "authentication_required" => DeclineClass::ActionRequired,
+        "expired_card"
+        | "incorrect_cvc"
+        | "invalid_cvc"
+        | "incorrect_zip"
+        | "invalid_expiry_month"
+        | "invalid_expiry_year"
+        | "invalid_account"
+        | "new_account_information_available"
+        | "card_not_supported"
+        | "currency_not_supported" => DeclineClass::CardData,
+        "insufficient_funds"
+        | "try_again_later"
+        | "processing_error"
+        | "issuer_not_available"
+        | "reenter_transaction"
+        | "approve_with_id"
+        | "card_velocity_exceeded"
+        | "withdrawal_count_limit_exceeded" => DeclineClass::Soft,
+        "do_not_honor" | "generic_decline" => DeclineClass::Ambiguous,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn class(signals: Signals<'_>) -> DeclineClass {
+        classify(&signals).class
+    }
+
+    fn decline(code: &str) -> Signals<'_> {
+        Signals {
+            code: Some("card_declined"),
+            decline_code: Some(code),
+            ..Signals::default()
+        }
+    }
+
+    #[test]
+    fn every_code_of_the_domain_table_lands_in_its_class() {
+        let table: [(&[&str], DeclineClass); 5] = [
+            (
+                &[
+                    "lost_card",
+                    "stolen_card",
+                    "pickup_card",
+                    "incorrect_number",
+                    "revocation_of_authorization",
+                    "revocation_of_all_authorizations",
+                    "highest_risk_level",
+                ],
+                DeclineClass::Hard,
+            ),
+            (&["authentication_required"], DeclineClass::ActionRequired),
+            (
+                &[
+                    "expired_card",
+                    "incorrect_cvc",
+                    "incorrect_zip",
+                    "invalid_account",
+                    "card_not_supported",
+                    "currency_not_supported",
+                ],
+                DeclineClass::CardData,
+            ),
+            (
+                &[
+                    "insufficient_funds",
+                    "try_again_later",
+                    "processing_error",
+                    "issuer_not_available",
+                    "reenter_transaction",
+                    "card_velocity_exceeded",
+                    "withdrawal_count_limit_exceeded",
+                ],
+                DeclineClass::Soft,
+            ),
+            (
+                &[
+                    "do_not_honor",
+                    "generic_decline",
+                    "a_code_stripe_adds_next_year",
+                ],
+                DeclineClass::Ambiguous,
+            ),
+        ];
+        for (codes, expected) in table {
+            for code in codes {
+                assert_eq!(class(decline(code)), expected, "{code}");
+            }
+        }
+    }
+
+    #[test]
+    fn stripe_code_alone_is_read_when_there_is_no_decline_code() {
+        let signals = Signals {
+            code: Some("authentication_required"),
+            ..Signals::default()
+        };
+        assert_eq!(class(signals), DeclineClass::ActionRequired);
+        let bare = Signals {
+            code: Some("card_declined"),
+            ..Signals::default()
+        };
+        assert_eq!(class(bare), DeclineClass::Ambiguous);
+        assert_eq!(class(Signals::default()), DeclineClass::Ambiguous);
+    }
+
+    #[test]
+    fn advice_outranks_the_decline_code() {
+        let soft_by_code = Signals {
+            advice_code: Some("confirm_card_data"),
+            ..decline("insufficient_funds")
+        };
+        let classified = classify(&soft_by_code);
+        assert_eq!(classified.class, DeclineClass::CardData);
+        assert_eq!(classified.because, "advice_code confirm_card_data");
+
+        let ambiguous_by_code = Signals {
+            advice_code: Some("try_again_later"),
+            ..decline("do_not_honor")
+        };
+        assert_eq!(class(ambiguous_by_code), DeclineClass::Soft);
+    }
+
+    #[test]
+    fn mastercard_advice_comes_before_the_decline_code_and_sets_the_wait() {
+        let expected = [
+            ("01", DeclineClass::CardData, None),
+            ("02", DeclineClass::Soft, None),
+            ("03", DeclineClass::Hard, None),
+            ("21", DeclineClass::Hard, None),
+            ("24", DeclineClass::Soft, Some(1)),
+            ("25", DeclineClass::Soft, Some(24)),
+            ("26", DeclineClass::Soft, Some(48)),
+            ("27", DeclineClass::Soft, Some(96)),
+            ("28", DeclineClass::Soft, Some(144)),
+            ("29", DeclineClass::Soft, Some(192)),
+            ("30", DeclineClass::Soft, Some(240)),
+        ];
+        for (mac, class, hours) in expected {
+            let classified = classify(&Signals {
+                network_advice_code: Some(mac),
+                brand: Some("mastercard"),
+                ..decline("generic_decline")
+            });
+            assert_eq!(classified.class, class, "MAC {mac}");
+            assert_eq!(
+                classified.not_before,
+                hours.map(SignedDuration::from_hours),
+                "MAC {mac}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_signal_that_forbids_retrying_wins_wherever_it_appears() {
+        let mac_03 = Signals {
+            advice_code: Some("try_again_later"),
+            network_advice_code: Some("03"),
+            brand: Some("mastercard"),
+            ..decline("insufficient_funds")
+        };
+        let classified = classify(&mac_03);
+        assert_eq!(classified.class, DeclineClass::Hard);
+        assert_eq!(classified.because, "Mastercard advice 03");
+
+        let visa_stolen = Signals {
+            advice_code: Some("try_again_later"),
+            network_decline_code: Some("43"),
+            brand: Some("visa"),
+            ..decline("generic_decline")
+        };
+        assert_eq!(class(visa_stolen), DeclineClass::Hard);
+
+        // Category 1 is Visa's: the same response code from another network is not read as one.
+        let other_network = Signals {
+            network_decline_code: Some("43"),
+            brand: Some("amex"),
+            ..decline("insufficient_funds")
+        };
+        assert_eq!(class(other_network), DeclineClass::Soft);
+    }
+
+    #[test]
+    fn an_unknown_code_is_ambiguous_and_says_so() {
+        let classified = classify(&decline("brand_new_code"));
+        assert_eq!(classified.class, DeclineClass::Ambiguous);
+        assert!(
+            classified.because.contains("brand_new_code"),
+            "{classified:?}"
+        );
+    }
+
+    proptest! {
+        /// Whatever arrives, a decline is `hard` exactly when some signal forbids retrying, and
+        /// signals recoup does not know never make it `soft`.
+        #[test]
+        fn unknown_signals_are_never_soft_and_forbidding_ones_always_win(
+            code in "[a-z_]{0,24}",
+            advice in proptest::option::of(prop_oneof![
+                Just("try_again_later"), Just("do_not_try_again"), Just("confirm_card_data"), Just("x")
+            ]),
+            mac in proptest::option::of("[0-3][0-9]"),
+            visa in proptest::option::of(prop_oneof![Just("41"), Just("05"), Just("R1")]),
+        ) {
+            let signals = Signals {
+                code: Some("card_declined"),
+                decline_code: Some(&code),
+                advice_code: advice,
+                network_advice_code: mac.as_deref(),
+                network_decline_code: visa,
+                brand: Some(if visa.is_some() { "visa" } else { "mastercard" }),
+            };
+            let classified = classify(&signals);
+            let forbids = advice == Some("do_not_try_again")
+                || matches!(mac.as_deref(), Some("03" | "21"))
+                || matches!(visa, Some("41" | "R1"))
+                || by_code(&code) == Some(DeclineClass::Hard);
+            prop_assert_eq!(forbids, classified.class == DeclineClass::Hard, "{:?}", classified);
+            let known = by_code(&code).is_some()
+                || advice.and_then(by_advice).is_some()
+                || mac.as_deref().and_then(by_mastercard).is_some();
+            if !known {
+                prop_assert_ne!(classified.class, DeclineClass::Soft);
+            }
+        }
+    }
+}
