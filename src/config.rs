@@ -31,6 +31,7 @@ const NAMED_ENV: &[(&str, &str)] = &[
     ("RECOUP_LISTEN", "server.listen"),
     ("RECOUP_LOG_FORMAT", "log.format"),
     ("RECOUP_TEST_CLOCK", "clock.test"),
+    ("RECOUP_POLICY", "policy.path"),
 ];
 
 /// Everything `recoup serve` needs, validated.
@@ -42,6 +43,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub worker: WorkerSettings,
     pub clock: ClockSettings,
+    pub policy: PolicySettings,
     pub secrets: Secrets,
 }
 
@@ -55,6 +57,7 @@ struct Layered {
     log: LogSettings,
     worker: WorkerSettings,
     clock: ClockSettings,
+    policy: PolicySettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -193,6 +196,26 @@ pub struct ClockSettings {
     pub test: bool,
 }
 
+/// Where the retry policy comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicySettings {
+    /// `RECOUP_POLICY`: the policy file. When it is left at the default and no such file exists,
+    /// the built-in policy (which `config/policy.toml` spells out) applies.
+    pub path: PathBuf,
+}
+
+/// The policy file `recoup serve` reads unless told otherwise.
+pub const DEFAULT_POLICY_PATH: &str = "config/policy.toml";
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from(DEFAULT_POLICY_PATH),
+        }
+    }
+}
+
 /// A switch written as `true`/`false` in the file or `1`/`0` in the environment.
 fn flag<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
     #[derive(Deserialize)]
@@ -323,6 +346,7 @@ impl Settings {
             log: layered.log,
             worker: layered.worker,
             clock: layered.clock,
+            policy: layered.policy,
             secrets,
         };
         settings.validate()?;

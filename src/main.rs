@@ -9,10 +9,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use recoup::clock::{self, Clock};
-use recoup::config::Settings;
+use recoup::config::{DEFAULT_POLICY_PATH, Settings};
 use recoup::server::{Application, Role};
 use recoup::store::RedisStore;
-use recoup::{telemetry, webhook};
+use recoup::{policy, telemetry, webhook};
 
 // A case is decoded, decided and re-encoded in a handful of short-lived buffers a kilobyte or two
 // long; glibc's allocator spends a quarter of a worker's time on those (it consolidates its free
@@ -48,6 +48,18 @@ enum Command {
     /// The test clock (RECOUP_TEST_CLOCK=1): show it or move it forward.
     #[command(subcommand)]
     Clock(ClockCommand),
+    /// The retry policy file.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy file: print what it sets, or the file, line, key and what is allowed.
+    Check {
+        /// The policy file [default: RECOUP_POLICY, else config/policy.toml].
+        path: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -141,7 +153,21 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             secret,
             new_id,
         }) => send(file, url, secret, new_id).await,
+        Command::Policy(PolicyCommand::Check { path }) => check_policy(path),
     }
+}
+
+fn check_policy(path: Option<PathBuf>) -> Result<ExitCode, Failure> {
+    let path = path
+        .or_else(|| std::env::var_os("RECOUP_POLICY").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_POLICY_PATH));
+    let policy = policy::file::load(&path).map_err(user)?;
+    println!(
+        "{}: ok — {}",
+        path.display(),
+        policy::file::describe(&policy)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The process environment, skipping variables that are not valid Unicode.

@@ -33,7 +33,7 @@ use tokio::sync::watch;
 use crate::api::{self, Api, auth::Tokens};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::policy::Policy;
+use crate::policy::{self, file::PolicyError};
 use crate::store::{RedisStore, Store, StoreError};
 use crate::telemetry;
 use crate::webhook::{self, Receiver, signature::Verifier};
@@ -75,6 +75,8 @@ pub enum StartError {
     NoWebhookSecret,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("policy: {0}")]
+    Policy(#[from] PolicyError),
     #[error("cannot listen on {addr}: {source} (set RECOUP_LISTEN to a free address)")]
     Bind {
         addr: SocketAddr,
@@ -101,6 +103,7 @@ impl Application {
         if role.receives() && settings.secrets.webhook_secrets.is_empty() {
             return Err(StartError::NoWebhookSecret);
         }
+        let policy = policy::file::for_service(&settings.policy)?;
         let store = RedisStore::connect(&settings.redis).await?;
         let metrics = telemetry::metrics_handle();
         let clock = Clock::new(store.clone(), settings.clock.test);
@@ -132,14 +135,9 @@ impl Application {
                     Tokens::new(settings.secrets.api_tokens.clone()),
                 ));
         }
-        let worker = role.works().then(|| {
-            Worker::new(
-                store.clone(),
-                Policy::default(),
-                clock,
-                settings.worker.clone(),
-            )
-        });
+        let worker = role
+            .works()
+            .then(|| Worker::new(store.clone(), policy, clock, settings.worker.clone()));
         let router = routes.layer(
             tower::ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

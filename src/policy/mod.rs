@@ -20,20 +20,33 @@
 pub mod budget;
 mod case;
 pub mod decline;
+pub mod file;
 mod plan;
 pub mod timing;
 
 use jiff::Timestamp;
 
 pub use self::case::*;
+use self::plan::human;
 pub use self::plan::{NextRetry, Plan};
 use crate::webhook::event::{Event, EventKind, EventObject, Invoice};
 
-/// What a case's timers and retries are tuned by.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// What a case's timers and retries are tuned by: `config/policy.toml`, read by [`file`].
+#[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     /// When retries are due.
     pub plan: Plan,
+    /// The card networks' limits on retries, counted per card.
+    pub networks: Vec<budget::Rule>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            plan: Plan::default(),
+            networks: budget::Rule::defaults(),
+        }
+    }
 }
 
 /// Something that happened to a case.

@@ -145,9 +145,10 @@ fn article(word: &str) -> String {
 }
 
 /// "3 days" where a gap is whole days, as policies are written; jiff's "36h" otherwise.
-fn human(gap: SignedDuration) -> String {
+pub(crate) fn human(gap: SignedDuration) -> String {
     const DAY: i64 = 86_400;
     match gap.as_secs() {
+        0 if gap.subsec_nanos() == 0 => "0s".to_owned(),
         secs if secs == DAY && gap.subsec_nanos() == 0 => "1 day".to_owned(),
         secs if secs % DAY == 0 && gap.subsec_nanos() == 0 => format!("{} days", secs / DAY),
         _ => format!("{gap:#}"),

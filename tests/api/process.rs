@@ -388,3 +388,56 @@ fn clock_commands_explain_what_is_wrong() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("sk_live_"), "{stderr}");
 }
+
+#[test]
+fn policy_check_confirms_a_good_file_and_points_at_the_bad_value() {
+    let (code, stdout, stderr) = run(&["policy", "check"], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.starts_with("config/policy.toml: ok — format 1; soft declines retried after 3 days"),
+        "{stdout}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("policy.toml");
+    std::fs::write(&bad, "version = 1\n\n[retries]\nsoft = [\"3d\", \"2x\"]\n").unwrap();
+    let bad = bad.to_str().unwrap();
+    let expected = format!(
+        "recoup: {bad}:4: retries.soft[1]: \"2x\": unknown unit 'x'; expected a duration such as \
+         3d, 12h, 90m, 45s or 1d12h"
+    );
+    let (code, stdout, stderr) = run(&["policy", "check", bad], &[]);
+    assert_eq!((code, stdout.as_str()), (Some(1), ""), "{stderr}");
+    assert_eq!(stderr.trim(), expected);
+    // RECOUP_POLICY names the file when no path is given, as it does for `serve`.
+    let (code, _, stderr) = run(&["policy", "check"], &[("RECOUP_POLICY", bad)]);
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr.trim(), expected);
+}
+
+#[test]
+fn serve_refuses_a_bad_or_missing_policy_file_before_anything_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("policy.toml");
+    std::fs::write(&bad, "version = 7\n").unwrap();
+    let missing = dir.path().join("missing.toml");
+    for (path, problem) in [
+        (
+            &bad,
+            "version: 7 is not a policy format this release reads; allowed: 1",
+        ),
+        (&missing, "cannot read the policy file"),
+    ] {
+        let (code, _, stderr) = run(
+            &["serve"],
+            &[
+                ("STRIPE_WEBHOOK_SECRETS", SECRET),
+                ("RECOUP_POLICY", path.to_str().unwrap()),
+                ("RECOUP_LISTEN", "127.0.0.1:0"),
+            ],
+        );
+        assert_eq!(code, Some(1), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(problem), "{stderr}");
+    }
+}

@@ -1,0 +1,595 @@
+//! The policy file (`config/policy.toml`): reading it into a [`Policy`], and saying exactly what is
+//! wrong with it when it cannot be.
+//!
+//! Every section is optional and falls back to the built-in default, which the shipped file spells
+//! out with the reasons for each number; `version` is required, so a file written for a later format
+//! is refused instead of half-read. Unknown keys are errors, not ignored: a misspelt `sofft` that
+//! silently kept the default would be a policy nobody chose. Every error names the file, the line,
+//! the key and what is allowed, because the person reading it is about to change how customers are
+//! charged.
+
+use std::fmt;
+use std::ops::RangeInclusive;
+use std::path::Path;
+
+use jiff::SignedDuration;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::budget::{Counts, Rule, Scope};
+use super::timing::Window;
+use super::{Plan, Policy, human};
+use crate::clock::parse_duration;
+use crate::config::{DEFAULT_POLICY_PATH, PolicySettings};
+
+/// The one format this release reads.
+pub const FORMAT: i64 = 1;
+
+/// What is wrong with a policy file, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct PolicyError {
+    pub file: String,
+    /// 1-based; `None` when the file could not be read at all.
+    pub line: Option<usize>,
+    /// The dotted key, `retries.soft[2]`; empty for a syntax error.
+    pub key: String,
+    pub problem: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.problem)
+    }
+}
+
+/// Reads and validates the policy file at `path`.
+pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+    let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
+        file: path.display().to_string(),
+        line: None,
+        key: String::new(),
+        problem: format!("cannot read the policy file: {e}"),
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// The policy `recoup serve` runs: the configured file, or the built-in default when the path was
+/// left at its default and no file is there (a binary run outside a checkout still works; a path
+/// someone set and got wrong is an error, not a silent fallback).
+pub fn for_service(settings: &PolicySettings) -> Result<Policy, PolicyError> {
+    if settings.path == Path::new(DEFAULT_POLICY_PATH) && !settings.path.exists() {
+        tracing::info!(
+            "no policy file at {DEFAULT_POLICY_PATH}; the built-in policy applies (the same as \
+             the shipped file)"
+        );
+        return Ok(Policy::default());
+    }
+    load(&settings.path)
+}
+
+/// What a policy sets, on one line, as `recoup policy check` confirms it.
+pub fn describe(policy: &Policy) -> String {
+    let gaps = |gaps: &[SignedDuration]| {
+        gaps.iter()
+            .map(|&g| human(g))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let plan = &policy.plan;
+    format!(
+        "format {FORMAT}; soft declines retried after {}; ambiguous after {}; at most {} attempts \
+         within {}; local {:02}:00–{:02}:00, paydays {:?}, jitter {}; {} network rules",
+        gaps(&plan.soft),
+        gaps(&plan.ambiguous),
+        plan.max_attempts,
+        human(plan.within),
+        plan.window.start_hour,
+        plan.window.end_hour,
+        plan.paydays,
+        human(plan.jitter),
+        policy.networks.len()
+    )
+}
+
+/// Validates policy `text`, naming it `file` in errors.
+pub fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
+    let at = |span: std::ops::Range<usize>, key: &str, problem: String| PolicyError {
+        file: file.to_owned(),
+        line: Some(text[..span.start.min(text.len())].matches('\n').count() + 1),
+        key: key.to_owned(),
+        problem,
+    };
+    let raw: Raw = toml::from_str(text).map_err(|e| {
+        at(
+            e.span().unwrap_or(0..0),
+            "",
+            e.message().trim_end().to_owned(),
+        )
+    })?;
+    Reader { at: &at }.policy(raw)
+}
+
+type At<'a> = &'a dyn Fn(std::ops::Range<usize>, &str, String) -> PolicyError;
+
+/// Turns the file as written into a [`Policy`], checking each value where it stands.
+struct Reader<'a> {
+    at: At<'a>,
+}
+
+impl Reader<'_> {
+    fn policy(&self, raw: Raw) -> Result<Policy, PolicyError> {
+        let version = *raw.version.get_ref();
+        if version != FORMAT {
+            return Err((self.at)(
+                raw.version.span(),
+                "version",
+                format!("{version} is not a policy format this release reads; allowed: {FORMAT}"),
+            ));
+        }
+        let default = Plan::default();
+        let retries = raw.retries.unwrap_or_default();
+        let timing = raw.timing.unwrap_or_default();
+        let plan = Plan {
+            soft: self.gaps(retries.soft, "retries.soft", default.soft)?,
+            ambiguous: self.gaps(retries.ambiguous, "retries.ambiguous", default.ambiguous)?,
+            max_attempts: match retries.max_attempts {
+                Some(n) => self.number(&n, "retries.max_attempts", 1..=35)?,
+                None => default.max_attempts,
+            },
+            within: self.duration_or(
+                retries.within,
+                "retries.within",
+                SignedDuration::from_hours(24)..=SignedDuration::from_hours(120 * 24),
+                default.within,
+            )?,
+            window: match timing.window {
+                Some(window) => self.window(&window)?,
+                None => default.window,
+            },
+            paydays: match timing.paydays {
+                Some(days) => self.paydays(&days)?,
+                None => default.paydays,
+            },
+            jitter: self.duration_or(
+                timing.jitter,
+                "timing.jitter",
+                SignedDuration::ZERO..=SignedDuration::from_hours(6),
+                default.jitter,
+            )?,
+        };
+        let networks = match raw.network {
+            Some(rules) => rules
+                .into_iter()
+                .enumerate()
+                .map(|(n, rule)| self.rule(rule, &format!("network[{n}]")))
+                .collect::<Result<_, _>>()?,
+            None => Rule::defaults(),
+        };
+        Ok(Policy { plan, networks })
+    }
+
+    fn gaps(
+        &self,
+        written: Option<Vec<Spanned<String>>>,
+        key: &str,
+        default: Vec<SignedDuration>,
+    ) -> Result<Vec<SignedDuration>, PolicyError> {
+        let Some(written) = written else {
+            return Ok(default);
+        };
+        // Sooner than an hour after a decline, a retry only collects another decline.
+        let allowed = SignedDuration::from_hours(1)..=SignedDuration::from_hours(60 * 24);
+        written
+            .iter()
+            .enumerate()
+            .map(|(n, gap)| self.duration(gap, &format!("{key}[{n}]"), &allowed))
+            .collect()
+    }
+
+    fn duration_or(
+        &self,
+        written: Option<Spanned<String>>,
+        key: &str,
+        allowed: RangeInclusive<SignedDuration>,
+        default: SignedDuration,
+    ) -> Result<SignedDuration, PolicyError> {
+        written.map_or(Ok(default), |d| self.duration(&d, key, &allowed))
+    }
+
+    fn duration(
+        &self,
+        written: &Spanned<String>,
+        key: &str,
+        allowed: &RangeInclusive<SignedDuration>,
+    ) -> Result<SignedDuration, PolicyError> {
+        let fail = |problem: String| (self.at)(written.span(), key, problem);
+        let seconds = parse_duration(written.get_ref()).map_err(fail)?;
+        let duration = SignedDuration::from_secs(seconds);
+        if allowed.contains(&duration) {
+            return Ok(duration);
+        }
+        Err(fail(format!(
+            "{:?} is out of range; allowed: {} to {}",
+            written.get_ref(),
+            human(*allowed.start()),
+            human(*allowed.end())
+        )))
+    }
+
+    fn number<T: TryFrom<i64>>(
+        &self,
+        written: &Spanned<i64>,
+        key: &str,
+        allowed: RangeInclusive<i64>,
+    ) -> Result<T, PolicyError> {
+        let n = *written.get_ref();
+        allowed
+            .contains(&n)
+            .then(|| T::try_from(n).ok())
+            .flatten()
+            .ok_or_else(|| {
+                (self.at)(
+                    written.span(),
+                    key,
+                    format!(
+                        "{n} is out of range; allowed: {} to {}",
+                        allowed.start(),
+                        allowed.end()
+                    ),
+                )
+            })
+    }
+
+    fn window(&self, written: &Spanned<Vec<Spanned<i64>>>) -> Result<Window, PolicyError> {
+        let key = "timing.window";
+        let [start, end] = written.get_ref().as_slice() else {
+            return Err((self.at)(
+                written.span(),
+                key,
+                "expected [start hour, end hour], e.g. [9, 20] for 09:00–20:00 local".into(),
+            ));
+        };
+        let start_hour = self.number(start, key, 0..=23)?;
+        let end_hour = self.number(end, key, 1..=24)?;
+        if start_hour >= end_hour {
+            return Err((self.at)(
+                written.span(),
+                key,
+                format!("the window must open before it closes; got {start_hour} to {end_hour}"),
+            ));
+        }
+        Ok(Window {
+            start_hour,
+            end_hour,
+        })
+    }
+
+    fn paydays(&self, written: &Spanned<Vec<Spanned<i64>>>) -> Result<Vec<u8>, PolicyError> {
+        let mut days: Vec<u8> = Vec::new();
+        for (n, day) in written.get_ref().iter().enumerate() {
+            let key = format!("timing.paydays[{n}]");
+            let day = self.number(day, &key, 1..=31)?;
+            if days.contains(&day) {
+                return Err((self.at)(
+                    written.span(),
+                    &key,
+                    format!("day {day} is listed twice"),
+                ));
+            }
+            days.push(day);
+        }
+        days.sort_unstable();
+        Ok(days)
+    }
+
+    /// One of a fixed set of words.
+    fn choice<T: Copy>(
+        &self,
+        written: &Spanned<String>,
+        key: &str,
+        allowed: &[(&str, T)],
+    ) -> Result<T, PolicyError> {
+        let word = written.get_ref();
+        if let Some(&(_, value)) = allowed.iter().find(|(name, _)| name == word) {
+            return Ok(value);
+        }
+        let names: Vec<String> = allowed
+            .iter()
+            .map(|(name, _)| format!("{name:?}"))
+            .collect();
+        Err((self.at)(
+            written.span(),
+            key,
+            format!("{word:?} is not allowed; allowed: {}", names.join(", ")),
+        ))
+    }
+
+    fn rule(&self, raw: RawRule, key: &str) -> Result<Rule, PolicyError> {
+        let brand = raw.brand.get_ref().trim().to_ascii_lowercase();
+        let a_name =
+            !brand.is_empty() && brand.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !a_name && brand != "*" {
+            return Err((self.at)(
+                raw.brand.span(),
+                &format!("{key}.brand"),
+                "expected a card brand as Stripe names it (visa, mastercard, amex, …) or \"*\" \
+                 for every brand"
+                    .into(),
+            ));
+        }
+        let counts = self.choice(
+            &raw.counts,
+            &format!("{key}.counts"),
+            &[
+                ("attempts", Counts::Attempts),
+                ("declines", Counts::Declines),
+            ],
+        )?;
+        let scope = self.choice(
+            &raw.scope,
+            &format!("{key}.scope"),
+            &[("card", Scope::Card), ("invoice", Scope::Invoice)],
+        )?;
+        Ok(Rule {
+            brand,
+            counts,
+            scope,
+            max: self.number(&raw.max, &format!("{key}.max"), 1..=1_000)?,
+            per: self.duration(
+                &raw.per,
+                &format!("{key}.per"),
+                &(SignedDuration::from_hours(1)..=SignedDuration::from_hours(90 * 24)),
+            )?,
+        })
+    }
+}
+
+/// The file as written; values are checked by [`Reader`], with their place in the file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    version: Spanned<i64>,
+    retries: Option<RawRetries>,
+    timing: Option<RawTiming>,
+    network: Option<Vec<RawRule>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetries {
+    soft: Option<Vec<Spanned<String>>>,
+    ambiguous: Option<Vec<Spanned<String>>>,
+    max_attempts: Option<Spanned<i64>>,
+    within: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTiming {
+    window: Option<Spanned<Vec<Spanned<i64>>>>,
+    paydays: Option<Spanned<Vec<Spanned<i64>>>>,
+    jitter: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    brand: Spanned<String>,
+    counts: Spanned<String>,
+    scope: Spanned<String>,
+    max: Spanned<i64>,
+    per: Spanned<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHIPPED: &str = include_str!("../../config/policy.toml");
+
+    fn error(text: &str) -> PolicyError {
+        parse(text, "p.toml").expect_err("the file is refused")
+    }
+
+    #[test]
+    fn the_shipped_file_is_the_built_in_default() {
+        assert_eq!(parse(SHIPPED, "config/policy.toml"), Ok(Policy::default()));
+    }
+
+    #[test]
+    fn only_the_version_is_required() {
+        assert_eq!(parse("version = 1\n", "p.toml"), Ok(Policy::default()));
+        let missing = error("[retries]\nsoft = [\"1d\"]\n");
+        assert!(
+            missing.problem.contains("missing field `version`"),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn values_written_are_values_used() {
+        let policy = parse(
+            "version = 1\n[retries]\nsoft = [\"1d\", \"36h\"]\nmax_attempts = 5\nwithin = \"2w\"\n",
+            "p.toml",
+        );
+        // "2w" is not a duration: the error says where.
+        let err = policy.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "p.toml:5: retries.within: \"2w\": unknown unit 'w'; expected a duration such as 3d, \
+             12h, 90m, 45s or 1d12h"
+        );
+
+        let policy = parse(
+            "version = 1\n[retries]\nsoft = [\"1d\", \"36h\"]\nmax_attempts = 5\n[timing]\nwindow = [8, 18]\npaydays = [25, 10]\njitter = \"0s\"\n\n[[network]]\nbrand = \"Visa\"\ncounts = \"declines\"\nscope = \"card\"\nmax = 3\nper = \"1d\"\n",
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            policy.plan.soft,
+            [
+                SignedDuration::from_hours(24),
+                SignedDuration::from_hours(36)
+            ]
+        );
+        assert_eq!(policy.plan.ambiguous, Plan::default().ambiguous);
+        assert_eq!(policy.plan.max_attempts, 5);
+        assert_eq!(
+            policy.plan.window,
+            Window {
+                start_hour: 8,
+                end_hour: 18
+            }
+        );
+        assert_eq!(policy.plan.paydays, [10, 25]);
+        assert_eq!(policy.plan.jitter, SignedDuration::ZERO);
+        assert_eq!(
+            policy.networks,
+            [Rule {
+                brand: "visa".into(),
+                counts: Counts::Declines,
+                scope: Scope::Card,
+                max: 3,
+                per: SignedDuration::from_hours(24),
+            }]
+        );
+    }
+
+    #[test]
+    fn every_bad_value_is_named_with_its_line_key_and_what_is_allowed() {
+        let cases: &[(&str, usize, &str, &str)] = &[
+            ("version = 2", 1, "version", "allowed: 1"),
+            (
+                "version = 1\n[retries]\nsofft = [\"1d\"]",
+                3,
+                "",
+                "unknown field `sofft`",
+            ),
+            (
+                "version = 1\n[retries]\nhard = [\"1d\"]",
+                3,
+                "",
+                "expected one of",
+            ),
+            (
+                "version = 1\n[retries]\nsoft = [\"3d\", \"30m\"]",
+                3,
+                "retries.soft[1]",
+                "allowed: 1h to 60 days",
+            ),
+            (
+                "version = 1\n[retries]\nambiguous = [\"x\"]",
+                3,
+                "retries.ambiguous[0]",
+                "expected a duration",
+            ),
+            (
+                "version = 1\n[retries]\nmax_attempts = 0",
+                3,
+                "retries.max_attempts",
+                "allowed: 1 to 35",
+            ),
+            (
+                "version = 1\n[retries]\nwithin = \"1h\"",
+                3,
+                "retries.within",
+                "allowed: 1 day to 120 days",
+            ),
+            (
+                "version = 1\n[timing]\nwindow = [20, 9]",
+                3,
+                "timing.window",
+                "must open before it closes",
+            ),
+            (
+                "version = 1\n[timing]\nwindow = [9]",
+                3,
+                "timing.window",
+                "expected [start hour, end hour]",
+            ),
+            (
+                "version = 1\n[timing]\nwindow = [9, 25]",
+                3,
+                "timing.window",
+                "allowed: 1 to 24",
+            ),
+            (
+                "version = 1\n[timing]\npaydays = [1, 32]",
+                3,
+                "timing.paydays[1]",
+                "allowed: 1 to 31",
+            ),
+            (
+                "version = 1\n[timing]\npaydays = [1, 1]",
+                3,
+                "timing.paydays[1]",
+                "listed twice",
+            ),
+            (
+                "version = 1\n[timing]\njitter = \"7h\"",
+                3,
+                "timing.jitter",
+                "allowed: 0s to 6h",
+            ),
+            (
+                "version = 1\n\n[[network]]\nbrand = \"visa\"\ncounts = \"tries\"\nscope = \"card\"\nmax = 3\nper = \"1d\"",
+                5,
+                "network[0].counts",
+                "allowed: \"attempts\", \"declines\"",
+            ),
+            (
+                "version = 1\n\n[[network]]\nbrand = \"visa\"\ncounts = \"attempts\"\nscope = \"bank\"\nmax = 3\nper = \"1d\"",
+                6,
+                "network[0].scope",
+                "allowed: \"card\", \"invoice\"",
+            ),
+            (
+                "version = 1\n\n[[network]]\nbrand = \"visa card\"\ncounts = \"attempts\"\nscope = \"card\"\nmax = 3\nper = \"1d\"",
+                4,
+                "network[0].brand",
+                "card brand",
+            ),
+            (
+                "version = 1\n\n[[network]]\nbrand = \"visa\"\ncounts = \"attempts\"\nscope = \"card\"\nmax = 0\nper = \"1d\"",
+                7,
+                "network[0].max",
+                "allowed: 1 to 1000",
+            ),
+            (
+                "version = 1\n\n[[network]]\nbrand = \"visa\"\ncounts = \"attempts\"\nscope = \"card\"\nmax = 3",
+                3,
+                "",
+                "missing field `per`",
+            ),
+            ("version = 1\n[timing\n", 2, "", "invalid table header"),
+        ];
+        for &(text, line, key, problem) in cases {
+            let err = error(text);
+            assert_eq!(err.line, Some(line), "{text:?}: {err}");
+            assert_eq!(err.key, key, "{text:?}: {err}");
+            assert!(err.problem.contains(problem), "{text:?}: {err}");
+            assert!(
+                err.to_string().starts_with(&format!("p.toml:{line}: ")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unreadable_file_says_so() {
+        let err = load(Path::new("/nonexistent/policy.toml")).unwrap_err();
+        assert_eq!(err.line, None);
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/policy.toml: cannot read the policy file"),
+            "{err}"
+        );
+    }
+}
