@@ -180,6 +180,13 @@ pub struct Closure {
     pub reason: String,
 }
 
+/// A payment method that arrived for the case's customer (Stripe's `created` time of the event).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewPaymentMethod {
+    pub id: String,
+    pub at: Timestamp,
+}
+
 /// One invoice in dunning.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Case {
@@ -209,6 +216,13 @@ pub struct Case {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paid_first: bool,
     pub closure: Option<Closure>,
+    /// The latest payment method the customer added or made their default after the invoice
+    /// failed: the best moment to retry, whatever the old card's decline was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_payment_method: Option<NewPaymentMethod>,
+    /// When Stripe's latest failure says Stripe itself will try again (its own retries are on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe_retries_at: Option<Timestamp>,
     /// When recoup first heard of the invoice, on the scheduler's clock.
     pub opened_at: Timestamp,
     /// Bumped by the store on every save; a save naming an older version is refused.

@@ -85,11 +85,18 @@ pub fn describe(policy: &Policy) -> String {
     let plan = &policy.plan;
     format!(
         "format {FORMAT}; soft declines retried after {}; ambiguous after {}; at most {} attempts \
-         within {}; local {:02}:00–{:02}:00, paydays {:?}, jitter {}; {} network rules",
+         within {}; a new card tried after {}; {}; local {:02}:00–{:02}:00, paydays {:?}, jitter \
+         {}; {} network rules",
         gaps(&plan.soft),
         gaps(&plan.ambiguous),
         plan.max_attempts,
         human(plan.within),
+        human(plan.after_new_card),
+        if plan.defer_to_stripe {
+            "none while Stripe's own retries are on"
+        } else {
+            "retried even while Stripe's own retries are on"
+        },
         plan.window.start_hour,
         plan.window.end_hour,
         plan.paydays,
@@ -163,6 +170,13 @@ impl Reader<'_> {
                 SignedDuration::ZERO..=SignedDuration::from_hours(6),
                 default.jitter,
             )?,
+            after_new_card: self.duration_or(
+                retries.after_new_card,
+                "retries.after_new_card",
+                SignedDuration::ZERO..=SignedDuration::from_hours(24),
+                default.after_new_card,
+            )?,
+            defer_to_stripe: retries.defer_to_stripe.unwrap_or(default.defer_to_stripe),
         };
         let networks = match raw.network {
             Some(rules) => rules
@@ -368,6 +382,8 @@ struct RawRetries {
     ambiguous: Option<Vec<Spanned<String>>>,
     max_attempts: Option<Spanned<i64>>,
     within: Option<Spanned<String>>,
+    after_new_card: Option<Spanned<String>>,
+    defer_to_stripe: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]

@@ -95,12 +95,13 @@ pub fn decide(policy: &Policy, case: Option<&Case>, input: &Input, now: Timestam
 }
 
 fn on_event(policy: &Policy, case: Option<&Case>, event: &Event, now: Timestamp) -> Decision {
-    let EventObject::Invoice(invoice) = &event.object else {
-        return Decision::unchanged();
-    };
-    if invoice.id.is_none() || case.is_some_and(|c| c.has_seen(&event.id)) {
+    if case.is_some_and(|c| c.has_seen(&event.id)) {
         return Decision::unchanged();
     }
+    let invoice = match &event.object {
+        EventObject::Invoice(invoice) if invoice.id.is_some() => invoice,
+        _ => return on_customer_event(policy, case, event),
+    };
     let fact = match event.kind {
         EventKind::InvoicePaymentFailed | EventKind::InvoicePaymentActionRequired => Fact::Failed {
             needs_customer: event.kind == EventKind::InvoicePaymentActionRequired,
@@ -118,6 +119,12 @@ fn on_event(policy: &Policy, case: Option<&Case>, event: &Event, now: Timestamp)
     match fact {
         Fact::Failed { needs_customer } => {
             case.failed_at = Some(case.failed_at.map_or(at, |f| f.min(at)));
+            // Only the latest failure tells whether Stripe still plans an attempt of its own.
+            if case.attempts.iter().all(|a| a.at <= at) {
+                case.stripe_retries_at = invoice
+                    .next_payment_attempt
+                    .and_then(|t| Timestamp::from_second(t).ok());
+            }
             record_attempt(&mut case, invoice.attempt_count.max(1), at);
             if needs_customer && case.state == State::Retrying {
                 case.state = State::AwaitingCustomer;
@@ -145,6 +152,58 @@ fn on_event(policy: &Policy, case: Option<&Case>, event: &Event, now: Timestamp)
         at,
         what: event.kind.as_str().to_owned(),
         detail,
+        event: Some(event.id.clone()),
+    });
+    Decision::save(case)
+}
+
+/// A payment method event for the case's customer: a new card is the best moment to retry, even
+/// for a decline no schedule retries (the old card's decline says nothing about the new one).
+fn on_customer_event(policy: &Policy, case: Option<&Case>, event: &Event) -> Decision {
+    let Some(case) = case.filter(|c| !c.state.is_final()) else {
+        return Decision::unchanged();
+    };
+    let (customer, method) = match (&event.object, event.kind) {
+        (
+            EventObject::PaymentMethod(pm),
+            EventKind::PaymentMethodAttached | EventKind::PaymentMethodAutomaticallyUpdated,
+        ) => (pm.customer.as_deref(), Some(&pm.id)),
+        (EventObject::Customer(customer), EventKind::CustomerUpdated)
+            if customer.default_payment_method_changed =>
+        {
+            (
+                Some(customer.id.as_str()),
+                customer.default_payment_method.as_ref(),
+            )
+        }
+        _ => return Decision::unchanged(),
+    };
+    let (Some(customer), Some(method)) = (customer, method) else {
+        return Decision::unchanged();
+    };
+    if customer != case.customer_id {
+        return Decision::unchanged();
+    }
+    let at = Timestamp::from_second(event.created).unwrap_or(case.opened_at);
+    let mut case = case.clone();
+    if case
+        .new_payment_method
+        .as_ref()
+        .is_none_or(|known| known.at <= at)
+    {
+        case.new_payment_method = Some(NewPaymentMethod {
+            id: method.clone(),
+            at,
+        });
+    }
+    if case.state == State::AwaitingCustomer {
+        case.state = State::Retrying;
+    }
+    let planned = plan_retry(policy, &mut case);
+    case.record(Entry {
+        at,
+        what: event.kind.as_str().to_owned(),
+        detail: format!("new payment method {method}{planned}"),
         event: Some(event.id.clone()),
     });
     Decision::save(case)
@@ -209,6 +268,8 @@ fn open(invoice: &Invoice, state: State, now: Timestamp) -> Case {
         paid_at: None,
         paid_first: false,
         closure: None,
+        new_payment_method: None,
+        stripe_retries_at: None,
         opened_at: now,
         version: 0,
     }
@@ -251,32 +312,29 @@ fn record_attempt(case: &mut Case, number: u32, at: Timestamp) {
 /// Keeps exactly one pending retry, the plan's next, while the case is retrying, and none otherwise;
 /// the plan depends on the facts, not on their arrival order. Returns what to add to the timeline.
 fn plan_retry(policy: &Policy, case: &mut Case) -> String {
-    let next = (case.state == State::Retrying)
-        .then(|| policy.plan.next_retry(case))
-        .flatten();
+    let next = (case.state == State::Retrying).then(|| policy.plan.next_retry(case));
     let before = case.timers.iter().find(|t| is_retry(t)).cloned();
     case.timers.retain(|t| !is_retry(t));
-    let note = match &next {
-        Some(next) => {
+    case.next_attempt_at = None;
+    match next {
+        Some(Ok(next)) => {
             let timer = Timer {
                 at: next.at,
                 kind: TimerKind::Retry {
                     attempt: next.attempt,
                 },
             };
-            let note = if before.as_ref() == Some(&timer) {
+            case.timers.push(timer);
+            case.next_attempt_at = Some(next.at);
+            if before == Some(timer) {
                 String::new()
             } else {
                 format!("; next retry {}: {}", next.at, next.why)
-            };
-            case.timers.push(timer);
-            note
+            }
         }
-        None if case.state == State::Retrying => "; no retry left in the plan".to_owned(),
+        Some(Err(none)) => format!("; no retry: {none}"),
         None => String::new(),
-    };
-    case.next_attempt_at = next.map(|n| n.at);
-    note
+    }
 }
 
 fn is_retry(timer: &Timer) -> bool {

@@ -30,13 +30,19 @@ pub struct Plan {
     pub paydays: Vec<u8>,
     /// Retries spread over this much time after their planned moment.
     pub jitter: SignedDuration,
+    /// How soon after the customer adds a payment method (or changes their default) it is tried.
+    pub after_new_card: SignedDuration,
+    /// Schedule nothing while Stripe says it will retry the invoice itself, so no customer is
+    /// charged by two schedules.
+    pub defer_to_stripe: bool,
 }
 
 impl Default for Plan {
     /// DOMAIN.md's timing: retries 3, 7, 14 and 21 days after the failure (the seeds' schedule,
     /// inside Stripe's recommended "8 tries within 2 weeks" to "2 months" range), two for an
     /// ambiguous decline before it is the customer's to act on, local 09:00–20:00, the 1st and the
-    /// 15th as paydays, half an hour of jitter.
+    /// 15th as paydays, half an hour of jitter, a new card tried within five minutes, and nothing of
+    /// recoup's own while Stripe's retries are on.
     fn default() -> Self {
         let days = |d: &[i64]| {
             d.iter()
@@ -54,6 +60,8 @@ impl Default for Plan {
             },
             paydays: vec![1, 15],
             jitter: SignedDuration::from_mins(30),
+            after_new_card: SignedDuration::from_mins(5),
+            defer_to_stripe: true,
         }
     }
 }
@@ -76,21 +84,53 @@ impl Plan {
         }
     }
 
-    /// The next retry of `case`, or `None` when the plan has none left (or never had one) for it.
-    pub fn next_retry(&self, case: &Case) -> Option<NextRetry> {
-        let last = case.attempts.last()?;
-        let first_failure = case.failed_at?;
+    /// The next retry of `case`, or why there is none.
+    pub fn next_retry(&self, case: &Case) -> Result<NextRetry, String> {
+        let last = case.attempts.last().ok_or("no failed attempt yet")?;
+        let first_failure = case.failed_at.ok_or("no failure yet")?;
+        if let Some(stripe) = case.stripe_retries_at.filter(|_| self.defer_to_stripe) {
+            return Err(format!(
+                "Stripe will retry this invoice itself (next at {stripe}): recoup schedules no \
+                 retry of its own while Stripe's retries are on"
+            ));
+        }
+        let attempt = last.number + 1;
+        if attempt > self.max_attempts {
+            return Err(format!(
+                "no retry left: {} attempts is the most the policy allows",
+                self.max_attempts
+            ));
+        }
+        if let Some(card) = case.new_payment_method.as_ref().filter(|c| c.at > last.at) {
+            return Ok(NextRetry {
+                at: card.at + self.after_new_card,
+                attempt,
+                why: format!(
+                    "the customer's new payment method {} arrived after attempt {}: tried {} later",
+                    card.id,
+                    last.number,
+                    human(self.after_new_card)
+                ),
+            });
+        }
         let class = case
             .decline
             .as_ref()
             .map_or(DeclineClass::Ambiguous, |d| d.class);
         let gaps = self.gaps(class);
         let retries_so_far = case.attempts.len() - 1;
-        let gap = *gaps.get(retries_so_far)?;
-        let attempt = last.number + 1;
-        if attempt > self.max_attempts {
-            return None;
-        }
+        let Some(&gap) = gaps.get(retries_so_far) else {
+            return Err(match gaps.len() {
+                0 => format!(
+                    "{} decline is not retried on a schedule; a new payment method is",
+                    capitalised(&article(class.as_str()))
+                ),
+                n => format!(
+                    "no retry left: the plan has {n} for {} decline",
+                    article(class.as_str())
+                ),
+            });
+        };
         let zone = timing::zone(&case.customer_timezone);
         // Mastercard's advice 24–30 names the shortest wait it tolerates; a shorter gap gives way.
         let network_wait = case
@@ -99,28 +139,39 @@ impl Plan {
             .and_then(|d| d.network_advice_code.as_deref())
             .and_then(decline::mastercard_wait)
             .unwrap_or(SignedDuration::ZERO);
-        let planned = last.at
-            + gap.max(network_wait)
-            + timing::jitter(&case.invoice_id, attempt, self.jitter);
         let payday = case
             .decline
             .as_ref()
             .and_then(|d| d.code.as_deref())
             .is_some_and(|code| code == "insufficient_funds");
-        let at = if payday {
-            timing::on_payday(planned, &zone, &self.paydays, self.window)
+        let place = |t| {
+            if payday {
+                timing::on_payday(t, &zone, &self.paydays, self.window)
+            } else {
+                timing::into_window(t, &zone, self.window)
+            }
+        };
+        // Jitter after placing: cases moved to a window's opening would otherwise all land on its
+        // first second. Near the window's close the jitter is dropped rather than spill out of it.
+        let placed = place(last.at + gap.max(network_wait));
+        let jittered = placed + timing::jitter(&case.invoice_id, attempt, self.jitter);
+        let at = if place(jittered) == jittered {
+            jittered
         } else {
-            timing::into_window(planned, &zone, self.window)
+            placed
         };
         if at > first_failure + self.within {
-            return None;
+            return Err(format!(
+                "no retry left: the next would fall after the policy's {} from the first failure",
+                human(self.within)
+            ));
         }
         let when = if payday {
             "on the next payday"
         } else {
             "in the customer's daytime"
         };
-        Some(NextRetry {
+        Ok(NextRetry {
             at,
             attempt,
             why: format!(
@@ -137,6 +188,14 @@ impl Plan {
             ),
         })
     }
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 fn article(word: &str) -> String {

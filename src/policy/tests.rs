@@ -25,6 +25,17 @@ fn event(kind: &str, id: &str, created: i64, attempt_count: u32) -> Input {
     Input::Event(event)
 }
 
+/// Any bundled event, with its own id and creation time.
+fn any_event(kind: &str, id: &str, created: i64) -> Input {
+    let path = format!("{}/fixtures/events/{kind}.json", env!("CARGO_MANIFEST_DIR"));
+    let Parsed::Acted(mut event) = parse(&std::fs::read(&path).unwrap()).unwrap() else {
+        panic!("{kind} is acted on");
+    };
+    event.id = id.to_owned();
+    event.created = created;
+    Input::Event(event)
+}
+
 fn failed(id: &str, created: i64, attempt: u32) -> Input {
     event("invoice.payment_failed", id, created, attempt)
 }
@@ -328,7 +339,10 @@ fn a_soft_decline_is_retried_on_the_plans_gaps_until_they_run_out() {
         "whole days waited before each retry"
     );
     let spent = declined(4, DeclineClass::Soft, "processing_error", "Europe/Paris");
-    assert_eq!(plan.next_retry(&spent), None);
+    assert_eq!(
+        plan.next_retry(&spent).unwrap_err(),
+        "no retry left: the plan has 4 for a soft decline"
+    );
 }
 
 #[test]
@@ -363,7 +377,11 @@ fn no_retry_for_a_decline_that_time_does_not_fix() {
         DeclineClass::ActionRequired,
     ] {
         let case = declined(0, class, "lost_card", "UTC");
-        assert_eq!(Plan::default().next_retry(&case), None, "{class:?}");
+        let none = Plan::default().next_retry(&case).unwrap_err();
+        assert!(
+            none.ends_with("decline is not retried on a schedule; a new payment method is"),
+            "{none}"
+        );
     }
 }
 
@@ -375,18 +393,16 @@ fn the_attempt_cap_and_the_overall_window_end_the_plan() {
         ..Plan::default()
     };
     assert_eq!(
-        capped.next_retry(&case),
-        None,
-        "attempt 3 is over a cap of 2"
+        capped.next_retry(&case).unwrap_err(),
+        "no retry left: 2 attempts is the most the policy allows"
     );
     let short = Plan {
         within: SignedDuration::from_hours(48),
         ..Plan::default()
     };
     assert_eq!(
-        short.next_retry(&case),
-        None,
-        "day 5 is past a 2-day window"
+        short.next_retry(&case).unwrap_err(),
+        "no retry left: the next would fall after the policy's 2 days from the first failure"
     );
 }
 
@@ -416,7 +432,7 @@ proptest! {
         let case = declined(retries, class, code, zone);
         let next = plan.next_retry(&case);
         prop_assert_eq!(&next, &plan.next_retry(&case));
-        let Some(next) = next else { return Ok(()) };
+        let Ok(next) = next else { return Ok(()) };
         prop_assert!(matches!(class, DeclineClass::Soft | DeclineClass::Ambiguous));
         let local = next.at.to_zoned(timing::zone(zone));
         prop_assert!(
@@ -428,4 +444,148 @@ proptest! {
         prop_assert!(next.at <= case.failed_at.unwrap() + plan.within);
         prop_assert!(next.attempt <= plan.max_attempts);
     }
+}
+
+/// A failure whose invoice says when Stripe will try again itself.
+fn failed_with_stripe_retrying(id: &str, created: i64, attempt: u32) -> Input {
+    let Input::Event(mut event) = failed(id, created, attempt) else {
+        unreachable!()
+    };
+    if let EventObject::Invoice(invoice) = &mut event.object {
+        invoice.next_payment_attempt = Some(created + 3 * 86_400);
+    }
+    Input::Event(event)
+}
+
+#[test]
+fn while_stripe_retries_itself_recoup_plans_no_retry_and_says_why() {
+    let case = run(&[failed_with_stripe_retrying("evt_s1", NOW, 1)]).unwrap();
+    assert_eq!(case.state, State::Retrying);
+    assert!(case.timers.is_empty(), "{:?}", case.timers);
+    assert!(
+        case.timeline[0]
+            .detail
+            .contains("no retry: Stripe will retry this invoice itself"),
+        "{}",
+        case.timeline[0].detail
+    );
+    // Stripe's retries turned off: its next failure carries no next attempt, and recoup takes over;
+    // the older failure arriving late does not turn deferral back on.
+    let later = failed("evt_s2", NOW + 3 * 86_400, 2);
+    for order in [
+        vec![failed_with_stripe_retrying("evt_s1", NOW, 1), later.clone()],
+        vec![later.clone(), failed_with_stripe_retrying("evt_s1", NOW, 1)],
+    ] {
+        let case = run(&order).unwrap();
+        assert_eq!(case.stripe_retries_at, None);
+        assert_eq!(case.timers.len(), 1, "{:?}", case.timeline);
+    }
+    let insisting = Policy {
+        plan: Plan {
+            defer_to_stripe: false,
+            ..Plan::default()
+        },
+        ..Policy::default()
+    };
+    let case = decide(
+        &insisting,
+        None,
+        &failed_with_stripe_retrying("evt_s1", NOW, 1),
+        now(),
+    )
+    .case
+    .unwrap();
+    assert_eq!(case.timers.len(), 1);
+}
+
+#[test]
+fn a_new_card_is_tried_within_minutes_even_after_a_hard_decline() {
+    for (kind, method) in [
+        ("payment_method.attached", "pm_1QbB9kB7WZ01zgkWnEw2Card"),
+        (
+            "payment_method.automatically_updated",
+            "pm_1QaZ2nB7WZ01zgkWcD4fG6hJ",
+        ),
+        ("customer.updated", "pm_1QbB9kB7WZ01zgkWnEw2Card"),
+    ] {
+        let mut hard = declined(1, DeclineClass::Hard, "stolen_card", "UTC");
+        hard.state = State::AwaitingCustomer;
+        assert!(hard.timers.is_empty() || Plan::default().next_retry(&hard).is_err());
+        let arrived = NOW + 3 * 86_400;
+        let input = any_event(kind, "evt_card", arrived);
+        let case = decide(&Policy::default(), Some(&hard), &input, now())
+            .case
+            .unwrap_or_else(|| panic!("{kind} changes the case"));
+        let due = Timestamp::from_second(arrived).unwrap() + SignedDuration::from_mins(5);
+        assert_eq!(case.state, State::Retrying, "{kind}");
+        assert_eq!(
+            case.timers,
+            [Timer {
+                at: due,
+                kind: TimerKind::Retry { attempt: 3 }
+            }],
+            "{kind}"
+        );
+        let entry = case.timeline.last().unwrap();
+        assert_eq!(entry.what, kind);
+        assert!(
+            entry.detail.contains(&format!(
+                "the customer's new payment method {method} arrived after attempt 2: tried 5m later"
+            )),
+            "{}",
+            entry.detail
+        );
+        // The same delivery again changes nothing.
+        assert_eq!(
+            decide(&Policy::default(), Some(&case), &input, now()),
+            Decision::unchanged()
+        );
+    }
+}
+
+#[test]
+fn card_events_change_only_open_cases_of_their_own_customer() {
+    let input = any_event("payment_method.attached", "evt_card", NOW + 60);
+    let mut other = declined(0, DeclineClass::Hard, "lost_card", "UTC");
+    other.customer_id = "cus_someone_else".into();
+    assert_eq!(
+        decide(&Policy::default(), Some(&other), &input, now()),
+        Decision::unchanged()
+    );
+    let mut paid = declined(0, DeclineClass::Hard, "lost_card", "UTC");
+    paid.state = State::Recovered;
+    assert_eq!(
+        decide(&Policy::default(), Some(&paid), &input, now()),
+        Decision::unchanged()
+    );
+    assert_eq!(
+        decide(&Policy::default(), None, &input, now()),
+        Decision::unchanged(),
+        "a card event never opens a case"
+    );
+    // A card that came before the last attempt was already tried: the plan goes on as before.
+    let old_card = any_event("payment_method.attached", "evt_old", NOW - 60);
+    let soft = declined(1, DeclineClass::Soft, "processing_error", "UTC");
+    let case = decide(&Policy::default(), Some(&soft), &old_card, now())
+        .case
+        .unwrap();
+    assert_eq!(
+        case.next_attempt_at,
+        Some(Plan::default().next_retry(&soft).unwrap().at)
+    );
+}
+
+#[test]
+fn retries_moved_to_the_windows_opening_keep_their_jitter() {
+    let mut seen = std::collections::BTreeSet::new();
+    for n in 0..50 {
+        // Failed at 01:01 in Tokyo: every retry moves to the 09:00 opening, local.
+        let mut case = declined(0, DeclineClass::Soft, "processing_error", "Asia/Tokyo");
+        case.invoice_id = format!("in_night_{n}");
+        let next = Plan::default().next_retry(&case).unwrap();
+        let local = next.at.to_zoned(timing::zone("Asia/Tokyo"));
+        assert_eq!(local.hour(), 9, "{local}");
+        seen.insert(next.at);
+    }
+    assert!(seen.len() > 45, "only {} distinct moments", seen.len());
 }

@@ -11,7 +11,7 @@ use super::{Inputs, Worker, carry_out, store_backoff};
 use crate::policy::Input;
 use crate::store::{Failure, InboxEntry, Store};
 use crate::telemetry::metric;
-use crate::webhook::event::EventObject;
+use crate::webhook::event::{Event, EventKind, EventObject};
 
 /// How many entries one read takes at most.
 const READ_BATCH: usize = 64;
@@ -132,27 +132,54 @@ enum Fault {
 }
 
 async fn process<S: Store>(worker: &Worker<S>, entry: &InboxEntry) -> Result<(), Fault> {
-    let EventObject::Invoice(invoice) = &entry.event.object else {
-        // Card, customer, subscription and dispute events reach cases through the policy's later
-        // rules; until a rule reads them, there is nothing to apply.
-        return Ok(());
-    };
-    let Some(invoice_id) = &invoice.id else {
-        return Ok(());
-    };
     let input = Input::Event(Box::new(entry.event.clone()));
-    let applied = worker
-        .apply(invoice_id, Inputs::One(&input))
-        .await
-        .map_err(|e| {
-            if e.is_transient() {
-                Fault::Moment(e.to_string())
-            } else {
-                Fault::Entry(e.to_string())
-            }
-        })?;
-    if let Some(case) = &applied.case {
-        carry_out(case, &applied.actions);
+    for invoice_id in cases_touched(worker, &entry.event).await? {
+        let applied = worker
+            .apply(&invoice_id, Inputs::One(&input))
+            .await
+            .map_err(|e| {
+                if e.is_transient() {
+                    Fault::Moment(e.to_string())
+                } else {
+                    Fault::Entry(e.to_string())
+                }
+            })?;
+        if let Some(case) = &applied.case {
+            carry_out(case, &applied.actions);
+        }
+    }
+    if let EventObject::Invoice(invoice) = &entry.event.object
+        && entry.event.kind == EventKind::InvoicePaymentFailed
+        && invoice.next_payment_attempt.is_some()
+    {
+        metrics::counter!(metric::STRIPE_RETRYING).increment(1);
     }
     Ok(())
+}
+
+/// The cases an event is for: an invoice event's own case; a new payment method's (or a customer's
+/// new default's) every open case of that customer. Other events reach no case yet. Applying an
+/// event twice to a case changes nothing, so a redo after a partial failure is harmless.
+async fn cases_touched<S: Store>(worker: &Worker<S>, event: &Event) -> Result<Vec<String>, Fault> {
+    let customer = match &event.object {
+        EventObject::Invoice(invoice) => return Ok(invoice.id.iter().cloned().collect()),
+        EventObject::PaymentMethod(pm) => pm.customer.as_deref(),
+        EventObject::Customer(customer) if customer.default_payment_method_changed => {
+            Some(customer.id.as_str())
+        }
+        _ => None,
+    };
+    let Some(customer) = customer else {
+        return Ok(Vec::new());
+    };
+    let cases = worker
+        .store
+        .cases_of_customer(customer)
+        .await
+        .map_err(|e| Fault::Moment(e.to_string()))?;
+    Ok(cases
+        .into_iter()
+        .filter(|case| !case.state.is_final())
+        .map(|case| case.invoice_id)
+        .collect())
 }

@@ -356,3 +356,55 @@ async fn a_bad_clock_move_is_refused_and_moves_nothing() {
             .contains("RECOUP_TEST_CLOCK")
     );
 }
+
+/// A bundled event (any type) as if it had just happened.
+fn event_now(kind: &str, edit: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let mut event: Value = serde_json::from_slice(&fixture(kind)).unwrap();
+    event["created"] = unix_now().into();
+    edit(&mut event);
+    serde_json::to_vec(&event).unwrap()
+}
+
+#[tokio::test]
+async fn a_new_card_brings_the_retry_to_within_minutes() {
+    let app = app().await;
+    app.deliver(failure_now()).await;
+    let opened = case_when(&app, INVOICE, |c| saw(c, 1)).await;
+    let planned: jiff::Timestamp = opened["next_attempt_at"].as_str().unwrap().parse().unwrap();
+
+    // A second after the failure: a card that came with it would have been the one that failed.
+    let attached = event_now("payment_method.attached", |event| {
+        event["created"] = (unix_now() + 1).into();
+    });
+    assert_eq!(app.deliver(attached).await.status, 200);
+    let case = case_when(&app, INVOICE, |c| saw(c, 2)).await;
+    let soon: jiff::Timestamp = case["next_attempt_at"].as_str().unwrap().parse().unwrap();
+    assert!(soon < planned, "{soon} is not before {planned}");
+    assert!(soon <= jiff::Timestamp::now() + jiff::SignedDuration::from_mins(6));
+    let entry = case["timeline"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(entry["what"], "payment_method.attached");
+    assert!(
+        entry["detail"]
+            .as_str()
+            .unwrap()
+            .contains("new payment method pm_1QbB9kB7WZ01zgkWnEw2Card arrived after attempt 1"),
+        "{entry}"
+    );
+}
+
+#[tokio::test]
+async fn while_stripe_retries_the_invoice_recoup_schedules_nothing_and_says_why() {
+    let app = app().await;
+    let stripe_retrying = event_now("invoice.payment_failed", |event| {
+        event["data"]["object"]["next_payment_attempt"] = (unix_now() + 86_400).into();
+    });
+    assert_eq!(app.deliver(stripe_retrying).await.status, 200);
+    let case = case_when(&app, INVOICE, |c| saw(c, 1)).await;
+    assert_eq!(case["timers"], serde_json::json!([]));
+    assert!(case["next_attempt_at"].is_null());
+    let detail = case["timeline"][0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("no retry: Stripe will retry this invoice itself"),
+        "{detail}"
+    );
+}
