@@ -220,6 +220,9 @@ pub struct Case {
     /// failed: the best moment to retry, whatever the old card's decline was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_payment_method: Option<NewPaymentMethod>,
+    /// The policy segment the invoice fell in when the case opened; `None`: the policy's own plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
     /// When Stripe's latest failure says Stripe itself will try again (its own retries are on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stripe_retries_at: Option<Timestamp>,

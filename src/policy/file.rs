@@ -8,6 +8,7 @@
 //! the key and what is allowed, because the person reading it is about to change how customers are
 //! charged.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::RangeInclusive;
 use std::path::Path;
@@ -18,7 +19,7 @@ use toml::Spanned;
 
 use super::budget::{Counts, Rule, Scope};
 use super::timing::Window;
-use super::{Plan, Policy, human};
+use super::{Match, Plan, Policy, Segment, human};
 use crate::clock::parse_duration;
 use crate::config::{DEFAULT_POLICY_PATH, PolicySettings};
 
@@ -86,7 +87,7 @@ pub fn describe(policy: &Policy) -> String {
     format!(
         "format {FORMAT}; soft declines retried after {}; ambiguous after {}; at most {} attempts \
          within {}; a new card tried after {}; {}; local {:02}:00–{:02}:00, paydays {:?}, jitter \
-         {}; {} network rules",
+         {}; network rules: {}; segments: {}",
         gaps(&plan.soft),
         gaps(&plan.ambiguous),
         plan.max_attempts,
@@ -101,7 +102,8 @@ pub fn describe(policy: &Policy) -> String {
         plan.window.end_hour,
         plan.paydays,
         human(plan.jitter),
-        policy.networks.len()
+        policy.networks.len(),
+        policy.segments.len()
     )
 }
 
@@ -141,21 +143,8 @@ impl Reader<'_> {
             ));
         }
         let default = Plan::default();
-        let retries = raw.retries.unwrap_or_default();
         let timing = raw.timing.unwrap_or_default();
-        let plan = Plan {
-            soft: self.gaps(retries.soft, "retries.soft", default.soft)?,
-            ambiguous: self.gaps(retries.ambiguous, "retries.ambiguous", default.ambiguous)?,
-            max_attempts: match retries.max_attempts {
-                Some(n) => self.number(&n, "retries.max_attempts", 1..=35)?,
-                None => default.max_attempts,
-            },
-            within: self.duration_or(
-                retries.within,
-                "retries.within",
-                SignedDuration::from_hours(24)..=SignedDuration::from_hours(120 * 24),
-                default.within,
-            )?,
+        let timed = Plan {
             window: match timing.window {
                 Some(window) => self.window(&window)?,
                 None => default.window,
@@ -170,14 +159,9 @@ impl Reader<'_> {
                 SignedDuration::ZERO..=SignedDuration::from_hours(6),
                 default.jitter,
             )?,
-            after_new_card: self.duration_or(
-                retries.after_new_card,
-                "retries.after_new_card",
-                SignedDuration::ZERO..=SignedDuration::from_hours(24),
-                default.after_new_card,
-            )?,
-            defer_to_stripe: retries.defer_to_stripe.unwrap_or(default.defer_to_stripe),
+            ..default
         };
+        let plan = self.retries(raw.retries.unwrap_or_default(), "retries", timed)?;
         let networks = match raw.network {
             Some(rules) => rules
                 .into_iter()
@@ -186,7 +170,90 @@ impl Reader<'_> {
                 .collect::<Result<_, _>>()?,
             None => Rule::defaults(),
         };
-        Ok(Policy { plan, networks })
+        let mut segments: Vec<Segment> = Vec::new();
+        for (n, raw) in raw.segment.unwrap_or_default().into_iter().enumerate() {
+            let key = format!("segment[{n}]");
+            let name_at = raw.name.span();
+            let segment = self.segment(raw, &key, &plan)?;
+            if segments.iter().any(|s| s.name == segment.name) {
+                return Err((self.at)(
+                    name_at,
+                    &format!("{key}.name"),
+                    format!("{:?} names two segments", segment.name),
+                ));
+            }
+            segments.push(segment);
+        }
+        Ok(Policy {
+            plan,
+            networks,
+            segments,
+        })
+    }
+
+    /// A `[retries]` table over `base`: what it sets replaces, what it leaves out stays.
+    fn retries(&self, retries: RawRetries, prefix: &str, base: Plan) -> Result<Plan, PolicyError> {
+        let key = |name: &str| format!("{prefix}.{name}");
+        Ok(Plan {
+            soft: self.gaps(retries.soft, &key("soft"), base.soft)?,
+            ambiguous: self.gaps(retries.ambiguous, &key("ambiguous"), base.ambiguous)?,
+            max_attempts: match retries.max_attempts {
+                Some(n) => self.number(&n, &key("max_attempts"), 1..=35)?,
+                None => base.max_attempts,
+            },
+            within: self.duration_or(
+                retries.within,
+                &key("within"),
+                SignedDuration::from_hours(24)..=SignedDuration::from_hours(120 * 24),
+                base.within,
+            )?,
+            after_new_card: self.duration_or(
+                retries.after_new_card,
+                &key("after_new_card"),
+                SignedDuration::ZERO..=SignedDuration::from_hours(24),
+                base.after_new_card,
+            )?,
+            defer_to_stripe: retries.defer_to_stripe.unwrap_or(base.defer_to_stripe),
+            ..base
+        })
+    }
+
+    fn segment(&self, raw: RawSegment, key: &str, plan: &Plan) -> Result<Segment, PolicyError> {
+        let name = raw.name.get_ref().trim().to_owned();
+        if name.is_empty() {
+            return Err((self.at)(
+                raw.name.span(),
+                &format!("{key}.name"),
+                "a segment needs a name, which cases show to say which plan they are on".into(),
+            ));
+        }
+        let amount = |written: &Option<Spanned<i64>>, field: &str| {
+            written
+                .as_ref()
+                .map(|n| self.number(n, &format!("{key}.{field}"), 0..=i64::MAX))
+                .transpose()
+        };
+        let when = Match {
+            amount_at_least: amount(&raw.amount_at_least, "amount_at_least")?,
+            amount_below: amount(&raw.amount_below, "amount_below")?,
+            currencies: raw
+                .currency
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c.to_ascii_lowercase())
+                .collect(),
+            prices: raw.price.unwrap_or_default(),
+            metadata: raw.metadata.unwrap_or_default(),
+        };
+        Ok(Segment {
+            name,
+            when,
+            plan: self.retries(
+                raw.retries.unwrap_or_default(),
+                &format!("{key}.retries"),
+                plan.clone(),
+            )?,
+        })
     }
 
     fn gaps(
@@ -373,6 +440,19 @@ struct Raw {
     retries: Option<RawRetries>,
     timing: Option<RawTiming>,
     network: Option<Vec<RawRule>>,
+    segment: Option<Vec<RawSegment>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSegment {
+    name: Spanned<String>,
+    amount_at_least: Option<Spanned<i64>>,
+    amount_below: Option<Spanned<i64>>,
+    currency: Option<Vec<String>>,
+    price: Option<Vec<String>>,
+    metadata: Option<BTreeMap<String, String>>,
+    retries: Option<RawRetries>,
 }
 
 #[derive(Deserialize, Default)]
@@ -585,6 +665,36 @@ mod tests {
                 "missing field `per`",
             ),
             ("version = 1\n[timing\n", 2, "", "invalid table header"),
+            (
+                "version = 1\n[[segment]]\nname = \"a\"\n[segment.retries]\nsoft = [\"1s\"]",
+                5,
+                "segment[0].retries.soft[0]",
+                "allowed: 1h to 60 days",
+            ),
+            (
+                "version = 1\n[[segment]]\nname = \"a\"\n[[segment]]\nname = \"a\"",
+                5,
+                "segment[1].name",
+                "names two segments",
+            ),
+            (
+                "version = 1\n[[segment]]\nname = \" \"",
+                3,
+                "segment[0].name",
+                "needs a name",
+            ),
+            (
+                "version = 1\n[[segment]]\nname = \"a\"\namount_below = -1",
+                4,
+                "segment[0].amount_below",
+                "allowed: 0 to",
+            ),
+            (
+                "version = 1\n[[segment]]\nname = \"a\"\ncountry = [\"us\"]",
+                4,
+                "",
+                "unknown field `country`",
+            ),
         ];
         for &(text, line, key, problem) in cases {
             let err = error(text);
@@ -596,6 +706,46 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    const SEGMENTED: &str = r#"version = 1
+[retries]
+soft = ["2d"]
+
+[[segment]]
+name = "high value"
+amount_at_least = 50000
+currency = ["USD", "eur"]
+metadata = { tier = "enterprise" }
+[segment.retries]
+ambiguous = ["5d"]
+max_attempts = 4
+
+[[segment]]
+name = "small"
+amount_below = 1000
+"#;
+
+    #[test]
+    fn segments_inherit_the_policys_plan_and_replace_what_they_set() {
+        let policy = parse(SEGMENTED, "p.toml").unwrap();
+        let [high, small] = policy.segments.as_slice() else {
+            panic!("two segments: {:?}", policy.segments);
+        };
+        assert_eq!(high.name, "high value");
+        assert_eq!(high.when.amount_at_least, Some(50_000));
+        assert_eq!(high.when.currencies, ["usd", "eur"]);
+        assert_eq!(high.when.metadata["tier"], "enterprise");
+        assert_eq!(
+            high.plan.soft,
+            [SignedDuration::from_hours(48)],
+            "inherited"
+        );
+        assert_eq!(high.plan.ambiguous, [SignedDuration::from_hours(120)]);
+        assert_eq!(high.plan.max_attempts, 4);
+        assert_eq!(small.when.amount_below, Some(1_000));
+        assert_eq!(small.plan, policy.plan);
+        assert!(describe(&policy).ends_with("network rules: 3; segments: 2"));
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod case;
 pub mod decline;
 pub mod file;
 mod plan;
+mod segment;
 pub mod timing;
 
 use jiff::Timestamp;
@@ -29,6 +30,7 @@ use jiff::Timestamp;
 pub use self::case::*;
 use self::plan::human;
 pub use self::plan::{NextRetry, Plan};
+pub use self::segment::{Match, Segment};
 use crate::webhook::event::{Event, EventKind, EventObject, Invoice};
 
 /// What a case's timers and retries are tuned by: `config/policy.toml`, read by [`file`].
@@ -38,6 +40,8 @@ pub struct Policy {
     pub plan: Plan,
     /// The card networks' limits on retries, counted per card.
     pub networks: Vec<budget::Rule>,
+    /// Invoices that get a plan of their own, first match first.
+    pub segments: Vec<Segment>,
 }
 
 impl Default for Policy {
@@ -45,7 +49,24 @@ impl Default for Policy {
         Self {
             plan: Plan::default(),
             networks: budget::Rule::defaults(),
+            segments: Vec::new(),
         }
+    }
+}
+
+impl Policy {
+    /// The segment a failed invoice belongs to, if any.
+    pub fn segment_for(&self, invoice: &Invoice) -> Option<&Segment> {
+        self.segments.iter().find(|s| s.when.matches(invoice))
+    }
+
+    /// The plan of the case's segment; the policy's own when it has none (or the policy no longer
+    /// has a segment of that name).
+    pub fn plan_for(&self, case: &Case) -> &Plan {
+        case.segment
+            .as_deref()
+            .and_then(|name| self.segments.iter().find(|s| s.name == name))
+            .map_or(&self.plan, |s| &s.plan)
     }
 }
 
@@ -115,7 +136,7 @@ fn on_event(policy: &Policy, case: Option<&Case>, event: &Event, now: Timestamp)
     let before = case.map(|c| c.state);
     let mut case = case
         .cloned()
-        .unwrap_or_else(|| open(invoice, fact.opening_state(), now));
+        .unwrap_or_else(|| open(policy, invoice, fact.opening_state(), now));
     match fact {
         Fact::Failed { needs_customer } => {
             case.failed_at = Some(case.failed_at.map_or(at, |f| f.min(at)));
@@ -147,7 +168,7 @@ fn on_event(policy: &Policy, case: Option<&Case>, event: &Event, now: Timestamp)
     }
     settle(&mut case);
     let planned = plan_retry(policy, &mut case);
-    let detail = describe(event, invoice, before, case.state) + &planned;
+    let detail = describe(event, invoice, before, &case) + &planned;
     case.record(Entry {
         at,
         what: event.kind.as_str().to_owned(),
@@ -247,7 +268,7 @@ impl Fact {
     }
 }
 
-fn open(invoice: &Invoice, state: State, now: Timestamp) -> Case {
+fn open(policy: &Policy, invoice: &Invoice, state: State, now: Timestamp) -> Case {
     Case {
         invoice_id: invoice.id.clone().unwrap_or_default(),
         customer_id: invoice.customer.clone(),
@@ -270,6 +291,7 @@ fn open(invoice: &Invoice, state: State, now: Timestamp) -> Case {
         closure: None,
         new_payment_method: None,
         stripe_retries_at: None,
+        segment: policy.segment_for(invoice).map(|s| s.name.clone()),
         opened_at: now,
         version: 0,
     }
@@ -312,7 +334,7 @@ fn record_attempt(case: &mut Case, number: u32, at: Timestamp) {
 /// Keeps exactly one pending retry, the plan's next, while the case is retrying, and none otherwise;
 /// the plan depends on the facts, not on their arrival order. Returns what to add to the timeline.
 fn plan_retry(policy: &Policy, case: &mut Case) -> String {
-    let next = (case.state == State::Retrying).then(|| policy.plan.next_retry(case));
+    let next = (case.state == State::Retrying).then(|| policy.plan_for(case).next_retry(case));
     let before = case.timers.iter().find(|t| is_retry(t)).cloned();
     case.timers.retain(|t| !is_retry(t));
     case.next_attempt_at = None;
@@ -341,12 +363,14 @@ fn is_retry(timer: &Timer) -> bool {
     matches!(timer.kind, TimerKind::Retry { .. })
 }
 
-fn describe(event: &Event, invoice: &Invoice, before: Option<State>, after: State) -> String {
+fn describe(event: &Event, invoice: &Invoice, before: Option<State>, case: &Case) -> String {
+    let after = case.state;
     let amount = format!("{} {}", invoice.amount_due, invoice.currency);
-    let change = match before {
-        None => format!("case opened {}", after.as_str()),
-        Some(before) if before == after => format!("case stays {}", after.as_str()),
-        Some(before) => format!("case {} → {}", before.as_str(), after.as_str()),
+    let change = match (before, &case.segment) {
+        (None, Some(segment)) => format!("case opened {} in segment {segment:?}", after.as_str()),
+        (None, None) => format!("case opened {}", after.as_str()),
+        (Some(before), _) if before == after => format!("case stays {}", after.as_str()),
+        (Some(before), _) => format!("case {} → {}", before.as_str(), after.as_str()),
     };
     format!("{amount}; {change}")
         + match (event.kind, after) {

@@ -589,3 +589,67 @@ fn retries_moved_to_the_windows_opening_keep_their_jitter() {
     }
     assert!(seen.len() > 45, "only {} distinct moments", seen.len());
 }
+
+#[test]
+fn a_case_opens_in_the_first_matching_segment_and_follows_its_plan() {
+    let segment = |name: &str, when: Match, gap_days: i64| Segment {
+        name: name.to_owned(),
+        when,
+        plan: Plan {
+            ambiguous: vec![SignedDuration::from_hours(24 * gap_days)],
+            ..Plan::default()
+        },
+    };
+    let policy = Policy {
+        segments: vec![
+            segment(
+                "enterprise",
+                Match {
+                    amount_at_least: Some(100_000),
+                    ..Match::default()
+                },
+                1,
+            ),
+            segment(
+                "self-serve usd",
+                Match {
+                    currencies: vec!["usd".into()],
+                    ..Match::default()
+                },
+                10,
+            ),
+            segment("everyone", Match::default(), 20),
+        ],
+        ..Policy::default()
+    };
+    let case = decide(&policy, None, &failed("evt_seg", NOW, 1), now())
+        .case
+        .unwrap();
+    assert_eq!(case.segment.as_deref(), Some("self-serve usd"));
+    let due = case.next_attempt_at.unwrap();
+    let ten_days = now() + SignedDuration::from_hours(240);
+    assert!(
+        due >= ten_days && due < ten_days + SignedDuration::from_hours(24),
+        "{due}"
+    );
+    assert!(
+        case.timeline[0]
+            .detail
+            .contains("case opened retrying in segment \"self-serve usd\""),
+        "{}",
+        case.timeline[0].detail
+    );
+    // A policy that no longer has the segment plans with its own plan instead.
+    let replanned = decide(
+        &Policy::default(),
+        Some(&case),
+        &failed("evt_seg2", NOW + 60, 2),
+        now(),
+    )
+    .case
+    .unwrap();
+    assert_eq!(
+        replanned.next_attempt_at,
+        Plan::default().next_retry(&replanned).ok().map(|n| n.at)
+    );
+}
