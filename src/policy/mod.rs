@@ -147,7 +147,9 @@ fn on_event(policy: &Policy, case: Option<&Case>, event: &Event, now: Timestamp)
                     .and_then(|t| Timestamp::from_second(t).ok());
             }
             record_attempt(&mut case, invoice.attempt_count.max(1), at);
-            if needs_customer && case.state == State::Retrying {
+            // A payment method the customer added after this failure already answers it.
+            let answered = case.new_payment_method.as_ref().is_some_and(|c| c.at > at);
+            if needs_customer && !answered && case.state == State::Retrying {
                 case.state = State::AwaitingCustomer;
             }
         }
@@ -217,7 +219,9 @@ fn on_customer_event(policy: &Policy, case: Option<&Case>, event: &Event) -> Dec
             at,
         });
     }
-    if case.state == State::AwaitingCustomer {
+    // Only a card newer than the last attempt answers a request to act; an older one was tried.
+    let newer = case.attempts.iter().all(|a| a.at < at);
+    if case.state == State::AwaitingCustomer && newer {
         case.state = State::Retrying;
     }
     let planned = plan_retry(policy, &mut case);

@@ -290,6 +290,57 @@ proptest! {
         let want = run(&seen).map(|c| outcome(&c));
         prop_assert_eq!(format!("{got:?}"), format!("{want:?}"));
     }
+
+    /// The same stories with a new card at the end of Stripe's story, delivered at any point once
+    /// the case exists: the same case as Stripe's order gives but for the card's own timeline line,
+    /// and whatever the story, a
+    /// closed or recovered case holds no timer, and a retrying one holds exactly one, due no earlier
+    /// than the card (a card is tried soon, never before it arrived).
+    #[test]
+    fn a_new_card_anywhere_in_the_deliveries_ends_as_in_stripe_order(
+        kinds in prop::collection::vec(0usize..6, 1..6),
+        card_at in any::<prop::sample::Index>(),
+    ) {
+        let names = [
+            "invoice.payment_failed",
+            "invoice.payment_action_required",
+            "invoice.paid",
+            "invoice.payment_succeeded",
+            "invoice.voided",
+            "invoice.marked_uncollectible",
+        ];
+        let story: Vec<Input> = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| event(names[k], &format!("evt_{i}"), NOW - 1000 + 10 * i as i64, i as u32 + 1))
+            .collect();
+        let card_created = NOW;
+        let card = any_event("payment_method.attached", "evt_card", card_created);
+        let mut in_order = story.clone();
+        in_order.push(card.clone());
+        // Delivered anywhere after the first event (a card event never opens a case).
+        let mut delivered = story.clone();
+        delivered.insert(1 + card_at.index(story.len()), card);
+        let got = run(&delivered);
+        let want = run(&in_order);
+        // The card's own timeline line may differ: delivered while the case was open it is noted,
+        // after the case ended it changes nothing.
+        let without_card = |case: &Case| {
+            let mut case = case.clone();
+            case.timeline.retain(|e| e.event.as_deref() != Some("evt_card"));
+            format!("{:?}", outcome(&case))
+        };
+        prop_assert_eq!(got.as_ref().map(without_card), want.as_ref().map(without_card));
+        if let Some(case) = got {
+            if case.state.is_final() {
+                prop_assert!(case.timers.is_empty());
+            }
+            if case.state == State::Retrying && case.paid_at.is_none() {
+                prop_assert_eq!(case.timers.len(), 1, "{:?}", case.timeline);
+                prop_assert!(case.timers[0].at >= Timestamp::from_second(card_created).unwrap());
+            }
+        }
+    }
 }
 
 /// A case that failed at `NOW` and has had `retries` retries since, each a day apart, declined with
