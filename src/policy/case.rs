@@ -187,6 +187,13 @@ pub struct NewPaymentMethod {
     pub at: Timestamp,
 }
 
+/// A retry that came due and was handed to the processor, whose result is not on the case yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryUnderWay {
+    pub attempt: u32,
+    pub at: Timestamp,
+}
+
 /// One invoice in dunning.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Case {
@@ -220,6 +227,11 @@ pub struct Case {
     /// failed: the best moment to retry, whatever the old card's decline was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_payment_method: Option<NewPaymentMethod>,
+    /// The latest retry fired; until an attempt of that number is recorded, the plan waits for its
+    /// result instead of planning it again, and a later try takes the next attempt number (and so
+    /// a fresh idempotency key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_under_way: Option<RetryUnderWay>,
     /// The policy segment the invoice fell in when the case opened; `None`: the policy's own plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<String>,

@@ -242,6 +242,10 @@ fn on_timer(case: &Case, timer: &Timer) -> Decision {
     case.timers.remove(held);
     let TimerKind::Retry { attempt } = timer.kind;
     case.next_attempt_at = None;
+    case.retry_under_way = Some(RetryUnderWay {
+        attempt,
+        at: timer.at,
+    });
     case.record(Entry {
         at: timer.at,
         what: "retry due".to_owned(),
@@ -295,6 +299,7 @@ fn open(policy: &Policy, invoice: &Invoice, state: State, now: Timestamp) -> Cas
         closure: None,
         new_payment_method: None,
         stripe_retries_at: None,
+        retry_under_way: None,
         segment: policy.segment_for(invoice).map(|s| s.name.clone()),
         opened_at: now,
         version: 0,

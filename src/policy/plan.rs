@@ -94,24 +94,32 @@ impl Plan {
                  retry of its own while Stripe's retries are on"
             ));
         }
-        let attempt = last.number + 1;
+        let under_way = case.retry_under_way.filter(|r| r.attempt > last.number);
+        let attempt = under_way.map_or(last.number, |r| r.attempt) + 1;
         if attempt > self.max_attempts {
             return Err(format!(
                 "no retry left: {} attempts is the most the policy allows",
                 self.max_attempts
             ));
         }
-        if let Some(card) = case.new_payment_method.as_ref().filter(|c| c.at > last.at) {
+        let (tried, tried_at) = under_way.map_or((last.number, last.at), |r| (r.attempt, r.at));
+        if let Some(card) = case.new_payment_method.as_ref().filter(|c| c.at > tried_at) {
             return Ok(NextRetry {
                 at: card.at + self.after_new_card,
                 attempt,
                 why: format!(
-                    "the customer's new payment method {} arrived after attempt {}: tried {} later",
+                    "the customer's new payment method {} arrived after attempt {tried}: tried {} \
+                     later",
                     card.id,
-                    last.number,
                     human(self.after_new_card)
                 ),
             });
+        }
+        if let Some(retry) = under_way {
+            return Err(format!(
+                "retry {} is under way since {}; the next is planned from its result",
+                retry.attempt, retry.at
+            ));
         }
         let class = case
             .decline

@@ -701,3 +701,54 @@ fn a_case_opens_in_the_first_matching_segment_and_follows_its_plan() {
         Plan::default().next_retry(&replanned).ok().map(|n| n.at)
     );
 }
+
+#[test]
+fn a_retry_under_way_is_not_planned_again_and_a_later_try_takes_the_next_attempt() {
+    let policy = Policy::default();
+    let opened = run(&[failed("evt_a", NOW, 1)]).unwrap();
+    let timer = opened.timers[0];
+    let fired = decide(&policy, Some(&opened), &Input::Timer(timer), timer.at)
+        .case
+        .unwrap();
+    assert_eq!(
+        fired.retry_under_way,
+        Some(RetryUnderWay {
+            attempt: 2,
+            at: timer.at
+        })
+    );
+
+    // A late event about attempt 1 does not plan attempt 2 again.
+    let late = decide(
+        &policy,
+        Some(&fired),
+        &failed("evt_late", NOW + 5, 1),
+        now(),
+    )
+    .case
+    .unwrap();
+    assert_eq!(late.timers, []);
+    let entry = late
+        .timeline
+        .iter()
+        .find(|e| e.event.as_deref() == Some("evt_late"));
+    let detail = &entry.unwrap().detail;
+    assert!(
+        detail.contains("no retry: retry 2 is under way since"),
+        "{detail}"
+    );
+
+    // Stripe's failure of attempt 2 is its result: the plan moves on to attempt 3.
+    let after = timer.at.as_second() + 60;
+    let result = decide(&policy, Some(&late), &failed("evt_r2", after, 2), now())
+        .case
+        .unwrap();
+    let kinds: Vec<_> = result.timers.iter().map(|t| t.kind).collect();
+    assert_eq!(kinds, [TimerKind::Retry { attempt: 3 }]);
+
+    // A new card while attempt 2 is under way is tried as attempt 3, under a key of its own.
+    let card = any_event("payment_method.attached", "evt_c", after);
+    let carded = decide(&policy, Some(&fired), &card, now()).case.unwrap();
+    let kinds: Vec<_> = carded.timers.iter().map(|t| t.kind).collect();
+    assert_eq!(kinds, [TimerKind::Retry { attempt: 3 }]);
+}
