@@ -180,55 +180,64 @@ fn on_event(policy: &Policy, case: Option<&Case>, event: &Event, now: Timestamp)
     Decision::save(case)
 }
 
-/// A payment method event for the case's customer: a new card is the best moment to retry, even
-/// for a decline no schedule retries (the old card's decline says nothing about the new one).
+/// An event about the case's customer: a new payment method — the best moment to retry, even for
+/// a decline no schedule retries, as the old card's decline says nothing about the new one — or the
+/// customer's own time zone, which moves the planned retry into their daytime.
 fn on_customer_event(policy: &Policy, case: Option<&Case>, event: &Event) -> Decision {
     let Some(case) = case.filter(|c| !c.state.is_final()) else {
         return Decision::unchanged();
     };
-    let (customer, method) = match (&event.object, event.kind) {
+    let (customer, method, zone) = match (&event.object, event.kind) {
         (
             EventObject::PaymentMethod(pm),
             EventKind::PaymentMethodAttached | EventKind::PaymentMethodAutomaticallyUpdated,
-        ) => (pm.customer.as_deref(), Some(&pm.id)),
-        (EventObject::Customer(customer), EventKind::CustomerUpdated)
-            if customer.default_payment_method_changed =>
-        {
-            (
-                Some(customer.id.as_str()),
-                customer.default_payment_method.as_ref(),
-            )
-        }
+        ) => (pm.customer.as_deref(), Some(&pm.id), None),
+        (EventObject::Customer(customer), EventKind::CustomerUpdated) => (
+            Some(customer.id.as_str()),
+            customer
+                .default_payment_method
+                .as_ref()
+                .filter(|_| customer.default_payment_method_changed),
+            timing::known_zone(
+                customer.metadata.get("timezone").map(String::as_str),
+                customer.country.as_deref(),
+            ),
+        ),
         _ => return Decision::unchanged(),
     };
-    let (Some(customer), Some(method)) = (customer, method) else {
-        return Decision::unchanged();
-    };
-    if customer != case.customer_id {
+    let zone = zone.filter(|zone| *zone != case.customer_timezone);
+    if customer != Some(case.customer_id.as_str()) || (method.is_none() && zone.is_none()) {
         return Decision::unchanged();
     }
     let at = Timestamp::from_second(event.created).unwrap_or(case.opened_at);
     let mut case = case.clone();
-    if case
-        .new_payment_method
-        .as_ref()
-        .is_none_or(|known| known.at <= at)
-    {
-        case.new_payment_method = Some(NewPaymentMethod {
-            id: method.clone(),
-            at,
-        });
+    let mut notes = Vec::new();
+    if let Some(zone) = zone {
+        notes.push(format!("the customer's time zone is {zone}"));
+        case.customer_timezone = zone;
     }
-    // Only a card newer than the last attempt answers a request to act; an older one was tried.
-    let newer = case.attempts.iter().all(|a| a.at < at);
-    if case.state == State::AwaitingCustomer && newer {
-        case.state = State::Retrying;
+    if let Some(method) = method {
+        notes.push(format!("new payment method {method}"));
+        if case
+            .new_payment_method
+            .as_ref()
+            .is_none_or(|known| known.at <= at)
+        {
+            case.new_payment_method = Some(NewPaymentMethod {
+                id: method.clone(),
+                at,
+            });
+        }
+        // Only a card newer than the last attempt answers a request to act; an older one was tried.
+        if case.state == State::AwaitingCustomer && case.attempts.iter().all(|a| a.at < at) {
+            case.state = State::Retrying;
+        }
     }
     let planned = plan_retry(policy, &mut case);
     case.record(Entry {
         at,
         what: event.kind.as_str().to_owned(),
-        detail: format!("new payment method {method}{planned}"),
+        detail: notes.join("; ") + &planned,
         event: Some(event.id.clone()),
     });
     Decision::save(case)

@@ -752,3 +752,57 @@ fn a_retry_under_way_is_not_planned_again_and_a_later_try_takes_the_next_attempt
     let kinds: Vec<_> = carded.timers.iter().map(|t| t.kind).collect();
     assert_eq!(kinds, [TimerKind::Retry { attempt: 3 }]);
 }
+
+/// `customer.updated` from the fixture, edited: its metadata, and whether it changed the default
+/// payment method.
+fn customer_updated(id: &str, created: i64, timezone: Option<&str>, new_default: bool) -> Input {
+    let Input::Event(mut event) = any_event("customer.updated", id, created) else {
+        unreachable!()
+    };
+    if let EventObject::Customer(customer) = &mut event.object {
+        customer.metadata.clear();
+        customer
+            .metadata
+            .extend(timezone.map(|tz| ("timezone".to_owned(), tz.to_owned())));
+        customer.country = None;
+        customer.default_payment_method_changed = new_default;
+    }
+    Input::Event(event)
+}
+
+#[test]
+fn the_customers_own_time_zone_moves_the_planned_retry_into_their_daytime() {
+    let policy = Policy::default();
+    let opened = run(&[failed("evt_a", NOW, 1)]).unwrap();
+    assert_eq!(
+        opened.customer_timezone, "America/New_York",
+        "from the billing country"
+    );
+
+    let tokyo = customer_updated("evt_tz", NOW + 60, Some("Asia/Tokyo"), false);
+    let moved = decide(&policy, Some(&opened), &tokyo, now()).case.unwrap();
+    assert_eq!(moved.customer_timezone, "Asia/Tokyo");
+    let local = moved
+        .next_attempt_at
+        .unwrap()
+        .to_zoned(timing::zone("Asia/Tokyo"));
+    assert!((9..20).contains(&local.hour()), "{local}");
+    let detail = &moved.timeline.last().unwrap().detail;
+    assert!(
+        detail.starts_with("the customer's time zone is Asia/Tokyo; next retry"),
+        "{detail}"
+    );
+
+    // An update that says nothing about the zone or the card changes nothing; nor does a zone
+    // nobody knows replace the one the case has.
+    for quiet in [
+        customer_updated("evt_q1", NOW + 60, None, false),
+        customer_updated("evt_q2", NOW + 60, Some("Mars/Olympus"), false),
+        customer_updated("evt_q3", NOW + 60, Some("America/New_York"), false),
+    ] {
+        assert_eq!(
+            decide(&policy, Some(&opened), &quiet, now()),
+            Decision::unchanged()
+        );
+    }
+}

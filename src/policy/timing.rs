@@ -63,10 +63,15 @@ impl Window {
 /// only narrows it to a guess; the name comes back in jiff's canonical spelling, so
 /// "america/new_york" is stored as "America/New_York".
 pub fn zone_name(metadata_timezone: Option<&str>, country: Option<&str>) -> String {
+    known_zone(metadata_timezone, country).unwrap_or_else(|| "UTC".to_owned())
+}
+
+/// [`zone_name`] without the fallback: `None` when neither the metadata nor the country names a
+/// zone, so a guess already made from better evidence is not replaced by UTC.
+pub fn known_zone(metadata_timezone: Option<&str>, country: Option<&str>) -> Option<String> {
     metadata_timezone
         .and_then(canonical_name)
         .or_else(|| country.and_then(zones::for_country).map(str::to_owned))
-        .unwrap_or_else(|| "UTC".to_owned())
 }
 
 /// The canonical name of the zone `name` denotes, if jiff knows one. "Etc/Unknown" resolves but

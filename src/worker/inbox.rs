@@ -157,16 +157,14 @@ async fn process<S: Store>(worker: &Worker<S>, entry: &InboxEntry) -> Result<(),
     Ok(())
 }
 
-/// The cases an event is for: an invoice event's own case; a new payment method's (or a customer's
-/// new default's) every open case of that customer. Other events reach no case yet. Applying an
+/// The cases an event is for: an invoice event's own case; a payment method's or a customer's
+/// every open case of that customer. Other events reach no case yet. Applying an
 /// event twice to a case changes nothing, so a redo after a partial failure is harmless.
 async fn cases_touched<S: Store>(worker: &Worker<S>, event: &Event) -> Result<Vec<String>, Fault> {
     let customer = match &event.object {
         EventObject::Invoice(invoice) => return Ok(invoice.id.iter().cloned().collect()),
         EventObject::PaymentMethod(pm) => pm.customer.as_deref(),
-        EventObject::Customer(customer) if customer.default_payment_method_changed => {
-            Some(customer.id.as_str())
-        }
+        EventObject::Customer(customer) => Some(customer.id.as_str()),
         _ => None,
     };
     let Some(customer) = customer else {
