@@ -166,6 +166,7 @@ async fn run_worker(
     let worker = Worker::new(
         store.clone(),
         Policy::default(),
+        std::sync::Arc::new(support::Declining),
         Clock::new(store.clone(), test_clock),
         settings.clone(),
     );

@@ -32,6 +32,7 @@ const NAMED_ENV: &[(&str, &str)] = &[
     ("RECOUP_LOG_FORMAT", "log.format"),
     ("RECOUP_TEST_CLOCK", "clock.test"),
     ("RECOUP_POLICY", "policy.path"),
+    ("STRIPE_API_BASE", "stripe.api_base"),
 ];
 
 /// Everything `recoup serve` needs, validated.
@@ -44,6 +45,7 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub clock: ClockSettings,
     pub policy: PolicySettings,
+    pub stripe: StripeSettings,
     pub secrets: Secrets,
 }
 
@@ -58,6 +60,7 @@ struct Layered {
     worker: WorkerSettings,
     clock: ClockSettings,
     policy: PolicySettings,
+    stripe: StripeSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -205,6 +208,31 @@ pub struct PolicySettings {
     pub path: PathBuf,
 }
 
+/// How recoup calls Stripe (the key itself is a secret: `STRIPE_API_KEY`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StripeSettings {
+    /// `STRIPE_API_BASE`: where the Stripe API is; tests point it at a fake.
+    pub api_base: String,
+    /// Bound on one HTTP call to Stripe.
+    pub timeout_ms: u64,
+    /// How many more times a call is made after a passing failure (timeout, 429, 5xx).
+    pub retries: u32,
+    /// The first pause before such a call is made again; it doubles (with jitter) up to 5 s.
+    pub backoff_ms: u64,
+}
+
+impl Default for StripeSettings {
+    fn default() -> Self {
+        Self {
+            api_base: "https://api.stripe.com".to_owned(),
+            timeout_ms: 8_000,
+            retries: 3,
+            backoff_ms: 250,
+        }
+    }
+}
+
 /// The policy file `recoup serve` reads unless told otherwise.
 pub const DEFAULT_POLICY_PATH: &str = "config/policy.toml";
 
@@ -347,6 +375,7 @@ impl Settings {
             worker: layered.worker,
             clock: layered.clock,
             policy: layered.policy,
+            stripe: layered.stripe,
             secrets,
         };
         settings.validate()?;
@@ -423,6 +452,27 @@ impl Settings {
             w.concurrency,
             1..=10_000,
             "between 1 and 10000 cases at once",
+        )?;
+        let st = &self.stripe;
+        if !(st.api_base.starts_with("https://") || st.api_base.starts_with("http://")) {
+            return Err(ConfigError::invalid(
+                "stripe.api_base (STRIPE_API_BASE)",
+                &st.api_base,
+                "an http:// or https:// URL such as https://api.stripe.com",
+            ));
+        }
+        within(
+            "stripe.timeout_ms",
+            st.timeout_ms,
+            100..=120_000,
+            "between 100 and 120000 milliseconds",
+        )?;
+        within("stripe.retries", st.retries, 0..=10, "between 0 and 10")?;
+        within(
+            "stripe.backoff_ms",
+            st.backoff_ms,
+            1..=10_000,
+            "between 1 and 10000 milliseconds",
         )?;
         let live_key = self
             .secrets

@@ -14,6 +14,7 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod policy;
+pub mod processor;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -34,6 +34,8 @@ use crate::api::{self, Api, auth::Tokens};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::policy::{self, file::PolicyError};
+use crate::processor::stripe::{self, Stripe};
+use crate::processor::{Processor, ProcessorError};
 use crate::store::{RedisStore, Store, StoreError};
 use crate::telemetry;
 use crate::webhook::{self, Receiver, signature::Verifier};
@@ -73,6 +75,12 @@ pub enum StartError {
         "STRIPE_WEBHOOK_SECRETS is not set: recoup cannot verify Stripe's signatures without the endpoint's signing secret(s)"
     )]
     NoWebhookSecret,
+    #[error(
+        "STRIPE_API_KEY is not set: the worker charges invoices through Stripe and needs the account's secret key (sk_… or a restricted rk_… key)"
+    )]
+    NoStripeKey,
+    #[error("Stripe: {0}")]
+    Processor(#[from] ProcessorError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("policy: {0}")]
@@ -104,6 +112,11 @@ impl Application {
             return Err(StartError::NoWebhookSecret);
         }
         let policy = policy::file::for_service(&settings.policy)?;
+        let processor: Option<Arc<dyn Processor>> = match &settings.secrets.stripe_api_key {
+            _ if !role.works() => None,
+            None => return Err(StartError::NoStripeKey),
+            Some(key) => Some(Arc::new(Stripe::new(key, &settings.stripe)?)),
+        };
         let store = RedisStore::connect(&settings.redis).await?;
         let metrics = telemetry::metrics_handle();
         let clock = Clock::new(store.clone(), settings.clock.test);
@@ -135,9 +148,20 @@ impl Application {
                     Tokens::new(settings.secrets.api_tokens.clone()),
                 ));
         }
-        let worker = role
-            .works()
-            .then(|| Worker::new(store.clone(), policy, clock, settings.worker.clone()));
+        let worker = processor.map(|processor| {
+            tracing::info!(
+                api_base = %settings.stripe.api_base,
+                api_version = stripe::api_version(),
+                "charging through Stripe"
+            );
+            Worker::new(
+                store.clone(),
+                policy,
+                processor,
+                clock,
+                settings.worker.clone(),
+            )
+        });
         let router = routes.layer(
             tower::ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

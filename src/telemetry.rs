@@ -37,6 +37,8 @@ pub mod metric {
     pub const CASE_CONFLICTS: &str = "recoup_case_conflicts_total";
     /// Counter: actions carried out, by `action`.
     pub const ACTIONS: &str = "recoup_actions_total";
+    /// Counter: charge attempts recoup made, by `result` (`paid`, `declined`, `not_open`, `failed`).
+    pub const CHARGES: &str = "recoup_charge_attempts_total";
     /// Counter: failures whose invoice says Stripe will retry it itself (its own retries are on,
     /// so recoup plans none for it; see `retries.defer_to_stripe`).
     pub const STRIPE_RETRYING: &str = "recoup_stripe_retrying_invoices_total";
@@ -133,6 +135,10 @@ fn describe() {
         "Case saves refused by compare-and-set because another input saved first; retried."
     );
     metrics::describe_counter!(metric::ACTIONS, "Actions carried out, by action.");
+    metrics::describe_counter!(
+        metric::CHARGES,
+        "Charge attempts recoup made through the processor, by result."
+    );
     metrics::describe_counter!(
         metric::STRIPE_RETRYING,
         "Failed payments Stripe says it will retry itself: its own retries are still on."

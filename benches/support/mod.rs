@@ -3,14 +3,40 @@
 
 #![allow(dead_code)] // each benchmark uses its own part of this module
 
+use futures_util::future::BoxFuture;
 use jiff::{SignedDuration, Timestamp};
 use recoup::config::RedisSettings;
 use recoup::policy::{
-    Attempt, Case, Channel, Entry, Input, Nudge, NudgeKind, Outcome, Policy, Timer, TimerKind,
-    decide,
+    Attempt, Case, Channel, ChargeResult, Declined, Entry, Input, Nudge, NudgeKind, Outcome,
+    Policy, Timer, TimerKind, decide,
 };
+use recoup::processor::{Processor, ProcessorError};
 use recoup::store::{RedisStore, Saved, Store};
 use recoup::webhook::event::{Event, EventObject, Parsed, parse};
+
+/// A processor answering in-process, so a benchmark measures recoup and Redis, not a network: every
+/// charge is declined for insufficient funds, as most retries of a backlog are.
+pub struct Declining;
+
+impl Processor for Declining {
+    fn charge<'a>(&'a self, _: &'a str, _: u32) -> BoxFuture<'a, ChargeResult> {
+        Box::pin(async {
+            ChargeResult::Declined(Declined {
+                code: Some("card_declined".to_owned()),
+                decline_code: Some("insufficient_funds".to_owned()),
+                ..Declined::default()
+            })
+        })
+    }
+
+    fn last_decline<'a>(
+        &'a self,
+        _: &'a str,
+        _: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<Declined>, ProcessorError>> {
+        Box::pin(async { Ok(None) })
+    }
+}
 
 /// The allocator the `recoup` binary runs with, so the figures are the binary's.
 #[global_allocator]

@@ -46,7 +46,63 @@ pub enum Scope {
 pub struct Try {
     pub at: Timestamp,
     pub invoice_id: String,
+    /// The invoice's attempt number: with the invoice, what makes a try the same try when it is
+    /// recorded twice (a redo after a crash, Stripe's webhook after recoup's own result).
+    pub attempt: u32,
+    /// Counted as declined until known otherwise: a try whose result never arrived may have been a
+    /// decline, and counting one too many never breaks a rule.
     pub declined: bool,
+}
+
+/// Every recent try on one card, across all its invoices: what the budgets are counted over.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CardHistory {
+    /// Stripe's card `fingerprint`: the same for every copy of one card number, whichever customer
+    /// or payment method holds it.
+    pub fingerprint: String,
+    pub tries: Vec<Try>,
+    /// Bumped by the store on every save; a save naming an older version is refused.
+    #[serde(skip)]
+    pub version: u64,
+}
+
+impl CardHistory {
+    /// A card with no tries yet.
+    pub fn new(fingerprint: &str) -> Self {
+        Self {
+            fingerprint: fingerprint.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// How long a card's tries matter: the longest window of any rule.
+    pub fn keep(rules: &[Rule]) -> std::time::Duration {
+        longest(rules).unsigned_abs()
+    }
+
+    /// Adds `try_` unless the same try (invoice and attempt) is already there, in which case a
+    /// result that is now known replaces a pessimistic "declined"; forgets tries older than every
+    /// rule's window. Returns whether anything changed.
+    pub fn record(&mut self, try_: Try, rules: &[Rule], now: Timestamp) -> bool {
+        let before = self.tries.len();
+        self.tries.retain(|t| t.at > now - longest(rules));
+        let forgot = self.tries.len() != before;
+        match self
+            .tries
+            .iter_mut()
+            .find(|t| t.invoice_id == try_.invoice_id && t.attempt == try_.attempt)
+        {
+            Some(known) if known.declined && !try_.declined => {
+                known.declined = false;
+                true
+            }
+            Some(_) => forgot,
+            None => {
+                self.tries.push(try_);
+                true
+            }
+        }
+    }
 }
 
 impl Rule {
@@ -76,6 +132,10 @@ impl Rule {
         (self.scope == Scope::Card || t.invoice_id == invoice_id)
             && (self.counts == Counts::Attempts || t.declined)
     }
+}
+
+fn longest(rules: &[Rule]) -> SignedDuration {
+    rules.iter().map(|r| r.per).max().unwrap_or_default()
 }
 
 /// Why a try cannot happen when wanted, and when it can.
@@ -164,6 +224,7 @@ mod tests {
             .map(|s| Try {
                 at: at(s),
                 invoice_id: invoice.to_owned(),
+                attempt: 1,
                 declined,
             })
             .collect()
@@ -228,6 +289,39 @@ mod tests {
         assert!(earliest_allowed(&[never], "amex", &[], "in_1", at(0)).is_err());
     }
 
+    #[test]
+    fn a_try_is_recorded_once_its_result_corrected_and_old_tries_forgotten() {
+        let rules = Rule::defaults();
+        let mut card = CardHistory {
+            fingerprint: "fp_1".into(),
+            ..CardHistory::default()
+        };
+        let try_at = |s, attempt, declined| Try {
+            at: at(s),
+            invoice_id: "in_1".into(),
+            attempt,
+            declined,
+        };
+        assert!(card.record(try_at(0, 1, true), &rules, at(0)));
+        assert!(
+            !card.record(try_at(5, 1, true), &rules, at(5)),
+            "the same try twice"
+        );
+        assert!(
+            card.record(try_at(5, 1, false), &rules, at(5)),
+            "its result came in"
+        );
+        assert!(
+            !card.record(try_at(5, 1, true), &rules, at(5)),
+            "a success stays one"
+        );
+        assert_eq!(card.tries, vec![try_at(0, 1, false)]);
+
+        // 30 days is the longest default window: a try older than that no longer counts anywhere.
+        assert!(card.record(try_at(31 * 86_400, 2, true), &rules, at(31 * 86_400)));
+        assert_eq!(card.tries, vec![try_at(31 * 86_400, 2, true)]);
+    }
+
     proptest! {
         /// Wherever the planned try lands, adding it to the history breaks no rule in any rolling
         /// window, and it never lands before it was wanted. (History is the past: the window that
@@ -241,7 +335,7 @@ mod tests {
             let invoices = ["in_a", "in_b", "in_c"];
             let history: Vec<Try> = past
                 .iter()
-                .map(|&(s, declined, i)| Try { at: at(s), invoice_id: invoices[i].into(), declined })
+                .map(|&(s, declined, i)| Try { at: at(s), invoice_id: invoices[i].into(), attempt: 1, declined })
                 .collect();
             let rules = Rule::defaults();
             let Ok(result) = earliest_allowed(&rules, brand, &history, "in_a", at(wanted)) else {
@@ -249,7 +343,7 @@ mod tests {
             };
             let when = result.clone().unwrap_or_else(|d| d.until);
             prop_assert!(when >= at(wanted));
-            let planned = Try { at: when, invoice_id: "in_a".into(), declined: true };
+            let planned = Try { at: when, invoice_id: "in_a".into(), attempt: 2, declined: true };
             for rule in rules.iter().filter(|r| r.binds(brand)) {
                 // The planned try must fit in every window that contains it.
                 let in_window = history

@@ -187,6 +187,14 @@ pub struct NewPaymentMethod {
     pub at: Timestamp,
 }
 
+/// The card a decline came from, as Stripe identifies it: what network budgets are kept per.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Card {
+    pub fingerprint: String,
+    /// `visa`, `mastercard`, … as Stripe names the brand.
+    pub brand: String,
+}
+
 /// A retry that came due and was handed to the processor, whose result is not on the case yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryUnderWay {
@@ -235,6 +243,10 @@ pub struct Case {
     /// The policy segment the invoice fell in when the case opened; `None`: the policy's own plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<String>,
+    /// The card of the latest known decline: the card the next retry will most likely charge, and
+    /// the one whose network budget it spends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card: Option<Card>,
     /// When Stripe's latest failure says Stripe itself will try again (its own retries are on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stripe_retries_at: Option<Timestamp>,

@@ -19,6 +19,7 @@
 
 pub mod budget;
 mod case;
+mod charge;
 pub mod decline;
 pub mod file;
 mod plan;
@@ -28,6 +29,7 @@ pub mod timing;
 use jiff::Timestamp;
 
 pub use self::case::*;
+pub use self::charge::{Charge, ChargeResult, Declined};
 use self::plan::human;
 pub use self::plan::{NextRetry, Plan};
 pub use self::segment::{Match, Segment};
@@ -75,8 +77,15 @@ impl Policy {
 pub enum Input {
     /// A verified Stripe event about the case's invoice.
     Event(Box<Event>),
-    /// One of the case's own timers came due.
-    Timer(Timer),
+    /// One of the case's own timers came due. `card` holds the recent tries on the case's card
+    /// (empty while the card is not known), over which the networks' budgets are counted.
+    Timer {
+        timer: Timer,
+        card: Vec<budget::Try>,
+    },
+    /// What a charge attempt on the invoice came to: recoup's own, or the decline details of one of
+    /// Stripe's.
+    Charge(Box<Charge>),
 }
 
 /// Something to do once the decided case is saved.
@@ -111,7 +120,12 @@ impl Decision {
 pub fn decide(policy: &Policy, case: Option<&Case>, input: &Input, now: Timestamp) -> Decision {
     match input {
         Input::Event(event) => on_event(policy, case, event, now),
-        Input::Timer(timer) => case.map_or_else(Decision::unchanged, |case| on_timer(case, timer)),
+        Input::Timer { timer, card } => case.map_or_else(Decision::unchanged, |case| {
+            on_timer(policy, case, timer, card, now)
+        }),
+        Input::Charge(charge) => case.map_or_else(Decision::unchanged, |case| {
+            charge::on_charge(policy, case, charge)
+        }),
     }
 }
 
@@ -146,7 +160,13 @@ fn on_event(policy: &Policy, case: Option<&Case>, event: &Event, now: Timestamp)
                     .next_payment_attempt
                     .and_then(|t| Timestamp::from_second(t).ok());
             }
-            record_attempt(&mut case, invoice.attempt_count.max(1), at);
+            record_attempt(
+                &mut case,
+                invoice.attempt_count.max(1),
+                at,
+                Outcome::Failed,
+                None,
+            );
             // A payment method the customer added after this failure already answers it.
             let answered = case.new_payment_method.as_ref().is_some_and(|c| c.at > at);
             if needs_customer && !answered && case.state == State::Retrying {
@@ -243,7 +263,13 @@ fn on_customer_event(policy: &Policy, case: Option<&Case>, event: &Event) -> Dec
     Decision::save(case)
 }
 
-fn on_timer(case: &Case, timer: &Timer) -> Decision {
+fn on_timer(
+    policy: &Policy,
+    case: &Case,
+    timer: &Timer,
+    card: &[budget::Try],
+    now: Timestamp,
+) -> Decision {
     let Some(held) = case.timers.iter().position(|t| t == timer) else {
         return Decision::unchanged();
     };
@@ -251,6 +277,42 @@ fn on_timer(case: &Case, timer: &Timer) -> Decision {
     case.timers.remove(held);
     let TimerKind::Retry { attempt } = timer.kind;
     case.next_attempt_at = None;
+    if let Some(refused) = network_refusal(policy, &case, attempt, card, now) {
+        let plan = policy.plan_for(&case);
+        let detail = match refused {
+            Ok(deferral) => {
+                let zone = timing::zone(&case.customer_timezone);
+                let at = timing::into_window(deferral.until, &zone, plan.window);
+                if case.failed_at.is_some_and(|f| at > f + plan.within) {
+                    format!(
+                        "attempt {attempt} dropped: {} allows it only at {at}, after the policy's \
+                         {} from the first failure",
+                        deferral.because,
+                        human(plan.within)
+                    )
+                } else {
+                    case.timers.push(Timer {
+                        at,
+                        kind: timer.kind,
+                    });
+                    case.next_attempt_at = Some(at);
+                    format!(
+                        "attempt {attempt} moved to {at}: {} (the earliest legal time, in the \
+                         customer's daytime)",
+                        deferral.because
+                    )
+                }
+            }
+            Err(never) => format!("attempt {attempt} dropped: {never} allows no try on this card"),
+        };
+        case.record(Entry {
+            at: now,
+            what: "retry held back by a network rule".to_owned(),
+            detail,
+            event: None,
+        });
+        return Decision::save(case);
+    }
     case.retry_under_way = Some(RetryUnderWay {
         attempt,
         at: timer.at,
@@ -264,6 +326,30 @@ fn on_timer(case: &Case, timer: &Timer) -> Decision {
     Decision {
         case: Some(case),
         actions: vec![Action::Retry { attempt }],
+    }
+}
+
+/// Why the networks do not allow attempt `attempt` on the case's card at `now`: `Ok` with the
+/// earliest time they do, `Err` when they never will; `None` when they allow it (or the card is
+/// not known). The attempt's own try, recorded before an earlier run of it was interrupted, does
+/// not count against it.
+fn network_refusal(
+    policy: &Policy,
+    case: &Case,
+    attempt: u32,
+    card: &[budget::Try],
+    now: Timestamp,
+) -> Option<Result<budget::Deferral, String>> {
+    let brand = &case.card.as_ref()?.brand;
+    let others: Vec<budget::Try> = card
+        .iter()
+        .filter(|t| t.invoice_id != case.invoice_id || t.attempt != attempt)
+        .cloned()
+        .collect();
+    match budget::earliest_allowed(&policy.networks, brand, &others, &case.invoice_id, now) {
+        Ok(Ok(_)) => None,
+        Ok(Err(deferral)) => Some(Ok(deferral)),
+        Err(never) => Some(Err(never)),
     }
 }
 
@@ -309,6 +395,7 @@ fn open(policy: &Policy, invoice: &Invoice, state: State, now: Timestamp) -> Cas
         new_payment_method: None,
         stripe_retries_at: None,
         retry_under_way: None,
+        card: None,
         segment: policy.segment_for(invoice).map(|s| s.name.clone()),
         opened_at: now,
         version: 0,
@@ -326,15 +413,34 @@ fn settle(case: &mut Case) {
         (None, _) => case.state,
     };
     case.state = state;
-    case.recovered_by = (state == State::Recovered).then_some(RecoveredBy::Unknown);
+    case.recovered_by =
+        (state == State::Recovered).then(|| case.recovered_by.unwrap_or(RecoveredBy::Unknown));
     if state.is_final() {
         case.timers.clear();
     }
 }
 
-fn record_attempt(case: &mut Case, number: u32, at: Timestamp) {
+/// Records an attempt's outcome. Told twice, an attempt keeps its earliest time; a real outcome
+/// replaces an `error` (the same attempt made again with the same key), and an `error` never hides
+/// a real outcome.
+fn record_attempt(
+    case: &mut Case,
+    number: u32,
+    at: Timestamp,
+    outcome: Outcome,
+    decline_code: Option<String>,
+) {
     if let Some(known) = case.attempts.iter_mut().find(|a| a.number == number) {
-        known.at = known.at.min(at);
+        if outcome == Outcome::Error {
+            return;
+        }
+        known.at = if known.outcome == Outcome::Error {
+            at
+        } else {
+            known.at.min(at)
+        };
+        known.outcome = outcome;
+        known.decline_code = decline_code.or(known.decline_code.take());
         return;
     }
     let position = case.attempts.partition_point(|a| a.number < number);
@@ -343,8 +449,8 @@ fn record_attempt(case: &mut Case, number: u32, at: Timestamp) {
         Attempt {
             at,
             number,
-            outcome: Outcome::Failed,
-            decline_code: None,
+            outcome,
+            decline_code,
         },
     );
 }

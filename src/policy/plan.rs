@@ -11,7 +11,11 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::decline;
 use super::timing::{self, Window};
-use super::{Case, DeclineClass};
+use super::{Case, DeclineClass, Outcome};
+
+/// How long after an attempt that reached no result (Stripe unreachable, or refusing for a reason
+/// that is not the card's) it is made again, with the same idempotency key.
+const AFTER_ERROR: SignedDuration = SignedDuration::from_mins(10);
 
 /// How many retries, how far apart, in what local hours.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +98,28 @@ impl Plan {
                  retry of its own while Stripe's retries are on"
             ));
         }
+        let zone = timing::zone(&case.customer_timezone);
+        if last.outcome == Outcome::Error {
+            let at = timing::into_window(last.at + AFTER_ERROR, &zone, self.window);
+            if at > first_failure + self.within {
+                return Err(format!(
+                    "attempt {} reached no result and the policy's {} from the first failure are \
+                     over",
+                    last.number,
+                    human(self.within)
+                ));
+            }
+            return Ok(NextRetry {
+                at,
+                attempt: last.number,
+                why: format!(
+                    "attempt {} reached no result: made again {} later with the same idempotency \
+                     key, in the customer's daytime",
+                    last.number,
+                    human(AFTER_ERROR)
+                ),
+            });
+        }
         let under_way = case.retry_under_way.filter(|r| r.attempt > last.number);
         let attempt = under_way.map_or(last.number, |r| r.attempt) + 1;
         if attempt > self.max_attempts {
@@ -139,7 +165,6 @@ impl Plan {
                 ),
             });
         };
-        let zone = timing::zone(&case.customer_timezone);
         // Mastercard's advice 24–30 names the shortest wait it tolerates; a shorter gap gives way.
         let network_wait = case
             .decline

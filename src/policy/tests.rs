@@ -6,6 +6,14 @@ use crate::webhook::event::{Parsed, parse};
 
 const NOW: i64 = 1_793_548_900;
 
+/// A timer coming due on a case whose card is not known.
+fn due(timer: Timer) -> Input {
+    Input::Timer {
+        timer,
+        card: Vec::new(),
+    }
+}
+
 fn now() -> Timestamp {
     Timestamp::from_second(NOW).unwrap()
 }
@@ -174,29 +182,19 @@ fn action_required_waits_for_the_customer_without_a_retry() {
 fn a_held_timer_fires_once_and_asks_for_the_retry() {
     let case = run(&[failed("evt_a", NOW - 60, 1)]).unwrap();
     let timer = case.timers[0];
-    let fired = decide(
-        &Policy::default(),
-        Some(&case),
-        &Input::Timer(timer),
-        timer.at,
-    );
+    let fired = decide(&Policy::default(), Some(&case), &due(timer), timer.at);
     assert_eq!(fired.actions, vec![Action::Retry { attempt: 2 }]);
     let after = fired.case.unwrap();
     assert!(after.timers.is_empty());
     assert_eq!(after.timeline.last().unwrap().what, "retry due");
 
-    let again = decide(
-        &Policy::default(),
-        Some(&after),
-        &Input::Timer(timer),
-        timer.at,
-    );
+    let again = decide(&Policy::default(), Some(&after), &due(timer), timer.at);
     assert_eq!(
         again,
         Decision::default(),
         "a fired timer cannot fire again"
     );
-    let no_case = decide(&Policy::default(), None, &Input::Timer(timer), timer.at);
+    let no_case = decide(&Policy::default(), None, &due(timer), timer.at);
     assert_eq!(no_case, Decision::default());
 }
 
@@ -293,7 +291,7 @@ proptest! {
         }
         seen.sort_by_key(|input| match input {
             Input::Event(e) => e.created,
-            Input::Timer(_) => unreachable!(),
+            Input::Timer { .. } | Input::Charge(_) => unreachable!(),
         });
         let got = run(&delivered).map(|c| outcome(&c));
         let want = run(&seen).map(|c| outcome(&c));
@@ -707,7 +705,7 @@ fn a_retry_under_way_is_not_planned_again_and_a_later_try_takes_the_next_attempt
     let policy = Policy::default();
     let opened = run(&[failed("evt_a", NOW, 1)]).unwrap();
     let timer = opened.timers[0];
-    let fired = decide(&policy, Some(&opened), &Input::Timer(timer), timer.at)
+    let fired = decide(&policy, Some(&opened), &due(timer), timer.at)
         .case
         .unwrap();
     assert_eq!(

@@ -17,6 +17,7 @@ use super::{
     TIMER_SHARDS, codec, newest_first, shard_of,
 };
 use crate::policy::Case;
+use crate::policy::budget::CardHistory;
 use crate::webhook::event::Event;
 
 /// A store that lives as long as the process; clones share it.
@@ -46,6 +47,8 @@ struct Inner {
     by_customer: HashMap<String, BTreeSet<String>>,
     by_subscription: HashMap<String, BTreeSet<String>>,
     clock_offset: i64,
+    /// Card histories as Redis holds them.
+    cards: HashMap<String, Vec<u8>>,
 }
 
 struct Slot {
@@ -222,6 +225,35 @@ impl Store for MemoryStore {
             .get(invoice_id)
             .map(|stored| codec::decode(stored))
             .transpose()
+    }
+
+    async fn load_card(&self, fingerprint: &str) -> Result<CardHistory, StoreError> {
+        self.lock().cards.get(fingerprint).map_or_else(
+            || Ok(CardHistory::new(fingerprint)),
+            |stored| codec::decode_card(stored),
+        )
+    }
+
+    /// Keeps every card for the life of the store (a process): nothing here outlives it anyway.
+    async fn save_card(&self, card: &CardHistory, _keep: Duration) -> Result<Saved, StoreError> {
+        let mut inner = self.lock();
+        let stored_version = match inner.cards.get(&card.fingerprint) {
+            Some(stored) => codec::decode_card(stored)?.version,
+            None => 0,
+        };
+        if stored_version != card.version {
+            return Ok(Saved::Conflict);
+        }
+        let saved = CardHistory {
+            version: card.version + 1,
+            ..card.clone()
+        };
+        inner
+            .cards
+            .insert(card.fingerprint.clone(), codec::encode_card(&saved));
+        Ok(Saved::Saved {
+            version: saved.version,
+        })
     }
 
     async fn save_case(&self, case: &Case) -> Result<Saved, StoreError> {

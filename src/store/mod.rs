@@ -27,6 +27,7 @@ use jiff::Timestamp;
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 use crate::policy::Case;
+use crate::policy::budget::CardHistory;
 use crate::webhook::event::Event;
 
 /// How many due-time sets the timers are spread over. Fixed: a case's shard is part of its keys,
@@ -174,6 +175,20 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// wake-up time; the saved case has the returned version.
     fn save_case(&self, case: &Case) -> impl Future<Output = Result<Saved, StoreError>> + Send;
 
+    /// The recent tries on a card; an empty history at version 0 when it has none.
+    fn load_card(
+        &self,
+        fingerprint: &str,
+    ) -> impl Future<Output = Result<CardHistory, StoreError>> + Send;
+
+    /// Saves a card's history if the stored version is still `card.version`; it is forgotten once
+    /// it has not been saved for `keep` (the networks' longest window).
+    fn save_card(
+        &self,
+        card: &CardHistory,
+        keep: Duration,
+    ) -> impl Future<Output = Result<Saved, StoreError>> + Send;
+
     /// The cases of a customer, newest first.
     fn cases_of_customer(
         &self,
@@ -223,6 +238,7 @@ pub(crate) mod codec {
 
     use super::StoreError;
     use crate::policy::Case;
+    use crate::policy::budget::CardHistory;
 
     const FORMAT: u8 = b'1';
     const DICTIONARY: &[u8] = include_bytes!("case.dict");
@@ -259,17 +275,42 @@ pub(crate) mod codec {
         stored
     }
 
-    pub fn decode(stored: &[u8]) -> Result<Case, StoreError> {
-        let corrupt = |why: String| StoreError::Corrupt(why);
+    /// A card's history: `<version>:` and its JSON, small enough to need no compression.
+    pub fn encode_card(card: &CardHistory) -> Vec<u8> {
+        let mut stored = format!("{}:", card.version).into_bytes();
+        serde_json::to_writer(&mut stored, card).expect("a card history always serialises");
+        stored
+    }
+
+    pub fn decode_card(stored: &[u8]) -> Result<CardHistory, StoreError> {
+        let (version, json) = split_version(stored)?;
+        let mut card: CardHistory = serde_json::from_slice(json)
+            .map_err(|e| StoreError::Corrupt(format!("a card history that is not JSON: {e}")))?;
+        card.version = version;
+        Ok(card)
+    }
+
+    /// `<version>:<rest>`: the version every stored value leads with, and the rest.
+    fn split_version(stored: &[u8]) -> Result<(u64, &[u8]), StoreError> {
         let colon = stored
             .iter()
             .position(|&b| b == b':')
-            .ok_or_else(|| corrupt("a case without its version".into()))?;
-        let json = match stored.get(colon + 1) {
-            Some(&FORMAT) => DECOMPRESSOR
-                .with_borrow_mut(|zstd| zstd.decompress(&stored[colon + 2..], MAX_JSON))
+            .ok_or_else(|| StoreError::Corrupt("a stored value without its version".into()))?;
+        let version = std::str::from_utf8(&stored[..colon])
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| StoreError::Corrupt("a stored value with a damaged version".into()))?;
+        Ok((version, &stored[colon + 1..]))
+    }
+
+    pub fn decode(stored: &[u8]) -> Result<Case, StoreError> {
+        let corrupt = |why: String| StoreError::Corrupt(why);
+        let (_, body) = split_version(stored)?;
+        let json = match body.split_first() {
+            Some((&FORMAT, compressed)) => DECOMPRESSOR
+                .with_borrow_mut(|zstd| zstd.decompress(compressed, MAX_JSON))
                 .map_err(|e| corrupt(format!("case does not decompress: {e}")))?,
-            Some(other) => {
+            Some((other, _)) => {
                 return Err(corrupt(format!(
                     "case stored in format {:?}, which this release cannot read (written by a \
                      newer recoup?)",

@@ -41,6 +41,7 @@ use super::{
 };
 use crate::config::RedisSettings;
 use crate::policy::Case;
+use crate::policy::budget::CardHistory;
 use crate::webhook::event::Event;
 
 /// The inbox stream that workers consume.
@@ -63,6 +64,11 @@ pub const DEAD_LETTERS: &str = "recoup:{inbox}:dead";
 
 /// The test clock's offset.
 pub const CLOCK_OFFSET: &str = "recoup:{clock}:offset";
+
+/// The key of a card's recent tries, named by its fingerprint.
+pub fn card_key(fingerprint: &str) -> String {
+    format!("recoup:card:{{{fingerprint}}}")
+}
 
 /// The key of an invoice's case.
 pub fn case_key(invoice_id: &str) -> String {
@@ -99,7 +105,7 @@ const MAX_BLOCK: Duration = Duration::from_secs(2);
 
 struct Scripts {
     ingest: Script,
-    save_case: Script,
+    save_versioned: Script,
     claim_due: Script,
     ack: Script,
     fail: Script,
@@ -139,7 +145,7 @@ impl RedisStore {
             reclaim_cursor: Arc::new(Mutex::new("0-0".to_owned())),
             scripts: Arc::new(Scripts {
                 ingest: Script::new(include_str!("scripts/ingest.lua")),
-                save_case: Script::new(include_str!("scripts/save_case.lua")),
+                save_versioned: Script::new(include_str!("scripts/save_versioned.lua")),
                 claim_due: Script::new(include_str!("scripts/claim_due.lua")),
                 ack: Script::new(include_str!("scripts/ack.lua")),
                 fail: Script::new(include_str!("scripts/fail.lua")),
@@ -147,6 +153,20 @@ impl RedisStore {
             settings: settings.clone(),
             timeout,
             url,
+        })
+    }
+
+    async fn save_versioned(
+        &self,
+        invocation: redis::ScriptInvocation<'_>,
+        version: u64,
+    ) -> Result<Saved, StoreError> {
+        let mut conn = self.conn.clone();
+        let written: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(if written == 1 {
+            Saved::Saved { version }
+        } else {
+            Saved::Conflict
         })
     }
 
@@ -557,23 +577,41 @@ impl Store for RedisStore {
             .next_wake()
             .map(|at| at.as_millisecond().to_string())
             .unwrap_or_default();
-        let mut invocation = self.scripts.save_case.prepare_invoke();
+        let mut invocation = self.scripts.save_versioned.prepare_invoke();
         invocation
             .key(case_key(id))
             .key(due_key(shard_of(id)))
             .arg(case.version)
             .arg(codec::encode(&saved))
             .arg(id)
-            .arg(wake);
-        let mut conn = self.conn.clone();
-        let written: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
-        Ok(if written == 1 {
-            Saved::Saved {
-                version: saved.version,
-            }
-        } else {
-            Saved::Conflict
-        })
+            .arg(wake)
+            .arg("");
+        self.save_versioned(invocation, saved.version).await
+    }
+
+    async fn load_card(&self, fingerprint: &str) -> Result<CardHistory, StoreError> {
+        let stored: Option<Vec<u8>> = self
+            .query(redis::cmd("GET").arg(card_key(fingerprint)))
+            .await?;
+        stored
+            .as_deref()
+            .map_or_else(|| Ok(CardHistory::new(fingerprint)), codec::decode_card)
+    }
+
+    async fn save_card(&self, card: &CardHistory, keep: Duration) -> Result<Saved, StoreError> {
+        let saved = CardHistory {
+            version: card.version + 1,
+            ..card.clone()
+        };
+        let mut invocation = self.scripts.save_versioned.prepare_invoke();
+        invocation
+            .key(card_key(&card.fingerprint))
+            .arg(card.version)
+            .arg(codec::encode_card(&saved))
+            .arg("")
+            .arg("")
+            .arg(keep.as_millis() as u64);
+        self.save_versioned(invocation, saved.version).await
     }
 
     async fn cases_of_customer(&self, customer_id: &str) -> Result<Vec<Case>, StoreError> {

@@ -7,11 +7,12 @@ use futures_util::FutureExt;
 use jiff::Timestamp;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
-use super::{Inputs, Worker, carry_out, store_backoff};
-use crate::policy::Input;
+use super::{Inputs, Worker, note_try, store_backoff};
+use crate::policy::budget::Try;
+use crate::policy::{Case, Charge, ChargeResult, Input, Outcome};
 use crate::store::{Failure, InboxEntry, Store};
 use crate::telemetry::metric;
-use crate::webhook::event::{Event, EventKind, EventObject};
+use crate::webhook::event::{Event, EventKind, EventObject, Invoice};
 
 /// How many entries one read takes at most.
 const READ_BATCH: usize = 64;
@@ -132,29 +133,97 @@ enum Fault {
 }
 
 async fn process<S: Store>(worker: &Worker<S>, entry: &InboxEntry) -> Result<(), Fault> {
-    let input = Input::Event(Box::new(entry.event.clone()));
-    for invoice_id in cases_touched(worker, &entry.event).await? {
-        let applied = worker
-            .apply(&invoice_id, Inputs::One(&input))
-            .await
-            .map_err(|e| {
-                if e.is_transient() {
-                    Fault::Moment(e.to_string())
-                } else {
-                    Fault::Entry(e.to_string())
-                }
-            })?;
-        if let Some(case) = &applied.case {
-            carry_out(case, &applied.actions);
+    let event = &entry.event;
+    let input = Input::Event(Box::new(event.clone()));
+    for invoice_id in cases_touched(worker, event).await? {
+        let applied = apply(worker, &invoice_id, &input).await?;
+        if let (EventObject::Invoice(invoice), Some(case)) = (&event.object, &applied.case) {
+            learn_decline(worker, event, invoice, case).await?;
         }
     }
-    if let EventObject::Invoice(invoice) = &entry.event.object
-        && entry.event.kind == EventKind::InvoicePaymentFailed
+    if let EventObject::Invoice(invoice) = &event.object
+        && event.kind == EventKind::InvoicePaymentFailed
         && invoice.next_payment_attempt.is_some()
     {
         metrics::counter!(metric::STRIPE_RETRYING).increment(1);
     }
     Ok(())
+}
+
+async fn apply<S: Store>(
+    worker: &Worker<S>,
+    invoice_id: &str,
+    input: &Input,
+) -> Result<super::Applied, Fault> {
+    worker
+        .apply(invoice_id, Inputs::One(input))
+        .await
+        .map_err(|e| {
+            if e.is_transient() {
+                Fault::Moment(e.to_string())
+            } else {
+                Fault::Entry(e.to_string())
+            }
+        })
+}
+
+/// Stripe's failure events say that an attempt failed, not why: the decline (and the card it came
+/// from) is read from the payment intent and fed in as that attempt's result, so the plan follows
+/// the real decline class from the first failure on. Stripe being unreachable defers the entry; a
+/// payment Stripe has no decline for leaves the decline unknown (`ambiguous` to the plan).
+async fn learn_decline<S: Store>(
+    worker: &Worker<S>,
+    event: &Event,
+    invoice: &Invoice,
+    case: &Case,
+) -> Result<(), Fault> {
+    let attempt = invoice.attempt_count.max(1);
+    let unexplained = case
+        .attempts
+        .iter()
+        .any(|a| a.number == attempt && a.outcome == Outcome::Failed && a.decline_code.is_none());
+    let failure = matches!(
+        event.kind,
+        EventKind::InvoicePaymentFailed | EventKind::InvoicePaymentActionRequired
+    );
+    if !failure || !unexplained {
+        return Ok(());
+    }
+    let found = worker
+        .processor
+        .last_decline(&case.invoice_id, invoice.payment_intent.as_deref())
+        .await;
+    let declined = match found {
+        Ok(Some(declined)) => declined,
+        Ok(None) => return Ok(()),
+        Err(e) if e.passing => return Err(Fault::Moment(e.message)),
+        Err(e) => {
+            tracing::warn!(invoice = %case.invoice_id, attempt, "no decline details: {e}");
+            return Ok(());
+        }
+    };
+    let at = Timestamp::from_second(event.created).unwrap_or(case.opened_at);
+    if let Some(card) = &declined.card {
+        let tried = Try {
+            at,
+            invoice_id: case.invoice_id.clone(),
+            attempt,
+            declined: true,
+        };
+        note_try(
+            &worker.store,
+            &worker.policy.networks,
+            &card.fingerprint,
+            tried,
+        )
+        .await;
+    }
+    let input = Input::Charge(Box::new(Charge {
+        attempt,
+        at,
+        result: ChargeResult::Declined(declined),
+    }));
+    apply(worker, &case.invoice_id, &input).await.map(drop)
 }
 
 /// The cases an event is for: an invoice event's own case; a payment method's or a customer's

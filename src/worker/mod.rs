@@ -9,8 +9,14 @@
 //!   feeds the case's due timers into `decide`.
 //!
 //! Both go through [`apply`]: load the case, decide, save with compare-and-set, and on a conflict do
-//! it again on fresh state, so concurrent inputs for one case never overwrite each other. Actions run
-//! only after their case is saved. Within one process, inputs for the same case also take turns
+//! it again on fresh state, so concurrent inputs for one case never overwrite each other.
+//!
+//! A due retry is charged *before* its case is saved, and the result saved with the timer's removal
+//! in one write. A worker that dies in between leaves the timer in the case: it fires again after
+//! the lease, as the same attempt with the same idempotency key, and Stripe answers what it answered
+//! the first time. Before the charge, the try is written to the card's history (compare-and-set
+//! too), so two workers charging one card for different invoices cannot both spend the last try
+//! a network allows. Within one process, inputs for the same case also take turns
 //! ([`locks`]): compare-and-set keeps them correct, taking turns keeps a burst of events for one
 //! invoice from turning into a storm of conflicts; only workers in different processes still race.
 //!
@@ -33,7 +39,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::clock::Clock;
 use crate::config::WorkerSettings;
-use crate::policy::{Action, Case, Input, Policy, decide};
+use crate::policy::budget::{self, CardHistory, Try};
+use crate::policy::{Action, Case, Charge, ChargeResult, Input, Policy, decide};
+use crate::processor::Processor;
 use crate::store::{Saved, Store, StoreError};
 use crate::telemetry::metric;
 
@@ -45,6 +53,7 @@ const MAX_CONFLICTS: u32 = 1_000;
 pub struct Worker<S> {
     store: S,
     policy: Arc<Policy>,
+    processor: Arc<dyn Processor>,
     clock: Clock<S>,
     settings: WorkerSettings,
     consumer: String,
@@ -83,7 +92,13 @@ impl ApplyError {
 }
 
 impl<S: Store> Worker<S> {
-    pub fn new(store: S, policy: Policy, clock: Clock<S>, settings: WorkerSettings) -> Self {
+    pub fn new(
+        store: S,
+        policy: Policy,
+        processor: Arc<dyn Processor>,
+        clock: Clock<S>,
+        settings: WorkerSettings,
+    ) -> Self {
         let consumer = format!(
             "{}-{}-{}",
             hostname(),
@@ -94,6 +109,7 @@ impl<S: Store> Worker<S> {
             permits: Arc::new(Semaphore::new(settings.concurrency)),
             store,
             policy: Arc::new(policy),
+            processor,
             clock,
             settings,
             consumer,
@@ -157,7 +173,13 @@ impl<S: Store> Worker<S> {
 
     async fn apply(&self, invoice_id: &str, inputs: Inputs<'_>) -> Result<Applied, ApplyError> {
         let _turn = self.locks.turn(invoice_id).await;
-        apply(&self.store, &self.policy, &self.clock, invoice_id, inputs).await
+        let engine = Engine {
+            store: &self.store,
+            policy: &self.policy,
+            processor: self.processor.as_ref(),
+            clock: &self.clock,
+        };
+        engine.apply(invoice_id, inputs).await
     }
 }
 
@@ -169,95 +191,218 @@ pub enum Inputs<'a> {
     DueTimers(Option<Option<&'a Case>>),
 }
 
-/// Loads the case, decides, and saves with compare-and-set, again on fresh state after a conflict.
-///
-/// For [`Inputs::DueTimers`] the case is saved even when nothing was due, so that its wake-up entry
-/// (pushed a lease ahead by the claim) is set back to the case's real next wake-up.
-pub async fn apply<S: Store>(
-    store: &S,
-    policy: &Policy,
-    clock: &Clock<S>,
-    invoice_id: &str,
-    inputs: Inputs<'_>,
-) -> Result<Applied, ApplyError> {
-    let mut pauses = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(1))
-        .with_max_delay(Duration::from_millis(50))
-        .with_jitter()
-        .without_max_times()
-        .build();
-    // What the caller already read serves the first try; after a conflict only a fresh read will.
-    let mut known = match inputs {
-        Inputs::DueTimers(known) => known.map(|case| case.cloned()),
-        Inputs::One(_) => None,
-    };
-    for _ in 0..MAX_CONFLICTS {
-        let stored = match known.take() {
-            Some(case) => case,
-            None => store.load_case(invoice_id).await?,
-        };
-        let now = clock.now().await?;
-        let (case, actions, fired) = match inputs {
-            Inputs::One(input) => {
-                let decision = decide(policy, stored.as_ref(), input, now);
-                (decision.case, decision.actions, Vec::new())
-            }
-            Inputs::DueTimers(_) => {
-                let Some(stored) = stored else {
-                    return Ok(Applied {
-                        case: None,
-                        actions: Vec::new(),
-                    });
-                };
-                fire_due(policy, stored, now)
-            }
-        };
-        let Some(mut case) = case else {
-            return Ok(Applied {
-                case: None,
-                actions,
-            });
-        };
-        match store.save_case(&case).await? {
-            Saved::Saved { version } => {
-                case.version = version;
-                record_firings(&fired, now);
-                return Ok(Applied {
-                    case: Some(case),
-                    actions,
-                });
-            }
-            Saved::Conflict => {
-                metrics::counter!(metric::CASE_CONFLICTS).increment(1);
-                tokio::time::sleep(pauses.next().unwrap_or(Duration::from_millis(50))).await;
-            }
-        }
-    }
-    Err(ApplyError::Contended(invoice_id.to_owned()))
+/// What [`Engine::apply`] works with.
+#[derive(Clone, Copy)]
+pub struct Engine<'a, S> {
+    pub store: &'a S,
+    pub policy: &'a Policy,
+    pub processor: &'a dyn Processor,
+    pub clock: &'a Clock<S>,
 }
 
-/// Feeds every due timer of `case` into `decide`, earliest first.
-fn fire_due(
-    policy: &Policy,
-    case: Case,
-    now: Timestamp,
-) -> (Option<Case>, Vec<Action>, Vec<Timestamp>) {
-    let due = case.due_timers(now);
-    let mut fired = Vec::new();
-    let mut actions = Vec::new();
-    let mut current = case;
-    for timer in due {
-        let decision = decide(policy, Some(&current), &Input::Timer(timer), now);
-        if let Some(next) = decision.case {
-            current = next;
-            fired.push(timer.at);
-            actions.extend(decision.actions);
+/// A decision on a case before anything is charged or saved.
+struct Decided {
+    case: Option<Case>,
+    actions: Vec<Action>,
+    /// When each fired timer was due.
+    fired: Vec<Timestamp>,
+    /// The case's card history as the decision saw it, when the case names its card.
+    card: Option<CardHistory>,
+}
+
+impl<S: Store> Engine<'_, S> {
+    /// Loads the case, decides, charges what the decision asks for, and saves with compare-and-set,
+    /// again on fresh state after a conflict.
+    ///
+    /// For [`Inputs::DueTimers`] the case is saved even when nothing was due, so that its wake-up
+    /// entry (pushed a lease ahead by the claim) is set back to the case's real next wake-up.
+    pub async fn apply(&self, invoice_id: &str, inputs: Inputs<'_>) -> Result<Applied, ApplyError> {
+        let mut pauses = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(1))
+            .with_max_delay(Duration::from_millis(50))
+            .with_jitter()
+            .without_max_times()
+            .build();
+        // What the caller already read serves the first try; after a conflict only a fresh read will.
+        let mut known = match inputs {
+            Inputs::DueTimers(known) => known.map(|case| case.cloned()),
+            Inputs::One(_) => None,
+        };
+        for _ in 0..MAX_CONFLICTS {
+            let stored = match known.take() {
+                Some(case) => case,
+                None => self.store.load_case(invoice_id).await?,
+            };
+            let now = self.clock.now().await?;
+            let decided = match inputs {
+                Inputs::One(input) => {
+                    let decision = decide(self.policy, stored.as_ref(), input, now);
+                    Decided {
+                        case: decision.case,
+                        actions: decision.actions,
+                        fired: Vec::new(),
+                        card: None,
+                    }
+                }
+                Inputs::DueTimers(_) => match stored {
+                    Some(stored) => self.fire_due(stored, now).await?,
+                    None => {
+                        return Ok(Applied {
+                            case: None,
+                            actions: Vec::new(),
+                        });
+                    }
+                },
+            };
+            let Some(case) = decided.case else {
+                return Ok(Applied {
+                    case: None,
+                    actions: decided.actions,
+                });
+            };
+            let charged = self.charge(case, &decided.actions, decided.card).await?;
+            if let Some(mut case) = charged {
+                match self.store.save_case(&case).await? {
+                    Saved::Saved { version } => {
+                        case.version = version;
+                        record_firings(&decided.fired, now);
+                        return Ok(Applied {
+                            case: Some(case),
+                            actions: decided.actions,
+                        });
+                    }
+                    Saved::Conflict => {}
+                }
+            }
+            metrics::counter!(metric::CASE_CONFLICTS).increment(1);
+            tokio::time::sleep(pauses.next().unwrap_or(Duration::from_millis(50))).await;
+        }
+        Err(ApplyError::Contended(invoice_id.to_owned()))
+    }
+
+    /// Feeds every due timer of `case` into `decide`, earliest first, with the history of the
+    /// case's card for the networks' budgets.
+    async fn fire_due(&self, case: Case, now: Timestamp) -> Result<Decided, ApplyError> {
+        let card = match &case.card {
+            Some(card) => Some(self.store.load_card(&card.fingerprint).await?),
+            None => None,
+        };
+        let tries = card.as_ref().map(|c| c.tries.clone()).unwrap_or_default();
+        let due = case.due_timers(now);
+        let mut fired = Vec::new();
+        let mut actions = Vec::new();
+        let mut current = case;
+        for timer in due {
+            let input = Input::Timer {
+                timer,
+                card: tries.clone(),
+            };
+            let decision = decide(self.policy, Some(&current), &input, now);
+            if let Some(next) = decision.case {
+                current = next;
+                fired.push(timer.at);
+                actions.extend(decision.actions);
+            }
+        }
+        if fired.is_empty() {
+            metrics::counter!(metric::STALE_WAKEUPS).increment(1);
+        }
+        Ok(Decided {
+            case: Some(current),
+            actions,
+            fired,
+            card,
+        })
+    }
+
+    /// Makes the charges `actions` ask for and feeds each result back into the case. Each try is
+    /// first written to the card's history; `None` when another worker changed that history since
+    /// the decision read it (the decision is then made again).
+    async fn charge(
+        &self,
+        mut case: Case,
+        actions: &[Action],
+        mut card: Option<CardHistory>,
+    ) -> Result<Option<Case>, ApplyError> {
+        let rules = &self.policy.networks;
+        for &Action::Retry { attempt } in actions {
+            let now = self.clock.now().await?;
+            let invoice_id = case.invoice_id.clone();
+            let tried = |at, declined| Try {
+                at,
+                invoice_id: invoice_id.clone(),
+                attempt,
+                declined,
+            };
+            if let Some(card) = card.as_mut()
+                && card.record(tried(now, true), rules, now)
+            {
+                match self.store.save_card(card, CardHistory::keep(rules)).await? {
+                    Saved::Saved { version } => card.version = version,
+                    Saved::Conflict => return Ok(None),
+                }
+            }
+            metrics::counter!(metric::ACTIONS, "action" => "retry").increment(1);
+            let result = self.processor.charge(&case.invoice_id, attempt).await;
+            metrics::counter!(metric::CHARGES, "result" => result.as_str()).increment(1);
+            tracing::info!(invoice = %case.invoice_id, attempt, result = result.as_str(), "charge attempt");
+            // The card the result belongs to: the one it was declined on, else the one reserved.
+            let charged_card = match &result {
+                ChargeResult::Declined(d) => d.card.as_ref().map(|c| c.fingerprint.clone()),
+                _ => None,
+            }
+            .or_else(|| card.as_ref().map(|c| c.fingerprint.clone()));
+            let declined = !matches!(result, ChargeResult::Paid);
+            let made = !matches!(
+                result,
+                ChargeResult::NotOpen { .. } | ChargeResult::Failed { .. }
+            );
+            let at = self.clock.now().await?;
+            let input = Input::Charge(Box::new(Charge {
+                attempt,
+                at,
+                result,
+            }));
+            if let Some(next) = decide(self.policy, Some(&case), &input, at).case {
+                case = next;
+            }
+            if let Some(fingerprint) = charged_card.filter(|_| made) {
+                note_try(self.store, rules, &fingerprint, tried(now, declined)).await;
+            }
+        }
+        Ok(Some(case))
+    }
+}
+
+/// Adds a try with its known result to a card's history, for the budgets of later retries. Best
+/// effort: the history already holds the try as a decline when it was reserved, which only errs on
+/// the side of the networks' rules.
+pub(crate) async fn note_try<S: Store>(
+    store: &S,
+    rules: &[budget::Rule],
+    fingerprint: &str,
+    try_: Try,
+) {
+    for _ in 0..3 {
+        let mut card = match store.load_card(fingerprint).await {
+            Ok(card) => card,
+            Err(e) => {
+                tracing::warn!(fingerprint, "cannot read the card's history: {e}");
+                return;
+            }
+        };
+        if !card.record(try_.clone(), rules, try_.at) {
+            return;
+        }
+        match store.save_card(&card, CardHistory::keep(rules)).await {
+            Ok(Saved::Saved { .. }) => return,
+            Ok(Saved::Conflict) => continue,
+            Err(e) => {
+                tracing::warn!(fingerprint, "cannot record a try on the card: {e}");
+                return;
+            }
         }
     }
-    if fired.is_empty() {
-        metrics::counter!(metric::STALE_WAKEUPS).increment(1);
-    }
-    (Some(current), actions, fired)
 }
 
 fn record_firings(fired: &[Timestamp], now: Timestamp) {
@@ -265,21 +410,6 @@ fn record_firings(fired: &[Timestamp], now: Timestamp) {
         metrics::counter!(metric::TIMERS_FIRED).increment(1);
         let late = now.duration_since(*due).as_secs_f64().max(0.0);
         metrics::histogram!(metric::TIMER_LATENESS_SECONDS).record(late);
-    }
-}
-
-/// Carries out what a saved decision asks for.
-///
-/// Retries are counted and logged; charging the invoice belongs to the processor, which this
-/// release does not have yet, so a due retry is visible (timeline, log, metric) but not charged.
-fn carry_out(case: &Case, actions: &[Action]) {
-    for action in actions {
-        match action {
-            Action::Retry { attempt } => {
-                metrics::counter!(metric::ACTIONS, "action" => "retry").increment(1);
-                tracing::debug!(invoice = %case.invoice_id, attempt, "retry due");
-            }
-        }
     }
 }
 
@@ -303,8 +433,29 @@ fn store_backoff() -> impl Iterator<Item = Duration> {
 
 #[cfg(test)]
 mod tests {
+    use futures_util::future::BoxFuture;
+
     use super::*;
+    use crate::policy::Declined;
+    use crate::processor::ProcessorError;
     use crate::store::MemoryStore;
+
+    /// The slot tests charge nothing.
+    struct Unused;
+
+    impl Processor for Unused {
+        fn charge<'a>(&'a self, _: &'a str, _: u32) -> BoxFuture<'a, ChargeResult> {
+            unreachable!("nothing is charged here")
+        }
+
+        fn last_decline<'a>(
+            &'a self,
+            _: &'a str,
+            _: Option<&'a str>,
+        ) -> BoxFuture<'a, Result<Option<Declined>, ProcessorError>> {
+            unreachable!("nothing is looked up here")
+        }
+    }
 
     fn worker(concurrency: usize) -> Worker<MemoryStore> {
         let store = MemoryStore::new();
@@ -313,7 +464,7 @@ mod tests {
             concurrency,
             ..WorkerSettings::default()
         };
-        Worker::new(store, Policy::default(), clock, settings)
+        Worker::new(store, Policy::default(), Arc::new(Unused), clock, settings)
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
-use super::{Inputs, Worker, carry_out, store_backoff};
+use super::{Inputs, Worker, store_backoff};
 use crate::store::{Claim, Store, TIMER_SHARDS};
 
 /// How many wake-ups one claim takes at most.
@@ -73,20 +73,8 @@ async fn wake<S: Store>(worker: Arc<Worker<S>>, claim: Claim, _slot: OwnedSemaph
     let Claim { invoice_id, case } = claim;
     // An unreadable case is read again by `apply`, which reports it as the store error it is.
     let known = case.ok();
-    match worker
-        .apply(
-            &invoice_id,
-            Inputs::DueTimers(known.as_ref().map(Option::as_ref)),
-        )
-        .await
-    {
-        Ok(applied) => {
-            if let Some(case) = &applied.case {
-                carry_out(case, &applied.actions);
-            }
-        }
-        Err(e) => {
-            tracing::warn!(invoice = %invoice_id, "timer not fired, retried after the lease: {e}")
-        }
+    let due = Inputs::DueTimers(known.as_ref().map(Option::as_ref));
+    if let Err(e) = worker.apply(&invoice_id, due).await {
+        tracing::warn!(invoice = %invoice_id, "timer not fired, retried after the lease: {e}")
     }
 }

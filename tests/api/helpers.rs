@@ -21,11 +21,15 @@ use recoup::webhook::signature;
 pub use recoup::webhook::signature::unix_now;
 use tokio::sync::oneshot;
 
+use crate::fake_stripe::FakeStripe;
+
 pub const SECRET: &str = "whsec_test_primary_5f1c0e";
 pub const OLD_SECRET: &str = "whsec_test_retiring_9b2d7a";
 /// A support token the API accepts when a test configures `RECOUP_API_TOKENS` with [`API_TOKENS`].
 pub const API_TOKEN: &str = "tok_support_ana_0123456789";
 pub const API_TOKENS: &str = "support-ana:tok_support_ana_0123456789";
+/// The secret key recoup calls the fake Stripe with.
+pub const STRIPE_KEY: &str = "sk_test_recoup_fake_4eC39HqLyjWDarjtT1zdp7dc";
 
 /// Polls `check` until it holds, for at most `limit`; panics with `what` otherwise.
 pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
@@ -275,16 +279,102 @@ pub fn base_env(redis: &TestRedis) -> Vec<(String, String)> {
         ("REDIS_URL", redis.url()),
         ("RECOUP_LISTEN", "127.0.0.1:0".to_owned()),
         ("STRIPE_WEBHOOK_SECRETS", SECRET.to_owned()),
+        ("STRIPE_API_KEY", STRIPE_KEY.to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect()
 }
 
+/// Talking to a running recoup over HTTP, in-process or as a process, the way clients do.
+#[allow(async_fn_in_trait)]
+pub trait Recoup {
+    fn addr(&self) -> SocketAddr;
+
+    fn http(&self) -> &reqwest::Client;
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr())
+    }
+
+    /// Waits for the invoice's case to satisfy `ready`, and returns it.
+    async fn case_when(
+        &self,
+        invoice_id: &str,
+        ready: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let path = format!("/api/v1/invoices/{invoice_id}");
+        let mut case = serde_json::Value::Null;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let answer = self.api_get(&path).await;
+            if answer.status == 200 {
+                case = answer.json();
+                if ready(&case) {
+                    return case;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "case {invoice_id} never got ready; last seen: {case}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// POSTs `body` to the webhook route with this exact `Stripe-Signature` (or none).
+    async fn post_webhook(&self, body: Vec<u8>, signature: Option<String>) -> Answer {
+        let mut request = self
+            .http()
+            .post(self.url("/webhooks/stripe"))
+            .header("content-type", "application/json");
+        if let Some(signature) = signature {
+            request = request.header("stripe-signature", signature);
+        }
+        Answer::from(request.body(body).send().await.expect("request completes")).await
+    }
+
+    /// POSTs `body` signed with [`SECRET`] at the current time, as Stripe would.
+    async fn deliver(&self, body: Vec<u8>) -> Answer {
+        let header = signature::sign(SECRET.as_bytes(), unix_now(), &body);
+        self.post_webhook(body, Some(header)).await
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        Answer::from(self.http().get(self.url(path)).send().await.unwrap()).await
+    }
+
+    /// GETs an API path with the support [`API_TOKEN`].
+    async fn api_get(&self, path: &str) -> Answer {
+        let request = self.http().get(self.url(path)).bearer_auth(API_TOKEN);
+        Answer::from(request.send().await.unwrap()).await
+    }
+
+    /// POSTs a JSON body to an API path with the support [`API_TOKEN`].
+    async fn api_post(&self, path: &str, body: &str) -> Answer {
+        let request = self
+            .http()
+            .post(self.url(path))
+            .bearer_auth(API_TOKEN)
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        Answer::from(request.send().await.unwrap()).await
+    }
+
+    /// Moves the test clock forward through the API and waits for the due timers to be claimed.
+    async fn advance_clock(&self, seconds: i64) {
+        let body = format!(r#"{{"seconds":{seconds}}}"#);
+        let moved = self.api_post("/api/v1/clock/advance", &body).await;
+        assert_eq!(moved.status, 200, "{}", moved.text);
+    }
+}
+
 /// recoup running in-process against its own Redis.
 pub struct TestApp {
     pub addr: SocketAddr,
     pub redis: TestRedis,
+    /// The Stripe the app's worker charges through (unused by a receiver).
+    pub stripe: FakeStripe,
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -304,7 +394,9 @@ impl TestApp {
     /// Spawns in `role` with extra environment, which overrides the base.
     pub async fn spawn_as(role: Role, extra: &[(&str, &str)]) -> Self {
         let redis = TestRedis::start();
+        let stripe = FakeStripe::start();
         let mut env = base_env(&redis);
+        env.extend(stripe.env().map(|(k, v)| (k.to_owned(), v)));
         env.extend(
             extra
                 .iter()
@@ -322,6 +414,7 @@ impl TestApp {
         TestApp {
             addr,
             redis,
+            stripe,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -330,48 +423,15 @@ impl TestApp {
             served: Some(served),
         }
     }
+}
 
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+impl Recoup for TestApp {
+    fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
-    /// POSTs `body` to the webhook route with this exact `Stripe-Signature` (or none).
-    pub async fn post_webhook(&self, body: Vec<u8>, signature: Option<String>) -> Answer {
-        let mut request = self
-            .http
-            .post(self.url("/webhooks/stripe"))
-            .header("content-type", "application/json");
-        if let Some(signature) = signature {
-            request = request.header("stripe-signature", signature);
-        }
-        Answer::from(request.body(body).send().await.expect("request completes")).await
-    }
-
-    /// POSTs `body` signed with [`SECRET`] at the current time, as Stripe would.
-    pub async fn deliver(&self, body: Vec<u8>) -> Answer {
-        let header = signature::sign(SECRET.as_bytes(), unix_now(), &body);
-        self.post_webhook(body, Some(header)).await
-    }
-
-    pub async fn get(&self, path: &str) -> Answer {
-        Answer::from(self.http.get(self.url(path)).send().await.unwrap()).await
-    }
-
-    /// GETs an API path with the support [`API_TOKEN`].
-    pub async fn api_get(&self, path: &str) -> Answer {
-        let request = self.http.get(self.url(path)).bearer_auth(API_TOKEN);
-        Answer::from(request.send().await.unwrap()).await
-    }
-
-    /// POSTs a JSON body to an API path with the support [`API_TOKEN`].
-    pub async fn api_post(&self, path: &str, body: &str) -> Answer {
-        let request = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(API_TOKEN)
-            .header("content-type", "application/json")
-            .body(body.to_owned());
-        Answer::from(request.send().await.unwrap()).await
+    fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 }
 
@@ -444,6 +504,22 @@ pub fn all_fixtures() -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// A bundled invoice event with its own event id, invoice id, creation time and attempt number.
+pub fn invoice_event(
+    kind: &str,
+    event_id: &str,
+    invoice_id: &str,
+    created: i64,
+    attempt: u64,
+) -> Vec<u8> {
+    let mut event: serde_json::Value = serde_json::from_slice(&fixture(kind)).unwrap();
+    event["id"] = event_id.into();
+    event["created"] = created.into();
+    event["data"]["object"]["id"] = invoice_id.into();
+    event["data"]["object"]["attempt_count"] = attempt.into();
+    serde_json::to_vec(&event).unwrap()
+}
+
 /// A small, valid event of any type with the given id.
 pub fn event_body(id: &str, event_type: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
@@ -508,6 +584,10 @@ pub fn open_case(
 pub struct RecoupProcess {
     pub child: Child,
     pub addr: SocketAddr,
+    http: reqwest::Client,
+    /// The fake Stripe of a worker not given one (`STRIPE_API_BASE`) by its test, held so it
+    /// answers for as long as the process runs.
+    _stripe: Option<FakeStripe>,
     stdout: Output,
     stderr: Output,
 }
@@ -567,9 +647,12 @@ impl RecoupProcess {
 
     async fn try_serve(redis: &TestRedis, role: &str, extra: &[(&str, &str)]) -> Option<Self> {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let stripe = (role != "receiver" && !extra.iter().any(|(k, _)| *k == "STRIPE_API_BASE"))
+            .then(FakeStripe::start);
         let mut child = recoup_command()
             .args(["serve", "--role", role])
             .envs(base_env(redis))
+            .envs(stripe.iter().flat_map(FakeStripe::env))
             .env("RECOUP_LISTEN", addr.to_string())
             .envs(extra.iter().copied())
             .stdout(Stdio::piped())
@@ -581,6 +664,11 @@ impl RecoupProcess {
         let mut process = RecoupProcess {
             child,
             addr,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+            _stripe: stripe,
             stdout,
             stderr,
         };
@@ -637,6 +725,16 @@ pub fn metric_value(text: &str, name: &str) -> u64 {
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+}
+
+impl Recoup for RecoupProcess {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
 }
 
 impl Drop for RecoupProcess {

@@ -1,8 +1,10 @@
 //! recoup as a user sees it: real HTTP, a real Redis per test, the real binary where it matters.
 
+mod fake_stripe;
 mod helpers;
 mod operations;
 mod process;
+mod retries;
 mod status;
 mod store;
 mod webhook;

@@ -211,6 +211,18 @@ fn serve_without_webhook_secrets_exits_1() {
 }
 
 #[test]
+fn a_worker_without_a_stripe_key_exits_1_and_says_which() {
+    for role in ["worker", "all"] {
+        let (code, _, stderr) = run(
+            &["serve", "--role", role],
+            &[("STRIPE_WEBHOOK_SECRETS", SECRET)],
+        );
+        assert_eq!(code, Some(1), "{role}: {stderr}");
+        assert!(stderr.contains("STRIPE_API_KEY is not set"), "{stderr}");
+    }
+}
+
+#[test]
 fn unreachable_redis_exits_1_without_leaking_the_password() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
@@ -218,7 +230,11 @@ fn unreachable_redis_exits_1_without_leaking_the_password() {
     let url = format!("redis://:hunter2@127.0.0.1:{port}");
     let (code, _, stderr) = run(
         &["serve"],
-        &[("STRIPE_WEBHOOK_SECRETS", SECRET), ("REDIS_URL", &url)],
+        &[
+            ("STRIPE_WEBHOOK_SECRETS", SECRET),
+            ("STRIPE_API_KEY", STRIPE_KEY),
+            ("REDIS_URL", &url),
+        ],
     );
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("cannot reach Redis"), "{stderr}");

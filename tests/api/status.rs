@@ -1,12 +1,10 @@
 //! Cases as support sees them through `/api/v1`, and the test clock, with receiver and worker in one
 //! process as `recoup serve` runs by default.
 
-use std::time::Duration;
-
 use recoup::server::Role;
 use serde_json::Value;
 
-use crate::helpers::{API_TOKEN, API_TOKENS, TestApp, fixture, unix_now};
+use crate::helpers::{API_TOKEN, API_TOKENS, Recoup, TestApp, fixture, invoice_event, unix_now};
 
 const INVOICE: &str = "in_1QaZ4rB7WZ01zgkWfT9s8KpM";
 const CUSTOMER: &str = "cus_R3cvP0qK8yWm2d";
@@ -23,49 +21,12 @@ async fn app() -> TestApp {
     .await
 }
 
-/// A bundled invoice event with its own event id, invoice id, creation time and attempt number.
-fn invoice_event(
-    kind: &str,
-    event_id: &str,
-    invoice_id: &str,
-    created: i64,
-    attempt: u64,
-) -> Vec<u8> {
-    let mut event: Value = serde_json::from_slice(&fixture(kind)).unwrap();
-    event["id"] = event_id.into();
-    event["created"] = created.into();
-    event["data"]["object"]["id"] = invoice_id.into();
-    event["data"]["object"]["attempt_count"] = attempt.into();
-    serde_json::to_vec(&event).unwrap()
-}
-
-/// The bundled failure as if it had just happened: retries are planned from Stripe's time of the
+/// A bundled event as if it had just happened: retries are planned from Stripe's time of the
 /// failure, and the fixture's lies weeks back, where its first retry would be due at once.
-fn failure_now() -> Vec<u8> {
-    let mut event: Value = serde_json::from_slice(&fixture("invoice.payment_failed")).unwrap();
+fn happening_now(name: &str) -> Vec<u8> {
+    let mut event: Value = serde_json::from_slice(&fixture(name)).unwrap();
     event["created"] = unix_now().into();
     serde_json::to_vec(&event).unwrap()
-}
-
-/// Waits for the invoice's case to satisfy `ready`, and returns it.
-async fn case_when(app: &TestApp, invoice_id: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let path = format!("/api/v1/invoices/{invoice_id}");
-    let mut case = Value::Null;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let answer = app.api_get(&path).await;
-        if answer.status == 200 {
-            case = answer.json();
-            if ready(&case) {
-                return case;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "case {invoice_id} never got ready; last seen: {case}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn saw(case: &Value, events: usize) -> bool {
@@ -114,8 +75,13 @@ async fn the_api_answers_only_a_configured_bearer_token() {
 #[tokio::test]
 async fn a_failed_invoice_is_a_case_support_can_find_by_invoice_customer_and_subscription() {
     let app = app().await;
-    assert_eq!(app.deliver(failure_now()).await.status, 200);
-    let case = case_when(&app, INVOICE, |c| saw(c, 1)).await;
+    assert_eq!(
+        app.deliver(happening_now("invoice.payment_failed"))
+            .await
+            .status,
+        200
+    );
+    let case = app.case_when(INVOICE, |c| saw(c, 1)).await;
     assert_eq!(case["invoice_id"], INVOICE);
     assert_eq!(case["customer_id"], CUSTOMER);
     assert_eq!(case["subscription_id"], SUBSCRIPTION);
@@ -143,8 +109,9 @@ async fn a_failed_invoice_is_a_case_support_can_find_by_invoice_customer_and_sub
 #[tokio::test]
 async fn the_legacy_invoice_shape_makes_the_same_case() {
     let app = app().await;
-    app.deliver(fixture("legacy/invoice.payment_failed")).await;
-    let case = case_when(&app, INVOICE, |c| saw(c, 1)).await;
+    app.deliver(happening_now("legacy/invoice.payment_failed"))
+        .await;
+    let case = app.case_when(INVOICE, |c| saw(c, 1)).await;
     assert_eq!(case["subscription_id"], SUBSCRIPTION);
     assert_eq!(case["state"], "retrying");
 }
@@ -181,7 +148,7 @@ async fn a_customers_cases_are_listed_newest_first() {
             1,
         );
         app.deliver(body).await;
-        case_when(&app, invoice, |c| saw(c, 1)).await;
+        app.case_when(invoice, |c| saw(c, 1)).await;
     }
     let listed = app
         .api_get(&format!("/api/v1/customers/{CUSTOMER}"))
@@ -268,7 +235,7 @@ async fn every_delivery_order_of_an_invoices_events_ends_in_the_same_state() {
                     );
                     assert_eq!(app.deliver(body).await.status, 200);
                 }
-                outcome(&case_when(app, &invoice, |c| saw(c, events.len())).await)
+                outcome(&app.case_when(&invoice, |c| saw(c, events.len())).await)
             }
         });
         let outcomes = futures::future::join_all(deliveries).await;
@@ -286,8 +253,8 @@ async fn every_delivery_order_of_an_invoices_events_ends_in_the_same_state() {
 #[tokio::test]
 async fn advancing_the_test_clock_fires_what_came_due_at_once() {
     let app = app().await;
-    app.deliver(failure_now()).await;
-    let opened = case_when(&app, INVOICE, |c| saw(c, 1)).await;
+    app.deliver(happening_now("invoice.payment_failed")).await;
+    let opened = app.case_when(INVOICE, |c| saw(c, 1)).await;
     assert_eq!(opened["timers"].as_array().unwrap().len(), 1);
 
     let hour = app
@@ -314,11 +281,18 @@ async fn advancing_the_test_clock_fires_what_came_due_at_once() {
     let now: jiff::Timestamp = moved["now"].as_str().unwrap().parse().unwrap();
     let due: jiff::Timestamp = opened["next_attempt_at"].as_str().unwrap().parse().unwrap();
     assert!(now >= due);
-    let fired = case_when(&app, INVOICE, |c| c["timers"] == serde_json::json!([])).await;
-    assert_eq!(
-        fired["timeline"].as_array().unwrap().last().unwrap()["what"],
-        "retry due"
-    );
+    // Stripe (the fake) takes the charge, and the case says so in the same save.
+    let fired = app
+        .case_when(INVOICE, |c| c["timers"] == serde_json::json!([]))
+        .await;
+    let story: Vec<&str> = fired["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["what"].as_str().unwrap())
+        .collect();
+    assert_eq!(story[1..], ["retry due", "retry succeeded"]);
+    assert_eq!(fired["state"], "recovered");
 }
 
 #[tokio::test]
@@ -368,8 +342,8 @@ fn event_now(kind: &str, edit: impl FnOnce(&mut Value)) -> Vec<u8> {
 #[tokio::test]
 async fn a_new_card_brings_the_retry_to_within_minutes() {
     let app = app().await;
-    app.deliver(failure_now()).await;
-    let opened = case_when(&app, INVOICE, |c| saw(c, 1)).await;
+    app.deliver(happening_now("invoice.payment_failed")).await;
+    let opened = app.case_when(INVOICE, |c| saw(c, 1)).await;
     let planned: jiff::Timestamp = opened["next_attempt_at"].as_str().unwrap().parse().unwrap();
 
     // A second after the failure: a card that came with it would have been the one that failed.
@@ -377,7 +351,7 @@ async fn a_new_card_brings_the_retry_to_within_minutes() {
         event["created"] = (unix_now() + 1).into();
     });
     assert_eq!(app.deliver(attached).await.status, 200);
-    let case = case_when(&app, INVOICE, |c| saw(c, 2)).await;
+    let case = app.case_when(INVOICE, |c| saw(c, 2)).await;
     let soon: jiff::Timestamp = case["next_attempt_at"].as_str().unwrap().parse().unwrap();
     assert!(soon < planned, "{soon} is not before {planned}");
     assert!(soon <= jiff::Timestamp::now() + jiff::SignedDuration::from_mins(6));
@@ -399,7 +373,7 @@ async fn while_stripe_retries_the_invoice_recoup_schedules_nothing_and_says_why(
         event["data"]["object"]["next_payment_attempt"] = (unix_now() + 86_400).into();
     });
     assert_eq!(app.deliver(stripe_retrying).await.status, 200);
-    let case = case_when(&app, INVOICE, |c| saw(c, 1)).await;
+    let case = app.case_when(INVOICE, |c| saw(c, 1)).await;
     assert_eq!(case["timers"], serde_json::json!([]));
     assert!(case["next_attempt_at"].is_null());
     let detail = case["timeline"][0]["detail"].as_str().unwrap();

@@ -7,13 +7,17 @@ use std::time::Duration;
 use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use recoup::clock::Clock;
+use recoup::config::StripeSettings;
 use recoup::policy::{Case, Input, Policy, Timer, TimerKind};
+use recoup::processor::stripe::Stripe;
 use recoup::store::redis::{INBOX_GROUP, INBOX_STREAM, case_key, due_key};
 use recoup::store::{MemoryStore, RedisStore, Store, TIMER_SHARDS};
-use recoup::worker::{Inputs, apply};
+use recoup::worker::{Engine, Inputs};
 
+use crate::fake_stripe::FakeStripe;
 use crate::helpers::{
-    RecoupProcess, TestRedis, event, metric_value, open_case, redis_settings, wait_until,
+    RecoupProcess, STRIPE_KEY, TestRedis, event, metric_value, open_case, redis_settings,
+    wait_until,
 };
 
 const LONG: Duration = Duration::from_secs(120);
@@ -258,11 +262,23 @@ async fn a_thousand_simultaneous_inputs_on_one_case_lose_no_update() {
     let store = MemoryStore::new();
     let clock = Clock::new(store.clone(), false);
     let policy = Policy::default();
+    let fake = FakeStripe::start();
+    let settings = StripeSettings {
+        api_base: format!("http://{}", fake.addr),
+        ..StripeSettings::default()
+    };
+    let stripe = Stripe::new(&STRIPE_KEY.into(), &settings).unwrap();
     let applied = futures::future::join_all((1..=1_000).map(|n| {
-        let (store, clock, policy) = (&store, &clock, &policy);
+        let (store, clock, policy, stripe) = (&store, &clock, &policy, &stripe);
         async move {
             let input = Input::Event(Box::new(hot_failure(n)));
-            apply(store, policy, clock, "in_hot", Inputs::One(&input)).await
+            let engine = Engine {
+                store,
+                policy,
+                processor: stripe,
+                clock,
+            };
+            engine.apply("in_hot", Inputs::One(&input)).await
         }
     }))
     .await;

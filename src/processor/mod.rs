@@ -1,0 +1,66 @@
+//! The payment processor: the one part of recoup that moves money.
+//!
+//! The worker asks a [`Processor`] for two things: to charge an invoice for a given attempt, and
+//! for the decline details of a failed payment Stripe made itself. Everything it answers is plain
+//! policy data ([`ChargeResult`], [`Declined`]) that goes back into `decide`; nothing here decides.
+//!
+//! Never charging twice rests on one rule: every try of one attempt carries the same
+//! [`idempotency_key`], and different attempts different keys. A worker that dies between the call
+//! and saving its result leaves the timer in the case; the attempt is made again with the same key,
+//! and Stripe answers with the result it stored the first time instead of charging again.
+//!
+//! [`stripe::Stripe`] is the real one. Tests point it at a fake Stripe server through
+//! `STRIPE_API_BASE`; benchmarks and the demo bring processors of their own.
+
+pub mod stripe;
+
+use futures_util::future::BoxFuture;
+
+use crate::policy::{ChargeResult, Declined};
+
+/// Where charges go.
+pub trait Processor: Send + Sync + 'static {
+    /// Makes attempt `attempt` on the invoice: reads it first and charges it only while it is
+    /// `open`. Never fails: a call that could not be made is [`ChargeResult::Failed`], for the
+    /// policy to try again with the same key.
+    fn charge<'a>(&'a self, invoice_id: &'a str, attempt: u32) -> BoxFuture<'a, ChargeResult>;
+
+    /// The decline of the invoice's latest failed payment, read from its payment intent
+    /// (`payment_intent` when the event named it, else found through the invoice's payments);
+    /// `Ok(None)` when Stripe has no decline to show.
+    fn last_decline<'a>(
+        &'a self,
+        invoice_id: &'a str,
+        payment_intent: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<Declined>, ProcessorError>>;
+}
+
+/// A question Stripe did not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ProcessorError {
+    pub message: String,
+    /// Whether asking again later may work (Stripe unreachable, rate limited, failing), as opposed
+    /// to an answer that will not change (no such payment, a key without permission).
+    pub passing: bool,
+}
+
+/// The `Idempotency-Key` of attempt `attempt` on an invoice: the same for every try of it, so a
+/// redo gets Stripe's stored answer, and different for the next attempt, so it is a new charge.
+pub fn idempotency_key(invoice_id: &str, attempt: u32) -> String {
+    format!("recoup-{invoice_id}-attempt-{attempt}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_key_per_attempt() {
+        assert_eq!(idempotency_key("in_1", 2), idempotency_key("in_1", 2));
+        assert_ne!(idempotency_key("in_1", 2), idempotency_key("in_1", 3));
+        assert_ne!(idempotency_key("in_1", 2), idempotency_key("in_2", 2));
+        // Stripe accepts keys of up to 255 characters; invoice ids are far shorter.
+        assert!(idempotency_key(&"x".repeat(200), u32::MAX).len() <= 255);
+    }
+}

@@ -1,0 +1,280 @@
+//! Stripe, through async-stripe: read the invoice, pay it under the attempt's idempotency key, and
+//! read declines from the payment intent.
+//!
+//! Every call is bounded by [`StripeSettings::timeout_ms`], and calls that fail for a passing reason
+//! (no answer in time, connection trouble, 409 idempotency conflicts, 429 rate limits and 5xx
+//! server errors) are made again after a jittered, growing pause (`backon`) — the pay call with the
+//! same key, so Stripe either charges once or answers what it answered before. A card error (402)
+//! is not a fault but the attempt's result. Anything else (a key without permission, an invoice
+//! that does not exist) comes back as [`ChargeResult::Failed`] with Stripe's own message.
+
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use futures_util::future::BoxFuture;
+use secrecy::{ExposeSecret, SecretString};
+use stripe::{
+    ApiErrors, Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest,
+};
+use stripe_billing::InvoiceStatus;
+use stripe_billing::invoice::{PayInvoice, RetrieveInvoice};
+use stripe_core::payment_intent::RetrievePaymentIntent;
+
+use super::{Processor, ProcessorError, idempotency_key};
+use crate::config::StripeSettings;
+use crate::policy::{Card, ChargeResult, Declined};
+
+/// The Stripe API version recoup speaks: the one async-stripe pins. The business's webhook
+/// endpoint should send events in the same version.
+pub fn api_version() -> &'static str {
+    static VERSION: stripe_shared::ApiVersion = stripe_shared::version::VERSION;
+    VERSION.as_str()
+}
+
+/// A Stripe account, as recoup calls it.
+pub struct Stripe {
+    client: Client,
+    settings: StripeSettings,
+}
+
+impl Stripe {
+    pub fn new(key: &SecretString, settings: &StripeSettings) -> Result<Self, ProcessorError> {
+        let client = ClientBuilder::new(key.expose_secret())
+            .url(settings.api_base.trim_end_matches('/'))
+            .timeout(Duration::from_millis(settings.timeout_ms))
+            .app_info(
+                "recoup",
+                Some(env!("CARGO_PKG_VERSION").to_owned()),
+                Some(env!("CARGO_PKG_REPOSITORY").to_owned()),
+            )
+            .build()
+            .map_err(|e| ProcessorError {
+                message: format!("cannot set up the Stripe client: {e}"),
+                passing: false,
+            })?;
+        Ok(Self {
+            client,
+            settings: settings.clone(),
+        })
+    }
+
+    /// Makes one call, again after passing failures, up to the configured number of tries.
+    async fn call<T, F, Fut>(&self, what: &str, call: F) -> Result<T, StripeError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StripeError>>,
+    {
+        call.retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(self.settings.backoff_ms))
+                .with_max_delay(Duration::from_secs(5))
+                .with_max_times(self.settings.retries as usize)
+                .with_jitter(),
+        )
+        .when(is_passing)
+        .notify(|e, pause| {
+            tracing::warn!(
+                call = what,
+                ?pause,
+                "Stripe call failed, trying again: {}",
+                brief(e)
+            )
+        })
+        .await
+    }
+
+    async fn charge_invoice(&self, invoice_id: &str, attempt: u32) -> ChargeResult {
+        let failed = |what: &str, e: &StripeError| ChargeResult::Failed {
+            error: format!("{what}: {}", brief(e)),
+        };
+        let read = self
+            .call("read invoice", || async {
+                RetrieveInvoice::new(invoice_id).send(&self.client).await
+            })
+            .await;
+        let invoice = match read {
+            Ok(invoice) => invoice,
+            Err(e) => return failed("reading the invoice", &e),
+        };
+        match invoice.status {
+            Some(InvoiceStatus::Open) => {}
+            Some(status) => {
+                return ChargeResult::NotOpen {
+                    status: status.as_str().to_owned(),
+                };
+            }
+            None => {
+                return ChargeResult::NotOpen {
+                    status: "unknown".to_owned(),
+                };
+            }
+        }
+        let key = match IdempotencyKey::new(idempotency_key(invoice_id, attempt)) {
+            Ok(key) => key,
+            Err(e) => {
+                return failed(
+                    "the idempotency key",
+                    &StripeError::ConfigError(e.to_string()),
+                );
+            }
+        };
+        let paid = self
+            .call("pay invoice", || async {
+                PayInvoice::new(invoice_id)
+                    .customize()
+                    .request_strategy(RequestStrategy::Idempotent(key.clone()))
+                    .send(&self.client)
+                    .await
+            })
+            .await;
+        match paid {
+            Ok(invoice) if invoice.status == Some(InvoiceStatus::Paid) => ChargeResult::Paid,
+            Ok(invoice) => ChargeResult::Failed {
+                error: format!(
+                    "Stripe took the payment but the invoice is {}",
+                    invoice
+                        .status
+                        .as_ref()
+                        .map_or("without a status", |s| s.as_str())
+                ),
+            },
+            Err(StripeError::Stripe(error, _)) if is_decline(&error) => {
+                ChargeResult::Declined(declined(&error))
+            }
+            Err(e) => failed("paying the invoice", &e),
+        }
+    }
+
+    async fn decline_of(
+        &self,
+        invoice_id: &str,
+        payment_intent: Option<&str>,
+    ) -> Result<Option<Declined>, ProcessorError> {
+        let fault = |what: &str, e: StripeError| ProcessorError {
+            message: format!("{what}: {}", brief(&e)),
+            passing: is_passing(&e),
+        };
+        let intent_id = match payment_intent {
+            Some(id) => id.to_owned(),
+            None => {
+                // Since 2025-03-31 an invoice names its payments only when asked to.
+                let invoice = self
+                    .call("read invoice payments", || async {
+                        RetrieveInvoice::new(invoice_id)
+                            .expand(vec!["payments".to_owned()])
+                            .send(&self.client)
+                            .await
+                    })
+                    .await
+                    .map_err(|e| fault("reading the invoice's payments", e))?;
+                let latest = invoice
+                    .payments
+                    .iter()
+                    .flat_map(|list| &list.data)
+                    .filter_map(|p| p.payment.payment_intent.as_ref())
+                    .map(|pi| pi.id().as_str().to_owned())
+                    .next_back();
+                match latest {
+                    Some(id) => id,
+                    None => return Ok(None),
+                }
+            }
+        };
+        let intent = self
+            .call("read payment intent", || async {
+                RetrievePaymentIntent::new(intent_id.as_str())
+                    .send(&self.client)
+                    .await
+            })
+            .await
+            .map_err(|e| fault("reading the payment intent", e))?;
+        Ok(intent.last_payment_error.as_deref().map(declined))
+    }
+}
+
+impl Processor for Stripe {
+    fn charge<'a>(&'a self, invoice_id: &'a str, attempt: u32) -> BoxFuture<'a, ChargeResult> {
+        Box::pin(self.charge_invoice(invoice_id, attempt))
+    }
+
+    fn last_decline<'a>(
+        &'a self,
+        invoice_id: &'a str,
+        payment_intent: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<Declined>, ProcessorError>> {
+        Box::pin(self.decline_of(invoice_id, payment_intent))
+    }
+}
+
+/// Whether a failed call is worth making again: Stripe's documented transient statuses, and calls
+/// that got no answer at all.
+fn is_passing(error: &StripeError) -> bool {
+    match error {
+        StripeError::Stripe(_, status) => matches!(status, 409 | 429 | 500..=599),
+        StripeError::ClientError(_) | StripeError::Timeout | StripeError::JSONDeserialize(_) => {
+            true
+        }
+        StripeError::ConfigError(_) => false,
+    }
+}
+
+/// A card error, or a payment that needs the customer to authenticate: the attempt's result.
+fn is_decline(error: &ApiErrors) -> bool {
+    error.type_.as_str() == "card_error"
+        || error.code.as_ref().map(|c| c.as_str()) == Some("invoice_payment_intent_requires_action")
+}
+
+/// The decline an error reports, filled in from its payment intent's `last_payment_error` where
+/// the error itself leaves a signal out.
+fn declined(error: &ApiErrors) -> Declined {
+    let last = error
+        .payment_intent
+        .as_ref()
+        .and_then(|pi| pi.last_payment_error.as_deref());
+    let either = |field: fn(&ApiErrors) -> Option<&String>| {
+        field(error).or_else(|| last.and_then(field)).cloned()
+    };
+    let code = error
+        .code
+        .as_ref()
+        .or_else(|| last.and_then(|l| l.code.as_ref()))
+        .map(|c| match c.as_str() {
+            // Stripe's name for "the customer must confirm this payment" on an invoice.
+            "invoice_payment_intent_requires_action" => "authentication_required".to_owned(),
+            other => other.to_owned(),
+        });
+    let card = error
+        .payment_method
+        .as_ref()
+        .or_else(|| last.and_then(|l| l.payment_method.as_ref()))
+        .and_then(|pm| pm.card.as_ref())
+        .and_then(|card| {
+            Some(Card {
+                fingerprint: card.fingerprint.clone()?,
+                brand: card.brand.clone(),
+            })
+        });
+    Declined {
+        code,
+        decline_code: either(|e| e.decline_code.as_ref()),
+        advice_code: either(|e| e.advice_code.as_ref()),
+        network_advice_code: either(|e| e.network_advice_code.as_ref()),
+        network_decline_code: either(|e| e.network_decline_code.as_ref()),
+        card,
+    }
+}
+
+/// An error in one line: Stripe's own message where it gave one, never the whole debug dump.
+fn brief(error: &StripeError) -> String {
+    match error {
+        StripeError::Stripe(e, status) => format!(
+            "Stripe answered {status}{}: {}",
+            e.code
+                .as_ref()
+                .map(|c| format!(" {}", c.as_str()))
+                .unwrap_or_default(),
+            e.message.as_deref().unwrap_or("no message")
+        ),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,338 @@
+//! Retries through Stripe, end to end: signed webhooks into the receiver, the worker on the test
+//! clock, and charges through async-stripe to the fake Stripe — which shows what was charged, with
+//! which idempotency key, and how often.
+
+use std::time::Duration;
+
+use recoup::processor::stripe::api_version;
+use recoup::server::Role;
+use serde_json::Value;
+
+use crate::fake_stripe::{Decline, FakeStripe, Invoice, Outcome};
+use crate::helpers::{
+    API_TOKENS, Recoup, RecoupProcess, TestApp, TestRedis, invoice_event, unix_now, wait_until,
+};
+
+const CUSTOMER: &str = "cus_R3cvP0qK8yWm2d";
+const DAY: i64 = 86_400;
+
+async fn app() -> TestApp {
+    TestApp::spawn_as(Role::All, &clock_env()).await
+}
+
+fn clock_env() -> [(&'static str, &'static str); 2] {
+    [
+        ("RECOUP_API_TOKENS", API_TOKENS),
+        ("RECOUP_TEST_CLOCK", "1"),
+    ]
+}
+
+/// Stripe's failure of the invoice's first attempt, just now, naming the payment intent the fake
+/// shows the decline on.
+fn failure(invoice_id: &str) -> Vec<u8> {
+    let mut event: Value = serde_json::from_slice(&invoice_event(
+        "invoice.payment_failed",
+        &format!("evt_failed_{invoice_id}"),
+        invoice_id,
+        unix_now(),
+        1,
+    ))
+    .unwrap();
+    let payment = &mut event["data"]["object"]["payments"]["data"][0];
+    payment["invoice"] = invoice_id.into();
+    payment["payment"]["payment_intent"] = format!("pi_for_{invoice_id}").into();
+    serde_json::to_vec(&event).unwrap()
+}
+
+fn key(invoice_id: &str, attempt: u32) -> Option<String> {
+    Some(recoup::processor::idempotency_key(invoice_id, attempt))
+}
+
+fn attempts(case: &Value) -> Vec<(u64, String, Option<String>)> {
+    case["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["number"].as_u64().unwrap(),
+                a["outcome"].as_str().unwrap().to_owned(),
+                a["decline_code"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_soft_decline_waits_for_payday_then_is_retried_and_recovered() {
+    let app = app().await;
+    let invoice = "in_soft_1";
+    app.stripe.add_invoice(
+        invoice,
+        Invoice::failed(CUSTOMER, Decline::visa("insufficient_funds")),
+    );
+    app.deliver(failure(invoice)).await;
+    let planned = app
+        .case_when(invoice, |c| c["decline"]["class"] == "soft")
+        .await;
+    assert_eq!(planned["state"], "retrying");
+    assert_eq!(planned["decline"]["code"], "insufficient_funds");
+    assert!(planned["next_attempt_at"].is_string(), "{planned}");
+    let story = planned["timeline"].to_string();
+    assert!(story.contains("on the next payday"), "{story}");
+    assert!(
+        app.stripe.pay_requests(invoice).is_empty(),
+        "nothing is charged before its time"
+    );
+
+    // The next 1st or 15th is at most 16 days after the 3-day gap.
+    app.advance_clock(20 * DAY).await;
+    let recovered = app.case_when(invoice, |c| c["state"] == "recovered").await;
+    assert_eq!(recovered["recovered_by"], "retry");
+    assert_eq!(
+        attempts(&recovered),
+        vec![
+            (1, "failed".into(), Some("insufficient_funds".into())),
+            (2, "succeeded".into(), None)
+        ]
+    );
+    assert_eq!(recovered["next_attempt_at"], Value::Null);
+    let charges = app.stripe.charges();
+    assert_eq!(charges.len(), 1, "{charges:?}");
+    assert_eq!(charges[0].idempotency_key, key(invoice, 2));
+
+    // The invoice was read before it was paid, and every call spoke the pinned API version.
+    let requests = app.stripe.requests();
+    let read = requests
+        .iter()
+        .position(|r| r.path == format!("/v1/invoices/{invoice}"));
+    let paid = requests
+        .iter()
+        .position(|r| r.path == format!("/v1/invoices/{invoice}/pay"));
+    assert!(read.is_some() && read < paid, "{requests:?}");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.stripe_version.as_deref() == Some(api_version())),
+        "{requests:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_retry_declined_for_good_goes_back_into_the_policy_and_stops_the_retries() {
+    let app = app().await;
+    let invoice = "in_lost_card_1";
+    let mut stripe_invoice = Invoice::failed(CUSTOMER, Decline::visa("generic_decline"));
+    let lost = Decline {
+        advice_code: Some("do_not_try_again"),
+        ..Decline::visa("lost_card")
+    };
+    stripe_invoice.outcomes.push_back(Outcome::Decline(lost));
+    app.stripe.add_invoice(invoice, stripe_invoice);
+    app.deliver(failure(invoice)).await;
+    let planned = app
+        .case_when(invoice, |c| c["decline"]["class"] == "ambiguous")
+        .await;
+    assert!(planned["next_attempt_at"].is_string(), "{planned}");
+
+    app.advance_clock(10 * DAY).await;
+    let stopped = app
+        .case_when(invoice, |c| c["decline"]["class"] == "hard")
+        .await;
+    assert_eq!(stopped["state"], "awaiting_customer");
+    assert_eq!(stopped["next_attempt_at"], Value::Null);
+    assert_eq!(
+        attempts(&stopped),
+        vec![
+            (1, "failed".into(), Some("generic_decline".into())),
+            (2, "failed".into(), Some("lost_card".into()))
+        ]
+    );
+    assert_eq!(stopped["decline"]["advice_code"], "do_not_try_again");
+    let story = stopped["timeline"].to_string();
+    assert!(story.contains("advice_code do_not_try_again"), "{story}");
+
+    app.advance_clock(30 * DAY).await;
+    assert_eq!(app.stripe.charges().len(), 1, "one retry, then none");
+}
+
+#[tokio::test]
+async fn a_hard_decline_is_never_charged_again() {
+    let app = app().await;
+    let invoice = "in_hard_1";
+    app.stripe.add_invoice(
+        invoice,
+        Invoice::failed(CUSTOMER, Decline::visa("stolen_card")),
+    );
+    app.deliver(failure(invoice)).await;
+    let case = app
+        .case_when(invoice, |c| c["decline"]["class"] == "hard")
+        .await;
+    assert_eq!(case["state"], "awaiting_customer");
+    assert_eq!(case["timers"], serde_json::json!([]));
+    assert!(
+        case["timeline"]
+            .to_string()
+            .contains("decline code stolen_card"),
+        "{case}"
+    );
+
+    app.advance_clock(60 * DAY).await;
+    let later = app.api_get(&format!("/api/v1/invoices/{invoice}")).await;
+    assert_eq!(later.json()["state"], "awaiting_customer");
+    assert!(app.stripe.pay_requests(invoice).is_empty());
+    assert!(app.stripe.charges().is_empty());
+}
+
+#[tokio::test]
+async fn an_invoice_paid_before_its_failure_arrived_is_never_charged() {
+    let app = app().await;
+    let invoice = "in_paid_first";
+    let now = unix_now();
+    let paid = invoice_event("invoice.paid", "evt_paid_first", invoice, now - 60, 2);
+    app.deliver(paid).await;
+    app.deliver(failure(invoice)).await;
+    let case = app
+        .case_when(invoice, |c| c["timeline"].as_array().unwrap().len() == 2)
+        .await;
+    assert_eq!(case["state"], "closed");
+    assert_eq!(case["timers"], serde_json::json!([]));
+
+    app.advance_clock(60 * DAY).await;
+    assert!(app.stripe.pay_requests(invoice).is_empty());
+    assert!(app.stripe.charges().is_empty());
+}
+
+#[tokio::test]
+async fn stripe_failing_then_limiting_is_retried_with_one_key_and_charges_once() {
+    let app = app().await;
+    let invoice = "in_flaky_1";
+    app.stripe.add_invoice(
+        invoice,
+        Invoice::failed(CUSTOMER, Decline::visa("generic_decline")),
+    );
+    app.stripe.fail_next_pays(&[500, 429]);
+    app.deliver(failure(invoice)).await;
+    app.case_when(invoice, |c| c["next_attempt_at"].is_string())
+        .await;
+
+    app.advance_clock(10 * DAY).await;
+    let recovered = app.case_when(invoice, |c| c["state"] == "recovered").await;
+    assert_eq!(recovered["recovered_by"], "retry");
+    let pays = app.stripe.pay_requests(invoice);
+    assert_eq!(pays.len(), 3, "a 500, a 429, then the charge: {pays:?}");
+    assert!(pays.iter().all(|p| p.idempotency_key == key(invoice, 2)));
+    assert_eq!(app.stripe.charges().len(), 1);
+}
+
+#[tokio::test]
+async fn an_invoice_no_longer_open_is_read_not_paid_and_its_case_closed() {
+    let app = app().await;
+    let invoice = "in_voided_1";
+    app.stripe.add_invoice(
+        invoice,
+        Invoice::failed(CUSTOMER, Decline::visa("generic_decline")),
+    );
+    app.deliver(failure(invoice)).await;
+    app.case_when(invoice, |c| c["next_attempt_at"].is_string())
+        .await;
+    // Voided in the dashboard, and the webhook saying so lost or late.
+    app.stripe.add_invoice(
+        invoice,
+        Invoice {
+            status: "void",
+            ..Invoice::failed(CUSTOMER, Decline::visa("generic_decline"))
+        },
+    );
+
+    app.advance_clock(10 * DAY).await;
+    let closed = app.case_when(invoice, |c| c["state"] == "closed").await;
+    assert!(
+        closed["timeline"]
+            .to_string()
+            .contains("the invoice is void in Stripe"),
+        "{closed}"
+    );
+    assert!(app.stripe.pay_requests(invoice).is_empty());
+}
+
+#[tokio::test]
+async fn a_worker_killed_during_the_pay_call_is_replaced_and_nothing_is_charged_twice() {
+    let redis = TestRedis::start();
+    let stripe = FakeStripe::start();
+    let invoice = "in_crash_1";
+    stripe.add_invoice(
+        invoice,
+        Invoice::failed(CUSTOMER, Decline::visa("generic_decline")),
+    );
+    let stripe_env = stripe.env();
+    let mut env: Vec<(&str, &str)> = clock_env().to_vec();
+    env.extend(stripe_env.iter().map(|(k, v)| (*k, v.as_str())));
+    env.push(("RECOUP_WORKER__LEASE_SECS", "2"));
+    let receiver = RecoupProcess::serve_as(&redis, "receiver", &env).await;
+    let mut doomed = RecoupProcess::serve_as(&redis, "worker", &env).await;
+    assert_eq!(receiver.deliver(failure(invoice)).await.status, 200);
+    let planned = receiver
+        .case_when(invoice, |c| c["next_attempt_at"].is_string())
+        .await;
+    assert_eq!(planned["decline"]["code"], "generic_decline");
+
+    // Stripe takes the charge but its answer never reaches the worker, which dies waiting.
+    stripe.stall_pays(Some(Duration::from_secs(120)));
+    receiver.advance_clock(10 * DAY).await;
+    wait_until("the charge to be made", Duration::from_secs(30), || async {
+        !stripe.charges().is_empty()
+    })
+    .await;
+    doomed.child.kill().unwrap();
+    doomed.child.wait().unwrap();
+    stripe.stall_pays(None);
+
+    // The survivor takes the timer over once the lease runs out and makes the same attempt: the
+    // invoice it reads first is paid, so it records the recovery and charges nothing.
+    let _survivor = RecoupProcess::serve_as(&redis, "worker", &env).await;
+    let recovered = receiver
+        .case_when(invoice, |c| c["state"] == "recovered")
+        .await;
+    let charges = stripe.charges();
+    assert_eq!(charges.len(), 1, "charged once: {charges:?}");
+    let pays = stripe.pay_requests(invoice);
+    assert!(pays.iter().all(|p| p.idempotency_key == key(invoice, 2)));
+    assert!(
+        recovered["timeline"]
+            .to_string()
+            .contains("the invoice is paid in Stripe"),
+        "{recovered}"
+    );
+}
+
+#[tokio::test]
+async fn a_pay_call_that_times_out_is_made_again_with_its_key_and_gets_stripes_stored_answer() {
+    let app = TestApp::spawn_as(
+        Role::All,
+        &[
+            ("RECOUP_API_TOKENS", API_TOKENS),
+            ("RECOUP_TEST_CLOCK", "1"),
+            ("RECOUP_STRIPE__TIMEOUT_MS", "300"),
+        ],
+    )
+    .await;
+    let invoice = "in_slow_1";
+    app.stripe.add_invoice(
+        invoice,
+        Invoice::failed(CUSTOMER, Decline::visa("generic_decline")),
+    );
+    app.deliver(failure(invoice)).await;
+    app.case_when(invoice, |c| c["next_attempt_at"].is_string())
+        .await;
+    // Stripe charges, but answers too late; the repeat with the same key is answered at once.
+    app.stripe.stall_pays(Some(Duration::from_secs(2)));
+
+    app.advance_clock(10 * DAY).await;
+    let recovered = app.case_when(invoice, |c| c["state"] == "recovered").await;
+    assert_eq!(recovered["recovered_by"], "retry");
+    let pays = app.stripe.pay_requests(invoice);
+    assert_eq!(pays.len(), 2, "{pays:?}");
+    assert!(pays.iter().all(|p| p.idempotency_key == key(invoice, 2)));
+    assert_eq!(app.stripe.charges().len(), 1);
+}
