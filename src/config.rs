@@ -727,6 +727,7 @@ mod tests {
         assert_eq!(s.redis.timeout_ms, d.redis.timeout_ms);
         assert_eq!(s.redis.dedupe_ttl_secs, d.redis.dedupe_ttl_secs);
         assert_eq!(s.log.format, d.log.format);
+        assert_eq!(s.stripe, d.stripe);
     }
 
     #[test]
@@ -880,6 +881,25 @@ mod tests {
         assert!(err.contains("RECOUP_TEST_CLOCK"), "{err}");
         let err = load_err(&[("RECOUP_WORKER__LEASE_SECS", "0")]);
         assert!(err.contains("RECOUP_WORKER__LEASE_SECS"), "{err}");
+    }
+
+    #[test]
+    fn stripe_settings_come_from_the_file_or_environment_and_are_checked() {
+        let s = load(&[
+            ("STRIPE_API_BASE", "http://127.0.0.1:12111"),
+            ("RECOUP_STRIPE__TIMEOUT_MS", "1500"),
+        ])
+        .unwrap();
+        assert_eq!(s.stripe.api_base, "http://127.0.0.1:12111");
+        assert_eq!(s.stripe.timeout_ms, 1500);
+        assert_eq!(load(&[]).unwrap().stripe.api_base, "https://api.stripe.com");
+        let err = load_err(&[("STRIPE_API_BASE", "api.stripe.com")]);
+        assert!(
+            err.contains("STRIPE_API_BASE") && err.contains("https://"),
+            "{err}"
+        );
+        let err = load_err(&[("RECOUP_STRIPE__RETRIES", "11")]);
+        assert!(err.contains("stripe.retries"), "{err}");
     }
 
     #[test]

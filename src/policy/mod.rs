@@ -479,6 +479,10 @@ fn plan_retry(policy: &Policy, case: &mut Case) -> String {
             }
         }
         Some(Err(none)) => format!("; no retry: {none}"),
+        None if case.state == State::AwaitingCustomer && before.is_some() => {
+            "; no retry until the customer acts: a new payment method, or confirming the payment"
+                .to_owned()
+        }
         None => String::new(),
     }
 }

@@ -278,3 +278,77 @@ fn brief(error: &StripeError) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pinned_api_version_is_the_one_the_readme_and_fixtures_name() {
+        assert_eq!(api_version(), "2026-09-30.endive");
+    }
+
+    #[test]
+    fn passing_faults_are_retried_and_answers_are_not() {
+        let answered = |status| StripeError::Stripe(Box::new(api_error("api_error")), status);
+        for status in [409, 429, 500, 502, 503] {
+            assert!(is_passing(&answered(status)), "{status}");
+        }
+        for status in [400, 401, 402, 403, 404] {
+            assert!(!is_passing(&answered(status)), "{status}");
+        }
+        assert!(is_passing(&StripeError::Timeout));
+        assert!(is_passing(&StripeError::ClientError("reset".into())));
+        assert!(!is_passing(&StripeError::ConfigError("bad".into())));
+    }
+
+    fn api_error(kind: &str) -> ApiErrors {
+        miniserde::json::from_str(&format!(r#"{{"type":"{kind}"}}"#)).unwrap()
+    }
+
+    #[test]
+    fn a_decline_is_read_from_the_error_and_filled_in_from_its_payment_intent() {
+        let mut payment_method: serde_json::Value =
+            serde_json::from_str(include_str!("../../fixtures/stripe/payment_method.json"))
+                .unwrap();
+        payment_method["card"]["brand"] = "mastercard".into();
+        payment_method["card"]["fingerprint"] = "fp_mc_1".into();
+        let mut intent: serde_json::Value =
+            serde_json::from_str(include_str!("../../fixtures/stripe/payment_intent.json"))
+                .unwrap();
+        intent["last_payment_error"] = serde_json::json!({
+            "type": "card_error", "code": "card_declined", "decline_code": "do_not_honor",
+            "network_advice_code": "03", "network_decline_code": "05",
+            "payment_method": payment_method,
+        });
+        let error = serde_json::json!({
+            "type": "card_error", "code": "card_declined", "decline_code": "do_not_honor",
+            "message": "Your card was declined.", "payment_intent": intent,
+        });
+        let error: ApiErrors = miniserde::json::from_str(&error.to_string()).unwrap();
+        assert!(is_decline(&error));
+        let read = declined(&error);
+        assert_eq!(read.decline_code.as_deref(), Some("do_not_honor"));
+        assert_eq!(read.network_advice_code.as_deref(), Some("03"));
+        assert_eq!(read.network_decline_code.as_deref(), Some("05"));
+        assert_eq!(read.advice_code, None);
+        assert_eq!(
+            read.card,
+            Some(Card {
+                fingerprint: "fp_mc_1".into(),
+                brand: "mastercard".into()
+            })
+        );
+
+        // A payment that needs the customer comes back as Stripe's invoice error code.
+        let action: ApiErrors = miniserde::json::from_str(
+            r#"{"type":"invalid_request_error","code":"invoice_payment_intent_requires_action"}"#,
+        )
+        .unwrap();
+        assert!(is_decline(&action));
+        assert_eq!(
+            declined(&action).code.as_deref(),
+            Some("authentication_required")
+        );
+    }
+}

@@ -1,0 +1,315 @@
+//! What charge results and the networks' budgets do to a case.
+
+use super::*;
+use crate::policy::budget::{Counts, Rule, Scope, Try};
+
+const HOUR: i64 = 3_600;
+
+fn at(second: i64) -> Timestamp {
+    Timestamp::from_second(second).unwrap()
+}
+
+fn charge(attempt: u32, second: i64, result: ChargeResult) -> Input {
+    Input::Charge(Box::new(Charge {
+        attempt,
+        at: at(second),
+        result,
+    }))
+}
+
+fn declined_on(decline_code: &str, advice_code: Option<&str>, brand: &str) -> ChargeResult {
+    ChargeResult::Declined(Declined {
+        code: Some("card_declined".to_owned()),
+        decline_code: Some(decline_code.to_owned()),
+        advice_code: advice_code.map(str::to_owned),
+        card: Some(Card {
+            fingerprint: "fp_1".to_owned(),
+            brand: brand.to_owned(),
+        }),
+        ..Declined::default()
+    })
+}
+
+fn apply(case: &Case, input: &Input) -> Case {
+    decide(&Policy::default(), Some(case), input, now())
+        .case
+        .expect("the input changes the case")
+}
+
+/// A case whose first failure is at NOW and whose retry (attempt 2) has just fired.
+fn fired() -> (Case, Timer) {
+    let opened = run(&[failed("evt_f1", NOW, 1)]).unwrap();
+    let timer = opened.timers[0];
+    let decision = decide(&Policy::default(), Some(&opened), &due(timer), timer.at);
+    assert_eq!(decision.actions, [Action::Retry { attempt: 2 }]);
+    (decision.case.unwrap(), timer)
+}
+
+#[test]
+fn the_decline_of_stripes_attempt_sets_class_card_and_plan() {
+    let opened = run(&[failed("evt_f1", NOW, 1)]).unwrap();
+    assert_eq!(opened.decline, None, "a failure event carries no decline");
+
+    let hard = apply(
+        &opened,
+        &charge(1, NOW, declined_on("stolen_card", None, "visa")),
+    );
+    assert_eq!(hard.state, State::AwaitingCustomer);
+    assert_eq!(hard.timers, []);
+    assert_eq!(hard.decline.as_ref().unwrap().class, DeclineClass::Hard);
+    assert_eq!(hard.card.as_ref().unwrap().fingerprint, "fp_1");
+    assert_eq!(
+        hard.attempts[0].decline_code.as_deref(),
+        Some("stolen_card")
+    );
+    let said = &hard.timeline.last().unwrap().detail;
+    assert!(said.contains("hard (decline code stolen_card)"), "{said}");
+    assert!(said.contains("no retry"), "{said}");
+
+    let soft = apply(
+        &opened,
+        &charge(1, NOW, declined_on("insufficient_funds", None, "visa")),
+    );
+    assert_eq!(soft.state, State::Retrying);
+    assert_eq!(soft.decline.as_ref().unwrap().class, DeclineClass::Soft);
+    let retry = soft.timers[0]
+        .at
+        .to_zoned(timing::zone(&soft.customer_timezone));
+    assert!([1, 15].contains(&retry.day()), "a payday: {retry}");
+
+    // Told again (the worker's redo, or a second lookup), the same result changes nothing.
+    let again = &charge(1, NOW, declined_on("insufficient_funds", None, "visa"));
+    assert_eq!(
+        decide(&Policy::default(), Some(&soft), again, now()),
+        Decision::default()
+    );
+}
+
+#[test]
+fn an_older_attempts_decline_does_not_replace_the_latest() {
+    let (fired, timer) = fired();
+    let second = apply(
+        &fired,
+        &charge(
+            2,
+            timer.at.as_second(),
+            declined_on("insufficient_funds", None, "visa"),
+        ),
+    );
+    let late = apply(
+        &second,
+        &charge(1, NOW, declined_on("stolen_card", None, "visa")),
+    );
+    assert_eq!(late.decline.as_ref().unwrap().class, DeclineClass::Soft);
+    assert_eq!(
+        late.attempts[0].decline_code.as_deref(),
+        Some("stolen_card")
+    );
+    assert_eq!(late.timers, second.timers);
+}
+
+#[test]
+fn a_paid_retry_recovers_the_case_by_retry_and_the_late_webhook_agrees() {
+    let (fired, timer) = fired();
+    let paid_at = timer.at.as_second() + 2;
+    let recovered = apply(&fired, &charge(2, paid_at, ChargeResult::Paid));
+    assert_eq!(recovered.state, State::Recovered);
+    assert_eq!(recovered.recovered_by, Some(RecoveredBy::Retry));
+    assert_eq!(recovered.attempts[1].outcome, Outcome::Succeeded);
+    assert_eq!(recovered.retry_under_way, None);
+    assert_eq!(recovered.timers, []);
+
+    let webhook = apply(&recovered, &paid("evt_paid", paid_at + 1));
+    assert_eq!(webhook.state, State::Recovered);
+    assert_eq!(webhook.recovered_by, Some(RecoveredBy::Retry));
+}
+
+#[test]
+fn an_invoice_no_longer_open_is_not_charged_and_ends_the_case() {
+    let (fired, timer) = fired();
+    let t = timer.at.as_second();
+    let not_open = |status: &str| ChargeResult::NotOpen {
+        status: status.to_owned(),
+    };
+    let voided = apply(&fired, &charge(2, t, not_open("void")));
+    assert_eq!(voided.state, State::Closed);
+    assert_eq!(voided.closure.unwrap().reason, "invoice is void in Stripe");
+    assert_eq!(voided.attempts.len(), 1, "no attempt was made");
+
+    let paid = apply(&fired, &charge(2, t, not_open("paid")));
+    assert_eq!(paid.state, State::Recovered);
+    assert_eq!(paid.recovered_by, Some(RecoveredBy::Unknown));
+}
+
+#[test]
+fn an_attempt_without_a_result_is_made_again_under_the_same_number() {
+    let (fired, timer) = fired();
+    let t = timer.at.as_second();
+    let error = ChargeResult::Failed {
+        error: "Stripe answered 500".to_owned(),
+    };
+    let failed_call = apply(&fired, &charge(2, t, error));
+    assert_eq!(failed_call.attempts[1].outcome, Outcome::Error);
+    assert_eq!(failed_call.state, State::Retrying);
+    let again = failed_call.timers[0];
+    assert_eq!(again.kind, TimerKind::Retry { attempt: 2 });
+    assert!(again.at >= at(t) + SignedDuration::from_mins(10));
+    let local = again
+        .at
+        .to_zoned(timing::zone(&failed_call.customer_timezone));
+    assert!((9..20).contains(&local.hour()), "{local}");
+
+    // The same attempt, fired again, gets a real result, which replaces the error.
+    let refired = apply(&failed_call, &due(again));
+    let result = apply(
+        &refired,
+        &charge(
+            2,
+            again.at.as_second(),
+            declined_on("insufficient_funds", None, "visa"),
+        ),
+    );
+    assert_eq!(result.attempts.len(), 2);
+    assert_eq!(result.attempts[1].outcome, Outcome::Failed);
+    assert_eq!(result.attempts[1].at, again.at);
+    let kinds: Vec<_> = result.timers.iter().map(|t| t.kind).collect();
+    assert_eq!(kinds, [TimerKind::Retry { attempt: 3 }]);
+}
+
+/// A case on a card of `brand` with retry 2 due at `due`.
+fn due_on_card(brand: &str) -> (Case, Timer) {
+    let opened = run(&[failed("evt_f1", NOW, 1)]).unwrap();
+    let mut case = apply(
+        &opened,
+        &charge(1, NOW, declined_on("do_not_honor", None, brand)),
+    );
+    case.version = 1;
+    let timer = case.timers[0];
+    (case, timer)
+}
+
+fn tries(invoice: &str, declined: bool, seconds: impl IntoIterator<Item = i64>) -> Vec<Try> {
+    seconds
+        .into_iter()
+        .enumerate()
+        .map(|(n, s)| Try {
+            at: at(s),
+            invoice_id: invoice.to_owned(),
+            attempt: n as u32 + 1,
+            declined,
+        })
+        .collect()
+}
+
+#[test]
+fn a_card_past_its_network_budget_moves_the_retry_and_says_why() {
+    let (case, timer) = due_on_card("mastercard");
+    let fire_at = timer.at.as_second();
+    // Ten declines on the same card for other invoices in the last few hours.
+    let card = tries(
+        "in_other",
+        true,
+        (0..10).map(|n| fire_at - 5 * HOUR + n * 60),
+    );
+    let input = Input::Timer { timer, card };
+    let decision = decide(&Policy::default(), Some(&case), &input, timer.at);
+    assert_eq!(decision.actions, []);
+    let moved = decision.case.unwrap();
+    let later = moved.timers[0];
+    assert_eq!(later.kind, timer.kind, "the same attempt, later");
+    assert!(
+        later.at >= at(fire_at - 5 * HOUR + 24 * HOUR),
+        "{}",
+        later.at
+    );
+    assert_eq!(moved.next_attempt_at, Some(later.at));
+    let said = &moved.timeline.last().unwrap().detail;
+    assert!(
+        said.contains("mastercard: at most 10 declines per card in 24h"),
+        "{said}"
+    );
+
+    // The attempt's own try, reserved before a crash, does not count against it.
+    let own = vec![Try {
+        at: timer.at,
+        invoice_id: case.invoice_id.clone(),
+        attempt: 2,
+        declined: true,
+    }];
+    let redo = decide(
+        &Policy::default(),
+        Some(&case),
+        &Input::Timer { timer, card: own },
+        timer.at,
+    );
+    assert_eq!(redo.actions, [Action::Retry { attempt: 2 }]);
+}
+
+#[test]
+fn a_rule_that_allows_nothing_drops_the_retry() {
+    let (case, timer) = due_on_card("amex");
+    let policy = Policy {
+        networks: vec![Rule {
+            brand: "amex".to_owned(),
+            counts: Counts::Attempts,
+            scope: Scope::Card,
+            max: 0,
+            per: SignedDuration::from_hours(24),
+        }],
+        ..Policy::default()
+    };
+    let input = Input::Timer {
+        timer,
+        card: Vec::new(),
+    };
+    let decision = decide(&policy, Some(&case), &input, timer.at);
+    assert_eq!(decision.actions, []);
+    let dropped = decision.case.unwrap();
+    assert_eq!(dropped.timers, []);
+    assert_eq!(dropped.next_attempt_at, None);
+    let said = &dropped.timeline.last().unwrap().detail;
+    assert!(said.contains("allows no try on this card"), "{said}");
+}
+
+proptest! {
+    /// Whatever the card's recent history, a retry the engine makes at `now` fits every network
+    /// rule in the window that ends with it, and one it holds back moves later, never earlier.
+    #[test]
+    fn the_engine_never_charges_past_a_network_budget(
+        past in proptest::collection::vec((0i64..40 * 86_400, any::<bool>(), 0usize..3), 0..90),
+        brand in prop_oneof![Just("visa"), Just("mastercard")],
+        late in 0i64..6 * HOUR,
+    ) {
+        let (case, timer) = due_on_card(brand);
+        let now = timer.at + SignedDuration::from_secs(late);
+        let invoices = [case.invoice_id.as_str(), "in_b", "in_c"];
+        let card: Vec<Try> = past
+            .iter()
+            .enumerate()
+            .map(|(n, &(ago, declined, i))| Try {
+                at: now - SignedDuration::from_secs(ago + 1),
+                invoice_id: invoices[i].to_owned(),
+                attempt: 100 + n as u32,
+                declined,
+            })
+            .collect();
+        let policy = Policy::default();
+        let decision = decide(&policy, Some(&case), &Input::Timer { timer, card: card.clone() }, now);
+        let after = decision.case.expect("a held timer always changes the case");
+        if decision.actions.is_empty() {
+            prop_assert!(after.timers.iter().all(|t| t.at > now));
+            return Ok(());
+        }
+        let planned = Try { at: now, invoice_id: case.invoice_id.clone(), attempt: 2, declined: true };
+        for rule in policy.networks.iter().filter(|r| r.brand == brand) {
+            let counted = card
+                .iter()
+                .chain([&planned])
+                .filter(|t| rule.scope == Scope::Card || t.invoice_id == case.invoice_id)
+                .filter(|t| rule.counts == Counts::Attempts || t.declined)
+                .filter(|t| t.at > now - rule.per && t.at <= now)
+                .count();
+            prop_assert!(counted <= rule.max as usize, "{rule:?}: {counted}");
+        }
+    }
+}
