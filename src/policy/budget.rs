@@ -134,6 +134,29 @@ impl Rule {
     }
 }
 
+/// What each rule binding `brand` still allows once a try of `invoice_id` is made at `at`: the rule
+/// in words and how many more tries it leaves in its window.
+pub fn left_after(
+    rules: &[Rule],
+    brand: &str,
+    history: &[Try],
+    invoice_id: &str,
+    at: Timestamp,
+) -> Vec<(String, u32)> {
+    rules
+        .iter()
+        .filter(|r| r.binds(brand))
+        .map(|rule| {
+            let used = history
+                .iter()
+                .filter(|t| rule.counts(t, invoice_id) && t.at > at - rule.per && t.at <= at)
+                .count();
+            let used = u32::try_from(used).unwrap_or(u32::MAX).saturating_add(1);
+            (describe(rule), rule.max.saturating_sub(used))
+        })
+        .collect()
+}
+
 fn longest(rules: &[Rule]) -> SignedDuration {
     rules.iter().map(|r| r.per).max().unwrap_or_default()
 }

@@ -207,17 +207,26 @@ fn on_customer_event(policy: &Policy, case: Option<&Case>, event: &Event) -> Dec
     let Some(case) = case.filter(|c| !c.state.is_final()) else {
         return Decision::unchanged();
     };
-    let (customer, method, zone) = match (&event.object, event.kind) {
+    let (customer, method, card, zone) = match (&event.object, event.kind) {
         (
             EventObject::PaymentMethod(pm),
             EventKind::PaymentMethodAttached | EventKind::PaymentMethodAutomaticallyUpdated,
-        ) => (pm.customer.as_deref(), Some(&pm.id), None),
+        ) => {
+            let card = pm.card.as_ref().and_then(|c| {
+                Some(Card {
+                    fingerprint: c.fingerprint.clone()?,
+                    brand: c.brand.clone()?,
+                })
+            });
+            (pm.customer.as_deref(), Some(&pm.id), card, None)
+        }
         (EventObject::Customer(customer), EventKind::CustomerUpdated) => (
             Some(customer.id.as_str()),
             customer
                 .default_payment_method
                 .as_ref()
                 .filter(|_| customer.default_payment_method_changed),
+            None,
             timing::known_zone(
                 customer.metadata.get("timezone").map(String::as_str),
                 customer.country.as_deref(),
@@ -248,6 +257,10 @@ fn on_customer_event(policy: &Policy, case: Option<&Case>, event: &Event) -> Dec
                 at,
             });
         }
+        // The new card is the one the retry will charge: its network budget is the one to keep.
+        if let Some(card) = card {
+            case.card = Some(card);
+        }
         // Only a card newer than the last attempt answers a request to act; an older one was tried.
         if case.state == State::AwaitingCustomer && case.attempts.iter().all(|a| a.at < at) {
             case.state = State::Retrying;
@@ -277,7 +290,11 @@ fn on_timer(
     case.timers.remove(held);
     let TimerKind::Retry { attempt } = timer.kind;
     case.next_attempt_at = None;
-    if let Some(refused) = network_refusal(policy, &case, attempt, card, now) {
+    let card = case.card.clone().map(|c| (c, others(&case, attempt, card)));
+    let refused = card
+        .as_ref()
+        .and_then(|(c, tries)| network_refusal(policy, &case, &c.brand, tries, now));
+    if let Some(refused) = refused {
         let plan = policy.plan_for(&case);
         let detail = match refused {
             Ok(deferral) => {
@@ -317,10 +334,23 @@ fn on_timer(
         attempt,
         at: timer.at,
     });
+    let budget = card.map_or_else(String::new, |(c, tries)| {
+        let left = budget::left_after(&policy.networks, &c.brand, &tries, &case.invoice_id, now);
+        let left: Vec<String> = left
+            .into_iter()
+            .map(|(rule, n)| format!("{rule}: {n} left"))
+            .collect();
+        let on = format!(" on {} card {}", c.brand, c.fingerprint);
+        if left.is_empty() {
+            on
+        } else {
+            format!("{on}; after it, {}", left.join("; "))
+        }
+    });
     case.record(Entry {
         at: timer.at,
         what: "retry due".to_owned(),
-        detail: format!("attempt {attempt}"),
+        detail: format!("attempt {attempt}{budget}"),
         event: None,
     });
     Decision {
@@ -329,24 +359,25 @@ fn on_timer(
     }
 }
 
-/// Why the networks do not allow attempt `attempt` on the case's card at `now`: `Ok` with the
-/// earliest time they do, `Err` when they never will; `None` when they allow it (or the card is
-/// not known). The attempt's own try, recorded before an earlier run of it was interrupted, does
-/// not count against it.
+/// The card's tries that count against attempt `attempt`: all but the attempt's own, which an
+/// earlier run of it may have recorded before it was interrupted.
+fn others(case: &Case, attempt: u32, card: &[budget::Try]) -> Vec<budget::Try> {
+    card.iter()
+        .filter(|t| t.invoice_id != case.invoice_id || t.attempt != attempt)
+        .cloned()
+        .collect()
+}
+
+/// Why the networks do not allow the try at `now` on a card of `brand`: `Ok` with the earliest
+/// time they do, `Err` when they never will; `None` when they allow it.
 fn network_refusal(
     policy: &Policy,
     case: &Case,
-    attempt: u32,
-    card: &[budget::Try],
+    brand: &str,
+    tries: &[budget::Try],
     now: Timestamp,
 ) -> Option<Result<budget::Deferral, String>> {
-    let brand = &case.card.as_ref()?.brand;
-    let others: Vec<budget::Try> = card
-        .iter()
-        .filter(|t| t.invoice_id != case.invoice_id || t.attempt != attempt)
-        .cloned()
-        .collect();
-    match budget::earliest_allowed(&policy.networks, brand, &others, &case.invoice_id, now) {
+    match budget::earliest_allowed(&policy.networks, brand, tries, &case.invoice_id, now) {
         Ok(Ok(_)) => None,
         Ok(Err(deferral)) => Some(Ok(deferral)),
         Err(never) => Some(Err(never)),

@@ -228,6 +228,7 @@ impl<S: Store> Engine<'_, S> {
             Inputs::DueTimers(known) => known.map(|case| case.cloned()),
             Inputs::One(_) => None,
         };
+        let mut made = Vec::new();
         for _ in 0..MAX_CONFLICTS {
             let stored = match known.take() {
                 Some(case) => case,
@@ -260,7 +261,9 @@ impl<S: Store> Engine<'_, S> {
                     actions: decided.actions,
                 });
             };
-            let charged = self.charge(case, &decided.actions, decided.card).await?;
+            let charged = self
+                .charge(case, &decided.actions, decided.card, &mut made)
+                .await?;
             if let Some(mut case) = charged {
                 match self.store.save_case(&case).await? {
                     Saved::Saved { version } => {
@@ -317,15 +320,21 @@ impl<S: Store> Engine<'_, S> {
 
     /// Makes the charges `actions` ask for and feeds each result back into the case. Each try is
     /// first written to the card's history; `None` when another worker changed that history since
-    /// the decision read it (the decision is then made again).
+    /// the decision read it (the decision is then made again). A charge already `made` by an earlier
+    /// round of this apply (whose save met a conflict) is not made again: its result is fed into the
+    /// fresh case, whether or not that case still asks for it, so no result is lost to a conflict.
     async fn charge(
         &self,
         mut case: Case,
         actions: &[Action],
         mut card: Option<CardHistory>,
+        made: &mut Vec<Charge>,
     ) -> Result<Option<Case>, ApplyError> {
         let rules = &self.policy.networks;
         for &Action::Retry { attempt } in actions {
+            if made.iter().any(|c| c.attempt == attempt) {
+                continue;
+            }
             let now = self.clock.now().await?;
             let invoice_id = case.invoice_id.clone();
             let tried = |at, declined| Try {
@@ -346,28 +355,33 @@ impl<S: Store> Engine<'_, S> {
             let result = self.processor.charge(&case.invoice_id, attempt).await;
             metrics::counter!(metric::CHARGES, "result" => result.as_str()).increment(1);
             tracing::info!(invoice = %case.invoice_id, attempt, result = result.as_str(), "charge attempt");
-            // The card the result belongs to: the one it was declined on, else the one reserved.
-            let charged_card = match &result {
-                ChargeResult::Declined(d) => d.card.as_ref().map(|c| c.fingerprint.clone()),
+            // The try is recorded on the card it was made on (the decline names it; otherwise the
+            // one reserved), unless the reservation already says all there is to say.
+            let reserved = card.as_ref().map(|c| c.fingerprint.as_str());
+            let declined_on = match &result {
+                ChargeResult::Declined(d) => d.card.as_ref().map(|c| c.fingerprint.as_str()),
                 _ => None,
+            };
+            let noted = match &result {
+                ChargeResult::Paid => reserved,
+                ChargeResult::Declined(_) => declined_on.filter(|&on| Some(on) != reserved),
+                ChargeResult::NotOpen { .. } | ChargeResult::Failed { .. } => None,
+            };
+            if let Some(fingerprint) = noted {
+                let declined = !matches!(result, ChargeResult::Paid);
+                note_try(self.store, rules, fingerprint, tried(now, declined)).await;
             }
-            .or_else(|| card.as_ref().map(|c| c.fingerprint.clone()));
-            let declined = !matches!(result, ChargeResult::Paid);
-            let made = !matches!(
-                result,
-                ChargeResult::NotOpen { .. } | ChargeResult::Failed { .. }
-            );
             let at = self.clock.now().await?;
-            let input = Input::Charge(Box::new(Charge {
+            made.push(Charge {
                 attempt,
                 at,
                 result,
-            }));
-            if let Some(next) = decide(self.policy, Some(&case), &input, at).case {
+            });
+        }
+        for charge in made.iter() {
+            let input = Input::Charge(Box::new(charge.clone()));
+            if let Some(next) = decide(self.policy, Some(&case), &input, charge.at).case {
                 case = next;
-            }
-            if let Some(fingerprint) = charged_card.filter(|_| made) {
-                note_try(self.store, rules, &fingerprint, tried(now, declined)).await;
             }
         }
         Ok(Some(case))

@@ -336,3 +336,51 @@ async fn a_pay_call_that_times_out_is_made_again_with_its_key_and_gets_stripes_s
     assert!(pays.iter().all(|p| p.idempotency_key == key(invoice, 2)));
     assert_eq!(app.stripe.charges().len(), 1);
 }
+
+#[tokio::test]
+async fn two_invoices_on_one_card_share_its_network_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    // A budget of three tries per card in 30 days: Stripe's failed first attempt of each invoice
+    // takes two, so only one of the two retries fits.
+    std::fs::write(
+        &policy,
+        "version = 1\n\n[[network]]\nbrand = \"visa\"\ncounts = \"attempts\"\nscope = \"card\"\n\
+         max = 3\nper = \"30d\"\n",
+    )
+    .unwrap();
+    let mut env = clock_env().to_vec();
+    env.push(("RECOUP_POLICY", policy.to_str().unwrap()));
+    let app = TestApp::spawn_as(Role::All, &env).await;
+    let invoices = ["in_shared_card_a", "in_shared_card_b"];
+    for invoice in invoices {
+        app.stripe.add_invoice(
+            invoice,
+            Invoice::failed(CUSTOMER, Decline::visa("generic_decline")),
+        );
+        app.deliver(failure(invoice)).await;
+        app.case_when(invoice, |c| c["decline"]["class"] == "ambiguous")
+            .await;
+    }
+
+    app.advance_clock(10 * DAY).await;
+    let mut held_back = 0;
+    for invoice in invoices {
+        let case = app
+            .case_when(invoice, |c| {
+                c["state"] == "recovered" || c["timeline"].to_string().contains("network rule")
+            })
+            .await;
+        let story = case["timeline"].to_string();
+        if case["state"] != "recovered" {
+            held_back += 1;
+            assert!(
+                story.contains("dropped: visa: at most 3 attempts per card in 720h"),
+                "{story}"
+            );
+            assert_eq!(case["timers"], serde_json::json!([]));
+        }
+    }
+    assert_eq!(held_back, 1, "exactly one retry fits the budget");
+    assert_eq!(app.stripe.charges().len(), 1);
+}

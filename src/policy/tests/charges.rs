@@ -246,6 +246,54 @@ fn a_card_past_its_network_budget_moves_the_retry_and_says_why() {
 }
 
 #[test]
+fn a_fired_retry_says_how_much_of_each_network_budget_it_leaves() {
+    let (case, timer) = due_on_card("mastercard");
+    let card = tries("in_other", true, [timer.at.as_second() - 600]);
+    let fired = decide(
+        &Policy::default(),
+        Some(&case),
+        &Input::Timer { timer, card },
+        timer.at,
+    );
+    assert_eq!(fired.actions, [Action::Retry { attempt: 2 }]);
+    let fired = fired.case.unwrap();
+    let said = &fired.timeline.last().unwrap().detail;
+    assert!(
+        said.starts_with("attempt 2 on mastercard card fp_1"),
+        "{said}"
+    );
+    assert!(
+        said.contains("mastercard: at most 10 declines per card in 24h: 8 left"),
+        "{said}"
+    );
+    assert!(
+        said.contains("mastercard: at most 35 attempts per card in 720h: 33 left"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_new_card_becomes_the_card_whose_budget_the_retry_spends() {
+    let opened = run(&[failed("evt_f1", NOW, 1)]).unwrap();
+    let hard = apply(
+        &opened,
+        &charge(1, NOW, declined_on("stolen_card", None, "visa")),
+    );
+    let carded = apply(
+        &hard,
+        &any_event("payment_method.attached", "evt_pm", NOW + 60),
+    );
+    assert_eq!(carded.state, State::Retrying);
+    assert_eq!(
+        carded.card,
+        Some(Card {
+            fingerprint: "Qm8ZvN2pLk4TyR7w".into(),
+            brand: "visa".into()
+        })
+    );
+}
+
+#[test]
 fn a_rule_that_allows_nothing_drops_the_retry() {
     let (case, timer) = due_on_card("amex");
     let policy = Policy {
@@ -310,6 +358,53 @@ proptest! {
                 .filter(|t| t.at > now - rule.per && t.at <= now)
                 .count();
             prop_assert!(counted <= rule.max as usize, "{rule:?}: {counted}");
+        }
+    }
+}
+
+proptest! {
+    /// Whatever Stripe reports, in whatever order, and whatever the charges come to: a paid,
+    /// voided or written-off invoice is never charged, and a card that declined for good is never
+    /// charged again (no new card arrives in these stories).
+    #[test]
+    fn no_charge_for_a_closed_invoice_nor_again_on_a_card_that_declined_for_good(
+        kinds in proptest::collection::vec(0usize..6, 1..6),
+        steps in proptest::collection::vec((0usize..4, 0usize..5, any::<prop::sample::Index>()), 1..16),
+    ) {
+        const CODES: [&str; 5] =
+            ["stolen_card", "insufficient_funds", "generic_decline", "expired_card", "do_not_honor"];
+        let policy = Policy::default();
+        let story = story(&kinds);
+        let mut case = run(&story[..1]);
+        let mut untold = story[1..].to_vec();
+        for (step, (what, code, pick)) in steps.into_iter().enumerate() {
+            let Some(current) = case.clone() else { break };
+            let attempt = current.attempts.last().map_or(1, |a| a.number);
+            let second = NOW + 3_600 * step as i64;
+            let input = match what {
+                0 if !untold.is_empty() => untold.remove(pick.index(untold.len())),
+                0 | 1 => charge(attempt, second, declined_on(CODES[code], None, "visa")),
+                2 => charge(attempt + 1, second, ChargeResult::Failed { error: "timeout".into() }),
+                _ => match current.timers.first() {
+                    Some(&timer) => due(timer),
+                    None => continue,
+                },
+            };
+            let decision = decide(&policy, Some(&current), &input, at(second));
+            if !decision.actions.is_empty() {
+                prop_assert!(!current.state.is_final(), "charged a {:?} case", current.state);
+                prop_assert!(
+                    current.decline.as_ref().is_none_or(|d| d.class == DeclineClass::Soft
+                        || d.class == DeclineClass::Ambiguous),
+                    "charged after {:?}", current.decline
+                );
+            }
+            if let Some(next) = decision.case {
+                if next.state.is_final() {
+                    prop_assert!(next.timers.is_empty());
+                }
+                case = Some(next);
+            }
         }
     }
 }
