@@ -137,8 +137,25 @@ async fn process<S: Store>(worker: &Worker<S>, entry: &InboxEntry) -> Result<(),
     let input = Input::Event(Box::new(event.clone()));
     for invoice_id in cases_touched(worker, event).await? {
         let applied = apply(worker, &invoice_id, &input).await?;
-        if let (EventObject::Invoice(invoice), Some(case)) = (&event.object, &applied.case) {
-            learn_decline(worker, event, invoice, case).await?;
+        let failure = matches!(
+            event.kind,
+            EventKind::InvoicePaymentFailed | EventKind::InvoicePaymentActionRequired
+        );
+        if let EventObject::Invoice(invoice) = &event.object
+            && failure
+        {
+            // A redelivered or retried entry changes nothing, but its decline may still be unread.
+            let case = match applied.case {
+                Some(case) => Some(case),
+                None => worker
+                    .store
+                    .load_case(&invoice_id)
+                    .await
+                    .map_err(|e| Fault::Moment(e.to_string()))?,
+            };
+            if let Some(case) = case {
+                learn_decline(worker, event, invoice, &case).await?;
+            }
         }
     }
     if let EventObject::Invoice(invoice) = &event.object
@@ -167,7 +184,7 @@ async fn apply<S: Store>(
         })
 }
 
-/// Stripe's failure events say that an attempt failed, not why: the decline (and the card it came
+/// Stripe's failure events (`event`, about `invoice`) say that an attempt failed, not why: the decline (and the card it came
 /// from) is read from the payment intent and fed in as that attempt's result, so the plan follows
 /// the real decline class from the first failure on. Stripe being unreachable defers the entry; a
 /// payment Stripe has no decline for leaves the decline unknown (`ambiguous` to the plan).
@@ -182,11 +199,7 @@ async fn learn_decline<S: Store>(
         .attempts
         .iter()
         .any(|a| a.number == attempt && a.outcome == Outcome::Failed && a.decline_code.is_none());
-    let failure = matches!(
-        event.kind,
-        EventKind::InvoicePaymentFailed | EventKind::InvoicePaymentActionRequired
-    );
-    if !failure || !unexplained {
+    if !unexplained || case.state.is_final() {
         return Ok(());
     }
     let found = worker

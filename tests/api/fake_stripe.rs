@@ -119,7 +119,8 @@ pub struct Charge {
 #[derive(Default)]
 struct Ledger {
     invoices: HashMap<String, Invoice>,
-    faults: VecDeque<u16>,
+    pay_faults: VecDeque<u16>,
+    intent_faults: VecDeque<u16>,
     answers: HashMap<String, (StatusCode, Value)>,
     requests: Vec<Request>,
     charges: Vec<Charge>,
@@ -196,7 +197,12 @@ impl FakeStripe {
 
     /// The next pay calls answer these statuses before anything is executed.
     pub fn fail_next_pays(&self, statuses: &[u16]) {
-        self.ledger.lock().unwrap().faults.extend(statuses);
+        self.ledger.lock().unwrap().pay_faults.extend(statuses);
+    }
+
+    /// The next payment intent reads answer these statuses.
+    pub fn fail_next_payment_intent_reads(&self, statuses: &[u16]) {
+        self.ledger.lock().unwrap().intent_faults.extend(statuses);
     }
 
     /// Pay calls are executed and kept, but answered only after `stall` (a worker can die waiting).
@@ -236,6 +242,19 @@ impl Drop for FakeStripe {
 fn template(name: &str) -> Value {
     let path = format!("{}/fixtures/stripe/{name}.json", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// Stripe's answer to a request it could not take: rate limited, or failing on its side.
+fn fault(status: u16) -> Response {
+    let (kind, message) = if status == 429 {
+        (
+            "invalid_request_error",
+            "Too many requests in a period of time.",
+        )
+    } else {
+        ("api_error", "An unknown error occurred on Stripe's end.")
+    };
+    stripe_error(StatusCode::from_u16(status).unwrap(), kind, "", message)
 }
 
 fn stripe_error(status: StatusCode, kind: &str, code: &str, message: &str) -> Response {
@@ -326,6 +345,9 @@ async fn read_payment_intent(
         format!("/v1/payment_intents/{id}"),
         &headers,
     );
+    if let Some(status) = ledger.lock().unwrap().intent_faults.pop_front() {
+        return fault(status);
+    }
     // Each invoice's payment intent is `pi_for_<invoice id>`; any other shows no decline.
     let invoice = id
         .strip_prefix("pi_for_")
@@ -358,17 +380,8 @@ async fn pay_invoice(
         if let Some((status, body)) = key.as_ref().and_then(|k| ledger.answers.get(k)) {
             return (*status, axum::Json(body.clone())).into_response();
         }
-        if let Some(fault) = ledger.faults.pop_front() {
-            let status = StatusCode::from_u16(fault).unwrap();
-            let (kind, message) = if fault == 429 {
-                (
-                    "invalid_request_error",
-                    "Too many requests in a period of time.",
-                )
-            } else {
-                ("api_error", "An unknown error occurred on Stripe's end.")
-            };
-            return stripe_error(status, kind, "", message);
+        if let Some(status) = ledger.pay_faults.pop_front() {
+            return fault(status);
         }
         let mut invoice = known(&mut ledger, &id);
         let (status, body) = if invoice.status != "open" {

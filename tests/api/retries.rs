@@ -157,6 +157,37 @@ async fn a_retry_declined_for_good_goes_back_into_the_policy_and_stops_the_retri
 }
 
 #[tokio::test]
+async fn a_decline_stripe_could_not_show_at_first_is_read_when_the_event_comes_back() {
+    let mut env = clock_env().to_vec();
+    env.extend([
+        ("RECOUP_WORKER__LEASE_SECS", "1"),
+        ("RECOUP_STRIPE__BACKOFF_MS", "5"),
+    ]);
+    let app = TestApp::spawn_as(Role::All, &env).await;
+    let invoice = "in_unread_1";
+    app.stripe.add_invoice(
+        invoice,
+        Invoice::failed(CUSTOMER, Decline::visa("stolen_card")),
+    );
+    // Stripe fails the first read and the three tries after it; the event waits for the lease.
+    app.stripe
+        .fail_next_payment_intent_reads(&[503, 503, 503, 503]);
+    app.deliver(failure(invoice)).await;
+    let case = app
+        .case_when(invoice, |c| c["decline"]["class"] == "hard")
+        .await;
+    assert_eq!(case["state"], "awaiting_customer");
+    let reads = app
+        .stripe
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == format!("/v1/payment_intents/pi_for_{invoice}"))
+        .count();
+    assert_eq!(reads, 5, "four failed reads, then the one that worked");
+    assert!(app.stripe.pay_requests(invoice).is_empty());
+}
+
+#[tokio::test]
 async fn a_hard_decline_is_never_charged_again() {
     let app = app().await;
     let invoice = "in_hard_1";
