@@ -7,8 +7,8 @@ use futures_util::future::BoxFuture;
 use jiff::{SignedDuration, Timestamp};
 use recoup::config::RedisSettings;
 use recoup::policy::{
-    Attempt, Case, Channel, ChargeResult, Declined, Entry, Input, Nudge, NudgeKind, Outcome,
-    Policy, Timer, TimerKind, decide,
+    Attempt, Case, Channel, ChargeResult, CustomerFacts, Declined, Entry, Input, Nudge, NudgeKind,
+    Outcome, Policy, Timer, TimerKind, decide,
 };
 use recoup::processor::{Processor, ProcessorError};
 use recoup::store::{RedisStore, Saved, Store};
@@ -34,6 +34,13 @@ impl Processor for Declining {
         _: &'a str,
         _: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Option<Declined>, ProcessorError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn customer<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CustomerFacts>, ProcessorError>> {
         Box::pin(async { Ok(None) })
     }
 }

@@ -233,6 +233,12 @@ impl Reader<'_> {
                 .map(|n| self.number(n, &format!("{key}.{field}"), 0..=i64::MAX))
                 .transpose()
         };
+        let count = |written: &Option<Spanned<i64>>, field: &str| {
+            written
+                .as_ref()
+                .map(|n| self.number(n, &format!("{key}.{field}"), 0..=100_000))
+                .transpose()
+        };
         let when = Match {
             amount_at_least: amount(&raw.amount_at_least, "amount_at_least")?,
             amount_below: amount(&raw.amount_below, "amount_below")?,
@@ -244,6 +250,11 @@ impl Reader<'_> {
                 .collect(),
             prices: raw.price.unwrap_or_default(),
             metadata: raw.metadata.unwrap_or_default(),
+            customer_metadata: raw.customer_metadata.unwrap_or_default(),
+            tenure_months_at_least: count(&raw.tenure_months_at_least, "tenure_months_at_least")?,
+            tenure_months_below: count(&raw.tenure_months_below, "tenure_months_below")?,
+            past_failures_at_least: count(&raw.past_failures_at_least, "past_failures_at_least")?,
+            past_failures_below: count(&raw.past_failures_below, "past_failures_below")?,
         };
         Ok(Segment {
             name,
@@ -452,6 +463,11 @@ struct RawSegment {
     currency: Option<Vec<String>>,
     price: Option<Vec<String>>,
     metadata: Option<BTreeMap<String, String>>,
+    customer_metadata: Option<BTreeMap<String, String>>,
+    tenure_months_at_least: Option<Spanned<i64>>,
+    tenure_months_below: Option<Spanned<i64>>,
+    past_failures_at_least: Option<Spanned<i64>>,
+    past_failures_below: Option<Spanned<i64>>,
     retries: Option<RawRetries>,
 }
 
@@ -695,6 +711,12 @@ mod tests {
                 "",
                 "unknown field `country`",
             ),
+            (
+                "version = 1\n[[segment]]\nname = \"a\"\n\ntenure_months_at_least = -3",
+                5,
+                "segment[0].tenure_months_at_least",
+                "allowed: 0 to 100000",
+            ),
         ];
         for &(text, line, key, problem) in cases {
             let err = error(text);
@@ -724,6 +746,9 @@ max_attempts = 4
 [[segment]]
 name = "small"
 amount_below = 1000
+customer_metadata = { plan = "solo" }
+tenure_months_below = 6
+past_failures_at_least = 1
 "#;
 
     #[test]
@@ -742,6 +767,10 @@ amount_below = 1000
             "inherited"
         );
         assert_eq!(high.plan.ambiguous, [SignedDuration::from_hours(120)]);
+        assert_eq!(small.when.customer_metadata["plan"], "solo");
+        assert_eq!(small.when.tenure_months_below, Some(6));
+        assert_eq!(small.when.past_failures_at_least, Some(1));
+        assert_eq!(small.when.tenure_months_at_least, None);
         assert_eq!(high.plan.max_attempts, 4);
         assert_eq!(small.when.amount_below, Some(1_000));
         assert_eq!(small.plan, policy.plan);

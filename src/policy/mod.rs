@@ -32,7 +32,7 @@ pub use self::case::*;
 pub use self::charge::{Charge, ChargeResult, Declined};
 use self::plan::human;
 pub use self::plan::{NextRetry, Plan};
-pub use self::segment::{Match, Segment};
+pub use self::segment::{CustomerFacts, Match, Segment};
 use crate::webhook::event::{Event, EventKind, EventObject, Invoice};
 
 /// What a case's timers and retries are tuned by: `config/policy.toml`, read by [`file`].
@@ -57,9 +57,16 @@ impl Default for Policy {
 }
 
 impl Policy {
-    /// The segment a failed invoice belongs to, if any.
-    pub fn segment_for(&self, invoice: &Invoice) -> Option<&Segment> {
-        self.segments.iter().find(|s| s.when.matches(invoice))
+    /// The segment a failed invoice of a customer belongs to when it fails at `at`, if any.
+    pub fn segment_for(
+        &self,
+        invoice: &Invoice,
+        customer: &CustomerFacts,
+        at: Timestamp,
+    ) -> Option<&Segment> {
+        self.segments
+            .iter()
+            .find(|s| s.when.matches(invoice, customer, at))
     }
 
     /// The plan of the case's segment; the policy's own when it has none (or the policy no longer
@@ -77,6 +84,10 @@ impl Policy {
 pub enum Input {
     /// A verified Stripe event about the case's invoice.
     Event(Box<Event>),
+    /// An invoice event that may open a case, with what Stripe shows of the invoice's customer:
+    /// the worker reads the customer first, so that a case opens in the customer's own time zone
+    /// and segment. Once the case exists it is the plain event.
+    Opening(Box<Event>, Box<CustomerFacts>),
     /// One of the case's own timers came due. `card` holds the recent tries on the case's card
     /// (empty while the card is not known), over which the networks' budgets are counted.
     Timer {
@@ -119,7 +130,8 @@ impl Decision {
 /// Decides what `input` means for `case` at `now`.
 pub fn decide(policy: &Policy, case: Option<&Case>, input: &Input, now: Timestamp) -> Decision {
     match input {
-        Input::Event(event) => on_event(policy, case, event, now),
+        Input::Event(event) => on_event(policy, case, event, None, now),
+        Input::Opening(event, customer) => on_event(policy, case, event, Some(customer), now),
         Input::Timer { timer, card } => case.map_or_else(Decision::unchanged, |case| {
             on_timer(policy, case, timer, card, now)
         }),
@@ -129,7 +141,13 @@ pub fn decide(policy: &Policy, case: Option<&Case>, input: &Input, now: Timestam
     }
 }
 
-fn on_event(policy: &Policy, case: Option<&Case>, event: &Event, now: Timestamp) -> Decision {
+fn on_event(
+    policy: &Policy,
+    case: Option<&Case>,
+    event: &Event,
+    customer: Option<&CustomerFacts>,
+    now: Timestamp,
+) -> Decision {
     if case.is_some_and(|c| c.has_seen(&event.id)) {
         return Decision::unchanged();
     }
@@ -150,7 +168,7 @@ fn on_event(policy: &Policy, case: Option<&Case>, event: &Event, now: Timestamp)
     let before = case.map(|c| c.state);
     let mut case = case
         .cloned()
-        .unwrap_or_else(|| open(policy, invoice, fact.opening_state(), now));
+        .unwrap_or_else(|| open(policy, invoice, customer, fact.opening_state(), at, now));
     match fact {
         Fact::Failed { needs_customer } => {
             case.failed_at = Some(case.failed_at.map_or(at, |f| f.min(at)));
@@ -402,7 +420,24 @@ impl Fact {
     }
 }
 
-fn open(policy: &Policy, invoice: &Invoice, state: State, now: Timestamp) -> Case {
+/// A new case for `invoice`, whose first event happened `at`.
+fn open(
+    policy: &Policy,
+    invoice: &Invoice,
+    customer: Option<&CustomerFacts>,
+    state: State,
+    at: Timestamp,
+    now: Timestamp,
+) -> Case {
+    let unknown = CustomerFacts::default();
+    let customer = customer.unwrap_or(&unknown);
+    let timezone = timing::zone_name(
+        customer.metadata.get("timezone").map(String::as_str),
+        customer
+            .country
+            .as_deref()
+            .or(invoice.customer_country.as_deref()),
+    );
     Case {
         invoice_id: invoice.id.clone().unwrap_or_default(),
         customer_id: invoice.customer.clone(),
@@ -410,7 +445,7 @@ fn open(policy: &Policy, invoice: &Invoice, state: State, now: Timestamp) -> Cas
         amount_due: invoice.amount_due,
         currency: invoice.currency.clone(),
         state,
-        customer_timezone: timing::zone_name(None, invoice.customer_country.as_deref()),
+        customer_timezone: timezone,
         decline: None,
         attempts: Vec::new(),
         next_attempt_at: None,
@@ -427,7 +462,9 @@ fn open(policy: &Policy, invoice: &Invoice, state: State, now: Timestamp) -> Cas
         stripe_retries_at: None,
         retry_under_way: None,
         card: None,
-        segment: policy.segment_for(invoice).map(|s| s.name.clone()),
+        segment: policy
+            .segment_for(invoice, customer, at)
+            .map(|s| s.name.clone()),
         opened_at: now,
         version: 0,
     }

@@ -2,15 +2,47 @@
 //!
 //! Not every customer should be chased the same way: a large, long-standing account earns fewer,
 //! gentler tries than a small self-serve plan, and a plan's own customers may pay on their own
-//! rhythm. A segment names the invoices it is for (amount, currency, price, invoice metadata) and
-//! the plan they get. A case is placed in a segment once, when it opens, from the failed invoice
-//! itself, and keeps the segment's name, so its timeline can say which plan it is on; the first
-//! segment that matches wins, and an invoice no segment matches gets the policy's own plan.
+//! rhythm. A segment names the invoices it is for (amount, currency, price, invoice metadata; the
+//! customer's metadata, tenure and past failures) and the plan they get. A case is placed in a
+//! segment once, when it opens, from the failed invoice and what Stripe shows of its customer
+//! ([`CustomerFacts`]), and keeps the segment's name, so its timeline can say which plan it is on;
+//! the first segment that matches wins, and an invoice no segment matches gets the policy's own
+//! plan.
 
 use std::collections::BTreeMap;
 
+use jiff::{Timestamp, Unit};
+
 use super::Plan;
 use crate::webhook::event::Invoice;
+
+/// What Stripe shows of a failed invoice's customer when the case opens, and how often recoup has
+/// seen them fail before.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CustomerFacts {
+    pub metadata: BTreeMap<String, String>,
+    /// The billing address's country (ISO 3166-1 alpha-2).
+    pub country: Option<String>,
+    /// When the customer was created in Stripe: where their tenure starts.
+    pub created: Option<Timestamp>,
+    /// The customer's earlier invoices recoup opened a case for.
+    pub past_failures: u32,
+}
+
+impl CustomerFacts {
+    /// Whole months from the customer's creation to `at`; 0 when Stripe did not say.
+    pub fn tenure_months(&self, at: Timestamp) -> u32 {
+        let zone = jiff::tz::TimeZone::UTC;
+        self.created
+            .and_then(|created| {
+                created
+                    .to_zoned(zone.clone())
+                    .until((Unit::Month, &at.to_zoned(zone)))
+                    .ok()
+            })
+            .map_or(0, |span| u32::try_from(span.get_months()).unwrap_or(0))
+    }
+}
 
 /// A named group of invoices and the plan they get.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,10 +66,43 @@ pub struct Match {
     pub prices: Vec<String>,
     /// The invoice's metadata holds each of these key-value pairs.
     pub metadata: BTreeMap<String, String>,
+    /// The customer's metadata holds each of these key-value pairs.
+    pub customer_metadata: BTreeMap<String, String>,
+    /// The customer has been with the business at least this many whole months.
+    pub tenure_months_at_least: Option<u32>,
+    /// ...and fewer than this many.
+    pub tenure_months_below: Option<u32>,
+    /// recoup has seen at least this many earlier invoices of the customer fail.
+    pub past_failures_at_least: Option<u32>,
+    /// ...and fewer than this many.
+    pub past_failures_below: Option<u32>,
 }
 
 impl Match {
-    pub fn matches(&self, invoice: &Invoice) -> bool {
+    /// Whether a failed invoice (at `at`) of a customer described by `customer` is in the segment.
+    pub fn matches(&self, invoice: &Invoice, customer: &CustomerFacts, at: Timestamp) -> bool {
+        let tenure = customer.tenure_months(at);
+        let between = |n: u32, least: Option<u32>, below: Option<u32>| {
+            least.is_none_or(|l| n >= l) && below.is_none_or(|b| n < b)
+        };
+        self.invoice_matches(invoice)
+            && self
+                .customer_metadata
+                .iter()
+                .all(|(key, value)| customer.metadata.get(key) == Some(value))
+            && between(
+                tenure,
+                self.tenure_months_at_least,
+                self.tenure_months_below,
+            )
+            && between(
+                customer.past_failures,
+                self.past_failures_at_least,
+                self.past_failures_below,
+            )
+    }
+
+    fn invoice_matches(&self, invoice: &Invoice) -> bool {
         self.amount_at_least
             .is_none_or(|least| invoice.amount_due >= least)
             && self
@@ -72,19 +137,25 @@ mod tests {
         *invoice
     }
 
+    fn at() -> Timestamp {
+        "2026-11-30T12:00:00Z".parse().unwrap()
+    }
+
     #[test]
     fn every_condition_given_must_hold_and_an_empty_match_takes_all() {
         let invoice = invoice();
-        assert!(Match::default().matches(&invoice));
+        let anyone = CustomerFacts::default();
+        let matches = |m: &Match| m.matches(&invoice, &anyone, at());
+        assert!(matches(&Match::default()));
         let price = invoice.price_ids[0].clone();
         let all = Match {
             amount_at_least: Some(invoice.amount_due),
             amount_below: Some(invoice.amount_due + 1),
             currencies: vec!["EUR".into(), invoice.currency.to_uppercase()],
             prices: vec!["price_other".into(), price],
-            metadata: BTreeMap::new(),
+            ..Match::default()
         };
-        assert!(all.matches(&invoice));
+        assert!(matches(&all));
         let fails: [Match; 5] = [
             Match {
                 amount_at_least: Some(invoice.amount_due + 1),
@@ -108,7 +179,49 @@ mod tests {
             },
         ];
         for (n, fail) in fails.iter().enumerate() {
-            assert!(!fail.matches(&invoice), "condition {n} should not hold");
+            assert!(!matches(fail), "condition {n} should not hold");
         }
+    }
+
+    #[test]
+    fn customer_conditions_read_metadata_tenure_and_past_failures() {
+        let invoice = invoice();
+        let customer = CustomerFacts {
+            metadata: BTreeMap::from([("plan".to_owned(), "team".to_owned())]),
+            country: Some("DE".to_owned()),
+            created: Some("2024-11-30T13:00:00Z".parse().unwrap()),
+            past_failures: 2,
+        };
+        // Two years less an hour: 23 whole months.
+        assert_eq!(customer.tenure_months(at()), 23);
+        let loyal = Match {
+            customer_metadata: customer.metadata.clone(),
+            tenure_months_at_least: Some(23),
+            past_failures_below: Some(3),
+            ..Match::default()
+        };
+        assert!(loyal.matches(&invoice, &customer, at()));
+        for fail in [
+            Match {
+                tenure_months_at_least: Some(24),
+                ..loyal.clone()
+            },
+            Match {
+                tenure_months_below: Some(23),
+                ..loyal.clone()
+            },
+            Match {
+                past_failures_at_least: Some(3),
+                ..loyal.clone()
+            },
+            Match {
+                customer_metadata: BTreeMap::from([("plan".to_owned(), "solo".to_owned())]),
+                ..loyal.clone()
+            },
+        ] {
+            assert!(!fail.matches(&invoice, &customer, at()), "{fail:?}");
+        }
+        // A customer Stripe told nothing about has no tenure.
+        assert_eq!(CustomerFacts::default().tenure_months(at()), 0);
     }
 }

@@ -1,8 +1,9 @@
 //! The payment processor: the one part of recoup that moves money.
 //!
-//! The worker asks a [`Processor`] for two things: to charge an invoice for a given attempt, and
-//! for the decline details of a failed payment Stripe made itself. Everything it answers is plain
-//! policy data ([`ChargeResult`], [`Declined`]) that goes back into `decide`; nothing here decides.
+//! The worker asks a [`Processor`] for three things: to charge an invoice for a given attempt, the
+//! decline details of a failed payment Stripe made itself, and what Stripe shows of a customer when
+//! their first failure opens a case. Everything it answers is plain policy data ([`ChargeResult`],
+//! [`Declined`], [`CustomerFacts`]) that goes back into `decide`; nothing here decides.
 //!
 //! Never charging twice rests on one rule: every try of one attempt carries the same
 //! [`idempotency_key`], and different attempts different keys. A worker that dies between the call
@@ -16,7 +17,7 @@ pub mod stripe;
 
 use futures_util::future::BoxFuture;
 
-use crate::policy::{ChargeResult, Declined};
+use crate::policy::{ChargeResult, CustomerFacts, Declined};
 
 /// Where charges go.
 pub trait Processor: Send + Sync + 'static {
@@ -33,6 +34,13 @@ pub trait Processor: Send + Sync + 'static {
         invoice_id: &'a str,
         payment_intent: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Option<Declined>, ProcessorError>>;
+
+    /// The customer's metadata, billing country and creation time (`past_failures` is the
+    /// caller's to fill in); `Ok(None)` when Stripe has no such customer (or it was deleted).
+    fn customer<'a>(
+        &'a self,
+        customer_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CustomerFacts>, ProcessorError>>;
 }
 
 /// A question Stripe did not answer.

@@ -1,5 +1,5 @@
-//! Stripe, through async-stripe: read the invoice, pay it under the attempt's idempotency key, and
-//! read declines from the payment intent.
+//! Stripe, through async-stripe: read the invoice, pay it under the attempt's idempotency key, read
+//! declines from the payment intent, and read a customer.
 //!
 //! Every call is bounded by [`StripeSettings::timeout_ms`], and calls that fail for a passing reason
 //! (no answer in time, connection trouble, 409 idempotency conflicts, 429 rate limits and 5xx
@@ -18,11 +18,12 @@ use stripe::{
 };
 use stripe_billing::InvoiceStatus;
 use stripe_billing::invoice::{PayInvoice, RetrieveInvoice};
+use stripe_core::customer::{RetrieveCustomer, RetrieveCustomerReturned};
 use stripe_core::payment_intent::RetrievePaymentIntent;
 
 use super::{Processor, ProcessorError, idempotency_key};
 use crate::config::StripeSettings;
-use crate::policy::{Card, ChargeResult, Declined};
+use crate::policy::{Card, ChargeResult, CustomerFacts, Declined};
 
 /// The Stripe API version recoup speaks: the one async-stripe pins. The business's webhook
 /// endpoint should send events in the same version.
@@ -190,6 +191,34 @@ impl Stripe {
             .map_err(|e| fault("reading the payment intent", e))?;
         Ok(intent.last_payment_error.as_deref().map(declined))
     }
+
+    async fn customer_facts(
+        &self,
+        customer_id: &str,
+    ) -> Result<Option<CustomerFacts>, ProcessorError> {
+        let read = self
+            .call("read customer", || async {
+                RetrieveCustomer::new(customer_id).send(&self.client).await
+            })
+            .await;
+        let customer = match read {
+            Ok(RetrieveCustomerReturned::Customer(customer)) => customer,
+            Ok(RetrieveCustomerReturned::DeletedCustomer(_)) => return Ok(None),
+            Err(StripeError::Stripe(_, 404)) => return Ok(None),
+            Err(e) => {
+                return Err(ProcessorError {
+                    message: format!("reading the customer: {}", brief(&e)),
+                    passing: is_passing(&e),
+                });
+            }
+        };
+        Ok(Some(CustomerFacts {
+            metadata: customer.metadata.unwrap_or_default().into_iter().collect(),
+            country: customer.address.and_then(|a| a.country),
+            created: jiff::Timestamp::from_second(customer.created).ok(),
+            past_failures: 0,
+        }))
+    }
 }
 
 impl Processor for Stripe {
@@ -203,6 +232,13 @@ impl Processor for Stripe {
         payment_intent: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Option<Declined>, ProcessorError>> {
         Box::pin(self.decline_of(invoice_id, payment_intent))
+    }
+
+    fn customer<'a>(
+        &'a self,
+        customer_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CustomerFacts>, ProcessorError>> {
+        Box::pin(self.customer_facts(customer_id))
     }
 }
 

@@ -7,10 +7,10 @@ use futures_util::FutureExt;
 use jiff::Timestamp;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
-use super::{Inputs, Worker, note_try, store_backoff};
+use super::{ApplyError, Inputs, Worker, note_try, store_backoff};
 use crate::policy::budget::Try;
 use crate::policy::{Case, Charge, ChargeResult, Input, Outcome};
-use crate::store::{Failure, InboxEntry, Store};
+use crate::store::{Failure, InboxEntry, Store, StoreError};
 use crate::telemetry::metric;
 use crate::webhook::event::{Event, EventKind, EventObject, Invoice};
 
@@ -132,17 +132,30 @@ enum Fault {
     Entry(String),
 }
 
+impl From<ApplyError> for Fault {
+    fn from(e: ApplyError) -> Self {
+        if e.is_transient() {
+            Fault::Moment(e.to_string())
+        } else {
+            Fault::Entry(e.to_string())
+        }
+    }
+}
+
+impl Fault {
+    /// A store error: Redis down or slow is the moment's fault; data it cannot read, the entry's.
+    fn from_store(e: StoreError) -> Self {
+        ApplyError::from(e).into()
+    }
+}
+
 async fn process<S: Store>(worker: &Worker<S>, entry: &InboxEntry) -> Result<(), Fault> {
     let event = &entry.event;
-    let input = Input::Event(Box::new(event.clone()));
     for invoice_id in cases_touched(worker, event).await? {
+        let input = input_for(worker, event, &invoice_id).await?;
         let applied = apply(worker, &invoice_id, &input).await?;
-        let failure = matches!(
-            event.kind,
-            EventKind::InvoicePaymentFailed | EventKind::InvoicePaymentActionRequired
-        );
         if let EventObject::Invoice(invoice) = &event.object
-            && failure
+            && is_failure(event.kind)
         {
             // A redelivered or retried entry changes nothing, but its decline may still be unread.
             let case = match applied.case {
@@ -151,7 +164,7 @@ async fn process<S: Store>(worker: &Worker<S>, entry: &InboxEntry) -> Result<(),
                     .store
                     .load_case(&invoice_id)
                     .await
-                    .map_err(|e| Fault::Moment(e.to_string()))?,
+                    .map_err(Fault::from_store)?,
             };
             if let Some(case) = case {
                 learn_decline(worker, event, invoice, &case).await?;
@@ -167,6 +180,58 @@ async fn process<S: Store>(worker: &Worker<S>, entry: &InboxEntry) -> Result<(),
     Ok(())
 }
 
+fn is_failure(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::InvoicePaymentFailed | EventKind::InvoicePaymentActionRequired
+    )
+}
+
+/// The input an event is for a case: a failure that opens the case comes with what Stripe shows of
+/// the customer (and how many of their invoices recoup saw fail before), so the case opens in the
+/// customer's own time zone and segment. Stripe being unreachable defers the entry; a customer
+/// Stripe does not know opens the case from the invoice alone.
+async fn input_for<S: Store>(
+    worker: &Worker<S>,
+    event: &Event,
+    invoice_id: &str,
+) -> Result<Input, Fault> {
+    let plain = Input::Event(Box::new(event.clone()));
+    let EventObject::Invoice(invoice) = &event.object else {
+        return Ok(plain);
+    };
+    if !is_failure(event.kind)
+        || worker
+            .store
+            .load_case(invoice_id)
+            .await
+            .map_err(Fault::from_store)?
+            .is_some()
+    {
+        return Ok(plain);
+    }
+    let mut customer = match worker.processor.customer(&invoice.customer).await {
+        Ok(Some(customer)) => customer,
+        Ok(None) => return Ok(plain),
+        Err(e) if e.passing => return Err(Fault::Moment(e.message)),
+        Err(e) => {
+            tracing::warn!(customer = %invoice.customer, "customer not read: {e}");
+            return Ok(plain);
+        }
+    };
+    let failed_at = Timestamp::from_second(event.created).unwrap_or(Timestamp::MAX);
+    let earlier = worker
+        .store
+        .cases_of_customer(&invoice.customer)
+        .await
+        .map_err(Fault::from_store)?
+        .into_iter()
+        .filter(|c| c.invoice_id != invoice_id && c.failed_at.is_some_and(|f| f <= failed_at))
+        .count();
+    customer.past_failures = u32::try_from(earlier).unwrap_or(u32::MAX);
+    Ok(Input::Opening(Box::new(event.clone()), Box::new(customer)))
+}
+
 async fn apply<S: Store>(
     worker: &Worker<S>,
     invoice_id: &str,
@@ -175,13 +240,7 @@ async fn apply<S: Store>(
     worker
         .apply(invoice_id, Inputs::One(input))
         .await
-        .map_err(|e| {
-            if e.is_transient() {
-                Fault::Moment(e.to_string())
-            } else {
-                Fault::Entry(e.to_string())
-            }
-        })
+        .map_err(Fault::from)
 }
 
 /// Stripe's failure events (`event`, about `invoice`) say that an attempt failed, not why: the decline (and the card it came
@@ -256,7 +315,7 @@ async fn cases_touched<S: Store>(worker: &Worker<S>, event: &Event) -> Result<Ve
         .store
         .cases_of_customer(customer)
         .await
-        .map_err(|e| Fault::Moment(e.to_string()))?;
+        .map_err(Fault::from_store)?;
     Ok(cases
         .into_iter()
         .filter(|case| !case.state.is_final())

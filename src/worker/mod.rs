@@ -450,7 +450,7 @@ mod tests {
     use futures_util::future::BoxFuture;
 
     use super::*;
-    use crate::policy::Declined;
+    use crate::policy::{CustomerFacts, Declined};
     use crate::processor::ProcessorError;
     use crate::store::MemoryStore;
 
@@ -468,6 +468,13 @@ mod tests {
             _: Option<&'a str>,
         ) -> BoxFuture<'a, Result<Option<Declined>, ProcessorError>> {
             unreachable!("nothing is looked up here")
+        }
+
+        fn customer<'a>(
+            &'a self,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<Option<CustomerFacts>, ProcessorError>> {
+            unreachable!("no customer is read here")
         }
     }
 

@@ -2,7 +2,7 @@
 //! `STRIPE_API_BASE`, exactly as it reaches Stripe.
 //!
 //! It answers the calls recoup makes — read an invoice (with its payments when asked), pay it, read
-//! a payment intent — with Stripe's own example objects (`fixtures/stripe/`, from Stripe's OpenAPI
+//! a payment intent, read a customer — with Stripe's own example objects (`fixtures/stripe/`, from Stripe's OpenAPI
 //! fixtures) filled in with each invoice's state. Like Stripe, it keeps the answer to every
 //! executed pay call under its `Idempotency-Key` and replays it for a repeat of the key; injected
 //! faults (500, 429) are answered before anything executes and are not kept. Every request and every
@@ -99,6 +99,15 @@ impl Invoice {
     }
 }
 
+/// A customer as the fake shows it; customers not added are unknown (404), as in Stripe.
+#[derive(Debug, Clone)]
+pub struct Customer {
+    pub metadata: Value,
+    pub country: &'static str,
+    /// Unix seconds.
+    pub created: i64,
+}
+
 /// One request the fake received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -119,6 +128,7 @@ pub struct Charge {
 #[derive(Default)]
 struct Ledger {
     invoices: HashMap<String, Invoice>,
+    customers: HashMap<String, Customer>,
     pay_faults: VecDeque<u16>,
     intent_faults: VecDeque<u16>,
     answers: HashMap<String, (StatusCode, Value)>,
@@ -143,6 +153,7 @@ impl FakeStripe {
             .route("/v1/invoices/{id}", get(read_invoice))
             .route("/v1/invoices/{id}/pay", post(pay_invoice))
             .route("/v1/payment_intents/{id}", get(read_payment_intent))
+            .route("/v1/customers/{id}", get(read_customer))
             .fallback(|| async {
                 stripe_error(
                     StatusCode::NOT_FOUND,
@@ -193,6 +204,14 @@ impl FakeStripe {
             .unwrap()
             .invoices
             .insert(id.to_owned(), invoice);
+    }
+
+    pub fn add_customer(&self, id: &str, customer: Customer) {
+        self.ledger
+            .lock()
+            .unwrap()
+            .customers
+            .insert(id.to_owned(), customer);
     }
 
     /// The next pay calls answer these statuses before anything is executed.
@@ -362,6 +381,29 @@ async fn read_payment_intent(
             .as_ref()
             .map_or(Value::Null, |d| d.error("Your card was declined."));
     }
+    axum::Json(json).into_response()
+}
+
+async fn read_customer(
+    State(ledger): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    note(&ledger, "GET", format!("/v1/customers/{id}"), &headers);
+    let Some(customer) = ledger.lock().unwrap().customers.get(&id).cloned() else {
+        let message = format!("No such customer: '{id}'");
+        return stripe_error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "resource_missing",
+            &message,
+        );
+    };
+    let mut json = template("customer");
+    json["id"] = json!(id);
+    json["metadata"] = customer.metadata;
+    json["address"]["country"] = json!(customer.country);
+    json["created"] = json!(customer.created);
     axum::Json(json).into_response()
 }
 

@@ -8,7 +8,7 @@ use recoup::processor::stripe::api_version;
 use recoup::server::Role;
 use serde_json::Value;
 
-use crate::fake_stripe::{Decline, FakeStripe, Invoice, Outcome};
+use crate::fake_stripe::{Customer, Decline, FakeStripe, Invoice, Outcome};
 use crate::helpers::{
     API_TOKENS, Recoup, RecoupProcess, TestApp, TestRedis, invoice_event, unix_now, wait_until,
 };
@@ -25,6 +25,16 @@ fn clock_env() -> [(&'static str, &'static str); 2] {
         ("RECOUP_API_TOKENS", API_TOKENS),
         ("RECOUP_TEST_CLOCK", "1"),
     ]
+}
+
+/// The app with a policy file of its own (kept in the returned directory).
+async fn app_with_policy(policy: &str) -> (TestApp, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.toml");
+    std::fs::write(&path, policy).unwrap();
+    let mut env = clock_env().to_vec();
+    env.push(("RECOUP_POLICY", path.to_str().unwrap()));
+    (TestApp::spawn_as(Role::All, &env).await, dir)
 }
 
 /// Stripe's failure of the invoice's first attempt, just now, naming the payment intent the fake
@@ -370,19 +380,13 @@ async fn a_pay_call_that_times_out_is_made_again_with_its_key_and_gets_stripes_s
 
 #[tokio::test]
 async fn two_invoices_on_one_card_share_its_network_budget() {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policy.toml");
     // A budget of three tries per card in 30 days: Stripe's failed first attempt of each invoice
     // takes two, so only one of the two retries fits.
-    std::fs::write(
-        &policy,
+    let (app, _policy) = app_with_policy(
         "version = 1\n\n[[network]]\nbrand = \"visa\"\ncounts = \"attempts\"\nscope = \"card\"\n\
          max = 3\nper = \"30d\"\n",
     )
-    .unwrap();
-    let mut env = clock_env().to_vec();
-    env.push(("RECOUP_POLICY", policy.to_str().unwrap()));
-    let app = TestApp::spawn_as(Role::All, &env).await;
+    .await;
     let invoices = ["in_shared_card_a", "in_shared_card_b"];
     for invoice in invoices {
         app.stripe.add_invoice(
@@ -414,4 +418,36 @@ async fn two_invoices_on_one_card_share_its_network_budget() {
     }
     assert_eq!(held_back, 1, "exactly one retry fits the budget");
     assert_eq!(app.stripe.charges().len(), 1);
+}
+
+#[tokio::test]
+async fn a_case_opens_in_the_customers_time_zone_and_the_segment_of_their_tenure() {
+    let (app, _policy) = app_with_policy(
+        "version = 1\n\n[[segment]]\nname = \"loyal\"\ntenure_months_at_least = 24\n\
+         past_failures_below = 1\n",
+    )
+    .await;
+    app.stripe.add_customer(
+        CUSTOMER,
+        Customer {
+            metadata: serde_json::json!({"timezone": "Asia/Tokyo"}),
+            country: "US",
+            created: unix_now() - 3 * 365 * DAY,
+        },
+    );
+    let first = "in_tenure_1";
+    app.deliver(failure(first)).await;
+    let case = app.case_when(first, |c| c["timers"] != Value::Null).await;
+    assert_eq!(case["customer_timezone"], "Asia/Tokyo");
+    assert_eq!(case["segment"], "loyal");
+    let next: jiff::Timestamp = case["next_attempt_at"].as_str().unwrap().parse().unwrap();
+    let local = next.to_zoned(jiff::tz::TimeZone::get("Asia/Tokyo").unwrap());
+    assert!((9..20).contains(&local.hour()), "{local}");
+
+    // The same customer's next failure is their second: no longer in a segment for first failures.
+    let second = "in_tenure_2";
+    app.deliver(failure(second)).await;
+    let case = app.case_when(second, |c| c["timers"] != Value::Null).await;
+    assert_eq!(case["customer_timezone"], "Asia/Tokyo");
+    assert_eq!(case.get("segment"), None, "{case}");
 }

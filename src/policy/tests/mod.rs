@@ -291,7 +291,7 @@ proptest! {
         }
         seen.sort_by_key(|input| match input {
             Input::Event(e) => e.created,
-            Input::Timer { .. } | Input::Charge(_) => unreachable!(),
+            Input::Timer { .. } | Input::Charge(_) | Input::Opening(..) => unreachable!(),
         });
         let got = run(&delivered).map(|c| outcome(&c));
         let want = run(&seen).map(|c| outcome(&c));
@@ -634,6 +634,63 @@ fn retries_moved_to_the_windows_opening_keep_their_jitter() {
         seen.insert(next.at);
     }
     assert!(seen.len() > 45, "only {} distinct moments", seen.len());
+}
+
+#[test]
+fn a_case_opens_in_its_customers_time_zone_and_a_segment_of_their_tenure() {
+    let loyal = Segment {
+        name: "two years and more".to_owned(),
+        when: Match {
+            tenure_months_at_least: Some(24),
+            past_failures_below: Some(1),
+            ..Match::default()
+        },
+        plan: Plan::default(),
+    };
+    let policy = Policy {
+        segments: vec![loyal],
+        ..Policy::default()
+    };
+    let Input::Event(event) = failed("evt_open", NOW, 1) else {
+        unreachable!()
+    };
+    let customer = CustomerFacts {
+        metadata: [("timezone".to_owned(), "Asia/Tokyo".to_owned())].into(),
+        country: Some("US".to_owned()),
+        created: Some(now() - SignedDuration::from_hours(25 * 31 * 24)),
+        past_failures: 0,
+    };
+    let opening = Input::Opening(event.clone(), Box::new(customer.clone()));
+    let case = decide(&policy, None, &opening, now()).case.unwrap();
+    assert_eq!(case.customer_timezone, "Asia/Tokyo");
+    assert_eq!(case.segment.as_deref(), Some("two years and more"));
+    let local = case
+        .next_attempt_at
+        .unwrap()
+        .to_zoned(timing::zone("Asia/Tokyo"));
+    assert!((9..20).contains(&local.hour()), "{local}");
+
+    // A customer who failed before, or an event without the customer, opens no segment.
+    let again = CustomerFacts {
+        past_failures: 1,
+        ..customer.clone()
+    };
+    let opening = Input::Opening(event.clone(), Box::new(again));
+    assert_eq!(
+        decide(&policy, None, &opening, now()).case.unwrap().segment,
+        None
+    );
+    let plain = decide(&policy, None, &Input::Event(event), now())
+        .case
+        .unwrap();
+    assert_eq!(plain.segment, None);
+    assert_ne!(plain.customer_timezone, "Asia/Tokyo");
+
+    // Once the case exists, an opening event is the plain event: seen once, changes nothing again.
+    assert_eq!(
+        decide(&policy, Some(&case), &opening, now()),
+        Decision::default()
+    );
 }
 
 #[test]
