@@ -33,6 +33,11 @@ const NAMED_ENV: &[(&str, &str)] = &[
     ("RECOUP_TEST_CLOCK", "clock.test"),
     ("RECOUP_POLICY", "policy.path"),
     ("STRIPE_API_BASE", "stripe.api_base"),
+    ("RECOUP_EMAIL_FROM", "notify.email_from"),
+    ("RECOUP_NUDGE_WEBHOOK_URL", "notify.webhook_url"),
+    ("RECOUP_SMS_API_BASE", "notify.sms_api_base"),
+    ("RECOUP_SMS_ACCOUNT_SID", "notify.sms_account_sid"),
+    ("RECOUP_SMS_FROM", "notify.sms_from"),
 ];
 
 /// Everything `recoup serve` needs, validated.
@@ -46,6 +51,7 @@ pub struct Settings {
     pub clock: ClockSettings,
     pub policy: PolicySettings,
     pub stripe: StripeSettings,
+    pub notify: NotifySettings,
     pub secrets: Secrets,
 }
 
@@ -61,6 +67,7 @@ struct Layered {
     clock: ClockSettings,
     policy: PolicySettings,
     stripe: StripeSettings,
+    notify: NotifySettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -233,6 +240,45 @@ impl Default for StripeSettings {
     }
 }
 
+/// How nudges reach customers and the business; a channel is on when its address is set. The
+/// secrets of each (`RECOUP_SMTP_URL`, which may hold a password, `RECOUP_NUDGE_WEBHOOK_SECRET`,
+/// `RECOUP_SMS_AUTH_TOKEN`) come from the environment only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifySettings {
+    /// `RECOUP_EMAIL_FROM`: the From of email nudges, `Name <address>` or a bare address.
+    pub email_from: Option<String>,
+    /// `RECOUP_NUDGE_WEBHOOK_URL`: where nudges are POSTed as signed JSON.
+    pub webhook_url: Option<String>,
+    /// `RECOUP_SMS_API_BASE`: a Twilio-compatible API, e.g. `https://api.twilio.com`.
+    pub sms_api_base: Option<String>,
+    /// `RECOUP_SMS_ACCOUNT_SID`.
+    pub sms_account_sid: Option<String>,
+    /// `RECOUP_SMS_FROM`: the sending number, E.164.
+    pub sms_from: Option<String>,
+    /// The message templates: `<language>/<kind>-<tier>.txt` and `.html`.
+    pub templates: PathBuf,
+    /// Bound on one delivery (an SMTP session, an HTTP request).
+    pub timeout_ms: u64,
+    /// How many more times a delivery is tried after a passing failure.
+    pub retries: u32,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        Self {
+            email_from: None,
+            webhook_url: None,
+            sms_api_base: None,
+            sms_account_sid: None,
+            sms_from: None,
+            templates: PathBuf::from("config/templates"),
+            timeout_ms: 10_000,
+            retries: 3,
+        }
+    }
+}
+
 /// The policy file `recoup serve` reads unless told otherwise.
 pub const DEFAULT_POLICY_PATH: &str = "config/policy.toml";
 
@@ -279,6 +325,12 @@ pub struct Secrets {
     pub api_tokens: Vec<ApiToken>,
     /// `STRIPE_API_KEY`: the processor secret key.
     pub stripe_api_key: Option<SecretString>,
+    /// `RECOUP_SMTP_URL`: `smtp://[user:password@]host:port` or `smtps://…`; email is off without it.
+    pub smtp_url: Option<SecretString>,
+    /// `RECOUP_NUDGE_WEBHOOK_SECRET`: signs nudge webhooks.
+    pub nudge_webhook_secret: Option<SecretString>,
+    /// `RECOUP_SMS_AUTH_TOKEN`.
+    pub sms_auth_token: Option<SecretString>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -295,6 +347,15 @@ impl std::fmt::Debug for Secrets {
             .field(
                 "stripe_api_key",
                 &self.stripe_api_key.as_ref().map(|_| "redacted"),
+            )
+            .field("smtp_url", &self.smtp_url.as_ref().map(|_| "redacted"))
+            .field(
+                "nudge_webhook_secret",
+                &self.nudge_webhook_secret.as_ref().map(|_| "redacted"),
+            )
+            .field(
+                "sms_auth_token",
+                &self.sms_auth_token.as_ref().map(|_| "redacted"),
             )
             .finish()
     }
@@ -362,10 +423,10 @@ impl Settings {
         let secrets = Secrets {
             webhook_secrets: webhook_secrets(lookup(&env, "STRIPE_WEBHOOK_SECRETS"))?,
             api_tokens: api_tokens(lookup(&env, "RECOUP_API_TOKENS"))?,
-            stripe_api_key: lookup(&env, "STRIPE_API_KEY")
-                .map(str::trim)
-                .filter(|k| !k.is_empty())
-                .map(|k| SecretString::from(k.to_owned())),
+            stripe_api_key: secret(&env, "STRIPE_API_KEY"),
+            smtp_url: secret(&env, "RECOUP_SMTP_URL"),
+            nudge_webhook_secret: secret(&env, "RECOUP_NUDGE_WEBHOOK_SECRET"),
+            sms_auth_token: secret(&env, "RECOUP_SMS_AUTH_TOKEN"),
         };
         let settings = Settings {
             server: layered.server,
@@ -376,6 +437,7 @@ impl Settings {
             clock: layered.clock,
             policy: layered.policy,
             stripe: layered.stripe,
+            notify: layered.notify,
             secrets,
         };
         settings.validate()?;
@@ -497,6 +559,14 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// A secret from the environment; blank counts as unset.
+fn secret(env: &[(String, String)], name: &str) -> Option<SecretString> {
+    lookup(env, name)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| SecretString::from(v.to_owned()))
 }
 
 /// Parses `STRIPE_WEBHOOK_SECRETS`; its value is never echoed, only the position of a bad entry.
@@ -728,6 +798,7 @@ mod tests {
         assert_eq!(s.redis.dedupe_ttl_secs, d.redis.dedupe_ttl_secs);
         assert_eq!(s.log.format, d.log.format);
         assert_eq!(s.stripe, d.stripe);
+        assert_eq!(s.notify, d.notify);
     }
 
     #[test]
@@ -846,6 +917,33 @@ mod tests {
             !debug.contains("whsec_one") && !debug.contains("whsec_two"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn nudge_settings_come_from_the_environment_and_their_secrets_never_show() {
+        let s = load(&[
+            ("RECOUP_EMAIL_FROM", "Acme <billing@acme.example>"),
+            ("RECOUP_SMTP_URL", "smtp://mailer:hunter2@127.0.0.1:2525"),
+            ("RECOUP_NUDGE_WEBHOOK_URL", "https://acme.example/nudges"),
+            ("RECOUP_NUDGE_WEBHOOK_SECRET", "nudge_secret_9f8e"),
+            ("RECOUP_SMS_AUTH_TOKEN", "sms_token_1a2b"),
+            ("RECOUP_NOTIFY__RETRIES", "1"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.notify.email_from.as_deref(),
+            Some("Acme <billing@acme.example>")
+        );
+        assert_eq!(
+            s.notify.webhook_url.as_deref(),
+            Some("https://acme.example/nudges")
+        );
+        assert_eq!(s.notify.retries, 1);
+        assert!(s.secrets.smtp_url.is_some() && s.secrets.sms_auth_token.is_some());
+        let debug = format!("{s:?}");
+        for secret in ["hunter2", "nudge_secret_9f8e", "sms_token_1a2b"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod notify;
 pub mod policy;
 pub mod processor;
 pub mod server;

@@ -33,6 +33,7 @@ use tokio::sync::watch;
 use crate::api::{self, Api, auth::Tokens};
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::notify::{Notifier, NotifyError, channel_name};
 use crate::policy::{self, file::PolicyError};
 use crate::processor::stripe::{self, Stripe};
 use crate::processor::{Processor, ProcessorError};
@@ -81,6 +82,8 @@ pub enum StartError {
     NoStripeKey,
     #[error("Stripe: {0}")]
     Processor(#[from] ProcessorError),
+    #[error("nudges: {0}")]
+    Notify(#[from] NotifyError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("policy: {0}")]
@@ -117,6 +120,13 @@ impl Application {
             None => return Err(StartError::NoStripeKey),
             Some(key) => Some(Arc::new(Stripe::new(key, &settings.stripe)?)),
         };
+        if role.works() {
+            // Checked now, so a wrong channel setting or a broken template stops start-up rather
+            // than a nudge; the nudge plan that sends through them comes with the nudges issue.
+            let notifier = Notifier::new(&settings.notify, &settings.secrets)?;
+            let channels: Vec<&str> = notifier.channels().into_iter().map(channel_name).collect();
+            tracing::info!(?channels, templates = %settings.notify.templates.display(), "nudge channels");
+        }
         let store = RedisStore::connect(&settings.redis).await?;
         let metrics = telemetry::metrics_handle();
         let clock = Clock::new(store.clone(), settings.clock.test);

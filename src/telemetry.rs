@@ -37,6 +37,8 @@ pub mod metric {
     pub const CASE_CONFLICTS: &str = "recoup_case_conflicts_total";
     /// Counter: actions carried out, by `action`.
     pub const ACTIONS: &str = "recoup_actions_total";
+    /// Counter: nudge deliveries, by `channel`, `kind`, `tier` and `outcome`.
+    pub const NUDGES: &str = "recoup_nudges_total";
     /// Counter: charge attempts recoup made, by `result` (`paid`, `declined`, `not_open`, `failed`).
     pub const CHARGES: &str = "recoup_charge_attempts_total";
     /// Counter: failures whose invoice says Stripe will retry it itself (its own retries are on,
@@ -135,6 +137,10 @@ fn describe() {
         "Case saves refused by compare-and-set because another input saved first; retried."
     );
     metrics::describe_counter!(metric::ACTIONS, "Actions carried out, by action.");
+    metrics::describe_counter!(
+        metric::NUDGES,
+        "Nudge deliveries, by channel, kind, tier and outcome (sent, failed, skipped)."
+    );
     metrics::describe_counter!(
         metric::CHARGES,
         "Charge attempts recoup made through the processor, by result."

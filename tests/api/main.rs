@@ -2,9 +2,11 @@
 
 mod fake_stripe;
 mod helpers;
+mod nudges;
 mod operations;
 mod process;
 mod retries;
+mod smtp_sink;
 mod status;
 mod store;
 mod webhook;

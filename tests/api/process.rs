@@ -223,6 +223,20 @@ fn a_worker_without_a_stripe_key_exits_1_and_says_which() {
 }
 
 #[test]
+fn a_nudge_channel_set_up_halfway_stops_the_worker_naming_the_setting() {
+    let (code, _, stderr) = run(
+        &["serve", "--role", "worker"],
+        &[
+            ("STRIPE_API_KEY", STRIPE_KEY),
+            ("RECOUP_SMTP_URL", "smtp://user:hunter2@127.0.0.1:2525"),
+        ],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("RECOUP_EMAIL_FROM: required"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
 fn unreachable_redis_exits_1_without_leaking_the_password() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();

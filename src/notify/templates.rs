@@ -1,0 +1,383 @@
+//! Message templates: one per kind and tier and language, text and HTML, in `config/templates/`.
+//!
+//! `<language>/<kind>-<tier>.txt` starts with a `Subject: …` line and a blank line, then the text
+//! body; `<language>/<kind>-<tier>.html` is the same message as HTML (everything inserted into it is
+//! HTML-escaped). Templates are minijinja with strict variables: a template that names a variable
+//! recoup does not provide, or is missing in a language, stops start-up with the file named —
+//! never a blank email. English (`en`) is the default language and must have every template; a
+//! customer gets the first of their Stripe `preferred_locales` whose language has a folder.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+
+/// The language every template must exist in, and the one used when a customer's is not there.
+pub const DEFAULT_LANGUAGE: &str = "en";
+
+/// The templates recoup sends: every kind with the tiers the default nudge plan uses.
+pub const REQUIRED: &[&str] = &[
+    "payment_failed-1",
+    "payment_failed-2",
+    "payment_failed-3",
+    "action_required-1",
+    "action_required-2",
+    "card_expiring-1",
+    "final_notice-1",
+    "recovered-1",
+];
+
+/// What a template can say. Every field is always there (an absent date is an empty string), so a
+/// template can be checked against it at start-up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Context {
+    pub customer_name: String,
+    /// The amount due, formatted for its currency and the message's language: `$49.00`, `49,00 €`.
+    pub amount: String,
+    /// What the customer pays for (the invoice line's description), or empty.
+    pub plan: String,
+    /// The one-click fix: the billing portal or the hosted invoice page.
+    pub update_url: String,
+    /// The business, as the From address names it.
+    pub business: String,
+    /// The next retry, in the customer's time zone, or empty.
+    pub next_attempt: String,
+    /// For a final notice: `paused` or `canceled`, and from when (local date).
+    pub consequence: String,
+    pub consequence_date: String,
+    /// For an expiring card: its brand, last four digits and expiry (`12/2026`).
+    pub card: String,
+}
+
+/// A message ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// `<language>/<kind>-<tier>`.
+    pub template: String,
+    pub locale: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    /// The short form for SMS: the subject and the link.
+    pub sms: String,
+}
+
+/// A template that cannot be used, named by its file.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("templates: {0}: {1}")]
+    File(PathBuf, String),
+}
+
+/// Every template, parsed and checked.
+pub struct Templates {
+    env: Environment<'static>,
+    languages: BTreeSet<String>,
+}
+
+impl Templates {
+    /// Loads every template under `dir` and checks each renders with every variable recoup gives.
+    pub fn load(dir: &Path) -> Result<Self, TemplateError> {
+        let fail = |path: &Path, problem: String| TemplateError::File(path.to_owned(), problem);
+        let entries = std::fs::read_dir(dir).map_err(|e| fail(dir, e.to_string()))?;
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        let mut languages = BTreeSet::new();
+        let mut found: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for entry in entries {
+            let language_dir = entry.map_err(|e| fail(dir, e.to_string()))?.path();
+            if !language_dir.is_dir() {
+                continue;
+            }
+            let language = name_of(&language_dir);
+            for file in
+                std::fs::read_dir(&language_dir).map_err(|e| fail(&language_dir, e.to_string()))?
+            {
+                let path = file.map_err(|e| fail(&language_dir, e.to_string()))?.path();
+                let Some(ext @ ("txt" | "html")) = path.extension().and_then(|e| e.to_str()) else {
+                    continue;
+                };
+                let source =
+                    std::fs::read_to_string(&path).map_err(|e| fail(&path, e.to_string()))?;
+                let stem = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default();
+                let name = format!("{language}/{stem}.{ext}");
+                env.add_template_owned(name, source)
+                    .map_err(|e| fail(&path, e.to_string()))?;
+                found
+                    .entry(language.clone())
+                    .or_default()
+                    .insert(format!("{stem}.{ext}"));
+            }
+            languages.insert(language);
+        }
+        let default = found.get(DEFAULT_LANGUAGE).cloned().unwrap_or_default();
+        for required in REQUIRED {
+            for ext in ["txt", "html"] {
+                let file = format!("{required}.{ext}");
+                if !default.contains(&file) {
+                    return Err(fail(
+                        &dir.join(DEFAULT_LANGUAGE).join(&file),
+                        "missing: every kind and tier recoup sends needs a template in the default \
+                         language"
+                            .to_owned(),
+                    ));
+                }
+            }
+        }
+        let templates = Self { env, languages };
+        // Every template of every language must render, with every variable, and have its pair.
+        for (language, files) in &found {
+            for file in files {
+                let (stem, _) = file.rsplit_once('.').unwrap_or((file, ""));
+                let path = dir.join(language).join(file);
+                for ext in ["txt", "html"] {
+                    if !files.contains(&format!("{stem}.{ext}")) {
+                        return Err(fail(
+                            &dir.join(language).join(format!("{stem}.{ext}")),
+                            format!("missing: {file} has no .{ext} twin"),
+                        ));
+                    }
+                }
+                templates
+                    .render_named(language, stem, &Context::default())
+                    .map_err(|problem| fail(&path, problem))?;
+            }
+        }
+        Ok(templates)
+    }
+
+    /// The message of `<kind>-<tier>` in the first of `locales` recoup has templates for.
+    pub fn render(
+        &self,
+        kind_tier: &str,
+        locales: &[String],
+        context: &Context,
+    ) -> Result<Rendered, String> {
+        let language = locales
+            .iter()
+            .map(|l| l.split(['-', '_']).next().unwrap_or(l).to_ascii_lowercase())
+            .find(|l| {
+                self.languages.contains(l)
+                    && self
+                        .env
+                        .get_template(&format!("{l}/{kind_tier}.txt"))
+                        .is_ok()
+            })
+            .unwrap_or_else(|| DEFAULT_LANGUAGE.to_owned());
+        self.render_named(&language, kind_tier, context)
+    }
+
+    fn render_named(
+        &self,
+        language: &str,
+        stem: &str,
+        context: &Context,
+    ) -> Result<Rendered, String> {
+        let render = |ext: &str| {
+            self.env
+                .get_template(&format!("{language}/{stem}.{ext}"))
+                .and_then(|t| t.render(minijinja::value::Serde(context)))
+                .map_err(|e| format!("{e:#}"))
+        };
+        let text = render("txt")?;
+        let html = render("html")?;
+        let (subject, body) = text
+            .strip_prefix("Subject:")
+            .and_then(|rest| rest.split_once('\n'))
+            .ok_or("the text template must start with a \"Subject: …\" line")?;
+        let subject = subject.trim().to_owned();
+        let sms = match context.update_url.as_str() {
+            "" => subject.clone(),
+            url => format!("{subject} {url}"),
+        };
+        Ok(Rendered {
+            template: format!("{language}/{stem}"),
+            locale: language.to_owned(),
+            subject,
+            text: body.trim_start_matches('\n').to_owned(),
+            html,
+            sms,
+        })
+    }
+}
+
+fn name_of(path: &Path) -> String {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// An amount in the currency's smallest unit, written as a reader of `language` expects: `$49.00`
+/// and `¥4,900` in English, `49,00 $` and `4.900 ¥` in German.
+pub fn format_amount(amount: i64, currency: &str, language: &str) -> String {
+    // Stripe's zero-decimal currencies.
+    const ZERO_DECIMAL: &[&str] = &[
+        "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv",
+        "xaf", "xof", "xpf",
+    ];
+    let currency = currency.to_ascii_lowercase();
+    let decimals = if ZERO_DECIMAL.contains(&currency.as_str()) {
+        0
+    } else {
+        2
+    };
+    let german = language == "de";
+    let (group, point) = if german { ('.', ',') } else { (',', '.') };
+    let scale = 10i64.pow(decimals);
+    let whole = (amount.abs() / scale).to_string();
+    let mut grouped = String::new();
+    for (n, digit) in whole.chars().enumerate() {
+        if n > 0 && (whole.len() - n).is_multiple_of(3) {
+            grouped.push(group);
+        }
+        grouped.push(digit);
+    }
+    let number = match decimals {
+        0 => grouped,
+        _ => format!("{grouped}{point}{:02}", amount.abs() % scale),
+    };
+    let sign = if amount < 0 { "-" } else { "" };
+    let symbol = match currency.as_str() {
+        "usd" => "$",
+        "eur" => "€",
+        "gbp" => "£",
+        "jpy" => "¥",
+        _ => "",
+    };
+    match (symbol, german) {
+        ("", _) => format!("{sign}{number} {}", currency.to_ascii_uppercase()),
+        (symbol, false) => format!("{sign}{symbol}{number}"),
+        (symbol, true) => format!("{sign}{number} {symbol}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> Templates {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/templates");
+        Templates::load(&dir).unwrap()
+    }
+
+    fn context() -> Context {
+        Context {
+            customer_name: "Dana".into(),
+            amount: format_amount(4900, "usd", "en"),
+            plan: "Pro monthly".into(),
+            update_url: "https://billing.stripe.com/p/session/test_1".into(),
+            business: "Acme".into(),
+            next_attempt: "Tuesday, 1 December 2026, 09:10".into(),
+            consequence: "paused".into(),
+            consequence_date: "15 December 2026".into(),
+            card: "Visa ending 4242, expiring 12/2026".into(),
+        }
+    }
+
+    #[test]
+    fn amounts_are_written_for_their_currency_and_language() {
+        assert_eq!(format_amount(4900, "usd", "en"), "$49.00");
+        assert_eq!(format_amount(123_456_789, "eur", "de"), "1.234.567,89 €");
+        assert_eq!(format_amount(4900, "jpy", "en"), "¥4,900");
+        assert_eq!(format_amount(5, "chf", "en"), "0.05 CHF");
+        assert_eq!(format_amount(-1250, "gbp", "en"), "-£12.50");
+    }
+
+    #[test]
+    fn the_shipped_templates_load_and_speak_the_customers_language() {
+        let templates = shipped();
+        let english = templates
+            .render("payment_failed-1", &[], &context())
+            .unwrap();
+        assert_eq!(english.template, "en/payment_failed-1");
+        assert!(english.text.contains("$49.00"), "{}", english.text);
+        assert!(
+            english
+                .text
+                .contains("https://billing.stripe.com/p/session/test_1")
+        );
+        assert!(
+            english
+                .sms
+                .ends_with("https://billing.stripe.com/p/session/test_1")
+        );
+        let german = templates
+            .render(
+                "payment_failed-1",
+                &["de-DE".to_owned(), "en".to_owned()],
+                &context(),
+            )
+            .unwrap();
+        assert_eq!(german.locale, "de");
+        assert_ne!(german.subject, english.subject);
+        // A language recoup has no templates for falls back to English.
+        let fallback = templates
+            .render("recovered-1", &["pt-BR".to_owned()], &context())
+            .unwrap();
+        assert_eq!(fallback.locale, "en");
+    }
+
+    #[test]
+    fn everything_inserted_into_html_is_escaped() {
+        let templates = shipped();
+        let hostile = Context {
+            customer_name: "<script>alert(1)</script>".into(),
+            ..context()
+        };
+        let rendered = templates.render("recovered-1", &[], &hostile).unwrap();
+        assert!(!rendered.html.contains("<script>"), "{}", rendered.html);
+        assert!(rendered.html.contains("&lt;script&gt;"));
+    }
+
+    #[test]
+    fn the_final_notice_states_the_consequence_and_its_date() {
+        let rendered = shipped().render("final_notice-1", &[], &context()).unwrap();
+        assert!(rendered.text.contains("paused"), "{}", rendered.text);
+        assert!(
+            rendered.text.contains("15 December 2026"),
+            "{}",
+            rendered.text
+        );
+    }
+
+    fn copy_of_shipped() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/templates");
+        for language in std::fs::read_dir(&shipped).unwrap() {
+            let language = language.unwrap().path();
+            let target = dir.path().join(name_of(&language));
+            std::fs::create_dir(&target).unwrap();
+            for file in std::fs::read_dir(&language).unwrap() {
+                let file = file.unwrap().path();
+                std::fs::copy(&file, target.join(file.file_name().unwrap())).unwrap();
+            }
+        }
+        dir
+    }
+
+    #[test]
+    fn a_missing_template_or_variable_is_an_error_naming_the_file() {
+        let dir = copy_of_shipped();
+        std::fs::remove_file(dir.path().join("en/recovered-1.html")).unwrap();
+        let err = Templates::load(dir.path()).err().unwrap().to_string();
+        assert!(
+            err.contains("en/recovered-1.html") && err.contains("missing"),
+            "{err}"
+        );
+
+        let dir = copy_of_shipped();
+        std::fs::write(
+            dir.path().join("de/recovered-1.txt"),
+            "Subject: Danke\n\nHallo {{ customer_nmae }}",
+        )
+        .unwrap();
+        let err = Templates::load(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("de/recovered-1.txt"), "{err}");
+        assert!(err.contains("undefined"), "{err}");
+    }
+}

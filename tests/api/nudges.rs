@@ -1,0 +1,339 @@
+//! Nudge channels against real peers: a real SMTP server, an HTTP receiver that verifies the
+//! signature the way a business would, and a Twilio-style SMS API; and the templates they carry.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use mail_parser::MessageParser;
+use recoup::config::{NotifySettings, Secrets};
+use recoup::notify::templates::{Context, format_amount};
+use recoup::notify::{Delivery, Notifier, Nudge, Recipient};
+use recoup::policy::{Channel, NudgeKind};
+use recoup::webhook::signature::{Verifier, unix_now};
+use secrecy::SecretString;
+
+use crate::smtp_sink::SmtpSink;
+
+const FROM: &str = "Acme Billing <billing@acme.example>";
+const NUDGE_SECRET: &str = "whsec_nudges_for_acme_7f3a9c";
+
+/// Requests an HTTP peer received, and the statuses it answers with (200 once they run out).
+#[derive(Clone, Default)]
+struct Peer {
+    received: Arc<Mutex<Vec<(HeaderMap, String)>>>,
+    answers: Arc<Mutex<VecDeque<u16>>>,
+}
+
+impl Peer {
+    async fn start(path: &str, answers: &[u16]) -> (Self, String) {
+        let peer = Peer::default();
+        peer.answers.lock().unwrap().extend(answers);
+        let app = axum::Router::new()
+            .route(path, post(receive))
+            .with_state(peer.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (peer, url)
+    }
+
+    fn received(&self) -> Vec<(HeaderMap, String)> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+async fn receive(State(peer): State<Peer>, headers: HeaderMap, body: String) -> StatusCode {
+    peer.received.lock().unwrap().push((headers, body));
+    let status = peer.answers.lock().unwrap().pop_front().unwrap_or(200);
+    StatusCode::from_u16(status).unwrap()
+}
+
+fn settings() -> NotifySettings {
+    NotifySettings {
+        email_from: Some(FROM.to_owned()),
+        retries: 2,
+        ..NotifySettings::default()
+    }
+}
+
+fn nudge(notifier: &Notifier, kind_tier: &str, locales: &[&str], to: Recipient) -> Nudge {
+    let locales: Vec<String> = locales.iter().map(|l| (*l).to_owned()).collect();
+    let language = locales.first().map_or("en", |l| &l[..2]);
+    let context = Context {
+        customer_name: "Dana Whitfield".into(),
+        amount: format_amount(4900, "usd", language),
+        plan: "Pro monthly".into(),
+        update_url: "https://billing.stripe.com/p/session/test_YWNjdF8x".into(),
+        business: "Acme".into(),
+        ..Context::default()
+    };
+    Nudge {
+        kind: NudgeKind::PaymentFailed,
+        tier: 1,
+        customer_id: "cus_R3cvP0qK8yWm2d".into(),
+        invoice_id: Some("in_1QaZ4rB7WZ01zgkWfT9s8KpM".into()),
+        amount_due: 4900,
+        currency: "usd".into(),
+        update_url: Some(context.update_url.clone()),
+        to,
+        message: notifier
+            .templates
+            .render(kind_tier, &locales, &context)
+            .unwrap(),
+    }
+}
+
+/// A real SMTP server, and a notifier that emails through it.
+fn emailing() -> (SmtpSink, Notifier) {
+    let sink = SmtpSink::start();
+    let secrets = Secrets {
+        smtp_url: Some(SecretString::from(sink.url())),
+        ..Secrets::default()
+    };
+    let notifier = Notifier::new(&settings(), &secrets).unwrap();
+    (sink, notifier)
+}
+
+fn dana() -> Recipient {
+    Recipient {
+        name: Some("Dana Whitfield".into()),
+        email: Some("dana@example.com".into()),
+        phone: Some("+13125550123".into()),
+        sms_opt_in: false,
+    }
+}
+
+#[tokio::test]
+async fn an_email_nudge_arrives_with_subject_text_html_link_and_language() {
+    let (sink, notifier) = emailing();
+    assert_eq!(notifier.channels(), [Channel::Email]);
+    let german = nudge(&notifier, "payment_failed-1", &["de-DE"], dana());
+    let results = notifier.deliver(&german, &[Channel::Email]).await;
+    assert_eq!(results, [(Channel::Email, Delivery::Sent)]);
+
+    let mails = sink.mails();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].from, "billing@acme.example");
+    assert_eq!(mails[0].to, ["dana@example.com"]);
+    let message = MessageParser::default()
+        .parse(mails[0].data.as_bytes())
+        .unwrap();
+    assert_eq!(
+        message.subject(),
+        Some("Ihre Zahlung an Acme ist nicht durchgegangen")
+    );
+    let text = message.body_text(0).unwrap();
+    assert!(text.contains("Hallo Dana Whitfield"), "{text}");
+    assert!(text.contains("49,00 $"), "{text}");
+    assert!(
+        text.contains("https://billing.stripe.com/p/session/test_YWNjdF8x"),
+        "{text}"
+    );
+    // Everything inserted into HTML is escaped, `/` included (`&#x2f;`), which browsers undo.
+    let html = message.body_html(0).unwrap().replace("&#x2f;", "/");
+    assert!(
+        html.contains(r#"href="https://billing.stripe.com/p/session/test_YWNjdF8x""#),
+        "{html}"
+    );
+    assert!(html.contains(r#"<html lang="de">"#));
+}
+
+#[tokio::test]
+async fn a_busy_mail_server_is_tried_again_and_a_refused_address_is_not() {
+    let (sink, notifier) = emailing();
+    sink.busy_for(1);
+    let english = nudge(&notifier, "payment_failed-2", &["en-US"], dana());
+    let results = notifier.deliver(&english, &[Channel::Email]).await;
+    assert_eq!(results, [(Channel::Email, Delivery::Sent)]);
+    assert_eq!(sink.mails().len(), 1);
+
+    let refused = Recipient {
+        email: Some("reject@example.com".into()),
+        ..dana()
+    };
+    let before = sink.sessions();
+    let results = notifier
+        .deliver(
+            &nudge(&notifier, "payment_failed-2", &[], refused),
+            &[Channel::Email],
+        )
+        .await;
+    let [(Channel::Email, Delivery::Failed { error })] = results.as_slice() else {
+        panic!("{results:?}");
+    };
+    assert!(
+        error.contains("550") || error.contains("permanent"),
+        "{error}"
+    );
+    assert_eq!(
+        sink.sessions() - before,
+        1,
+        "a permanent refusal is not retried"
+    );
+}
+
+/// Sends one nudge to a webhook receiver answering `answers` (then 200).
+async fn to_webhook(answers: &[u16]) -> (Peer, Vec<(Channel, Delivery)>) {
+    let (peer, url) = Peer::start("/nudges", answers).await;
+    let settings = NotifySettings {
+        webhook_url: Some(format!("{url}/nudges")),
+        ..settings()
+    };
+    let secrets = Secrets {
+        nudge_webhook_secret: Some(SecretString::from(NUDGE_SECRET)),
+        ..Secrets::default()
+    };
+    let notifier = Notifier::new(&settings, &secrets).unwrap();
+    let nudge = nudge(&notifier, "payment_failed-1", &[], dana());
+    let results = notifier.deliver(&nudge, &[Channel::Webhook]).await;
+    (peer, results)
+}
+
+#[tokio::test]
+async fn the_nudge_webhook_is_signed_like_stripe_and_retried_on_a_server_error() {
+    let (peer, results) = to_webhook(&[500, 503]).await;
+    assert_eq!(results, [(Channel::Webhook, Delivery::Sent)]);
+
+    let received = peer.received();
+    assert_eq!(received.len(), 3, "two server errors, then delivered");
+    let (headers, body) = received.last().unwrap();
+    // Verified with the very code that verifies Stripe's webhooks.
+    let verifier = Verifier::new([NUDGE_SECRET.as_bytes()], 300);
+    let header = headers.get("recoup-signature").unwrap().to_str().unwrap();
+    verifier
+        .verify(Some(header), body.as_bytes(), unix_now())
+        .expect("a valid signature");
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(json["type"], "recoup.nudge");
+    assert_eq!(json["kind"], "payment_failed");
+    assert_eq!(json["tier"], 1);
+    assert_eq!(json["customer_id"], "cus_R3cvP0qK8yWm2d");
+    assert_eq!(json["invoice_id"], "in_1QaZ4rB7WZ01zgkWfT9s8KpM");
+    assert_eq!(json["amount_due"], 4900);
+    assert_eq!(json["currency"], "usd");
+    assert_eq!(
+        json["update_url"],
+        "https://billing.stripe.com/p/session/test_YWNjdF8x"
+    );
+    assert_eq!(json["subject"], "Your Acme payment didn't go through");
+    assert!(json["text"].as_str().unwrap().contains("$49.00"));
+
+    // A refusal that is not the receiver's passing trouble is not retried.
+    let (refusing, results) = to_webhook(&[400]).await;
+    assert!(
+        matches!(results[0].1, Delivery::Failed { .. }),
+        "{results:?}"
+    );
+    assert_eq!(refusing.received().len(), 1);
+}
+
+#[tokio::test]
+async fn sms_goes_only_to_customers_who_opted_in() {
+    let (peer, base) = Peer::start("/2010-04-01/Accounts/AC123/Messages.json", &[]).await;
+    let settings = NotifySettings {
+        sms_api_base: Some(base),
+        sms_account_sid: Some("AC123".into()),
+        sms_from: Some("+13125550100".into()),
+        ..settings()
+    };
+    let secrets = Secrets {
+        sms_auth_token: Some(SecretString::from("twilio_token_5b9e")),
+        ..Secrets::default()
+    };
+    let notifier = Notifier::new(&settings, &secrets).unwrap();
+    let quiet = notifier
+        .deliver(
+            &nudge(&notifier, "payment_failed-1", &[], dana()),
+            &[Channel::Sms, Channel::Email],
+        )
+        .await;
+    assert!(
+        matches!(&quiet[0], (Channel::Sms, Delivery::Skipped { why }) if why.contains("opted in"))
+    );
+    assert!(
+        matches!(&quiet[1], (Channel::Email, Delivery::Skipped { why }) if why.contains("off"))
+    );
+    assert!(peer.received().is_empty());
+
+    let opted_in = Recipient {
+        sms_opt_in: true,
+        ..dana()
+    };
+    let sent = notifier
+        .deliver(
+            &nudge(&notifier, "payment_failed-1", &[], opted_in),
+            &[Channel::Sms],
+        )
+        .await;
+    assert_eq!(sent, [(Channel::Sms, Delivery::Sent)]);
+    let (headers, body) = peer.received().pop().unwrap();
+    let auth = headers.get("authorization").unwrap().to_str().unwrap();
+    assert!(auth.starts_with("Basic "), "{auth}");
+    let form: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    assert!(
+        form.contains(&("To".into(), "+13125550123".into())),
+        "{form:?}"
+    );
+    assert!(
+        form.contains(&("From".into(), "+13125550100".into())),
+        "{form:?}"
+    );
+    let text = &form.iter().find(|(k, _)| k == "Body").unwrap().1;
+    assert!(
+        text.ends_with("https://billing.stripe.com/p/session/test_YWNjdF8x"),
+        "{text}"
+    );
+}
+
+/// Why the notifier refuses these settings.
+fn refusal(settings: NotifySettings, secrets: Secrets) -> String {
+    Notifier::new(&settings, &secrets)
+        .err()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_channel_set_up_halfway_is_refused_naming_what_is_missing() {
+    let smtp = |url: &str| Secrets {
+        smtp_url: Some(SecretString::from(url)),
+        ..Secrets::default()
+    };
+    let from = |from: Option<&str>| NotifySettings {
+        email_from: from.map(str::to_owned),
+        ..settings()
+    };
+    let err = refusal(from(None), smtp("smtp://127.0.0.1:2525"));
+    assert!(err.starts_with("RECOUP_EMAIL_FROM: required"), "{err}");
+    let err = refusal(from(Some("billing at acme")), smtp("smtp://127.0.0.1:2525"));
+    assert!(err.starts_with("RECOUP_EMAIL_FROM"), "{err}");
+    let err = refusal(settings(), smtp("ftp://user:hunter2@mail.example"));
+    assert!(
+        err.starts_with("RECOUP_SMTP_URL") && !err.contains("hunter2"),
+        "{err}"
+    );
+
+    let unsigned = NotifySettings {
+        webhook_url: Some("https://acme.example/nudges".into()),
+        ..settings()
+    };
+    let err = refusal(unsigned, Secrets::default());
+    assert!(err.starts_with("RECOUP_NUDGE_WEBHOOK_SECRET"), "{err}");
+    let half_sms = NotifySettings {
+        sms_api_base: Some("https://api.twilio.com".into()),
+        ..settings()
+    };
+    let err = refusal(half_sms, Secrets::default());
+    assert!(err.contains("RECOUP_SMS_ACCOUNT_SID"), "{err}");
+    let nowhere = NotifySettings {
+        templates: "/nonexistent/templates".into(),
+        ..settings()
+    };
+    let err = refusal(nowhere, Secrets::default());
+    assert!(err.contains("/nonexistent/templates"), "{err}");
+}
