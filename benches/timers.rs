@@ -25,7 +25,7 @@ use metrics::{
 };
 use recoup::clock::Clock;
 use recoup::config::WorkerSettings;
-use recoup::policy::Policy;
+use recoup::policy::{NudgePlan, Policy};
 use recoup::store::redis::due_key;
 use recoup::store::{RedisStore, Store, TIMER_SHARDS};
 use recoup::telemetry::metric;
@@ -163,10 +163,22 @@ async fn run_worker(
     limit: Duration,
 ) -> (Duration, u64) {
     let before = capture.fired.load(Ordering::Acquire);
+    // Retries only: a nudge's cost is its channels' (SMTP, HTTP), which this does not measure.
+    let policy = Policy {
+        nudges: NudgePlan {
+            steps: Vec::new(),
+            ..NudgePlan::default()
+        },
+        ..Policy::default()
+    };
     let worker = Worker::new(
         store.clone(),
-        Policy::default(),
+        policy,
         std::sync::Arc::new(support::Declining),
+        std::sync::Arc::new(
+            recoup::notify::Notifier::new(&Default::default(), &Default::default())
+                .expect("the shipped templates load"),
+        ),
         Clock::new(store.clone(), test_clock),
         settings.clone(),
     );

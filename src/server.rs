@@ -33,7 +33,7 @@ use tokio::sync::watch;
 use crate::api::{self, Api, auth::Tokens};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::notify::{Notifier, NotifyError, channel_name};
+use crate::notify::{Notifier, NotifyError};
 use crate::policy::{self, file::PolicyError};
 use crate::processor::stripe::{self, Stripe};
 use crate::processor::{Processor, ProcessorError};
@@ -120,13 +120,20 @@ impl Application {
             None => return Err(StartError::NoStripeKey),
             Some(key) => Some(Arc::new(Stripe::new(key, &settings.stripe)?)),
         };
-        if role.works() {
-            // Checked now, so a wrong channel setting or a broken template stops start-up rather
-            // than a nudge; the nudge plan that sends through them comes with the nudges issue.
-            let notifier = Notifier::new(&settings.notify, &settings.secrets)?;
-            let channels: Vec<&str> = notifier.channels().into_iter().map(channel_name).collect();
-            tracing::info!(?channels, templates = %settings.notify.templates.display(), "nudge channels");
-        }
+        // Set up now, so a wrong channel setting or a broken template stops start-up, not a nudge.
+        let notifier = match role.works() {
+            true => {
+                let notifier = Notifier::new(&settings.notify, &settings.secrets)?;
+                let channels: Vec<&str> = notifier
+                    .channels()
+                    .into_iter()
+                    .map(|c| c.as_str())
+                    .collect();
+                tracing::info!(?channels, templates = %settings.notify.templates.display(), "nudge channels");
+                Some(Arc::new(notifier))
+            }
+            false => None,
+        };
         let store = RedisStore::connect(&settings.redis).await?;
         let metrics = telemetry::metrics_handle();
         let clock = Clock::new(store.clone(), settings.clock.test);
@@ -158,7 +165,7 @@ impl Application {
                     Tokens::new(settings.secrets.api_tokens.clone()),
                 ));
         }
-        let worker = processor.map(|processor| {
+        let worker = processor.zip(notifier).map(|(processor, notifier)| {
             tracing::info!(
                 api_base = %settings.stripe.api_base,
                 api_version = stripe::api_version(),
@@ -168,6 +175,7 @@ impl Application {
                 store.clone(),
                 policy,
                 processor,
+                notifier,
                 clock,
                 settings.worker.clone(),
             )

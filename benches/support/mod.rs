@@ -43,6 +43,15 @@ impl Processor for Declining {
     ) -> BoxFuture<'a, Result<Option<CustomerFacts>, ProcessorError>> {
         Box::pin(async { Ok(None) })
     }
+
+    fn fix_link<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: bool,
+    ) -> BoxFuture<'a, Result<Option<String>, ProcessorError>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// The allocator the `recoup` binary runs with, so the figures are the binary's.

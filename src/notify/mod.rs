@@ -90,6 +90,7 @@ pub struct Notifier {
     webhook: Option<webhook::Webhook>,
     pub templates: Templates,
     settings: NotifySettings,
+    business: String,
 }
 
 /// Why the notifier cannot start; each names the setting to fix.
@@ -140,13 +141,34 @@ impl Notifier {
             (Some(url), Some(secret)) => Some(webhook::Webhook::new(url, secret, timeout)?),
         };
         let sms = sms::Sms::from_settings(settings, secrets, timeout)?;
+        let business = settings
+            .email_from
+            .as_deref()
+            .map(|from| {
+                let name = from.split('<').next().unwrap_or_default().trim();
+                let domain = from.rsplit('@').next().unwrap_or_default();
+                let name = name.trim_matches('"');
+                if name.is_empty() || name.contains('@') {
+                    domain.trim_end_matches('>').to_owned()
+                } else {
+                    name.to_owned()
+                }
+            })
+            .unwrap_or_else(|| "Billing".to_owned());
         Ok(Self {
             email,
             sms,
             webhook,
             templates: Templates::load(&settings.templates)?,
             settings: settings.clone(),
+            business,
         })
+    }
+
+    /// The business as its customers know it: the From address's name (`Acme Billing <…>`), else
+    /// its domain.
+    pub fn business(&self) -> &str {
+        &self.business
     }
 
     /// The channels that are on.
@@ -175,8 +197,8 @@ impl Notifier {
             };
             metrics::counter!(
                 metric::NUDGES,
-                "channel" => channel_name(channel),
-                "kind" => kind_name(nudge.kind),
+                "channel" => channel.as_str(),
+                "kind" => nudge.kind.as_str(),
                 "tier" => nudge.tier.to_string(),
                 "outcome" => delivery.as_str(),
             )
@@ -199,7 +221,7 @@ impl Notifier {
             Channel::Webhook => (self.webhook.is_some(), true),
         };
         match (on, address) {
-            (false, _) => Err(format!("the {} channel is off", channel_name(channel))),
+            (false, _) => Err(format!("the {} channel is off", channel.as_str())),
             (true, false) => Err(format!(
                 "Stripe has no {} for the customer",
                 if channel == Channel::Email {
@@ -230,30 +252,12 @@ impl Notifier {
         .when(|e: &SendError| e.passing)
         .notify(|e, pause| {
             tracing::warn!(
-                channel = channel_name(channel),
+                channel = channel.as_str(),
                 ?pause,
                 "nudge not delivered, trying again: {e}"
             )
         })
         .await
-    }
-}
-
-pub fn channel_name(channel: Channel) -> &'static str {
-    match channel {
-        Channel::Email => "email",
-        Channel::Sms => "sms",
-        Channel::Webhook => "webhook",
-    }
-}
-
-pub fn kind_name(kind: NudgeKind) -> &'static str {
-    match kind {
-        NudgeKind::PaymentFailed => "payment_failed",
-        NudgeKind::CardExpiring => "card_expiring",
-        NudgeKind::ActionRequired => "action_required",
-        NudgeKind::FinalNotice => "final_notice",
-        NudgeKind::Recovered => "recovered",
     }
 }
 

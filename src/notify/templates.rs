@@ -150,14 +150,9 @@ impl Templates {
         Ok(templates)
     }
 
-    /// The message of `<kind>-<tier>` in the first of `locales` recoup has templates for.
-    pub fn render(
-        &self,
-        kind_tier: &str,
-        locales: &[String],
-        context: &Context,
-    ) -> Result<Rendered, String> {
-        let language = locales
+    /// The language `<kind>-<tier>` goes out in: the first of `locales` recoup has it in.
+    pub fn language(&self, kind_tier: &str, locales: &[String]) -> String {
+        locales
             .iter()
             .map(|l| l.split(['-', '_']).next().unwrap_or(l).to_ascii_lowercase())
             .find(|l| {
@@ -167,8 +162,17 @@ impl Templates {
                         .get_template(&format!("{l}/{kind_tier}.txt"))
                         .is_ok()
             })
-            .unwrap_or_else(|| DEFAULT_LANGUAGE.to_owned());
-        self.render_named(&language, kind_tier, context)
+            .unwrap_or_else(|| DEFAULT_LANGUAGE.to_owned())
+    }
+
+    /// The message of `<kind>-<tier>` in the first of `locales` recoup has templates for.
+    pub fn render(
+        &self,
+        kind_tier: &str,
+        locales: &[String],
+        context: &Context,
+    ) -> Result<Rendered, String> {
+        self.render_named(&self.language(kind_tier, locales), kind_tier, context)
     }
 
     fn render_named(
@@ -210,6 +214,84 @@ fn name_of(path: &Path) -> String {
         .and_then(|n| n.to_str())
         .unwrap_or_default()
         .to_owned()
+}
+
+/// A moment as a reader of `language` writes it, in `zone`: `Tuesday, 1 December 2026, 09:10` or
+/// `Dienstag, 1. Dezember 2026, 09:10`.
+pub fn format_time(at: jiff::Timestamp, zone: &jiff::tz::TimeZone, language: &str) -> String {
+    let local = at.to_zoned(zone.clone());
+    let date = format_date(at, zone, language);
+    format!("{date}, {:02}:{:02}", local.hour(), local.minute())
+}
+
+/// A day as a reader of `language` writes it: `Tuesday, 1 December 2026`.
+pub fn format_date(at: jiff::Timestamp, zone: &jiff::tz::TimeZone, language: &str) -> String {
+    const EN_DAYS: [&str; 7] = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
+    const DE_DAYS: [&str; 7] = [
+        "Montag",
+        "Dienstag",
+        "Mittwoch",
+        "Donnerstag",
+        "Freitag",
+        "Samstag",
+        "Sonntag",
+    ];
+    const EN_MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    const DE_MONTHS: [&str; 12] = [
+        "Januar",
+        "Februar",
+        "März",
+        "April",
+        "Mai",
+        "Juni",
+        "Juli",
+        "August",
+        "September",
+        "Oktober",
+        "November",
+        "Dezember",
+    ];
+    let local = at.to_zoned(zone.clone());
+    let weekday = usize::from(local.weekday().to_monday_zero_offset().unsigned_abs());
+    let month = usize::from(local.month().unsigned_abs()) - 1;
+    if language == "de" {
+        format!(
+            "{}, {}. {} {}",
+            DE_DAYS[weekday],
+            local.day(),
+            DE_MONTHS[month],
+            local.year()
+        )
+    } else {
+        format!(
+            "{}, {} {} {}",
+            EN_DAYS[weekday],
+            local.day(),
+            EN_MONTHS[month],
+            local.year()
+        )
+    }
 }
 
 /// An amount in the currency's smallest unit, written as a reader of `language` expects: `$49.00`
@@ -277,6 +359,21 @@ mod tests {
             consequence_date: "15 December 2026".into(),
             card: "Visa ending 4242, expiring 12/2026".into(),
         }
+    }
+
+    #[test]
+    fn times_are_written_in_the_customers_zone_and_language() {
+        let at: jiff::Timestamp = "2026-12-01T15:10:00Z".parse().unwrap();
+        let chicago = jiff::tz::TimeZone::get("America/Chicago").unwrap();
+        assert_eq!(
+            format_time(at, &chicago, "en"),
+            "Tuesday, 1 December 2026, 09:10"
+        );
+        let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+        assert_eq!(
+            format_time(at, &berlin, "de"),
+            "Dienstag, 1. Dezember 2026, 16:10"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{NotifyError, Nudge, SendError, http_client, http_error, kind_name, passing_status};
+use super::{NotifyError, Nudge, SendError, http_client, http_error, passing_status};
 use crate::webhook::signature;
 
 pub(super) struct Webhook {
@@ -32,7 +32,7 @@ impl Webhook {
     pub(super) async fn send(&self, nudge: &Nudge) -> Result<(), SendError> {
         let body = serde_json::to_vec(&serde_json::json!({
             "type": "recoup.nudge",
-            "kind": kind_name(nudge.kind),
+            "kind": nudge.kind.as_str(),
             "tier": nudge.tier,
             "customer_id": nudge.customer_id,
             "invoice_id": nudge.invoice_id,

@@ -9,6 +9,9 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::nudge::Nudged;
+use super::timing::Window;
+
 /// Where a case stands; see CONTRACT.md for what each state means to support.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -111,7 +114,17 @@ pub enum Channel {
     Webhook,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Sms => "sms",
+            Channel::Webhook => "webhook",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NudgeKind {
     PaymentFailed,
@@ -119,6 +132,18 @@ pub enum NudgeKind {
     ActionRequired,
     FinalNotice,
     Recovered,
+}
+
+impl NudgeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NudgeKind::PaymentFailed => "payment_failed",
+            NudgeKind::CardExpiring => "card_expiring",
+            NudgeKind::ActionRequired => "action_required",
+            NudgeKind::FinalNotice => "final_notice",
+            NudgeKind::Recovered => "recovered",
+        }
+    }
 }
 
 /// A message sent to the customer.
@@ -153,6 +178,8 @@ pub struct CaseDecision {
 pub enum TimerKind {
     /// Charge the invoice again; `attempt` is the attempt number the retry will be.
     Retry { attempt: u32 },
+    /// Send the customer a message of the plan.
+    Nudge { nudge: NudgeKind, tier: u32 },
 }
 
 /// Something the case must do at a given time, unless the case moves on first.
@@ -243,6 +270,15 @@ pub struct Case {
     /// The policy segment the invoice fell in when the case opened; `None`: the policy's own plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<String>,
+    /// Nudges the policy sent out (whatever became of them on each channel: see `nudges`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nudged: Vec<Nudged>,
+    /// The customer's own contact hours, from their metadata (`contact_window = "18-22"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_window: Option<Window>,
+    /// A nudge held back by the per-customer daily cap waits until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nudges_held_until: Option<Timestamp>,
     /// The card of the latest known decline: the card the next retry will most likely charge, and
     /// the one whose network budget it spends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -272,6 +308,11 @@ impl Case {
             .collect();
         due.sort_by_key(|t| t.at);
         due
+    }
+
+    /// Whether a nudge of this kind and tier went out.
+    pub fn has_nudged(&self, kind: NudgeKind, tier: u32) -> bool {
+        self.nudged.iter().any(|n| n.kind == kind && n.tier == tier)
     }
 
     /// Whether the event with this id has already left its mark on the case.

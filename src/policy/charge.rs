@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use super::decline::{self, Signals};
 use super::{
     Card, Case, Closure, Decision, Decline, DeclineClass, Entry, Outcome, Policy, RecoveredBy,
-    State, plan_retry, record_attempt, settle,
+    State, record_attempt, replan, settle,
 };
 
 /// The result of one charge attempt on a case's invoice.
@@ -167,7 +167,7 @@ pub(super) fn on_charge(policy: &Policy, case: &Case, charge: &Charge) -> Decisi
         }
     };
     settle(&mut next);
-    let planned = plan_retry(policy, &mut next);
+    let (planned, actions) = replan(policy, &mut next, at);
     // Told twice (a redo, or Stripe's webhook and recoup's own result), a result changes nothing.
     if next == *case {
         return Decision::unchanged();
@@ -178,5 +178,8 @@ pub(super) fn on_charge(policy: &Policy, case: &Case, charge: &Charge) -> Decisi
         detail: detail + &planned,
         event: None,
     });
-    Decision::save(next)
+    Decision {
+        case: Some(next),
+        actions,
+    }
 }

@@ -19,7 +19,7 @@ use toml::Spanned;
 
 use super::budget::{Counts, Rule, Scope};
 use super::timing::Window;
-use super::{Match, Plan, Policy, Segment, human};
+use super::{Channel, Match, NudgeKind, NudgePlan, Plan, Policy, Segment, Step, human};
 use crate::clock::parse_duration;
 use crate::config::{DEFAULT_POLICY_PATH, PolicySettings};
 
@@ -146,7 +146,7 @@ impl Reader<'_> {
         let timing = raw.timing.unwrap_or_default();
         let timed = Plan {
             window: match timing.window {
-                Some(window) => self.window(&window)?,
+                Some(window) => self.window(&window, "timing.window")?,
                 None => default.window,
             },
             paydays: match timing.paydays {
@@ -188,6 +188,70 @@ impl Reader<'_> {
             plan,
             networks,
             segments,
+            nudges: self.nudges(raw.nudges.unwrap_or_default())?,
+        })
+    }
+
+    /// The `[nudges]` table: what it leaves out is the default plan's.
+    fn nudges(&self, raw: RawNudges) -> Result<NudgePlan, PolicyError> {
+        let default = NudgePlan::default();
+        let kinds = [
+            ("payment_failed", NudgeKind::PaymentFailed),
+            ("action_required", NudgeKind::ActionRequired),
+            ("final_notice", NudgeKind::FinalNotice),
+        ];
+        let steps = match raw.step {
+            None => default.steps,
+            Some(steps) => steps
+                .iter()
+                .enumerate()
+                .map(|(n, step)| {
+                    let key = |field: &str| format!("nudges.step[{n}].{field}");
+                    Ok(Step {
+                        kind: self.choice(&step.kind, &key("kind"), &kinds)?,
+                        tier: self.number(&step.tier, &key("tier"), 1..=9)?,
+                        after: self.duration(
+                            &step.after,
+                            &key("after"),
+                            &(SignedDuration::ZERO..=SignedDuration::from_hours(60 * 24)),
+                        )?,
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let channels = match raw.channels {
+            None => default.channels,
+            Some(channels) => channels
+                .iter()
+                .enumerate()
+                .map(|(n, c)| {
+                    self.choice(
+                        c,
+                        &format!("nudges.channels[{n}]"),
+                        &[
+                            ("email", Channel::Email),
+                            ("sms", Channel::Sms),
+                            ("webhook", Channel::Webhook),
+                        ],
+                    )
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(NudgePlan {
+            steps,
+            window: match raw.window {
+                Some(window) => self.window(&window, "nudges.window")?,
+                None => default.window,
+            },
+            per_case: match raw.per_case {
+                Some(n) => self.number(&n, "nudges.per_case", 0..=20)?,
+                None => default.per_case,
+            },
+            per_customer_per_day: match raw.per_customer_per_day {
+                Some(n) => self.number(&n, "nudges.per_customer_per_day", 1..=10)?,
+                None => default.per_customer_per_day,
+            },
+            channels,
         })
     }
 
@@ -339,8 +403,11 @@ impl Reader<'_> {
             })
     }
 
-    fn window(&self, written: &Spanned<Vec<Spanned<i64>>>) -> Result<Window, PolicyError> {
-        let key = "timing.window";
+    fn window(
+        &self,
+        written: &Spanned<Vec<Spanned<i64>>>,
+        key: &str,
+    ) -> Result<Window, PolicyError> {
         let [start, end] = written.get_ref().as_slice() else {
             return Err((self.at)(
                 written.span(),
@@ -452,6 +519,25 @@ struct Raw {
     timing: Option<RawTiming>,
     network: Option<Vec<RawRule>>,
     segment: Option<Vec<RawSegment>>,
+    nudges: Option<RawNudges>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNudges {
+    window: Option<Spanned<Vec<Spanned<i64>>>>,
+    per_case: Option<Spanned<i64>>,
+    per_customer_per_day: Option<Spanned<i64>>,
+    channels: Option<Vec<Spanned<String>>>,
+    step: Option<Vec<RawStep>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    kind: Spanned<String>,
+    tier: Spanned<i64>,
+    after: Spanned<String>,
 }
 
 #[derive(Deserialize)]

@@ -22,6 +22,7 @@ mod case;
 mod charge;
 pub mod decline;
 pub mod file;
+mod nudge;
 mod plan;
 mod segment;
 pub mod timing;
@@ -30,6 +31,7 @@ use jiff::Timestamp;
 
 pub use self::case::*;
 pub use self::charge::{Charge, ChargeResult, Declined};
+pub use self::nudge::{NudgePlan, NudgeResult, Nudged, Step, contact_window};
 use self::plan::human;
 pub use self::plan::{NextRetry, Plan};
 pub use self::segment::{CustomerFacts, Match, Segment};
@@ -44,6 +46,8 @@ pub struct Policy {
     pub networks: Vec<budget::Rule>,
     /// Invoices that get a plan of their own, first match first.
     pub segments: Vec<Segment>,
+    /// The messages customers get.
+    pub nudges: NudgePlan,
 }
 
 impl Default for Policy {
@@ -52,6 +56,7 @@ impl Default for Policy {
             plan: Plan::default(),
             networks: budget::Rule::defaults(),
             segments: Vec::new(),
+            nudges: NudgePlan::default(),
         }
     }
 }
@@ -97,6 +102,19 @@ pub enum Input {
     /// What a charge attempt on the invoice came to: recoup's own, or the decline details of one of
     /// Stripe's.
     Charge(Box<Charge>),
+    /// What became of a nudge on each channel.
+    Nudged {
+        kind: NudgeKind,
+        tier: u32,
+        at: Timestamp,
+        results: Vec<NudgeResult>,
+    },
+    /// A due nudge was not sent: the customer had their day's nudges already; again from `until`.
+    NudgeHeld {
+        kind: NudgeKind,
+        tier: u32,
+        until: Timestamp,
+    },
 }
 
 /// Something to do once the decided case is saved.
@@ -104,6 +122,9 @@ pub enum Input {
 pub enum Action {
     /// Charge the invoice; `attempt` keys the charge so a redo cannot charge twice.
     Retry { attempt: u32 },
+    /// Send the customer this message, on the plan's channels. Marked as sent on the case before it
+    /// goes out, so no redo sends it twice.
+    Nudge { kind: NudgeKind, tier: u32 },
 }
 
 /// The result of [`decide`].
@@ -137,6 +158,17 @@ pub fn decide(policy: &Policy, case: Option<&Case>, input: &Input, now: Timestam
         }),
         Input::Charge(charge) => case.map_or_else(Decision::unchanged, |case| {
             charge::on_charge(policy, case, charge)
+        }),
+        Input::Nudged {
+            kind,
+            tier,
+            at,
+            results,
+        } => case.map_or_else(Decision::unchanged, |case| {
+            on_nudged(case, *kind, *tier, *at, results)
+        }),
+        Input::NudgeHeld { kind, tier, until } => case.map_or_else(Decision::unchanged, |case| {
+            on_nudge_held(policy, case, *kind, *tier, *until)
         }),
     }
 }
@@ -207,7 +239,7 @@ fn on_event(
         }
     }
     settle(&mut case);
-    let planned = plan_retry(policy, &mut case);
+    let (planned, actions) = replan(policy, &mut case, at);
     let detail = describe(event, invoice, before, &case) + &planned;
     case.record(Entry {
         at,
@@ -215,7 +247,10 @@ fn on_event(
         detail,
         event: Some(event.id.clone()),
     });
-    Decision::save(case)
+    Decision {
+        case: Some(case),
+        actions,
+    }
 }
 
 /// An event about the case's customer: a new payment method — the best moment to retry, even for
@@ -284,14 +319,17 @@ fn on_customer_event(policy: &Policy, case: Option<&Case>, event: &Event) -> Dec
             case.state = State::Retrying;
         }
     }
-    let planned = plan_retry(policy, &mut case);
+    let (planned, actions) = replan(policy, &mut case, at);
     case.record(Entry {
         at,
         what: event.kind.as_str().to_owned(),
         detail: notes.join("; ") + &planned,
         event: Some(event.id.clone()),
     });
-    Decision::save(case)
+    Decision {
+        case: Some(case),
+        actions,
+    }
 }
 
 fn on_timer(
@@ -306,7 +344,10 @@ fn on_timer(
     };
     let mut case = case.clone();
     case.timers.remove(held);
-    let TimerKind::Retry { attempt } = timer.kind;
+    let attempt = match timer.kind {
+        TimerKind::Retry { attempt } => attempt,
+        TimerKind::Nudge { nudge, tier } => return fire_nudge(policy, case, nudge, tier, timer.at),
+    };
     case.next_attempt_at = None;
     let card = case.card.clone().map(|c| (c, others(&case, attempt, card)));
     let refused = card
@@ -375,6 +416,109 @@ fn on_timer(
         case: Some(case),
         actions: vec![Action::Retry { attempt }],
     }
+}
+
+/// A nudge came due: it is marked as sent before it goes out (so no redo sends it twice), and the
+/// plan's next one takes its place.
+fn fire_nudge(
+    policy: &Policy,
+    mut case: Case,
+    kind: NudgeKind,
+    tier: u32,
+    at: Timestamp,
+) -> Decision {
+    case.nudged.push(Nudged { kind, tier, at });
+    let next = plan_nudge(policy, &mut case);
+    case.record(Entry {
+        at,
+        what: "nudge due".to_owned(),
+        detail: format!("{} tier {tier}{next}", kind.as_str()),
+        event: None,
+    });
+    Decision {
+        case: Some(case),
+        actions: vec![Action::Nudge { kind, tier }],
+    }
+}
+
+/// What became of a nudge: each channel it went out on joins `nudges`, and the timeline says how
+/// every channel fared.
+fn on_nudged(
+    case: &Case,
+    kind: NudgeKind,
+    tier: u32,
+    at: Timestamp,
+    results: &[NudgeResult],
+) -> Decision {
+    let told = case.timeline.iter().any(|e| {
+        e.what == "nudge delivered"
+            && e.at == at
+            && e.detail
+                .starts_with(&format!("{} tier {tier}:", kind.as_str()))
+    });
+    if told {
+        return Decision::unchanged();
+    }
+    let mut case = case.clone();
+    for result in results.iter().filter(|r| r.sent) {
+        case.nudges.push(Nudge {
+            at,
+            channel: result.channel,
+            kind,
+            tier,
+        });
+    }
+    let outcomes: Vec<String> = results
+        .iter()
+        .map(|r| match (r.sent, r.note.as_str()) {
+            (true, _) => format!("{} sent", r.channel.as_str()),
+            (false, note) => format!("{} not sent ({note})", r.channel.as_str()),
+        })
+        .collect();
+    let outcomes = if outcomes.is_empty() {
+        "no channel is set up".to_owned()
+    } else {
+        outcomes.join(", ")
+    };
+    case.record(Entry {
+        at,
+        what: "nudge delivered".to_owned(),
+        detail: format!("{} tier {tier}: {outcomes}", kind.as_str()),
+        event: None,
+    });
+    Decision::save(case)
+}
+
+/// The customer already had their day's nudges: the nudge waits for `until` and goes out then.
+fn on_nudge_held(
+    policy: &Policy,
+    case: &Case,
+    kind: NudgeKind,
+    tier: u32,
+    until: Timestamp,
+) -> Decision {
+    let Some(position) = case
+        .nudged
+        .iter()
+        .position(|n| n.kind == kind && n.tier == tier)
+    else {
+        return Decision::unchanged();
+    };
+    let mut case = case.clone();
+    let held_at = case.nudged.remove(position).at;
+    case.nudges_held_until = Some(until);
+    let next = plan_nudge(policy, &mut case);
+    case.record(Entry {
+        at: held_at,
+        what: "nudge held back".to_owned(),
+        detail: format!(
+            "{} tier {tier}: the customer already had {} nudge(s) today{next}",
+            kind.as_str(),
+            policy.nudges.per_customer_per_day
+        ),
+        event: None,
+    });
+    Decision::save(case)
 }
 
 /// The card's tries that count against attempt `attempt`: all but the attempt's own, which an
@@ -462,6 +606,12 @@ fn open(
         stripe_retries_at: None,
         retry_under_way: None,
         card: None,
+        nudged: Vec::new(),
+        contact_window: customer
+            .metadata
+            .get("contact_window")
+            .and_then(|w| nudge::contact_window(w)),
+        nudges_held_until: None,
         segment: policy
             .segment_for(invoice, customer, at)
             .map(|s| s.name.clone()),
@@ -557,6 +707,61 @@ fn plan_retry(policy: &Policy, case: &mut Case) -> String {
 
 fn is_retry(timer: &Timer) -> bool {
     matches!(timer.kind, TimerKind::Retry { .. })
+}
+
+/// Re-plans what the case's facts call for: the next retry, the next nudge, and the thank-you
+/// once a customer who heard from recoup has paid. Returns what to add to the timeline, and the
+/// actions.
+fn replan(policy: &Policy, case: &mut Case, at: Timestamp) -> (String, Vec<Action>) {
+    let mut note = plan_retry(policy, case);
+    note += &plan_nudge(policy, case);
+    let mut actions = Vec::new();
+    let heard = case.nudged.iter().any(|n| n.kind != NudgeKind::Recovered);
+    if case.state == State::Recovered && heard && !case.has_nudged(NudgeKind::Recovered, 1) {
+        case.nudged.push(Nudged {
+            kind: NudgeKind::Recovered,
+            tier: 1,
+            at,
+        });
+        actions.push(Action::Nudge {
+            kind: NudgeKind::Recovered,
+            tier: 1,
+        });
+        note += "; thank-you sent";
+    }
+    (note, actions)
+}
+
+/// Keeps exactly one pending nudge, the plan's next, and none once nothing more is due.
+fn plan_nudge(policy: &Policy, case: &mut Case) -> String {
+    let next = policy.nudges.next(case);
+    let before = case
+        .timers
+        .iter()
+        .find(|t| matches!(t.kind, TimerKind::Nudge { .. }))
+        .copied();
+    case.timers
+        .retain(|t| !matches!(t.kind, TimerKind::Nudge { .. }));
+    let Some((step, at)) = next else {
+        return String::new();
+    };
+    let timer = Timer {
+        at,
+        kind: TimerKind::Nudge {
+            nudge: step.kind,
+            tier: step.tier,
+        },
+    };
+    case.timers.push(timer);
+    if before == Some(timer) {
+        String::new()
+    } else {
+        format!(
+            "; next nudge {} tier {} at {at}",
+            step.kind.as_str(),
+            step.tier
+        )
+    }
 }
 
 fn describe(event: &Event, invoice: &Invoice, before: Option<State>, case: &Case) -> String {

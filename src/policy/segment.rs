@@ -27,6 +27,12 @@ pub struct CustomerFacts {
     pub created: Option<Timestamp>,
     /// The customer's earlier invoices recoup opened a case for.
     pub past_failures: u32,
+    /// How to reach them, for nudges.
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    /// Their languages, most preferred first (`de-DE`, `en`).
+    pub preferred_locales: Vec<String>,
 }
 
 impl CustomerFacts {
@@ -191,6 +197,7 @@ mod tests {
             country: Some("DE".to_owned()),
             created: Some("2024-11-30T13:00:00Z".parse().unwrap()),
             past_failures: 2,
+            ..CustomerFacts::default()
         };
         // Two years less an hour: 23 whole months.
         assert_eq!(customer.tenure_months(at()), 23);

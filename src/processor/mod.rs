@@ -1,8 +1,8 @@
 //! The payment processor: the one part of recoup that moves money.
 //!
-//! The worker asks a [`Processor`] for three things: to charge an invoice for a given attempt, the
-//! decline details of a failed payment Stripe made itself, and what Stripe shows of a customer when
-//! their first failure opens a case. Everything it answers is plain policy data ([`ChargeResult`],
+//! The worker asks a [`Processor`] to charge an invoice for a given attempt, for the decline
+//! details of a failed payment Stripe made itself, for what Stripe shows of a customer, and for the
+//! link that lets a customer fix a payment. Everything it answers is plain policy data ([`ChargeResult`],
 //! [`Declined`], [`CustomerFacts`]) that goes back into `decide`; nothing here decides.
 //!
 //! Never charging twice rests on one rule: every try of one attempt carries the same
@@ -41,6 +41,15 @@ pub trait Processor: Send + Sync + 'static {
         &'a self,
         customer_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<CustomerFacts>, ProcessorError>>;
+
+    /// The one-click fix for a nudge: the invoice's hosted page when the customer must `confirm`
+    /// the payment, else a fresh billing portal session where they can change their card.
+    fn fix_link<'a>(
+        &'a self,
+        invoice_id: &'a str,
+        customer_id: &'a str,
+        confirm: bool,
+    ) -> BoxFuture<'a, Result<Option<String>, ProcessorError>>;
 }
 
 /// A question Stripe did not answer.

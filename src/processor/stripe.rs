@@ -1,5 +1,5 @@
 //! Stripe, through async-stripe: read the invoice, pay it under the attempt's idempotency key, read
-//! declines from the payment intent, and read a customer.
+//! declines from the payment intent, read a customer, and open a billing portal session.
 //!
 //! Every call is bounded by [`StripeSettings::timeout_ms`], and calls that fail for a passing reason
 //! (no answer in time, connection trouble, 409 idempotency conflicts, 429 rate limits and 5xx
@@ -17,6 +17,7 @@ use stripe::{
     ApiErrors, Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest,
 };
 use stripe_billing::InvoiceStatus;
+use stripe_billing::billing_portal_session::CreateBillingPortalSession;
 use stripe_billing::invoice::{PayInvoice, RetrieveInvoice};
 use stripe_core::customer::{RetrieveCustomer, RetrieveCustomerReturned};
 use stripe_core::payment_intent::RetrievePaymentIntent;
@@ -192,6 +193,37 @@ impl Stripe {
         Ok(intent.last_payment_error.as_deref().map(declined))
     }
 
+    async fn link(
+        &self,
+        invoice_id: &str,
+        customer_id: &str,
+        confirm: bool,
+    ) -> Result<Option<String>, ProcessorError> {
+        let fault = |what: &str, e: StripeError| ProcessorError {
+            message: format!("{what}: {}", brief(&e)),
+            passing: is_passing(&e),
+        };
+        if confirm {
+            let invoice = self
+                .call("read invoice", || async {
+                    RetrieveInvoice::new(invoice_id).send(&self.client).await
+                })
+                .await
+                .map_err(|e| fault("reading the invoice", e))?;
+            return Ok(invoice.hosted_invoice_url);
+        }
+        let session = self
+            .call("create billing portal session", || async {
+                CreateBillingPortalSession::new()
+                    .customer(customer_id)
+                    .send(&self.client)
+                    .await
+            })
+            .await
+            .map_err(|e| fault("creating a billing portal session", e))?;
+        Ok(Some(session.url))
+    }
+
     async fn customer_facts(
         &self,
         customer_id: &str,
@@ -217,6 +249,10 @@ impl Stripe {
             country: customer.address.and_then(|a| a.country),
             created: jiff::Timestamp::from_second(customer.created).ok(),
             past_failures: 0,
+            name: customer.name,
+            email: customer.email,
+            phone: customer.phone,
+            preferred_locales: customer.preferred_locales.unwrap_or_default(),
         }))
     }
 }
@@ -239,6 +275,15 @@ impl Processor for Stripe {
         customer_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<CustomerFacts>, ProcessorError>> {
         Box::pin(self.customer_facts(customer_id))
+    }
+
+    fn fix_link<'a>(
+        &'a self,
+        invoice_id: &'a str,
+        customer_id: &'a str,
+        confirm: bool,
+    ) -> BoxFuture<'a, Result<Option<String>, ProcessorError>> {
+        Box::pin(self.link(invoice_id, customer_id, confirm))
     }
 }
 

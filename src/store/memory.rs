@@ -49,6 +49,8 @@ struct Inner {
     clock_offset: i64,
     /// Card histories as Redis holds them.
     cards: HashMap<String, Vec<u8>>,
+    /// Nudges per customer and day.
+    nudge_counts: HashMap<(String, String), u64>,
 }
 
 struct Slot {
@@ -225,6 +227,16 @@ impl Store for MemoryStore {
             .get(invoice_id)
             .map(|stored| codec::decode(stored))
             .transpose()
+    }
+
+    async fn count_nudge(&self, customer_id: &str, day: &str) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let count = inner
+            .nudge_counts
+            .entry((customer_id.to_owned(), day.to_owned()))
+            .or_default();
+        *count += 1;
+        Ok(*count)
     }
 
     async fn load_card(&self, fingerprint: &str) -> Result<CardHistory, StoreError> {

@@ -189,6 +189,14 @@ pub trait Store: Clone + Send + Sync + 'static {
         keep: Duration,
     ) -> impl Future<Output = Result<Saved, StoreError>> + Send;
 
+    /// Counts one more nudge to a customer on `day` (their local date, `2026-11-30`) and returns the
+    /// day's count so far; a day's count is forgotten two days later.
+    fn count_nudge(
+        &self,
+        customer_id: &str,
+        day: &str,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// The cases of a customer, newest first.
     fn cases_of_customer(
         &self,

@@ -589,6 +589,21 @@ impl Store for RedisStore {
         self.save_versioned(invocation, saved.version).await
     }
 
+    async fn count_nudge(&self, customer_id: &str, day: &str) -> Result<u64, StoreError> {
+        let key = format!("recoup:nudges:{{{customer_id}}}:{day}");
+        // Created with its expiry first, so the count never outlives its two days; INCR keeps it.
+        self.query::<()>(
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(0)
+                .arg("EX")
+                .arg(2 * 86_400)
+                .arg("NX"),
+        )
+        .await?;
+        self.query(redis::cmd("INCR").arg(&key)).await
+    }
+
     async fn load_card(&self, fingerprint: &str) -> Result<CardHistory, StoreError> {
         let stored: Option<Vec<u8>> = self
             .query(redis::cmd("GET").arg(card_key(fingerprint)))

@@ -7,7 +7,7 @@ use futures_util::FutureExt;
 use jiff::Timestamp;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
-use super::{ApplyError, Inputs, Worker, note_try, store_backoff};
+use super::{ApplyError, Inputs, Worker, note_try, nudges, store_backoff};
 use crate::policy::budget::Try;
 use crate::policy::{Case, Charge, ChargeResult, Input, Outcome};
 use crate::store::{Failure, InboxEntry, Store, StoreError};
@@ -237,10 +237,14 @@ async fn apply<S: Store>(
     invoice_id: &str,
     input: &Input,
 ) -> Result<super::Applied, Fault> {
-    worker
+    let applied = worker
         .apply(invoice_id, Inputs::One(input))
         .await
-        .map_err(Fault::from)
+        .map_err(Fault::from)?;
+    if let Some(case) = &applied.case {
+        nudges::send(worker, case, &applied.actions).await;
+    }
+    Ok(applied)
 }
 
 /// Stripe's failure events (`event`, about `invoice`) say that an attempt failed, not why: the decline (and the card it came

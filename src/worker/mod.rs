@@ -27,6 +27,7 @@
 
 mod inbox;
 mod locks;
+mod nudges;
 mod timers;
 
 use std::future::Future;
@@ -39,6 +40,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::clock::Clock;
 use crate::config::WorkerSettings;
+use crate::notify::Notifier;
 use crate::policy::budget::{self, CardHistory, Try};
 use crate::policy::{Action, Case, Charge, ChargeResult, Input, Policy, decide};
 use crate::processor::Processor;
@@ -54,6 +56,7 @@ pub struct Worker<S> {
     store: S,
     policy: Arc<Policy>,
     processor: Arc<dyn Processor>,
+    notifier: Arc<Notifier>,
     clock: Clock<S>,
     settings: WorkerSettings,
     consumer: String,
@@ -96,6 +99,7 @@ impl<S: Store> Worker<S> {
         store: S,
         policy: Policy,
         processor: Arc<dyn Processor>,
+        notifier: Arc<Notifier>,
         clock: Clock<S>,
         settings: WorkerSettings,
     ) -> Self {
@@ -110,6 +114,7 @@ impl<S: Store> Worker<S> {
             store,
             policy: Arc::new(policy),
             processor,
+            notifier,
             clock,
             settings,
             consumer,
@@ -331,7 +336,11 @@ impl<S: Store> Engine<'_, S> {
         made: &mut Vec<Charge>,
     ) -> Result<Option<Case>, ApplyError> {
         let rules = &self.policy.networks;
-        for &Action::Retry { attempt } in actions {
+        let retries = actions.iter().filter_map(|action| match *action {
+            Action::Retry { attempt } => Some(attempt),
+            Action::Nudge { .. } => None,
+        });
+        for attempt in retries {
             if made.iter().any(|c| c.attempt == attempt) {
                 continue;
             }
@@ -476,6 +485,15 @@ mod tests {
         ) -> BoxFuture<'a, Result<Option<CustomerFacts>, ProcessorError>> {
             unreachable!("no customer is read here")
         }
+
+        fn fix_link<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: bool,
+        ) -> BoxFuture<'a, Result<Option<String>, ProcessorError>> {
+            unreachable!("no nudge is sent here")
+        }
     }
 
     fn worker(concurrency: usize) -> Worker<MemoryStore> {
@@ -485,7 +503,15 @@ mod tests {
             concurrency,
             ..WorkerSettings::default()
         };
-        Worker::new(store, Policy::default(), Arc::new(Unused), clock, settings)
+        let notifier = Notifier::new(&Default::default(), &Default::default()).unwrap();
+        Worker::new(
+            store,
+            Policy::default(),
+            Arc::new(Unused),
+            Arc::new(notifier),
+            clock,
+            settings,
+        )
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
-use super::{Inputs, Worker, store_backoff};
+use super::{Inputs, Worker, nudges, store_backoff};
 use crate::store::{Claim, Store, TIMER_SHARDS};
 
 /// How many wake-ups one claim takes at most.
@@ -74,7 +74,14 @@ async fn wake<S: Store>(worker: Arc<Worker<S>>, claim: Claim, _slot: OwnedSemaph
     // An unreadable case is read again by `apply`, which reports it as the store error it is.
     let known = case.ok();
     let due = Inputs::DueTimers(known.as_ref().map(Option::as_ref));
-    if let Err(e) = worker.apply(&invoice_id, due).await {
-        tracing::warn!(invoice = %invoice_id, "timer not fired, retried after the lease: {e}")
+    match worker.apply(&invoice_id, due).await {
+        Ok(applied) => {
+            if let Some(case) = &applied.case {
+                nudges::send(&worker, case, &applied.actions).await;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(invoice = %invoice_id, "timer not fired, retried after the lease: {e}")
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! `STRIPE_API_BASE`, exactly as it reaches Stripe.
 //!
 //! It answers the calls recoup makes — read an invoice (with its payments when asked), pay it, read
-//! a payment intent, read a customer — with Stripe's own example objects (`fixtures/stripe/`, from Stripe's OpenAPI
+//! a payment intent, read a customer, open a billing portal session — with Stripe's own example objects (`fixtures/stripe/`, from Stripe's OpenAPI
 //! fixtures) filled in with each invoice's state. Like Stripe, it keeps the answer to every
 //! executed pay call under its `Idempotency-Key` and replays it for a repeat of the key; injected
 //! faults (500, 429) are answered before anything executes and are not kept. Every request and every
@@ -106,6 +106,9 @@ pub struct Customer {
     pub country: &'static str,
     /// Unix seconds.
     pub created: i64,
+    pub name: &'static str,
+    pub email: &'static str,
+    pub preferred_locales: &'static [&'static str],
 }
 
 /// One request the fake received.
@@ -154,6 +157,7 @@ impl FakeStripe {
             .route("/v1/invoices/{id}/pay", post(pay_invoice))
             .route("/v1/payment_intents/{id}", get(read_payment_intent))
             .route("/v1/customers/{id}", get(read_customer))
+            .route("/v1/billing_portal/sessions", post(open_portal))
             .fallback(|| async {
                 stripe_error(
                     StatusCode::NOT_FOUND,
@@ -404,6 +408,28 @@ async fn read_customer(
     json["metadata"] = customer.metadata;
     json["address"]["country"] = json!(customer.country);
     json["created"] = json!(customer.created);
+    json["name"] = json!(customer.name);
+    json["email"] = json!(customer.email);
+    json["preferred_locales"] = json!(customer.preferred_locales);
+    axum::Json(json).into_response()
+}
+
+async fn open_portal(State(ledger): State<Shared>, headers: HeaderMap, body: String) -> Response {
+    note(
+        &ledger,
+        "POST",
+        "/v1/billing_portal/sessions".to_owned(),
+        &headers,
+    );
+    let customer = form_urlencoded::parse(body.as_bytes())
+        .find(|(key, _)| key == "customer")
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default();
+    let mut json = template("billing_portal_session");
+    json["customer"] = json!(customer);
+    json["url"] = json!(format!(
+        "https://billing.stripe.com/p/session/test_{customer}"
+    ));
     axum::Json(json).into_response()
 }
 

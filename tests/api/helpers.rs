@@ -28,6 +28,11 @@ pub const OLD_SECRET: &str = "whsec_test_retiring_9b2d7a";
 /// A support token the API accepts when a test configures `RECOUP_API_TOKENS` with [`API_TOKENS`].
 pub const API_TOKEN: &str = "tok_support_ana_0123456789";
 pub const API_TOKENS: &str = "support-ana:tok_support_ana_0123456789";
+/// The policy every test app runs unless the test names another: the default without nudges.
+pub const RETRIES_ONLY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/api/policies/retries-only.toml"
+);
 /// The secret key recoup calls the fake Stripe with.
 pub const STRIPE_KEY: &str = "sk_test_recoup_fake_4eC39HqLyjWDarjtT1zdp7dc";
 
@@ -280,6 +285,7 @@ pub fn base_env(redis: &TestRedis) -> Vec<(String, String)> {
         ("RECOUP_LISTEN", "127.0.0.1:0".to_owned()),
         ("STRIPE_WEBHOOK_SECRETS", SECRET.to_owned()),
         ("STRIPE_API_KEY", STRIPE_KEY.to_owned()),
+        ("RECOUP_POLICY", RETRIES_ONLY.to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -517,6 +523,23 @@ pub fn invoice_event(
     event["created"] = created.into();
     event["data"]["object"]["id"] = invoice_id.into();
     event["data"]["object"]["attempt_count"] = attempt.into();
+    serde_json::to_vec(&event).unwrap()
+}
+
+/// Stripe's failure of the invoice's first attempt, just now, naming the payment intent the fake
+/// shows the decline on.
+pub fn failure_of(invoice_id: &str) -> Vec<u8> {
+    let mut event: serde_json::Value = serde_json::from_slice(&invoice_event(
+        "invoice.payment_failed",
+        &format!("evt_failed_{invoice_id}"),
+        invoice_id,
+        unix_now(),
+        1,
+    ))
+    .unwrap();
+    let payment = &mut event["data"]["object"]["payments"]["data"][0];
+    payment["invoice"] = invoice_id.into();
+    payment["payment"]["payment_intent"] = format!("pi_for_{invoice_id}").into();
     serde_json::to_vec(&event).unwrap()
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -12,9 +13,12 @@ use recoup::config::{NotifySettings, Secrets};
 use recoup::notify::templates::{Context, format_amount};
 use recoup::notify::{Delivery, Notifier, Nudge, Recipient};
 use recoup::policy::{Channel, NudgeKind};
+use recoup::server::Role;
 use recoup::webhook::signature::{Verifier, unix_now};
 use secrecy::SecretString;
 
+use crate::fake_stripe::{Customer, Decline, Invoice, Outcome};
+use crate::helpers::{API_TOKENS, Recoup, TestApp, failure_of, invoice_event, wait_until};
 use crate::smtp_sink::SmtpSink;
 
 const FROM: &str = "Acme Billing <billing@acme.example>";
@@ -336,4 +340,188 @@ async fn a_channel_set_up_halfway_is_refused_naming_what_is_missing() {
     };
     let err = refusal(nowhere, Secrets::default());
     assert!(err.contains("/nonexistent/templates"), "{err}");
+}
+
+/// recoup with its shipped policy (nudges on), email through a real SMTP server, and a customer
+/// in Chicago whom Stripe knows by name and address.
+async fn nudging_app() -> (TestApp, SmtpSink) {
+    let sink = SmtpSink::start();
+    let smtp = sink.url();
+    let app = TestApp::spawn_as(
+        Role::All,
+        &[
+            ("RECOUP_API_TOKENS", API_TOKENS),
+            ("RECOUP_TEST_CLOCK", "1"),
+            ("RECOUP_POLICY", "config/policy.toml"),
+            ("RECOUP_SMTP_URL", &smtp),
+            ("RECOUP_EMAIL_FROM", FROM),
+        ],
+    )
+    .await;
+    app.stripe.add_customer(
+        CUSTOMER,
+        Customer {
+            metadata: serde_json::json!({"timezone": "America/Chicago"}),
+            country: "US",
+            created: unix_now() - 400 * DAY,
+            name: "Dana Whitfield",
+            email: "dana@example.com",
+            preferred_locales: &["en-US"],
+        },
+    );
+    (app, sink)
+}
+
+const CUSTOMER: &str = "cus_R3cvP0qK8yWm2d";
+const DAY: i64 = 86_400;
+
+fn subjects(sink: &SmtpSink) -> Vec<String> {
+    sink.mails()
+        .iter()
+        .map(|m| {
+            let message = MessageParser::default().parse(m.data.as_bytes()).unwrap();
+            message.subject().unwrap_or_default().to_owned()
+        })
+        .collect()
+}
+
+async fn emails(sink: &SmtpSink, count: usize) -> Vec<String> {
+    wait_until(
+        &format!("{count} emails"),
+        Duration::from_secs(10),
+        || async { sink.mails().len() >= count },
+    )
+    .await;
+    subjects(sink)
+}
+
+#[tokio::test]
+async fn a_soft_decline_gets_its_nudges_in_daytime_and_a_thank_you_when_paid() {
+    let (app, sink) = nudging_app().await;
+    let invoice = "in_nudged_1";
+    // Every retry declines too (a payday may fall within the days this test moves through), so
+    // only the customer's own payment ends the case.
+    let mut stripe_invoice = Invoice::failed(CUSTOMER, Decline::visa("insufficient_funds"));
+    stripe_invoice.outcomes.extend(
+        std::iter::repeat_with(|| Outcome::Decline(Decline::visa("insufficient_funds"))).take(8),
+    );
+    app.stripe.add_invoice(invoice, stripe_invoice);
+    app.deliver(failure_of(invoice)).await;
+    let opened = app
+        .case_when(invoice, |c| c["decline"]["class"] == "soft")
+        .await;
+    assert_eq!(opened["customer_timezone"], "America/Chicago");
+    assert!(sink.mails().is_empty(), "nothing before its time");
+
+    app.advance_clock(DAY).await;
+    assert_eq!(
+        emails(&sink, 1).await,
+        ["Your Acme Billing payment didn't go through"]
+    );
+    let first = sink.mails().remove(0);
+    let message = MessageParser::default()
+        .parse(first.data.as_bytes())
+        .unwrap();
+    let text = message.body_text(0).unwrap();
+    assert!(text.contains("Hi Dana Whitfield"), "{text}");
+    assert!(text.contains("$49.00"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "https://billing.stripe.com/p/session/test_{CUSTOMER}"
+        )),
+        "the fix link is a fresh billing portal session: {text}"
+    );
+
+    app.advance_clock(3 * DAY).await;
+    assert_eq!(
+        emails(&sink, 2).await[1],
+        "Reminder: your payment of $49.00 is still open"
+    );
+
+    // Paid (by the customer, in the portal): the sequence stops and one thank-you goes out.
+    let paid = invoice_event(
+        "invoice.paid",
+        "evt_paid_nudged",
+        invoice,
+        unix_now() + 5 * DAY,
+        1,
+    );
+    app.deliver(paid).await;
+    assert_eq!(
+        emails(&sink, 3).await[2],
+        "Thank you: your payment went through"
+    );
+    app.advance_clock(30 * DAY).await;
+    let case = app.case_when(invoice, |c| c["state"] == "recovered").await;
+    assert_eq!(
+        sink.mails().len(),
+        3,
+        "nothing after the thank-you: {:?}",
+        subjects(&sink)
+    );
+
+    // Every nudge is on the case, each sent in the customer's daytime.
+    let nudges = case["nudges"].as_array().unwrap();
+    let kinds: Vec<(&str, u64)> = nudges
+        .iter()
+        .map(|n| (n["kind"].as_str().unwrap(), n["tier"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("payment_failed", 1),
+            ("payment_failed", 2),
+            ("recovered", 1)
+        ]
+    );
+    let chicago = jiff::tz::TimeZone::get("America/Chicago").unwrap();
+    for nudge in &nudges[..2] {
+        let at: jiff::Timestamp = nudge["at"].as_str().unwrap().parse().unwrap();
+        let local = at.to_zoned(chicago.clone());
+        assert!(
+            (9..20).contains(&local.hour()),
+            "a nudge in quiet hours: {local}"
+        );
+        assert_eq!(nudge["channel"], "email");
+    }
+    let story = case["timeline"].to_string();
+    assert!(
+        story.contains("payment_failed tier 1: email sent"),
+        "{story}"
+    );
+}
+
+#[tokio::test]
+async fn a_burst_of_failures_for_one_customer_gets_one_nudge_a_day() {
+    let (app, sink) = nudging_app().await;
+    let invoices = ["in_burst_1", "in_burst_2", "in_burst_3"];
+    for invoice in invoices {
+        app.stripe.add_invoice(
+            invoice,
+            Invoice::failed(CUSTOMER, Decline::visa("insufficient_funds")),
+        );
+        app.deliver(failure_of(invoice)).await;
+        app.case_when(invoice, |c| c["decline"]["class"] == "soft")
+            .await;
+    }
+
+    app.advance_clock(DAY).await;
+    emails(&sink, 1).await;
+    let mut held = 0;
+    for invoice in invoices {
+        let case = app
+            .case_when(invoice, |c| {
+                let story = c["timeline"].to_string();
+                story.contains("nudge delivered") || story.contains("nudge held back")
+            })
+            .await;
+        if case["timeline"].to_string().contains("nudge held back") {
+            held += 1;
+        }
+    }
+    assert_eq!(
+        held, 2,
+        "the customer's one nudge a day went to one invoice"
+    );
+    assert_eq!(sink.mails().len(), 1);
 }

@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use crate::fake_stripe::{Customer, Decline, FakeStripe, Invoice, Outcome};
 use crate::helpers::{
-    API_TOKENS, Recoup, RecoupProcess, TestApp, TestRedis, invoice_event, unix_now, wait_until,
+    API_TOKENS, Recoup, RecoupProcess, TestApp, TestRedis, failure_of, invoice_event, unix_now,
+    wait_until,
 };
 
 const CUSTOMER: &str = "cus_R3cvP0qK8yWm2d";
@@ -35,23 +36,6 @@ async fn app_with_policy(policy: &str) -> (TestApp, tempfile::TempDir) {
     let mut env = clock_env().to_vec();
     env.push(("RECOUP_POLICY", path.to_str().unwrap()));
     (TestApp::spawn_as(Role::All, &env).await, dir)
-}
-
-/// Stripe's failure of the invoice's first attempt, just now, naming the payment intent the fake
-/// shows the decline on.
-fn failure(invoice_id: &str) -> Vec<u8> {
-    let mut event: Value = serde_json::from_slice(&invoice_event(
-        "invoice.payment_failed",
-        &format!("evt_failed_{invoice_id}"),
-        invoice_id,
-        unix_now(),
-        1,
-    ))
-    .unwrap();
-    let payment = &mut event["data"]["object"]["payments"]["data"][0];
-    payment["invoice"] = invoice_id.into();
-    payment["payment"]["payment_intent"] = format!("pi_for_{invoice_id}").into();
-    serde_json::to_vec(&event).unwrap()
 }
 
 fn key(invoice_id: &str, attempt: u32) -> Option<String> {
@@ -81,7 +65,7 @@ async fn a_soft_decline_waits_for_payday_then_is_retried_and_recovered() {
         invoice,
         Invoice::failed(CUSTOMER, Decline::visa("insufficient_funds")),
     );
-    app.deliver(failure(invoice)).await;
+    app.deliver(failure_of(invoice)).await;
     let planned = app
         .case_when(invoice, |c| c["decline"]["class"] == "soft")
         .await;
@@ -139,7 +123,7 @@ async fn a_retry_declined_for_good_goes_back_into_the_policy_and_stops_the_retri
     };
     stripe_invoice.outcomes.push_back(Outcome::Decline(lost));
     app.stripe.add_invoice(invoice, stripe_invoice);
-    app.deliver(failure(invoice)).await;
+    app.deliver(failure_of(invoice)).await;
     let planned = app
         .case_when(invoice, |c| c["decline"]["class"] == "ambiguous")
         .await;
@@ -182,7 +166,7 @@ async fn a_decline_stripe_could_not_show_at_first_is_read_when_the_event_comes_b
     // Stripe fails the first read and the three tries after it; the event waits for the lease.
     app.stripe
         .fail_next_payment_intent_reads(&[503, 503, 503, 503]);
-    app.deliver(failure(invoice)).await;
+    app.deliver(failure_of(invoice)).await;
     let case = app
         .case_when(invoice, |c| c["decline"]["class"] == "hard")
         .await;
@@ -205,7 +189,7 @@ async fn a_hard_decline_is_never_charged_again() {
         invoice,
         Invoice::failed(CUSTOMER, Decline::visa("stolen_card")),
     );
-    app.deliver(failure(invoice)).await;
+    app.deliver(failure_of(invoice)).await;
     let case = app
         .case_when(invoice, |c| c["decline"]["class"] == "hard")
         .await;
@@ -232,7 +216,7 @@ async fn an_invoice_paid_before_its_failure_arrived_is_never_charged() {
     let now = unix_now();
     let paid = invoice_event("invoice.paid", "evt_paid_first", invoice, now - 60, 2);
     app.deliver(paid).await;
-    app.deliver(failure(invoice)).await;
+    app.deliver(failure_of(invoice)).await;
     let case = app
         .case_when(invoice, |c| c["timeline"].as_array().unwrap().len() == 2)
         .await;
@@ -253,7 +237,7 @@ async fn stripe_failing_then_limiting_is_retried_with_one_key_and_charges_once()
         Invoice::failed(CUSTOMER, Decline::visa("generic_decline")),
     );
     app.stripe.fail_next_pays(&[500, 429]);
-    app.deliver(failure(invoice)).await;
+    app.deliver(failure_of(invoice)).await;
     app.case_when(invoice, |c| c["next_attempt_at"].is_string())
         .await;
 
@@ -274,7 +258,7 @@ async fn an_invoice_no_longer_open_is_read_not_paid_and_its_case_closed() {
         invoice,
         Invoice::failed(CUSTOMER, Decline::visa("generic_decline")),
     );
-    app.deliver(failure(invoice)).await;
+    app.deliver(failure_of(invoice)).await;
     app.case_when(invoice, |c| c["next_attempt_at"].is_string())
         .await;
     // Voided in the dashboard, and the webhook saying so lost or late.
@@ -312,7 +296,7 @@ async fn a_worker_killed_during_the_pay_call_is_replaced_and_nothing_is_charged_
     env.push(("RECOUP_WORKER__LEASE_SECS", "2"));
     let receiver = RecoupProcess::serve_as(&redis, "receiver", &env).await;
     let mut doomed = RecoupProcess::serve_as(&redis, "worker", &env).await;
-    assert_eq!(receiver.deliver(failure(invoice)).await.status, 200);
+    assert_eq!(receiver.deliver(failure_of(invoice)).await.status, 200);
     let planned = receiver
         .case_when(invoice, |c| c["next_attempt_at"].is_string())
         .await;
@@ -363,7 +347,7 @@ async fn a_pay_call_that_times_out_is_made_again_with_its_key_and_gets_stripes_s
         invoice,
         Invoice::failed(CUSTOMER, Decline::visa("generic_decline")),
     );
-    app.deliver(failure(invoice)).await;
+    app.deliver(failure_of(invoice)).await;
     app.case_when(invoice, |c| c["next_attempt_at"].is_string())
         .await;
     // Stripe charges, but answers too late; the repeat with the same key is answered at once.
@@ -384,7 +368,7 @@ async fn two_invoices_on_one_card_share_its_network_budget() {
     // takes two, so only one of the two retries fits.
     let (app, _policy) = app_with_policy(
         "version = 1\n\n[[network]]\nbrand = \"visa\"\ncounts = \"attempts\"\nscope = \"card\"\n\
-         max = 3\nper = \"30d\"\n",
+         max = 3\nper = \"30d\"\n\n[nudges]\nstep = []\n",
     )
     .await;
     let invoices = ["in_shared_card_a", "in_shared_card_b"];
@@ -393,7 +377,7 @@ async fn two_invoices_on_one_card_share_its_network_budget() {
             invoice,
             Invoice::failed(CUSTOMER, Decline::visa("generic_decline")),
         );
-        app.deliver(failure(invoice)).await;
+        app.deliver(failure_of(invoice)).await;
         app.case_when(invoice, |c| c["decline"]["class"] == "ambiguous")
             .await;
     }
@@ -424,7 +408,7 @@ async fn two_invoices_on_one_card_share_its_network_budget() {
 async fn a_case_opens_in_the_customers_time_zone_and_the_segment_of_their_tenure() {
     let (app, _policy) = app_with_policy(
         "version = 1\n\n[[segment]]\nname = \"loyal\"\ntenure_months_at_least = 24\n\
-         past_failures_below = 1\n",
+         past_failures_below = 1\n\n[nudges]\nstep = []\n",
     )
     .await;
     app.stripe.add_customer(
@@ -433,10 +417,13 @@ async fn a_case_opens_in_the_customers_time_zone_and_the_segment_of_their_tenure
             metadata: serde_json::json!({"timezone": "Asia/Tokyo"}),
             country: "US",
             created: unix_now() - 3 * 365 * DAY,
+            name: "Dana Whitfield",
+            email: "dana@example.com",
+            preferred_locales: &[],
         },
     );
     let first = "in_tenure_1";
-    app.deliver(failure(first)).await;
+    app.deliver(failure_of(first)).await;
     let case = app.case_when(first, |c| c["timers"] != Value::Null).await;
     assert_eq!(case["customer_timezone"], "Asia/Tokyo");
     assert_eq!(case["segment"], "loyal");
@@ -446,7 +433,7 @@ async fn a_case_opens_in_the_customers_time_zone_and_the_segment_of_their_tenure
 
     // The same customer's next failure is their second: no longer in a segment for first failures.
     let second = "in_tenure_2";
-    app.deliver(failure(second)).await;
+    app.deliver(failure_of(second)).await;
     let case = app.case_when(second, |c| c["timers"] != Value::Null).await;
     assert_eq!(case["customer_timezone"], "Asia/Tokyo");
     assert_eq!(case.get("segment"), None, "{case}");

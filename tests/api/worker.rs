@@ -8,7 +8,7 @@ use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use recoup::clock::Clock;
 use recoup::config::StripeSettings;
-use recoup::policy::{Case, Input, Policy, Timer, TimerKind};
+use recoup::policy::{Case, Input, Timer, TimerKind};
 use recoup::processor::stripe::Stripe;
 use recoup::store::redis::{INBOX_GROUP, INBOX_STREAM, case_key, due_key};
 use recoup::store::{MemoryStore, RedisStore, Store, TIMER_SHARDS};
@@ -261,7 +261,8 @@ async fn a_thousand_inputs_on_one_case_through_two_workers_lose_no_update() {
 async fn a_thousand_simultaneous_inputs_on_one_case_lose_no_update() {
     let store = MemoryStore::new();
     let clock = Clock::new(store.clone(), false);
-    let policy = Policy::default();
+    let policy =
+        recoup::policy::file::load(std::path::Path::new(crate::helpers::RETRIES_ONLY)).unwrap();
     let fake = FakeStripe::start();
     let settings = StripeSettings {
         api_base: format!("http://{}", fake.addr),

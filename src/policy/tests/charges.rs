@@ -31,7 +31,7 @@ fn declined_on(decline_code: &str, advice_code: Option<&str>, brand: &str) -> Ch
 }
 
 fn apply(case: &Case, input: &Input) -> Case {
-    decide(&Policy::default(), Some(case), input, now())
+    decide(&retries_only(), Some(case), input, now())
         .case
         .expect("the input changes the case")
 }
@@ -40,7 +40,7 @@ fn apply(case: &Case, input: &Input) -> Case {
 fn fired() -> (Case, Timer) {
     let opened = run(&[failed("evt_f1", NOW, 1)]).unwrap();
     let timer = opened.timers[0];
-    let decision = decide(&Policy::default(), Some(&opened), &due(timer), timer.at);
+    let decision = decide(&retries_only(), Some(&opened), &due(timer), timer.at);
     assert_eq!(decision.actions, [Action::Retry { attempt: 2 }]);
     (decision.case.unwrap(), timer)
 }
@@ -80,7 +80,7 @@ fn the_decline_of_stripes_attempt_sets_class_card_and_plan() {
     // Told again (the worker's redo, or a second lookup), the same result changes nothing.
     let again = &charge(1, NOW, declined_on("insufficient_funds", None, "visa"));
     assert_eq!(
-        decide(&Policy::default(), Some(&soft), again, now()),
+        decide(&retries_only(), Some(&soft), again, now()),
         Decision::default()
     );
 }
@@ -212,7 +212,7 @@ fn a_card_past_its_network_budget_moves_the_retry_and_says_why() {
         (0..10).map(|n| fire_at - 5 * HOUR + n * 60),
     );
     let input = Input::Timer { timer, card };
-    let decision = decide(&Policy::default(), Some(&case), &input, timer.at);
+    let decision = decide(&retries_only(), Some(&case), &input, timer.at);
     assert_eq!(decision.actions, []);
     let moved = decision.case.unwrap();
     let later = moved.timers[0];
@@ -237,7 +237,7 @@ fn a_card_past_its_network_budget_moves_the_retry_and_says_why() {
         declined: true,
     }];
     let redo = decide(
-        &Policy::default(),
+        &retries_only(),
         Some(&case),
         &Input::Timer { timer, card: own },
         timer.at,
@@ -250,7 +250,7 @@ fn a_fired_retry_says_how_much_of_each_network_budget_it_leaves() {
     let (case, timer) = due_on_card("mastercard");
     let card = tries("in_other", true, [timer.at.as_second() - 600]);
     let fired = decide(
-        &Policy::default(),
+        &retries_only(),
         Some(&case),
         &Input::Timer { timer, card },
         timer.at,
@@ -304,7 +304,7 @@ fn a_rule_that_allows_nothing_drops_the_retry() {
             max: 0,
             per: SignedDuration::from_hours(24),
         }],
-        ..Policy::default()
+        ..retries_only()
     };
     let input = Input::Timer {
         timer,
@@ -341,7 +341,7 @@ proptest! {
                 declined,
             })
             .collect();
-        let policy = Policy::default();
+        let policy = retries_only();
         let decision = decide(&policy, Some(&case), &Input::Timer { timer, card: card.clone() }, now);
         let after = decision.case.expect("a held timer always changes the case");
         if decision.actions.is_empty() {
@@ -373,7 +373,7 @@ proptest! {
     ) {
         const CODES: [&str; 5] =
             ["stolen_card", "insufficient_funds", "generic_decline", "expired_card", "do_not_honor"];
-        let policy = Policy::default();
+        let policy = retries_only();
         let story = story(&kinds);
         let mut case = run(&story[..1]);
         let mut untold = story[1..].to_vec();

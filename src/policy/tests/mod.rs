@@ -6,6 +6,18 @@ use crate::webhook::event::{Parsed, parse};
 
 const NOW: i64 = 1_793_548_900;
 
+/// The default policy without its nudges: most of these tests are about retries, and a nudge timer
+/// beside each retry would only blur what they check.
+fn retries_only() -> Policy {
+    Policy {
+        nudges: NudgePlan {
+            steps: Vec::new(),
+            ..NudgePlan::default()
+        },
+        ..Policy::default()
+    }
+}
+
 /// A timer coming due on a case whose card is not known.
 fn due(timer: Timer) -> Input {
     Input::Timer {
@@ -54,7 +66,7 @@ fn paid(id: &str, created: i64) -> Input {
 
 /// Feeds inputs one by one, as the worker does, and returns the case they leave.
 fn run(inputs: &[Input]) -> Option<Case> {
-    let policy = Policy::default();
+    let policy = retries_only();
     inputs.iter().fold(None, |case, input| {
         decide(&policy, case.as_ref(), input, now()).case.or(case)
     })
@@ -112,7 +124,7 @@ fn a_failure_opens_a_retrying_case_with_its_first_retry_due() {
 fn the_same_event_twice_changes_nothing_the_second_time() {
     let input = failed("evt_a", NOW - 60, 1);
     let case = run(std::slice::from_ref(&input)).unwrap();
-    let again = decide(&Policy::default(), Some(&case), &input, now());
+    let again = decide(&retries_only(), Some(&case), &input, now());
     assert_eq!(again, Decision::default());
 }
 
@@ -182,19 +194,19 @@ fn action_required_waits_for_the_customer_without_a_retry() {
 fn a_held_timer_fires_once_and_asks_for_the_retry() {
     let case = run(&[failed("evt_a", NOW - 60, 1)]).unwrap();
     let timer = case.timers[0];
-    let fired = decide(&Policy::default(), Some(&case), &due(timer), timer.at);
+    let fired = decide(&retries_only(), Some(&case), &due(timer), timer.at);
     assert_eq!(fired.actions, vec![Action::Retry { attempt: 2 }]);
     let after = fired.case.unwrap();
     assert!(after.timers.is_empty());
     assert_eq!(after.timeline.last().unwrap().what, "retry due");
 
-    let again = decide(&Policy::default(), Some(&after), &due(timer), timer.at);
+    let again = decide(&retries_only(), Some(&after), &due(timer), timer.at);
     assert_eq!(
         again,
         Decision::default(),
         "a fired timer cannot fire again"
     );
-    let no_case = decide(&Policy::default(), None, &due(timer), timer.at);
+    let no_case = decide(&retries_only(), None, &due(timer), timer.at);
     assert_eq!(no_case, Decision::default());
 }
 
@@ -291,7 +303,7 @@ proptest! {
         }
         seen.sort_by_key(|input| match input {
             Input::Event(e) => e.created,
-            Input::Timer { .. } | Input::Charge(_) | Input::Opening(..) => unreachable!(),
+            _ => unreachable!("the stories are events"),
         });
         let got = run(&delivered).map(|c| outcome(&c));
         let want = run(&seen).map(|c| outcome(&c));
@@ -531,7 +543,7 @@ fn while_stripe_retries_itself_recoup_plans_no_retry_and_says_why() {
             defer_to_stripe: false,
             ..Plan::default()
         },
-        ..Policy::default()
+        ..retries_only()
     };
     let case = decide(
         &insisting,
@@ -559,7 +571,7 @@ fn a_new_card_is_tried_within_minutes_even_after_a_hard_decline() {
         assert!(hard.timers.is_empty() || Plan::default().next_retry(&hard).is_err());
         let arrived = NOW + 3 * 86_400;
         let input = any_event(kind, "evt_card", arrived);
-        let case = decide(&Policy::default(), Some(&hard), &input, now())
+        let case = decide(&retries_only(), Some(&hard), &input, now())
             .case
             .unwrap_or_else(|| panic!("{kind} changes the case"));
         let due = Timestamp::from_second(arrived).unwrap() + SignedDuration::from_mins(5);
@@ -583,7 +595,7 @@ fn a_new_card_is_tried_within_minutes_even_after_a_hard_decline() {
         );
         // The same delivery again changes nothing.
         assert_eq!(
-            decide(&Policy::default(), Some(&case), &input, now()),
+            decide(&retries_only(), Some(&case), &input, now()),
             Decision::unchanged()
         );
     }
@@ -595,24 +607,24 @@ fn card_events_change_only_open_cases_of_their_own_customer() {
     let mut other = declined(0, DeclineClass::Hard, "lost_card", "UTC");
     other.customer_id = "cus_someone_else".into();
     assert_eq!(
-        decide(&Policy::default(), Some(&other), &input, now()),
+        decide(&retries_only(), Some(&other), &input, now()),
         Decision::unchanged()
     );
     let mut paid = declined(0, DeclineClass::Hard, "lost_card", "UTC");
     paid.state = State::Recovered;
     assert_eq!(
-        decide(&Policy::default(), Some(&paid), &input, now()),
+        decide(&retries_only(), Some(&paid), &input, now()),
         Decision::unchanged()
     );
     assert_eq!(
-        decide(&Policy::default(), None, &input, now()),
+        decide(&retries_only(), None, &input, now()),
         Decision::unchanged(),
         "a card event never opens a case"
     );
     // A card that came before the last attempt was already tried: the plan goes on as before.
     let old_card = any_event("payment_method.attached", "evt_old", NOW - 60);
     let soft = declined(1, DeclineClass::Soft, "processing_error", "UTC");
-    let case = decide(&Policy::default(), Some(&soft), &old_card, now())
+    let case = decide(&retries_only(), Some(&soft), &old_card, now())
         .case
         .unwrap();
     assert_eq!(
@@ -649,7 +661,7 @@ fn a_case_opens_in_its_customers_time_zone_and_a_segment_of_their_tenure() {
     };
     let policy = Policy {
         segments: vec![loyal],
-        ..Policy::default()
+        ..retries_only()
     };
     let Input::Event(event) = failed("evt_open", NOW, 1) else {
         unreachable!()
@@ -658,7 +670,7 @@ fn a_case_opens_in_its_customers_time_zone_and_a_segment_of_their_tenure() {
         metadata: [("timezone".to_owned(), "Asia/Tokyo".to_owned())].into(),
         country: Some("US".to_owned()),
         created: Some(now() - SignedDuration::from_hours(25 * 31 * 24)),
-        past_failures: 0,
+        ..CustomerFacts::default()
     };
     let opening = Input::Opening(event.clone(), Box::new(customer.clone()));
     let case = decide(&policy, None, &opening, now()).case.unwrap();
@@ -723,7 +735,7 @@ fn a_case_opens_in_the_first_matching_segment_and_follows_its_plan() {
             ),
             segment("everyone", Match::default(), 20),
         ],
-        ..Policy::default()
+        ..retries_only()
     };
     let case = decide(&policy, None, &failed("evt_seg", NOW, 1), now())
         .case
@@ -744,7 +756,7 @@ fn a_case_opens_in_the_first_matching_segment_and_follows_its_plan() {
     );
     // A policy that no longer has the segment plans with its own plan instead.
     let replanned = decide(
-        &Policy::default(),
+        &retries_only(),
         Some(&case),
         &failed("evt_seg2", NOW + 60, 2),
         now(),
@@ -759,7 +771,7 @@ fn a_case_opens_in_the_first_matching_segment_and_follows_its_plan() {
 
 #[test]
 fn a_retry_under_way_is_not_planned_again_and_a_later_try_takes_the_next_attempt() {
-    let policy = Policy::default();
+    let policy = retries_only();
     let opened = run(&[failed("evt_a", NOW, 1)]).unwrap();
     let timer = opened.timers[0];
     let fired = decide(&policy, Some(&opened), &due(timer), timer.at)
@@ -827,7 +839,7 @@ fn customer_updated(id: &str, created: i64, timezone: Option<&str>, new_default:
 
 #[test]
 fn the_customers_own_time_zone_moves_the_planned_retry_into_their_daytime() {
-    let policy = Policy::default();
+    let policy = retries_only();
     let opened = run(&[failed("evt_a", NOW, 1)]).unwrap();
     assert_eq!(
         opened.customer_timezone, "America/New_York",
@@ -863,3 +875,4 @@ fn the_customers_own_time_zone_moves_the_planned_retry_into_their_daytime() {
 }
 
 mod charges;
+mod nudges;

@@ -1,0 +1,153 @@
+//! The nudge plan: which messages a case's customer gets, and when.
+//!
+//! A case's nudges follow a list of [`Step`]s, each a kind and tier of message sent a set time
+//! after the first failure: a friendly reminder soon after, firmer ones days later, and a final
+//! notice that states the consequence. A customer who must confirm a payment (3-D Secure) gets the
+//! `action_required` steps instead of the `payment_failed` ones. Like retries, a case holds exactly
+//! one pending nudge timer, the plan's next, placed in the customer's contact window (their local
+//! daytime, or the window their metadata asks for); the same kind and tier never goes out twice, at
+//! most `per_case` go out in all, and once the invoice is paid the customer who heard from recoup
+//! gets one thank-you. How many nudges one customer gets in a day, across all their invoices, is
+//! counted by the worker when a nudge is due (see `Input::NudgeHeld`).
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use super::timing::{self, Window};
+use super::{Case, Channel, DeclineClass, NudgeKind, State};
+
+/// When the messages go out, and on which channels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NudgePlan {
+    pub steps: Vec<Step>,
+    /// The customer's local hours nudges go out in (quiet hours are the rest), unless their
+    /// metadata names their own (`contact_window = "18-22"`).
+    pub window: Window,
+    /// At most this many nudges per case, the thank-you not counted.
+    pub per_case: u32,
+    /// At most this many nudges per customer per local day, across all their cases.
+    pub per_customer_per_day: u32,
+    /// The channels every nudge goes out on (those configured; SMS only to customers who opted in).
+    pub channels: Vec<Channel>,
+}
+
+/// One message of the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub kind: NudgeKind,
+    pub tier: u32,
+    /// How long after the first failure it is due.
+    pub after: SignedDuration,
+}
+
+impl Default for NudgePlan {
+    /// The seeds' sequence: a friendly note within the hour, a firmer one after 3 days, a firm one
+    /// after 7, and the final notice after 21 — a week before the plan's last retry; for a payment
+    /// to confirm, a note at once and a reminder after 2 days. Local 09:00–20:00, at most one nudge
+    /// a day per customer and 5 per case, on every configured channel.
+    fn default() -> Self {
+        let step = |kind, tier, hours| Step {
+            kind,
+            tier,
+            after: SignedDuration::from_hours(hours),
+        };
+        Self {
+            steps: vec![
+                step(NudgeKind::PaymentFailed, 1, 1),
+                step(NudgeKind::PaymentFailed, 2, 3 * 24),
+                step(NudgeKind::PaymentFailed, 3, 7 * 24),
+                step(NudgeKind::ActionRequired, 1, 0),
+                step(NudgeKind::ActionRequired, 2, 2 * 24),
+                step(NudgeKind::FinalNotice, 1, 21 * 24),
+            ],
+            window: Window {
+                start_hour: 9,
+                end_hour: 20,
+            },
+            per_case: 5,
+            per_customer_per_day: 1,
+            channels: vec![Channel::Email, Channel::Sms, Channel::Webhook],
+        }
+    }
+}
+
+/// A nudge the policy handed to the channels: the same kind and tier never goes out twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nudged {
+    pub kind: NudgeKind,
+    pub tier: u32,
+    pub at: Timestamp,
+}
+
+/// What a delivery on one channel came to, as the worker reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NudgeResult {
+    pub channel: Channel,
+    pub sent: bool,
+    /// Why it failed or was skipped; empty when sent.
+    pub note: String,
+}
+
+impl NudgePlan {
+    /// The next nudge of `case` and when, or `None` when nothing more is due.
+    pub fn next(&self, case: &Case) -> Option<(Step, Timestamp)> {
+        let first_failure = case.failed_at?;
+        if case.state.is_final() || self.spent(case) >= self.per_case {
+            return None;
+        }
+        let confirm = needs_confirmation(case);
+        let step = self
+            .steps
+            .iter()
+            .filter(|s| match s.kind {
+                NudgeKind::PaymentFailed => !confirm,
+                NudgeKind::ActionRequired => confirm,
+                NudgeKind::FinalNotice => true,
+                NudgeKind::CardExpiring | NudgeKind::Recovered => false,
+            })
+            .filter(|s| !case.has_nudged(s.kind, s.tier))
+            .min_by_key(|s| s.after)?;
+        let zone = timing::zone(&case.customer_timezone);
+        let window = case.contact_window.unwrap_or(self.window);
+        // At least 20 hours after the case's previous nudge, whatever the steps say, and not while
+        // the customer's daily cap holds nudges back.
+        let not_before = case
+            .nudged
+            .iter()
+            .map(|n| n.at + SignedDuration::from_hours(20))
+            .chain(case.nudges_held_until)
+            .max()
+            .unwrap_or(first_failure);
+        let wanted = (first_failure + step.after).max(not_before);
+        Some((*step, timing::into_window(wanted, &zone, window)))
+    }
+
+    /// Nudges that count toward the per-case cap: all but the thank-you.
+    fn spent(&self, case: &Case) -> u32 {
+        let spent = case
+            .nudged
+            .iter()
+            .filter(|n| n.kind != NudgeKind::Recovered)
+            .count();
+        u32::try_from(spent).unwrap_or(u32::MAX)
+    }
+}
+
+/// Whether the customer must confirm the payment rather than change the card.
+fn needs_confirmation(case: &Case) -> bool {
+    match &case.decline {
+        Some(decline) => decline.class == DeclineClass::ActionRequired,
+        None => case.state == State::AwaitingCustomer,
+    }
+}
+
+/// A contact window written in customer metadata as `"18-22"` (local hours, end excluded).
+pub fn contact_window(written: &str) -> Option<Window> {
+    let (start, end) = written.split_once('-')?;
+    let start_hour: u8 = start.trim().parse().ok()?;
+    let end_hour: u8 = end.trim().parse().ok()?;
+    (start_hour < end_hour && end_hour <= 24).then_some(Window {
+        start_hour,
+        end_hour,
+    })
+}

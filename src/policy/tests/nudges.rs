@@ -1,0 +1,219 @@
+//! The nudge plan through `decide`: tiers at their local times, never in quiet hours, stopped by a
+//! payment with one thank-you, held by the daily cap, and recorded per channel.
+
+use super::*;
+
+fn opened_in(zone: &str, metadata: &[(&str, &str)]) -> Case {
+    let Input::Event(event) = failed("evt_f1", NOW, 1) else {
+        unreachable!()
+    };
+    let mut customer = CustomerFacts::default();
+    customer.metadata.insert("timezone".into(), zone.into());
+    for (key, value) in metadata {
+        customer.metadata.insert((*key).into(), (*value).into());
+    }
+    let opening = Input::Opening(event, Box::new(customer));
+    decide(&Policy::default(), None, &opening, now())
+        .case
+        .unwrap()
+}
+
+fn nudge_timer(case: &Case) -> Option<Timer> {
+    case.timers
+        .iter()
+        .find(|t| matches!(t.kind, TimerKind::Nudge { .. }))
+        .copied()
+}
+
+/// Fires the case's nudge timer and returns the case and what it asked for.
+fn fire(case: &Case) -> (Case, Vec<Action>) {
+    let timer = nudge_timer(case).expect("a nudge is planned");
+    let decision = decide(&Policy::default(), Some(case), &due(timer), timer.at);
+    (decision.case.unwrap(), decision.actions)
+}
+
+#[test]
+fn a_failed_payment_gets_its_tiers_in_the_customers_daytime_then_the_final_notice() {
+    let mut case = opened_in("America/Chicago", &[]);
+    let mut sent = Vec::new();
+    while let Some(timer) = nudge_timer(&case) {
+        let local = timer.at.to_zoned(timing::zone("America/Chicago"));
+        assert!(
+            (9..20).contains(&local.hour()),
+            "a nudge in quiet hours: {local}"
+        );
+        let (next, actions) = fire(&case);
+        let [Action::Nudge { kind, tier }] = actions[..] else {
+            panic!("{actions:?}");
+        };
+        let days = timer.at.duration_since(case.failed_at.unwrap()).as_hours() / 24;
+        sent.push((kind, tier, days));
+        case = next;
+    }
+    assert_eq!(
+        sent,
+        [
+            (NudgeKind::PaymentFailed, 1, 0),
+            (NudgeKind::PaymentFailed, 2, 3),
+            (NudgeKind::PaymentFailed, 3, 7),
+            (NudgeKind::FinalNotice, 1, 21),
+        ]
+    );
+    assert_eq!(case.nudged.len(), 4);
+    let said = case
+        .timeline
+        .iter()
+        .filter(|e| e.what == "nudge due")
+        .count();
+    assert_eq!(said, 4);
+}
+
+#[test]
+fn a_payment_to_confirm_gets_the_action_required_tiers() {
+    let confirm = event("invoice.payment_action_required", "evt_a", NOW, 1);
+    let case = decide(&Policy::default(), None, &confirm, now())
+        .case
+        .unwrap();
+    let Some(Timer {
+        kind: TimerKind::Nudge { nudge, tier },
+        ..
+    }) = nudge_timer(&case)
+    else {
+        panic!("{:?}", case.timers);
+    };
+    assert_eq!((nudge, tier), (NudgeKind::ActionRequired, 1));
+}
+
+#[test]
+fn payment_stops_the_nudges_and_sends_one_thank_you() {
+    let (nudged, _) = fire(&opened_in("Europe/Berlin", &[]));
+    let thanked = decide(
+        &Policy::default(),
+        Some(&nudged),
+        &paid("evt_p", NOW + 7_200),
+        now(),
+    );
+    assert_eq!(
+        thanked.actions,
+        [Action::Nudge {
+            kind: NudgeKind::Recovered,
+            tier: 1
+        }]
+    );
+    let recovered = thanked.case.unwrap();
+    assert_eq!(recovered.state, State::Recovered);
+    assert_eq!(nudge_timer(&recovered), None, "nothing more is nudged");
+    let again = decide(
+        &Policy::default(),
+        Some(&recovered),
+        &any_event("invoice.payment_succeeded", "evt_p2", NOW + 7_300),
+        now(),
+    );
+    assert_eq!(again.actions, [], "one thank-you");
+
+    // A customer recoup never wrote to is not thanked for fixing what they did not know was broken.
+    let quiet = opened_in("Europe/Berlin", &[]);
+    let unthanked = decide(
+        &Policy::default(),
+        Some(&quiet),
+        &paid("evt_p", NOW + 60),
+        now(),
+    );
+    assert_eq!(unthanked.actions, []);
+}
+
+#[test]
+fn a_customers_own_contact_window_is_kept() {
+    let case = opened_in("Asia/Kolkata", &[("contact_window", "18-22")]);
+    let local = nudge_timer(&case)
+        .unwrap()
+        .at
+        .to_zoned(timing::zone("Asia/Kolkata"));
+    assert!((18..22).contains(&local.hour()), "{local}");
+}
+
+#[test]
+fn the_per_case_cap_ends_the_plan() {
+    let policy = Policy {
+        nudges: NudgePlan {
+            per_case: 2,
+            ..NudgePlan::default()
+        },
+        ..Policy::default()
+    };
+    let mut case = opened_in("UTC", &[]);
+    for _ in 0..2 {
+        let timer = nudge_timer(&case).unwrap();
+        case = decide(&policy, Some(&case), &due(timer), timer.at)
+            .case
+            .unwrap();
+    }
+    assert_eq!(nudge_timer(&case), None);
+}
+
+#[test]
+fn a_nudge_held_by_the_daily_cap_goes_out_the_next_day_in_the_window() {
+    let (fired, _) = fire(&opened_in("UTC", &[]));
+    let until = Timestamp::from_second(NOW + 86_400).unwrap();
+    let held = decide(
+        &Policy::default(),
+        Some(&fired),
+        &Input::NudgeHeld {
+            kind: NudgeKind::PaymentFailed,
+            tier: 1,
+            until,
+        },
+        now(),
+    )
+    .case
+    .unwrap();
+    assert!(!held.has_nudged(NudgeKind::PaymentFailed, 1));
+    let again = nudge_timer(&held).unwrap();
+    assert_eq!(
+        again.kind,
+        TimerKind::Nudge {
+            nudge: NudgeKind::PaymentFailed,
+            tier: 1
+        }
+    );
+    assert!(again.at >= until);
+    let said = &held.timeline.last().unwrap().detail;
+    assert!(said.contains("already had 1 nudge(s) today"), "{said}");
+}
+
+#[test]
+fn deliveries_are_recorded_per_channel_once() {
+    let (fired, _) = fire(&opened_in("UTC", &[]));
+    let at = fired.nudged[0].at;
+    let delivered = Input::Nudged {
+        kind: NudgeKind::PaymentFailed,
+        tier: 1,
+        at,
+        results: vec![
+            NudgeResult {
+                channel: Channel::Email,
+                sent: true,
+                note: String::new(),
+            },
+            NudgeResult {
+                channel: Channel::Sms,
+                sent: false,
+                note: "the customer has not opted in to SMS".into(),
+            },
+        ],
+    };
+    let recorded = decide(&Policy::default(), Some(&fired), &delivered, now())
+        .case
+        .unwrap();
+    assert_eq!(recorded.nudges.len(), 1);
+    assert_eq!(recorded.nudges[0].channel, Channel::Email);
+    let said = &recorded.timeline.last().unwrap().detail;
+    assert_eq!(
+        said,
+        "payment_failed tier 1: email sent, sms not sent (the customer has not opted in to SMS)"
+    );
+    assert_eq!(
+        decide(&Policy::default(), Some(&recorded), &delivered, now()),
+        Decision::default()
+    );
+}
