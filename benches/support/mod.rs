@@ -7,8 +7,8 @@ use futures_util::future::BoxFuture;
 use jiff::{SignedDuration, Timestamp};
 use recoup::config::RedisSettings;
 use recoup::policy::{
-    Attempt, Case, Channel, ChargeResult, CustomerFacts, Declined, Entry, Input, Nudge, NudgeKind,
-    Outcome, Policy, Timer, TimerKind, decide,
+    Attempt, CardOnFile, Case, Channel, ChargeResult, CustomerFacts, Declined, Entry, Input, Nudge,
+    NudgeKind, Outcome, Policy, Timer, TimerKind, decide,
 };
 use recoup::processor::{Processor, ProcessorError};
 use recoup::store::{RedisStore, Saved, Store};
@@ -44,9 +44,16 @@ impl Processor for Declining {
         Box::pin(async { Ok(None) })
     }
 
-    fn fix_link<'a>(
+    fn default_card<'a>(
         &'a self,
         _: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CardOnFile>, ProcessorError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn fix_link<'a>(
+        &'a self,
+        _: Option<&'a str>,
         _: &'a str,
         _: bool,
     ) -> BoxFuture<'a, Result<Option<String>, ProcessorError>> {

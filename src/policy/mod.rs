@@ -31,7 +31,7 @@ use jiff::Timestamp;
 
 pub use self::case::*;
 pub use self::charge::{Charge, ChargeResult, Declined};
-pub use self::nudge::{NudgePlan, NudgeResult, Nudged, Step, contact_window};
+pub use self::nudge::{CardOnFile, NudgePlan, NudgeResult, Nudged, Step, contact_window};
 use self::plan::human;
 pub use self::plan::{NextRetry, Plan};
 pub use self::segment::{CustomerFacts, Match, Segment};

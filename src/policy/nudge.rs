@@ -151,3 +151,84 @@ pub fn contact_window(written: &str) -> Option<Window> {
         end_hour,
     })
 }
+
+/// A customer's card as Stripe shows it, for the expiring-card nudge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardOnFile {
+    /// The payment method or (legacy) card source.
+    pub id: String,
+    pub brand: String,
+    pub last4: String,
+    pub exp_month: u32,
+    pub exp_year: u32,
+}
+
+impl CardOnFile {
+    /// Whether the card no longer works at `at`: cards are good through the last day of their
+    /// expiry month (counted in UTC, a few hours' caution either way).
+    pub fn expired_by(&self, at: Timestamp) -> bool {
+        let month = i8::try_from(self.exp_month).unwrap_or(12).clamp(1, 12);
+        let year = i16::try_from(self.exp_year).unwrap_or(i16::MAX);
+        let Ok(first) = jiff::civil::Date::new(year, month, 1) else {
+            return false;
+        };
+        let Ok(after) = first.checked_add(jiff::Span::new().months(1)) else {
+            return false;
+        };
+        after
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .is_ok_and(|after| after.timestamp() <= at)
+    }
+
+    /// The card in words: `Visa ending 4242, expiring 12/2026`.
+    pub fn describe(&self) -> String {
+        let mut brand = self.brand.clone();
+        if let Some(first) = brand.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        format!(
+            "{brand} ending {}, expiring {:02}/{}",
+            self.last4, self.exp_month, self.exp_year
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card(exp_month: u32, exp_year: u32) -> CardOnFile {
+        CardOnFile {
+            id: "pm_1".into(),
+            brand: "visa".into(),
+            last4: "4242".into(),
+            exp_month,
+            exp_year,
+        }
+    }
+
+    #[test]
+    fn a_card_works_through_its_expiry_month() {
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        assert!(!card(12, 2026).expired_by(at("2026-12-31T23:59:59Z")));
+        assert!(card(12, 2026).expired_by(at("2027-01-01T00:00:00Z")));
+        assert!(card(1, 2026).expired_by(at("2026-02-15T00:00:00Z")));
+        assert_eq!(
+            card(3, 2027).describe(),
+            "Visa ending 4242, expiring 03/2027"
+        );
+    }
+
+    #[test]
+    fn a_contact_window_is_two_hours_that_open_before_they_close() {
+        assert_eq!(
+            contact_window("18-22"),
+            Some(Window {
+                start_hour: 18,
+                end_hour: 22
+            })
+        );
+        assert_eq!(contact_window("22-18"), None);
+        assert_eq!(contact_window("evenings"), None);
+    }
+}

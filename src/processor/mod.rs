@@ -17,7 +17,7 @@ pub mod stripe;
 
 use futures_util::future::BoxFuture;
 
-use crate::policy::{ChargeResult, CustomerFacts, Declined};
+use crate::policy::{CardOnFile, ChargeResult, CustomerFacts, Declined};
 
 /// Where charges go.
 pub trait Processor: Send + Sync + 'static {
@@ -42,11 +42,18 @@ pub trait Processor: Send + Sync + 'static {
         customer_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<CustomerFacts>, ProcessorError>>;
 
+    /// The card the customer's next invoice will be charged to (their default payment method), if
+    /// it is a card.
+    fn default_card<'a>(
+        &'a self,
+        customer_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CardOnFile>, ProcessorError>>;
+
     /// The one-click fix for a nudge: the invoice's hosted page when the customer must `confirm`
-    /// the payment, else a fresh billing portal session where they can change their card.
+    /// its payment, else a fresh billing portal session where they can change their card.
     fn fix_link<'a>(
         &'a self,
-        invoice_id: &'a str,
+        invoice_id: Option<&'a str>,
         customer_id: &'a str,
         confirm: bool,
     ) -> BoxFuture<'a, Result<Option<String>, ProcessorError>>;

@@ -24,7 +24,7 @@ use stripe_core::payment_intent::RetrievePaymentIntent;
 
 use super::{Processor, ProcessorError, idempotency_key};
 use crate::config::StripeSettings;
-use crate::policy::{Card, ChargeResult, CustomerFacts, Declined};
+use crate::policy::{Card, CardOnFile, ChargeResult, CustomerFacts, Declined};
 
 /// The Stripe API version recoup speaks: the one async-stripe pins. The business's webhook
 /// endpoint should send events in the same version.
@@ -195,7 +195,7 @@ impl Stripe {
 
     async fn link(
         &self,
-        invoice_id: &str,
+        invoice_id: Option<&str>,
         customer_id: &str,
         confirm: bool,
     ) -> Result<Option<String>, ProcessorError> {
@@ -203,7 +203,7 @@ impl Stripe {
             message: format!("{what}: {}", brief(&e)),
             passing: is_passing(&e),
         };
-        if confirm {
+        if let Some(invoice_id) = invoice_id.filter(|_| confirm) {
             let invoice = self
                 .call("read invoice", || async {
                     RetrieveInvoice::new(invoice_id).send(&self.client).await
@@ -222,6 +222,43 @@ impl Stripe {
             .await
             .map_err(|e| fault("creating a billing portal session", e))?;
         Ok(Some(session.url))
+    }
+
+    async fn card_on_file(&self, customer_id: &str) -> Result<Option<CardOnFile>, ProcessorError> {
+        let read = self
+            .call("read customer's default card", || async {
+                RetrieveCustomer::new(customer_id)
+                    .expand(vec!["invoice_settings.default_payment_method".to_owned()])
+                    .send(&self.client)
+                    .await
+            })
+            .await;
+        let customer = match read {
+            Ok(RetrieveCustomerReturned::Customer(customer)) => customer,
+            Ok(RetrieveCustomerReturned::DeletedCustomer(_)) | Err(StripeError::Stripe(_, 404)) => {
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(ProcessorError {
+                    message: format!("reading the customer's default card: {}", brief(&e)),
+                    passing: is_passing(&e),
+                });
+            }
+        };
+        let method = customer
+            .invoice_settings
+            .and_then(|settings| settings.default_payment_method)
+            .and_then(|pm| pm.into_object());
+        Ok(method.and_then(|pm| {
+            let card = pm.card?;
+            Some(CardOnFile {
+                id: pm.id.as_str().to_owned(),
+                brand: card.brand,
+                last4: card.last4,
+                exp_month: u32::try_from(card.exp_month).ok()?,
+                exp_year: u32::try_from(card.exp_year).ok()?,
+            })
+        }))
     }
 
     async fn customer_facts(
@@ -277,9 +314,16 @@ impl Processor for Stripe {
         Box::pin(self.customer_facts(customer_id))
     }
 
+    fn default_card<'a>(
+        &'a self,
+        customer_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CardOnFile>, ProcessorError>> {
+        Box::pin(self.card_on_file(customer_id))
+    }
+
     fn fix_link<'a>(
         &'a self,
-        invoice_id: &'a str,
+        invoice_id: Option<&'a str>,
         customer_id: &'a str,
         confirm: bool,
     ) -> BoxFuture<'a, Result<Option<String>, ProcessorError>> {

@@ -51,6 +51,8 @@ struct Inner {
     cards: HashMap<String, Vec<u8>>,
     /// Nudges per customer and day.
     nudge_counts: HashMap<(String, String), u64>,
+    /// What was done once (kept for the life of the process).
+    done: HashSet<String>,
 }
 
 struct Slot {
@@ -227,6 +229,10 @@ impl Store for MemoryStore {
             .get(invoice_id)
             .map(|stored| codec::decode(stored))
             .transpose()
+    }
+
+    async fn first_time(&self, key: &str, _keep: Duration) -> Result<bool, StoreError> {
+        Ok(self.lock().done.insert(key.to_owned()))
     }
 
     async fn count_nudge(&self, customer_id: &str, day: &str) -> Result<u64, StoreError> {

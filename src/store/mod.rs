@@ -197,6 +197,13 @@ pub trait Store: Clone + Send + Sync + 'static {
         day: &str,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// Marks `key` as done for `keep`; whether this was the first time (so something is done once).
+    fn first_time(
+        &self,
+        key: &str,
+        keep: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// The cases of a customer, newest first.
     fn cases_of_customer(
         &self,

@@ -589,6 +589,20 @@ impl Store for RedisStore {
         self.save_versioned(invocation, saved.version).await
     }
 
+    async fn first_time(&self, key: &str, keep: Duration) -> Result<bool, StoreError> {
+        let set: Option<String> = self
+            .query(
+                redis::cmd("SET")
+                    .arg(format!("recoup:once:{key}"))
+                    .arg(1)
+                    .arg("PX")
+                    .arg(keep.as_millis() as u64)
+                    .arg("NX"),
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+
     async fn count_nudge(&self, customer_id: &str, day: &str) -> Result<u64, StoreError> {
         let key = format!("recoup:nudges:{{{customer_id}}}:{day}");
         // Created with its expiry first, so the count never outlives its two days; INCR keeps it.

@@ -7,7 +7,7 @@ use futures_util::FutureExt;
 use jiff::Timestamp;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
-use super::{ApplyError, Inputs, Worker, note_try, nudges, store_backoff};
+use super::{ApplyError, Inputs, Worker, expiring, note_try, nudges, store_backoff};
 use crate::policy::budget::Try;
 use crate::policy::{Case, Charge, ChargeResult, Input, Outcome};
 use crate::store::{Failure, InboxEntry, Store, StoreError};
@@ -127,7 +127,7 @@ async fn handle<S: Store>(worker: Arc<Worker<S>>, entry: InboxEntry, _slot: Owne
 }
 
 /// Why an entry was not done: the moment (retry later, uncounted) or the entry itself (counted).
-enum Fault {
+pub(super) enum Fault {
     Moment(String),
     Entry(String),
 }
@@ -171,6 +171,7 @@ async fn process<S: Store>(worker: &Worker<S>, entry: &InboxEntry) -> Result<(),
             }
         }
     }
+    expiring::handle(worker, event).await?;
     if let EventObject::Invoice(invoice) = &event.object
         && event.kind == EventKind::InvoicePaymentFailed
         && invoice.next_payment_attempt.is_some()

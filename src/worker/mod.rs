@@ -25,6 +25,7 @@
 //! retires its consumer name when it holds nothing pending. A worker killed outright leaves its
 //! claims to run out; another worker takes them over one lease later.
 
+mod expiring;
 mod inbox;
 mod locks;
 mod nudges;
@@ -459,7 +460,7 @@ mod tests {
     use futures_util::future::BoxFuture;
 
     use super::*;
-    use crate::policy::{CustomerFacts, Declined};
+    use crate::policy::{CardOnFile, CustomerFacts, Declined};
     use crate::processor::ProcessorError;
     use crate::store::MemoryStore;
 
@@ -486,9 +487,16 @@ mod tests {
             unreachable!("no customer is read here")
         }
 
-        fn fix_link<'a>(
+        fn default_card<'a>(
             &'a self,
             _: &'a str,
+        ) -> BoxFuture<'a, Result<Option<CardOnFile>, ProcessorError>> {
+            unreachable!("no card is read here")
+        }
+
+        fn fix_link<'a>(
+            &'a self,
+            _: Option<&'a str>,
             _: &'a str,
             _: bool,
         ) -> BoxFuture<'a, Result<Option<String>, ProcessorError>> {

@@ -60,10 +60,57 @@ async fn send_one<S: Store>(
             return apply(worker, case, &held).await;
         }
     }
-    let customer = match worker.processor.customer(&case.customer_id).await {
+    let within = worker.policy.plan_for(case).within;
+    let about = About {
+        customer_id: &case.customer_id,
+        invoice_id: Some(&case.invoice_id),
+        amount_due: case.amount_due,
+        currency: &case.currency,
+        zone: &zone,
+        next_attempt: case.next_attempt_at,
+        // When the retries run out, the end action follows.
+        consequence_at: case.failed_at.map(|failed| failed + within),
+        card: String::new(),
+    };
+    let results = deliver(worker, kind, tier, &about).await?;
+    let delivered = Input::Nudged {
+        kind,
+        tier,
+        at: marked.at,
+        results,
+    };
+    apply(worker, case, &delivered).await
+}
+
+/// Who and what a nudge is about.
+pub(super) struct About<'a> {
+    pub customer_id: &'a str,
+    /// The unpaid invoice, if the nudge is about one (an expiring card's is not).
+    pub invoice_id: Option<&'a str>,
+    pub amount_due: i64,
+    pub currency: &'a str,
+    pub zone: &'a jiff::tz::TimeZone,
+    pub next_attempt: Option<jiff::Timestamp>,
+    pub consequence_at: Option<jiff::Timestamp>,
+    /// The card, in words, for an expiring card's nudge.
+    pub card: String,
+}
+
+/// Reads the customer, makes the fix link, renders the message in the customer's language and
+/// delivers it on the plan's channels; says how each channel fared.
+pub(super) async fn deliver<S: Store>(
+    worker: &Worker<S>,
+    kind: NudgeKind,
+    tier: u32,
+    about: &About<'_>,
+) -> Result<Vec<NudgeResult>, String> {
+    let customer = match worker.processor.customer(about.customer_id).await {
         Ok(customer) => customer.unwrap_or_default(),
         Err(e) => {
-            tracing::warn!(customer = %case.customer_id, "customer not read for a nudge: {e}");
+            tracing::warn!(
+                customer = about.customer_id,
+                "customer not read for a nudge: {e}"
+            );
             Default::default()
         }
     };
@@ -72,13 +119,13 @@ async fn send_one<S: Store>(
         _ => worker
             .processor
             .fix_link(
-                &case.invoice_id,
-                &case.customer_id,
+                about.invoice_id,
+                about.customer_id,
                 kind == NudgeKind::ActionRequired,
             )
             .await
             .unwrap_or_else(|e| {
-                tracing::warn!(invoice = %case.invoice_id, "no fix link for a nudge: {e}");
+                tracing::warn!(customer = about.customer_id, "no fix link for a nudge: {e}");
                 None
             }),
     };
@@ -87,35 +134,33 @@ async fn send_one<S: Store>(
     let language = notifier
         .templates
         .language(&kind_tier, &customer.preferred_locales);
-    let within = worker.policy.plan_for(case).within;
+    let when = |at: Option<jiff::Timestamp>,
+                format: fn(jiff::Timestamp, &jiff::tz::TimeZone, &str) -> String| {
+        at.map(|at| format(at, about.zone, &language))
+            .unwrap_or_default()
+    };
     let context = Context {
         customer_name: customer.name.clone().unwrap_or_default(),
-        amount: format_amount(case.amount_due, &case.currency, &language),
+        amount: format_amount(about.amount_due, about.currency, &language),
         plan: String::new(),
         update_url: update_url.clone().unwrap_or_default(),
         business: notifier.business().to_owned(),
-        next_attempt: case
-            .next_attempt_at
-            .map(|at| format_time(at, &zone, &language))
-            .unwrap_or_default(),
+        next_attempt: when(about.next_attempt, format_time),
         consequence: "paused".to_owned(),
-        // When the retries run out, the end action follows.
-        consequence_date: case
-            .failed_at
-            .map(|failed| format_date(failed + within, &zone, &language))
-            .unwrap_or_default(),
-        card: String::new(),
+        consequence_date: when(about.consequence_at, format_date),
+        card: about.card.clone(),
     };
-    let message = notifier
-        .templates
-        .render(&kind_tier, &[language], &context)?;
+    let message =
+        notifier
+            .templates
+            .render(&kind_tier, std::slice::from_ref(&language), &context)?;
     let nudge = Nudge {
         kind,
         tier,
-        customer_id: case.customer_id.clone(),
-        invoice_id: Some(case.invoice_id.clone()),
-        amount_due: case.amount_due,
-        currency: case.currency.clone(),
+        customer_id: about.customer_id.to_owned(),
+        invoice_id: about.invoice_id.map(str::to_owned),
+        amount_due: about.amount_due,
+        currency: about.currency.to_owned(),
         update_url,
         to: Recipient {
             name: customer.name.clone(),
@@ -128,8 +173,8 @@ async fn send_one<S: Store>(
         },
         message,
     };
-    let results = notifier
-        .deliver(&nudge, &plan.channels)
+    Ok(notifier
+        .deliver(&nudge, &worker.policy.nudges.channels)
         .await
         .into_iter()
         .map(|(channel, delivery)| NudgeResult {
@@ -141,14 +186,7 @@ async fn send_one<S: Store>(
                 Delivery::Skipped { why } => why,
             },
         })
-        .collect();
-    let delivered = Input::Nudged {
-        kind,
-        tier,
-        at: marked.at,
-        results,
-    };
-    apply(worker, case, &delivered).await
+        .collect())
 }
 
 async fn apply<S: Store>(worker: &Worker<S>, case: &Case, input: &Input) -> Result<(), String> {

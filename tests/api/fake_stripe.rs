@@ -109,6 +109,8 @@ pub struct Customer {
     pub name: &'static str,
     pub email: &'static str,
     pub preferred_locales: &'static [&'static str],
+    /// The default payment method's card expiry (month, year), shown when asked to expand it.
+    pub card_expires: (u32, u32),
 }
 
 /// One request the fake received.
@@ -391,6 +393,7 @@ async fn read_payment_intent(
 async fn read_customer(
     State(ledger): State<Shared>,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     note(&ledger, "GET", format!("/v1/customers/{id}"), &headers);
@@ -411,6 +414,14 @@ async fn read_customer(
     json["name"] = json!(customer.name);
     json["email"] = json!(customer.email);
     json["preferred_locales"] = json!(customer.preferred_locales);
+    if query.is_some_and(|q| q.contains("default_payment_method")) {
+        let mut method = template("payment_method");
+        method["id"] = json!(format!("pm_for_{id}"));
+        method["customer"] = json!(id);
+        method["card"]["exp_month"] = json!(customer.card_expires.0);
+        method["card"]["exp_year"] = json!(customer.card_expires.1);
+        json["invoice_settings"]["default_payment_method"] = method;
+    }
     axum::Json(json).into_response()
 }
 

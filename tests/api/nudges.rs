@@ -367,6 +367,7 @@ async fn nudging_app() -> (TestApp, SmtpSink) {
             name: "Dana Whitfield",
             email: "dana@example.com",
             preferred_locales: &["en-US"],
+            card_expires: (12, 2026),
         },
     );
     (app, sink)
@@ -524,4 +525,70 @@ async fn a_burst_of_failures_for_one_customer_gets_one_nudge_a_day() {
         "the customer's one nudge a day went to one invoice"
     );
     assert_eq!(sink.mails().len(), 1);
+}
+
+/// Waits for the expiring-card email about the customer's Visa 4242, and returns its text.
+async fn card_expiring_email(sink: &SmtpSink) -> String {
+    assert_eq!(emails(sink, 1).await, ["Your card is about to expire"]);
+    let mail = sink.mails().remove(0);
+    let text = MessageParser::default()
+        .parse(mail.data.as_bytes())
+        .unwrap()
+        .body_text(0)
+        .unwrap()
+        .into_owned();
+    assert!(
+        text.contains("Visa ending 4242, expiring 12/2026"),
+        "{text}"
+    );
+    text
+}
+
+/// `invoice.upcoming` for the customer, renewing at `renews` (unix seconds).
+fn upcoming(event_id: &str, renews: i64) -> Vec<u8> {
+    let mut event: serde_json::Value =
+        serde_json::from_slice(&crate::helpers::fixture("invoice.upcoming")).unwrap();
+    event["id"] = event_id.into();
+    event["created"] = unix_now().into();
+    event["data"]["object"]["next_payment_attempt"] = renews.into();
+    serde_json::to_vec(&event).unwrap()
+}
+
+#[tokio::test]
+async fn a_default_card_expiring_before_the_renewal_gets_one_card_expiring_nudge() {
+    let (app, sink) = nudging_app().await;
+    // The card is good through December 2026: a renewal in January finds it expired.
+    let january: jiff::Timestamp = "2027-01-05T15:00:00Z".parse().unwrap();
+    app.deliver(upcoming("evt_upcoming_1", january.as_second()))
+        .await;
+    let text = card_expiring_email(&sink).await;
+    assert!(
+        text.contains(&format!(
+            "https://billing.stripe.com/p/session/test_{CUSTOMER}"
+        )),
+        "{text}"
+    );
+
+    // Told again (Stripe sends invoice.upcoming more than once), the card is not nudged again; a
+    // renewal the card will still be good for is not nudged at all.
+    app.deliver(upcoming("evt_upcoming_2", january.as_second()))
+        .await;
+    let december: jiff::Timestamp = "2026-12-20T15:00:00Z".parse().unwrap();
+    app.deliver(upcoming("evt_upcoming_3", december.as_second()))
+        .await;
+    wait_until(
+        "both events to be handled",
+        Duration::from_secs(10),
+        || async { app.redis.inbox_len().await == 0 },
+    )
+    .await;
+    assert_eq!(sink.mails().len(), 1, "{:?}", subjects(&sink));
+}
+
+#[tokio::test]
+async fn a_legacy_card_source_expiring_gets_one_nudge() {
+    let (app, sink) = nudging_app().await;
+    app.deliver(crate::helpers::fixture("customer.source.expiring"))
+        .await;
+    card_expiring_email(&sink).await;
 }

@@ -420,6 +420,7 @@ async fn a_case_opens_in_the_customers_time_zone_and_the_segment_of_their_tenure
             name: "Dana Whitfield",
             email: "dana@example.com",
             preferred_locales: &[],
+            card_expires: (12, 2030),
         },
     );
     let first = "in_tenure_1";
