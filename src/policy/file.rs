@@ -87,7 +87,8 @@ pub fn describe(policy: &Policy) -> String {
     format!(
         "format {FORMAT}; soft declines retried after {}; ambiguous after {}; at most {} attempts \
          within {}; a new card tried after {}; {}; local {:02}:00–{:02}:00, paydays {:?}, jitter \
-         {}; network rules: {}; segments: {}",
+         {}; network rules: {}; segments: {}; nudges: {} ({} a case, {} a customer a day, local \
+         {:02}:00–{:02}:00)",
         gaps(&plan.soft),
         gaps(&plan.ambiguous),
         plan.max_attempts,
@@ -103,7 +104,23 @@ pub fn describe(policy: &Policy) -> String {
         plan.paydays,
         human(plan.jitter),
         policy.networks.len(),
-        policy.segments.len()
+        policy.segments.len(),
+        policy
+            .nudges
+            .steps
+            .iter()
+            .map(|step| format!(
+                "{} {} after {}",
+                step.kind.as_str(),
+                step.tier,
+                human(step.after)
+            ))
+            .collect::<Vec<_>>()
+            .join(", "),
+        policy.nudges.per_case,
+        policy.nudges.per_customer_per_day,
+        policy.nudges.window.start_hour,
+        policy.nudges.window.end_hour,
     )
 }
 
@@ -170,11 +187,16 @@ impl Reader<'_> {
                 .collect::<Result<_, _>>()?,
             None => Rule::defaults(),
         };
+        let nudges = self.nudges(
+            raw.nudges.unwrap_or_default(),
+            "nudges",
+            NudgePlan::default(),
+        )?;
         let mut segments: Vec<Segment> = Vec::new();
         for (n, raw) in raw.segment.unwrap_or_default().into_iter().enumerate() {
             let key = format!("segment[{n}]");
             let name_at = raw.name.span();
-            let segment = self.segment(raw, &key, &plan)?;
+            let segment = self.segment(raw, &key, &plan, &nudges)?;
             if segments.iter().any(|s| s.name == segment.name) {
                 return Err((self.at)(
                     name_at,
@@ -188,13 +210,17 @@ impl Reader<'_> {
             plan,
             networks,
             segments,
-            nudges: self.nudges(raw.nudges.unwrap_or_default())?,
+            nudges,
         })
     }
 
-    /// The `[nudges]` table: what it leaves out is the default plan's.
-    fn nudges(&self, raw: RawNudges) -> Result<NudgePlan, PolicyError> {
-        let default = NudgePlan::default();
+    /// A `[nudges]` table over `default`: what it sets replaces, what it leaves out stays.
+    fn nudges(
+        &self,
+        raw: RawNudges,
+        prefix: &str,
+        default: NudgePlan,
+    ) -> Result<NudgePlan, PolicyError> {
         let kinds = [
             ("payment_failed", NudgeKind::PaymentFailed),
             ("action_required", NudgeKind::ActionRequired),
@@ -206,7 +232,7 @@ impl Reader<'_> {
                 .iter()
                 .enumerate()
                 .map(|(n, step)| {
-                    let key = |field: &str| format!("nudges.step[{n}].{field}");
+                    let key = |field: &str| format!("{prefix}.step[{n}].{field}");
                     Ok(Step {
                         kind: self.choice(&step.kind, &key("kind"), &kinds)?,
                         tier: self.number(&step.tier, &key("tier"), 1..=9)?,
@@ -227,7 +253,7 @@ impl Reader<'_> {
                 .map(|(n, c)| {
                     self.choice(
                         c,
-                        &format!("nudges.channels[{n}]"),
+                        &format!("{prefix}.channels[{n}]"),
                         &[
                             ("email", Channel::Email),
                             ("sms", Channel::Sms),
@@ -240,15 +266,15 @@ impl Reader<'_> {
         Ok(NudgePlan {
             steps,
             window: match raw.window {
-                Some(window) => self.window(&window, "nudges.window")?,
+                Some(window) => self.window(&window, &format!("{prefix}.window"))?,
                 None => default.window,
             },
             per_case: match raw.per_case {
-                Some(n) => self.number(&n, "nudges.per_case", 0..=20)?,
+                Some(n) => self.number(&n, &format!("{prefix}.per_case"), 0..=20)?,
                 None => default.per_case,
             },
             per_customer_per_day: match raw.per_customer_per_day {
-                Some(n) => self.number(&n, "nudges.per_customer_per_day", 1..=10)?,
+                Some(n) => self.number(&n, &format!("{prefix}.per_customer_per_day"), 1..=10)?,
                 None => default.per_customer_per_day,
             },
             channels,
@@ -282,7 +308,13 @@ impl Reader<'_> {
         })
     }
 
-    fn segment(&self, raw: RawSegment, key: &str, plan: &Plan) -> Result<Segment, PolicyError> {
+    fn segment(
+        &self,
+        raw: RawSegment,
+        key: &str,
+        plan: &Plan,
+        nudges: &NudgePlan,
+    ) -> Result<Segment, PolicyError> {
         let name = raw.name.get_ref().trim().to_owned();
         if name.is_empty() {
             return Err((self.at)(
@@ -327,6 +359,11 @@ impl Reader<'_> {
                 raw.retries.unwrap_or_default(),
                 &format!("{key}.retries"),
                 plan.clone(),
+            )?,
+            nudges: self.nudges(
+                raw.nudges.unwrap_or_default(),
+                &format!("{key}.nudges"),
+                nudges.clone(),
             )?,
         })
     }
@@ -555,6 +592,7 @@ struct RawSegment {
     past_failures_at_least: Option<Spanned<i64>>,
     past_failures_below: Option<Spanned<i64>>,
     retries: Option<RawRetries>,
+    nudges: Option<RawNudges>,
 }
 
 #[derive(Deserialize, Default)]
@@ -835,6 +873,13 @@ amount_below = 1000
 customer_metadata = { plan = "solo" }
 tenure_months_below = 6
 past_failures_at_least = 1
+[segment.nudges]
+per_case = 2
+
+[[segment.nudges.step]]
+kind = "payment_failed"
+tier = 1
+after = "0s"
 "#;
 
     #[test]
@@ -857,10 +902,18 @@ past_failures_at_least = 1
         assert_eq!(small.when.tenure_months_below, Some(6));
         assert_eq!(small.when.past_failures_at_least, Some(1));
         assert_eq!(small.when.tenure_months_at_least, None);
+        // A segment's nudges replace what they set and keep the rest of the policy's.
+        assert_eq!(small.nudges.per_case, 2);
+        assert_eq!(small.nudges.steps.len(), 1);
+        assert_eq!(small.nudges.window, policy.nudges.window);
+        assert_eq!(high.nudges, policy.nudges);
         assert_eq!(high.plan.max_attempts, 4);
         assert_eq!(small.when.amount_below, Some(1_000));
         assert_eq!(small.plan, policy.plan);
-        assert!(describe(&policy).ends_with("network rules: 3; segments: 2"));
+        assert!(
+            describe(&policy)
+                .contains("network rules: 3; segments: 2; nudges: payment_failed 1 after 1h")
+        );
     }
 
     #[test]

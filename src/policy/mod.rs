@@ -77,10 +77,17 @@ impl Policy {
     /// The plan of the case's segment; the policy's own when it has none (or the policy no longer
     /// has a segment of that name).
     pub fn plan_for(&self, case: &Case) -> &Plan {
-        case.segment
-            .as_deref()
-            .and_then(|name| self.segments.iter().find(|s| s.name == name))
-            .map_or(&self.plan, |s| &s.plan)
+        self.segment_of(case).map_or(&self.plan, |s| &s.plan)
+    }
+
+    /// The nudges of the case's segment, or the policy's own.
+    pub fn nudges_for(&self, case: &Case) -> &NudgePlan {
+        self.segment_of(case).map_or(&self.nudges, |s| &s.nudges)
+    }
+
+    fn segment_of(&self, case: &Case) -> Option<&Segment> {
+        let name = case.segment.as_deref()?;
+        self.segments.iter().find(|s| s.name == name)
     }
 }
 
@@ -514,7 +521,7 @@ fn on_nudge_held(
         detail: format!(
             "{} tier {tier}: the customer already had {} nudge(s) today{next}",
             kind.as_str(),
-            policy.nudges.per_customer_per_day
+            policy.nudges_for(&case).per_customer_per_day
         ),
         event: None,
     });
@@ -734,7 +741,7 @@ fn replan(policy: &Policy, case: &mut Case, at: Timestamp) -> (String, Vec<Actio
 
 /// Keeps exactly one pending nudge, the plan's next, and none once nothing more is due.
 fn plan_nudge(policy: &Policy, case: &mut Case) -> String {
-    let next = policy.nudges.next(case);
+    let next = policy.nudges_for(case).next(case);
     let before = case
         .timers
         .iter()

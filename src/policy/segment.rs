@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use jiff::{Timestamp, Unit};
 
-use super::Plan;
+use super::{NudgePlan, Plan};
 use crate::webhook::event::Invoice;
 
 /// What Stripe shows of a failed invoice's customer when the case opens, and how often recoup has
@@ -56,6 +56,8 @@ pub struct Segment {
     pub name: String,
     pub when: Match,
     pub plan: Plan,
+    /// The segment's own nudges (`[segment.nudges]`, over the policy's `[nudges]`).
+    pub nudges: NudgePlan,
 }
 
 /// What an invoice must have to be in a segment; every condition given must hold, an absent one

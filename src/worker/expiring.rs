@@ -84,6 +84,7 @@ pub(super) async fn handle<S: Store>(worker: &Worker<S>, event: &Event) -> Resul
         next_attempt: None,
         consequence_at: None,
         card: card.describe(),
+        channels: &worker.policy.nudges.channels,
     };
     match deliver(worker, NudgeKind::CardExpiring, 1, &about).await {
         Ok(results) => {

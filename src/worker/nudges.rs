@@ -12,7 +12,7 @@ use super::{Inputs, Worker};
 use crate::notify::templates::{Context, format_amount, format_date, format_time};
 use crate::notify::{Delivery, Nudge, Recipient};
 use crate::policy::timing;
-use crate::policy::{Action, Case, Input, NudgeKind, NudgeResult};
+use crate::policy::{Action, Case, Channel, Input, NudgeKind, NudgeResult};
 use crate::store::Store;
 
 /// Sends every nudge among `actions` for the saved `case`.
@@ -39,7 +39,7 @@ async fn send_one<S: Store>(
     else {
         return Ok(());
     };
-    let plan = &worker.policy.nudges;
+    let plan = worker.policy.nudges_for(case);
     let zone = timing::zone(&case.customer_timezone);
     let now = worker.clock.now().await.map_err(|e| e.to_string())?;
     if kind != NudgeKind::Recovered {
@@ -71,6 +71,7 @@ async fn send_one<S: Store>(
         // When the retries run out, the end action follows.
         consequence_at: case.failed_at.map(|failed| failed + within),
         card: String::new(),
+        channels: &plan.channels,
     };
     let results = deliver(worker, kind, tier, &about).await?;
     let delivered = Input::Nudged {
@@ -94,6 +95,8 @@ pub(super) struct About<'a> {
     pub consequence_at: Option<jiff::Timestamp>,
     /// The card, in words, for an expiring card's nudge.
     pub card: String,
+    /// The channels the plan sends on.
+    pub channels: &'a [Channel],
 }
 
 /// Reads the customer, makes the fix link, renders the message in the customer's language and
@@ -174,7 +177,7 @@ pub(super) async fn deliver<S: Store>(
         message,
     };
     Ok(notifier
-        .deliver(&nudge, &worker.policy.nudges.channels)
+        .deliver(&nudge, about.channels)
         .await
         .into_iter()
         .map(|(channel, delivery)| NudgeResult {

@@ -658,6 +658,7 @@ fn a_case_opens_in_its_customers_time_zone_and_a_segment_of_their_tenure() {
             ..Match::default()
         },
         plan: Plan::default(),
+        nudges: NudgePlan::default(),
     };
     let policy = Policy {
         segments: vec![loyal],
@@ -714,6 +715,7 @@ fn a_case_opens_in_the_first_matching_segment_and_follows_its_plan() {
             ambiguous: vec![SignedDuration::from_hours(24 * gap_days)],
             ..Plan::default()
         },
+        nudges: NudgePlan::default(),
     };
     let policy = Policy {
         segments: vec![
