@@ -222,6 +222,15 @@ pub struct Card {
     pub brand: String,
 }
 
+/// Who an invoice was addressed to (its `customer_name` and `customer_email`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BilledTo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
 /// A retry that came due and was handed to the processor, whose result is not on the case yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryUnderWay {
@@ -273,6 +282,10 @@ pub struct Case {
     /// Nudges the policy sent out (whatever became of them on each channel: see `nudges`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nudged: Vec<Nudged>,
+    /// The name and email address the failed invoice was addressed to: who nudges go to when
+    /// Stripe cannot be asked about the customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billed_to: Option<BilledTo>,
     /// The customer's own contact hours, from their metadata (`contact_window = "18-22"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact_window: Option<Window>,

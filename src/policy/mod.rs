@@ -614,6 +614,12 @@ fn open(
         retry_under_way: None,
         card: None,
         nudged: Vec::new(),
+        billed_to: (invoice.customer_name.is_some() || invoice.customer_email.is_some()).then(
+            || BilledTo {
+                name: invoice.customer_name.clone(),
+                email: invoice.customer_email.clone(),
+            },
+        ),
         contact_window: customer
             .metadata
             .get("contact_window")

@@ -85,6 +85,7 @@ pub(super) async fn handle<S: Store>(worker: &Worker<S>, event: &Event) -> Resul
         consequence_at: None,
         card: card.describe(),
         channels: &worker.policy.nudges.channels,
+        billed_to: None,
     };
     match deliver(worker, NudgeKind::CardExpiring, 1, &about).await {
         Ok(results) => {

@@ -12,7 +12,7 @@ use super::{Inputs, Worker};
 use crate::notify::templates::{Context, format_amount, format_date, format_time};
 use crate::notify::{Delivery, Nudge, Recipient};
 use crate::policy::timing;
-use crate::policy::{Action, Case, Channel, Input, NudgeKind, NudgeResult};
+use crate::policy::{Action, BilledTo, Case, Channel, Input, NudgeKind, NudgeResult};
 use crate::store::Store;
 
 /// Sends every nudge among `actions` for the saved `case`.
@@ -72,6 +72,7 @@ async fn send_one<S: Store>(
         consequence_at: case.failed_at.map(|failed| failed + within),
         card: String::new(),
         channels: &plan.channels,
+        billed_to: case.billed_to.as_ref(),
     };
     let results = deliver(worker, kind, tier, &about).await?;
     let delivered = Input::Nudged {
@@ -97,6 +98,8 @@ pub(super) struct About<'a> {
     pub card: String,
     /// The channels the plan sends on.
     pub channels: &'a [Channel],
+    /// Who the invoice was addressed to, for when Stripe cannot be asked.
+    pub billed_to: Option<&'a BilledTo>,
 }
 
 /// Reads the customer, makes the fix link, renders the message in the customer's language and
@@ -107,7 +110,7 @@ pub(super) async fn deliver<S: Store>(
     tier: u32,
     about: &About<'_>,
 ) -> Result<Vec<NudgeResult>, String> {
-    let customer = match worker.processor.customer(about.customer_id).await {
+    let mut customer = match worker.processor.customer(about.customer_id).await {
         Ok(customer) => customer.unwrap_or_default(),
         Err(e) => {
             tracing::warn!(
@@ -117,6 +120,10 @@ pub(super) async fn deliver<S: Store>(
             Default::default()
         }
     };
+    if let Some(billed) = about.billed_to {
+        customer.name = customer.name.or_else(|| billed.name.clone());
+        customer.email = customer.email.or_else(|| billed.email.clone());
+    }
     let update_url = match kind {
         NudgeKind::Recovered => None,
         _ => worker

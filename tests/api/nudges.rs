@@ -342,9 +342,8 @@ async fn a_channel_set_up_halfway_is_refused_naming_what_is_missing() {
     assert!(err.contains("/nonexistent/templates"), "{err}");
 }
 
-/// recoup with its shipped policy (nudges on), email through a real SMTP server, and a customer
-/// in Chicago whom Stripe knows by name and address.
-async fn nudging_app() -> (TestApp, SmtpSink) {
+/// recoup with its shipped policy (nudges on) and email through a real SMTP server.
+async fn emailing_app() -> (TestApp, SmtpSink) {
     let sink = SmtpSink::start();
     let smtp = sink.url();
     let app = TestApp::spawn_as(
@@ -358,6 +357,12 @@ async fn nudging_app() -> (TestApp, SmtpSink) {
         ],
     )
     .await;
+    (app, sink)
+}
+
+/// The same, with a customer in Chicago whom Stripe knows by name and address.
+async fn nudging_app() -> (TestApp, SmtpSink) {
+    let (app, sink) = emailing_app().await;
     app.stripe.add_customer(
         CUSTOMER,
         Customer {
@@ -591,4 +596,28 @@ async fn a_legacy_card_source_expiring_gets_one_nudge() {
     app.deliver(crate::helpers::fixture("customer.source.expiring"))
         .await;
     card_expiring_email(&sink).await;
+}
+
+#[tokio::test]
+async fn a_customer_stripe_cannot_show_is_written_to_where_the_invoice_went() {
+    let (app, sink) = emailing_app().await;
+    let invoice = "in_unknown_customer_1";
+    app.deliver(failure_of(invoice)).await;
+    app.case_when(invoice, |c| c["state"] == "retrying").await;
+
+    app.advance_clock(DAY).await;
+    emails(&sink, 1).await;
+    let mail = sink.mails().remove(0);
+    assert_eq!(
+        mail.to,
+        ["dana@example.com"],
+        "the invoice's customer_email"
+    );
+    let text = MessageParser::default()
+        .parse(mail.data.as_bytes())
+        .unwrap()
+        .body_text(0)
+        .unwrap()
+        .into_owned();
+    assert!(text.contains("Hi Dana Whitfield"), "{text}");
 }
