@@ -109,11 +109,12 @@ pub enum Input {
     /// What a charge attempt on the invoice came to: recoup's own, or the decline details of one of
     /// Stripe's.
     Charge(Box<Charge>),
-    /// What became of a nudge on each channel.
+    /// What became of a nudge on each channel, rendered from `template`.
     Nudged {
         kind: NudgeKind,
         tier: u32,
         at: Timestamp,
+        template: String,
         results: Vec<NudgeResult>,
     },
     /// A due nudge was not sent: the customer had their day's nudges already; again from `until`.
@@ -170,9 +171,10 @@ pub fn decide(policy: &Policy, case: Option<&Case>, input: &Input, now: Timestam
             kind,
             tier,
             at,
+            template,
             results,
         } => case.map_or_else(Decision::unchanged, |case| {
-            on_nudged(case, *kind, *tier, *at, results)
+            on_nudged(case, (*kind, *tier), *at, template, results)
         }),
         Input::NudgeHeld { kind, tier, until } => case.map_or_else(Decision::unchanged, |case| {
             on_nudge_held(policy, case, *kind, *tier, *until)
@@ -452,17 +454,16 @@ fn fire_nudge(
 /// every channel fared.
 fn on_nudged(
     case: &Case,
-    kind: NudgeKind,
-    tier: u32,
+    (kind, tier): (NudgeKind, u32),
     at: Timestamp,
+    template: &str,
     results: &[NudgeResult],
 ) -> Decision {
-    let told = case.timeline.iter().any(|e| {
-        e.what == "nudge delivered"
-            && e.at == at
-            && e.detail
-                .starts_with(&format!("{} tier {tier}:", kind.as_str()))
-    });
+    let heading = format!("{} tier {tier} ({template}):", kind.as_str());
+    let told = case
+        .timeline
+        .iter()
+        .any(|e| e.what == "nudge delivered" && e.at == at && e.detail.starts_with(&heading));
     if told {
         return Decision::unchanged();
     }
@@ -490,7 +491,7 @@ fn on_nudged(
     case.record(Entry {
         at,
         what: "nudge delivered".to_owned(),
-        detail: format!("{} tier {tier}: {outcomes}", kind.as_str()),
+        detail: format!("{heading} {outcomes}"),
         event: None,
     });
     Decision::save(case)

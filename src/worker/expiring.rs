@@ -88,7 +88,7 @@ pub(super) async fn handle<S: Store>(worker: &Worker<S>, event: &Event) -> Resul
         billed_to: None,
     };
     match deliver(worker, NudgeKind::CardExpiring, 1, &about).await {
-        Ok(results) => {
+        Ok((_, results)) => {
             let sent: Vec<&str> = results
                 .iter()
                 .filter(|r| r.sent)

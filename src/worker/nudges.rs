@@ -74,11 +74,12 @@ async fn send_one<S: Store>(
         channels: &plan.channels,
         billed_to: case.billed_to.as_ref(),
     };
-    let results = deliver(worker, kind, tier, &about).await?;
+    let (template, results) = deliver(worker, kind, tier, &about).await?;
     let delivered = Input::Nudged {
         kind,
         tier,
         at: marked.at,
+        template,
         results,
     };
     apply(worker, case, &delivered).await
@@ -103,13 +104,13 @@ pub(super) struct About<'a> {
 }
 
 /// Reads the customer, makes the fix link, renders the message in the customer's language and
-/// delivers it on the plan's channels; says how each channel fared.
+/// delivers it on the plan's channels; says which template it was and how each channel fared.
 pub(super) async fn deliver<S: Store>(
     worker: &Worker<S>,
     kind: NudgeKind,
     tier: u32,
     about: &About<'_>,
-) -> Result<Vec<NudgeResult>, String> {
+) -> Result<(String, Vec<NudgeResult>), String> {
     let mut customer = match worker.processor.customer(about.customer_id).await {
         Ok(customer) => customer.unwrap_or_default(),
         Err(e) => {
@@ -183,7 +184,8 @@ pub(super) async fn deliver<S: Store>(
         },
         message,
     };
-    Ok(notifier
+    let template = nudge.message.template.clone();
+    let results = notifier
         .deliver(&nudge, about.channels)
         .await
         .into_iter()
@@ -196,7 +198,8 @@ pub(super) async fn deliver<S: Store>(
                 Delivery::Skipped { why } => why,
             },
         })
-        .collect())
+        .collect();
+    Ok((template, results))
 }
 
 async fn apply<S: Store>(worker: &Worker<S>, case: &Case, input: &Input) -> Result<(), String> {

@@ -492,7 +492,7 @@ async fn a_soft_decline_gets_its_nudges_in_daytime_and_a_thank_you_when_paid() {
     }
     let story = case["timeline"].to_string();
     assert!(
-        story.contains("payment_failed tier 1: email sent"),
+        story.contains("payment_failed tier 1 (en/payment_failed-1): email sent"),
         "{story}"
     );
 }

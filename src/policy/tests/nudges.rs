@@ -189,6 +189,7 @@ fn deliveries_are_recorded_per_channel_once() {
         kind: NudgeKind::PaymentFailed,
         tier: 1,
         at,
+        template: "en/payment_failed-1".into(),
         results: vec![
             NudgeResult {
                 channel: Channel::Email,
@@ -210,7 +211,8 @@ fn deliveries_are_recorded_per_channel_once() {
     let said = &recorded.timeline.last().unwrap().detail;
     assert_eq!(
         said,
-        "payment_failed tier 1: email sent, sms not sent (the customer has not opted in to SMS)"
+        "payment_failed tier 1 (en/payment_failed-1): email sent, sms not sent (the customer has \
+         not opted in to SMS)"
     );
     assert_eq!(
         decide(&Policy::default(), Some(&recorded), &delivered, now()),
