@@ -92,7 +92,9 @@ impl NudgePlan {
     /// The next nudge of `case` and when, or `None` when nothing more is due.
     pub fn next(&self, case: &Case) -> Option<(Step, Timestamp)> {
         let first_failure = case.failed_at?;
-        if case.state.is_final() || self.spent(case) >= self.per_case {
+        // A case on hold (a dispute, a support hold) hears nothing until it is released.
+        let held = case.state == State::OnHold;
+        if held || case.state.is_final() || self.spent(case) >= self.per_case {
             return None;
         }
         let confirm = needs_confirmation(case);

@@ -219,3 +219,10 @@ fn deliveries_are_recorded_per_channel_once() {
         Decision::default()
     );
 }
+
+#[test]
+fn a_case_on_hold_hears_nothing() {
+    let mut case = opened_in("UTC", &[]);
+    case.state = State::OnHold;
+    assert_eq!(Policy::default().nudges.next(&case), None);
+}
