@@ -181,6 +181,9 @@ pub struct WorkerSettings {
     pub lease_secs: u64,
     /// How many cases one worker process works on at once.
     pub concurrency: usize,
+    /// How often a worker looks whether today's scan of default cards has run (one worker runs it
+    /// a day).
+    pub scan_interval_secs: u64,
 }
 
 impl Default for WorkerSettings {
@@ -188,6 +191,7 @@ impl Default for WorkerSettings {
         Self {
             lease_secs: 10,
             concurrency: 64,
+            scan_interval_secs: 3600,
         }
     }
 }
@@ -195,6 +199,10 @@ impl Default for WorkerSettings {
 impl WorkerSettings {
     pub fn lease(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.lease_secs)
+    }
+
+    pub fn scan_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.scan_interval_secs)
     }
 }
 
@@ -514,6 +522,12 @@ impl Settings {
             w.concurrency,
             1..=10_000,
             "between 1 and 10000 cases at once",
+        )?;
+        within(
+            "worker.scan_interval_secs",
+            w.scan_interval_secs,
+            1..=86_400,
+            "between 1 and 86400 seconds",
         )?;
         let st = &self.stripe;
         if !(st.api_base.starts_with("https://") || st.api_base.starts_with("http://")) {
@@ -979,6 +993,8 @@ mod tests {
         assert!(err.contains("RECOUP_TEST_CLOCK"), "{err}");
         let err = load_err(&[("RECOUP_WORKER__LEASE_SECS", "0")]);
         assert!(err.contains("RECOUP_WORKER__LEASE_SECS"), "{err}");
+        let err = load_err(&[("RECOUP_WORKER__SCAN_INTERVAL_SECS", "0")]);
+        assert!(err.contains("worker.scan_interval_secs"), "{err}");
     }
 
     #[test]

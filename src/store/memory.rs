@@ -231,6 +231,10 @@ impl Store for MemoryStore {
             .transpose()
     }
 
+    async fn customers(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.lock().by_customer.keys().cloned().collect())
+    }
+
     async fn first_time(&self, key: &str, _keep: Duration) -> Result<bool, StoreError> {
         Ok(self.lock().done.insert(key.to_owned()))
     }

@@ -204,6 +204,9 @@ pub trait Store: Clone + Send + Sync + 'static {
         keep: Duration,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Every customer with a case, each once.
+    fn customers(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
     /// The cases of a customer, newest first.
     fn cases_of_customer(
         &self,

@@ -97,7 +97,11 @@ pub const INDEX_BUCKETS: u64 = 8192;
 /// million memberships (half a million cases) stay compact; past that a bucket still works, at
 /// skiplist cost.
 pub fn index_key(owner_id: &str) -> String {
-    format!("recoup:{{ix{}}}:cases", fnv1a(owner_id) % INDEX_BUCKETS)
+    bucket_key(fnv1a(owner_id) % INDEX_BUCKETS)
+}
+
+fn bucket_key(bucket: u64) -> String {
+    format!("recoup:{{ix{bucket}}}:cases")
 }
 
 /// The longest an inbox read blocks in Redis; the caller's wait is capped to it.
@@ -587,6 +591,29 @@ impl Store for RedisStore {
             .arg(wake)
             .arg("");
         self.save_versioned(invocation, saved.version).await
+    }
+
+    async fn customers(&self) -> Result<Vec<String>, StoreError> {
+        let mut customers = std::collections::BTreeSet::new();
+        // A day's one scan reads every bucket, a few hundred at a time on the multiplexed connection.
+        let buckets: Vec<u64> = (0..INDEX_BUCKETS).collect();
+        for chunk in buckets.chunks(256) {
+            let read = try_join_all(chunk.iter().map(|&bucket| {
+                let key = bucket_key(bucket);
+                async move {
+                    self.query::<Vec<String>>(redis::cmd("ZRANGE").arg(key).arg(0).arg(-1))
+                        .await
+                }
+            }))
+            .await?;
+            customers.extend(read.into_iter().flatten().filter_map(|member| {
+                member
+                    .split_once(':')
+                    .map(|(owner, _)| owner.to_owned())
+                    .filter(|owner| owner.starts_with("cus_"))
+            }));
+        }
+        Ok(customers.into_iter().collect())
     }
 
     async fn first_time(&self, key: &str, keep: Duration) -> Result<bool, StoreError> {

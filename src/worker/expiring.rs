@@ -1,14 +1,18 @@
 //! Expiring cards, before they fail: `customer.source.expiring` (Stripe's warning for legacy card
-//! sources) and, for PaymentMethod integrations that get no such warning, `invoice.upcoming`: the
-//! customer's default card is read from Stripe and, when it will have expired by the renewal, the
-//! customer gets one `card_expiring` nudge for that card and expiry. A card the network updater
-//! refreshed (`payment_method.automatically_updated`) already shows its new expiry, so it is not
-//! nudged. There is no case for an invoice that has not failed: the nudge is counted and logged,
-//! and remembered (per card and expiry, for a year) so it goes out once.
+//! sources) and, for PaymentMethod integrations that get no such warning, `invoice.upcoming` — the
+//! customer's default card is read from Stripe and checked against the renewal — and a daily scan
+//! of the default cards of every customer recoup knows, for renewals whose `invoice.upcoming` the
+//! account does not send. The customer gets one `card_expiring` nudge per card and expiry. A card
+//! the network updater refreshed (`payment_method.automatically_updated`) already shows its new
+//! expiry, so it is not nudged. There is no case for an invoice that has not failed: the nudge is
+//! counted and logged, and remembered (per card and expiry, for 400 days) so it goes out once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::Timestamp;
+use futures_util::StreamExt;
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::watch;
 
 use super::Worker;
 use super::inbox::Fault;
@@ -19,6 +23,62 @@ use crate::webhook::event::{Event, EventKind, EventObject};
 
 /// How long a card's expiring nudge is remembered: past any card's renewal cycle.
 const REMEMBERED: Duration = Duration::from_secs(400 * 86_400);
+
+/// How far ahead the daily scan looks: a card that will have expired by then is nudged. A month and
+/// a few days covers the next renewal of a monthly plan; customers on yearly plans hear early.
+const AHEAD: SignedDuration = SignedDuration::from_hours(35 * 24);
+
+/// Checks every scan interval whether today's scan has run, and runs it when no worker has.
+pub(super) async fn scan_daily<S: Store>(
+    worker: Arc<Worker<S>>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    while !*stopped.borrow() {
+        if let Err(e) = scan(&worker).await {
+            tracing::warn!("default cards not scanned: {e}");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(worker.settings.scan_interval()) => {},
+            _ = stopped.wait_for(|s| *s) => {},
+        }
+    }
+}
+
+/// Today's scan (the scheduler's day, UTC), once across all workers.
+async fn scan<S: Store>(worker: &Worker<S>) -> Result<(), String> {
+    let now = worker.clock.now().await.map_err(|e| e.to_string())?;
+    let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+    let first = worker
+        .store
+        .first_time(
+            &format!("scan:expiring:{today}"),
+            Duration::from_secs(2 * 86_400),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if !first {
+        return Ok(());
+    }
+    let customers = worker.store.customers().await.map_err(|e| e.to_string())?;
+    tracing::info!(
+        customers = customers.len(),
+        "scanning default cards for expiry"
+    );
+    futures_util::stream::iter(customers)
+        .for_each_concurrent(8, |customer| async move {
+            match worker.processor.default_card(&customer).await {
+                Ok(Some(card)) if card.expired_by(now + AHEAD) => {
+                    if let Err(e) = nudge_once(worker, &customer, card, None).await {
+                        tracing::warn!(%customer, "expiring card not nudged: {e}");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(%customer, "default card not read: {e}"),
+            }
+        })
+        .await;
+    Ok(())
+}
 
 /// Nudges the customer about an expiring card when `event` says one is.
 pub(super) async fn handle<S: Store>(worker: &Worker<S>, event: &Event) -> Result<(), Fault> {
@@ -61,6 +121,18 @@ pub(super) async fn handle<S: Store>(worker: &Worker<S>, event: &Event) -> Resul
         }
         _ => return Ok(()),
     };
+    nudge_once(worker, &customer, card, amount)
+        .await
+        .map_err(moment)
+}
+
+/// Sends the customer one `card_expiring` nudge for `card`, unless this card and expiry had one.
+async fn nudge_once<S: Store>(
+    worker: &Worker<S>,
+    customer: &str,
+    card: CardOnFile,
+    amount: Option<(i64, String)>,
+) -> Result<(), String> {
     let once = format!(
         "expiring:{customer}:{}:{}-{}",
         card.id, card.exp_year, card.exp_month
@@ -69,14 +141,14 @@ pub(super) async fn handle<S: Store>(worker: &Worker<S>, event: &Event) -> Resul
         .store
         .first_time(&once, REMEMBERED)
         .await
-        .map_err(|e| moment(e.to_string()))?
+        .map_err(|e| e.to_string())?
     {
         return Ok(());
     }
     let zone = timing::zone("UTC");
     let (amount_due, currency) = amount.unwrap_or((0, String::new()));
     let about = About {
-        customer_id: &customer,
+        customer_id: customer,
         invoice_id: None,
         amount_due,
         currency: &currency,
@@ -87,16 +159,12 @@ pub(super) async fn handle<S: Store>(worker: &Worker<S>, event: &Event) -> Resul
         channels: &worker.policy.nudges.channels,
         billed_to: None,
     };
-    match deliver(worker, NudgeKind::CardExpiring, 1, &about).await {
-        Ok((_, results)) => {
-            let sent: Vec<&str> = results
-                .iter()
-                .filter(|r| r.sent)
-                .map(|r| r.channel.as_str())
-                .collect();
-            tracing::info!(%customer, card = %card.id, ?sent, "expiring card nudged");
-        }
-        Err(e) => tracing::warn!(%customer, "expiring card not nudged: {e}"),
-    }
+    let (_, results) = deliver(worker, NudgeKind::CardExpiring, 1, &about).await?;
+    let sent: Vec<&str> = results
+        .iter()
+        .filter(|r| r.sent)
+        .map(|r| r.channel.as_str())
+        .collect();
+    tracing::info!(%customer, card = %card.id, ?sent, "expiring card nudged");
     Ok(())
 }

@@ -133,11 +133,12 @@ impl<S: Store> Worker<S> {
         let worker = Arc::new(self);
         let (stop, stopped) = watch::channel(false);
         let inbox = tokio::spawn(inbox::run(worker.clone(), stopped.clone()));
-        let timers = tokio::spawn(timers::run(worker.clone(), stopped));
+        let timers = tokio::spawn(timers::run(worker.clone(), stopped.clone()));
+        let scan = tokio::spawn(expiring::scan_daily(worker.clone(), stopped));
         tracing::info!(consumer = %worker.consumer, "worker started");
         shutdown.await;
         let _ = stop.send(true);
-        let _ = tokio::join!(inbox, timers);
+        let _ = tokio::join!(inbox, timers, scan);
         // Every case in flight holds a permit; having them all back means all of it is finished.
         let all = u32::try_from(worker.settings.concurrency).unwrap_or(u32::MAX);
         let _ = worker.permits.acquire_many(all).await;

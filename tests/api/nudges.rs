@@ -342,7 +342,8 @@ async fn a_channel_set_up_halfway_is_refused_naming_what_is_missing() {
     assert!(err.contains("/nonexistent/templates"), "{err}");
 }
 
-/// recoup with its shipped policy (nudges on) and email through a real SMTP server.
+/// recoup with its shipped policy (nudges on), email through a real SMTP server, and the daily
+/// card scan looking every second whether the (test clock's) day has been scanned.
 async fn emailing_app() -> (TestApp, SmtpSink) {
     let sink = SmtpSink::start();
     let smtp = sink.url();
@@ -354,6 +355,7 @@ async fn emailing_app() -> (TestApp, SmtpSink) {
             ("RECOUP_POLICY", "config/policy.toml"),
             ("RECOUP_SMTP_URL", &smtp),
             ("RECOUP_EMAIL_FROM", FROM),
+            ("RECOUP_WORKER__SCAN_INTERVAL_SECS", "1"),
         ],
     )
     .await;
@@ -620,4 +622,33 @@ async fn a_customer_stripe_cannot_show_is_written_to_where_the_invoice_went() {
         .unwrap()
         .into_owned();
     assert!(text.contains("Hi Dana Whitfield"), "{text}");
+}
+
+#[tokio::test]
+async fn the_daily_scan_nudges_a_known_customer_whose_default_card_is_about_to_expire() {
+    let (app, sink) = nudging_app().await;
+    // The customer becomes known to recoup through a failed invoice...
+    let invoice = "in_scanned_1";
+    app.stripe.add_invoice(
+        invoice,
+        Invoice::failed(CUSTOMER, Decline::visa("insufficient_funds")),
+    );
+    app.deliver(failure_of(invoice)).await;
+    app.case_when(invoice, |c| c["state"] == "retrying").await;
+    // ...and a later day's scan finds their default card (good through December 2026) expiring
+    // within the month ahead: the test clock moves to mid-December, or a day on if that is past.
+    let mid_december: jiff::Timestamp = "2026-12-15T12:00:00Z".parse().unwrap();
+    let to_december = mid_december.as_second() - jiff::Timestamp::now().as_second();
+    app.advance_clock(to_december.max(DAY)).await;
+    wait_until("the card's nudge", Duration::from_secs(20), || async {
+        subjects(&sink)
+            .iter()
+            .any(|s| s == "Your card is about to expire")
+    })
+    .await;
+    let expiring = subjects(&sink)
+        .into_iter()
+        .filter(|s| s == "Your card is about to expire")
+        .count();
+    assert_eq!(expiring, 1);
 }
