@@ -21,7 +21,7 @@ use recoup::webhook::signature;
 pub use recoup::webhook::signature::unix_now;
 use tokio::sync::oneshot;
 
-use crate::fake_stripe::FakeStripe;
+use crate::fake_stripe::{FakeStripe, Invoice};
 
 pub const SECRET: &str = "whsec_test_primary_5f1c0e";
 pub const OLD_SECRET: &str = "whsec_test_retiring_9b2d7a";
@@ -428,6 +428,17 @@ impl TestApp {
             shutdown: Some(tx),
             served: Some(served),
         }
+    }
+}
+
+impl TestApp {
+    /// Sets up `stripe_invoice` in the fake Stripe, delivers the failure of its first attempt, and
+    /// returns the case once recoup has read the decline behind it.
+    pub async fn fail(&self, invoice_id: &str, stripe_invoice: Invoice) -> serde_json::Value {
+        self.stripe.add_invoice(invoice_id, stripe_invoice);
+        self.deliver(failure_of(invoice_id)).await;
+        self.case_when(invoice_id, |c| c["decline"]["class"].is_string())
+            .await
     }
 }
 

@@ -8,7 +8,6 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use mail_parser::MessageParser;
 use recoup::config::{NotifySettings, Secrets};
 use recoup::notify::templates::{Context, format_amount};
 use recoup::notify::{Delivery, Notifier, Nudge, Recipient};
@@ -122,14 +121,12 @@ async fn an_email_nudge_arrives_with_subject_text_html_link_and_language() {
     assert_eq!(mails.len(), 1);
     assert_eq!(mails[0].from, "billing@acme.example");
     assert_eq!(mails[0].to, ["dana@example.com"]);
-    let message = MessageParser::default()
-        .parse(mails[0].data.as_bytes())
-        .unwrap();
+    let message = mails[0].parsed();
     assert_eq!(
         message.subject(),
         Some("Ihre Zahlung an Acme ist nicht durchgegangen")
     );
-    let text = message.body_text(0).unwrap();
+    let text = mails[0].text();
     assert!(text.contains("Hallo Dana Whitfield"), "{text}");
     assert!(text.contains("49,00 $"), "{text}");
     assert!(
@@ -384,13 +381,7 @@ const CUSTOMER: &str = "cus_R3cvP0qK8yWm2d";
 const DAY: i64 = 86_400;
 
 fn subjects(sink: &SmtpSink) -> Vec<String> {
-    sink.mails()
-        .iter()
-        .map(|m| {
-            let message = MessageParser::default().parse(m.data.as_bytes()).unwrap();
-            message.subject().unwrap_or_default().to_owned()
-        })
-        .collect()
+    sink.mails().iter().map(|m| m.subject()).collect()
 }
 
 async fn emails(sink: &SmtpSink, count: usize) -> Vec<String> {
@@ -426,11 +417,7 @@ async fn a_soft_decline_gets_its_nudges_in_daytime_and_a_thank_you_when_paid() {
         emails(&sink, 1).await,
         ["Your Acme Billing payment didn't go through"]
     );
-    let first = sink.mails().remove(0);
-    let message = MessageParser::default()
-        .parse(first.data.as_bytes())
-        .unwrap();
-    let text = message.body_text(0).unwrap();
+    let text = sink.mails()[0].text();
     assert!(text.contains("Hi Dana Whitfield"), "{text}");
     assert!(text.contains("$49.00"), "{text}");
     assert!(
@@ -504,13 +491,11 @@ async fn a_burst_of_failures_for_one_customer_gets_one_nudge_a_day() {
     let (app, sink) = nudging_app().await;
     let invoices = ["in_burst_1", "in_burst_2", "in_burst_3"];
     for invoice in invoices {
-        app.stripe.add_invoice(
+        app.fail(
             invoice,
             Invoice::failed(CUSTOMER, Decline::visa("insufficient_funds")),
-        );
-        app.deliver(failure_of(invoice)).await;
-        app.case_when(invoice, |c| c["decline"]["class"] == "soft")
-            .await;
+        )
+        .await;
     }
 
     app.advance_clock(DAY).await;
@@ -537,13 +522,7 @@ async fn a_burst_of_failures_for_one_customer_gets_one_nudge_a_day() {
 /// Waits for the expiring-card email about the customer's Visa 4242, and returns its text.
 async fn card_expiring_email(sink: &SmtpSink) -> String {
     assert_eq!(emails(sink, 1).await, ["Your card is about to expire"]);
-    let mail = sink.mails().remove(0);
-    let text = MessageParser::default()
-        .parse(mail.data.as_bytes())
-        .unwrap()
-        .body_text(0)
-        .unwrap()
-        .into_owned();
+    let text = sink.mails()[0].text();
     assert!(
         text.contains("Visa ending 4242, expiring 12/2026"),
         "{text}"
@@ -615,12 +594,7 @@ async fn a_customer_stripe_cannot_show_is_written_to_where_the_invoice_went() {
         ["dana@example.com"],
         "the invoice's customer_email"
     );
-    let text = MessageParser::default()
-        .parse(mail.data.as_bytes())
-        .unwrap()
-        .body_text(0)
-        .unwrap()
-        .into_owned();
+    let text = mail.text();
     assert!(text.contains("Hi Dana Whitfield"), "{text}");
 }
 
@@ -629,12 +603,11 @@ async fn the_daily_scan_nudges_a_known_customer_whose_default_card_is_about_to_e
     let (app, sink) = nudging_app().await;
     // The customer becomes known to recoup through a failed invoice...
     let invoice = "in_scanned_1";
-    app.stripe.add_invoice(
+    app.fail(
         invoice,
         Invoice::failed(CUSTOMER, Decline::visa("insufficient_funds")),
-    );
-    app.deliver(failure_of(invoice)).await;
-    app.case_when(invoice, |c| c["state"] == "retrying").await;
+    )
+    .await;
     // ...and a later day's scan finds their default card (good through December 2026) expiring
     // within the month ahead: the test clock moves to mid-December, or a day on if that is past.
     let mid_december: jiff::Timestamp = "2026-12-15T12:00:00Z".parse().unwrap();

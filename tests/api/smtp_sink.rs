@@ -15,6 +15,24 @@ pub struct Mail {
     pub data: String,
 }
 
+impl Mail {
+    /// The message, parsed as a mail client would.
+    pub fn parsed(&self) -> mail_parser::Message<'_> {
+        mail_parser::MessageParser::default()
+            .parse(self.data.as_bytes())
+            .expect("a message the sink accepted parses")
+    }
+
+    pub fn subject(&self) -> String {
+        self.parsed().subject().unwrap_or_default().to_owned()
+    }
+
+    /// The text part, decoded.
+    pub fn text(&self) -> String {
+        self.parsed().body_text(0).unwrap_or_default().into_owned()
+    }
+}
+
 #[derive(Default)]
 struct Inbox {
     mails: Vec<Mail>,
