@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use super::Worker;
 use super::inbox::Fault;
 use super::nudges::{About, deliver};
-use crate::policy::{CardOnFile, NudgeKind, timing};
+use crate::policy::{CardOnFile, NudgeKind};
 use crate::store::Store;
 use crate::webhook::event::{Event, EventKind, EventObject};
 
@@ -145,7 +145,7 @@ async fn nudge_once<S: Store>(
     {
         return Ok(());
     }
-    let zone = timing::zone("UTC");
+    let zone = jiff::tz::TimeZone::UTC;
     let (amount_due, currency) = amount.unwrap_or((0, String::new()));
     let about = About {
         customer_id: customer,
