@@ -28,18 +28,20 @@ const REMEMBERED: Duration = Duration::from_secs(400 * 86_400);
 /// a few days covers the next renewal of a monthly plan; customers on yearly plans hear early.
 const AHEAD: SignedDuration = SignedDuration::from_hours(35 * 24);
 
-/// Checks every scan interval whether today's scan has run, and runs it when no worker has.
+/// Checks every scan interval whether today's scan has run, and runs it when no worker has. The
+/// first look is one interval after start: a worker (re)starting, as a deploy restarts them all,
+/// gets on with its cases first.
 pub(super) async fn scan_daily<S: Store>(
     worker: Arc<Worker<S>>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    while !*stopped.borrow() {
-        if let Err(e) = scan(&worker).await {
-            tracing::warn!("default cards not scanned: {e}");
-        }
+    loop {
         tokio::select! {
             () = tokio::time::sleep(worker.settings.scan_interval()) => {},
-            _ = stopped.wait_for(|s| *s) => {},
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        if let Err(e) = scan(&worker).await {
+            tracing::warn!("default cards not scanned: {e}");
         }
     }
 }
