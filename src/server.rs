@@ -157,6 +157,7 @@ impl Application {
             let api = Arc::new(Api {
                 store: store.clone(),
                 clock: clock.clone(),
+                policy: Arc::new(policy.clone()),
             });
             routes = routes
                 .merge(webhook::routes(receiver, settings.server.body_limit_bytes))

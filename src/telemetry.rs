@@ -44,6 +44,15 @@ pub mod metric {
     /// Counter: failures whose invoice says Stripe will retry it itself (its own retries are on,
     /// so recoup plans none for it; see `retries.defer_to_stripe`).
     pub const STRIPE_RETRYING: &str = "recoup_stripe_retrying_invoices_total";
+    /// Counter: end decisions carried out (or not), by `action` and `result` (`done`,
+    /// `found_done`, `not_open`, `changed`, `failed`).
+    pub const DECISIONS: &str = "recoup_decisions_total";
+    /// Counter: collections resumed after a paused customer paid, by `result`.
+    pub const RESUMPTIONS: &str = "recoup_collection_resumptions_total";
+    /// Counter: cases put on hold by a dispute or by support, by `by` (`dispute`, `support`).
+    pub const HOLDS: &str = "recoup_holds_total";
+    /// Counter: support actions through the API, by `action` and `outcome` (`done`, `refused`).
+    pub const SUPPORT_ACTIONS: &str = "recoup_support_actions_total";
 }
 
 /// Buckets for timer lateness: sub-second when healthy, up to days after a test-clock jump.
@@ -148,5 +157,21 @@ fn describe() {
     metrics::describe_counter!(
         metric::STRIPE_RETRYING,
         "Failed payments Stripe says it will retry itself: its own retries are still on."
+    );
+    metrics::describe_counter!(
+        metric::DECISIONS,
+        "End decisions (pause, cancel, mark_uncollectible, leave_past_due), by action and result."
+    );
+    metrics::describe_counter!(
+        metric::RESUMPTIONS,
+        "Collections recoup resumed after a paused customer paid, by result."
+    );
+    metrics::describe_counter!(
+        metric::HOLDS,
+        "Cases put on hold by a dispute or by support, by who held them."
+    );
+    metrics::describe_counter!(
+        metric::SUPPORT_ACTIONS,
+        "Support actions through the API (hold, resume, retry), by outcome (done, refused)."
     );
 }

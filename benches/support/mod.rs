@@ -7,10 +7,10 @@ use futures_util::future::BoxFuture;
 use jiff::{SignedDuration, Timestamp};
 use recoup::config::RedisSettings;
 use recoup::policy::{
-    Attempt, CardOnFile, Case, Channel, ChargeResult, CustomerFacts, Declined, Entry, Input, Nudge,
-    NudgeKind, Outcome, Policy, Timer, TimerKind, decide,
+    Attempt, CardOnFile, Case, Channel, ChargeResult, CustomerFacts, Declined, EndOrder, EndResult,
+    Entry, Input, Nudge, NudgeKind, Outcome, Policy, Timer, TimerKind, decide,
 };
-use recoup::processor::{Processor, ProcessorError};
+use recoup::processor::{DisputedCharge, Processor, ProcessorError};
 use recoup::store::{RedisStore, Saved, Store};
 use recoup::webhook::event::{Event, EventObject, Parsed, parse};
 
@@ -57,6 +57,21 @@ impl Processor for Declining {
         _: &'a str,
         _: bool,
     ) -> BoxFuture<'a, Result<Option<String>, ProcessorError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn end<'a>(&'a self, _: &'a EndOrder) -> BoxFuture<'a, EndResult> {
+        Box::pin(async { EndResult::Done { already: false } })
+    }
+
+    fn resume<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, EndResult> {
+        Box::pin(async { EndResult::Done { already: false } })
+    }
+
+    fn disputed_charge<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DisputedCharge>, ProcessorError>> {
         Box::pin(async { Ok(None) })
     }
 }

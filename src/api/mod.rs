@@ -1,9 +1,14 @@
-//! The support API under `/api/v1`: cases by invoice, customer or subscription, and the test clock.
+//! The support API under `/api/v1`: cases by invoice, customer or subscription; support's hold,
+//! resume and retry; and the test clock.
 //!
-//! Read-only toward cases: a case changes only through `decide`, in the worker. Every route needs a
-//! bearer token ([`auth`]). Errors are `{"error": "…"}`: 401 without a valid token, 404 for an id
-//! recoup has no case for (or the clock route while the test clock is off), 400 for a bad body, 503
-//! when the store cannot answer.
+//! A case changes only through `decide`: support actions are inputs like any event, applied with
+//! compare-and-set, each recording the name of the token that made it and the reason given. They
+//! make no Stripe call themselves — a support retry is a retry timer due now, which a worker fires
+//! within moments, under the same network rules as any retry; one the policy forbids is refused at
+//! once (409) with the rule. Every route needs a bearer token ([`auth`]). Errors are
+//! `{"error": "…"}`: 401 without a valid token, 404 for an id recoup has no case for (or the clock
+//! route while the test clock is off), 400 for a bad body, 409 for a support action the case's state
+//! or the policy forbids, 503 when the store cannot answer.
 
 pub mod auth;
 
@@ -11,23 +16,26 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, middleware};
 use serde::Deserialize;
 
-use self::auth::Tokens;
+use self::auth::{Caller, Tokens};
 use crate::clock::{Clock, ClockError};
-use crate::policy::Case;
+use crate::policy::{Case, Input, Policy, Support, SupportAct};
 use crate::server::error_response;
 use crate::store::{Store, StoreError};
+use crate::telemetry::metric;
+use crate::worker::{Applied, Engine, Inputs};
 
-/// What the API reads.
+/// What the API reads, and the policy support actions are decided by.
 pub struct Api<S> {
     pub store: S,
     pub clock: Clock<S>,
+    pub policy: Arc<Policy>,
 }
 
 /// The `/api/v1` routes, behind the token check.
@@ -36,6 +44,9 @@ pub fn routes<S: Store>(api: Arc<Api<S>>, tokens: Tokens) -> Router {
         .route("/api/v1/invoices/{id}", get(invoice::<S>))
         .route("/api/v1/customers/{id}", get(customer::<S>))
         .route("/api/v1/subscriptions/{id}", get(subscription::<S>))
+        .route("/api/v1/invoices/{id}/hold", post(hold::<S>))
+        .route("/api/v1/invoices/{id}/resume", post(resume::<S>))
+        .route("/api/v1/invoices/{id}/retry", post(retry::<S>))
         .route("/api/v1/clock/advance", post(advance_clock::<S>))
         .with_state(api)
         .layer(middleware::from_fn_with_state(tokens, auth::require_token))
@@ -69,6 +80,140 @@ fn cases(what: &str, id: &str, found: Result<Vec<Case>, StoreError>) -> Response
         Ok(cases) if cases.is_empty() => not_found(what, id),
         Ok(cases) => Json(serde_json::json!({ "cases": cases })).into_response(),
         Err(e) => unavailable(e),
+    }
+}
+
+/// The body of a support action: why.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Why {
+    reason: String,
+}
+
+type WhyBody = Result<Json<Why>, JsonRejection>;
+
+async fn hold<S: Store>(
+    State(api): State<Arc<Api<S>>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: WhyBody,
+) -> Response {
+    support(&api, caller, &id, body, "hold").await
+}
+
+async fn resume<S: Store>(
+    State(api): State<Arc<Api<S>>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: WhyBody,
+) -> Response {
+    support(&api, caller, &id, body, "resume").await
+}
+
+async fn retry<S: Store>(
+    State(api): State<Arc<Api<S>>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: WhyBody,
+) -> Response {
+    support(&api, caller, &id, body, "retry").await
+}
+
+/// Applies a support action to the invoice's case: the case as saved (202 for a retry, which a
+/// worker makes within moments), or 409 with the reason the policy refused it.
+async fn support<S: Store>(
+    api: &Api<S>,
+    caller: Caller,
+    id: &str,
+    body: WhyBody,
+    action: &'static str,
+) -> Response {
+    let reason = match body {
+        Ok(Json(Why { reason })) if !reason.trim().is_empty() => reason.trim().to_owned(),
+        Ok(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "reason is empty: say why, for the case's timeline",
+            );
+        }
+        Err(rejection) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "expected {{\"reason\": \"…\"}} saying why: {}",
+                    rejection.body_text()
+                ),
+            );
+        }
+    };
+    let case = match api.store.load_case(id).await {
+        Ok(Some(case)) => case,
+        Ok(None) => return not_found("invoice", id),
+        Err(e) => return unavailable(e),
+    };
+    let act = match action {
+        "hold" => SupportAct::Hold,
+        "resume" => SupportAct::Resume,
+        _ => {
+            let tries = match &case.card {
+                Some(card) => match api.store.load_card(&card.fingerprint).await {
+                    Ok(history) => history.tries,
+                    Err(e) => return unavailable(e),
+                },
+                None => Vec::new(),
+            };
+            SupportAct::Retry { card: tries }
+        }
+    };
+    let at = match api.clock.now().await {
+        Ok(now) => now,
+        Err(e) => return unavailable(e),
+    };
+    let input = Input::Support(Box::new(Support {
+        by: caller.0.clone(),
+        reason,
+        at,
+        act,
+    }));
+    let engine = Engine {
+        store: &api.store,
+        policy: &api.policy,
+        processor: None,
+        clock: &api.clock,
+    };
+    let applied = engine.apply(id, Inputs::One(&input)).await;
+    let outcome = match &applied {
+        Ok(Applied {
+            refused: Some(_), ..
+        }) => "refused",
+        Ok(_) => "done",
+        Err(_) => "failed",
+    };
+    metrics::counter!(metric::SUPPORT_ACTIONS, "action" => action, "outcome" => outcome)
+        .increment(1);
+    tracing::info!(invoice = id, by = %caller.0, action, outcome, "support action");
+    match applied {
+        Ok(Applied {
+            refused: Some(why), ..
+        }) => error_response(StatusCode::CONFLICT, &why),
+        Ok(Applied {
+            case: Some(case), ..
+        }) => {
+            if action == "hold" {
+                metrics::counter!(metric::HOLDS, "by" => "support").increment(1);
+            }
+            let status = if action == "retry" {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
+            };
+            (status, Json(case)).into_response()
+        }
+        Ok(Applied { case: None, .. }) => Json(case).into_response(),
+        Err(e) => {
+            tracing::error!("support action on {id}: {e}");
+            error_response(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+        }
     }
 }
 

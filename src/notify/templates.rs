@@ -43,7 +43,9 @@ pub struct Context {
     pub business: String,
     /// The next retry, in the customer's time zone, or empty.
     pub next_attempt: String,
-    /// For a final notice: `paused` or `canceled`, and from when (local date).
+    /// For a final notice, what happens if the customer does nothing: `paused`, `canceled`,
+    /// `ends_at_period_end` (not renewed) or `overdue` (written off or left past due); and from
+    /// when (local date).
     pub consequence: String,
     pub consequence_date: String,
     /// For an expiring card: its brand, last four digits and expiry (`12/2026`).
@@ -432,14 +434,46 @@ mod tests {
     }
 
     #[test]
-    fn the_final_notice_states_the_consequence_and_its_date() {
-        let rendered = shipped().render("final_notice-1", &[], &context()).unwrap();
-        assert!(rendered.text.contains("paused"), "{}", rendered.text);
-        assert!(
-            rendered.text.contains("15 December 2026"),
-            "{}",
-            rendered.text
-        );
+    fn the_final_notice_states_each_consequence_and_its_date_in_each_language() {
+        let templates = shipped();
+        let cases = [
+            ("paused", "en", "will be paused on 15 December 2026"),
+            ("canceled", "en", "will be canceled on 15 December 2026"),
+            (
+                "ends_at_period_end",
+                "en",
+                "ends with the current billing period",
+            ),
+            ("overdue", "en", "remain overdue"),
+            ("paused", "de", "am 15 December 2026 pausiert"),
+            ("canceled", "de", "am 15 December 2026 gekündigt"),
+            (
+                "ends_at_period_end",
+                "de",
+                "endet mit dem laufenden Abrechnungszeitraum",
+            ),
+            ("overdue", "de", "bleibt im Rückstand"),
+        ];
+        for (consequence, language, says) in cases {
+            let context = Context {
+                consequence: consequence.into(),
+                ..context()
+            };
+            let rendered = templates
+                .render("final_notice-1", &[language.to_owned()], &context)
+                .unwrap();
+            assert!(
+                rendered.text.contains(says),
+                "{consequence} {language}: {}",
+                rendered.text
+            );
+            assert!(
+                rendered.html.contains(says),
+                "{consequence} {language}: {}",
+                rendered.html
+            );
+            assert!(!rendered.subject.is_empty());
+        }
     }
 
     fn copy_of_shipped() -> tempfile::TempDir {

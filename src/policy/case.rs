@@ -164,12 +164,120 @@ pub enum EndAction {
     LeavePastDue,
 }
 
-/// What recoup decided to do about the subscription when dunning ran out.
+impl EndAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndAction::Pause => "pause",
+            EndAction::Cancel => "cancel",
+            EndAction::MarkUncollectible => "mark_uncollectible",
+            EndAction::LeavePastDue => "leave_past_due",
+        }
+    }
+}
+
+/// What became of a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionOutcome {
+    /// Handed to Stripe; its answer is not on the case yet.
+    UnderWay,
+    /// Done in Stripe by recoup (or, for `leave_past_due`, nothing to do there).
+    CarriedOut,
+    /// Stripe already showed exactly this change when recoup came to make it: an earlier try of
+    /// the same decision whose answer was lost, or someone in the dashboard.
+    FoundDone,
+    /// Right before acting, the invoice or the subscription had changed: recoup left it alone.
+    NotCarriedOut,
+    /// Stripe could not be reached or refused; tried again later with the same idempotency key.
+    Failed,
+}
+
+impl DecisionOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionOutcome::UnderWay => "under_way",
+            DecisionOutcome::CarriedOut => "carried_out",
+            DecisionOutcome::FoundDone => "found_done",
+            DecisionOutcome::NotCarriedOut => "not_carried_out",
+            DecisionOutcome::Failed => "failed",
+        }
+    }
+
+    /// Whether the change is in place in Stripe.
+    pub fn done(self) -> bool {
+        matches!(
+            self,
+            DecisionOutcome::CarriedOut | DecisionOutcome::FoundDone
+        )
+    }
+}
+
+/// What recoup decided to do about the subscription when dunning ran out, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaseDecision {
     pub action: EndAction,
+    /// When it was made (for a failed one: when it was last tried).
     pub at: Timestamp,
+    /// The policy rule that chose it: the segment (or the policy's own) and the situation.
+    pub rule: String,
     pub reason: String,
+    /// The change in Stripe's words: `pause_collection[behavior]=keep_as_draft`, …
+    pub how: String,
+    /// When a pause ends by itself (`pause_collection[resumes_at]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumes_at: Option<Timestamp>,
+    pub outcome: DecisionOutcome,
+    /// Why it was not carried out, or what failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Who holds a case back from dunning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum HoldBy {
+    /// A dispute on one of the customer's charges, until it closes.
+    Dispute { dispute: String },
+    /// A support agent, by the name of their API token, until support resumes it.
+    Support { name: String },
+    /// The business paused the subscription's collection in Stripe, until it resumes it there.
+    Stripe { subscription: String },
+}
+
+/// One reason a case is `on_hold`: no retries, no nudges, no decision while any is held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    #[serde(flatten)]
+    pub by: HoldBy,
+    pub reason: String,
+    pub at: Timestamp,
+}
+
+/// Support asked for a retry now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryRequest {
+    pub by: String,
+    pub reason: String,
+    pub at: Timestamp,
+}
+
+/// A dispute the customer won against the business: the card it was on is not charged again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostDispute {
+    pub dispute: String,
+    /// The disputed card's fingerprint; `None` when Stripe did not show it (then no card of the
+    /// case is retried).
+    pub card: Option<String>,
+    pub at: Timestamp,
+}
+
+/// Resuming the collection recoup paused, once the invoice is paid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resumption {
+    pub at: Timestamp,
+    pub outcome: DecisionOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// What a timer does when it fires.
@@ -180,6 +288,10 @@ pub enum TimerKind {
     Retry { attempt: u32 },
     /// Send the customer a message of the plan.
     Nudge { nudge: NudgeKind, tier: u32 },
+    /// Dunning ran out: make the policy's end decision (pause, cancel, …) and carry it out.
+    Decide,
+    /// The invoice of a subscription recoup paused is paid: resume its collection.
+    Resume,
 }
 
 /// Something the case must do at a given time, unless the case moves on first.
@@ -299,6 +411,21 @@ pub struct Case {
     /// When Stripe's latest failure says Stripe itself will try again (its own retries are on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stripe_retries_at: Option<Timestamp>,
+    /// Why the case is on hold, while it is (a dispute, support, a pause in Stripe).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holds: Vec<Hold>,
+    /// The state the case returns to when its last hold ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_state: Option<State>,
+    /// The latest retry support asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_requested: Option<RetryRequest>,
+    /// The latest dispute of the customer that they won, when the policy stops the card for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_dispute: Option<LostDispute>,
+    /// Collection resumed (or not) after recoup had paused it and the invoice was paid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumption: Option<Resumption>,
     /// When recoup first heard of the invoice, on the scheduler's clock.
     pub opened_at: Timestamp,
     /// Bumped by the store on every save; a save naming an older version is refused.

@@ -181,5 +181,6 @@ pub(super) fn on_charge(policy: &Policy, case: &Case, charge: &Charge) -> Decisi
     Decision {
         case: Some(next),
         actions,
+        refused: None,
     }
 }

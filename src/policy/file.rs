@@ -19,7 +19,10 @@ use toml::Spanned;
 
 use super::budget::{Counts, Rule, Scope};
 use super::timing::Window;
-use super::{Channel, Match, NudgeKind, NudgePlan, Plan, Policy, Segment, Step, human};
+use super::{
+    Channel, DisputePlan, End, EndPlan, Match, NudgeKind, NudgePlan, PauseBehavior, Plan, Policy,
+    Segment, Step, human,
+};
 use crate::clock::parse_duration;
 use crate::config::{DEFAULT_POLICY_PATH, PolicySettings};
 
@@ -61,16 +64,26 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
     parse(&text, &path.display().to_string())
 }
 
-/// The policy `recoup serve` runs: the configured file, or the built-in default when the path was
-/// left at its default and no file is there (a binary run outside a checkout still works; a path
-/// someone set and got wrong is an error, not a silent fallback).
+/// The shipped `config/policy.toml`, built into the binary.
+const SHIPPED: &str = include_str!("../../config/policy.toml");
+
+impl Policy {
+    /// The policy of the shipped `config/policy.toml`: the defaults, and its two segments that pause
+    /// large and long-standing accounts instead of cancelling them.
+    pub fn shipped() -> Self {
+        parse(SHIPPED, DEFAULT_POLICY_PATH).expect("the shipped policy file is valid")
+    }
+}
+
+/// The policy `recoup serve` runs: the configured file, or the shipped one (built in) when the
+/// path was left at its default and no file is there (a binary run outside a checkout still works;
+/// a path someone set and got wrong is an error, not a silent fallback).
 pub fn for_service(settings: &PolicySettings) -> Result<Policy, PolicyError> {
     if settings.path == Path::new(DEFAULT_POLICY_PATH) && !settings.path.exists() {
         tracing::info!(
-            "no policy file at {DEFAULT_POLICY_PATH}; the built-in policy applies (the same as \
-             the shipped file)"
+            "no policy file at {DEFAULT_POLICY_PATH}; the shipped policy built into recoup applies"
         );
-        return Ok(Policy::default());
+        return Ok(Policy::shipped());
     }
     load(&settings.path)
 }
@@ -88,7 +101,7 @@ pub fn describe(policy: &Policy) -> String {
         "format {FORMAT}; soft declines retried after {}; ambiguous after {}; at most {} attempts \
          within {}; a new card tried after {}; {}; local {:02}:00–{:02}:00, paydays {:?}, jitter \
          {}; network rules: {}; segments: {}; nudges: {} ({} a case, {} a customer a day, local \
-         {:02}:00–{:02}:00)",
+         {:02}:00–{:02}:00); at the end: {}",
         gaps(&plan.soft),
         gaps(&plan.ambiguous),
         plan.max_attempts,
@@ -104,7 +117,16 @@ pub fn describe(policy: &Policy) -> String {
         plan.paydays,
         human(plan.jitter),
         policy.networks.len(),
-        policy.segments.len(),
+        if policy.segments.is_empty() {
+            "none".to_owned()
+        } else {
+            policy
+                .segments
+                .iter()
+                .map(|s| format!("{:?} ending with {}", s.name, ends(&s.ending)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
         policy
             .nudges
             .steps
@@ -121,7 +143,23 @@ pub fn describe(policy: &Policy) -> String {
         policy.nudges.per_customer_per_day,
         policy.nudges.window.start_hour,
         policy.nudges.window.end_hour,
+        ends(&policy.ending),
     )
+}
+
+/// What an end plan does, in a few words.
+fn ends(plan: &EndPlan) -> String {
+    let after = human(plan.grace);
+    if plan.exhausted == plan.no_new_card {
+        format!("{} ({after} after the final notice)", plan.exhausted.how())
+    } else {
+        format!(
+            "{} after exhausted retries, {} after a decline no retry fixes ({after} after the \
+             final notice)",
+            plan.exhausted.how(),
+            plan.no_new_card.how()
+        )
+    }
 }
 
 /// Validates policy `text`, naming it `file` in errors.
@@ -192,11 +230,18 @@ impl Reader<'_> {
             "nudges",
             NudgePlan::default(),
         )?;
+        let ending = self.ending(raw.end.unwrap_or_default(), "end", EndPlan::default())?;
+        let disputes = DisputePlan {
+            stop_card_when_lost: raw
+                .disputes
+                .and_then(|d| d.stop_card_when_lost)
+                .unwrap_or(DisputePlan::default().stop_card_when_lost),
+        };
         let mut segments: Vec<Segment> = Vec::new();
         for (n, raw) in raw.segment.unwrap_or_default().into_iter().enumerate() {
             let key = format!("segment[{n}]");
             let name_at = raw.name.span();
-            let segment = self.segment(raw, &key, &plan, &nudges)?;
+            let segment = self.segment(raw, &key, (&plan, &nudges, &ending))?;
             if segments.iter().any(|s| s.name == segment.name) {
                 return Err((self.at)(
                     name_at,
@@ -211,6 +256,106 @@ impl Reader<'_> {
             networks,
             segments,
             nudges,
+            ending,
+            disputes,
+        })
+    }
+
+    /// An `[end]` table over `base`.
+    fn ending(&self, raw: RawEnd, prefix: &str, base: EndPlan) -> Result<EndPlan, PolicyError> {
+        let action = |written: Option<RawEndAction>, name: &str, base: End| {
+            written.map_or(Ok(base), |w| self.end(w, &format!("{prefix}.{name}")))
+        };
+        Ok(EndPlan {
+            exhausted: action(raw.exhausted, "exhausted", base.exhausted)?,
+            no_new_card: action(raw.no_new_card, "no_new_card", base.no_new_card)?,
+            grace: self.duration_or(
+                raw.grace,
+                &format!("{prefix}.grace"),
+                SignedDuration::ZERO..=SignedDuration::from_hours(60 * 24),
+                base.grace,
+            )?,
+        })
+    }
+
+    /// One end action, with only the options that belong to it.
+    fn end(&self, raw: RawEndAction, key: &str) -> Result<End, PolicyError> {
+        #[derive(Clone, Copy)]
+        enum Kind {
+            Pause,
+            Cancel,
+            MarkUncollectible,
+            LeavePastDue,
+        }
+        let kind = self.choice(
+            &raw.action,
+            &format!("{key}.action"),
+            &[
+                ("pause", Kind::Pause),
+                ("cancel", Kind::Cancel),
+                ("mark_uncollectible", Kind::MarkUncollectible),
+                ("leave_past_due", Kind::LeavePastDue),
+            ],
+        )?;
+        let only = |span: Option<std::ops::Range<usize>>, option: &str, with: &str| match span {
+            Some(span) => Err((self.at)(
+                span,
+                &format!("{key}.{option}"),
+                format!("{option} belongs to action = \"{with}\" only"),
+            )),
+            None => Ok(()),
+        };
+        if !matches!(kind, Kind::Pause) {
+            only(
+                raw.behavior.as_ref().map(Spanned::span),
+                "behavior",
+                "pause",
+            )?;
+            only(
+                raw.resume_after.as_ref().map(Spanned::span),
+                "resume_after",
+                "pause",
+            )?;
+        }
+        if !matches!(kind, Kind::Cancel) {
+            only(
+                raw.at_period_end.as_ref().map(Spanned::span),
+                "at_period_end",
+                "cancel",
+            )?;
+        }
+        Ok(match kind {
+            Kind::Pause => End::Pause {
+                behavior: match &raw.behavior {
+                    Some(behavior) => self.choice(
+                        behavior,
+                        &format!("{key}.behavior"),
+                        &[
+                            ("keep_as_draft", PauseBehavior::KeepAsDraft),
+                            ("mark_uncollectible", PauseBehavior::MarkUncollectible),
+                            ("void", PauseBehavior::Void),
+                        ],
+                    )?,
+                    None => PauseBehavior::KeepAsDraft,
+                },
+                resume_after: raw
+                    .resume_after
+                    .as_ref()
+                    .map(|after| {
+                        self.duration(
+                            after,
+                            &format!("{key}.resume_after"),
+                            &(SignedDuration::from_hours(24)
+                                ..=SignedDuration::from_hours(365 * 24)),
+                        )
+                    })
+                    .transpose()?,
+            },
+            Kind::Cancel => End::Cancel {
+                at_period_end: raw.at_period_end.is_none_or(|b| *b.get_ref()),
+            },
+            Kind::MarkUncollectible => End::MarkUncollectible,
+            Kind::LeavePastDue => End::LeavePastDue,
         })
     }
 
@@ -312,8 +457,7 @@ impl Reader<'_> {
         &self,
         raw: RawSegment,
         key: &str,
-        plan: &Plan,
-        nudges: &NudgePlan,
+        (plan, nudges, ending): (&Plan, &NudgePlan, &EndPlan),
     ) -> Result<Segment, PolicyError> {
         let name = raw.name.get_ref().trim().to_owned();
         if name.is_empty() {
@@ -365,6 +509,7 @@ impl Reader<'_> {
                 &format!("{key}.nudges"),
                 nudges.clone(),
             )?,
+            ending: self.ending(raw.end.unwrap_or_default(), &format!("{key}.end"), *ending)?,
         })
     }
 
@@ -557,6 +702,31 @@ struct Raw {
     network: Option<Vec<RawRule>>,
     segment: Option<Vec<RawSegment>>,
     nudges: Option<RawNudges>,
+    end: Option<RawEnd>,
+    disputes: Option<RawDisputes>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEnd {
+    grace: Option<Spanned<String>>,
+    exhausted: Option<RawEndAction>,
+    no_new_card: Option<RawEndAction>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndAction {
+    action: Spanned<String>,
+    behavior: Option<Spanned<String>>,
+    resume_after: Option<Spanned<String>>,
+    at_period_end: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDisputes {
+    stop_card_when_lost: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -593,6 +763,7 @@ struct RawSegment {
     past_failures_below: Option<Spanned<i64>>,
     retries: Option<RawRetries>,
     nudges: Option<RawNudges>,
+    end: Option<RawEnd>,
 }
 
 #[derive(Deserialize, Default)]
@@ -628,15 +799,41 @@ struct RawRule {
 mod tests {
     use super::*;
 
-    const SHIPPED: &str = include_str!("../../config/policy.toml");
-
     fn error(text: &str) -> PolicyError {
         parse(text, "p.toml").expect_err("the file is refused")
     }
 
     #[test]
-    fn the_shipped_file_is_the_built_in_default() {
-        assert_eq!(parse(SHIPPED, "config/policy.toml"), Ok(Policy::default()));
+    fn the_shipped_file_is_the_built_in_default_and_two_segments() {
+        let shipped = parse(SHIPPED, "config/policy.toml").unwrap();
+        let pausing = |name: &str, when: Match| Segment {
+            name: name.to_owned(),
+            when,
+            plan: Plan::default(),
+            nudges: NudgePlan::default(),
+            ending: EndPlan::pausing(),
+        };
+        let expected = Policy {
+            segments: vec![
+                pausing(
+                    "high value",
+                    Match {
+                        amount_at_least: Some(20_000),
+                        ..Match::default()
+                    },
+                ),
+                pausing(
+                    "long tenure",
+                    Match {
+                        tenure_months_at_least: Some(24),
+                        ..Match::default()
+                    },
+                ),
+            ],
+            ..Policy::default()
+        };
+        assert_eq!(shipped, expected);
+        assert_eq!(Policy::shipped(), expected);
     }
 
     #[test]
@@ -702,6 +899,42 @@ mod tests {
     fn every_bad_value_is_named_with_its_line_key_and_what_is_allowed() {
         let cases: &[(&str, usize, &str, &str)] = &[
             ("version = 2", 1, "version", "allowed: 1"),
+            (
+                "version = 1\n[end]\nexhausted = { action = \"delete\" }",
+                3,
+                "end.exhausted.action",
+                "allowed: \"pause\", \"cancel\", \"mark_uncollectible\", \"leave_past_due\"",
+            ),
+            (
+                "version = 1\n[end]\nno_new_card = { action = \"cancel\", behavior = \"void\" }",
+                3,
+                "end.no_new_card.behavior",
+                "behavior belongs to action = \"pause\" only",
+            ),
+            (
+                "version = 1\n[end]\nexhausted = { action = \"pause\", behavior = \"drop\" }",
+                3,
+                "end.exhausted.behavior",
+                "allowed: \"keep_as_draft\", \"mark_uncollectible\", \"void\"",
+            ),
+            (
+                "version = 1\n[end]\ngrace = \"90d\"",
+                3,
+                "end.grace",
+                "allowed: 0s to 60 days",
+            ),
+            (
+                "version = 1\n[[segment]]\nname = \"a\"\n[segment.end]\nexhausted = { action = \"pause\", resume_after = \"1h\" }",
+                5,
+                "segment[0].end.exhausted.resume_after",
+                "allowed: 1 day to 365 days",
+            ),
+            (
+                "version = 1\n[disputes]\nstop_card = true",
+                3,
+                "",
+                "unknown field `stop_card`",
+            ),
             (
                 "version = 1\n[retries]\nsofft = [\"1d\"]",
                 3,
@@ -911,8 +1144,12 @@ after = "0s"
         assert_eq!(small.when.amount_below, Some(1_000));
         assert_eq!(small.plan, policy.plan);
         assert!(
+            describe(&policy).contains(
+                "network rules: 3; segments: \"high value\" ending with cancel_at_period_end=true (7 \
+                 days after the final notice), \"small\" ending with"
+            ),
+            "{}",
             describe(&policy)
-                .contains("network rules: 3; segments: 2; nudges: payment_failed 1 after 1h")
         );
     }
 

@@ -21,7 +21,9 @@ pub mod budget;
 mod case;
 mod charge;
 pub mod decline;
+pub mod ending;
 pub mod file;
+mod hold;
 mod nudge;
 mod plan;
 mod segment;
@@ -31,6 +33,8 @@ use jiff::Timestamp;
 
 pub use self::case::*;
 pub use self::charge::{Charge, ChargeResult, Declined};
+pub use self::ending::{DisputePlan, End, EndOrder, EndPlan, EndResult, PauseBehavior};
+pub use self::hold::{Support, SupportAct, retry_allowed};
 pub use self::nudge::{CardOnFile, NudgePlan, NudgeResult, Nudged, Step, contact_window};
 use self::plan::human;
 pub use self::plan::{NextRetry, Plan};
@@ -48,15 +52,22 @@ pub struct Policy {
     pub segments: Vec<Segment>,
     /// The messages customers get.
     pub nudges: NudgePlan,
+    /// What happens when dunning runs out.
+    pub ending: EndPlan,
+    /// What a lost dispute means for retries.
+    pub disputes: DisputePlan,
 }
 
 impl Default for Policy {
+    /// Every section at its default and no segments; the shipped file adds two ([`Policy::shipped`]).
     fn default() -> Self {
         Self {
             plan: Plan::default(),
             networks: budget::Rule::defaults(),
             segments: Vec::new(),
             nudges: NudgePlan::default(),
+            ending: EndPlan::default(),
+            disputes: DisputePlan::default(),
         }
     }
 }
@@ -83,6 +94,11 @@ impl Policy {
     /// The nudges of the case's segment, or the policy's own.
     pub fn nudges_for(&self, case: &Case) -> &NudgePlan {
         self.segment_of(case).map_or(&self.nudges, |s| &s.nudges)
+    }
+
+    /// What happens when dunning runs out for the case's segment, or the policy's own.
+    pub fn ending_for(&self, case: &Case) -> &EndPlan {
+        self.segment_of(case).map_or(&self.ending, |s| &s.ending)
     }
 
     fn segment_of(&self, case: &Case) -> Option<&Segment> {
@@ -123,13 +139,30 @@ pub enum Input {
         tier: u32,
         until: Timestamp,
     },
+    /// What carrying out the case's end decision in Stripe came to.
+    Ended { at: Timestamp, result: EndResult },
+    /// What resuming the collection recoup paused came to.
+    Resumed { at: Timestamp, result: EndResult },
+    /// A dispute event about the case's customer (disputes name a charge; the worker found the
+    /// customer), with the disputed card when Stripe showed it.
+    Dispute {
+        event: Box<Event>,
+        card: Option<Card>,
+    },
+    /// A support agent's action.
+    Support(Box<Support>),
 }
 
-/// Something to do once the decided case is saved.
+/// Something to do for the decided case: Stripe calls (`Retry`, `End`, `Resume`) are made before
+/// it is saved, their results saved with it; nudges go out after.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// Charge the invoice; `attempt` keys the charge so a redo cannot charge twice.
     Retry { attempt: u32 },
+    /// Carry out the case's end decision in Stripe (its invoice and subscription read first).
+    End(End),
+    /// Resume the collection of the subscription recoup paused.
+    Resume,
     /// Send the customer this message, on the plan's channels. Marked as sent on the case before it
     /// goes out, so no redo sends it twice.
     Nudge { kind: NudgeKind, tier: u32 },
@@ -141,6 +174,8 @@ pub struct Decision {
     /// The case to save, or `None` when the input changes nothing (and nothing is saved).
     pub case: Option<Case>,
     pub actions: Vec<Action>,
+    /// Why a support action was refused (nothing is saved then).
+    pub refused: Option<String>,
 }
 
 impl Decision {
@@ -152,6 +187,7 @@ impl Decision {
         Self {
             case: Some(case),
             actions: Vec::new(),
+            refused: None,
         }
     }
 }
@@ -179,6 +215,25 @@ pub fn decide(policy: &Policy, case: Option<&Case>, input: &Input, now: Timestam
         Input::NudgeHeld { kind, tier, until } => case.map_or_else(Decision::unchanged, |case| {
             on_nudge_held(policy, case, *kind, *tier, *until)
         }),
+        Input::Ended { at, result } => case.map_or_else(Decision::unchanged, |case| {
+            on_ended(policy, case, *at, result)
+        }),
+        Input::Resumed { at, result } => {
+            case.map_or_else(Decision::unchanged, |case| on_resumed(case, *at, result))
+        }
+        Input::Dispute { event, card } => match (case, &event.object) {
+            (Some(case), EventObject::Dispute(dispute)) if !case.has_seen(&event.id) => {
+                hold::on_dispute(policy, case, event, dispute, card.as_ref())
+            }
+            _ => Decision::unchanged(),
+        },
+        Input::Support(support) => case.map_or_else(
+            || Decision {
+                refused: Some("recoup has no case for this invoice".to_owned()),
+                ..Decision::unchanged()
+            },
+            |case| hold::on_support(policy, case, support),
+        ),
     }
 }
 
@@ -192,8 +247,11 @@ fn on_event(
     if case.is_some_and(|c| c.has_seen(&event.id)) {
         return Decision::unchanged();
     }
-    let invoice = match &event.object {
-        EventObject::Invoice(invoice) if invoice.id.is_some() => invoice,
+    let invoice = match (&event.object, case) {
+        (EventObject::Invoice(invoice), _) if invoice.id.is_some() => invoice,
+        (EventObject::Subscription(subscription), Some(case)) => {
+            return hold::on_subscription(policy, case, event, subscription);
+        }
         _ => return on_customer_event(policy, case, event),
     };
     let fact = match event.kind {
@@ -259,6 +317,7 @@ fn on_event(
     Decision {
         case: Some(case),
         actions,
+        refused: None,
     }
 }
 
@@ -266,7 +325,8 @@ fn on_event(
 /// a decline no schedule retries, as the old card's decline says nothing about the new one — or the
 /// customer's own time zone, which moves the planned retry into their daytime.
 fn on_customer_event(policy: &Policy, case: Option<&Case>, event: &Event) -> Decision {
-    let Some(case) = case.filter(|c| !c.state.is_final()) else {
+    // A paused customer's new card is the way back: it is retried like any other.
+    let Some(case) = case.filter(|c| !c.state.is_final() || c.state == State::Paused) else {
         return Decision::unchanged();
     };
     let (customer, method, card, zone) = match (&event.object, event.kind) {
@@ -323,8 +383,7 @@ fn on_customer_event(policy: &Policy, case: Option<&Case>, event: &Event) -> Dec
         if let Some(card) = card {
             case.card = Some(card);
         }
-        // Only a card newer than the last attempt answers a request to act; an older one was tried.
-        if case.state == State::AwaitingCustomer && case.attempts.iter().all(|a| a.at < at) {
+        if case.state == State::AwaitingCustomer && answered_by_new_card(&case) {
             case.state = State::Retrying;
         }
     }
@@ -338,7 +397,16 @@ fn on_customer_event(policy: &Policy, case: Option<&Case>, event: &Event) -> Dec
     Decision {
         case: Some(case),
         actions,
+        refused: None,
     }
+}
+
+/// Whether a payment method newer than the last attempt answers a request to act (an older one
+/// was tried already).
+fn answered_by_new_card(case: &Case) -> bool {
+    case.new_payment_method
+        .as_ref()
+        .is_some_and(|m| case.attempts.iter().all(|a| a.at < m.at))
 }
 
 fn on_timer(
@@ -353,9 +421,30 @@ fn on_timer(
     };
     let mut case = case.clone();
     case.timers.remove(held);
+    if case.state == State::OnHold {
+        // The plan is made again from the facts when the hold ends.
+        case.record(Entry {
+            at: timer.at,
+            what: "timer let go while on hold".to_owned(),
+            detail: format!(
+                "{}: not done while the case is on hold; planned again when the hold ends",
+                describe_timer(timer.kind)
+            ),
+            event: None,
+        });
+        return Decision::save(case);
+    }
     let attempt = match timer.kind {
         TimerKind::Retry { attempt } => attempt,
         TimerKind::Nudge { nudge, tier } => return fire_nudge(policy, case, nudge, tier, timer.at),
+        TimerKind::Decide => return decide_end(policy, case, timer.at),
+        TimerKind::Resume => {
+            return Decision {
+                case: Some(case),
+                actions: vec![Action::Resume],
+                refused: None,
+            };
+        }
     };
     case.next_attempt_at = None;
     let card = case.card.clone().map(|c| (c, others(&case, attempt, card)));
@@ -424,7 +513,195 @@ fn on_timer(
     Decision {
         case: Some(case),
         actions: vec![Action::Retry { attempt }],
+        refused: None,
     }
+}
+
+fn describe_timer(kind: TimerKind) -> String {
+    match kind {
+        TimerKind::Retry { attempt } => format!("retry (attempt {attempt})"),
+        TimerKind::Nudge { nudge, tier } => format!("nudge {} tier {tier}", nudge.as_str()),
+        TimerKind::Decide => "the end decision".to_owned(),
+        TimerKind::Resume => "resuming collection".to_owned(),
+    }
+}
+
+/// Dunning ran out: the policy's end decision is made and recorded, and handed to the worker to
+/// carry out in Stripe; its result is saved with it.
+fn decide_end(policy: &Policy, mut case: Case, at: Timestamp) -> Decision {
+    let retried = case.decision.is_some();
+    let (end, decision) = ending::decision(policy, &case, at);
+    let detail = format!(
+        "{}: {} — {}; {}",
+        end.action().as_str(),
+        end.how(),
+        decision.rule,
+        decision.reason
+    );
+    let what = if retried {
+        "decision tried again"
+    } else {
+        "decision made"
+    };
+    // Leaving an invoice past due changes nothing in Stripe; the worker answers it without a call.
+    let actions = vec![Action::End(end)];
+    case.decision = Some(decision);
+    case.record(Entry {
+        at,
+        what: what.to_owned(),
+        detail,
+        event: None,
+    });
+    Decision {
+        case: Some(case),
+        actions,
+        refused: None,
+    }
+}
+
+/// What carrying out the decision came to: the case is `paused` or `canceled` (or closed, for an
+/// invoice written off); a decision Stripe's state overtook is recorded and nothing else done.
+fn on_ended(policy: &Policy, case: &Case, at: Timestamp, result: &EndResult) -> Decision {
+    let Some(decision) = case
+        .decision
+        .as_ref()
+        .filter(|d| d.outcome == DecisionOutcome::UnderWay)
+    else {
+        return Decision::unchanged();
+    };
+    let mut next = case.clone();
+    let mut decision = decision.clone();
+    let (what, detail) = match result {
+        EndResult::Done { already } => {
+            decision.outcome = if *already {
+                DecisionOutcome::FoundDone
+            } else {
+                DecisionOutcome::CarriedOut
+            };
+            match decision.action {
+                EndAction::Pause => next.state = State::Paused,
+                EndAction::Cancel => next.state = State::Canceled,
+                EndAction::MarkUncollectible => {
+                    next.closure.get_or_insert(Closure {
+                        at,
+                        reason: "marked uncollectible by recoup's decision".to_owned(),
+                    });
+                }
+                EndAction::LeavePastDue => {
+                    next.closure.get_or_insert(Closure {
+                        at,
+                        reason: "left past due by recoup's decision: dunning is over".to_owned(),
+                    });
+                }
+            }
+            let how = if *already {
+                "Stripe already showed it (an earlier try of this decision, or the dashboard)"
+            } else {
+                "done in Stripe"
+            };
+            ("decision carried out", format!("{}: {how}", decision.how))
+        }
+        EndResult::NotOpen { status } => {
+            decision.outcome = DecisionOutcome::NotCarriedOut;
+            decision.note = Some(format!("the invoice is {status} in Stripe"));
+            if status == "paid" {
+                next.paid_at = Some(next.paid_at.map_or(at, |p| p.min(at)));
+            } else {
+                next.closure.get_or_insert(Closure {
+                    at,
+                    reason: format!("invoice is {status} in Stripe"),
+                });
+            }
+            (
+                "decision not carried out",
+                format!("read right before acting: the invoice is {status}; nothing changed"),
+            )
+        }
+        EndResult::Changed { now } => {
+            decision.outcome = DecisionOutcome::NotCarriedOut;
+            decision.note = Some(now.clone());
+            next.closure.get_or_insert(Closure {
+                at,
+                reason: format!("{now}: recoup leaves the subscription as it is"),
+            });
+            (
+                "decision not carried out",
+                format!("read right before acting: {now}; recoup leaves it as it is"),
+            )
+        }
+        EndResult::Failed { error } => {
+            decision.outcome = DecisionOutcome::Failed;
+            decision.note = Some(error.clone());
+            decision.at = at;
+            (
+                "decision failed",
+                format!(
+                    "{error}; tried again {} later with the same idempotency key",
+                    plan::human(ending::AFTER_ERROR)
+                ),
+            )
+        }
+    };
+    next.decision = Some(decision);
+    settle(&mut next);
+    let (planned, actions) = replan(policy, &mut next, at);
+    next.record(Entry {
+        at,
+        what: what.to_owned(),
+        detail: detail + &planned,
+        event: None,
+    });
+    Decision {
+        case: Some(next),
+        actions,
+        refused: None,
+    }
+}
+
+/// What resuming the paused collection came to.
+fn on_resumed(case: &Case, at: Timestamp, result: &EndResult) -> Decision {
+    let settled = case
+        .resumption
+        .as_ref()
+        .is_some_and(|r| r.outcome != DecisionOutcome::Failed);
+    if settled {
+        return Decision::unchanged();
+    }
+    let mut next = case.clone();
+    let (outcome, note, detail) = match result {
+        EndResult::Done { .. } => (
+            DecisionOutcome::CarriedOut,
+            None,
+            "collection resumed in Stripe (pause_collection cleared)".to_owned(),
+        ),
+        EndResult::NotOpen { status } | EndResult::Changed { now: status } => (
+            DecisionOutcome::NotCarriedOut,
+            Some(status.clone()),
+            format!("not resumed: {status}"),
+        ),
+        EndResult::Failed { error } => (
+            DecisionOutcome::Failed,
+            Some(error.clone()),
+            format!(
+                "{error}; tried again {} later",
+                plan::human(ending::AFTER_ERROR)
+            ),
+        ),
+    };
+    let what = match outcome {
+        DecisionOutcome::Failed => "collection not resumed yet",
+        DecisionOutcome::NotCarriedOut => "collection left as it is",
+        _ => "collection resumed",
+    };
+    next.resumption = Some(Resumption { at, outcome, note });
+    plan_resume(&mut next);
+    next.record(Entry {
+        at,
+        what: what.to_owned(),
+        detail,
+        event: None,
+    });
+    Decision::save(next)
 }
 
 /// A nudge came due: it is marked as sent before it goes out (so no redo sends it twice), and the
@@ -437,7 +714,7 @@ fn fire_nudge(
     at: Timestamp,
 ) -> Decision {
     case.nudged.push(Nudged { kind, tier, at });
-    let next = plan_nudge(policy, &mut case);
+    let next = plan_nudge(policy, &mut case) + &plan_decision(policy, &mut case);
     case.record(Entry {
         at,
         what: "nudge due".to_owned(),
@@ -447,6 +724,7 @@ fn fire_nudge(
     Decision {
         case: Some(case),
         actions: vec![Action::Nudge { kind, tier }],
+        refused: None,
     }
 }
 
@@ -515,7 +793,7 @@ fn on_nudge_held(
     let mut case = case.clone();
     let held_at = case.nudged.remove(position).at;
     case.nudges_held_until = Some(until);
-    let next = plan_nudge(policy, &mut case);
+    let next = plan_nudge(policy, &mut case) + &plan_decision(policy, &mut case);
     case.record(Entry {
         at: held_at,
         what: "nudge held back".to_owned(),
@@ -625,6 +903,11 @@ fn open(
             .metadata
             .get("contact_window")
             .and_then(|w| nudge::contact_window(w)),
+        holds: Vec::new(),
+        held_state: None,
+        retry_requested: None,
+        lost_dispute: None,
+        resumption: None,
         nudges_held_until: None,
         segment: policy
             .segment_for(invoice, customer, at)
@@ -690,7 +973,17 @@ fn record_attempt(
 /// Keeps exactly one pending retry, the plan's next, while the case is retrying, and none otherwise;
 /// the plan depends on the facts, not on their arrival order. Returns what to add to the timeline.
 fn plan_retry(policy: &Policy, case: &mut Case) -> String {
-    let next = (case.state == State::Retrying).then(|| policy.plan_for(case).next_retry(case));
+    let next = match case.state {
+        State::Retrying => Some(policy.plan_for(case).next_retry(case)),
+        // A paused customer's new card (or support's request) is tried; nothing else is.
+        State::Paused => policy
+            .plan_for(case)
+            .next_retry(case)
+            .ok()
+            .filter(|next| next.prompted)
+            .map(Ok),
+        _ => None,
+    };
     let before = case.timers.iter().find(|t| is_retry(t)).cloned();
     case.timers.retain(|t| !is_retry(t));
     case.next_attempt_at = None;
@@ -727,8 +1020,14 @@ fn is_retry(timer: &Timer) -> bool {
 /// once a customer who heard from recoup has paid. Returns what to add to the timeline, and the
 /// actions.
 fn replan(policy: &Policy, case: &mut Case, at: Timestamp) -> (String, Vec<Action>) {
+    // A held case keeps its timers; the plan is made again when the hold ends.
+    if case.state == State::OnHold {
+        return (String::new(), Vec::new());
+    }
     let mut note = plan_retry(policy, case);
     note += &plan_nudge(policy, case);
+    note += &plan_decision(policy, case);
+    plan_resume(case);
     let mut actions = Vec::new();
     let heard = case.nudged.iter().any(|n| n.kind != NudgeKind::Recovered);
     if case.state == State::Recovered && heard && !case.has_nudged(NudgeKind::Recovered, 1) {
@@ -744,6 +1043,52 @@ fn replan(policy: &Policy, case: &mut Case, at: Timestamp) -> (String, Vec<Actio
         note += "; thank-you sent";
     }
     (note, actions)
+}
+
+/// Keeps one pending decision timer while the end decision is due (or due again after a failed
+/// call), and none otherwise.
+fn plan_decision(policy: &Policy, case: &mut Case) -> String {
+    let due = ending::due(policy, case);
+    let before = case
+        .timers
+        .iter()
+        .find(|t| t.kind == TimerKind::Decide)
+        .copied();
+    case.timers.retain(|t| t.kind != TimerKind::Decide);
+    let Some(at) = due else {
+        return String::new();
+    };
+    let timer = Timer {
+        at,
+        kind: TimerKind::Decide,
+    };
+    case.timers.push(timer);
+    if before == Some(timer) || case.decision.is_some() {
+        return String::new();
+    }
+    let (end, rule, _) = ending::choose(policy, case);
+    format!("; decision due {at}: {} ({rule})", end.action().as_str())
+}
+
+/// Keeps a timer to resume the collection recoup paused, once the invoice is paid.
+fn plan_resume(case: &mut Case) {
+    case.timers.retain(|t| t.kind != TimerKind::Resume);
+    let paused_by_recoup = case
+        .decision
+        .as_ref()
+        .is_some_and(|d| d.action == EndAction::Pause && d.outcome.done());
+    if case.state != State::Recovered || !paused_by_recoup || case.subscription_id.is_none() {
+        return;
+    }
+    let at = match &case.resumption {
+        None => case.paid_at.unwrap_or(case.opened_at),
+        Some(r) if r.outcome == DecisionOutcome::Failed => r.at + ending::AFTER_ERROR,
+        Some(_) => return,
+    };
+    case.timers.push(Timer {
+        at,
+        kind: TimerKind::Resume,
+    });
 }
 
 /// Keeps exactly one pending nudge, the plan's next, and none once nothing more is due.

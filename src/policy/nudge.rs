@@ -124,6 +124,16 @@ impl NudgePlan {
         Some((*step, timing::into_window(wanted, &zone, window)))
     }
 
+    /// Whether the plan will still send the case a final notice: it has one not sent yet, and the
+    /// per-case cap leaves room for it.
+    pub fn will_send_final_notice(&self, case: &Case) -> bool {
+        self.spent(case) < self.per_case
+            && self
+                .steps
+                .iter()
+                .any(|s| s.kind == NudgeKind::FinalNotice && !case.has_nudged(s.kind, s.tier))
+    }
+
     /// Nudges that count toward the per-case cap: all but the thank-you.
     fn spent(&self, case: &Case) -> u32 {
         let spent = case

@@ -77,6 +77,9 @@ pub struct NextRetry {
     pub attempt: u32,
     /// The plan's reasoning, for the timeline: which gap, which window, which payday.
     pub why: String,
+    /// Whether someone prompted it (the customer's new card, support's request) rather than the
+    /// schedule: the only retries a paused case gets.
+    pub prompted: bool,
 }
 
 impl Plan {
@@ -112,6 +115,7 @@ impl Plan {
             return Ok(NextRetry {
                 at,
                 attempt: last.number,
+                prompted: false,
                 why: format!(
                     "attempt {} reached no result: made again {} later with the same idempotency \
                      key, in the customer's daytime",
@@ -129,10 +133,19 @@ impl Plan {
             ));
         }
         let (tried, tried_at) = under_way.map_or((last.number, last.at), |r| (r.attempt, r.at));
+        if let Some(asked) = case.retry_requested.as_ref().filter(|r| r.at > tried_at) {
+            return Ok(NextRetry {
+                at: asked.at,
+                attempt,
+                prompted: true,
+                why: format!("support ({}) asked for it: {}", asked.by, asked.reason),
+            });
+        }
         if let Some(card) = case.new_payment_method.as_ref().filter(|c| c.at > tried_at) {
             return Ok(NextRetry {
                 at: card.at + self.after_new_card,
                 attempt,
+                prompted: true,
                 why: format!(
                     "the customer's new payment method {} arrived after attempt {tried}: tried {} \
                      later",
@@ -140,6 +153,12 @@ impl Plan {
                     human(self.after_new_card)
                 ),
             });
+        }
+        if super::ending::card_stopped(case) {
+            return Err(
+                "the customer won a dispute on this card: it is not charged again; a new card is"
+                    .to_owned(),
+            );
         }
         if let Some(retry) = under_way {
             return Err(format!(
@@ -207,6 +226,7 @@ impl Plan {
         Ok(NextRetry {
             at,
             attempt,
+            prompted: false,
             why: format!(
                 "retry {} of {} for {} decline: {} after attempt {}, {when} \
                  ({:02}:00–{:02}:00 {})",

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use jiff::{Timestamp, Unit};
 
-use super::{NudgePlan, Plan};
+use super::{EndPlan, NudgePlan, Plan};
 use crate::webhook::event::Invoice;
 
 /// What Stripe shows of a failed invoice's customer when the case opens, and how often recoup has
@@ -58,6 +58,8 @@ pub struct Segment {
     pub plan: Plan,
     /// The segment's own nudges (`[segment.nudges]`, over the policy's `[nudges]`).
     pub nudges: NudgePlan,
+    /// What happens when dunning runs out (`[segment.end]`, over the policy's `[end]`).
+    pub ending: EndPlan,
 }
 
 /// What an invoice must have to be in a segment; every condition given must hold, an absent one

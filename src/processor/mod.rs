@@ -1,14 +1,17 @@
 //! The payment processor: the one part of recoup that moves money.
 //!
 //! The worker asks a [`Processor`] to charge an invoice for a given attempt, for the decline
-//! details of a failed payment Stripe made itself, for what Stripe shows of a customer, and for the
-//! link that lets a customer fix a payment. Everything it answers is plain policy data ([`ChargeResult`],
-//! [`Declined`], [`CustomerFacts`]) that goes back into `decide`; nothing here decides.
+//! details of a failed payment Stripe made itself, for what Stripe shows of a customer, for the
+//! link that lets a customer fix a payment, to carry out an end decision (pause, cancel, write off)
+//! and resume a paused collection, and for the customer of a disputed charge. Everything it answers
+//! is plain policy data ([`ChargeResult`], [`Declined`], [`CustomerFacts`], [`EndResult`]) that goes
+//! back into `decide`; nothing here decides.
 //!
-//! Never charging twice rests on one rule: every try of one attempt carries the same
-//! [`idempotency_key`], and different attempts different keys. A worker that dies between the call
-//! and saving its result leaves the timer in the case; the attempt is made again with the same key,
-//! and Stripe answers with the result it stored the first time instead of charging again.
+//! Never charging (or cancelling) twice rests on one rule: every try of one change carries the same
+//! idempotency key — [`idempotency_key`] per attempt, [`decision_key`] per decision,
+//! [`resume_key`] per resumption — and different changes different keys. A worker that dies
+//! between the call and saving its result leaves the timer in the case; the change is made again
+//! with the same key, and Stripe answers with the result it stored the first time.
 //!
 //! [`stripe::Stripe`] is the real one. Tests point it at a fake Stripe server through
 //! `STRIPE_API_BASE`; benchmarks and the demo bring processors of their own.
@@ -17,7 +20,9 @@ pub mod stripe;
 
 use futures_util::future::BoxFuture;
 
-use crate::policy::{CardOnFile, ChargeResult, CustomerFacts, Declined};
+use crate::policy::{
+    Card, CardOnFile, ChargeResult, CustomerFacts, Declined, EndAction, EndOrder, EndResult,
+};
 
 /// Where charges go.
 pub trait Processor: Send + Sync + 'static {
@@ -57,6 +62,34 @@ pub trait Processor: Send + Sync + 'static {
         customer_id: &'a str,
         confirm: bool,
     ) -> BoxFuture<'a, Result<Option<String>, ProcessorError>>;
+
+    /// Carries out an end decision: reads the invoice and the subscription first and changes
+    /// nothing if the invoice is no longer `open` or the subscription already changed; a change
+    /// Stripe already shows exactly is `Done { already: true }`. Never fails: a call that could not
+    /// be made is [`EndResult::Failed`], for the policy to try again with the same key.
+    fn end<'a>(&'a self, order: &'a EndOrder) -> BoxFuture<'a, EndResult>;
+
+    /// Resumes the collection recoup paused (clears `pause_collection`), unless it is no longer
+    /// paused or the subscription ended.
+    fn resume<'a>(
+        &'a self,
+        invoice_id: &'a str,
+        subscription_id: &'a str,
+    ) -> BoxFuture<'a, EndResult>;
+
+    /// The customer and card of a charge (disputes name a charge, not a customer); `Ok(None)` when
+    /// Stripe has no such charge.
+    fn disputed_charge<'a>(
+        &'a self,
+        charge_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DisputedCharge>, ProcessorError>>;
+}
+
+/// What a disputed charge shows: whose it was, and on which card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisputedCharge {
+    pub customer: Option<String>,
+    pub card: Option<Card>,
 }
 
 /// A question Stripe did not answer.
@@ -75,6 +108,17 @@ pub fn idempotency_key(invoice_id: &str, attempt: u32) -> String {
     format!("recoup-{invoice_id}-attempt-{attempt}")
 }
 
+/// The `Idempotency-Key` of a case's end decision: one per invoice and action, so every try of the
+/// decision is the same request to Stripe.
+pub fn decision_key(invoice_id: &str, action: EndAction) -> String {
+    format!("recoup-{invoice_id}-decision-{}", action.as_str())
+}
+
+/// The `Idempotency-Key` of resuming the collection paused for an invoice.
+pub fn resume_key(invoice_id: &str) -> String {
+    format!("recoup-{invoice_id}-resume")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +130,15 @@ mod tests {
         assert_ne!(idempotency_key("in_1", 2), idempotency_key("in_2", 2));
         // Stripe accepts keys of up to 255 characters; invoice ids are far shorter.
         assert!(idempotency_key(&"x".repeat(200), u32::MAX).len() <= 255);
+    }
+
+    #[test]
+    fn one_key_per_decision_and_none_shared_with_attempts() {
+        let pause = decision_key("in_1", EndAction::Pause);
+        assert_eq!(pause, "recoup-in_1-decision-pause");
+        assert_ne!(pause, decision_key("in_1", EndAction::Cancel));
+        assert_ne!(pause, decision_key("in_2", EndAction::Pause));
+        assert_ne!(resume_key("in_1"), pause);
+        assert_ne!(resume_key("in_1"), idempotency_key("in_1", 1));
     }
 }

@@ -1,5 +1,12 @@
 //! Stripe, through async-stripe: read the invoice, pay it under the attempt's idempotency key, read
-//! declines from the payment intent, read a customer, and open a billing portal session.
+//! declines from the payment intent, read a customer, open a billing portal session, carry out end
+//! decisions (pause or cancel the subscription, mark the invoice uncollectible) and resume a paused
+//! collection, and read a disputed charge.
+//!
+//! Resuming is the one call async-stripe's typed builders cannot make: Stripe clears
+//! `pause_collection` when it is sent empty (`pause_collection=`), and the typed parameter is a
+//! struct that can only set it. That request goes through async-stripe's own `RequestBuilder`, with
+//! the same client, version header, idempotency key and retries as every other call.
 //!
 //! Every call is bounded by [`StripeSettings::timeout_ms`], and calls that fail for a passing reason
 //! (no answer in time, connection trouble, 409 idempotency conflicts, 429 rate limits and 5xx
@@ -18,13 +25,23 @@ use stripe::{
 };
 use stripe_billing::InvoiceStatus;
 use stripe_billing::billing_portal_session::CreateBillingPortalSession;
-use stripe_billing::invoice::{PayInvoice, RetrieveInvoice};
+use stripe_billing::invoice::{MarkUncollectibleInvoice, PayInvoice, RetrieveInvoice};
+use stripe_billing::subscription::{
+    CancelSubscription, RetrieveSubscription, UpdateSubscription,
+    UpdateSubscriptionPauseCollection, UpdateSubscriptionPauseCollectionBehavior,
+};
+use stripe_client_core::{RequestBuilder, StripeMethod};
+use stripe_core::charge::RetrieveCharge;
 use stripe_core::customer::{RetrieveCustomer, RetrieveCustomerReturned};
 use stripe_core::payment_intent::RetrievePaymentIntent;
+use stripe_shared::{Subscription, SubscriptionStatus};
 
-use super::{Processor, ProcessorError, idempotency_key};
+use super::{DisputedCharge, Processor, ProcessorError, decision_key, idempotency_key, resume_key};
 use crate::config::StripeSettings;
-use crate::policy::{Card, CardOnFile, ChargeResult, CustomerFacts, Declined};
+use crate::policy::{
+    Card, CardOnFile, ChargeResult, CustomerFacts, Declined, End, EndOrder, EndResult,
+    PauseBehavior,
+};
 
 /// The Stripe API version recoup speaks: the one async-stripe pins. The business's webhook
 /// endpoint should send events in the same version.
@@ -294,6 +311,267 @@ impl Stripe {
     }
 }
 
+impl Stripe {
+    async fn carry_out(&self, order: &EndOrder) -> EndResult {
+        let failed = |what: &str, e: &StripeError| EndResult::Failed {
+            error: format!("{what}: {}", brief(e)),
+        };
+        let invoice_id = order.invoice_id.as_str();
+        let invoice = match self
+            .call("read invoice", || async {
+                RetrieveInvoice::new(invoice_id).send(&self.client).await
+            })
+            .await
+        {
+            Ok(invoice) => invoice,
+            Err(e) => return failed("reading the invoice", &e),
+        };
+        if invoice.status != Some(InvoiceStatus::Open) {
+            return EndResult::NotOpen {
+                status: invoice
+                    .status
+                    .as_ref()
+                    .map_or("unknown", |s| s.as_str())
+                    .to_owned(),
+            };
+        }
+        let key = match IdempotencyKey::new(decision_key(invoice_id, order.end.action())) {
+            Ok(key) => RequestStrategy::Idempotent(key),
+            Err(e) => {
+                return EndResult::Failed {
+                    error: e.to_string(),
+                };
+            }
+        };
+        if let Some(subscription_id) = order.subscription_id.as_deref() {
+            let subscription = match self.subscription(subscription_id).await {
+                Ok(subscription) => subscription,
+                Err(StripeError::Stripe(_, 404)) => return gone(subscription_id),
+                Err(e) => return failed("reading the subscription", &e),
+            };
+            if let Some(settled) = compare(&subscription, order.end) {
+                return settled;
+            }
+        }
+        let sub = order.subscription_id.as_deref().unwrap_or_default();
+        let made = match order.end {
+            End::Pause { behavior, .. } => {
+                let mut pause = UpdateSubscriptionPauseCollection::new(match behavior {
+                    PauseBehavior::KeepAsDraft => {
+                        UpdateSubscriptionPauseCollectionBehavior::KeepAsDraft
+                    }
+                    PauseBehavior::MarkUncollectible => {
+                        UpdateSubscriptionPauseCollectionBehavior::MarkUncollectible
+                    }
+                    PauseBehavior::Void => UpdateSubscriptionPauseCollectionBehavior::Void,
+                });
+                pause.resumes_at = order.resumes_at.map(|at| at.as_second());
+                self.call("pause collection", || async {
+                    UpdateSubscription::new(sub)
+                        .pause_collection(pause.clone())
+                        .customize()
+                        .request_strategy(key.clone())
+                        .send(&self.client)
+                        .await
+                        .map(drop)
+                })
+                .await
+            }
+            End::Cancel {
+                at_period_end: true,
+            } => {
+                self.call("cancel at period end", || async {
+                    UpdateSubscription::new(sub)
+                        .cancel_at_period_end(true)
+                        .customize()
+                        .request_strategy(key.clone())
+                        .send(&self.client)
+                        .await
+                        .map(drop)
+                })
+                .await
+            }
+            End::Cancel {
+                at_period_end: false,
+            } => {
+                self.call("cancel subscription", || async {
+                    CancelSubscription::new(sub)
+                        .customize()
+                        .request_strategy(key.clone())
+                        .send(&self.client)
+                        .await
+                        .map(drop)
+                })
+                .await
+            }
+            End::MarkUncollectible => {
+                self.call("mark invoice uncollectible", || async {
+                    MarkUncollectibleInvoice::new(invoice_id)
+                        .customize()
+                        .request_strategy(key.clone())
+                        .send(&self.client)
+                        .await
+                        .map(drop)
+                })
+                .await
+            }
+            // Nothing to change in Stripe; the policy does not hand this one over.
+            End::LeavePastDue => Ok(()),
+        };
+        match made {
+            Ok(()) => EndResult::Done { already: false },
+            Err(e) => failed(&format!("carrying out {}", order.end.how()), &e),
+        }
+    }
+
+    async fn resume_collection(&self, invoice_id: &str, subscription_id: &str) -> EndResult {
+        let failed = |what: &str, e: &StripeError| EndResult::Failed {
+            error: format!("{what}: {}", brief(e)),
+        };
+        let subscription = match self.subscription(subscription_id).await {
+            Ok(subscription) => subscription,
+            Err(StripeError::Stripe(_, 404)) => return gone(subscription_id),
+            Err(e) => return failed("reading the subscription", &e),
+        };
+        if ended(&subscription.status) {
+            return EndResult::Changed {
+                now: format!("the subscription is {}", subscription.status.as_str()),
+            };
+        }
+        if subscription.pause_collection.is_none() {
+            return EndResult::Changed {
+                now: "collection is not paused any more (resumed in Stripe)".to_owned(),
+            };
+        }
+        let key = match IdempotencyKey::new(resume_key(invoice_id)) {
+            Ok(key) => RequestStrategy::Idempotent(key),
+            Err(e) => {
+                return EndResult::Failed {
+                    error: e.to_string(),
+                };
+            }
+        };
+        let resumed = self
+            .call("resume collection", || async {
+                RequestBuilder::new(
+                    StripeMethod::Post,
+                    format!("/subscriptions/{subscription_id}"),
+                )
+                .form(&ClearPause {
+                    pause_collection: "",
+                })
+                .customize::<Subscription>()
+                .request_strategy(key.clone())
+                .send(&self.client)
+                .await
+            })
+            .await;
+        match resumed {
+            Ok(_) => EndResult::Done { already: false },
+            Err(e) => failed("resuming collection", &e),
+        }
+    }
+
+    async fn subscription(&self, id: &str) -> Result<Subscription, StripeError> {
+        self.call("read subscription", || async {
+            RetrieveSubscription::new(id).send(&self.client).await
+        })
+        .await
+    }
+
+    async fn charge_of_dispute(
+        &self,
+        charge_id: &str,
+    ) -> Result<Option<DisputedCharge>, ProcessorError> {
+        let read = self
+            .call("read charge", || async {
+                RetrieveCharge::new(charge_id).send(&self.client).await
+            })
+            .await;
+        let charge = match read {
+            Ok(charge) => charge,
+            Err(StripeError::Stripe(_, 404)) => return Ok(None),
+            Err(e) => {
+                return Err(ProcessorError {
+                    message: format!("reading the disputed charge: {}", brief(&e)),
+                    passing: is_passing(&e),
+                });
+            }
+        };
+        let card = charge
+            .payment_method_details
+            .and_then(|details| details.card)
+            .and_then(|card| {
+                Some(Card {
+                    fingerprint: card.fingerprint?,
+                    brand: card.brand?,
+                })
+            });
+        Ok(Some(DisputedCharge {
+            customer: charge.customer.map(|c| c.id().as_str().to_owned()),
+            card,
+        }))
+    }
+}
+
+/// The form that resumes collection: `pause_collection=`, Stripe's way of unsetting a parameter.
+#[derive(serde::Serialize)]
+struct ClearPause {
+    pause_collection: &'static str,
+}
+
+/// A subscription Stripe does not know (any more): nothing to change.
+fn gone(subscription_id: &str) -> EndResult {
+    EndResult::Changed {
+        now: format!("subscription {subscription_id} does not exist in Stripe"),
+    }
+}
+
+/// Whether a subscription has ended.
+fn ended(status: &SubscriptionStatus) -> bool {
+    matches!(
+        status,
+        SubscriptionStatus::Canceled | SubscriptionStatus::IncompleteExpired
+    )
+}
+
+/// What the subscription as Stripe shows it means for a decision about to be carried out: `None`
+/// to go ahead; the decision's own change already there; or a change someone else made, which
+/// recoup leaves alone.
+fn compare(subscription: &Subscription, end: End) -> Option<EndResult> {
+    let done = Some(EndResult::Done { already: true });
+    let changed = |now: String| Some(EndResult::Changed { now });
+    if ended(&subscription.status) {
+        return match end {
+            End::Cancel {
+                at_period_end: false,
+            } => done,
+            _ => changed(format!(
+                "the subscription is already {}",
+                subscription.status.as_str()
+            )),
+        };
+    }
+    if let Some(pause) = &subscription.pause_collection {
+        return match end {
+            End::Pause { behavior, .. } if pause.behavior.as_str() == behavior.as_str() => done,
+            _ => changed(format!(
+                "collection is already paused in Stripe ({})",
+                pause.behavior.as_str()
+            )),
+        };
+    }
+    if subscription.cancel_at_period_end || subscription.cancel_at.is_some() {
+        return match end {
+            End::Cancel {
+                at_period_end: true,
+            } if subscription.cancel_at_period_end => done,
+            _ => changed("the subscription is already set to cancel".to_owned()),
+        };
+    }
+    None
+}
+
 impl Processor for Stripe {
     fn charge<'a>(&'a self, invoice_id: &'a str, attempt: u32) -> BoxFuture<'a, ChargeResult> {
         Box::pin(self.charge_invoice(invoice_id, attempt))
@@ -328,6 +606,25 @@ impl Processor for Stripe {
         confirm: bool,
     ) -> BoxFuture<'a, Result<Option<String>, ProcessorError>> {
         Box::pin(self.link(invoice_id, customer_id, confirm))
+    }
+
+    fn end<'a>(&'a self, order: &'a EndOrder) -> BoxFuture<'a, EndResult> {
+        Box::pin(self.carry_out(order))
+    }
+
+    fn resume<'a>(
+        &'a self,
+        invoice_id: &'a str,
+        subscription_id: &'a str,
+    ) -> BoxFuture<'a, EndResult> {
+        Box::pin(self.resume_collection(invoice_id, subscription_id))
+    }
+
+    fn disputed_charge<'a>(
+        &'a self,
+        charge_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DisputedCharge>, ProcessorError>> {
+        Box::pin(self.charge_of_dispute(charge_id))
     }
 }
 

@@ -156,6 +156,7 @@ async fn nudge_once<S: Store>(
         currency: &currency,
         zone: &zone,
         next_attempt: None,
+        consequence: "",
         consequence_at: None,
         card: card.describe(),
         channels: &worker.policy.nudges.channels,

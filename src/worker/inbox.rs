@@ -9,7 +9,7 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use super::{ApplyError, Inputs, Worker, expiring, note_try, nudges, store_backoff};
 use crate::policy::budget::Try;
-use crate::policy::{Case, Charge, ChargeResult, Input, Outcome};
+use crate::policy::{Card, Case, Charge, ChargeResult, Input, Outcome, State};
 use crate::store::{Failure, InboxEntry, Store, StoreError};
 use crate::telemetry::metric;
 use crate::webhook::event::{Event, EventKind, EventObject, Invoice};
@@ -151,6 +151,9 @@ impl Fault {
 
 async fn process<S: Store>(worker: &Worker<S>, entry: &InboxEntry) -> Result<(), Fault> {
     let event = &entry.event;
+    if let EventObject::Dispute(dispute) = &event.object {
+        return disputed(worker, event, &dispute.charge).await;
+    }
     for invoice_id in cases_touched(worker, event).await? {
         let input = input_for(worker, event, &invoice_id).await?;
         let applied = apply(worker, &invoice_id, &input).await?;
@@ -177,6 +180,43 @@ async fn process<S: Store>(worker: &Worker<S>, entry: &InboxEntry) -> Result<(),
         && invoice.next_payment_attempt.is_some()
     {
         metrics::counter!(metric::STRIPE_RETRYING).increment(1);
+    }
+    Ok(())
+}
+
+/// A dispute names a charge, not a customer: the charge is read to find the customer, and the event
+/// goes to each of their cases with the disputed card. Stripe being unreachable defers the entry; a
+/// charge Stripe does not know, or one without a customer, reaches no case.
+async fn disputed<S: Store>(worker: &Worker<S>, event: &Event, charge: &str) -> Result<(), Fault> {
+    let found = match worker.processor.disputed_charge(charge).await {
+        Ok(found) => found,
+        Err(e) if e.passing => return Err(Fault::Moment(e.message)),
+        Err(e) => {
+            tracing::warn!(charge, event = %event.id, "disputed charge not read: {e}");
+            return Ok(());
+        }
+    };
+    let Some((customer, card)) = found.and_then(|c| Some((c.customer?, c.card))) else {
+        tracing::info!(charge, event = %event.id, "the disputed charge has no customer recoup can find");
+        return Ok(());
+    };
+    let cases = worker
+        .store
+        .cases_of_customer(&customer)
+        .await
+        .map_err(Fault::from_store)?;
+    let input = Input::Dispute {
+        event: Box::new(event.clone()),
+        card: card.map(|c| Card {
+            fingerprint: c.fingerprint,
+            brand: c.brand,
+        }),
+    };
+    for case in cases {
+        let applied = apply(worker, &case.invoice_id, &input).await?;
+        if applied.case.is_some() && event.kind == EventKind::ChargeDisputeCreated {
+            metrics::counter!(metric::HOLDS, "by" => "dispute").increment(1);
+        }
     }
     Ok(())
 }
@@ -304,11 +344,19 @@ async fn learn_decline<S: Store>(
 }
 
 /// The cases an event is for: an invoice event's own case; a payment method's or a customer's
-/// every open case of that customer. Other events reach no case yet. Applying an
+/// every open (or paused) case of that customer; a subscription's every case of it. Applying an
 /// event twice to a case changes nothing, so a redo after a partial failure is harmless.
 async fn cases_touched<S: Store>(worker: &Worker<S>, event: &Event) -> Result<Vec<String>, Fault> {
     let customer = match &event.object {
         EventObject::Invoice(invoice) => return Ok(invoice.id.iter().cloned().collect()),
+        EventObject::Subscription(subscription) => {
+            let cases = worker
+                .store
+                .cases_of_subscription(&subscription.id)
+                .await
+                .map_err(Fault::from_store)?;
+            return Ok(cases.into_iter().map(|case| case.invoice_id).collect());
+        }
         EventObject::PaymentMethod(pm) => pm.customer.as_deref(),
         EventObject::Customer(customer) => Some(customer.id.as_str()),
         _ => None,
@@ -323,7 +371,7 @@ async fn cases_touched<S: Store>(worker: &Worker<S>, event: &Event) -> Result<Ve
         .map_err(Fault::from_store)?;
     Ok(cases
         .into_iter()
-        .filter(|case| !case.state.is_final())
+        .filter(|case| !case.state.is_final() || case.state == State::Paused)
         .map(|case| case.invoice_id)
         .collect())
 }

@@ -12,9 +12,9 @@
 //! it again on fresh state, so concurrent inputs for one case never overwrite each other.
 //!
 //! A due retry is charged *before* its case is saved, and the result saved with the timer's removal
-//! in one write. A worker that dies in between leaves the timer in the case: it fires again after
-//! the lease, as the same attempt with the same idempotency key, and Stripe answers what it answered
-//! the first time. Before the charge, the try is written to the card's history (compare-and-set
+//! in one write; so are an end decision (pause, cancel, write off) and resuming a paused collection.
+//! A worker that dies in between leaves the timer in the case: it fires again after the lease, as
+//! the same call with the same idempotency key, and Stripe answers what it answered the first time. Before the charge, the try is written to the card's history (compare-and-set
 //! too), so two workers charging one card for different invoices cannot both spend the last try
 //! a network allows. Within one process, inputs for the same case also take turns
 //! ([`locks`]): compare-and-set keeps them correct, taking turns keeps a burst of events for one
@@ -43,7 +43,9 @@ use crate::clock::Clock;
 use crate::config::WorkerSettings;
 use crate::notify::Notifier;
 use crate::policy::budget::{self, CardHistory, Try};
-use crate::policy::{Action, Case, Charge, ChargeResult, Input, Policy, decide};
+use crate::policy::{
+    Action, Case, Charge, ChargeResult, End, EndOrder, EndResult, Input, Policy, decide,
+};
 use crate::processor::Processor;
 use crate::store::{Saved, Store, StoreError};
 use crate::telemetry::metric;
@@ -71,6 +73,8 @@ pub struct Applied {
     /// The case as saved, or `None` when the input changed nothing.
     pub case: Option<Case>,
     pub actions: Vec<Action>,
+    /// Why the policy refused a support action (nothing was saved).
+    pub refused: Option<String>,
 }
 
 /// Why an input could not be applied; the entry or timer stays claimed and comes back.
@@ -183,7 +187,7 @@ impl<S: Store> Worker<S> {
         let engine = Engine {
             store: &self.store,
             policy: &self.policy,
-            processor: self.processor.as_ref(),
+            processor: Some(self.processor.as_ref()),
             clock: &self.clock,
         };
         engine.apply(invoice_id, inputs).await
@@ -203,14 +207,24 @@ pub enum Inputs<'a> {
 pub struct Engine<'a, S> {
     pub store: &'a S,
     pub policy: &'a Policy,
-    pub processor: &'a dyn Processor,
+    /// `None` where no Stripe call is made: the support API's inputs only plan them (a support
+    /// retry is a timer due now, which a worker fires).
+    pub processor: Option<&'a dyn Processor>,
     pub clock: &'a Clock<S>,
+}
+
+/// A Stripe call made for an action, and its result as the input that feeds it back.
+struct Made {
+    action: Action,
+    input: Input,
+    at: Timestamp,
 }
 
 /// A decision on a case before anything is charged or saved.
 struct Decided {
     case: Option<Case>,
     actions: Vec<Action>,
+    refused: Option<String>,
     /// When each fired timer was due.
     fired: Vec<Timestamp>,
     /// The case's card history as the decision saw it, when the case names its card.
@@ -248,6 +262,7 @@ impl<S: Store> Engine<'_, S> {
                     Decided {
                         case: decision.case,
                         actions: decision.actions,
+                        refused: decision.refused,
                         fired: Vec::new(),
                         card: None,
                     }
@@ -258,6 +273,7 @@ impl<S: Store> Engine<'_, S> {
                         return Ok(Applied {
                             case: None,
                             actions: Vec::new(),
+                            refused: None,
                         });
                     }
                 },
@@ -266,19 +282,23 @@ impl<S: Store> Engine<'_, S> {
                 return Ok(Applied {
                     case: None,
                     actions: decided.actions,
+                    refused: decided.refused,
                 });
             };
             let charged = self
-                .charge(case, &decided.actions, decided.card, &mut made)
+                .carry_out(case, &decided.actions, decided.card, &mut made)
                 .await?;
-            if let Some(mut case) = charged {
+            if let Some((mut case, then)) = charged {
                 match self.store.save_case(&case).await? {
                     Saved::Saved { version } => {
                         case.version = version;
                         record_firings(&decided.fired, now);
+                        let mut actions = decided.actions;
+                        actions.extend(then);
                         return Ok(Applied {
                             case: Some(case),
-                            actions: decided.actions,
+                            actions,
+                            refused: None,
                         });
                     }
                     Saved::Conflict => {}
@@ -320,82 +340,150 @@ impl<S: Store> Engine<'_, S> {
         Ok(Decided {
             case: Some(current),
             actions,
+            refused: None,
             fired,
             card,
         })
     }
 
-    /// Makes the charges `actions` ask for and feeds each result back into the case. Each try is
-    /// first written to the card's history; `None` when another worker changed that history since
-    /// the decision read it (the decision is then made again). A charge already `made` by an earlier
-    /// round of this apply (whose save met a conflict) is not made again: its result is fed into the
-    /// fresh case, whether or not that case still asks for it, so no result is lost to a conflict.
-    async fn charge(
+    /// Makes the Stripe calls `actions` ask for — charges, the end decision, resuming collection —
+    /// and feeds each result back into the case, with the actions the results ask for (the
+    /// thank-you after a paid retry). `None` when another worker changed the card's history since
+    /// the decision read it (the decision is then made again). A call already `made`
+    /// by an earlier round of this apply (whose save met a conflict) is not made again: its result
+    /// is fed into the fresh case, whether or not that case still asks for it, so no result is lost
+    /// to a conflict.
+    async fn carry_out(
         &self,
         mut case: Case,
         actions: &[Action],
         mut card: Option<CardHistory>,
-        made: &mut Vec<Charge>,
-    ) -> Result<Option<Case>, ApplyError> {
-        let rules = &self.policy.networks;
-        let retries = actions.iter().filter_map(|action| match *action {
-            Action::Retry { attempt } => Some(attempt),
-            Action::Nudge { .. } => None,
-        });
-        for attempt in retries {
-            if made.iter().any(|c| c.attempt == attempt) {
+        made: &mut Vec<Made>,
+    ) -> Result<Option<(Case, Vec<Action>)>, ApplyError> {
+        let Some(processor) = self.processor else {
+            return Ok(Some((case, Vec::new())));
+        };
+        for &action in actions {
+            if made.iter().any(|m| m.action == action) {
                 continue;
             }
-            let now = self.clock.now().await?;
-            let invoice_id = case.invoice_id.clone();
-            let tried = |at, declined| Try {
-                at,
-                invoice_id: invoice_id.clone(),
-                attempt,
-                declined,
-            };
-            if let Some(card) = card.as_mut()
-                && card.record(tried(now, true), rules, now)
-            {
-                match self.store.save_card(card, CardHistory::keep(rules)).await? {
-                    Saved::Saved { version } => card.version = version,
-                    Saved::Conflict => return Ok(None),
+            let input = match action {
+                Action::Retry { attempt } => {
+                    match self
+                        .charge(processor, &case, attempt, card.as_mut())
+                        .await?
+                    {
+                        Some(charge) => Input::Charge(Box::new(charge)),
+                        None => return Ok(None),
+                    }
                 }
-            }
-            metrics::counter!(metric::ACTIONS, "action" => "retry").increment(1);
-            let result = self.processor.charge(&case.invoice_id, attempt).await;
-            metrics::counter!(metric::CHARGES, "result" => result.as_str()).increment(1);
-            tracing::info!(invoice = %case.invoice_id, attempt, result = result.as_str(), "charge attempt");
-            // The try is recorded on the card it was made on (the decline names it; otherwise the
-            // one reserved), unless the reservation already says all there is to say.
-            let reserved = card.as_ref().map(|c| c.fingerprint.as_str());
-            let declined_on = match &result {
-                ChargeResult::Declined(d) => d.card.as_ref().map(|c| c.fingerprint.as_str()),
-                _ => None,
+                Action::End(end) => {
+                    metrics::counter!(metric::ACTIONS, "action" => end.action().as_str())
+                        .increment(1);
+                    let result = match end {
+                        End::LeavePastDue => EndResult::Done { already: false },
+                        _ => {
+                            let order = EndOrder {
+                                invoice_id: case.invoice_id.clone(),
+                                subscription_id: case.subscription_id.clone(),
+                                end,
+                                resumes_at: case.decision.as_ref().and_then(|d| d.resumes_at),
+                            };
+                            processor.end(&order).await
+                        }
+                    };
+                    metrics::counter!(metric::DECISIONS, "action" => end.action().as_str(), "result" => result.as_str()).increment(1);
+                    tracing::info!(invoice = %case.invoice_id, action = end.action().as_str(), result = result.as_str(), "end decision");
+                    Input::Ended {
+                        at: self.clock.now().await?,
+                        result,
+                    }
+                }
+                Action::Resume => {
+                    let Some(subscription) = case.subscription_id.as_deref() else {
+                        continue;
+                    };
+                    metrics::counter!(metric::ACTIONS, "action" => "resume").increment(1);
+                    let result = processor.resume(&case.invoice_id, subscription).await;
+                    metrics::counter!(metric::RESUMPTIONS, "result" => result.as_str())
+                        .increment(1);
+                    Input::Resumed {
+                        at: self.clock.now().await?,
+                        result,
+                    }
+                }
+                Action::Nudge { .. } => continue,
             };
-            let noted = match &result {
-                ChargeResult::Paid => reserved,
-                ChargeResult::Declined(_) => declined_on.filter(|&on| Some(on) != reserved),
-                ChargeResult::NotOpen { .. } | ChargeResult::Failed { .. } => None,
+            let at = match &input {
+                Input::Charge(charge) => charge.at,
+                Input::Ended { at, .. } | Input::Resumed { at, .. } => *at,
+                _ => self.clock.now().await?,
             };
-            if let Some(fingerprint) = noted {
-                let declined = !matches!(result, ChargeResult::Paid);
-                note_try(self.store, rules, fingerprint, tried(now, declined)).await;
-            }
-            let at = self.clock.now().await?;
-            made.push(Charge {
-                attempt,
-                at,
-                result,
-            });
+            made.push(Made { action, input, at });
         }
-        for charge in made.iter() {
-            let input = Input::Charge(Box::new(charge.clone()));
-            if let Some(next) = decide(self.policy, Some(&case), &input, charge.at).case {
+        let mut then = Vec::new();
+        for made in made.iter() {
+            let decision = decide(self.policy, Some(&case), &made.input, made.at);
+            if let Some(next) = decision.case {
                 case = next;
+                then.extend(decision.actions);
             }
         }
-        Ok(Some(case))
+        Ok(Some((case, then)))
+    }
+
+    /// Charges attempt `attempt`, its try first written to the card's history; `None` when that
+    /// history changed under the decision.
+    async fn charge(
+        &self,
+        processor: &dyn Processor,
+        case: &Case,
+        attempt: u32,
+        card: Option<&mut CardHistory>,
+    ) -> Result<Option<Charge>, ApplyError> {
+        let rules = &self.policy.networks;
+        let now = self.clock.now().await?;
+        let invoice_id = case.invoice_id.clone();
+        let tried = |at, declined| Try {
+            at,
+            invoice_id: invoice_id.clone(),
+            attempt,
+            declined,
+        };
+        let mut card = card;
+        if let Some(card) = card.as_deref_mut()
+            && card.record(tried(now, true), rules, now)
+        {
+            match self.store.save_card(card, CardHistory::keep(rules)).await? {
+                Saved::Saved { version } => card.version = version,
+                Saved::Conflict => return Ok(None),
+            }
+        }
+        metrics::counter!(metric::ACTIONS, "action" => "retry").increment(1);
+        let result = processor.charge(&case.invoice_id, attempt).await;
+        metrics::counter!(metric::CHARGES, "result" => result.as_str()).increment(1);
+        tracing::info!(invoice = %case.invoice_id, attempt, result = result.as_str(), "charge attempt");
+        // The try is recorded on the card it was made on (the decline names it; otherwise the
+        // one reserved), unless the reservation already says all there is to say.
+        let reserved = card.as_deref().map(|c| c.fingerprint.as_str());
+        let declined_on = match &result {
+            ChargeResult::Declined(d) => d.card.as_ref().map(|c| c.fingerprint.as_str()),
+            _ => None,
+        };
+        let noted = match &result {
+            ChargeResult::Paid => reserved,
+            ChargeResult::Declined(_) => declined_on.filter(|&on| Some(on) != reserved),
+            ChargeResult::NotOpen { .. } | ChargeResult::Failed { .. } => None,
+        };
+        if let Some(fingerprint) = noted {
+            let declined = !matches!(result, ChargeResult::Paid);
+            note_try(self.store, rules, fingerprint, tried(now, declined)).await;
+        }
+        Ok(Some(Charge {
+            attempt,
+            at: self.clock.now().await?,
+            result,
+        }))
     }
 }
 
@@ -458,52 +546,9 @@ fn store_backoff() -> impl Iterator<Item = Duration> {
 
 #[cfg(test)]
 mod tests {
-    use futures_util::future::BoxFuture;
-
     use super::*;
-    use crate::policy::{CardOnFile, CustomerFacts, Declined};
-    use crate::processor::ProcessorError;
+    use crate::processor::stripe::Stripe;
     use crate::store::MemoryStore;
-
-    /// The slot tests charge nothing.
-    struct Unused;
-
-    impl Processor for Unused {
-        fn charge<'a>(&'a self, _: &'a str, _: u32) -> BoxFuture<'a, ChargeResult> {
-            unreachable!("nothing is charged here")
-        }
-
-        fn last_decline<'a>(
-            &'a self,
-            _: &'a str,
-            _: Option<&'a str>,
-        ) -> BoxFuture<'a, Result<Option<Declined>, ProcessorError>> {
-            unreachable!("nothing is looked up here")
-        }
-
-        fn customer<'a>(
-            &'a self,
-            _: &'a str,
-        ) -> BoxFuture<'a, Result<Option<CustomerFacts>, ProcessorError>> {
-            unreachable!("no customer is read here")
-        }
-
-        fn default_card<'a>(
-            &'a self,
-            _: &'a str,
-        ) -> BoxFuture<'a, Result<Option<CardOnFile>, ProcessorError>> {
-            unreachable!("no card is read here")
-        }
-
-        fn fix_link<'a>(
-            &'a self,
-            _: Option<&'a str>,
-            _: &'a str,
-            _: bool,
-        ) -> BoxFuture<'a, Result<Option<String>, ProcessorError>> {
-            unreachable!("no nudge is sent here")
-        }
-    }
 
     fn worker(concurrency: usize) -> Worker<MemoryStore> {
         let store = MemoryStore::new();
@@ -513,10 +558,13 @@ mod tests {
             ..WorkerSettings::default()
         };
         let notifier = Notifier::new(&Default::default(), &Default::default()).unwrap();
+        // The slot tests call no processor; one that would reach nothing stands in.
+        let key = secrecy::SecretString::from("sk_test_unused");
+        let processor = Stripe::new(&key, &Default::default()).unwrap();
         Worker::new(
             store,
             Policy::default(),
-            Arc::new(Unused),
+            Arc::new(processor),
             Arc::new(notifier),
             clock,
             settings,

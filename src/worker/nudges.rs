@@ -11,8 +11,8 @@
 use super::{Inputs, Worker};
 use crate::notify::templates::{Context, format_amount, format_date, format_time};
 use crate::notify::{Delivery, Nudge, Recipient};
-use crate::policy::timing;
 use crate::policy::{Action, BilledTo, Case, Channel, Input, NudgeKind, NudgeResult};
+use crate::policy::{ending, timing};
 use crate::store::Store;
 
 /// Sends every nudge among `actions` for the saved `case`.
@@ -60,7 +60,7 @@ async fn send_one<S: Store>(
             return apply(worker, case, &held).await;
         }
     }
-    let within = worker.policy.plan_for(case).within;
+    let (end, consequence_at) = ending::announced(&worker.policy, case, marked.at);
     let about = About {
         customer_id: &case.customer_id,
         invoice_id: Some(&case.invoice_id),
@@ -68,8 +68,8 @@ async fn send_one<S: Store>(
         currency: &case.currency,
         zone: &zone,
         next_attempt: case.next_attempt_at,
-        // When the retries run out, the end action follows.
-        consequence_at: case.failed_at.map(|failed| failed + within),
+        consequence: end.consequence(),
+        consequence_at: Some(consequence_at),
         card: String::new(),
         channels: &plan.channels,
         billed_to: case.billed_to.as_ref(),
@@ -94,6 +94,8 @@ pub(super) struct About<'a> {
     pub currency: &'a str,
     pub zone: &'a jiff::tz::TimeZone,
     pub next_attempt: Option<jiff::Timestamp>,
+    /// What the end decision will do (`End::consequence`) and when, for a final notice.
+    pub consequence: &'static str,
     pub consequence_at: Option<jiff::Timestamp>,
     /// The card, in words, for an expiring card's nudge.
     pub card: String,
@@ -157,7 +159,7 @@ pub(super) async fn deliver<S: Store>(
         update_url: update_url.clone().unwrap_or_default(),
         business: notifier.business().to_owned(),
         next_attempt: when(about.next_attempt, format_time),
-        consequence: "paused".to_owned(),
+        consequence: about.consequence.to_owned(),
         consequence_date: when(about.consequence_at, format_date),
         card: about.card.clone(),
     };

@@ -1,12 +1,15 @@
 //! A fake Stripe API, the one fake in the suite: recoup reaches it through async-stripe with
 //! `STRIPE_API_BASE`, exactly as it reaches Stripe.
 //!
-//! It answers the calls recoup makes — read an invoice (with its payments when asked), pay it, read
-//! a payment intent, read a customer, open a billing portal session — with Stripe's own example objects (`fixtures/stripe/`, from Stripe's OpenAPI
-//! fixtures) filled in with each invoice's state. Like Stripe, it keeps the answer to every
-//! executed pay call under its `Idempotency-Key` and replays it for a repeat of the key; injected
-//! faults (500, 429) are answered before anything executes and are not kept. Every request and every
-//! charge it made is recorded for the test to check.
+//! It answers the calls recoup makes — read an invoice (with its payments when asked), pay it or
+//! mark it uncollectible, read a payment intent, a customer or a disputed charge, open a billing
+//! portal session, and read, pause, resume, cancel at period end or cancel a subscription — with
+//! Stripe's own example objects (`fixtures/stripe/`, from Stripe's OpenAPI fixtures) filled in with
+//! the fake's own state. Like Stripe, it keeps the answer to every executed call that changes
+//! something under its `Idempotency-Key`, replays it for a repeat of the key and refuses the key for
+//! a different request; injected faults (500, 429) are answered before anything executes and are
+//! not kept. Every request (with its body) and every charge it made is recorded for the test to
+//! check.
 //!
 //! It runs on a thread and runtime of its own, so it keeps answering whatever the test's runtime is
 //! doing, and stops when dropped.
@@ -113,6 +116,38 @@ pub struct Customer {
     pub card_expires: (u32, u32),
 }
 
+/// A subscription as the fake knows it; subscriptions not added are unknown (404), as in Stripe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub customer: String,
+    /// As Stripe names it: "active", "past_due", "unpaid", "canceled", …
+    pub status: &'static str,
+    /// The pause of collection, if any: its behavior ("keep_as_draft", "mark_uncollectible",
+    /// "void") and when it ends by itself (unix seconds).
+    pub pause_collection: Option<(String, Option<i64>)>,
+    pub cancel_at_period_end: bool,
+}
+
+impl Subscription {
+    /// An active subscription, neither paused nor set to end.
+    pub fn active(customer: &str) -> Self {
+        Self {
+            customer: customer.to_owned(),
+            status: "active",
+            pause_collection: None,
+            cancel_at_period_end: false,
+        }
+    }
+}
+
+/// A charge as the fake shows it: a disputed one, whose card recoup reads.
+#[derive(Debug, Clone)]
+pub struct ChargeRecord {
+    pub customer: Option<String>,
+    pub brand: &'static str,
+    pub fingerprint: &'static str,
+}
+
 /// One request the fake received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -120,6 +155,8 @@ pub struct Request {
     pub path: String,
     pub idempotency_key: Option<String>,
     pub stripe_version: Option<String>,
+    /// The form-encoded body as sent; empty for a GET.
+    pub body: String,
 }
 
 /// One pay call the fake executed (not replayed, not faulted).
@@ -134,9 +171,16 @@ pub struct Charge {
 struct Ledger {
     invoices: HashMap<String, Invoice>,
     customers: HashMap<String, Customer>,
+    subscriptions: HashMap<String, Subscription>,
+    /// When the fake canceled each subscription (unix seconds), shown as its `canceled_at`.
+    cancellations: HashMap<String, i64>,
+    charge_records: HashMap<String, ChargeRecord>,
     pay_faults: VecDeque<u16>,
     intent_faults: VecDeque<u16>,
-    answers: HashMap<String, (StatusCode, Value)>,
+    mutation_faults: VecDeque<u16>,
+    /// Each executed answer under its `Idempotency-Key`, with the request it answered: a repeat of
+    /// the key must be the same request to be replayed.
+    answers: HashMap<String, (Request, StatusCode, Value)>,
     requests: Vec<Request>,
     charges: Vec<Charge>,
     stall: Option<Duration>,
@@ -157,8 +201,19 @@ impl FakeStripe {
         let app = Router::new()
             .route("/v1/invoices/{id}", get(read_invoice))
             .route("/v1/invoices/{id}/pay", post(pay_invoice))
+            .route(
+                "/v1/invoices/{id}/mark_uncollectible",
+                post(mark_uncollectible),
+            )
             .route("/v1/payment_intents/{id}", get(read_payment_intent))
             .route("/v1/customers/{id}", get(read_customer))
+            .route(
+                "/v1/subscriptions/{id}",
+                get(read_subscription)
+                    .post(update_subscription)
+                    .delete(cancel_subscription),
+            )
+            .route("/v1/charges/{id}", get(read_charge))
             .route("/v1/billing_portal/sessions", post(open_portal))
             .fallback(|| async {
                 stripe_error(
@@ -220,9 +275,44 @@ impl FakeStripe {
             .insert(id.to_owned(), customer);
     }
 
+    /// Adds (or replaces) a subscription, not canceled by the fake.
+    pub fn add_subscription(&self, id: &str, subscription: Subscription) {
+        let mut ledger = self.ledger.lock().unwrap();
+        ledger.cancellations.remove(id);
+        ledger.subscriptions.insert(id.to_owned(), subscription);
+    }
+
+    /// The subscription as it is now, after whatever recoup asked of it.
+    pub fn subscription(&self, id: &str) -> Option<Subscription> {
+        self.ledger.lock().unwrap().subscriptions.get(id).cloned()
+    }
+
+    pub fn add_charge(&self, id: &str, charge: ChargeRecord) {
+        self.ledger
+            .lock()
+            .unwrap()
+            .charge_records
+            .insert(id.to_owned(), charge);
+    }
+
+    /// Changes an invoice's status behind recoup's back (paid by the customer between a decision
+    /// and its call, say); an invoice not added yet is added as an open one first.
+    pub fn set_invoice_status(&self, id: &str, status: &'static str) {
+        let mut ledger = self.ledger.lock().unwrap();
+        let mut invoice = known(&mut ledger, id);
+        invoice.status = status;
+        ledger.invoices.insert(id.to_owned(), invoice);
+    }
+
     /// The next pay calls answer these statuses before anything is executed.
     pub fn fail_next_pays(&self, statuses: &[u16]) {
         self.ledger.lock().unwrap().pay_faults.extend(statuses);
+    }
+
+    /// The next subscription updates and cancellations and invoice mark_uncollectible calls answer
+    /// these statuses before anything is executed.
+    pub fn fail_next_mutations(&self, statuses: &[u16]) {
+        self.ledger.lock().unwrap().mutation_faults.extend(statuses);
     }
 
     /// The next payment intent reads answer these statuses.
@@ -237,6 +327,14 @@ impl FakeStripe {
 
     pub fn requests(&self) -> Vec<Request> {
         self.ledger.lock().unwrap().requests.clone()
+    }
+
+    /// The requests that ask for a change (every method but GET), executed or not, in order.
+    pub fn mutations(&self) -> Vec<Request> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method != "GET")
+            .collect()
     }
 
     /// The pay calls received for `invoice_id`, executed or not.
@@ -287,19 +385,82 @@ fn stripe_error(status: StatusCode, kind: &str, code: &str, message: &str) -> Re
     (status, axum::Json(body)).into_response()
 }
 
-fn note(ledger: &Shared, method: &'static str, path: String, headers: &HeaderMap) {
+/// Stripe's 404 for an object it does not have.
+fn missing(object: &str, id: &str) -> (StatusCode, Value) {
+    let message = format!("No such {object}: '{id}'");
+    let body = json!({"error": {"type": "invalid_request_error", "code": "resource_missing", "message": message}});
+    (StatusCode::NOT_FOUND, body)
+}
+
+/// The (first) value of `name` in a form-encoded body.
+fn form_value(body: &str, name: &str) -> Option<String> {
+    form_urlencoded::parse(body.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// Records the request, and hands it back for its `Idempotency-Key` to be checked.
+fn note(
+    ledger: &Shared,
+    method: &'static str,
+    path: String,
+    headers: &HeaderMap,
+    body: String,
+) -> Request {
     let header = |name: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    ledger.lock().unwrap().requests.push(Request {
+    let request = Request {
         method,
         path,
         idempotency_key: header("idempotency-key"),
         stripe_version: header("stripe-version"),
-    });
+        body,
+    };
+    ledger.lock().unwrap().requests.push(request.clone());
+    request
+}
+
+/// Stripe's answer to a repeat of a key it keeps an answer under: that answer again for the same
+/// request, a refusal for a different one (another method, path or body), which it does not execute.
+fn replay(ledger: &Ledger, request: &Request) -> Option<Response> {
+    let (first, status, body) = ledger.answers.get(request.idempotency_key.as_ref()?)?;
+    if (first.method, &first.path, &first.body) != (request.method, &request.path, &request.body) {
+        let message = "Keys for idempotent requests can only be used with the same parameters they were first used with.";
+        let body = json!({"error": {"type": "idempotency_error", "message": message}});
+        return Some((StatusCode::BAD_REQUEST, axum::Json(body)).into_response());
+    }
+    Some((*status, axum::Json(body.clone())).into_response())
+}
+
+/// Keeps an executed answer under the request's `Idempotency-Key`, if it has one.
+fn keep(ledger: &mut Ledger, request: Request, status: StatusCode, body: &Value) {
+    if let Some(key) = request.idempotency_key.clone() {
+        ledger.answers.insert(key, (request, status, body.clone()));
+    }
+}
+
+/// Answers a subscription or mark_uncollectible call as Stripe does: a repeated key is replayed
+/// (or refused), an injected fault is answered before anything executes, and whatever `execute`
+/// answers (a refusal too) is kept under the key.
+fn mutate(
+    ledger: &Shared,
+    request: Request,
+    execute: impl FnOnce(&mut Ledger) -> (StatusCode, Value),
+) -> Response {
+    let mut ledger = ledger.lock().unwrap();
+    if let Some(answer) = replay(&ledger, &request) {
+        return answer;
+    }
+    if let Some(status) = ledger.mutation_faults.pop_front() {
+        return fault(status);
+    }
+    let (status, body) = execute(&mut ledger);
+    keep(&mut ledger, request, status, &body);
+    (status, axum::Json(body)).into_response()
 }
 
 /// The invoice as Stripe shows it; an invoice the test did not set up is an open one that pays.
@@ -353,7 +514,13 @@ async fn read_invoice(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    note(&ledger, "GET", format!("/v1/invoices/{id}"), &headers);
+    note(
+        &ledger,
+        "GET",
+        format!("/v1/invoices/{id}"),
+        &headers,
+        String::new(),
+    );
     let invoice = known(&mut ledger.lock().unwrap(), &id);
     let with_payments = query.is_some_and(|q| q.contains("payments"));
     axum::Json(invoice_json(&id, &invoice, with_payments)).into_response()
@@ -369,6 +536,7 @@ async fn read_payment_intent(
         "GET",
         format!("/v1/payment_intents/{id}"),
         &headers,
+        String::new(),
     );
     if let Some(status) = ledger.lock().unwrap().intent_faults.pop_front() {
         return fault(status);
@@ -396,15 +564,16 @@ async fn read_customer(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    note(&ledger, "GET", format!("/v1/customers/{id}"), &headers);
+    note(
+        &ledger,
+        "GET",
+        format!("/v1/customers/{id}"),
+        &headers,
+        String::new(),
+    );
     let Some(customer) = ledger.lock().unwrap().customers.get(&id).cloned() else {
-        let message = format!("No such customer: '{id}'");
-        return stripe_error(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            "resource_missing",
-            &message,
-        );
+        let (status, body) = missing("customer", &id);
+        return (status, axum::Json(body)).into_response();
     };
     let mut json = template("customer");
     json["id"] = json!(id);
@@ -426,16 +595,14 @@ async fn read_customer(
 }
 
 async fn open_portal(State(ledger): State<Shared>, headers: HeaderMap, body: String) -> Response {
+    let customer = form_value(&body, "customer").unwrap_or_default();
     note(
         &ledger,
         "POST",
         "/v1/billing_portal/sessions".to_owned(),
         &headers,
+        body,
     );
-    let customer = form_urlencoded::parse(body.as_bytes())
-        .find(|(key, _)| key == "customer")
-        .map(|(_, value)| value.into_owned())
-        .unwrap_or_default();
     let mut json = template("billing_portal_session");
     json["customer"] = json!(customer);
     json["url"] = json!(format!(
@@ -448,16 +615,15 @@ async fn pay_invoice(
     State(ledger): State<Shared>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    body: String,
 ) -> Response {
-    note(&ledger, "POST", format!("/v1/invoices/{id}/pay"), &headers);
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let path = format!("/v1/invoices/{id}/pay");
+    let request = note(&ledger, "POST", path, &headers, body);
+    let key = request.idempotency_key.clone();
     let (status, body, stall) = {
         let mut ledger = ledger.lock().unwrap();
-        if let Some((status, body)) = key.as_ref().and_then(|k| ledger.answers.get(k)) {
-            return (*status, axum::Json(body.clone())).into_response();
+        if let Some(answer) = replay(&ledger, &request) {
+            return answer;
         }
         if let Some(status) = ledger.pay_faults.pop_front() {
             return fault(status);
@@ -492,13 +658,171 @@ async fn pay_invoice(
             }
         };
         ledger.invoices.insert(id.clone(), invoice);
-        if let Some(key) = &key {
-            ledger.answers.insert(key.clone(), (status, body.clone()));
-        }
+        keep(&mut ledger, request, status, &body);
         (status, body, ledger.stall)
     };
     if let Some(stall) = stall {
         tokio::time::sleep(stall).await;
     }
     (status, axum::Json(body)).into_response()
+}
+
+async fn mark_uncollectible(
+    State(ledger): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let path = format!("/v1/invoices/{id}/mark_uncollectible");
+    let request = note(&ledger, "POST", path, &headers, body);
+    mutate(&ledger, request, |ledger| {
+        let mut invoice = known(ledger, &id);
+        if invoice.status != "open" {
+            let message = format!(
+                "Invoice {id} is {}; only open invoices can be marked uncollectible.",
+                invoice.status
+            );
+            let body = json!({"error": {"type": "invalid_request_error", "code": "invoice_not_open", "message": message}});
+            return (StatusCode::BAD_REQUEST, body);
+        }
+        invoice.status = "uncollectible";
+        let json = invoice_json(&id, &invoice, false);
+        ledger.invoices.insert(id.clone(), invoice);
+        (StatusCode::OK, json)
+    })
+}
+
+/// The subscription as Stripe shows it; `canceled_at` is when the fake canceled it (a subscription
+/// added canceled keeps the example's times).
+fn subscription_json(id: &str, subscription: &Subscription, canceled_at: Option<i64>) -> Value {
+    let mut json = template("subscription");
+    json["id"] = json!(id);
+    json["customer"] = json!(subscription.customer);
+    json["status"] = json!(subscription.status);
+    json["items"]["data"][0]["subscription"] = json!(id);
+    json["items"]["url"] = json!(format!("/v1/subscription_items?subscription={id}"));
+    json["pause_collection"] = match &subscription.pause_collection {
+        Some((behavior, resumes_at)) => json!({"behavior": behavior, "resumes_at": resumes_at}),
+        None => Value::Null,
+    };
+    json["cancel_at_period_end"] = json!(subscription.cancel_at_period_end);
+    // Set to end with the period, it shows when that is.
+    json["cancel_at"] = if subscription.cancel_at_period_end {
+        json["items"]["data"][0]["current_period_end"].clone()
+    } else {
+        Value::Null
+    };
+    if subscription.status != "canceled" {
+        json["canceled_at"] = Value::Null;
+        json["ended_at"] = Value::Null;
+    } else if let Some(at) = canceled_at {
+        json["canceled_at"] = json!(at);
+        json["ended_at"] = json!(at);
+    }
+    json
+}
+
+async fn read_subscription(
+    State(ledger): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/v1/subscriptions/{id}");
+    note(&ledger, "GET", path, &headers, String::new());
+    let ledger = ledger.lock().unwrap();
+    let (status, body) = match ledger.subscriptions.get(&id) {
+        Some(subscription) => {
+            let canceled_at = ledger.cancellations.get(&id).copied();
+            (
+                StatusCode::OK,
+                subscription_json(&id, subscription, canceled_at),
+            )
+        }
+        None => missing("subscription", &id),
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+/// Pauses collection (`pause_collection[behavior]`, optionally `pause_collection[resumes_at]`),
+/// resumes it (an empty `pause_collection`, as Stripe takes it), and sets `cancel_at_period_end`;
+/// other parameters are ignored.
+async fn update_subscription(
+    State(ledger): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let path = format!("/v1/subscriptions/{id}");
+    let request = note(&ledger, "POST", path, &headers, body.clone());
+    mutate(&ledger, request, |ledger| {
+        let Some(subscription) = ledger.subscriptions.get_mut(&id) else {
+            return missing("subscription", &id);
+        };
+        if form_value(&body, "pause_collection").is_some_and(|v| v.is_empty()) {
+            subscription.pause_collection = None;
+        }
+        if let Some(behavior) = form_value(&body, "pause_collection[behavior]") {
+            let resumes_at =
+                form_value(&body, "pause_collection[resumes_at]").and_then(|t| t.parse().ok());
+            subscription.pause_collection = Some((behavior, resumes_at));
+        }
+        if let Some(flag) = form_value(&body, "cancel_at_period_end") {
+            subscription.cancel_at_period_end = flag == "true";
+        }
+        let canceled_at = ledger.cancellations.get(&id).copied();
+        (
+            StatusCode::OK,
+            subscription_json(&id, subscription, canceled_at),
+        )
+    })
+}
+
+/// Cancels at once; Stripe refuses to cancel a subscription twice.
+async fn cancel_subscription(
+    State(ledger): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let path = format!("/v1/subscriptions/{id}");
+    let request = note(&ledger, "DELETE", path, &headers, body);
+    mutate(&ledger, request, |ledger| {
+        let Some(subscription) = ledger.subscriptions.get_mut(&id) else {
+            return missing("subscription", &id);
+        };
+        if subscription.status == "canceled" {
+            let message = format!("Subscription {id} has already been canceled.");
+            let body = json!({"error": {"type": "invalid_request_error", "message": message}});
+            return (StatusCode::BAD_REQUEST, body);
+        }
+        subscription.status = "canceled";
+        let now = jiff::Timestamp::now().as_second();
+        ledger.cancellations.insert(id.clone(), now);
+        (
+            StatusCode::OK,
+            subscription_json(&id, subscription, Some(now)),
+        )
+    })
+}
+
+/// A disputed charge, as recoup reads it to learn the card behind a dispute.
+async fn read_charge(
+    State(ledger): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/v1/charges/{id}");
+    note(&ledger, "GET", path, &headers, String::new());
+    let Some(charge) = ledger.lock().unwrap().charge_records.get(&id).cloned() else {
+        let (status, body) = missing("charge", &id);
+        return (status, axum::Json(body)).into_response();
+    };
+    let mut json = template("charge");
+    json["id"] = json!(id);
+    json["customer"] = json!(charge.customer);
+    json["disputed"] = json!(true);
+    json["payment_method_details"]["card"]["brand"] = json!(charge.brand);
+    json["payment_method_details"]["card"]["fingerprint"] = json!(charge.fingerprint);
+    json["refunds"]["url"] = json!(format!("/v1/charges/{id}/refunds"));
+    axum::Json(json).into_response()
 }

@@ -1,5 +1,6 @@
 //! recoup as a user sees it: real HTTP, a real Redis per test, the real binary where it matters.
 
+mod decisions;
 mod fake_stripe;
 mod helpers;
 mod nudges;

@@ -8,7 +8,7 @@ use recoup::processor::stripe::api_version;
 use recoup::server::Role;
 use serde_json::Value;
 
-use crate::fake_stripe::{Customer, Decline, FakeStripe, Invoice, Outcome};
+use crate::fake_stripe::{Customer, Decline, FakeStripe, Invoice, Outcome, Subscription};
 use crate::helpers::{
     API_TOKENS, Recoup, RecoupProcess, TestApp, TestRedis, failure_of, invoice_event, unix_now,
     wait_until,
@@ -192,7 +192,15 @@ async fn a_hard_decline_is_never_charged_again() {
         .await;
     assert_eq!(case["decline"]["class"], "hard");
     assert_eq!(case["state"], "awaiting_customer");
-    assert_eq!(case["timers"], serde_json::json!([]));
+    assert_eq!(case["next_attempt_at"], Value::Null);
+    assert!(
+        case["timers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["kind"] == "decide"),
+        "no retry, only the end decision waits: {case}"
+    );
     assert!(
         case["timeline"]
             .to_string()
@@ -200,9 +208,14 @@ async fn a_hard_decline_is_never_charged_again() {
         "{case}"
     );
 
+    // Weeks pass without a new card: the policy's end (cancel at period end), never a charge.
+    app.stripe.add_subscription(
+        "sub_1QaZ3pB7WZ01zgkW5hJx2Lq0",
+        Subscription::active(CUSTOMER),
+    );
     app.advance_clock(60 * DAY).await;
-    let later = app.api_get(&format!("/api/v1/invoices/{invoice}")).await;
-    assert_eq!(later.json()["state"], "awaiting_customer");
+    let later = app.case_when(invoice, |c| c["state"] == "canceled").await;
+    assert_eq!(later["decision"]["how"], "cancel_at_period_end=true");
     assert!(app.stripe.pay_requests(invoice).is_empty());
     assert!(app.stripe.charges().is_empty());
 }

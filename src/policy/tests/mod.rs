@@ -18,6 +18,11 @@ fn retries_only() -> Policy {
     }
 }
 
+/// What a case's timers will do.
+fn kinds(timers: &[Timer]) -> Vec<TimerKind> {
+    timers.iter().map(|t| t.kind).collect()
+}
+
 /// A timer coming due on a case whose card is not known.
 fn due(timer: Timer) -> Input {
     Input::Timer {
@@ -187,7 +192,8 @@ fn voided_and_uncollectible_invoices_close_the_case_but_a_later_payment_recovers
 fn action_required_waits_for_the_customer_without_a_retry() {
     let case = run(&[event("invoice.payment_action_required", "evt_r", NOW, 1)]).unwrap();
     assert_eq!(case.state, State::AwaitingCustomer);
-    assert!(case.timers.is_empty());
+    // Only the end decision waits, for when no one acted (no final notice in this policy).
+    assert_eq!(kinds(&case.timers), [TimerKind::Decide]);
 }
 
 #[test]
@@ -659,6 +665,7 @@ fn a_case_opens_in_its_customers_time_zone_and_a_segment_of_their_tenure() {
         },
         plan: Plan::default(),
         nudges: NudgePlan::default(),
+        ending: EndPlan::default(),
     };
     let policy = Policy {
         segments: vec![loyal],
@@ -716,6 +723,7 @@ fn a_case_opens_in_the_first_matching_segment_and_follows_its_plan() {
             ..Plan::default()
         },
         nudges: NudgePlan::default(),
+        ending: EndPlan::default(),
     };
     let policy = Policy {
         segments: vec![
@@ -877,4 +885,5 @@ fn the_customers_own_time_zone_moves_the_planned_retry_into_their_daytime() {
 }
 
 mod charges;
+mod endings;
 mod nudges;

@@ -1,0 +1,672 @@
+//! The end of dunning through `decide`: when the decision comes and which one per segment, what a
+//! result from Stripe does to the case, the way back for a paused customer; holds by disputes,
+//! support and the dashboard; and support's retry with the rules that refuse it.
+
+use super::*;
+use crate::policy::budget::Try;
+use crate::webhook::event::{PauseCollection, Subscription};
+
+const DAY: i64 = 86_400;
+
+fn at(second: i64) -> Timestamp {
+    Timestamp::from_second(second).unwrap()
+}
+
+fn soft() -> ChargeResult {
+    ChargeResult::Declined(Declined {
+        code: Some("card_declined".into()),
+        decline_code: Some("insufficient_funds".into()),
+        card: Some(Card {
+            fingerprint: "fp_1".into(),
+            brand: "visa".into(),
+        }),
+        ..Declined::default()
+    })
+}
+
+fn hard() -> ChargeResult {
+    ChargeResult::Declined(Declined {
+        code: Some("card_declined".into()),
+        decline_code: Some("stolen_card".into()),
+        ..Declined::default()
+    })
+}
+
+/// A case opened by Stripe's failed first attempt, for a customer `tenure_months` old, on an
+/// invoice of `amount_due`, its decline read as `first`.
+fn opened(policy: &Policy, amount_due: i64, tenure_months: i64, first: ChargeResult) -> Case {
+    let Input::Event(mut event) = failed("evt_f1", NOW, 1) else {
+        unreachable!()
+    };
+    if let EventObject::Invoice(invoice) = &mut event.object {
+        invoice.amount_due = amount_due;
+    }
+    let customer = CustomerFacts {
+        created: Some(at(NOW - tenure_months * 31 * DAY)),
+        ..CustomerFacts::default()
+    };
+    let case = decide(
+        policy,
+        None,
+        &Input::Opening(event, Box::new(customer)),
+        now(),
+    )
+    .case
+    .unwrap();
+    let decline = Input::Charge(Box::new(Charge {
+        attempt: 1,
+        at: at(NOW),
+        result: first,
+    }));
+    decide(policy, Some(&case), &decline, now()).case.unwrap()
+}
+
+/// Fires the case's earliest timer at its time, answering every charge with `charged`; returns
+/// the case and what it asked for besides charges.
+fn step(policy: &Policy, case: &Case, charged: &ChargeResult) -> (Case, Vec<Action>) {
+    let timer = *case.timers.iter().min_by_key(|t| t.at).expect("a timer");
+    let decision = decide(policy, Some(case), &due(timer), timer.at);
+    let mut case = decision.case.expect("the timer changes the case");
+    let mut asked = Vec::new();
+    for action in decision.actions {
+        match action {
+            Action::Retry { attempt } => {
+                let charge = Input::Charge(Box::new(Charge {
+                    attempt,
+                    at: timer.at,
+                    result: charged.clone(),
+                }));
+                let decision = decide(policy, Some(&case), &charge, timer.at);
+                case = decision.case.unwrap();
+                asked.extend(decision.actions);
+            }
+            other => asked.push(other),
+        }
+    }
+    (case, asked)
+}
+
+/// Runs the case's timers until it asks for its end decision; returns the case and the end.
+fn run_out(policy: &Policy, mut case: Case, charged: &ChargeResult) -> (Case, End) {
+    for _ in 0..30 {
+        let (next, asked) = step(policy, &case, charged);
+        case = next;
+        if let Some(Action::End(end)) = asked.iter().find(|a| matches!(a, Action::End(_))) {
+            return (case, *end);
+        }
+    }
+    panic!("no decision in 30 timers: {:?}", case.timers)
+}
+
+fn ended(policy: &Policy, case: &Case, second: i64, result: EndResult) -> Case {
+    let input = Input::Ended {
+        at: at(second),
+        result,
+    };
+    decide(policy, Some(case), &input, at(second)).case.unwrap()
+}
+
+fn sent(case: &Case, kind: NudgeKind) -> Option<Timestamp> {
+    case.nudged.iter().find(|n| n.kind == kind).map(|n| n.at)
+}
+
+#[test]
+fn exhausted_retries_end_a_week_after_the_final_notice_by_segment() {
+    let shipped = Policy::shipped();
+    let cancel = End::Cancel {
+        at_period_end: true,
+    };
+    let pause = End::Pause {
+        behavior: PauseBehavior::KeepAsDraft,
+        resume_after: None,
+    };
+    for (amount, tenure, end, rule) in [
+        (4_900, 3, cancel, "the policy's own: retries exhausted"),
+        (
+            49_900,
+            3,
+            pause,
+            "segment \"high value\": retries exhausted",
+        ),
+        (
+            4_900,
+            30,
+            pause,
+            "segment \"long tenure\": retries exhausted",
+        ),
+    ] {
+        let case = opened(&shipped, amount, tenure, soft());
+        let (case, chosen) = run_out(&shipped, case, &soft());
+        assert_eq!(chosen, end, "{amount} after {tenure} months");
+        let attempts = case.attempts.len();
+        assert!(attempts >= 2, "retried before the end: {attempts}");
+        let notice = sent(&case, NudgeKind::FinalNotice).expect("the final notice went out");
+        let decision = case.decision.as_ref().unwrap();
+        let last = case.attempts.iter().map(|a| a.at).max().unwrap();
+        assert_eq!(
+            decision.at,
+            notice.max(last) + SignedDuration::from_hours(7 * 24)
+        );
+        assert_eq!(decision.rule, rule);
+        assert_eq!(decision.outcome, DecisionOutcome::UnderWay);
+        let said = format!(
+            "{attempts} attempt(s) failed, the last declined insufficient_funds (soft); final notice"
+        );
+        assert!(decision.reason.starts_with(&said), "{}", decision.reason);
+        let done = ended(
+            &shipped,
+            &case,
+            decision.at.as_second(),
+            EndResult::Done { already: false },
+        );
+        let expected = if end == pause {
+            State::Paused
+        } else {
+            State::Canceled
+        };
+        assert_eq!(done.state, expected);
+        assert_eq!(
+            done.decision.as_ref().unwrap().outcome,
+            DecisionOutcome::CarriedOut
+        );
+        assert!(done.timers.is_empty(), "{:?}", done.timers);
+        assert_eq!(done.timeline.last().unwrap().what, "decision carried out");
+    }
+}
+
+#[test]
+fn a_hard_decline_waits_for_the_final_notice_and_its_grace_then_takes_the_no_new_card_end() {
+    let policy = Policy {
+        ending: EndPlan {
+            exhausted: End::LeavePastDue,
+            no_new_card: End::Cancel {
+                at_period_end: false,
+            },
+            grace: SignedDuration::from_hours(3 * 24),
+        },
+        ..Policy::default()
+    };
+    let case = opened(&policy, 4_900, 3, hard());
+    assert_eq!(case.state, State::AwaitingCustomer);
+    assert!(
+        !case.timers.iter().any(|t| t.kind == TimerKind::Decide),
+        "the final notice comes first"
+    );
+    let (case, end) = run_out(&policy, case, &hard());
+    assert_eq!(case.attempts.len(), 1, "never retried");
+    assert_eq!(
+        end,
+        End::Cancel {
+            at_period_end: false
+        }
+    );
+    let notice = sent(&case, NudgeKind::FinalNotice).unwrap();
+    let decision = case.decision.clone().unwrap();
+    assert_eq!(decision.at, notice + SignedDuration::from_hours(3 * 24));
+    assert!(
+        decision
+            .rule
+            .ends_with("a decline no retry fixes, and no new card")
+    );
+    // The final notice announced exactly this end and date.
+    let before_notice = {
+        let mut c = case.clone();
+        c.decision = None;
+        c
+    };
+    assert_eq!(
+        ending::announced(&policy, &before_notice, notice),
+        (end, decision.at)
+    );
+}
+
+#[test]
+fn without_a_final_notice_the_grace_runs_from_the_last_attempt_and_leaving_past_due_closes() {
+    let policy = Policy {
+        ending: EndPlan {
+            exhausted: End::LeavePastDue,
+            ..EndPlan::default()
+        },
+        ..retries_only()
+    };
+    let case = opened(&policy, 4_900, 3, soft());
+    let (case, end) = run_out(&policy, case, &soft());
+    assert_eq!(end, End::LeavePastDue);
+    let last = case.attempts.iter().map(|a| a.at).max().unwrap();
+    assert_eq!(
+        case.decision.as_ref().unwrap().at,
+        last + SignedDuration::from_hours(7 * 24)
+    );
+    let left = ended(
+        &policy,
+        &case,
+        NOW + 60 * DAY,
+        EndResult::Done { already: false },
+    );
+    assert_eq!(left.state, State::Closed);
+    assert!(
+        left.closure
+            .as_ref()
+            .unwrap()
+            .reason
+            .starts_with("left past due")
+    );
+    // Paid later all the same: recovered.
+    let paid = decide(&policy, Some(&left), &paid("evt_p", NOW + 61 * DAY), now());
+    assert_eq!(paid.case.unwrap().state, State::Recovered);
+}
+
+#[test]
+fn a_payment_or_a_change_in_stripe_right_before_acting_is_recorded_and_nothing_else_is_done() {
+    let policy = Policy::shipped();
+    let (case, _) = run_out(&policy, opened(&policy, 4_900, 3, soft()), &soft());
+    let second = case.decision.as_ref().unwrap().at.as_second();
+
+    let paid = ended(
+        &policy,
+        &case,
+        second,
+        EndResult::NotOpen {
+            status: "paid".into(),
+        },
+    );
+    assert_eq!(paid.state, State::Recovered);
+    let decision = paid.decision.as_ref().unwrap();
+    assert_eq!(decision.outcome, DecisionOutcome::NotCarriedOut);
+    assert_eq!(
+        decision.note.as_deref(),
+        Some("the invoice is paid in Stripe")
+    );
+    // The webhook of that payment, arriving later, agrees and changes nothing of substance.
+    let webhook = decide(&policy, Some(&paid), &paid_event(second - 5), at(second));
+    assert_eq!(webhook.case.unwrap().state, State::Recovered);
+
+    let changed = ended(
+        &policy,
+        &case,
+        second,
+        EndResult::Changed {
+            now: "collection is already paused in Stripe (void)".into(),
+        },
+    );
+    assert_eq!(changed.state, State::Closed);
+    assert_eq!(
+        changed.decision.as_ref().unwrap().outcome,
+        DecisionOutcome::NotCarriedOut
+    );
+    assert!(changed.timers.is_empty());
+}
+
+fn paid_event(created: i64) -> Input {
+    paid("evt_paid_late", created)
+}
+
+#[test]
+fn a_failed_decision_call_is_made_again_ten_minutes_later_with_the_same_end() {
+    let policy = Policy::shipped();
+    let (case, end) = run_out(&policy, opened(&policy, 4_900, 3, soft()), &soft());
+    let second = case.decision.as_ref().unwrap().at.as_second();
+    let failed = ended(
+        &policy,
+        &case,
+        second,
+        EndResult::Failed {
+            error: "Stripe answered 503".into(),
+        },
+    );
+    assert_eq!(failed.state, State::Retrying, "nothing changed yet");
+    assert_eq!(
+        failed.timers,
+        [Timer {
+            at: at(second + 600),
+            kind: TimerKind::Decide
+        }]
+    );
+    let (again, asked) = step(&policy, &failed, &soft());
+    assert_eq!(asked, [Action::End(end)]);
+    assert_eq!(again.timeline.last().unwrap().what, "decision tried again");
+}
+
+#[test]
+fn a_paused_customers_new_card_is_retried_and_paying_resumes_collection() {
+    let policy = Policy::shipped();
+    let (case, _) = run_out(&policy, opened(&policy, 49_900, 3, soft()), &soft());
+    let second = case.decision.as_ref().unwrap().at.as_second();
+    let paused = ended(&policy, &case, second, EndResult::Done { already: false });
+    assert_eq!(paused.state, State::Paused);
+
+    let Input::Event(mut card) = any_event("payment_method.attached", "evt_pm", second + DAY)
+    else {
+        unreachable!()
+    };
+    if let EventObject::PaymentMethod(pm) = &mut card.object {
+        pm.customer = Some(paused.customer_id.clone());
+    }
+    let with_card = decide(
+        &policy,
+        Some(&paused),
+        &Input::Event(card),
+        at(second + DAY),
+    )
+    .case
+    .unwrap();
+    assert_eq!(with_card.state, State::Paused);
+    let retry = with_card.timers[0];
+    assert_eq!(retry.at, at(second + DAY) + SignedDuration::from_mins(5));
+    let next = u32::try_from(paused.attempts.len()).unwrap() + 1;
+    assert_eq!(retry.kind, TimerKind::Retry { attempt: next });
+
+    let (recovered, asked) = step(&policy, &with_card, &ChargeResult::Paid);
+    assert_eq!(recovered.state, State::Recovered);
+    assert_eq!(recovered.recovered_by, Some(RecoveredBy::Retry));
+    assert!(
+        asked.contains(&Action::Nudge {
+            kind: NudgeKind::Recovered,
+            tier: 1
+        }),
+        "the thank-you: {asked:?}"
+    );
+    assert_eq!(kinds(&recovered.timers), [TimerKind::Resume]);
+    let (resuming, asked) = step(&policy, &recovered, &ChargeResult::Paid);
+    assert_eq!(asked, [Action::Resume]);
+    let resumed = decide(
+        &policy,
+        Some(&resuming),
+        &Input::Resumed {
+            at: at(second + DAY + 400),
+            result: EndResult::Done { already: false },
+        },
+        now(),
+    )
+    .case
+    .unwrap();
+    assert_eq!(
+        resumed.resumption.as_ref().unwrap().outcome,
+        DecisionOutcome::CarriedOut
+    );
+    assert!(resumed.timers.is_empty());
+}
+
+fn support(act: SupportAct, second: i64) -> Input {
+    Input::Support(Box::new(Support {
+        by: "ana".into(),
+        reason: "customer on the phone".into(),
+        at: at(second),
+        act,
+    }))
+}
+
+#[test]
+fn a_support_hold_keeps_the_plan_lets_due_timers_go_and_resume_plans_again() {
+    let policy = Policy::default();
+    let case = opened(&policy, 4_900, 3, soft());
+    let planned = case.next_attempt_at.unwrap();
+    let held = decide(
+        &policy,
+        Some(&case),
+        &support(SupportAct::Hold, NOW + 60),
+        now(),
+    )
+    .case
+    .unwrap();
+    assert_eq!(held.state, State::OnHold);
+    assert_eq!(held.timers, case.timers, "timers kept");
+    assert_eq!(held.holds[0].by, HoldBy::Support { name: "ana".into() });
+    assert!(
+        held.timeline
+            .last()
+            .unwrap()
+            .detail
+            .starts_with("by ana: customer on the phone")
+    );
+
+    // Every timer that comes due while held is let go: no charge, no nudge.
+    let mut quiet = held.clone();
+    while !quiet.timers.is_empty() {
+        let (next, asked) = step(&policy, &quiet, &soft());
+        assert!(asked.is_empty(), "{asked:?}");
+        assert_eq!(next.attempts.len(), 1, "nothing charged");
+        quiet = next;
+    }
+    let resume_at = planned.as_second() + DAY;
+    let resumed = decide(
+        &policy,
+        Some(&quiet),
+        &support(SupportAct::Resume, resume_at),
+        now(),
+    )
+    .case
+    .unwrap();
+    assert_eq!(resumed.state, State::Retrying);
+    assert!(resumed.holds.is_empty());
+    assert_eq!(
+        resumed.next_attempt_at, case.next_attempt_at,
+        "the missed retry is planned again, due at once"
+    );
+
+    // Resuming what support did not hold is refused with the reason.
+    let refused = decide(
+        &policy,
+        Some(&resumed),
+        &support(SupportAct::Resume, resume_at),
+        now(),
+    );
+    assert_eq!(refused.case, None);
+    assert_eq!(
+        refused.refused.as_deref(),
+        Some("the case is retrying, not on hold")
+    );
+}
+
+#[test]
+fn support_retry_runs_now_or_names_the_rule_that_forbids_it() {
+    let policy = Policy::default();
+    let case = opened(&policy, 4_900, 3, soft());
+    let asked = decide(
+        &policy,
+        Some(&case),
+        &support(SupportAct::Retry { card: Vec::new() }, NOW + 3_600),
+        now(),
+    )
+    .case
+    .unwrap();
+    assert_eq!(asked.next_attempt_at, Some(at(NOW + 3_600)));
+    assert!(matches!(
+        asked
+            .timers
+            .iter()
+            .find(|t| t.at == at(NOW + 3_600))
+            .unwrap()
+            .kind,
+        TimerKind::Retry { attempt: 2 }
+    ));
+
+    let refusal = |case: &Case, card: Vec<Try>| {
+        decide(
+            &policy,
+            Some(case),
+            &support(SupportAct::Retry { card }, NOW + 3_600),
+            now(),
+        )
+        .refused
+        .expect("refused")
+    };
+    // Visa allows 20 reattempts of one invoice in 30 days.
+    let spent: Vec<Try> = (1..=21)
+        .map(|n| Try {
+            at: at(NOW - 3_600 * i64::from(n)),
+            invoice_id: case.invoice_id.clone(),
+            attempt: n,
+            declined: true,
+        })
+        .collect();
+    assert!(refusal(&case, spent).contains("the earliest legal retry is"));
+    let stolen = opened(&policy, 4_900, 3, hard());
+    assert!(
+        refusal(&stolen, Vec::new())
+            .starts_with("the last decline (stolen_card, hard) needs the customer"),
+        "{}",
+        refusal(&stolen, Vec::new())
+    );
+    let held = decide(&policy, Some(&case), &support(SupportAct::Hold, NOW), now())
+        .case
+        .unwrap();
+    assert!(refusal(&held, Vec::new()).starts_with("the case is on hold (customer on the phone)"));
+}
+
+fn dispute(kind: &str, id: &str, created: i64) -> Input {
+    let Input::Event(event) = any_event(kind, id, created) else {
+        unreachable!()
+    };
+    Input::Dispute {
+        event,
+        card: Some(Card {
+            fingerprint: "fp_1".into(),
+            brand: "visa".into(),
+        }),
+    }
+}
+
+#[test]
+fn a_dispute_holds_the_case_and_a_lost_one_stops_the_disputed_card() {
+    let policy = Policy::default();
+    let case = opened(&policy, 4_900, 3, soft());
+    let held = decide(
+        &policy,
+        Some(&case),
+        &dispute("charge.dispute.created", "evt_d1", NOW + 60),
+        now(),
+    )
+    .case
+    .unwrap();
+    assert_eq!(held.state, State::OnHold);
+    assert!(held.holds[0].reason.starts_with("dispute du_"));
+    // A support resume does not lift a dispute's hold.
+    let refused = decide(
+        &policy,
+        Some(&held),
+        &support(SupportAct::Resume, NOW + 120),
+        now(),
+    );
+    assert!(
+        refused
+            .refused
+            .unwrap()
+            .contains("for another reason (dispute du_")
+    );
+
+    let closed = decide(
+        &policy,
+        Some(&held),
+        &dispute("charge.dispute.closed", "evt_d2", NOW + 600),
+        now(),
+    )
+    .case
+    .unwrap();
+    assert!(closed.holds.is_empty());
+    assert_eq!(
+        closed.state,
+        State::AwaitingCustomer,
+        "the card is stopped; a new one is needed"
+    );
+    assert_eq!(
+        closed.lost_dispute.as_ref().unwrap().card.as_deref(),
+        Some("fp_1")
+    );
+    assert!(
+        !closed
+            .timers
+            .iter()
+            .any(|t| matches!(t.kind, TimerKind::Retry { .. }))
+    );
+    assert_eq!(
+        ending::choose(&policy, &closed).1,
+        "the policy's own: a card the customer won a dispute on, and no new card"
+    );
+
+    let keeps = Policy {
+        disputes: DisputePlan {
+            stop_card_when_lost: false,
+        },
+        ..Policy::default()
+    };
+    let kept = decide(
+        &keeps,
+        Some(&held),
+        &dispute("charge.dispute.closed", "evt_d2", NOW + 600),
+        now(),
+    )
+    .case
+    .unwrap();
+    assert_eq!(kept.state, State::Retrying);
+    assert!(
+        kept.timers
+            .iter()
+            .any(|t| matches!(t.kind, TimerKind::Retry { .. }))
+    );
+}
+
+fn subscription_event(
+    kind: &str,
+    id: &str,
+    created: i64,
+    change: impl Fn(&mut Subscription),
+) -> Input {
+    let Input::Event(mut event) = any_event(kind, id, created) else {
+        unreachable!()
+    };
+    if let EventObject::Subscription(subscription) = &mut event.object {
+        change(subscription);
+    }
+    Input::Event(event)
+}
+
+#[test]
+fn changes_in_the_dashboard_close_or_hold_the_case_without_a_fight() {
+    let policy = Policy::default();
+    let case = opened(&policy, 4_900, 3, soft());
+    let paused = subscription_event("customer.subscription.updated", "evt_s1", NOW + 60, |s| {
+        s.pause_collection = Some(PauseCollection {
+            behavior: "void".into(),
+            resumes_at: None,
+        });
+    });
+    let held = decide(&policy, Some(&case), &paused, now()).case.unwrap();
+    assert_eq!(held.state, State::OnHold);
+    assert_eq!(held.holds[0].reason, "collection paused in Stripe (void)");
+
+    let resumed = subscription_event("customer.subscription.updated", "evt_s2", NOW + 120, |s| {
+        s.pause_collection = None;
+    });
+    let back = decide(&policy, Some(&held), &resumed, now()).case.unwrap();
+    assert_eq!(back.state, State::Retrying);
+
+    let deleted = subscription_event("customer.subscription.deleted", "evt_s3", NOW + 180, |_| {});
+    let closed = decide(&policy, Some(&back), &deleted, now()).case.unwrap();
+    assert_eq!(closed.state, State::Closed);
+    assert!(closed.timers.is_empty());
+    assert!(
+        closed
+            .closure
+            .as_ref()
+            .unwrap()
+            .reason
+            .contains("canceled in Stripe")
+    );
+
+    // recoup's own cancellation, reported back, changes nothing.
+    let mut canceled = back.clone();
+    canceled.state = State::Canceled;
+    assert_eq!(decide(&policy, Some(&canceled), &deleted, now()).case, None);
+}
+
+#[test]
+fn no_decision_while_stripe_retries_itself() {
+    let policy = Policy::default();
+    let case = run(&[failed_with_stripe_retrying("evt_a", NOW, 1)]).unwrap();
+    assert!(
+        !case.timers.iter().any(|t| t.kind == TimerKind::Decide),
+        "Stripe's own end settings apply while its retries are on"
+    );
+    assert_eq!(ending::due(&policy, &case), None);
+}
