@@ -233,7 +233,7 @@ pub(super) fn on_dispute(
     );
     let detail = match event.kind {
         EventKind::ChargeDisputeCreated => {
-            if case.state.is_final() {
+            if case.state.is_final() || case.holds.iter().any(|h| h.by == by) {
                 return Decision::unchanged();
             }
             hold(

@@ -932,6 +932,9 @@ fn settle(case: &mut Case) {
         (state == State::Recovered).then(|| case.recovered_by.unwrap_or(RecoveredBy::Unknown));
     if state.is_final() {
         case.timers.clear();
+        // Over is over: a hold has nothing left to hold (the timeline keeps its story).
+        case.holds.clear();
+        case.held_state = None;
     }
 }
 

@@ -670,3 +670,154 @@ fn no_decision_while_stripe_retries_itself() {
     );
     assert_eq!(ending::due(&policy, &case), None);
 }
+
+#[test]
+fn a_paused_customer_who_pays_by_themselves_is_recovered_and_a_dashboard_resume_is_respected() {
+    let policy = Policy::shipped();
+    let (case, _) = run_out(&policy, opened(&policy, 49_900, 3, soft()), &soft());
+    let second = case.decision.as_ref().unwrap().at.as_second();
+    let paused = ended(&policy, &case, second, EndResult::Done { already: false });
+    let paid = decide(
+        &policy,
+        Some(&paused),
+        &paid("evt_self_paid", second + DAY),
+        now(),
+    )
+    .case
+    .unwrap();
+    assert_eq!(paid.state, State::Recovered);
+    assert_eq!(
+        paid.timers,
+        [Timer {
+            at: at(second + DAY),
+            kind: TimerKind::Resume
+        }]
+    );
+    let resumed = |result| {
+        decide(
+            &policy,
+            Some(&paid),
+            &Input::Resumed {
+                at: at(second + DAY + 60),
+                result,
+            },
+            now(),
+        )
+        .case
+        .unwrap()
+    };
+    // Someone resumed it in the dashboard first: recoup leaves it, and says so.
+    let left = resumed(EndResult::Changed {
+        now: "collection is not paused any more (resumed in Stripe)".into(),
+    });
+    assert_eq!(
+        left.resumption.as_ref().unwrap().outcome,
+        DecisionOutcome::NotCarriedOut
+    );
+    assert!(left.timers.is_empty());
+    assert_eq!(
+        left.timeline.last().unwrap().what,
+        "collection left as it is"
+    );
+    // Stripe down: tried again ten minutes later.
+    let failed = resumed(EndResult::Failed {
+        error: "Stripe answered 503".into(),
+    });
+    assert_eq!(
+        failed.timers,
+        [Timer {
+            at: at(second + DAY + 60 + 600),
+            kind: TimerKind::Resume
+        }]
+    );
+}
+
+#[test]
+fn a_lost_dispute_on_an_unknown_card_stops_the_case_until_a_new_card_arrives() {
+    let policy = Policy::default();
+    let case = opened(&policy, 4_900, 3, soft());
+    let Input::Dispute { event, .. } = dispute("charge.dispute.closed", "evt_lost", NOW + 60)
+    else {
+        unreachable!()
+    };
+    let lost = decide(
+        &policy,
+        Some(&case),
+        &Input::Dispute { event, card: None },
+        now(),
+    )
+    .case
+    .unwrap();
+    assert_eq!(lost.state, State::AwaitingCustomer);
+    assert_eq!(lost.lost_dispute.as_ref().unwrap().card, None);
+    let refused = decide(
+        &policy,
+        Some(&lost),
+        &support(SupportAct::Retry { card: Vec::new() }, NOW + 120),
+        now(),
+    );
+    assert!(refused.refused.is_some());
+
+    let Input::Event(mut card) = any_event("payment_method.attached", "evt_pm2", NOW + 3_600)
+    else {
+        unreachable!()
+    };
+    if let EventObject::PaymentMethod(pm) = &mut card.object {
+        pm.customer = Some(lost.customer_id.clone());
+    }
+    let back = decide(&policy, Some(&lost), &Input::Event(card), now())
+        .case
+        .unwrap();
+    assert_eq!(back.state, State::Retrying);
+    assert!(
+        back.timers
+            .iter()
+            .any(|t| matches!(t.kind, TimerKind::Retry { .. }))
+    );
+}
+
+proptest! {
+    /// Whatever holds come and go and whatever timers come due meanwhile, a case on hold is never
+    /// charged, nudged or ended, and keeps its timers until they come due.
+    #[test]
+    fn nothing_happens_to_a_case_on_hold(
+        steps in proptest::collection::vec(0usize..6, 1..24),
+    ) {
+        let policy = Policy::shipped();
+        let mut case = opened(&policy, 4_900, 3, soft());
+        for (n, step) in steps.into_iter().enumerate() {
+            let second = NOW + 3_600 * (n as i64 + 1);
+            let input = match step {
+                0 => support(SupportAct::Hold, second),
+                1 => support(SupportAct::Resume, second),
+                2 => dispute("charge.dispute.created", &format!("evt_dc{n}"), second),
+                3 => {
+                    let Input::Dispute { mut event, card } =
+                        dispute("charge.dispute.closed", &format!("evt_dx{n}"), second)
+                    else {
+                        unreachable!()
+                    };
+                    if let EventObject::Dispute(d) = &mut event.object {
+                        d.status = "won".into();
+                    }
+                    Input::Dispute { event, card }
+                }
+                _ => match case.timers.iter().min_by_key(|t| t.at) {
+                    Some(&timer) => due(timer),
+                    None => continue,
+                },
+            };
+            let decision = decide(&policy, Some(&case), &input, at(second));
+            if case.state == State::OnHold {
+                prop_assert!(decision.actions.is_empty(), "{:?} on hold", decision.actions);
+            }
+            if let Some(next) = decision.case {
+                if next.state == State::OnHold && !matches!(input, Input::Timer { .. }) {
+                    prop_assert!(case.timers.iter().all(|t| next.timers.contains(t)), "timers kept");
+                }
+                prop_assert_eq!(next.state == State::OnHold, !next.holds.is_empty());
+                case = next;
+            }
+        }
+    }
+}
