@@ -1,12 +1,16 @@
 //! recoup wins back failed subscription payments for businesses on Stripe Billing.
 //!
 //! Stripe posts signed webhooks to recoup; recoup verifies each one, stores it durably in Redis
-//! exactly once, and (in later parts) decides per invoice, card and customer when to retry, whom to
-//! nudge, and when to pause or cancel. This crate is the library behind the `recoup` binary:
+//! exactly once, and decides per invoice, card and customer when to retry, whom to nudge, and when
+//! to pause or cancel. This crate is the library behind the `recoup` binary:
 //!
 //! - [`config`] — typed settings from `config/recoup.toml` and the environment;
 //! - [`webhook`] — signature verification, the typed events, `POST /webhooks/stripe`;
-//! - [`store`] — Redis: dedupe and the inbox, in one atomic step;
+//! - [`policy`] — every decision, as pure functions over a case;
+//! - [`store`] — Redis: dedupe and the inbox, in one atomic step; cases, timers and card histories;
+//! - [`worker`] — the scheduler and executors: inbox, timers, charges, nudges, decisions;
+//! - [`processor`] — Stripe, as the worker calls it; [`notify`] — the nudge channels;
+//! - [`api`] — the support API; [`story`] — a case told for people;
 //! - [`server`] — the HTTP service, operations endpoints and graceful shutdown;
 //! - [`telemetry`] — logs and Prometheus metrics.
 
@@ -18,6 +22,7 @@ pub mod policy;
 pub mod processor;
 pub mod server;
 pub mod store;
+pub mod story;
 pub mod telemetry;
 pub mod webhook;
 pub mod worker;

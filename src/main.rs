@@ -11,8 +11,8 @@ use clap::{Parser, Subcommand};
 use recoup::clock::{self, Clock};
 use recoup::config::{DEFAULT_POLICY_PATH, Settings};
 use recoup::server::{Application, Role};
-use recoup::store::RedisStore;
-use recoup::{policy, telemetry, webhook};
+use recoup::store::{RedisStore, Store};
+use recoup::{policy, story, telemetry, webhook};
 
 // A case is decoded, decided and re-encoded in a handful of short-lived buffers a kilobyte or two
 // long; glibc's allocator spends a quarter of a worker's time on those (it consolidates its free
@@ -51,6 +51,17 @@ enum Command {
     /// The retry policy file.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// What happened to an invoice and what happens next: its case, or every case of a customer
+    /// (cus_…) or subscription (sub_…), read from the same Redis as `serve`.
+    Status {
+        /// An invoice (in_…), customer (cus_…) or subscription (sub_…) id.
+        id: String,
+        /// Print the API's case JSON instead.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -154,6 +165,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             new_id,
         }) => send(file, url, secret, new_id).await,
         Command::Policy(PolicyCommand::Check { path }) => check_policy(path),
+        Command::Status { id, json, config } => status(&id, json, config).await,
     }
 }
 
@@ -213,6 +225,61 @@ async fn clock(config: Option<PathBuf>, advance: Option<i64>) -> Result<ExitCode
         "now {} (offset {} s, {kind})",
         reading.now, reading.offset_seconds
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(id: &str, json: bool, config: Option<PathBuf>) -> Result<ExitCode, Failure> {
+    let what = match id.split_once('_').map(|(prefix, _)| prefix) {
+        Some("in") => "invoice",
+        Some("cus") => "customer",
+        Some("sub") => "subscription",
+        _ => {
+            return Err(user(anyhow::anyhow!(
+                "{id:?} is not an invoice (in_…), customer (cus_…) or subscription (sub_…) id"
+            )));
+        }
+    };
+    let settings = Settings::load(config.as_deref(), environment()).map_err(user)?;
+    let policy = policy::file::for_service(&settings.policy).map_err(user)?;
+    let store = RedisStore::connect(&settings.redis).await.map_err(user)?;
+    let cases = match what {
+        "invoice" => store.load_case(id).await.map(|c| c.into_iter().collect()),
+        "customer" => store.cases_of_customer(id).await,
+        _ => store.cases_of_subscription(id).await,
+    }
+    .map_err(user)?;
+    if cases.is_empty() {
+        return Err(user(anyhow::anyhow!("recoup has no case for {what} {id}")));
+    }
+    if json {
+        let printed = match what {
+            "invoice" => serde_json::to_string_pretty(&cases[0]),
+            _ => serde_json::to_string_pretty(&serde_json::json!({ "cases": cases })),
+        }
+        .map_err(|e| Failure::Internal(e.into()))?;
+        println!("{printed}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = Clock::new(store.clone(), settings.clock.test)
+        .now()
+        .await
+        .map_err(user)?;
+    for (n, case) in cases.iter().enumerate() {
+        let card = match &case.card {
+            Some(card) => {
+                store
+                    .load_card(&card.fingerprint)
+                    .await
+                    .map_err(user)?
+                    .tries
+            }
+            None => Vec::new(),
+        };
+        if n > 0 {
+            println!();
+        }
+        print!("{}", story::tell(case, &policy, &card, now));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

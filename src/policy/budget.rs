@@ -165,7 +165,7 @@ fn longest(rules: &[Rule]) -> SignedDuration {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deferral {
     pub until: Timestamp,
-    /// The rule that moved it last, in words: `mastercard: at most 10 declines per card in 24h`.
+    /// The rule that moved it last, in words: `mastercard: at most 10 declines per card in 1 day`.
     pub because: String,
 }
 
@@ -224,8 +224,10 @@ fn describe(rule: &Rule) -> String {
         Scope::Invoice => "per invoice",
     };
     format!(
-        "{}: at most {} {what} {scope} in {:#}",
-        rule.brand, rule.max, rule.per
+        "{}: at most {} {what} {scope} in {}",
+        rule.brand,
+        rule.max,
+        super::plan::human(rule.per)
     )
 }
 
@@ -274,7 +276,7 @@ mod tests {
         assert_eq!(deferral.until, at(24 * 3_600));
         assert_eq!(
             deferral.because,
-            "mastercard: at most 10 declines per card in 24h"
+            "mastercard: at most 10 declines per card in 1 day"
         );
     }
 

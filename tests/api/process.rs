@@ -1,12 +1,15 @@
-//! What only the real binary shows: exit codes, signals, logs, and the `webhook send` command.
+//! What only the real binary shows: exit codes, signals, logs, and the `webhook send` and `status`
+//! commands.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use recoup::server::Role;
 use recoup::webhook::signature::sign;
 
+use crate::fake_stripe::{Decline, Invoice};
 use crate::helpers::*;
 
 /// Waits (bounded) for the process to exit.
@@ -470,4 +473,77 @@ fn serve_refuses_a_bad_or_missing_policy_file_before_anything_else() {
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
         assert!(stderr.contains(problem), "{stderr}");
     }
+}
+
+#[tokio::test]
+async fn status_tells_a_case_and_what_happens_next_or_says_why_it_cannot() {
+    let app = TestApp::spawn_as(
+        Role::All,
+        &[
+            ("RECOUP_API_TOKENS", API_TOKENS),
+            ("RECOUP_TEST_CLOCK", "1"),
+        ],
+    )
+    .await;
+    let invoice = "in_status_cli";
+    app.fail(
+        invoice,
+        Invoice::failed("cus_R3cvP0qK8yWm2d", Decline::visa("insufficient_funds")),
+    )
+    .await;
+    let redis = app.redis.url();
+    let env = [("REDIS_URL", redis.as_str())];
+
+    let (code, stdout, stderr) = run(&["status", invoice], &env);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.starts_with(&format!("{invoice} · $49.00 · retrying")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("insufficient_funds (soft): time fixes it"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Next: Next retry "), "{stdout}");
+    assert!(stdout.contains("on the next payday"), "{stdout}");
+    assert!(
+        stdout.contains(" UTC)"),
+        "times in the customer's zone and UTC: {stdout}"
+    );
+
+    let (code, json, _) = run(&["status", invoice, "--json"], &env);
+    assert_eq!(code, Some(0));
+    let api = app
+        .api_get(&format!("/api/v1/invoices/{invoice}"))
+        .await
+        .json();
+    let printed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(printed, api, "--json prints the API's case");
+
+    let (code, stdout, _) = run(&["status", "cus_R3cvP0qK8yWm2d"], &env);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains(invoice), "{stdout}");
+
+    let (code, _, stderr) = run(&["status", "in_nobody"], &env);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        stderr.trim(),
+        "recoup: recoup has no case for invoice in_nobody"
+    );
+    let (code, _, stderr) = run(&["status", "pi_123"], &env);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("is not an invoice (in_…), customer (cus_…) or subscription (sub_…) id"),
+        "{stderr}"
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let (code, _, stderr) = run(
+        &["status", invoice],
+        &[("REDIS_URL", &format!("redis://127.0.0.1:{port}"))],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("cannot reach Redis"), "{stderr}");
 }

@@ -398,7 +398,7 @@ async fn two_invoices_on_one_card_share_its_network_budget() {
         if case["state"] != "recovered" {
             held_back += 1;
             assert!(
-                story.contains("dropped: visa: at most 3 attempts per card in 720h"),
+                story.contains("dropped: visa: at most 3 attempts per card in 30 days"),
                 "{story}"
             );
             assert_eq!(case["timers"], serde_json::json!([]));

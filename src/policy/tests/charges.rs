@@ -229,7 +229,7 @@ fn a_card_past_its_network_budget_moves_the_retry_and_says_why() {
     assert_eq!(moved.next_attempt_at, Some(later.at));
     let said = &moved.timeline.last().unwrap().detail;
     assert!(
-        said.contains("mastercard: at most 10 declines per card in 24h"),
+        said.contains("mastercard: at most 10 declines per card in 1 day"),
         "{said}"
     );
 
@@ -267,11 +267,11 @@ fn a_fired_retry_says_how_much_of_each_network_budget_it_leaves() {
         "{said}"
     );
     assert!(
-        said.contains("mastercard: at most 10 declines per card in 24h: 8 left"),
+        said.contains("mastercard: at most 10 declines per card in 1 day: 8 left"),
         "{said}"
     );
     assert!(
-        said.contains("mastercard: at most 35 attempts per card in 720h: 33 left"),
+        said.contains("mastercard: at most 35 attempts per card in 30 days: 33 left"),
         "{said}"
     );
 }
