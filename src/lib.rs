@@ -11,12 +11,14 @@
 //! - [`worker`] — the scheduler and executors: inbox, timers, charges, nudges, decisions;
 //! - [`processor`] — Stripe, as the worker calls it; [`notify`] — the nudge channels;
 //! - [`api`] — the support API; [`story`] — a case told for people;
+//! - [`demo`] — `recoup demo`, the whole product in one process;
 //! - [`server`] — the HTTP service, operations endpoints and graceful shutdown;
 //! - [`telemetry`] — logs and Prometheus metrics.
 
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod notify;
 pub mod policy;
 pub mod processor;

@@ -42,6 +42,10 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Role::All)]
         role: Role,
     },
+    /// See recoup work, with nothing to set up: the real receiver, policy and worker in one
+    /// process, an in-memory store, a built-in stand-in for Stripe and the test clock; the bundled
+    /// fixtures are sent as signed webhooks and each invoice's story is printed.
+    Demo,
     /// Work with webhook events.
     #[command(subcommand)]
     Webhook(WebhookCommand),
@@ -166,6 +170,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }) => send(file, url, secret, new_id).await,
         Command::Policy(PolicyCommand::Check { path }) => check_policy(path),
         Command::Status { id, json, config } => status(&id, json, config).await,
+        Command::Demo => {
+            recoup::demo::run().await.map_err(Failure::Internal)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

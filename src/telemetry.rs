@@ -53,7 +53,27 @@ pub mod metric {
     pub const HOLDS: &str = "recoup_holds_total";
     /// Counter: support actions through the API, by `action` and `outcome` (`done`, `refused`).
     pub const SUPPORT_ACTIONS: &str = "recoup_support_actions_total";
+    /// Counter: cases whose dunning began (their invoice's first failure seen), by `segment`.
+    pub const CASES_OPENED: &str = "recoup_cases_opened_total";
+    /// Counter: cases recovered, by `currency` and `by` (`retry`, `customer`, `unknown`).
+    pub const CASES_RECOVERED: &str = "recoup_cases_recovered_total";
+    /// Counter: the amount recovered, in the currency's smallest unit, by `currency`.
+    pub const RECOVERED_AMOUNT: &str = "recoup_recovered_amount_total";
+    /// Histogram: seconds from the first failure to the payment, per recovered case.
+    pub const TIME_TO_RECOVER_SECONDS: &str = "recoup_time_to_recover_seconds";
+    /// Histogram: attempts on the invoice (Stripe's first included) per recovered case.
+    pub const ATTEMPTS_PER_RECOVERY: &str = "recoup_attempts_per_recovery";
+    /// Counter: due retries a card network's budget held back or dropped, by `brand`.
+    pub const NETWORK_REFUSALS: &str = "recoup_network_refusals_total";
 }
+
+/// Buckets for time to recover: an hour to two months.
+const RECOVERY_BUCKETS: &[f64] = &[
+    3600.0, 21600.0, 86400.0, 172800.0, 259200.0, 604800.0, 1209600.0, 2419200.0, 5184000.0,
+];
+
+/// Buckets for attempts per recovery: one per attempt, up to the networks' ceilings.
+const ATTEMPT_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 35.0];
 
 /// Buckets for timer lateness: sub-second when healthy, up to days after a test-clock jump.
 const LATENESS_BUCKETS: &[f64] = &[
@@ -99,6 +119,16 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .set_buckets_for_metric(
                     Matcher::Full(metric::TIMER_LATENESS_SECONDS.to_owned()),
                     LATENESS_BUCKETS,
+                )
+                .expect("bucket list is not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full(metric::TIME_TO_RECOVER_SECONDS.to_owned()),
+                    RECOVERY_BUCKETS,
+                )
+                .expect("bucket list is not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full(metric::ATTEMPTS_PER_RECOVERY.to_owned()),
+                    ATTEMPT_BUCKETS,
                 )
                 .expect("bucket list is not empty")
                 .install_recorder()
@@ -169,6 +199,30 @@ fn describe() {
     metrics::describe_counter!(
         metric::HOLDS,
         "Cases put on hold by a dispute or by support, by who held them."
+    );
+    metrics::describe_counter!(
+        metric::CASES_OPENED,
+        "Cases whose dunning began (the invoice's first failure), by segment."
+    );
+    metrics::describe_counter!(
+        metric::CASES_RECOVERED,
+        "Cases recovered (the invoice paid after dunning began), by currency and who paid."
+    );
+    metrics::describe_counter!(
+        metric::RECOVERED_AMOUNT,
+        "Amount recovered, in the currency's smallest unit (cents), by currency."
+    );
+    metrics::describe_histogram!(
+        metric::TIME_TO_RECOVER_SECONDS,
+        "Seconds from an invoice's first failure to its payment, per recovered case."
+    );
+    metrics::describe_histogram!(
+        metric::ATTEMPTS_PER_RECOVERY,
+        "Attempts on an invoice (Stripe's first included) per recovered case."
+    );
+    metrics::describe_counter!(
+        metric::NETWORK_REFUSALS,
+        "Due retries a card network's budget moved or dropped, by card brand."
     );
     metrics::describe_counter!(
         metric::SUPPORT_ACTIONS,

@@ -270,8 +270,9 @@ pub fn choose(policy: &Policy, case: &Case) -> (End, String, String) {
 }
 
 /// When the case's end decision is due, or `None` while something else may still happen: a
-/// retry planned or under way, the final notice still to go out, Stripe's own retries on, the
-/// case on hold or over, or a decision already made.
+/// retry planned (a redo of an attempt that reached no result included) or under way, the final
+/// notice still to go out, Stripe's own retries on, the case on hold or over, or a decision
+/// already made.
 pub fn due(policy: &Policy, case: &Case) -> Option<Timestamp> {
     if let Some(decision) = &case.decision {
         return (decision.outcome == DecisionOutcome::Failed).then(|| decision.at + AFTER_ERROR);
@@ -287,10 +288,7 @@ pub fn due(policy: &Policy, case: &Case) -> Option<Timestamp> {
     if retrying || case.retry_under_way.is_some() || stripe_retries {
         return None;
     }
-    let last = case.attempts.last()?;
-    if last.outcome == Outcome::Error {
-        return None;
-    }
+    case.attempts.last()?;
     let notice = case
         .nudged
         .iter()

@@ -479,10 +479,12 @@ fn on_timer(
             }
             Err(never) => format!("attempt {attempt} dropped: {never} allows no try on this card"),
         };
+        // A dropped retry may have been the last: the end decision takes its place.
+        let ending = plan_decision(policy, &mut case);
         case.record(Entry {
             at: now,
             what: "retry held back by a network rule".to_owned(),
-            detail,
+            detail: detail + &ending,
             event: None,
         });
         return Decision::save(case);

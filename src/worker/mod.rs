@@ -44,7 +44,8 @@ use crate::config::WorkerSettings;
 use crate::notify::Notifier;
 use crate::policy::budget::{self, CardHistory, Try};
 use crate::policy::{
-    Action, Case, Charge, ChargeResult, End, EndOrder, EndResult, Input, Policy, decide,
+    Action, Case, Charge, ChargeResult, End, EndOrder, EndResult, Input, Policy, RecoveredBy,
+    State, TimerKind, decide,
 };
 use crate::processor::Processor;
 use crate::store::{Saved, Store, StoreError};
@@ -255,6 +256,7 @@ impl<S: Store> Engine<'_, S> {
                 Some(case) => case,
                 None => self.store.load_case(invoice_id).await?,
             };
+            let before = stored.as_ref().map(|c| (c.state, c.failed_at.is_some()));
             let now = self.clock.now().await?;
             let decided = match inputs {
                 Inputs::One(input) => {
@@ -293,6 +295,7 @@ impl<S: Store> Engine<'_, S> {
                     Saved::Saved { version } => {
                         case.version = version;
                         record_firings(&decided.fired, now);
+                        record_progress(before, &case);
                         let mut actions = decided.actions;
                         actions.extend(then);
                         return Ok(Applied {
@@ -329,6 +332,17 @@ impl<S: Store> Engine<'_, S> {
             };
             let decision = decide(self.policy, Some(&current), &input, now);
             if let Some(next) = decision.case {
+                // A due retry that asked for no charge on a case not held was refused by a network.
+                let refused = matches!(timer.kind, TimerKind::Retry { .. })
+                    && current.state != State::OnHold
+                    && !decision
+                        .actions
+                        .iter()
+                        .any(|a| matches!(a, Action::Retry { .. }));
+                if let (true, Some(card)) = (refused, &current.card) {
+                    metrics::counter!(metric::NETWORK_REFUSALS, "brand" => card.brand.clone())
+                        .increment(1);
+                }
                 current = next;
                 fired.push(timer.at);
                 actions.extend(decision.actions);
@@ -515,6 +529,33 @@ pub(crate) async fn note_try<S: Store>(
                 return;
             }
         }
+    }
+}
+
+/// Counts what a save did for recovery: dunning begun, an invoice recovered (how much, how soon,
+/// after how many attempts). `before` is the stored case's state and whether it had failed.
+fn record_progress(before: Option<(State, bool)>, case: &Case) {
+    let (was, had_failed) = before.map_or((None, false), |(state, failed)| (Some(state), failed));
+    if !had_failed && case.failed_at.is_some() {
+        let segment = case.segment.clone().unwrap_or_default();
+        metrics::counter!(metric::CASES_OPENED, "segment" => segment).increment(1);
+    }
+    if case.state == State::Recovered && was != Some(State::Recovered) {
+        let by = match case.recovered_by {
+            Some(RecoveredBy::Retry) => "retry",
+            Some(RecoveredBy::Customer) => "customer",
+            _ => "unknown",
+        };
+        let currency = case.currency.clone();
+        metrics::counter!(metric::CASES_RECOVERED, "currency" => currency.clone(), "by" => by)
+            .increment(1);
+        metrics::counter!(metric::RECOVERED_AMOUNT, "currency" => currency)
+            .increment(u64::try_from(case.amount_due).unwrap_or(0));
+        if let (Some(failed), Some(paid)) = (case.failed_at, case.paid_at) {
+            let seconds = paid.duration_since(failed).as_secs_f64().max(0.0);
+            metrics::histogram!(metric::TIME_TO_RECOVER_SECONDS).record(seconds);
+        }
+        metrics::histogram!(metric::ATTEMPTS_PER_RECOVERY).record(case.attempts.len() as f64);
     }
 }
 

@@ -547,3 +547,35 @@ async fn status_tells_a_case_and_what_happens_next_or_says_why_it_cannot() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("cannot reach Redis"), "{stderr}");
 }
+
+#[test]
+fn the_demo_runs_every_story_to_its_end_without_redis_or_stripe() {
+    // No REDIS_URL, no Stripe key, no secrets: the demo brings its own.
+    let (code, stdout, stderr) = run(&["demo"], &[]);
+    assert_eq!(code, Some(0), "{stderr}\n{stdout}");
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with("Summary: "))
+        .unwrap_or_else(|| panic!("no summary in {stdout}"));
+    assert!(
+        summary.starts_with(
+            "Summary: 4 invoices, $196.00 due; recovered 3 of 4 ($97.00); in_demo_payday \
+             recovered, in_demo_expired recovered, in_demo_stolen paused, in_demo_3ds recovered;"
+        ),
+        "{summary}"
+    );
+    for told in [
+        "in_demo_payday · $49.00 · recovered",
+        "in_demo_expired · $19.00 · recovered",
+        "in_demo_stolen · $99.00 · paused",
+        "in_demo_3ds · $29.00 · recovered",
+        "Ben Okafor: reads the nudge and adds a new card",
+        "Final notice: your subscription will be paused on",
+        "segment \"long tenure\": a decline no retry fixes, and no new card",
+    ] {
+        assert!(
+            stdout.contains(told),
+            "{told:?} missing from the demo:\n{stdout}"
+        );
+    }
+}

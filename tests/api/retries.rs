@@ -94,6 +94,19 @@ async fn a_soft_decline_waits_for_payday_then_is_retried_and_recovered() {
     assert_eq!(charges.len(), 1, "{charges:?}");
     assert_eq!(charges[0].idempotency_key, key(invoice, 2));
 
+    // /metrics counts the recovery (the recorder is shared by the tests in this process, so only
+    // the series is checked).
+    let metrics = app.get("/metrics").await.text;
+    for series in [
+        "recoup_cases_opened_total{segment=\"\"}",
+        "recoup_cases_recovered_total{currency=\"usd\",by=\"retry\"}",
+        "recoup_recovered_amount_total{currency=\"usd\"}",
+        "recoup_time_to_recover_seconds_bucket",
+        "recoup_attempts_per_recovery_bucket",
+    ] {
+        assert!(metrics.contains(series), "{series} in {metrics}");
+    }
+
     // The invoice was read before it was paid, and every call spoke the pinned API version.
     let requests = app.stripe.requests();
     let read = requests
@@ -401,11 +414,26 @@ async fn two_invoices_on_one_card_share_its_network_budget() {
                 story.contains("dropped: visa: at most 3 attempts per card in 30 days"),
                 "{story}"
             );
-            assert_eq!(case["timers"], serde_json::json!([]));
+            // No retry left: the end decision waits, or (ten days on) has been made.
+            let kinds: Vec<&Value> = case["timers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| &t["kind"])
+                .collect();
+            assert!(
+                kinds == ["decide"] || case["decision"].is_object(),
+                "{case}"
+            );
         }
     }
     assert_eq!(held_back, 1, "exactly one retry fits the budget");
     assert_eq!(app.stripe.charges().len(), 1);
+    let metrics = app.get("/metrics").await.text;
+    assert!(
+        metrics.contains("recoup_network_refusals_total{brand=\"visa\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

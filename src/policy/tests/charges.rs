@@ -317,10 +317,15 @@ fn a_rule_that_allows_nothing_drops_the_retry() {
     let decision = decide(&policy, Some(&case), &input, timer.at);
     assert_eq!(decision.actions, []);
     let dropped = decision.case.unwrap();
-    assert_eq!(dropped.timers, []);
+    assert_eq!(
+        kinds(&dropped.timers),
+        [TimerKind::Decide],
+        "the end takes its place"
+    );
     assert_eq!(dropped.next_attempt_at, None);
     let said = &dropped.timeline.last().unwrap().detail;
     assert!(said.contains("allows no try on this card"), "{said}");
+    assert!(said.contains("; decision due "), "{said}");
 }
 
 proptest! {
@@ -407,6 +412,17 @@ proptest! {
                 if next.state.is_final() {
                     // Resuming a paused collection is the one thing a case does once it is over.
                     prop_assert!(next.timers.iter().all(|t| t.kind == TimerKind::Resume));
+                }
+                // No case in dunning is ever stuck: something is planned or awaited.
+                let dunning = matches!(next.state, State::Retrying | State::AwaitingCustomer);
+                let awaited = next.retry_under_way.is_some()
+                    || next.stripe_retries_at.is_some()
+                    || next
+                        .decision
+                        .as_ref()
+                        .is_some_and(|d| d.outcome == DecisionOutcome::UnderWay);
+                if dunning && next.failed_at.is_some() {
+                    prop_assert!(!next.timers.is_empty() || awaited, "stuck: {:?}", next.timeline);
                 }
                 case = Some(next);
             }
