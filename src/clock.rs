@@ -21,9 +21,12 @@ pub struct Clock<S> {
 }
 
 /// The test clock after a move.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Reading {
+    /// The scheduler's now.
+    #[schema(value_type = String, format = DateTime)]
     pub now: Timestamp,
+    /// How far the test clock is ahead of the wall clock.
     pub offset_seconds: i64,
 }
 

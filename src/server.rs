@@ -64,9 +64,19 @@ impl Role {
     }
 }
 
-/// `{"error": message}` with `status`: how every route of recoup reports a problem.
+/// How every route of recoup reports a problem.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for a person to read.
+    pub error: String,
+}
+
+/// `{"error": message}` with `status`.
 pub fn error_response(status: StatusCode, message: &str) -> Response {
-    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+    let body = ErrorBody {
+        error: message.to_owned(),
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 /// Why the service could not start.

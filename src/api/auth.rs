@@ -1,4 +1,4 @@
-//! Bearer tokens for `/api/*`: `RECOUP_API_TOKENS`, compared in constant time.
+//! Bearer tokens for `/api/v1`: `RECOUP_API_TOKENS`, compared in constant time.
 //!
 //! With no tokens configured every request is refused (401): a support API that answered anyone
 //! would leak every customer's payment history. The name of the token that was used travels with

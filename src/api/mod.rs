@@ -1,14 +1,18 @@
 //! The support API under `/api/v1`: cases by invoice, customer or subscription; support's hold,
-//! resume and retry; and the test clock.
+//! resume and retry; and the test clock. Also its OpenAPI document, `GET /api/openapi.json`.
 //!
 //! A case changes only through `decide`: support actions are inputs like any event, applied with
 //! compare-and-set, each recording the name of the token that made it and the reason given. They
 //! make no Stripe call themselves — a support retry is a retry timer due now, which a worker fires
 //! within moments, under the same network rules as any retry; one the policy forbids is refused at
-//! once (409) with the rule. Every route needs a bearer token ([`auth`]). Errors are
+//! once (409) with the rule. Every `/api/v1` route needs a bearer token ([`auth`]). Errors are
 //! `{"error": "…"}`: 401 without a valid token, 404 for an id recoup has no case for (or the clock
 //! route while the test clock is off), 400 for a bad body, 409 for a support action the case's state
 //! or the policy forbids, 503 when the store cannot answer.
+//!
+//! The routes and the document come from one list of handlers, each annotated with what it takes
+//! and answers, so every route served is documented and every route documented is served. The
+//! document needs no token: it describes the API and holds no data.
 
 pub mod auth;
 
@@ -17,16 +21,20 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, Path, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, middleware};
-use serde::Deserialize;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
 
 use self::auth::{Caller, Tokens};
-use crate::clock::{Clock, ClockError};
+use crate::clock::{Clock, ClockError, Reading};
 use crate::policy::{Case, Input, Policy, Support, SupportAct};
-use crate::server::error_response;
+use crate::server::{ErrorBody, error_response};
 use crate::store::{Store, StoreError};
 use crate::telemetry::metric;
 use crate::worker::{Applied, Engine, Inputs};
@@ -38,20 +46,80 @@ pub struct Api<S> {
     pub policy: Arc<Policy>,
 }
 
-/// The `/api/v1` routes, behind the token check.
+/// The `/api/v1` routes, behind the token check, and their OpenAPI document beside them.
 pub fn routes<S: Store>(api: Arc<Api<S>>, tokens: Tokens) -> Router {
-    Router::new()
-        .route("/api/v1/invoices/{id}", get(invoice::<S>))
-        .route("/api/v1/customers/{id}", get(customer::<S>))
-        .route("/api/v1/subscriptions/{id}", get(subscription::<S>))
-        .route("/api/v1/invoices/{id}/hold", post(hold::<S>))
-        .route("/api/v1/invoices/{id}/resume", post(resume::<S>))
-        .route("/api/v1/invoices/{id}/retry", post(retry::<S>))
-        .route("/api/v1/clock/advance", post(advance_clock::<S>))
+    // `routes!` wants a handler's bare name (it finds the handler's documentation by it); the store
+    // type is inferred from the state the router is given.
+    let (v1, document) = OpenApiRouter::with_openapi(Document::openapi())
+        .routes(utoipa_axum::routes!(invoice))
+        .routes(utoipa_axum::routes!(customer))
+        .routes(utoipa_axum::routes!(subscription))
+        .routes(utoipa_axum::routes!(hold))
+        .routes(utoipa_axum::routes!(resume))
+        .routes(utoipa_axum::routes!(retry))
+        .routes(utoipa_axum::routes!(advance_clock))
+        .split_for_parts();
+    let document = Bytes::from(
+        document
+            .to_json()
+            .expect("the OpenAPI document serialises to JSON"),
+    );
+    let v1 = v1
         .with_state(api)
-        .layer(middleware::from_fn_with_state(tokens, auth::require_token))
+        .layer(middleware::from_fn_with_state(tokens, auth::require_token));
+    Router::new()
+        .route(
+            "/api/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], document) }),
+        )
+        .merge(v1)
 }
 
+/// The document's frame; the operations and schemas come from the handlers' annotations.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "recoup", version = env!("CARGO_PKG_VERSION")),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct Document;
+
+/// Declares the `bearer` scheme every operation requires.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let mut bearer = Http::new(HttpAuthScheme::Bearer);
+        bearer.description = Some(
+            "A token from RECOUP_API_TOKENS; the name it is configured under is recorded on \
+             support actions."
+                .to_owned(),
+        );
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(bearer));
+    }
+}
+
+/// The cases of a customer or a subscription, newest first.
+#[derive(Serialize, ToSchema)]
+struct Cases {
+    cases: Vec<Case>,
+}
+
+/// The invoice's case.
+#[utoipa::path(
+    get,
+    path = "/api/v1/invoices/{id}",
+    params(("id" = String, Path, description = "The Stripe invoice id, `in_…`")),
+    responses(
+        (status = 200, description = "The invoice's case", body = Case),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "recoup has no case for the invoice", body = ErrorBody),
+        (status = 503, description = "The store cannot answer", body = ErrorBody),
+    )
+)]
 async fn invoice<S: Store>(State(api): State<Arc<Api<S>>>, Path(id): Path<String>) -> Response {
     match api.store.load_case(&id).await {
         Ok(Some(case)) => Json(case).into_response(),
@@ -60,10 +128,34 @@ async fn invoice<S: Store>(State(api): State<Arc<Api<S>>>, Path(id): Path<String
     }
 }
 
+/// The customer's cases.
+#[utoipa::path(
+    get,
+    path = "/api/v1/customers/{id}",
+    params(("id" = String, Path, description = "The Stripe customer id, `cus_…`")),
+    responses(
+        (status = 200, description = "The customer's cases, newest first", body = Cases),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "recoup has no case for the customer", body = ErrorBody),
+        (status = 503, description = "The store cannot answer", body = ErrorBody),
+    )
+)]
 async fn customer<S: Store>(State(api): State<Arc<Api<S>>>, Path(id): Path<String>) -> Response {
     cases("customer", &id, api.store.cases_of_customer(&id).await)
 }
 
+/// The subscription's cases.
+#[utoipa::path(
+    get,
+    path = "/api/v1/subscriptions/{id}",
+    params(("id" = String, Path, description = "The Stripe subscription id, `sub_…`")),
+    responses(
+        (status = 200, description = "The subscription's cases, newest first", body = Cases),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "recoup has no case for the subscription", body = ErrorBody),
+        (status = 503, description = "The store cannot answer", body = ErrorBody),
+    )
+)]
 async fn subscription<S: Store>(
     State(api): State<Arc<Api<S>>>,
     Path(id): Path<String>,
@@ -78,20 +170,36 @@ async fn subscription<S: Store>(
 fn cases(what: &str, id: &str, found: Result<Vec<Case>, StoreError>) -> Response {
     match found {
         Ok(cases) if cases.is_empty() => not_found(what, id),
-        Ok(cases) => Json(serde_json::json!({ "cases": cases })).into_response(),
+        Ok(cases) => Json(Cases { cases }).into_response(),
         Err(e) => unavailable(e),
     }
 }
 
 /// The body of a support action: why.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Why {
+    /// Recorded on the case's timeline with the token's name; must not be blank.
     reason: String,
 }
 
 type WhyBody = Result<Json<Why>, JsonRejection>;
 
+/// Stops dunning on the invoice until support resumes it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/invoices/{id}/hold",
+    params(("id" = String, Path, description = "The Stripe invoice id, `in_…`")),
+    request_body = Why,
+    responses(
+        (status = 200, description = "The case, on hold", body = Case),
+        (status = 400, description = "No reason, or a body that is not `{\"reason\": \"…\"}`", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "recoup has no case for the invoice", body = ErrorBody),
+        (status = 409, description = "Dunning is over for the case: there is nothing to hold", body = ErrorBody),
+        (status = 503, description = "The store cannot answer", body = ErrorBody),
+    )
+)]
 async fn hold<S: Store>(
     State(api): State<Arc<Api<S>>>,
     Extension(caller): Extension<Caller>,
@@ -101,6 +209,21 @@ async fn hold<S: Store>(
     support(&api, caller, &id, body, "hold").await
 }
 
+/// Restarts dunning on an invoice support put on hold.
+#[utoipa::path(
+    post,
+    path = "/api/v1/invoices/{id}/resume",
+    params(("id" = String, Path, description = "The Stripe invoice id, `in_…`")),
+    request_body = Why,
+    responses(
+        (status = 200, description = "The case, released from support's hold", body = Case),
+        (status = 400, description = "No reason, or a body that is not `{\"reason\": \"…\"}`", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "recoup has no case for the invoice", body = ErrorBody),
+        (status = 409, description = "Support holds nothing on the case; the error says why", body = ErrorBody),
+        (status = 503, description = "The store cannot answer", body = ErrorBody),
+    )
+)]
 async fn resume<S: Store>(
     State(api): State<Arc<Api<S>>>,
     Extension(caller): Extension<Caller>,
@@ -110,6 +233,21 @@ async fn resume<S: Store>(
     support(&api, caller, &id, body, "resume").await
 }
 
+/// Retries the invoice now, under the same network rules as any retry.
+#[utoipa::path(
+    post,
+    path = "/api/v1/invoices/{id}/retry",
+    params(("id" = String, Path, description = "The Stripe invoice id, `in_…`")),
+    request_body = Why,
+    responses(
+        (status = 202, description = "The case with a retry due now, which a worker makes within moments", body = Case),
+        (status = 400, description = "No reason, or a body that is not `{\"reason\": \"…\"}`", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "recoup has no case for the invoice", body = ErrorBody),
+        (status = 409, description = "The case's state or the policy forbids a retry; the error names the rule", body = ErrorBody),
+        (status = 503, description = "The store cannot answer", body = ErrorBody),
+    )
+)]
 async fn retry<S: Store>(
     State(api): State<Arc<Api<S>>>,
     Extension(caller): Extension<Caller>,
@@ -217,12 +355,27 @@ async fn support<S: Store>(
     }
 }
 
-#[derive(Deserialize)]
+/// How far to move the test clock.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Advance {
+    #[schema(minimum = 1)]
     seconds: i64,
 }
 
+/// Moves the test clock forward, and answers once every timer that came due has been claimed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/clock/advance",
+    request_body = Advance,
+    responses(
+        (status = 200, description = "The clock after the move", body = Reading),
+        (status = 400, description = "Anything but a positive whole number of seconds", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "The test clock is off", body = ErrorBody),
+        (status = 503, description = "The store cannot answer, or no worker claimed what came due", body = ErrorBody),
+    )
+)]
 async fn advance_clock<S: Store>(
     State(api): State<Arc<Api<S>>>,
     body: Result<Json<Advance>, JsonRejection>,

@@ -1,19 +1,21 @@
 //! A case: one invoice in dunning, as recoup keeps it and as support reads it.
 //!
 //! The serialised form is CONTRACT.md's case JSON, so the store, the status API and `recoup status`
-//! all show the same thing. Besides what support reads, a case holds the *facts* its state is
-//! computed from (when Stripe first saw it fail, when it was paid, why it was closed) and its own
-//! pending [`Timer`]s: a case's timers live inside the case, so saving a case and its timers is one
-//! write, and a timer can only fire while the case still holds it.
+//! all show the same thing; the schemas `/api/openapi.json` gives for it are derived from the same
+//! serde attributes, so they describe exactly this JSON. Besides what support reads, a case holds
+//! the *facts* its state is computed from (when Stripe first saw it fail, when it was paid, why it
+//! was closed) and its own pending [`Timer`]s: a case's timers live inside the case, so saving a
+//! case and its timers is one write, and a timer can only fire while the case still holds it.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::nudge::Nudged;
 use super::timing::Window;
 
 /// Where a case stands; see CONTRACT.md for what each state means to support.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     Retrying,
@@ -48,7 +50,7 @@ impl State {
 }
 
 /// Who brought the money in, once a case is recovered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RecoveredBy {
     Retry,
@@ -57,7 +59,7 @@ pub enum RecoveredBy {
 }
 
 /// How a decline is to be treated; classification itself belongs to the retry policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeclineClass {
     Soft,
@@ -80,7 +82,7 @@ impl DeclineClass {
 }
 
 /// The decline that put (or keeps) the case in dunning.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Decline {
     pub code: Option<String>,
     pub class: DeclineClass,
@@ -88,7 +90,7 @@ pub struct Decline {
     pub network_advice_code: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Failed,
@@ -97,8 +99,9 @@ pub enum Outcome {
 }
 
 /// One charge attempt on the invoice, by Stripe or by recoup.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Attempt {
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     pub number: u32,
     pub outcome: Outcome,
@@ -106,7 +109,7 @@ pub struct Attempt {
     pub decline_code: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     Email,
@@ -124,7 +127,7 @@ impl Channel {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NudgeKind {
     PaymentFailed,
@@ -147,15 +150,16 @@ impl NudgeKind {
 }
 
 /// A message sent to the customer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Nudge {
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     pub channel: Channel,
     pub kind: NudgeKind,
     pub tier: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EndAction {
     Pause,
@@ -176,7 +180,7 @@ impl EndAction {
 }
 
 /// What became of a decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DecisionOutcome {
     /// Handed to Stripe; its answer is not on the case yet.
@@ -213,10 +217,11 @@ impl DecisionOutcome {
 }
 
 /// What recoup decided to do about the subscription when dunning ran out, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CaseDecision {
     pub action: EndAction,
     /// When it was made (for a failed one: when it was last tried).
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     /// The policy rule that chose it: the segment (or the policy's own) and the situation.
     pub rule: String,
@@ -225,6 +230,7 @@ pub struct CaseDecision {
     pub how: String,
     /// When a pause ends by itself (`pause_collection[resumes_at]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub resumes_at: Option<Timestamp>,
     pub outcome: DecisionOutcome,
     /// Why it was not carried out, or what failed.
@@ -233,7 +239,7 @@ pub struct CaseDecision {
 }
 
 /// Who holds a case back from dunning.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "by", rename_all = "snake_case")]
 pub enum HoldBy {
     /// A dispute on one of the customer's charges, until it closes.
@@ -245,35 +251,39 @@ pub enum HoldBy {
 }
 
 /// One reason a case is `on_hold`: no retries, no nudges, no decision while any is held.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Hold {
     #[serde(flatten)]
     pub by: HoldBy,
     pub reason: String,
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
 }
 
 /// Support asked for a retry now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RetryRequest {
     pub by: String,
     pub reason: String,
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
 }
 
 /// A dispute the customer won against the business: the card it was on is not charged again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LostDispute {
     pub dispute: String,
     /// The disputed card's fingerprint; `None` when Stripe did not show it (then no card of the
     /// case is retried).
     pub card: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
 }
 
 /// Resuming the collection recoup paused, once the invoice is paid.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Resumption {
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     pub outcome: DecisionOutcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -281,7 +291,7 @@ pub struct Resumption {
 }
 
 /// What a timer does when it fires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TimerKind {
     /// Charge the invoice again; `attempt` is the attempt number the retry will be.
@@ -295,16 +305,18 @@ pub enum TimerKind {
 }
 
 /// Something the case must do at a given time, unless the case moves on first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub struct Timer {
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     #[serde(flatten)]
     pub kind: TimerKind,
 }
 
 /// A line of the story support reads; `event` names the Stripe event that caused it, if any.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Entry {
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     pub what: String,
     pub detail: String,
@@ -313,21 +325,23 @@ pub struct Entry {
 }
 
 /// Why a case was closed without being recovered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Closure {
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     pub reason: String,
 }
 
 /// A payment method that arrived for the case's customer (Stripe's `created` time of the event).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NewPaymentMethod {
     pub id: String,
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
 }
 
 /// The card a decline came from, as Stripe identifies it: what network budgets are kept per.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Card {
     pub fingerprint: String,
     /// `visa`, `mastercard`, … as Stripe names the brand.
@@ -335,7 +349,7 @@ pub struct Card {
 }
 
 /// Who an invoice was addressed to (its `customer_name` and `customer_email`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BilledTo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -344,14 +358,15 @@ pub struct BilledTo {
 }
 
 /// A retry that came due and was handed to the processor, whose result is not on the case yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RetryUnderWay {
     pub attempt: u32,
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
 }
 
 /// One invoice in dunning.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Case {
     pub invoice_id: String,
     pub customer_id: String,
@@ -362,6 +377,7 @@ pub struct Case {
     pub customer_timezone: String,
     pub decline: Option<Decline>,
     pub attempts: Vec<Attempt>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub next_attempt_at: Option<Timestamp>,
     pub nudges: Vec<Nudge>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -371,8 +387,10 @@ pub struct Case {
     pub timeline: Vec<Entry>,
     /// When Stripe first reported a failed payment (the `created` time of the earliest
     /// `invoice.payment_failed`); `None` while no failure has been seen.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub failed_at: Option<Timestamp>,
     /// When Stripe reported the invoice paid (the `created` time of the paid event).
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub paid_at: Option<Timestamp>,
     /// Whether the payment arrived before any failure when both share one `created` second; the
     /// only place where arrival order, not Stripe's clock, decides.
@@ -403,6 +421,7 @@ pub struct Case {
     pub contact_window: Option<Window>,
     /// A nudge held back by the per-customer daily cap waits until then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub nudges_held_until: Option<Timestamp>,
     /// The card of the latest known decline: the card the next retry will most likely charge, and
     /// the one whose network budget it spends.
@@ -410,6 +429,7 @@ pub struct Case {
     pub card: Option<Card>,
     /// When Stripe's latest failure says Stripe itself will try again (its own retries are on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub stripe_retries_at: Option<Timestamp>,
     /// Why the case is on hold, while it is (a dispute, support, a pause in Stripe).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -427,6 +447,7 @@ pub struct Case {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumption: Option<Resumption>,
     /// When recoup first heard of the invoice, on the scheduler's clock.
+    #[schema(value_type = String, format = DateTime)]
     pub opened_at: Timestamp,
     /// Bumped by the store on every save; a save naming an older version is refused.
     pub version: u64,

@@ -12,6 +12,7 @@
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::timing::{self, Window};
 use super::{Case, Channel, DeclineClass, NudgeKind, State};
@@ -72,10 +73,11 @@ impl Default for NudgePlan {
 }
 
 /// A nudge the policy handed to the channels: the same kind and tier never goes out twice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Nudged {
     pub kind: NudgeKind,
     pub tier: u32,
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
 }
 

@@ -472,7 +472,7 @@ pub struct Answer {
 }
 
 impl Answer {
-    async fn from(response: reqwest::Response) -> Self {
+    pub async fn from(response: reqwest::Response) -> Self {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap();

@@ -4,6 +4,7 @@ mod decisions;
 mod fake_stripe;
 mod helpers;
 mod nudges;
+mod openapi;
 mod operations;
 mod process;
 mod retries;
