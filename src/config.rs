@@ -317,7 +317,7 @@ fn flag<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Er
     }
 }
 
-/// A bearer token for `/api/*`, with the name recorded on what its holder does.
+/// A bearer token for `/api/v1/*`, with the name recorded on what its holder does.
 #[derive(Clone)]
 pub struct ApiToken {
     pub name: String,
