@@ -10,7 +10,8 @@
 //! - [`store`] — Redis: dedupe and the inbox, in one atomic step; cases, timers and card histories;
 //! - [`worker`] — the scheduler and executors: inbox, timers, charges, nudges, decisions;
 //! - [`processor`] — Stripe, as the worker calls it; [`notify`] — the nudge channels;
-//! - [`api`] — the support API; [`story`] — a case told for people;
+//! - [`api`] — the support API; [`story`] — a case told for people; [`page`] — the status page,
+//!   where support reads it;
 //! - [`server`] — the HTTP service, operations endpoints and graceful shutdown;
 //! - [`telemetry`] — logs and Prometheus metrics.
 
@@ -18,6 +19,7 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod notify;
+pub mod page;
 pub mod policy;
 pub mod processor;
 pub mod server;

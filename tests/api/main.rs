@@ -5,6 +5,7 @@ mod fake_stripe;
 mod helpers;
 mod nudges;
 mod operations;
+mod page;
 mod process;
 mod retries;
 mod smtp_sink;
