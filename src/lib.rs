@@ -10,7 +10,8 @@
 //! - [`store`] — Redis: dedupe and the inbox, in one atomic step; cases, timers and card histories;
 //! - [`worker`] — the scheduler and executors: inbox, timers, charges, nudges, decisions;
 //! - [`processor`] — Stripe, as the worker calls it; [`notify`] — the nudge channels;
-//! - [`api`] — the support API; [`story`] — a case told for people;
+//! - [`api`] — the support API; [`story`] — a case told for people; [`page`] — the status page,
+//!   where support reads it;
 //! - [`demo`] — `recoup demo`, the whole product in one process;
 //! - [`server`] — the HTTP service, operations endpoints and graceful shutdown;
 //! - [`telemetry`] — logs and Prometheus metrics.
@@ -20,6 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod notify;
+pub mod page;
 pub mod policy;
 pub mod processor;
 pub mod server;

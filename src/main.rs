@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use recoup::clock::{self, Clock};
 use recoup::config::{DEFAULT_POLICY_PATH, Settings};
 use recoup::server::{Application, Role};
-use recoup::store::{RedisStore, Store};
+use recoup::store::{self, IdKind, RedisStore};
 use recoup::{policy, story, telemetry, webhook};
 
 // A case is decoded, decided and re-encoded in a handful of short-lived buffers a kilobyte or two
@@ -237,31 +237,14 @@ async fn clock(config: Option<PathBuf>, advance: Option<i64>) -> Result<ExitCode
 }
 
 async fn status(id: &str, json: bool, config: Option<PathBuf>) -> Result<ExitCode, Failure> {
-    let what = match id.split_once('_').map(|(prefix, _)| prefix) {
-        Some("in") => "invoice",
-        Some("cus") => "customer",
-        Some("sub") => "subscription",
-        _ => {
-            return Err(user(anyhow::anyhow!(
-                "{id:?} is not an invoice (in_…), customer (cus_…) or subscription (sub_…) id"
-            )));
-        }
-    };
+    let kind = IdKind::of(id).map_err(user)?;
     let settings = Settings::load(config.as_deref(), environment()).map_err(user)?;
     let policy = policy::file::for_service(&settings.policy).map_err(user)?;
     let store = RedisStore::connect(&settings.redis).await.map_err(user)?;
-    let cases = match what {
-        "invoice" => store.load_case(id).await.map(|c| c.into_iter().collect()),
-        "customer" => store.cases_of_customer(id).await,
-        _ => store.cases_of_subscription(id).await,
-    }
-    .map_err(user)?;
-    if cases.is_empty() {
-        return Err(user(anyhow::anyhow!("recoup has no case for {what} {id}")));
-    }
+    let cases = kind.cases(&store, id).await.map_err(user)?;
     if json {
-        let printed = match what {
-            "invoice" => serde_json::to_string_pretty(&cases[0]),
+        let printed = match kind {
+            IdKind::Invoice => serde_json::to_string_pretty(&cases[0]),
             _ => serde_json::to_string_pretty(&serde_json::json!({ "cases": cases })),
         }
         .map_err(|e| Failure::Internal(e.into()))?;
@@ -273,16 +256,7 @@ async fn status(id: &str, json: bool, config: Option<PathBuf>) -> Result<ExitCod
         .await
         .map_err(user)?;
     for (n, case) in cases.iter().enumerate() {
-        let card = match &case.card {
-            Some(card) => {
-                store
-                    .load_card(&card.fingerprint)
-                    .await
-                    .map_err(user)?
-                    .tries
-            }
-            None => Vec::new(),
-        };
+        let card = store::card_tries(&store, case).await.map_err(user)?;
         if n > 0 {
             println!();
         }

@@ -2,11 +2,12 @@
 //!
 //! [`Application::build`] does everything that can fail at start-up — connect to Redis, bind the
 //! port — so `recoup serve` either refuses to start with a clear reason or runs. What runs depends on
-//! the [`Role`]: a `receiver` serves the webhook and the support API, a `worker` runs the scheduler
-//! and executors, `all` does both; every role serves the operations endpoints, so each process can
-//! be health-checked and scraped. Running stops on the shutdown future (SIGTERM/SIGINT in `main`):
-//! the listener closes at once, requests in flight finish, the worker stops claiming and finishes
-//! its cases in flight, and only then does [`Application::run_until`] return.
+//! the [`Role`]: a `receiver` serves the webhook, the support API and the status page, a `worker`
+//! runs the scheduler and executors, `all` does both; every role serves the operations endpoints,
+//! so each process can be health-checked and scraped. Running stops on the shutdown future
+//! (SIGTERM/SIGINT in `main`): the listener closes at once, requests in flight finish, the worker
+//! stops claiming and finishes its cases in flight, and only then does [`Application::run_until`]
+//! return.
 //!
 //! Operations endpoints: `/healthz` answers while the process runs, `/readyz` only while Redis
 //! answers (a load balancer should stop sending webhooks to an instance that cannot store them),
@@ -34,6 +35,7 @@ use crate::api::{self, Api, auth::Tokens};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::notify::{Notifier, NotifyError};
+use crate::page;
 use crate::policy::{self, file::PolicyError};
 use crate::processor::stripe::{self, Stripe};
 use crate::processor::{Processor, ProcessorError};
@@ -45,10 +47,10 @@ use crate::worker::Worker;
 /// What a `recoup serve` process runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Role {
-    /// Webhook receiver, support API and worker, in one process.
+    /// Webhook receiver, support API, status page and worker, in one process.
     #[default]
     All,
-    /// Webhook receiver and support API only.
+    /// Webhook receiver, support API and status page only.
     Receiver,
     /// Scheduler and executors only.
     Worker,
@@ -169,12 +171,11 @@ impl Application {
                 clock: clock.clone(),
                 policy: Arc::new(policy.clone()),
             });
+            let tokens = Tokens::new(settings.secrets.api_tokens.clone());
             routes = routes
                 .merge(webhook::routes(receiver, settings.server.body_limit_bytes))
-                .merge(api::routes(
-                    api,
-                    Tokens::new(settings.secrets.api_tokens.clone()),
-                ));
+                .merge(api::routes(api.clone(), tokens.clone()))
+                .merge(page::routes(api, tokens));
         }
         let worker = processor.zip(notifier).map(|(processor, notifier)| {
             tracing::info!(

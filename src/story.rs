@@ -18,8 +18,8 @@ use crate::policy::{
     Case, DeclineClass, Outcome, Policy, RecoveredBy, State, TimerKind, ending, timing,
 };
 
-/// A case, told.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A case, told; serialised for the status page's template.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Told {
     /// `in_… · $49.00 · retrying`.
     pub title: String,

@@ -1,4 +1,5 @@
-//! Bearer tokens for `/api/v1`: `RECOUP_API_TOKENS`, compared in constant time.
+//! Bearer tokens for `/api/v1`: `RECOUP_API_TOKENS`, compared in constant time. The status page
+//! ([`crate::page`]) checks its session cookie against the same tokens.
 //!
 //! With no tokens configured every request is refused (401): a support API that answered anyone
 //! would leak every customer's payment history. The name of the token that was used travels with
@@ -31,7 +32,7 @@ impl Tokens {
 
     /// The caller a presented token belongs to. Every configured token is compared, whether or not
     /// an earlier one matched, so the time taken says nothing about which one (or how much) matched.
-    fn caller(&self, presented: &str) -> Option<Caller> {
+    pub fn caller(&self, presented: &str) -> Option<Caller> {
         let mut found = None;
         for token in self.0.iter() {
             let same: bool = token

@@ -34,7 +34,7 @@ use self::auth::{Caller, Tokens};
 use crate::clock::{Clock, ClockError, Reading};
 use crate::policy::{Case, Input, Policy, Support, SupportAct};
 use crate::server::{ErrorBody, error_response};
-use crate::store::{Store, StoreError};
+use crate::store::{self, Store, StoreError};
 use crate::telemetry::metric;
 use crate::worker::{Applied, Engine, Inputs};
 
@@ -289,16 +289,10 @@ async fn support<S: Store>(
     let act = match action {
         "hold" => SupportAct::Hold,
         "resume" => SupportAct::Resume,
-        _ => {
-            let tries = match &case.card {
-                Some(card) => match api.store.load_card(&card.fingerprint).await {
-                    Ok(history) => history.tries,
-                    Err(e) => return unavailable(e),
-                },
-                None => Vec::new(),
-            };
-            SupportAct::Retry { card: tries }
-        }
+        _ => match store::card_tries(&api.store, &case).await {
+            Ok(card) => SupportAct::Retry { card },
+            Err(e) => return unavailable(e),
+        },
     };
     let at = match api.clock.now().await {
         Ok(now) => now,

@@ -27,7 +27,7 @@ use jiff::Timestamp;
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 use crate::policy::Case;
-use crate::policy::budget::CardHistory;
+use crate::policy::budget::{CardHistory, Try};
 use crate::webhook::event::Event;
 
 /// How many due-time sets the timers are spread over. Fixed: a case's shard is part of its keys,
@@ -237,6 +237,71 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// Moves the test clock forward; returns the new offset.
     fn advance_clock(&self, seconds: i64) -> impl Future<Output = Result<i64, StoreError>> + Send;
+}
+
+/// Why looking up an id found no case.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("{0:?} is not an invoice (in_…), customer (cus_…) or subscription (sub_…) id")]
+    NotAnId(String),
+    #[error("recoup has no case for {what} {id}")]
+    NoCase { what: &'static str, id: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The kind of id support looks cases up by, told by Stripe's prefix (`in_`, `cus_`, `sub_`).
+/// `recoup status` and the status page both look up through it, so they find the same cases and say
+/// the same when they cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    Invoice,
+    Customer,
+    Subscription,
+}
+
+impl IdKind {
+    pub fn of(id: &str) -> Result<Self, LookupError> {
+        match id.split_once('_').map(|(prefix, _)| prefix) {
+            Some("in") => Ok(Self::Invoice),
+            Some("cus") => Ok(Self::Customer),
+            Some("sub") => Ok(Self::Subscription),
+            _ => Err(LookupError::NotAnId(id.to_owned())),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Invoice => "invoice",
+            Self::Customer => "customer",
+            Self::Subscription => "subscription",
+        }
+    }
+
+    /// The cases under `id`, a `self` id: an invoice's one case, a customer's or subscription's
+    /// newest first; never none (that is [`LookupError::NoCase`]).
+    pub async fn cases<S: Store>(self, store: &S, id: &str) -> Result<Vec<Case>, LookupError> {
+        let cases = match self {
+            Self::Invoice => store.load_case(id).await?.into_iter().collect(),
+            Self::Customer => store.cases_of_customer(id).await?,
+            Self::Subscription => store.cases_of_subscription(id).await?,
+        };
+        if cases.is_empty() {
+            return Err(LookupError::NoCase {
+                what: self.as_str(),
+                id: id.to_owned(),
+            });
+        }
+        Ok(cases)
+    }
+}
+
+/// The tries on the case's card, which its network budgets count; none before recoup knows the card.
+pub async fn card_tries<S: Store>(store: &S, case: &Case) -> Result<Vec<Try>, StoreError> {
+    match &case.card {
+        Some(card) => Ok(store.load_card(&card.fingerprint).await?.tries),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// A case as stored: `<version>:`, a format byte, then the case's JSON compressed.

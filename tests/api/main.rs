@@ -6,6 +6,7 @@ mod helpers;
 mod nudges;
 mod openapi;
 mod operations;
+mod page;
 mod process;
 mod retries;
 mod smtp_sink;
