@@ -278,22 +278,10 @@ pub(super) fn on_dispute(
             *state = State::AwaitingCustomer;
         }
     }
-    settle(&mut next);
-    let (planned, actions) = replan(policy, &mut next, at);
     if next == *case {
         return Decision::unchanged();
     }
-    next.record(Entry {
-        at,
-        what: event.kind.as_str().to_owned(),
-        detail: detail + &released + &planned,
-        event: Some(event.id.clone()),
-    });
-    Decision {
-        case: Some(next),
-        actions,
-        refused: None,
-    }
+    after_event(policy, next, event, at, detail + &released)
 }
 
 /// The business changed the case's subscription in Stripe. recoup follows, never fights: a
@@ -374,12 +362,23 @@ pub(super) fn on_subscription(
         return Decision::unchanged();
     };
     let released = release_if_free(&mut next);
+    after_event(policy, next, event, at, detail + &released)
+}
+
+/// Settles and re-plans a case an event changed, and tells the timeline what the event did.
+fn after_event(
+    policy: &Policy,
+    mut next: Case,
+    event: &Event,
+    at: Timestamp,
+    detail: String,
+) -> Decision {
     settle(&mut next);
     let (planned, actions) = replan(policy, &mut next, at);
     next.record(Entry {
         at,
         what: event.kind.as_str().to_owned(),
-        detail: detail + &released + &planned,
+        detail: detail + &planned,
         event: Some(event.id.clone()),
     });
     Decision {

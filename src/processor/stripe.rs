@@ -366,54 +366,25 @@ impl Stripe {
                     PauseBehavior::Void => UpdateSubscriptionPauseCollectionBehavior::Void,
                 });
                 pause.resumes_at = order.resumes_at.map(|at| at.as_second());
-                self.call("pause collection", || async {
-                    UpdateSubscription::new(sub)
-                        .pause_collection(pause.clone())
-                        .customize()
-                        .request_strategy(key.clone())
-                        .send(&self.client)
-                        .await
-                        .map(drop)
-                })
-                .await
+                let request = UpdateSubscription::new(sub).pause_collection(pause);
+                self.change("pause collection", &request, &key).await
             }
             End::Cancel {
                 at_period_end: true,
             } => {
-                self.call("cancel at period end", || async {
-                    UpdateSubscription::new(sub)
-                        .cancel_at_period_end(true)
-                        .customize()
-                        .request_strategy(key.clone())
-                        .send(&self.client)
-                        .await
-                        .map(drop)
-                })
-                .await
+                let request = UpdateSubscription::new(sub).cancel_at_period_end(true);
+                self.change("cancel at period end", &request, &key).await
             }
             End::Cancel {
                 at_period_end: false,
             } => {
-                self.call("cancel subscription", || async {
-                    CancelSubscription::new(sub)
-                        .customize()
-                        .request_strategy(key.clone())
-                        .send(&self.client)
-                        .await
-                        .map(drop)
-                })
-                .await
+                let request = CancelSubscription::new(sub);
+                self.change("cancel subscription", &request, &key).await
             }
             End::MarkUncollectible => {
-                self.call("mark invoice uncollectible", || async {
-                    MarkUncollectibleInvoice::new(invoice_id)
-                        .customize()
-                        .request_strategy(key.clone())
-                        .send(&self.client)
-                        .await
-                        .map(drop)
-                })
-                .await
+                let request = MarkUncollectibleInvoice::new(invoice_id);
+                self.change("mark invoice uncollectible", &request, &key)
+                    .await
             }
             // Nothing to change in Stripe; the policy does not hand this one over.
             End::LeavePastDue => Ok(()),
@@ -470,6 +441,28 @@ impl Stripe {
             Ok(_) => EndResult::Done { already: false },
             Err(e) => failed("resuming collection", &e),
         }
+    }
+
+    /// Makes one change in Stripe under its idempotency key, again after passing failures.
+    async fn change<R>(
+        &self,
+        what: &str,
+        request: &R,
+        key: &RequestStrategy,
+    ) -> Result<(), StripeError>
+    where
+        R: StripeRequest,
+        R::Output: miniserde::Deserialize,
+    {
+        self.call(what, || async {
+            request
+                .customize()
+                .request_strategy(key.clone())
+                .send(&self.client)
+                .await
+                .map(drop)
+        })
+        .await
     }
 
     async fn subscription(&self, id: &str) -> Result<Subscription, StripeError> {
