@@ -25,6 +25,7 @@ pub mod page;
 pub mod policy;
 pub mod processor;
 pub mod server;
+pub mod sim;
 pub mod store;
 pub mod story;
 pub mod telemetry;

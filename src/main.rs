@@ -12,7 +12,7 @@ use recoup::clock::{self, Clock};
 use recoup::config::{DEFAULT_POLICY_PATH, Settings};
 use recoup::server::{Application, Role};
 use recoup::store::{self, IdKind, RedisStore};
-use recoup::{policy, story, telemetry, webhook};
+use recoup::{policy, sim, story, telemetry, webhook};
 
 // A case is decoded, decided and re-encoded in a handful of short-lived buffers a kilobyte or two
 // long; glibc's allocator spends a quarter of a worker's time on those (it consolidates its free
@@ -46,6 +46,9 @@ enum Command {
     /// process, an in-memory store, a built-in stand-in for Stripe and the test clock; the bundled
     /// fixtures are sent as signed webhooks and each invoice's story is printed.
     Demo,
+    /// See what a policy would recover before it touches a real customer: the real policy engine
+    /// over a population of failed invoices on a virtual clock, beside a fixed 3/5/7-day baseline.
+    Simulate(SimulateArgs),
     /// Work with webhook events.
     #[command(subcommand)]
     Webhook(WebhookCommand),
@@ -66,6 +69,45 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// The policy file to try.
+    #[arg(long, value_name = "PATH")]
+    policy: PathBuf,
+    /// A policy file to compare it with, side by side (the table's difference column is the
+    /// first minus this one).
+    #[arg(long, value_name = "PATH")]
+    vs: Option<PathBuf>,
+    /// A population file: JSON Lines, one failed invoice per line (CONTRACT.md), a customer's
+    /// invoices on consecutive lines.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "synthetic",
+        conflicts_with = "synthetic"
+    )]
+    population: Option<PathBuf>,
+    /// Simulate a synthetic population of N invoices instead (README, "The synthetic population").
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    synthetic: Option<u64>,
+    /// The synthetic population's seed: the same seed gives the same population, and the same
+    /// report.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    seed: u64,
+    /// Also write the population simulated to FILE (JSON Lines), so others can run the same.
+    #[arg(long, value_name = "FILE")]
+    write_population: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Draw each policy's cumulative recovered revenue by day into an SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    chart: Option<PathBuf>,
+    /// Simulating threads [default: one per core].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
+    threads: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -169,6 +211,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             new_id,
         }) => send(file, url, secret, new_id).await,
         Command::Policy(PolicyCommand::Check { path }) => check_policy(path),
+        Command::Simulate(args) => simulate(args),
         Command::Status { id, json, config } => status(&id, json, config).await,
         Command::Demo => {
             recoup::demo::run().await.map_err(Failure::Internal)?;
@@ -187,6 +230,29 @@ fn check_policy(path: Option<PathBuf>) -> Result<ExitCode, Failure> {
         path.display(),
         policy::file::describe(&policy)
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn simulate(args: SimulateArgs) -> Result<ExitCode, Failure> {
+    let source = match (args.population, args.synthetic) {
+        (Some(path), _) => sim::command::Source::File(path),
+        (None, Some(invoices)) => sim::command::Source::Synthetic {
+            invoices,
+            seed: args.seed,
+        },
+        (None, None) => unreachable!("clap requires one of --population and --synthetic"),
+    };
+    let options = sim::command::Options {
+        policy: args.policy,
+        vs: args.vs,
+        source,
+        write_population: args.write_population,
+        json: args.json,
+        chart: args.chart,
+        threads: args.threads.and_then(|n| usize::try_from(n).ok()),
+    };
+    let printed = sim::command::run(&options).map_err(user)?;
+    print!("{printed}");
     Ok(ExitCode::SUCCESS)
 }
 

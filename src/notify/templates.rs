@@ -296,20 +296,30 @@ pub fn format_date(at: jiff::Timestamp, zone: &jiff::tz::TimeZone, language: &st
     }
 }
 
-/// An amount in the currency's smallest unit, written as a reader of `language` expects: `$49.00`
-/// and `¥4,900` in English, `49,00 $` and `4.900 ¥` in German.
-pub fn format_amount(amount: i64, currency: &str, language: &str) -> String {
-    // Stripe's zero-decimal currencies.
+/// How many decimals Stripe's amounts in `currency` have (any letter case): none for its
+/// zero-decimal currencies, three for its three-decimal ones, two for every other.
+pub fn decimals(currency: &str) -> u32 {
+    // Stripe's lists (docs, "Supported currencies").
     const ZERO_DECIMAL: &[&str] = &[
         "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv",
         "xaf", "xof", "xpf",
     ];
-    let currency = currency.to_ascii_lowercase();
-    let decimals = if ZERO_DECIMAL.contains(&currency.as_str()) {
+    const THREE_DECIMAL: &[&str] = &["bhd", "jod", "kwd", "omr", "tnd"];
+    let listed = |list: &[&str]| list.iter().any(|c| c.eq_ignore_ascii_case(currency));
+    if listed(ZERO_DECIMAL) {
         0
+    } else if listed(THREE_DECIMAL) {
+        3
     } else {
         2
-    };
+    }
+}
+
+/// An amount in the currency's smallest unit, written as a reader of `language` expects: `$49.00`
+/// and `¥4,900` in English, `49,00 $` and `4.900 ¥` in German.
+pub fn format_amount(amount: i64, currency: &str, language: &str) -> String {
+    let currency = currency.to_ascii_lowercase();
+    let decimals = decimals(&currency);
     let german = language == "de";
     let (group, point) = if german { ('.', ',') } else { (',', '.') };
     let scale = 10i64.pow(decimals);
@@ -323,7 +333,11 @@ pub fn format_amount(amount: i64, currency: &str, language: &str) -> String {
     }
     let number = match decimals {
         0 => grouped,
-        _ => format!("{grouped}{point}{:02}", amount.abs() % scale),
+        _ => format!(
+            "{grouped}{point}{:0width$}",
+            amount.abs() % scale,
+            width = decimals as usize
+        ),
     };
     let sign = if amount < 0 { "-" } else { "" };
     let symbol = match currency.as_str() {

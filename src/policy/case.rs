@@ -419,6 +419,10 @@ pub struct Case {
     /// The customer's own contact hours, from their metadata (`contact_window = "18-22"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact_window: Option<Window>,
+    /// Keeps no timeline: set by `recoup simulate`, where nobody reads a case's story and no event
+    /// arrives twice (the timeline is what recognises a repeated event). Never stored.
+    #[serde(skip)]
+    pub untold: bool,
     /// A nudge held back by the per-customer daily cap waits until then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -483,9 +487,18 @@ impl Case {
             .any(|e| e.event.as_deref() == Some(event_id))
     }
 
+    /// Words for the timeline: `text()`, or nothing for a case that keeps none (`untold`), whose
+    /// story would cost more to write than the decisions it explains.
+    pub fn words(&self, text: impl FnOnce() -> String) -> String {
+        if self.untold { String::new() } else { text() }
+    }
+
     /// Adds a line to the timeline, keeping it ordered by time (stable for equal times), so the
     /// story reads the same whatever order Stripe delivered its events in.
     pub fn record(&mut self, entry: Entry) {
+        if self.untold {
+            return;
+        }
         let at = self.timeline.partition_point(|e| e.at <= entry.at);
         self.timeline.insert(at, entry);
     }

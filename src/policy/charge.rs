@@ -126,20 +126,20 @@ pub(super) fn on_charge(policy: &Policy, case: &Case, charge: &Charge) -> Decisi
                     next.state = State::AwaitingCustomer;
                 }
             }
-            let card = declined
-                .card
-                .as_ref()
-                .map(|c| format!(" on {} card {}", c.brand, c.fingerprint))
-                .unwrap_or_default();
-            (
-                "attempt declined",
+            let detail = next.words(|| {
+                let card = declined
+                    .card
+                    .as_ref()
+                    .map(|c| format!(" on {} card {}", c.brand, c.fingerprint))
+                    .unwrap_or_default();
                 format!(
                     "attempt {attempt}{card}: {}, {} ({})",
                     declined.best_code().as_deref().unwrap_or("no code"),
                     classified.class.as_str(),
                     classified.because
-                ),
-            )
+                )
+            });
+            ("attempt declined", detail)
         }
         ChargeResult::NotOpen { status } => {
             if status == "paid" {

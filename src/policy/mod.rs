@@ -35,7 +35,9 @@ pub use self::case::*;
 pub use self::charge::{Charge, ChargeResult, Declined};
 pub use self::ending::{DisputePlan, End, EndOrder, EndPlan, EndResult, PauseBehavior};
 pub use self::hold::{Support, SupportAct, retry_allowed};
-pub use self::nudge::{CardOnFile, NudgePlan, NudgeResult, Nudged, Step, contact_window};
+pub use self::nudge::{
+    CardOnFile, NudgePlan, NudgeResult, Nudged, Step, card_expired, contact_window,
+};
 use self::plan::human;
 pub use self::plan::{NextRetry, Plan};
 pub use self::segment::{CustomerFacts, Match, Segment};
@@ -307,7 +309,7 @@ fn on_event(
     }
     settle(&mut case);
     let (planned, actions) = replan(policy, &mut case, at);
-    let detail = describe(event, invoice, before, &case) + &planned;
+    let detail = case.words(|| describe(event, invoice, before, &case)) + &planned;
     case.record(Entry {
         at,
         what: event.kind.as_str().to_owned(),
@@ -493,23 +495,27 @@ fn on_timer(
         attempt,
         at: timer.at,
     });
-    let budget = card.map_or_else(String::new, |(c, tries)| {
-        let left = budget::left_after(&policy.networks, &c.brand, &tries, &case.invoice_id, now);
-        let left: Vec<String> = left
-            .into_iter()
-            .map(|(rule, n)| format!("{rule}: {n} left"))
-            .collect();
-        let on = format!(" on {} card {}", c.brand, c.fingerprint);
-        if left.is_empty() {
-            on
-        } else {
-            format!("{on}; after it, {}", left.join("; "))
-        }
+    let detail = case.words(|| {
+        let budget = card.map_or_else(String::new, |(c, tries)| {
+            let left =
+                budget::left_after(&policy.networks, &c.brand, &tries, &case.invoice_id, now);
+            let left: Vec<String> = left
+                .into_iter()
+                .map(|(rule, n)| format!("{rule}: {n} left"))
+                .collect();
+            let on = format!(" on {} card {}", c.brand, c.fingerprint);
+            if left.is_empty() {
+                on
+            } else {
+                format!("{on}; after it, {}", left.join("; "))
+            }
+        });
+        format!("attempt {attempt}{budget}")
     });
     case.record(Entry {
         at: timer.at,
         what: "retry due".to_owned(),
-        detail: format!("attempt {attempt}{budget}"),
+        detail,
         event: None,
     });
     Decision {
@@ -911,6 +917,7 @@ fn open(
         lost_dispute: None,
         resumption: None,
         nudges_held_until: None,
+        untold: false,
         segment: policy
             .segment_for(invoice, customer, at)
             .map(|s| s.name.clone()),
@@ -1005,10 +1012,10 @@ fn plan_retry(policy: &Policy, case: &mut Case) -> String {
             if before == Some(timer) {
                 String::new()
             } else {
-                format!("; next retry {}: {}", next.at, next.why)
+                case.words(|| format!("; next retry {}: {}", next.at, next.why))
             }
         }
-        Some(Err(none)) => format!("; no retry: {none}"),
+        Some(Err(none)) => case.words(|| format!("; no retry: {none}")),
         None if case.state == State::AwaitingCustomer && before.is_some() => {
             "; no retry until the customer acts: a new payment method, or confirming the payment"
                 .to_owned()
@@ -1071,8 +1078,10 @@ fn plan_decision(policy: &Policy, case: &mut Case) -> String {
     if before == Some(timer) || case.decision.is_some() {
         return String::new();
     }
-    let (end, rule, _) = ending::choose(policy, case);
-    format!("; decision due {at}: {} ({rule})", end.action().as_str())
+    case.words(|| {
+        let (end, rule, _) = ending::choose(policy, case);
+        format!("; decision due {at}: {} ({rule})", end.action().as_str())
+    })
 }
 
 /// Keeps a timer to resume the collection recoup paused, once the invoice is paid.
@@ -1120,11 +1129,13 @@ fn plan_nudge(policy: &Policy, case: &mut Case) -> String {
     if before == Some(timer) {
         String::new()
     } else {
-        format!(
-            "; next nudge {} tier {} at {at}",
-            step.kind.as_str(),
-            step.tier
-        )
+        case.words(|| {
+            format!(
+                "; next nudge {} tier {} at {at}",
+                step.kind.as_str(),
+                step.tier
+            )
+        })
     }
 }
 

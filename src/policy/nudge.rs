@@ -10,6 +10,8 @@
 //! gets one thank-you. How many nudges one customer gets in a day, across all their invoices, is
 //! counted by the worker when a nudge is due (see `Input::NudgeHeld`).
 
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -136,6 +138,27 @@ impl NudgePlan {
                 .any(|s| s.kind == NudgeKind::FinalNotice && !case.has_nudged(s.kind, s.tier))
     }
 
+    /// The customer's local day a nudge at `at` counts toward: the per-day cap is counted per
+    /// customer and local day, across all their invoices.
+    pub fn customer_day(zone: &TimeZone, at: Timestamp) -> Date {
+        at.to_zoned(zone.clone()).date()
+    }
+
+    /// Whether a nudge due at `now` must wait for the customer's next local day, and until when:
+    /// `sent_today` counts their nudges on [`Self::customer_day`] of `now`, this one included.
+    pub fn held_by_day_cap(
+        &self,
+        zone: &TimeZone,
+        now: Timestamp,
+        sent_today: u64,
+    ) -> Option<Timestamp> {
+        if sent_today <= u64::from(self.per_customer_per_day) {
+            return None;
+        }
+        let tomorrow = Self::customer_day(zone, now).tomorrow().ok()?;
+        tomorrow.to_zoned(zone.clone()).ok().map(|z| z.timestamp())
+    }
+
     /// Nudges that count toward the per-case cap: all but the thank-you.
     fn spent(&self, case: &Case) -> u32 {
         let spent = case
@@ -166,6 +189,22 @@ pub fn contact_window(written: &str) -> Option<Window> {
     })
 }
 
+/// Whether a card expiring `exp_month`/`exp_year` no longer works at `at`: cards are good through
+/// the last day of their expiry month (counted in UTC, a few hours' caution either way).
+pub fn card_expired(exp_month: u32, exp_year: u32, at: Timestamp) -> bool {
+    let month = i8::try_from(exp_month).unwrap_or(12).clamp(1, 12);
+    let year = i16::try_from(exp_year).unwrap_or(i16::MAX);
+    let Ok(first) = jiff::civil::Date::new(year, month, 1) else {
+        return false;
+    };
+    let Ok(after) = first.checked_add(jiff::Span::new().months(1)) else {
+        return false;
+    };
+    after
+        .to_zoned(TimeZone::UTC)
+        .is_ok_and(|after| after.timestamp() <= at)
+}
+
 /// A customer's card as Stripe shows it, for the expiring-card nudge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CardOnFile {
@@ -178,20 +217,9 @@ pub struct CardOnFile {
 }
 
 impl CardOnFile {
-    /// Whether the card no longer works at `at`: cards are good through the last day of their
-    /// expiry month (counted in UTC, a few hours' caution either way).
+    /// Whether the card no longer works at `at` ([`card_expired`]).
     pub fn expired_by(&self, at: Timestamp) -> bool {
-        let month = i8::try_from(self.exp_month).unwrap_or(12).clamp(1, 12);
-        let year = i16::try_from(self.exp_year).unwrap_or(i16::MAX);
-        let Ok(first) = jiff::civil::Date::new(year, month, 1) else {
-            return false;
-        };
-        let Ok(after) = first.checked_add(jiff::Span::new().months(1)) else {
-            return false;
-        };
-        after
-            .to_zoned(jiff::tz::TimeZone::UTC)
-            .is_ok_and(|after| after.timestamp() <= at)
+        card_expired(self.exp_month, self.exp_year, at)
     }
 
     /// The card in words: `Visa ending 4242, expiring 12/2026`.

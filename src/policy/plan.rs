@@ -173,7 +173,7 @@ impl Plan {
         let gaps = self.gaps(class);
         let retries_so_far = case.attempts.len() - 1;
         let Some(&gap) = gaps.get(retries_so_far) else {
-            return Err(match gaps.len() {
+            return Err(case.words(|| match gaps.len() {
                 0 => format!(
                     "{} decline is not retried on a schedule; a new payment method is",
                     capitalised(&article(class.as_str()))
@@ -182,7 +182,7 @@ impl Plan {
                     "no retry left: the plan has {n} for {} decline",
                     article(class.as_str())
                 ),
-            });
+            }));
         };
         // Mastercard's advice 24–30 names the shortest wait it tolerates; a shorter gap gives way.
         let network_wait = case
@@ -213,10 +213,13 @@ impl Plan {
             placed
         };
         if at > first_failure + self.within {
-            return Err(format!(
-                "no retry left: the next would fall after the policy's {} from the first failure",
-                human(self.within)
-            ));
+            return Err(case.words(|| {
+                format!(
+                    "no retry left: the next would fall after the policy's {} from the first \
+                     failure",
+                    human(self.within)
+                )
+            }));
         }
         let when = if payday {
             "on the next payday"
@@ -227,18 +230,20 @@ impl Plan {
             at,
             attempt,
             prompted: false,
-            why: format!(
-                "retry {} of {} for {} decline: {} after attempt {}, {when} \
-                 ({:02}:00–{:02}:00 {})",
-                retries_so_far + 1,
-                gaps.len(),
-                article(class.as_str()),
-                human(gap.max(network_wait)),
-                last.number,
-                self.window.start_hour,
-                self.window.end_hour,
-                case.customer_timezone
-            ),
+            why: case.words(|| {
+                format!(
+                    "retry {} of {} for {} decline: {} after attempt {}, {when} \
+                     ({:02}:00–{:02}:00 {})",
+                    retries_so_far + 1,
+                    gaps.len(),
+                    article(class.as_str()),
+                    human(gap.max(network_wait)),
+                    last.number,
+                    self.window.start_hour,
+                    self.window.end_hour,
+                    case.customer_timezone
+                )
+            }),
         })
     }
 }

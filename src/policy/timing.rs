@@ -89,7 +89,26 @@ fn canonical_name(name: &str) -> Option<String> {
 /// A stored name can outlive the database that resolved it (a zone renamed or dropped in a later
 /// tzdb release); falling back to UTC keeps the case schedulable instead of failing it.
 pub fn zone(name: &str) -> TimeZone {
-    TimeZone::get(name).unwrap_or(TimeZone::UTC)
+    // Every decision looks its case's zone up, often several times; the database lookup (a
+    // search and a lock) costs more than the rest of a decision's arithmetic, so the last few
+    // zones a thread used are kept (a `TimeZone` is a reference-counted handle).
+    thread_local! {
+        static RECENT: std::cell::RefCell<Vec<(String, TimeZone)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    const KEPT: usize = 8;
+    RECENT.with_borrow_mut(|recent| {
+        if let Some(at) = recent.iter().position(|(n, _)| n == name) {
+            let found = recent.remove(at);
+            let zone = found.1.clone();
+            recent.insert(0, found);
+            return zone;
+        }
+        let zone = TimeZone::get(name).unwrap_or(TimeZone::UTC);
+        recent.truncate(KEPT - 1);
+        recent.insert(0, (name.to_owned(), zone.clone()));
+        zone
+    })
 }
 
 /// The earliest instant at or after `at` whose local time in `zone` is inside `window`.

@@ -11,7 +11,7 @@
 use super::{Inputs, Worker};
 use crate::notify::templates::{Context, format_amount, format_date, format_time};
 use crate::notify::{Delivery, Nudge, Recipient};
-use crate::policy::{Action, BilledTo, Case, Channel, Input, NudgeKind, NudgeResult};
+use crate::policy::{Action, BilledTo, Case, Channel, Input, NudgeKind, NudgePlan, NudgeResult};
 use crate::policy::{ending, timing};
 use crate::store::Store;
 
@@ -43,19 +43,13 @@ async fn send_one<S: Store>(
     let zone = timing::zone(&case.customer_timezone);
     let now = worker.clock.now().await.map_err(|e| e.to_string())?;
     if kind != NudgeKind::Recovered {
-        let today = now.to_zoned(zone.clone()).date();
+        let today = NudgePlan::customer_day(&zone, now);
         let count = worker
             .store
             .count_nudge(&case.customer_id, &today.to_string())
             .await
             .map_err(|e| e.to_string())?;
-        if count > u64::from(plan.per_customer_per_day) {
-            let until = today
-                .tomorrow()
-                .map_err(|e| e.to_string())?
-                .to_zoned(zone.clone())
-                .map_err(|e| e.to_string())?
-                .timestamp();
+        if let Some(until) = plan.held_by_day_cap(&zone, now, count) {
             let held = Input::NudgeHeld { kind, tier, until };
             return apply(worker, case, &held).await;
         }

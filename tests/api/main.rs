@@ -9,6 +9,7 @@ mod operations;
 mod page;
 mod process;
 mod retries;
+mod simulate;
 mod smtp_sink;
 mod status;
 mod store;

@@ -1,0 +1,169 @@
+//! `recoup simulate` as a command: which policies, which population, and where the results go.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+use super::population::{Customers, PopulationError};
+use super::report::Report;
+use super::{BASELINE, BASELINE_PATH, Contender, chart, synthetic};
+use crate::policy::file;
+
+/// Where the population comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    File(PathBuf),
+    Synthetic { invoices: u64, seed: u64 },
+}
+
+/// What the command line asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub policy: PathBuf,
+    pub vs: Option<PathBuf>,
+    pub source: Source,
+    pub write_population: Option<PathBuf>,
+    pub json: bool,
+    pub chart: Option<PathBuf>,
+    /// Simulating threads; one per core when `None`.
+    pub threads: Option<usize>,
+}
+
+/// Runs the simulation and returns what to print. Every error is the user's to fix (a file that
+/// cannot be read or written, a bad policy or population line); nothing is left half-written.
+pub fn run(options: &Options) -> anyhow::Result<String> {
+    let contenders = contenders(&options.policy, options.vs.as_deref())?;
+    let threads = options.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let mut written = options
+        .write_population
+        .as_deref()
+        .map(|path| {
+            File::create(path)
+                .map(BufWriter::new)
+                .with_context(|| format!("cannot write the population to {}", path.display()))
+        })
+        .transpose()?;
+    let started = Instant::now();
+    let mut write = |invoices: &[super::population::FailedInvoice]| {
+        let Some(out) = written.as_mut() else {
+            return Ok(());
+        };
+        for invoice in invoices {
+            serde_json::to_writer(&mut *out, invoice).map_err(std::io::Error::from)?;
+            out.write_all(b"\n")?;
+        }
+        Ok::<(), PopulationError>(())
+    };
+    let (outcome, source) = match &options.source {
+        Source::File(path) => {
+            let file = File::open(path)
+                .with_context(|| format!("cannot read the population {}", path.display()))?;
+            let customers = Customers::new(BufReader::with_capacity(1 << 20, file));
+            (
+                super::run(&contenders, customers, threads, &mut write),
+                path.display().to_string(),
+            )
+        }
+        Source::Synthetic { invoices, seed } => (
+            super::run(
+                &contenders,
+                synthetic::population(*invoices, *seed).map(Ok),
+                threads,
+                &mut write,
+            ),
+            format!("synthetic, {invoices} invoices, seed {seed}"),
+        ),
+    };
+    let finished = outcome.and_then(|outcome| {
+        if let Some(out) = written.as_mut() {
+            out.flush()?;
+        }
+        Ok(outcome)
+    });
+    let outcome = match finished {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            if let Some(path) = &options.write_population {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e.into());
+        }
+    };
+    if outcome.population.invoices == 0 {
+        bail!("the population has no invoices");
+    }
+    let elapsed = started.elapsed();
+    let report = Report::new(source, &contenders, &outcome.population, &outcome.tallies);
+    if let Some(path) = &options.chart {
+        let title = format!(
+            "Recovered revenue by day after the failure — {}",
+            report.population.source
+        );
+        chart::draw(path, &title, &report.curves())?;
+    }
+    let mut printed = if options.json {
+        serde_json::to_string_pretty(&report)? + "\n"
+    } else {
+        report.to_string()
+    };
+    if !options.json {
+        let policies = match contenders.len() {
+            1 => "1 policy".to_owned(),
+            n => format!("{n} policies"),
+        };
+        printed += &format!(
+            "\n{} invoices × {policies} simulated in {:.1} s on {threads} threads.\n",
+            outcome.population.invoices,
+            elapsed.as_secs_f64()
+        );
+        if let Some(path) = &options.chart {
+            printed += &format!("Chart: {}\n", path.display());
+        }
+    }
+    Ok(printed)
+}
+
+/// The policy under test, the one it is compared with, and the baseline, in that order; the
+/// baseline is left out when one of the others is the very same policy.
+fn contenders(policy: &Path, vs: Option<&Path>) -> anyhow::Result<Vec<Contender>> {
+    let mut paths = vec![policy];
+    paths.extend(vs);
+    let mut contenders = Vec::new();
+    for path in paths {
+        let policy = file::load(path)?;
+        contenders.push(Contender {
+            name: name(path, policy_names(&contenders, path)),
+            path: path.to_owned(),
+            policy,
+        });
+    }
+    let baseline = file::parse(BASELINE, BASELINE_PATH)?;
+    if contenders.iter().all(|c| c.policy != baseline) {
+        contenders.push(Contender {
+            name: "baseline 3/5/7".to_owned(),
+            path: PathBuf::from(format!("{BASELINE_PATH} (built in)")),
+            policy: baseline,
+        });
+    }
+    Ok(contenders)
+}
+
+/// Whether another contender's file has the same file name (so names must be paths).
+fn policy_names(contenders: &[Contender], path: &Path) -> bool {
+    contenders
+        .iter()
+        .any(|c| c.path.file_name() == path.file_name())
+}
+
+/// A policy's column heading: its file name, or its path when two share a name.
+fn name(path: &Path, clash: bool) -> String {
+    match path.file_name() {
+        Some(name) if !clash => name.to_string_lossy().into_owned(),
+        _ => path.display().to_string(),
+    }
+}

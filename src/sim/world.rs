@@ -1,0 +1,635 @@
+//! The simulated world: a virtual Stripe and the customer behind each failed invoice.
+//!
+//! [`simulate`] runs one customer's invoices through the real [`decide`] on a virtual clock that
+//! jumps from one moment to the next: an invoice failing, a timer of a case coming due, the customer
+//! adding a card or paying by themselves. Every action the policy asks for is answered the way
+//! Stripe and the customer would answer it, and only that way:
+//!
+//! - a retry is charged on the customer's current card: it goes through when the card is alive, not
+//!   expired, and the moment falls in one of the customer's `funds` windows; otherwise it declines
+//!   with the codes Stripe would give (`expired_card` past the expiry month);
+//! - a nudge reaches the customer, who may add a card after enough of them (the ones sent in their
+//!   quiet hours, 21:00–08:00 local, are read and resented but do not persuade) or give up after too
+//!   many; the daily cap per customer is the policy's own ([`NudgePlan::held_by_day_cap`]), as the
+//!   worker applies it;
+//! - an end decision is carried out as asked; a write-off stops the customer paying by themselves.
+//!
+//! The policy never sees the truth behind these answers; it sees the events, charges and nudge
+//! deliveries the worker would feed it. So what is simulated is exactly what runs in production,
+//! minus the I/O. Each attempt is also checked against the card networks' real rules (the
+//! defaults, whatever the policy file says) and counted as a breach when it breaks one.
+
+use std::collections::BTreeMap;
+
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp, ToSpan};
+
+use super::population::{DeclineTruth, FailedInvoice};
+use crate::policy::budget::{self, Try};
+use crate::policy::decline::{self, Signals};
+use crate::policy::{
+    Action, Card, Case, Channel, Charge, ChargeResult, CustomerFacts, DeclineClass, Declined, End,
+    EndResult, Input, NudgeKind, NudgePlan, NudgeResult, Policy, RecoveredBy, State, Timer,
+    card_expired, decide, timing,
+};
+use crate::webhook::event::{CardDetails, Event, EventKind, EventObject, Invoice, PaymentMethod};
+
+/// How long after its failure an invoice is followed; nothing later counts.
+pub const HORIZON: SignedDuration = SignedDuration::from_hours(60 * 24);
+
+/// The customer's quiet hours, local, from 21:00 to 08:00: a nudge read at night annoys and
+/// persuades nobody.
+const QUIET_FROM: i8 = 21;
+const QUIET_UNTIL: i8 = 8;
+
+/// More moments than any policy can make of one customer in 60 days; reaching it means a policy
+/// that reschedules itself forever, which is a bug to report, not a result.
+const MAX_MOMENTS: u32 = 100_000;
+
+/// What became of one invoice under one policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvoiceResult {
+    /// The class the policy gave the first decline.
+    pub class: DeclineClass,
+    /// The policy's segment for the invoice (an index into `policy.segments`).
+    pub segment: Option<usize>,
+    /// Paid within the horizon: by whom and how long after the failure.
+    pub recovered: Option<(RecoveredBy, SignedDuration)>,
+    /// recoup's own charge attempts (Stripe's failed first attempt not counted).
+    pub attempts: u32,
+    /// Nudges delivered, the thank-you not counted.
+    pub nudges: u32,
+    /// Attempts that broke a card-network rule.
+    pub breaches: u32,
+}
+
+/// What became of one customer's invoices under one policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomerResult {
+    pub invoices: Vec<InvoiceResult>,
+    /// The customer cancelled after one nudge too many.
+    pub gave_up: bool,
+}
+
+/// Runs one customer's invoices (consecutive lines of a population) under `policy`.
+pub fn simulate(policy: &Policy, invoices: &[FailedInvoice]) -> CustomerResult {
+    let mut world = World::new(policy, invoices);
+    world.run();
+    CustomerResult {
+        invoices: world.results,
+        gave_up: world.gave_up,
+    }
+}
+
+/// One of the customer's cards: the one that failed, and the new one they may add.
+struct CardState {
+    card: Card,
+    tries: Vec<Try>,
+    /// The class of the card's latest decline, when it was, and the wait its network asked for.
+    last_decline: Option<(Timestamp, DeclineClass, Option<SignedDuration>)>,
+}
+
+/// The next thing to happen; at the same instant, in the order listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Moment {
+    Fails(usize),
+    NewCard,
+    PaysUnprompted(usize),
+    Due(usize, Timer),
+}
+
+impl Moment {
+    fn rank(&self) -> (u8, usize) {
+        match self {
+            Moment::Fails(i) => (0, *i),
+            Moment::NewCard => (1, 0),
+            Moment::PaysUnprompted(i) => (2, *i),
+            Moment::Due(i, _) => (3, *i),
+        }
+    }
+}
+
+struct World<'a> {
+    policy: &'a Policy,
+    networks: Vec<budget::Rule>,
+    invoices: &'a [FailedInvoice],
+    zone: TimeZone,
+    cases: Vec<Option<Case>>,
+    results: Vec<InvoiceResult>,
+    /// Whether each invoice was written off (a customer cannot pay one any more).
+    written_off: Vec<bool>,
+    /// Whether each invoice's own payment by the customer has happened (or can no longer).
+    paid_unprompted: Vec<bool>,
+    /// The failed card first, the new one once the customer added it.
+    cards: Vec<CardState>,
+    new_card_at: Option<Timestamp>,
+    nudges_seen: u32,
+    nudges_read: u32,
+    /// The customer's local day and how many nudges it brought.
+    day: Option<(Date, u64)>,
+    gave_up: bool,
+}
+
+impl<'a> World<'a> {
+    fn new(policy: &'a Policy, invoices: &'a [FailedInvoice]) -> Self {
+        let first = &invoices[0];
+        let card = CardState {
+            card: Card {
+                fingerprint: first.card.fingerprint.clone(),
+                brand: first.card.brand.clone(),
+            },
+            tries: Vec::new(),
+            last_decline: None,
+        };
+        let results = invoices
+            .iter()
+            .map(|invoice| InvoiceResult {
+                class: decline::classify(&signals(&invoice.first_decline, &invoice.card.brand))
+                    .class,
+                segment: None,
+                recovered: None,
+                attempts: 0,
+                nudges: 0,
+                breaches: 0,
+            })
+            .collect();
+        let new_card_at = first
+            .updates_card
+            .filter(|u| u.after_nudges == 0)
+            .map(|u| first.failed_at + reply(u.reply_hours));
+        Self {
+            policy,
+            networks: budget::Rule::defaults(),
+            invoices,
+            zone: timing::zone(&first.timezone),
+            cases: vec![None; invoices.len()],
+            results,
+            written_off: vec![false; invoices.len()],
+            paid_unprompted: vec![false; invoices.len()],
+            cards: vec![card],
+            new_card_at,
+            nudges_seen: 0,
+            nudges_read: 0,
+            day: None,
+            gave_up: false,
+        }
+    }
+
+    fn run(&mut self) {
+        for _ in 0..MAX_MOMENTS {
+            if self.gave_up {
+                return;
+            }
+            let Some((at, moment)) = self.next_moment() else {
+                return;
+            };
+            match moment {
+                Moment::Fails(i) => self.fail(i),
+                Moment::NewCard => self.add_card(at),
+                Moment::PaysUnprompted(i) => self.pay_unprompted(i, at),
+                Moment::Due(i, timer) => {
+                    let card = self
+                        .case_card(i)
+                        .map(|c| c.tries.clone())
+                        .unwrap_or_default();
+                    self.apply(i, &Input::Timer { timer, card }, at);
+                }
+            }
+        }
+        panic!(
+            "customer {} still had moments after {MAX_MOMENTS}: the policy keeps rescheduling",
+            self.invoices[0].customer_id
+        );
+    }
+
+    fn horizon(&self, i: usize) -> Timestamp {
+        self.invoices[i].failed_at + HORIZON
+    }
+
+    /// Whether invoice `i` is open to a new card or a payment: opened, not final (a paused one
+    /// comes back with a new card), within its horizon at `at`.
+    fn takes_part(&self, i: usize, at: Timestamp) -> bool {
+        self.cases[i]
+            .as_ref()
+            .is_some_and(|c| !c.state.is_final() || c.state == State::Paused)
+            && at <= self.horizon(i)
+    }
+
+    fn next_moment(&self) -> Option<(Timestamp, Moment)> {
+        let mut next: Option<(Timestamp, Moment)> = None;
+        let mut consider = |at: Timestamp, moment: Moment| {
+            if next.is_none_or(|(t, n)| (at, moment.rank()) < (t, n.rank())) {
+                next = Some((at, moment));
+            }
+        };
+        for (i, invoice) in self.invoices.iter().enumerate() {
+            let Some(case) = &self.cases[i] else {
+                consider(invoice.failed_at, Moment::Fails(i));
+                continue;
+            };
+            let horizon = self.horizon(i);
+            if let Some(timer) = case
+                .timers
+                .iter()
+                .filter(|t| t.at <= horizon)
+                .min_by_key(|t| t.at)
+            {
+                consider(timer.at, Moment::Due(i, *timer));
+            }
+            if let Some(at) = invoice.pays_unprompted_at
+                && !self.paid_unprompted[i]
+                && at <= horizon
+            {
+                consider(at.max(invoice.failed_at), Moment::PaysUnprompted(i));
+            }
+        }
+        if let Some(at) = self.new_card_at
+            && self.cards.len() == 1
+            && (0..self.invoices.len()).any(|i| self.cases[i].is_none() || self.takes_part(i, at))
+        {
+            consider(at, Moment::NewCard);
+        }
+        next
+    }
+
+    /// Stripe's first attempt fails: the case opens with what Stripe shows of the invoice and the
+    /// customer, and the decline is looked up, as the worker does.
+    fn fail(&mut self, i: usize) {
+        let invoices = self.invoices;
+        let invoice = &invoices[i];
+        let at = invoice.failed_at;
+        let created = at.as_second();
+        let event = Event {
+            id: format!("evt_{}_failed", invoice.invoice_id),
+            kind: EventKind::InvoicePaymentFailed,
+            created,
+            livemode: false,
+            api_version: None,
+            object: EventObject::Invoice(Box::new(stripe_invoice(invoice, false))),
+        };
+        let customer = CustomerFacts {
+            metadata: BTreeMap::from([("timezone".to_owned(), invoice.timezone.clone())]),
+            country: invoice.country.clone(),
+            created: at
+                .to_zoned(TimeZone::UTC)
+                .checked_sub(i64::from(invoice.tenure_months).months())
+                .ok()
+                .map(|z| z.timestamp()),
+            past_failures: invoice.past_failures,
+            ..CustomerFacts::default()
+        };
+        self.apply(i, &Input::Opening(Box::new(event), Box::new(customer)), at);
+        self.results[i].segment = self.cases[i]
+            .as_ref()
+            .and_then(|c| c.segment.as_deref())
+            .and_then(|name| self.policy.segments.iter().position(|s| s.name == name));
+        let card = self.cards[0].card.clone();
+        self.note_try(0, i, 1, at, Some(&invoice.first_decline));
+        let declined = declined(&invoice.first_decline, card);
+        let first = Charge {
+            attempt: 1,
+            at,
+            result: ChargeResult::Declined(declined),
+        };
+        self.apply(i, &Input::Charge(Box::new(first)), at);
+    }
+
+    /// The customer adds a new card: every invoice still open hears of it, as from Stripe's
+    /// `payment_method.attached`.
+    fn add_card(&mut self, at: Timestamp) {
+        let old = &self.cards[0].card;
+        let card = Card {
+            fingerprint: format!("{}:new", old.fingerprint),
+            brand: old.brand.clone(),
+        };
+        let customer = self.invoices[0].customer_id.clone();
+        let event = Event {
+            id: format!("evt_{customer}_new_card"),
+            kind: EventKind::PaymentMethodAttached,
+            created: at.as_second(),
+            livemode: false,
+            api_version: None,
+            object: EventObject::PaymentMethod(PaymentMethod {
+                id: format!("pm_{customer}_new"),
+                customer: Some(customer),
+                method_type: "card".to_owned(),
+                card: Some(CardDetails {
+                    brand: Some(card.brand.clone()),
+                    fingerprint: Some(card.fingerprint.clone()),
+                    ..CardDetails::default()
+                }),
+            }),
+        };
+        self.cards.push(CardState {
+            card,
+            tries: Vec::new(),
+            last_decline: None,
+        });
+        let input = Input::Event(Box::new(event));
+        for i in 0..self.invoices.len() {
+            if self.takes_part(i, at) {
+                self.apply(i, &input, at);
+            }
+        }
+    }
+
+    /// The customer pays the invoice through the portal, as Stripe's `invoice.paid` tells.
+    fn pay_unprompted(&mut self, i: usize, at: Timestamp) {
+        self.paid_unprompted[i] = true;
+        let open = self.cases[i]
+            .as_ref()
+            .is_some_and(|c| c.paid_at.is_none() && c.closure.is_none());
+        if !open || self.written_off[i] {
+            return;
+        }
+        let invoices = self.invoices;
+        let invoice = &invoices[i];
+        let event = Event {
+            id: format!("evt_{}_paid", invoice.invoice_id),
+            kind: EventKind::InvoicePaid,
+            created: at.as_second(),
+            livemode: false,
+            api_version: None,
+            object: EventObject::Invoice(Box::new(stripe_invoice(invoice, true))),
+        };
+        self.apply(i, &Input::Event(Box::new(event)), at);
+    }
+
+    /// Decides `input` for invoice `i`'s case and answers every action the decision asks for.
+    fn apply(&mut self, i: usize, input: &Input, now: Timestamp) {
+        let decision = decide(self.policy, self.cases[i].as_ref(), input, now);
+        let Some(mut case) = decision.case else {
+            return;
+        };
+        // Nobody reads a simulated case's story; writing it would be most of the work.
+        if !case.untold {
+            case.untold = true;
+            case.timeline = Vec::new();
+        }
+        if case.state == State::Recovered && self.results[i].recovered.is_none() {
+            let paid = case.paid_at.unwrap_or(now);
+            let after = paid.duration_since(self.invoices[i].failed_at);
+            if after <= HORIZON {
+                let by = case.recovered_by.unwrap_or(RecoveredBy::Unknown);
+                self.results[i].recovered = Some((by, after));
+            }
+        }
+        self.cases[i] = Some(case);
+        for action in decision.actions {
+            if self.gave_up {
+                return;
+            }
+            match action {
+                Action::Retry { attempt } => {
+                    let result = self.charge(i, attempt, now);
+                    let charge = Charge {
+                        attempt,
+                        at: now,
+                        result,
+                    };
+                    self.apply(i, &Input::Charge(Box::new(charge)), now);
+                }
+                Action::Nudge { kind, tier } => self.nudge(i, kind, tier, now),
+                Action::End(end) => {
+                    if end == End::MarkUncollectible {
+                        self.written_off[i] = true;
+                    }
+                    let result = EndResult::Done { already: false };
+                    self.apply(i, &Input::Ended { at: now, result }, now);
+                }
+                Action::Resume => {
+                    let result = EndResult::Done { already: false };
+                    self.apply(i, &Input::Resumed { at: now, result }, now);
+                }
+            }
+        }
+    }
+
+    /// The card a charge of invoice `i` goes to: the newest the customer has.
+    fn case_card(&self, i: usize) -> Option<&CardState> {
+        let fingerprint = &self.cases[i].as_ref()?.card.as_ref()?.fingerprint;
+        self.cards
+            .iter()
+            .find(|c| &c.card.fingerprint == fingerprint)
+    }
+
+    /// Charges invoice `i` on the customer's newest card and says what Stripe would answer.
+    fn charge(&mut self, i: usize, attempt: u32, now: Timestamp) -> ChargeResult {
+        let invoices = self.invoices;
+        let invoice = &invoices[i];
+        let on = self.cards.len() - 1;
+        self.results[i].attempts += 1;
+        if self.breaks_a_rule(on, i, now) {
+            self.results[i].breaches += 1;
+        }
+        let expired = match (invoice.card.exp_month, invoice.card.exp_year) {
+            (Some(month), Some(year)) => {
+                card_expired(u32::from(month), u32::try_from(year).unwrap_or(0), now)
+            }
+            _ => false,
+        };
+        let refused = invoice.card_dead
+            || self.results[i].class == DeclineClass::Hard
+            || !invoice.funds.iter().any(|f| f.contains(now));
+        // A new card always pays; the old one only while it works and the money is there.
+        let refusal = if on > 0 {
+            None
+        } else if expired {
+            Some(DeclineTruth {
+                code: Some("expired_card".to_owned()),
+                ..DeclineTruth::default()
+            })
+        } else if refused {
+            Some(
+                invoice
+                    .outside_funds_decline
+                    .clone()
+                    .unwrap_or_else(|| invoice.first_decline.clone()),
+            )
+        } else {
+            None
+        };
+        self.note_try(on, i, attempt, now, refusal.as_ref());
+        match refusal {
+            None => ChargeResult::Paid,
+            Some(refusal) => {
+                ChargeResult::Declined(declined(&refusal, self.cards[on].card.clone()))
+            }
+        }
+    }
+
+    /// Whether one more try on card `on` for invoice `i` at `now` breaks a network rule: a budget
+    /// of the networks' own figures, a wait their advice asked for, or any retry after a decline
+    /// that forbids one.
+    fn breaks_a_rule(&self, on: usize, i: usize, now: Timestamp) -> bool {
+        let card = &self.cards[on];
+        let invoice_id = &self.invoices[i].invoice_id;
+        let over_budget = !matches!(
+            budget::earliest_allowed(
+                &self.networks,
+                &card.card.brand,
+                &card.tries,
+                invoice_id,
+                now
+            ),
+            Ok(Ok(_))
+        );
+        let too_soon = card.last_decline.is_some_and(|(at, class, wait)| {
+            class == DeclineClass::Hard || wait.is_some_and(|wait| now < at + wait)
+        });
+        over_budget || too_soon
+    }
+
+    fn note_try(
+        &mut self,
+        on: usize,
+        i: usize,
+        attempt: u32,
+        at: Timestamp,
+        refusal: Option<&DeclineTruth>,
+    ) {
+        let card = &mut self.cards[on];
+        card.tries.push(Try {
+            at,
+            invoice_id: self.invoices[i].invoice_id.clone(),
+            attempt,
+            declined: refusal.is_some(),
+        });
+        if let Some(refusal) = refusal {
+            let classified = decline::classify(&signals(refusal, &card.card.brand));
+            card.last_decline = Some((at, classified.class, classified.not_before));
+        }
+    }
+
+    /// A nudge reaches the customer, unless their day's nudges are spent (the policy's cap, as the
+    /// worker applies it). Too many and they give up; enough, read in their waking hours, and they
+    /// add a new card.
+    fn nudge(&mut self, i: usize, kind: NudgeKind, tier: u32, now: Timestamp) {
+        let Some(case) = &self.cases[i] else {
+            return;
+        };
+        let Some(at) = case
+            .nudged
+            .iter()
+            .find(|n| n.kind == kind && n.tier == tier)
+            .map(|n| n.at)
+        else {
+            return;
+        };
+        if kind == NudgeKind::Recovered {
+            return;
+        }
+        let today = NudgePlan::customer_day(&self.zone, now);
+        let sent_today = match self.day {
+            Some((day, count)) if day == today => count + 1,
+            _ => 1,
+        };
+        self.day = Some((today, sent_today));
+        let policy = self.policy;
+        let plan = policy.nudges_for(case);
+        if let Some(until) = plan.held_by_day_cap(&self.zone, now, sent_today) {
+            self.apply(i, &Input::NudgeHeld { kind, tier, until }, now);
+            return;
+        }
+        self.results[i].nudges += 1;
+        self.nudges_seen += 1;
+        let invoices = self.invoices;
+        let truth = &invoices[0];
+        if truth
+            .gives_up_after_nudges
+            .is_some_and(|most| self.nudges_seen > most)
+        {
+            self.gave_up = true;
+            return;
+        }
+        let hour = now.to_zoned(self.zone.clone()).hour();
+        if (QUIET_UNTIL..QUIET_FROM).contains(&hour) {
+            self.nudges_read += 1;
+            if let Some(update) = truth.updates_card
+                && self.nudges_read == update.after_nudges
+                && self.new_card_at.is_none()
+            {
+                self.new_card_at = Some(now + reply(update.reply_hours));
+            }
+        }
+        let delivered = Input::Nudged {
+            kind,
+            tier,
+            at,
+            template: String::new(),
+            results: vec![NudgeResult {
+                channel: Channel::Email,
+                sent: true,
+                note: String::new(),
+            }],
+        };
+        self.apply(i, &delivered, now);
+    }
+}
+
+/// The invoice as Stripe shows it in an event: open after the failure, or paid.
+fn stripe_invoice(invoice: &FailedInvoice, paid: bool) -> Invoice {
+    let (status, amount_paid) = if paid {
+        ("paid", invoice.amount_due)
+    } else {
+        ("open", 0)
+    };
+    Invoice {
+        id: Some(invoice.invoice_id.clone()),
+        customer: invoice.customer_id.clone(),
+        subscription: invoice.subscription_id.clone(),
+        status: Some(status.to_owned()),
+        amount_due: invoice.amount_due,
+        amount_paid,
+        amount_remaining: invoice.amount_due - amount_paid,
+        currency: invoice.currency.clone(),
+        attempt_count: 1,
+        billing_reason: Some("subscription_cycle".to_owned()),
+        collection_method: Some("charge_automatically".to_owned()),
+        hosted_invoice_url: None,
+        // Stripe's own retries are off: recoup retries.
+        next_payment_attempt: None,
+        payment_intent: None,
+        charge: None,
+        customer_email: None,
+        customer_name: None,
+        customer_country: invoice.country.clone(),
+        price_ids: Vec::new(),
+        created: Some(invoice.failed_at.as_second()),
+        due_date: None,
+        period_end: None,
+        metadata: invoice.metadata.clone(),
+    }
+}
+
+pub(super) fn reply(hours: f64) -> SignedDuration {
+    SignedDuration::from_secs_f64(hours * 3600.0)
+}
+
+pub(super) fn signals<'a>(truth: &'a DeclineTruth, brand: &'a str) -> Signals<'a> {
+    Signals {
+        code: truth.code.as_deref().or(Some("card_declined")),
+        decline_code: truth.decline_code.as_deref(),
+        advice_code: truth.advice_code.as_deref(),
+        network_advice_code: truth.network_advice_code.as_deref(),
+        network_decline_code: truth.network_decline_code.as_deref(),
+        brand: Some(brand),
+    }
+}
+
+fn declined(truth: &DeclineTruth, card: Card) -> Declined {
+    Declined {
+        code: Some(
+            truth
+                .code
+                .clone()
+                .unwrap_or_else(|| "card_declined".to_owned()),
+        ),
+        decline_code: truth.decline_code.clone(),
+        advice_code: truth.advice_code.clone(),
+        network_advice_code: truth.network_advice_code.clone(),
+        network_decline_code: truth.network_decline_code.clone(),
+        card: Some(card),
+    }
+}
