@@ -137,7 +137,7 @@ fn contenders(policy: &Path, vs: Option<&Path>) -> anyhow::Result<Vec<Contender>
     for path in paths {
         let policy = file::load(path)?;
         contenders.push(Contender {
-            name: name(path, policy_names(&contenders, path)),
+            name: name(path, name_clashes(&contenders, path)),
             path: path.to_owned(),
             policy,
         });
@@ -154,7 +154,7 @@ fn contenders(policy: &Path, vs: Option<&Path>) -> anyhow::Result<Vec<Contender>
 }
 
 /// Whether another contender's file has the same file name (so names must be paths).
-fn policy_names(contenders: &[Contender], path: &Path) -> bool {
+fn name_clashes(contenders: &[Contender], path: &Path) -> bool {
     contenders
         .iter()
         .any(|c| c.path.file_name() == path.file_name())
