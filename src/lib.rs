@@ -16,13 +16,15 @@
 //! - [`server`] — the HTTP service, operations endpoints and graceful shutdown;
 //! - [`telemetry`] — logs and Prometheus metrics.
 
+// The pure core lives in its own crate (src/core); its two modules read as if they were here.
+pub use recoup_core::{event, policy};
+
 pub mod api;
 pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod notify;
 pub mod page;
-pub mod policy;
 pub mod processor;
 pub mod server;
 pub mod sim;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use recoup::clock::{self, Clock};
+use recoup::clock::Clock;
 use recoup::config::{DEFAULT_POLICY_PATH, Settings};
 use recoup::server::{Application, Role};
 use recoup::store::{self, IdKind, RedisStore};
@@ -130,7 +130,7 @@ enum ClockCommand {
     /// due has been claimed by a worker.
     Advance {
         /// How far: a number with d, h, m or s, e.g. 3d.
-        #[arg(value_parser = clock::parse_duration, allow_hyphen_values = true)]
+        #[arg(value_parser = policy::duration::parse_duration, allow_hyphen_values = true)]
         duration: i64,
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
@@ -224,7 +224,7 @@ fn check_policy(path: Option<PathBuf>) -> Result<ExitCode, Failure> {
     let path = path
         .or_else(|| std::env::var_os("RECOUP_POLICY").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_POLICY_PATH));
-    let policy = policy::file::load(&path).map_err(user)?;
+    let policy = recoup::config::policy::load(&path).map_err(user)?;
     println!(
         "{}: ok — {}",
         path.display(),
@@ -305,7 +305,7 @@ async fn clock(config: Option<PathBuf>, advance: Option<i64>) -> Result<ExitCode
 async fn status(id: &str, json: bool, config: Option<PathBuf>) -> Result<ExitCode, Failure> {
     let kind = IdKind::of(id).map_err(user)?;
     let settings = Settings::load(config.as_deref(), environment()).map_err(user)?;
-    let policy = policy::file::for_service(&settings.policy).map_err(user)?;
+    let policy = recoup::config::policy::for_service(&settings.policy).map_err(user)?;
     let store = RedisStore::connect(&settings.redis).await.map_err(user)?;
     let cases = kind.cases(&store, id).await.map_err(user)?;
     if json {

@@ -36,7 +36,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::notify::{Notifier, NotifyError};
 use crate::page;
-use crate::policy::{self, file::PolicyError};
+use crate::policy::file::PolicyError;
 use crate::processor::stripe::{self, Stripe};
 use crate::processor::{Processor, ProcessorError};
 use crate::store::{RedisStore, Store, StoreError};
@@ -126,7 +126,7 @@ impl Application {
         if role.receives() && settings.secrets.webhook_secrets.is_empty() {
             return Err(StartError::NoWebhookSecret);
         }
-        let policy = policy::file::for_service(&settings.policy)?;
+        let policy = crate::config::policy::for_service(&settings.policy)?;
         let processor: Option<Arc<dyn Processor>> = match &settings.secrets.stripe_api_key {
             _ if !role.works() => None,
             None => return Err(StartError::NoStripeKey),

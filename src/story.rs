@@ -304,7 +304,7 @@ mod tests {
         Charge, ChargeResult, CustomerFacts, Declined, EndResult, Input, Support, SupportAct,
         decide,
     };
-    use crate::webhook::event::{Parsed, parse};
+    use crate::event::wire::{Parsed, parse};
 
     /// 2026-11-02 15:00 UTC, a Monday.
     const NOW: i64 = 1_793_631_600;

@@ -12,7 +12,8 @@ use recoup::policy::{
 };
 use recoup::processor::{DisputedCharge, Processor, ProcessorError};
 use recoup::store::{RedisStore, Saved, Store};
-use recoup::webhook::event::{Event, EventObject, Parsed, parse};
+use recoup::event::wire::{Parsed, parse};
+use recoup::event::{Event, EventObject};
 
 /// A processor answering in-process, so a benchmark measures recoup and Redis, not a network: every
 /// charge is declined for insufficient funds, as most retries of a backlog are.

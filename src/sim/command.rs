@@ -135,7 +135,7 @@ fn contenders(policy: &Path, vs: Option<&Path>) -> anyhow::Result<Vec<Contender>
     paths.extend(vs);
     let mut contenders = Vec::new();
     for path in paths {
-        let policy = file::load(path)?;
+        let policy = crate::config::policy::load(path)?;
         contenders.push(Contender {
             name: name(path, name_clashes(&contenders, path)),
             path: path.to_owned(),

@@ -33,7 +33,7 @@ use crate::policy::{
     EndResult, Input, NudgeKind, NudgePlan, NudgeResult, Policy, RecoveredBy, State, Timer,
     card_expired, decide, timing,
 };
-use crate::webhook::event::{CardDetails, Event, EventKind, EventObject, Invoice, PaymentMethod};
+use crate::event::{CardDetails, Event, EventKind, EventObject, Invoice, PaymentMethod};
 
 /// How long after its failure an invoice is followed; nothing later counts.
 pub const HORIZON: SignedDuration = SignedDuration::from_hours(60 * 24);

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::policy::Case;
 use crate::policy::budget::CardHistory;
-use crate::webhook::event::Event;
+use crate::event::Event;
 
 /// A store that lives as long as the process; clones share it.
 #[derive(Clone, Default)]

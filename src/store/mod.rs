@@ -28,7 +28,7 @@ pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 use crate::policy::Case;
 use crate::policy::budget::{CardHistory, Try};
-use crate::webhook::event::Event;
+use crate::event::Event;
 
 /// How many due-time sets the timers are spread over. Fixed: a case's shard is part of its keys,
 /// so changing this would strand the timers already stored.
@@ -409,7 +409,7 @@ pub(crate) mod codec {
     mod tests {
         use super::*;
         use crate::policy::{Input, Policy, decide};
-        use crate::webhook::event::{Parsed, parse};
+        use crate::event::wire::{Parsed, parse};
 
         fn case() -> Case {
             let body = include_bytes!("../../fixtures/events/invoice.payment_failed.json");

@@ -42,7 +42,7 @@ use super::{
 use crate::config::RedisSettings;
 use crate::policy::Case;
 use crate::policy::budget::CardHistory;
-use crate::webhook::event::Event;
+use crate::event::Event;
 
 /// The inbox stream that workers consume.
 pub const INBOX_STREAM: &str = "recoup:{inbox}:stream";

@@ -15,7 +15,6 @@
 //! | body over the limit | 413 `{"error":"…"}` |
 //! | store unavailable or too slow | 503 `{"error":"…"}` — Stripe delivers again |
 
-pub mod event;
 pub mod send;
 pub mod signature;
 
@@ -30,7 +29,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
-use self::event::{EventError, Parsed};
+use crate::event::wire::{self, EventError, Parsed};
 use self::signature::Verifier;
 use crate::server::error_response as error;
 use crate::store::{Ingest, Store};
@@ -96,7 +95,7 @@ async fn handle<S: Store>(
         return error(StatusCode::BAD_REQUEST, &e.to_string());
     }
 
-    let event = match event::parse(&body) {
+    let event = match wire::parse(&body) {
         Ok(Parsed::Acted(event)) => event,
         Ok(Parsed::Ignored { id, event_type }) => {
             tracing::debug!(event_id = %id, %event_type, "webhook ignored: recoup does not act on this type");

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::event::{self, EventError};
+use crate::event::wire::{self, EventError};
 use super::signature;
 
 /// What the receiver answered.
@@ -45,7 +45,7 @@ pub async fn send(
         path: path.to_path_buf(),
         message,
     };
-    if let Err(EventError::NotAnEvent(message)) = event::parse(&body) {
+    if let Err(EventError::NotAnEvent(message)) = wire::parse(&body) {
         return Err(not_an_event(message));
     }
     if new_id {

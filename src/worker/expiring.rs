@@ -19,7 +19,7 @@ use super::inbox::Fault;
 use super::nudges::{About, deliver};
 use crate::policy::{CardOnFile, NudgeKind};
 use crate::store::Store;
-use crate::webhook::event::{Event, EventKind, EventObject};
+use crate::event::{Event, EventKind, EventObject};
 
 /// How long a card's expiring nudge is remembered: past any card's renewal cycle.
 const REMEMBERED: Duration = Duration::from_secs(400 * 86_400);

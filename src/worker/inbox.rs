@@ -12,7 +12,7 @@ use crate::policy::budget::Try;
 use crate::policy::{Card, Case, Charge, ChargeResult, Input, Outcome, State};
 use crate::store::{Failure, InboxEntry, Store, StoreError};
 use crate::telemetry::metric;
-use crate::webhook::event::{Event, EventKind, EventObject, Invoice};
+use crate::event::{Event, EventKind, EventObject, Invoice};
 
 /// How many entries one read takes at most.
 const READ_BATCH: usize = 64;

@@ -16,7 +16,8 @@ use recoup::config::{RedisSettings, Settings};
 use recoup::policy::{Case, Input, Policy, decide};
 use recoup::server::{Application, Role};
 use recoup::store::redis::INBOX_STREAM;
-use recoup::webhook::event::{Event, EventObject, Parsed};
+use recoup::event::wire::Parsed;
+use recoup::event::{Event, EventObject};
 use recoup::webhook::signature;
 pub use recoup::webhook::signature::unix_now;
 use tokio::sync::oneshot;
@@ -580,7 +581,7 @@ pub fn redis_settings(redis: &TestRedis) -> RedisSettings {
 /// just now.
 pub fn event(event_id: &str, invoice_id: &str) -> Event {
     let Ok(Parsed::Acted(mut event)) =
-        recoup::webhook::event::parse(&fixture("invoice.payment_failed"))
+        recoup::event::wire::parse(&fixture("invoice.payment_failed"))
     else {
         panic!("the fixture is an event recoup acts on");
     };

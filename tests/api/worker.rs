@@ -218,9 +218,9 @@ async fn a_worker_killed_holding_claims_loses_nothing_to_the_survivor() {
 }
 
 /// One failure event of invoice `in_hot` whose attempt number is `n`.
-fn hot_failure(n: u32) -> recoup::webhook::event::Event {
+fn hot_failure(n: u32) -> recoup::event::Event {
     let mut failure = event(&format!("evt_hot_{n}"), "in_hot");
-    if let recoup::webhook::event::EventObject::Invoice(invoice) = &mut failure.object {
+    if let recoup::event::EventObject::Invoice(invoice) = &mut failure.object {
         invoice.attempt_count = n;
     }
     failure
@@ -266,7 +266,7 @@ async fn a_thousand_simultaneous_inputs_on_one_case_lose_no_update() {
     let store = MemoryStore::new();
     let clock = Clock::new(store.clone(), false);
     let policy =
-        recoup::policy::file::load(std::path::Path::new(crate::helpers::RETRIES_ONLY)).unwrap();
+        recoup::config::policy::load(std::path::Path::new(crate::helpers::RETRIES_ONLY)).unwrap();
     let fake = FakeStripe::start();
     let settings = StripeSettings {
         api_base: format!("http://{}", fake.addr),

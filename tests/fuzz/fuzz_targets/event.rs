@@ -2,7 +2,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use recoup::webhook::event::{Event, Parsed, parse};
+use recoup::event::Event;
+use recoup::event::wire::{Parsed, parse};
 
 fuzz_target!(|body: &[u8]| {
     if let Ok(Parsed::Acted(event)) = parse(body) {

@@ -9,6 +9,8 @@
 //! The loader takes the environment as a list of pairs instead of reading the process's, so it can be
 //! tested without touching global state. Every error names the key, the bad value and what is allowed.
 
+pub mod policy;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -288,7 +290,7 @@ impl Default for NotifySettings {
 }
 
 /// The policy file `recoup serve` reads unless told otherwise.
-pub const DEFAULT_POLICY_PATH: &str = "config/policy.toml";
+pub const DEFAULT_POLICY_PATH: &str = crate::policy::file::SHIPPED_PATH;
 
 impl Default for PolicySettings {
     fn default() -> Self {

@@ -20,7 +20,7 @@ use super::{
     Card, Case, Closure, Decision, Entry, Hold, HoldBy, LostDispute, Policy, RetryRequest, State,
     replan, settle,
 };
-use crate::webhook::event::{Dispute, Event, EventKind, Subscription};
+use crate::event::{Dispute, Event, EventKind, Subscription};
 
 /// A support agent's action on one case.
 #[derive(Debug, Clone, PartialEq)]

@@ -21,6 +21,7 @@ pub mod budget;
 mod case;
 mod charge;
 pub mod decline;
+pub mod duration;
 pub mod ending;
 pub mod file;
 mod hold;
@@ -41,7 +42,7 @@ pub use self::nudge::{
 use self::plan::human;
 pub use self::plan::{NextRetry, Plan};
 pub use self::segment::{CustomerFacts, Match, Segment};
-use crate::webhook::event::{Event, EventKind, EventObject, Invoice};
+use crate::event::{Event, EventKind, EventObject, Invoice};
 
 /// What a case's timers and retries are tuned by: `config/policy.toml`, read by [`file`].
 #[derive(Debug, Clone, PartialEq)]

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use jiff::{Timestamp, Unit};
 
 use super::{EndPlan, NudgePlan, Plan};
-use crate::webhook::event::Invoice;
+use crate::event::Invoice;
 
 /// What Stripe shows of a failed invoice's customer when the case opens, and how often recoup has
 /// seen them fail before.
@@ -134,10 +134,11 @@ impl Match {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhook::event::{EventObject, Parsed, parse};
+    use crate::event::EventObject;
+    use crate::event::wire::{Parsed, parse};
 
     fn invoice() -> Invoice {
-        let body = include_bytes!("../../fixtures/events/invoice.payment_failed.json");
+        let body = include_bytes!("../../../fixtures/events/invoice.payment_failed.json");
         let Ok(Parsed::Acted(event)) = parse(body) else {
             panic!("the fixture is acted on");
         };

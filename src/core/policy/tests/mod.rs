@@ -2,7 +2,7 @@ use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 
 use super::*;
-use crate::webhook::event::{Parsed, parse};
+use crate::event::wire::{Parsed, parse};
 
 const NOW: i64 = 1_793_548_900;
 
@@ -37,7 +37,7 @@ fn now() -> Timestamp {
 
 /// An invoice event built from the bundled fixture of its type, with its own id and times.
 fn event(kind: &str, id: &str, created: i64, attempt_count: u32) -> Input {
-    let path = format!("{}/fixtures/events/{kind}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/../../fixtures/events/{kind}.json", env!("CARGO_MANIFEST_DIR"));
     let body = std::fs::read(&path).unwrap();
     let Parsed::Acted(mut event) = parse(&body).unwrap() else {
         panic!("{kind} is acted on");
@@ -52,7 +52,7 @@ fn event(kind: &str, id: &str, created: i64, attempt_count: u32) -> Input {
 
 /// Any bundled event, with its own id and creation time.
 fn any_event(kind: &str, id: &str, created: i64) -> Input {
-    let path = format!("{}/fixtures/events/{kind}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/../../fixtures/events/{kind}.json", env!("CARGO_MANIFEST_DIR"));
     let Parsed::Acted(mut event) = parse(&std::fs::read(&path).unwrap()).unwrap() else {
         panic!("{kind} is acted on");
     };

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::policy::budget::Try;
-use crate::webhook::event::{PauseCollection, Subscription};
+use crate::event::{PauseCollection, Subscription};
 
 const DAY: i64 = 86_400;
 

@@ -1,0 +1,11 @@
+//! recoup's pure core: what Stripe told recoup ([`event`]) and what recoup decides about it
+//! ([`policy`]).
+//!
+//! Everything here is plain data in, decisions out. Nothing reads a clock, touches Redis, speaks
+//! HTTP, reads a file or logs — the time is an argument, and the shell (the `recoup` crate) does
+//! the I/O before and after. That is what lets the same [`policy::decide`] run in `recoup serve`,
+//! in the tests and on the simulator's virtual clock, and it is kept so by the build: this crate's
+//! `Cargo.toml` lists only pure dependencies.
+
+pub mod event;
+pub mod policy;

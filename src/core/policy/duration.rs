@@ -1,0 +1,57 @@
+//! Durations as people write them in the policy file and on the command line: `3d`, `12h`, `90m`,
+//! `45s`, or combinations such as `1d12h`. Whole seconds only, because every rule recoup keeps (a
+//! network's 24-hour window, a grace of 3 days) is stated in whole units.
+
+/// Parses `3d`, `12h`, `90m`, `45s` or combinations such as `1d12h` into seconds.
+pub fn parse_duration(text: &str) -> Result<i64, String> {
+    let allowed = "a duration such as 3d, 12h, 90m, 45s or 1d12h";
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(format!("empty duration; expected {allowed}"));
+    }
+    let mut total: i64 = 0;
+    let mut digits = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            'd' => 86_400,
+            'h' => 3_600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(format!("{text:?}: unknown unit {c:?}; expected {allowed}")),
+        };
+        let n: i64 = digits.parse().map_err(|_| {
+            format!("{text:?}: a number must come before {c:?}; expected {allowed}")
+        })?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(|| format!("{text:?} is too long a duration"))?;
+        digits.clear();
+    }
+    if !digits.is_empty() {
+        return Err(format!(
+            "{text:?}: {digits} needs a unit; expected {allowed}"
+        ));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_the_contract() {
+        assert_eq!(parse_duration("3d"), Ok(259_200));
+        assert_eq!(parse_duration("12h"), Ok(43_200));
+        assert_eq!(parse_duration("90m"), Ok(5_400));
+        assert_eq!(parse_duration("1d12h30m5s"), Ok(131_405));
+        for bad in ["", "3", "d", "3w", "-3d", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+}

@@ -1,0 +1,530 @@
+//! Checking the policy file as written, value by value, into a [`Policy`]: every refusal names the
+//! line, the dotted key and what is allowed.
+
+use std::ops::RangeInclusive;
+
+use jiff::SignedDuration;
+use toml::Spanned;
+
+use super::shape::{Raw, RawEnd, RawEndAction, RawNudges, RawRetries, RawRule, RawSegment};
+use super::{FORMAT, PolicyError};
+use crate::policy::budget::{Counts, Rule, Scope};
+use crate::policy::duration::parse_duration;
+use crate::policy::timing::Window;
+use crate::policy::{
+    Channel, DisputePlan, End, EndPlan, Match, NudgeKind, NudgePlan, PauseBehavior, Plan, Policy,
+    Segment, Step, human,
+};
+
+pub(super) type At<'a> = &'a dyn Fn(std::ops::Range<usize>, &str, String) -> PolicyError;
+
+/// Turns the file as written into a [`Policy`], checking each value where it stands.
+pub(super) struct Reader<'a> {
+    pub(super) at: At<'a>,
+}
+
+impl Reader<'_> {
+    pub(super) fn policy(&self, raw: Raw) -> Result<Policy, PolicyError> {
+        let version = *raw.version.get_ref();
+        if version != FORMAT {
+            return Err((self.at)(
+                raw.version.span(),
+                "version",
+                format!("{version} is not a policy format this release reads; allowed: {FORMAT}"),
+            ));
+        }
+        let default = Plan::default();
+        let timing = raw.timing.unwrap_or_default();
+        let timed = Plan {
+            window: match timing.window {
+                Some(window) => self.window(&window, "timing.window")?,
+                None => default.window,
+            },
+            paydays: match timing.paydays {
+                Some(days) => self.paydays(&days)?,
+                None => default.paydays,
+            },
+            jitter: self.duration_or(
+                timing.jitter,
+                "timing.jitter",
+                SignedDuration::ZERO..=SignedDuration::from_hours(6),
+                default.jitter,
+            )?,
+            ..default
+        };
+        let plan = self.retries(raw.retries.unwrap_or_default(), "retries", timed)?;
+        let networks = match raw.network {
+            Some(rules) => rules
+                .into_iter()
+                .enumerate()
+                .map(|(n, rule)| self.rule(rule, &format!("network[{n}]")))
+                .collect::<Result<_, _>>()?,
+            None => Rule::defaults(),
+        };
+        let nudges = self.nudges(
+            raw.nudges.unwrap_or_default(),
+            "nudges",
+            NudgePlan::default(),
+        )?;
+        let ending = self.ending(raw.end.unwrap_or_default(), "end", EndPlan::default())?;
+        let disputes = DisputePlan {
+            stop_card_when_lost: raw
+                .disputes
+                .and_then(|d| d.stop_card_when_lost)
+                .unwrap_or(DisputePlan::default().stop_card_when_lost),
+        };
+        let mut segments: Vec<Segment> = Vec::new();
+        for (n, raw) in raw.segment.unwrap_or_default().into_iter().enumerate() {
+            let key = format!("segment[{n}]");
+            let name_at = raw.name.span();
+            let segment = self.segment(raw, &key, (&plan, &nudges, &ending))?;
+            if segments.iter().any(|s| s.name == segment.name) {
+                return Err((self.at)(
+                    name_at,
+                    &format!("{key}.name"),
+                    format!("{:?} names two segments", segment.name),
+                ));
+            }
+            segments.push(segment);
+        }
+        Ok(Policy {
+            plan,
+            networks,
+            segments,
+            nudges,
+            ending,
+            disputes,
+        })
+    }
+
+    /// An `[end]` table over `base`.
+    fn ending(&self, raw: RawEnd, prefix: &str, base: EndPlan) -> Result<EndPlan, PolicyError> {
+        let action = |written: Option<RawEndAction>, name: &str, base: End| {
+            written.map_or(Ok(base), |w| self.end(w, &format!("{prefix}.{name}")))
+        };
+        Ok(EndPlan {
+            exhausted: action(raw.exhausted, "exhausted", base.exhausted)?,
+            no_new_card: action(raw.no_new_card, "no_new_card", base.no_new_card)?,
+            grace: self.duration_or(
+                raw.grace,
+                &format!("{prefix}.grace"),
+                SignedDuration::ZERO..=SignedDuration::from_hours(60 * 24),
+                base.grace,
+            )?,
+        })
+    }
+
+    /// One end action, with only the options that belong to it.
+    fn end(&self, raw: RawEndAction, key: &str) -> Result<End, PolicyError> {
+        #[derive(Clone, Copy)]
+        enum Kind {
+            Pause,
+            Cancel,
+            MarkUncollectible,
+            LeavePastDue,
+        }
+        let kind = self.choice(
+            &raw.action,
+            &format!("{key}.action"),
+            &[
+                ("pause", Kind::Pause),
+                ("cancel", Kind::Cancel),
+                ("mark_uncollectible", Kind::MarkUncollectible),
+                ("leave_past_due", Kind::LeavePastDue),
+            ],
+        )?;
+        let only = |span: Option<std::ops::Range<usize>>, option: &str, with: &str| match span {
+            Some(span) => Err((self.at)(
+                span,
+                &format!("{key}.{option}"),
+                format!("{option} belongs to action = \"{with}\" only"),
+            )),
+            None => Ok(()),
+        };
+        if !matches!(kind, Kind::Pause) {
+            only(
+                raw.behavior.as_ref().map(Spanned::span),
+                "behavior",
+                "pause",
+            )?;
+            only(
+                raw.resume_after.as_ref().map(Spanned::span),
+                "resume_after",
+                "pause",
+            )?;
+        }
+        if !matches!(kind, Kind::Cancel) {
+            only(
+                raw.at_period_end.as_ref().map(Spanned::span),
+                "at_period_end",
+                "cancel",
+            )?;
+        }
+        Ok(match kind {
+            Kind::Pause => End::Pause {
+                behavior: match &raw.behavior {
+                    Some(behavior) => self.choice(
+                        behavior,
+                        &format!("{key}.behavior"),
+                        &[
+                            ("keep_as_draft", PauseBehavior::KeepAsDraft),
+                            ("mark_uncollectible", PauseBehavior::MarkUncollectible),
+                            ("void", PauseBehavior::Void),
+                        ],
+                    )?,
+                    None => PauseBehavior::KeepAsDraft,
+                },
+                resume_after: raw
+                    .resume_after
+                    .as_ref()
+                    .map(|after| {
+                        self.duration(
+                            after,
+                            &format!("{key}.resume_after"),
+                            &(SignedDuration::from_hours(24)
+                                ..=SignedDuration::from_hours(365 * 24)),
+                        )
+                    })
+                    .transpose()?,
+            },
+            Kind::Cancel => End::Cancel {
+                at_period_end: raw.at_period_end.is_none_or(|b| *b.get_ref()),
+            },
+            Kind::MarkUncollectible => End::MarkUncollectible,
+            Kind::LeavePastDue => End::LeavePastDue,
+        })
+    }
+
+    /// A `[nudges]` table over `default`: what it sets replaces, what it leaves out stays.
+    fn nudges(
+        &self,
+        raw: RawNudges,
+        prefix: &str,
+        default: NudgePlan,
+    ) -> Result<NudgePlan, PolicyError> {
+        let kinds = [
+            ("payment_failed", NudgeKind::PaymentFailed),
+            ("action_required", NudgeKind::ActionRequired),
+            ("final_notice", NudgeKind::FinalNotice),
+        ];
+        let steps = match raw.step {
+            None => default.steps,
+            Some(steps) => steps
+                .iter()
+                .enumerate()
+                .map(|(n, step)| {
+                    let key = |field: &str| format!("{prefix}.step[{n}].{field}");
+                    Ok(Step {
+                        kind: self.choice(&step.kind, &key("kind"), &kinds)?,
+                        tier: self.number(&step.tier, &key("tier"), 1..=9)?,
+                        after: self.duration(
+                            &step.after,
+                            &key("after"),
+                            &(SignedDuration::ZERO..=SignedDuration::from_hours(60 * 24)),
+                        )?,
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let channels = match raw.channels {
+            None => default.channels,
+            Some(channels) => channels
+                .iter()
+                .enumerate()
+                .map(|(n, c)| {
+                    self.choice(
+                        c,
+                        &format!("{prefix}.channels[{n}]"),
+                        &[
+                            ("email", Channel::Email),
+                            ("sms", Channel::Sms),
+                            ("webhook", Channel::Webhook),
+                        ],
+                    )
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(NudgePlan {
+            steps,
+            window: match raw.window {
+                Some(window) => self.window(&window, &format!("{prefix}.window"))?,
+                None => default.window,
+            },
+            per_case: match raw.per_case {
+                Some(n) => self.number(&n, &format!("{prefix}.per_case"), 0..=20)?,
+                None => default.per_case,
+            },
+            per_customer_per_day: match raw.per_customer_per_day {
+                Some(n) => self.number(&n, &format!("{prefix}.per_customer_per_day"), 1..=10)?,
+                None => default.per_customer_per_day,
+            },
+            channels,
+        })
+    }
+
+    /// A `[retries]` table over `base`: what it sets replaces, what it leaves out stays.
+    fn retries(&self, retries: RawRetries, prefix: &str, base: Plan) -> Result<Plan, PolicyError> {
+        let key = |name: &str| format!("{prefix}.{name}");
+        Ok(Plan {
+            soft: self.gaps(retries.soft, &key("soft"), base.soft)?,
+            ambiguous: self.gaps(retries.ambiguous, &key("ambiguous"), base.ambiguous)?,
+            max_attempts: match retries.max_attempts {
+                Some(n) => self.number(&n, &key("max_attempts"), 1..=35)?,
+                None => base.max_attempts,
+            },
+            within: self.duration_or(
+                retries.within,
+                &key("within"),
+                SignedDuration::from_hours(24)..=SignedDuration::from_hours(120 * 24),
+                base.within,
+            )?,
+            after_new_card: self.duration_or(
+                retries.after_new_card,
+                &key("after_new_card"),
+                SignedDuration::ZERO..=SignedDuration::from_hours(24),
+                base.after_new_card,
+            )?,
+            defer_to_stripe: retries.defer_to_stripe.unwrap_or(base.defer_to_stripe),
+            ..base
+        })
+    }
+
+    fn segment(
+        &self,
+        raw: RawSegment,
+        key: &str,
+        (plan, nudges, ending): (&Plan, &NudgePlan, &EndPlan),
+    ) -> Result<Segment, PolicyError> {
+        let name = raw.name.get_ref().trim().to_owned();
+        if name.is_empty() {
+            return Err((self.at)(
+                raw.name.span(),
+                &format!("{key}.name"),
+                "a segment needs a name, which cases show to say which plan they are on".into(),
+            ));
+        }
+        let amount = |written: &Option<Spanned<i64>>, field: &str| {
+            written
+                .as_ref()
+                .map(|n| self.number(n, &format!("{key}.{field}"), 0..=i64::MAX))
+                .transpose()
+        };
+        let count = |written: &Option<Spanned<i64>>, field: &str| {
+            written
+                .as_ref()
+                .map(|n| self.number(n, &format!("{key}.{field}"), 0..=100_000))
+                .transpose()
+        };
+        let when = Match {
+            amount_at_least: amount(&raw.amount_at_least, "amount_at_least")?,
+            amount_below: amount(&raw.amount_below, "amount_below")?,
+            currencies: raw
+                .currency
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c.to_ascii_lowercase())
+                .collect(),
+            prices: raw.price.unwrap_or_default(),
+            metadata: raw.metadata.unwrap_or_default(),
+            customer_metadata: raw.customer_metadata.unwrap_or_default(),
+            tenure_months_at_least: count(&raw.tenure_months_at_least, "tenure_months_at_least")?,
+            tenure_months_below: count(&raw.tenure_months_below, "tenure_months_below")?,
+            past_failures_at_least: count(&raw.past_failures_at_least, "past_failures_at_least")?,
+            past_failures_below: count(&raw.past_failures_below, "past_failures_below")?,
+        };
+        Ok(Segment {
+            name,
+            when,
+            plan: self.retries(
+                raw.retries.unwrap_or_default(),
+                &format!("{key}.retries"),
+                plan.clone(),
+            )?,
+            nudges: self.nudges(
+                raw.nudges.unwrap_or_default(),
+                &format!("{key}.nudges"),
+                nudges.clone(),
+            )?,
+            ending: self.ending(raw.end.unwrap_or_default(), &format!("{key}.end"), *ending)?,
+        })
+    }
+
+    fn gaps(
+        &self,
+        written: Option<Vec<Spanned<String>>>,
+        key: &str,
+        default: Vec<SignedDuration>,
+    ) -> Result<Vec<SignedDuration>, PolicyError> {
+        let Some(written) = written else {
+            return Ok(default);
+        };
+        // Sooner than an hour after a decline, a retry only collects another decline.
+        let allowed = SignedDuration::from_hours(1)..=SignedDuration::from_hours(60 * 24);
+        written
+            .iter()
+            .enumerate()
+            .map(|(n, gap)| self.duration(gap, &format!("{key}[{n}]"), &allowed))
+            .collect()
+    }
+
+    fn duration_or(
+        &self,
+        written: Option<Spanned<String>>,
+        key: &str,
+        allowed: RangeInclusive<SignedDuration>,
+        default: SignedDuration,
+    ) -> Result<SignedDuration, PolicyError> {
+        written.map_or(Ok(default), |d| self.duration(&d, key, &allowed))
+    }
+
+    fn duration(
+        &self,
+        written: &Spanned<String>,
+        key: &str,
+        allowed: &RangeInclusive<SignedDuration>,
+    ) -> Result<SignedDuration, PolicyError> {
+        let fail = |problem: String| (self.at)(written.span(), key, problem);
+        let seconds = parse_duration(written.get_ref()).map_err(fail)?;
+        let duration = SignedDuration::from_secs(seconds);
+        if allowed.contains(&duration) {
+            return Ok(duration);
+        }
+        Err(fail(format!(
+            "{:?} is out of range; allowed: {} to {}",
+            written.get_ref(),
+            human(*allowed.start()),
+            human(*allowed.end())
+        )))
+    }
+
+    fn number<T: TryFrom<i64>>(
+        &self,
+        written: &Spanned<i64>,
+        key: &str,
+        allowed: RangeInclusive<i64>,
+    ) -> Result<T, PolicyError> {
+        let n = *written.get_ref();
+        allowed
+            .contains(&n)
+            .then(|| T::try_from(n).ok())
+            .flatten()
+            .ok_or_else(|| {
+                (self.at)(
+                    written.span(),
+                    key,
+                    format!(
+                        "{n} is out of range; allowed: {} to {}",
+                        allowed.start(),
+                        allowed.end()
+                    ),
+                )
+            })
+    }
+
+    fn window(
+        &self,
+        written: &Spanned<Vec<Spanned<i64>>>,
+        key: &str,
+    ) -> Result<Window, PolicyError> {
+        let [start, end] = written.get_ref().as_slice() else {
+            return Err((self.at)(
+                written.span(),
+                key,
+                "expected [start hour, end hour], e.g. [9, 20] for 09:00–20:00 local".into(),
+            ));
+        };
+        let start_hour = self.number(start, key, 0..=23)?;
+        let end_hour = self.number(end, key, 1..=24)?;
+        if start_hour >= end_hour {
+            return Err((self.at)(
+                written.span(),
+                key,
+                format!("the window must open before it closes; got {start_hour} to {end_hour}"),
+            ));
+        }
+        Ok(Window {
+            start_hour,
+            end_hour,
+        })
+    }
+
+    fn paydays(&self, written: &Spanned<Vec<Spanned<i64>>>) -> Result<Vec<u8>, PolicyError> {
+        let mut days: Vec<u8> = Vec::new();
+        for (n, day) in written.get_ref().iter().enumerate() {
+            let key = format!("timing.paydays[{n}]");
+            let day = self.number(day, &key, 1..=31)?;
+            if days.contains(&day) {
+                return Err((self.at)(
+                    written.span(),
+                    &key,
+                    format!("day {day} is listed twice"),
+                ));
+            }
+            days.push(day);
+        }
+        days.sort_unstable();
+        Ok(days)
+    }
+
+    /// One of a fixed set of words.
+    fn choice<T: Copy>(
+        &self,
+        written: &Spanned<String>,
+        key: &str,
+        allowed: &[(&str, T)],
+    ) -> Result<T, PolicyError> {
+        let word = written.get_ref();
+        if let Some(&(_, value)) = allowed.iter().find(|(name, _)| name == word) {
+            return Ok(value);
+        }
+        let names: Vec<String> = allowed
+            .iter()
+            .map(|(name, _)| format!("{name:?}"))
+            .collect();
+        Err((self.at)(
+            written.span(),
+            key,
+            format!("{word:?} is not allowed; allowed: {}", names.join(", ")),
+        ))
+    }
+
+    fn rule(&self, raw: RawRule, key: &str) -> Result<Rule, PolicyError> {
+        let brand = raw.brand.get_ref().trim().to_ascii_lowercase();
+        let a_name =
+            !brand.is_empty() && brand.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !a_name && brand != "*" {
+            return Err((self.at)(
+                raw.brand.span(),
+                &format!("{key}.brand"),
+                "expected a card brand as Stripe names it (visa, mastercard, amex, …) or \"*\" \
+                 for every brand"
+                    .into(),
+            ));
+        }
+        let counts = self.choice(
+            &raw.counts,
+            &format!("{key}.counts"),
+            &[
+                ("attempts", Counts::Attempts),
+                ("declines", Counts::Declines),
+            ],
+        )?;
+        let scope = self.choice(
+            &raw.scope,
+            &format!("{key}.scope"),
+            &[("card", Scope::Card), ("invoice", Scope::Invoice)],
+        )?;
+        Ok(Rule {
+            brand,
+            counts,
+            scope,
+            max: self.number(&raw.max, &format!("{key}.max"), 1..=1_000)?,
+            per: self.duration(
+                &raw.per,
+                &format!("{key}.per"),
+                &(SignedDuration::from_hours(1)..=SignedDuration::from_hours(90 * 24)),
+            )?,
+        })
+    }
+}
+

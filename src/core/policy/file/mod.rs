@@ -1,0 +1,156 @@
+//! The policy file (`config/policy.toml`): turning its text into a [`Policy`], and saying exactly
+//! what is wrong with it when it cannot be. Reading the file from disk is the shell's job
+//! (`recoup::config::policy`); this module only ever sees text.
+//!
+//! Every section is optional and falls back to the built-in default, which the shipped file spells
+//! out with the reasons for each number; `version` is required, so a file written for a later format
+//! is refused instead of half-read. Unknown keys are errors, not ignored: a misspelt `sofft` that
+//! silently kept the default would be a policy nobody chose. Every error names the file, the line,
+//! the key and what is allowed, because the person reading it is about to change how customers are
+//! charged.
+
+use std::fmt;
+
+use jiff::SignedDuration;
+
+use self::check::Reader;
+use self::shape::Raw;
+use super::{EndPlan, Policy, human};
+
+/// The one format this release reads.
+pub const FORMAT: i64 = 1;
+
+/// What is wrong with a policy file, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct PolicyError {
+    pub file: String,
+    /// 1-based; `None` when the file could not be read at all.
+    pub line: Option<usize>,
+    /// The dotted key, `retries.soft[2]`; empty for a syntax error.
+    pub key: String,
+    pub problem: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.problem)
+    }
+}
+
+/// Where the shipped policy file lives in a checkout, and the name errors in it are reported under.
+pub const SHIPPED_PATH: &str = "config/policy.toml";
+
+/// The shipped `config/policy.toml`, built into the binary.
+const SHIPPED: &str = include_str!("../../../../config/policy.toml");
+
+impl Policy {
+    /// The policy of the shipped `config/policy.toml`: the defaults, and its two segments that pause
+    /// large and long-standing accounts instead of cancelling them.
+    pub fn shipped() -> Self {
+        parse(SHIPPED, SHIPPED_PATH).expect("the shipped policy file is valid")
+    }
+}
+
+/// What a policy sets, on one line, as `recoup policy check` confirms it.
+pub fn describe(policy: &Policy) -> String {
+    let gaps = |gaps: &[SignedDuration]| {
+        gaps.iter()
+            .map(|&g| human(g))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let plan = &policy.plan;
+    format!(
+        "format {FORMAT}; soft declines retried after {}; ambiguous after {}; at most {} attempts \
+         within {}; a new card tried after {}; {}; local {:02}:00–{:02}:00, paydays {:?}, jitter \
+         {}; network rules: {}; segments: {}; nudges: {} ({} a case, {} a customer a day, local \
+         {:02}:00–{:02}:00); at the end: {}",
+        gaps(&plan.soft),
+        gaps(&plan.ambiguous),
+        plan.max_attempts,
+        human(plan.within),
+        human(plan.after_new_card),
+        if plan.defer_to_stripe {
+            "none while Stripe's own retries are on"
+        } else {
+            "retried even while Stripe's own retries are on"
+        },
+        plan.window.start_hour,
+        plan.window.end_hour,
+        plan.paydays,
+        human(plan.jitter),
+        policy.networks.len(),
+        if policy.segments.is_empty() {
+            "none".to_owned()
+        } else {
+            policy
+                .segments
+                .iter()
+                .map(|s| format!("{:?} ending with {}", s.name, ends(&s.ending)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        policy
+            .nudges
+            .steps
+            .iter()
+            .map(|step| format!(
+                "{} {} after {}",
+                step.kind.as_str(),
+                step.tier,
+                human(step.after)
+            ))
+            .collect::<Vec<_>>()
+            .join(", "),
+        policy.nudges.per_case,
+        policy.nudges.per_customer_per_day,
+        policy.nudges.window.start_hour,
+        policy.nudges.window.end_hour,
+        ends(&policy.ending),
+    )
+}
+
+/// What an end plan does, in a few words.
+fn ends(plan: &EndPlan) -> String {
+    let after = human(plan.grace);
+    if plan.exhausted == plan.no_new_card {
+        format!("{} ({after} after the final notice)", plan.exhausted.how())
+    } else {
+        format!(
+            "{} after exhausted retries, {} after a decline no retry fixes ({after} after the \
+             final notice)",
+            plan.exhausted.how(),
+            plan.no_new_card.how()
+        )
+    }
+}
+
+/// Validates policy `text`, naming it `file` in errors.
+pub fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
+    let at = |span: std::ops::Range<usize>, key: &str, problem: String| PolicyError {
+        file: file.to_owned(),
+        line: Some(text[..span.start.min(text.len())].matches('\n').count() + 1),
+        key: key.to_owned(),
+        problem,
+    };
+    let raw: Raw = toml::from_str(text).map_err(|e| {
+        at(
+            e.span().unwrap_or(0..0),
+            "",
+            e.message().trim_end().to_owned(),
+        )
+    })?;
+    Reader { at: &at }.policy(raw)
+}
+
+mod check;
+mod shape;
+#[cfg(test)]
+mod tests;

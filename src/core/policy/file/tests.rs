@@ -1,0 +1,358 @@
+use super::*;
+use crate::policy::budget::{Counts, Rule, Scope};
+use crate::policy::timing::Window;
+use crate::policy::*;
+
+fn error(text: &str) -> PolicyError {
+    parse(text, "p.toml").expect_err("the file is refused")
+}
+
+#[test]
+fn the_shipped_file_is_the_built_in_default_and_two_segments() {
+    let shipped = parse(SHIPPED, "config/policy.toml").unwrap();
+    let pausing = |name: &str, when: Match| Segment {
+        name: name.to_owned(),
+        when,
+        plan: Plan::default(),
+        nudges: NudgePlan::default(),
+        ending: EndPlan::pausing(),
+    };
+    let expected = Policy {
+        segments: vec![
+            pausing(
+                "high value",
+                Match {
+                    amount_at_least: Some(20_000),
+                    ..Match::default()
+                },
+            ),
+            pausing(
+                "long tenure",
+                Match {
+                    tenure_months_at_least: Some(24),
+                    ..Match::default()
+                },
+            ),
+        ],
+        ..Policy::default()
+    };
+    assert_eq!(shipped, expected);
+    assert_eq!(Policy::shipped(), expected);
+}
+
+#[test]
+fn only_the_version_is_required() {
+    assert_eq!(parse("version = 1\n", "p.toml"), Ok(Policy::default()));
+    let missing = error("[retries]\nsoft = [\"1d\"]\n");
+    assert!(
+        missing.problem.contains("missing field `version`"),
+        "{missing}"
+    );
+}
+
+#[test]
+fn values_written_are_values_used() {
+    let policy = parse(
+        "version = 1\n[retries]\nsoft = [\"1d\", \"36h\"]\nmax_attempts = 5\nwithin = \"2w\"\n",
+        "p.toml",
+    );
+    // "2w" is not a duration: the error says where.
+    let err = policy.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "p.toml:5: retries.within: \"2w\": unknown unit 'w'; expected a duration such as 3d, \
+         12h, 90m, 45s or 1d12h"
+    );
+
+    let policy = parse(
+        "version = 1\n[retries]\nsoft = [\"1d\", \"36h\"]\nmax_attempts = 5\n[timing]\nwindow = [8, 18]\npaydays = [25, 10]\njitter = \"0s\"\n\n[[network]]\nbrand = \"Visa\"\ncounts = \"declines\"\nscope = \"card\"\nmax = 3\nper = \"1d\"\n",
+        "p.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        policy.plan.soft,
+        [
+            SignedDuration::from_hours(24),
+            SignedDuration::from_hours(36)
+        ]
+    );
+    assert_eq!(policy.plan.ambiguous, Plan::default().ambiguous);
+    assert_eq!(policy.plan.max_attempts, 5);
+    assert_eq!(
+        policy.plan.window,
+        Window {
+            start_hour: 8,
+            end_hour: 18
+        }
+    );
+    assert_eq!(policy.plan.paydays, [10, 25]);
+    assert_eq!(policy.plan.jitter, SignedDuration::ZERO);
+    assert_eq!(
+        policy.networks,
+        [Rule {
+            brand: "visa".into(),
+            counts: Counts::Declines,
+            scope: Scope::Card,
+            max: 3,
+            per: SignedDuration::from_hours(24),
+        }]
+    );
+}
+
+#[test]
+fn every_bad_value_is_named_with_its_line_key_and_what_is_allowed() {
+    let cases: &[(&str, usize, &str, &str)] = &[
+        ("version = 2", 1, "version", "allowed: 1"),
+        (
+            "version = 1\n[end]\nexhausted = { action = \"delete\" }",
+            3,
+            "end.exhausted.action",
+            "allowed: \"pause\", \"cancel\", \"mark_uncollectible\", \"leave_past_due\"",
+        ),
+        (
+            "version = 1\n[end]\nno_new_card = { action = \"cancel\", behavior = \"void\" }",
+            3,
+            "end.no_new_card.behavior",
+            "behavior belongs to action = \"pause\" only",
+        ),
+        (
+            "version = 1\n[end]\nexhausted = { action = \"pause\", behavior = \"drop\" }",
+            3,
+            "end.exhausted.behavior",
+            "allowed: \"keep_as_draft\", \"mark_uncollectible\", \"void\"",
+        ),
+        (
+            "version = 1\n[end]\ngrace = \"90d\"",
+            3,
+            "end.grace",
+            "allowed: 0s to 60 days",
+        ),
+        (
+            "version = 1\n[[segment]]\nname = \"a\"\n[segment.end]\nexhausted = { action = \"pause\", resume_after = \"1h\" }",
+            5,
+            "segment[0].end.exhausted.resume_after",
+            "allowed: 1 day to 365 days",
+        ),
+        (
+            "version = 1\n[disputes]\nstop_card = true",
+            3,
+            "",
+            "unknown field `stop_card`",
+        ),
+        (
+            "version = 1\n[retries]\nsofft = [\"1d\"]",
+            3,
+            "",
+            "unknown field `sofft`",
+        ),
+        (
+            "version = 1\n[retries]\nhard = [\"1d\"]",
+            3,
+            "",
+            "expected one of",
+        ),
+        (
+            "version = 1\n[retries]\nsoft = [\"3d\", \"30m\"]",
+            3,
+            "retries.soft[1]",
+            "allowed: 1h to 60 days",
+        ),
+        (
+            "version = 1\n[retries]\nambiguous = [\"x\"]",
+            3,
+            "retries.ambiguous[0]",
+            "expected a duration",
+        ),
+        (
+            "version = 1\n[retries]\nmax_attempts = 0",
+            3,
+            "retries.max_attempts",
+            "allowed: 1 to 35",
+        ),
+        (
+            "version = 1\n[retries]\nwithin = \"1h\"",
+            3,
+            "retries.within",
+            "allowed: 1 day to 120 days",
+        ),
+        (
+            "version = 1\n[timing]\nwindow = [20, 9]",
+            3,
+            "timing.window",
+            "must open before it closes",
+        ),
+        (
+            "version = 1\n[timing]\nwindow = [9]",
+            3,
+            "timing.window",
+            "expected [start hour, end hour]",
+        ),
+        (
+            "version = 1\n[timing]\nwindow = [9, 25]",
+            3,
+            "timing.window",
+            "allowed: 1 to 24",
+        ),
+        (
+            "version = 1\n[timing]\npaydays = [1, 32]",
+            3,
+            "timing.paydays[1]",
+            "allowed: 1 to 31",
+        ),
+        (
+            "version = 1\n[timing]\npaydays = [1, 1]",
+            3,
+            "timing.paydays[1]",
+            "listed twice",
+        ),
+        (
+            "version = 1\n[timing]\njitter = \"7h\"",
+            3,
+            "timing.jitter",
+            "allowed: 0s to 6h",
+        ),
+        (
+            "version = 1\n\n[[network]]\nbrand = \"visa\"\ncounts = \"tries\"\nscope = \"card\"\nmax = 3\nper = \"1d\"",
+            5,
+            "network[0].counts",
+            "allowed: \"attempts\", \"declines\"",
+        ),
+        (
+            "version = 1\n\n[[network]]\nbrand = \"visa\"\ncounts = \"attempts\"\nscope = \"bank\"\nmax = 3\nper = \"1d\"",
+            6,
+            "network[0].scope",
+            "allowed: \"card\", \"invoice\"",
+        ),
+        (
+            "version = 1\n\n[[network]]\nbrand = \"visa card\"\ncounts = \"attempts\"\nscope = \"card\"\nmax = 3\nper = \"1d\"",
+            4,
+            "network[0].brand",
+            "card brand",
+        ),
+        (
+            "version = 1\n\n[[network]]\nbrand = \"visa\"\ncounts = \"attempts\"\nscope = \"card\"\nmax = 0\nper = \"1d\"",
+            7,
+            "network[0].max",
+            "allowed: 1 to 1000",
+        ),
+        (
+            "version = 1\n\n[[network]]\nbrand = \"visa\"\ncounts = \"attempts\"\nscope = \"card\"\nmax = 3",
+            3,
+            "",
+            "missing field `per`",
+        ),
+        ("version = 1\n[timing\n", 2, "", "invalid table header"),
+        (
+            "version = 1\n[[segment]]\nname = \"a\"\n[segment.retries]\nsoft = [\"1s\"]",
+            5,
+            "segment[0].retries.soft[0]",
+            "allowed: 1h to 60 days",
+        ),
+        (
+            "version = 1\n[[segment]]\nname = \"a\"\n[[segment]]\nname = \"a\"",
+            5,
+            "segment[1].name",
+            "names two segments",
+        ),
+        (
+            "version = 1\n[[segment]]\nname = \" \"",
+            3,
+            "segment[0].name",
+            "needs a name",
+        ),
+        (
+            "version = 1\n[[segment]]\nname = \"a\"\namount_below = -1",
+            4,
+            "segment[0].amount_below",
+            "allowed: 0 to",
+        ),
+        (
+            "version = 1\n[[segment]]\nname = \"a\"\ncountry = [\"us\"]",
+            4,
+            "",
+            "unknown field `country`",
+        ),
+        (
+            "version = 1\n[[segment]]\nname = \"a\"\n\ntenure_months_at_least = -3",
+            5,
+            "segment[0].tenure_months_at_least",
+            "allowed: 0 to 100000",
+        ),
+    ];
+    for &(text, line, key, problem) in cases {
+        let err = error(text);
+        assert_eq!(err.line, Some(line), "{text:?}: {err}");
+        assert_eq!(err.key, key, "{text:?}: {err}");
+        assert!(err.problem.contains(problem), "{text:?}: {err}");
+        assert!(
+            err.to_string().starts_with(&format!("p.toml:{line}: ")),
+            "{err}"
+        );
+    }
+}
+
+const SEGMENTED: &str = r#"version = 1
+[retries]
+soft = ["2d"]
+
+[[segment]]
+name = "high value"
+amount_at_least = 50000
+currency = ["USD", "eur"]
+metadata = { tier = "enterprise" }
+[segment.retries]
+ambiguous = ["5d"]
+max_attempts = 4
+
+[[segment]]
+name = "small"
+amount_below = 1000
+customer_metadata = { plan = "solo" }
+tenure_months_below = 6
+past_failures_at_least = 1
+[segment.nudges]
+per_case = 2
+
+[[segment.nudges.step]]
+kind = "payment_failed"
+tier = 1
+after = "0s"
+"#;
+
+#[test]
+fn segments_inherit_the_policys_plan_and_replace_what_they_set() {
+    let policy = parse(SEGMENTED, "p.toml").unwrap();
+    let [high, small] = policy.segments.as_slice() else {
+        panic!("two segments: {:?}", policy.segments);
+    };
+    assert_eq!(high.name, "high value");
+    assert_eq!(high.when.amount_at_least, Some(50_000));
+    assert_eq!(high.when.currencies, ["usd", "eur"]);
+    assert_eq!(high.when.metadata["tier"], "enterprise");
+    assert_eq!(
+        high.plan.soft,
+        [SignedDuration::from_hours(48)],
+        "inherited"
+    );
+    assert_eq!(high.plan.ambiguous, [SignedDuration::from_hours(120)]);
+    assert_eq!(small.when.customer_metadata["plan"], "solo");
+    assert_eq!(small.when.tenure_months_below, Some(6));
+    assert_eq!(small.when.past_failures_at_least, Some(1));
+    assert_eq!(small.when.tenure_months_at_least, None);
+    // A segment's nudges replace what they set and keep the rest of the policy's.
+    assert_eq!(small.nudges.per_case, 2);
+    assert_eq!(small.nudges.steps.len(), 1);
+    assert_eq!(small.nudges.window, policy.nudges.window);
+    assert_eq!(high.nudges, policy.nudges);
+    assert_eq!(high.plan.max_attempts, 4);
+    assert_eq!(small.when.amount_below, Some(1_000));
+    assert_eq!(small.plan, policy.plan);
+    assert!(
+        super::describe(&policy).contains(
+            "network rules: 3; segments: \"high value\" ending with cancel_at_period_end=true (7 \
+             days after the final notice), \"small\" ending with"
+        ),
+        "{}",
+        super::describe(&policy)
+    );
+}
