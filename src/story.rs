@@ -300,11 +300,11 @@ impl fmt::Display for Told {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::wire::{Parsed, parse};
     use crate::policy::{
         Charge, ChargeResult, CustomerFacts, Declined, EndResult, Input, Support, SupportAct,
         decide,
     };
-    use crate::event::wire::{Parsed, parse};
 
     /// 2026-11-02 15:00 UTC, a Monday.
     const NOW: i64 = 1_793_631_600;

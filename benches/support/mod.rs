@@ -6,14 +6,14 @@
 use futures_util::future::BoxFuture;
 use jiff::{SignedDuration, Timestamp};
 use recoup::config::RedisSettings;
+use recoup::event::wire::{Parsed, parse};
+use recoup::event::{Event, EventObject};
 use recoup::policy::{
     Attempt, CardOnFile, Case, Channel, ChargeResult, CustomerFacts, Declined, EndOrder, EndResult,
     Entry, Input, Nudge, NudgeKind, Outcome, Policy, Timer, TimerKind, decide,
 };
 use recoup::processor::{DisputedCharge, Processor, ProcessorError};
 use recoup::store::{RedisStore, Saved, Store};
-use recoup::event::wire::{Parsed, parse};
-use recoup::event::{Event, EventObject};
 
 /// A processor answering in-process, so a benchmark measures recoup and Redis, not a network: every
 /// charge is declined for insufficient funds, as most retries of a backlog are.

@@ -26,6 +26,7 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp, ToSpan};
 
 use super::population::{DeclineTruth, FailedInvoice};
+use crate::event::{CardDetails, Event, EventKind, EventObject, Invoice, PaymentMethod};
 use crate::policy::budget::{self, Try};
 use crate::policy::decline::{self, Signals};
 use crate::policy::{
@@ -33,7 +34,6 @@ use crate::policy::{
     EndResult, Input, NudgeKind, NudgePlan, NudgeResult, Policy, RecoveredBy, State, Timer,
     card_expired, decide, timing,
 };
-use crate::event::{CardDetails, Event, EventKind, EventObject, Invoice, PaymentMethod};
 
 /// How long after its failure an invoice is followed; nothing later counts.
 pub const HORIZON: SignedDuration = SignedDuration::from_hours(60 * 24);
@@ -517,10 +517,10 @@ impl<'a> World<'a> {
         else {
             return;
         };
-        if kind == NudgeKind::Recovered {
+        // The thank-you is not a nudge the customer weighs: it counts toward nothing.
+        let Some(today) = NudgePlan::capped_day(kind, &self.zone, now) else {
             return;
-        }
-        let today = NudgePlan::customer_day(&self.zone, now);
+        };
         let sent_today = match self.day {
             Some((day, count)) if day == today => count + 1,
             _ => 1,

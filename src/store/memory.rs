@@ -16,9 +16,9 @@ use super::{
     Claim, DeadLetter, Failure, InboxEntry, Ingest, MAX_FAILURES, Saved, Store, StoreError,
     TIMER_SHARDS, codec, newest_first, shard_of,
 };
+use crate::event::Event;
 use crate::policy::Case;
 use crate::policy::budget::CardHistory;
-use crate::event::Event;
 
 /// A store that lives as long as the process; clones share it.
 #[derive(Clone, Default)]

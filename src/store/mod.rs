@@ -26,9 +26,9 @@ use jiff::Timestamp;
 
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
+use crate::event::Event;
 use crate::policy::Case;
 use crate::policy::budget::{CardHistory, Try};
-use crate::event::Event;
 
 /// How many due-time sets the timers are spread over. Fixed: a case's shard is part of its keys,
 /// so changing this would strand the timers already stored.
@@ -408,8 +408,8 @@ pub(crate) mod codec {
     #[cfg(test)]
     mod tests {
         use super::*;
-        use crate::policy::{Input, Policy, decide};
         use crate::event::wire::{Parsed, parse};
+        use crate::policy::{Input, Policy, decide};
 
         fn case() -> Case {
             let body = include_bytes!("../../fixtures/events/invoice.payment_failed.json");

@@ -40,9 +40,9 @@ use super::{
     TIMER_SHARDS, codec, fnv1a, newest_first, shard_of,
 };
 use crate::config::RedisSettings;
+use crate::event::Event;
 use crate::policy::Case;
 use crate::policy::budget::CardHistory;
-use crate::event::Event;
 
 /// The inbox stream that workers consume.
 pub const INBOX_STREAM: &str = "recoup:{inbox}:stream";

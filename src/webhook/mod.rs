@@ -29,8 +29,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
-use crate::event::wire::{self, EventError, Parsed};
 use self::signature::Verifier;
+use crate::event::wire::{self, EventError, Parsed};
 use crate::server::error_response as error;
 use crate::store::{Ingest, Store};
 use crate::telemetry::metric;

@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::event::wire::{self, EventError};
 use super::signature;
+use crate::event::wire::{self, EventError};
 
 /// What the receiver answered.
 #[derive(Debug)]

@@ -1,32 +1,25 @@
-//! Expiring cards, before they fail: `customer.source.expiring` (Stripe's warning for legacy card
-//! sources) and, for PaymentMethod integrations that get no such warning, `invoice.upcoming` — the
-//! customer's default card is read from Stripe and checked against the renewal — and a daily scan
-//! of the default cards of every customer recoup knows, for renewals whose `invoice.upcoming` the
-//! account does not send. The customer gets one `card_expiring` nudge per card and expiry. A card
-//! the network updater refreshed (`payment_method.automatically_updated`) already shows its new
-//! expiry, so it is not nudged. There is no case for an invoice that has not failed: the nudge is
-//! counted and logged, and remembered (per card and expiry, for 400 days) so it goes out once.
+//! Expiring cards, before they fail: the I/O around [`crate::policy::expiring`], which decides. The
+//! worker reads the customer's default card from Stripe where an `invoice.upcoming` or the daily
+//! scan asks for it, and sends the `card_expiring` nudge. There is no case for an invoice that has
+//! not failed: the nudge is counted and logged, and remembered (per card and expiry, for 400 days)
+//! so it goes out once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use jiff::{SignedDuration, Timestamp};
 use tokio::sync::watch;
 
 use super::Worker;
-use super::inbox::Fault;
+use super::fault::Fault;
 use super::nudges::{About, deliver};
+use crate::event::Event;
+use crate::policy::expiring::{self, Expiring};
 use crate::policy::{CardOnFile, NudgeKind};
 use crate::store::Store;
-use crate::event::{Event, EventKind, EventObject};
 
 /// How long a card's expiring nudge is remembered: past any card's renewal cycle.
 const REMEMBERED: Duration = Duration::from_secs(400 * 86_400);
-
-/// How far ahead the daily scan looks: a card that will have expired by then is nudged. A month and
-/// a few days covers the next renewal of a monthly plan; customers on yearly plans hear early.
-const AHEAD: SignedDuration = SignedDuration::from_hours(35 * 24);
 
 /// Checks every scan interval whether today's scan has run, and runs it when no worker has. The
 /// first look is one interval after start: a worker (re)starting, as a deploy restarts them all,
@@ -69,7 +62,7 @@ async fn scan<S: Store>(worker: &Worker<S>) -> Result<(), String> {
     futures_util::stream::iter(customers)
         .for_each_concurrent(8, |customer| async move {
             match worker.processor.default_card(&customer).await {
-                Ok(Some(card)) if card.expired_by(now + AHEAD) => {
+                Ok(Some(card)) if expiring::due_in_scan(&card, now) => {
                     if let Err(e) = nudge_once(worker, &customer, card, None).await {
                         tracing::warn!(%customer, "expiring card not nudged: {e}");
                     }
@@ -85,43 +78,26 @@ async fn scan<S: Store>(worker: &Worker<S>) -> Result<(), String> {
 /// Nudges the customer about an expiring card when `event` says one is.
 pub(super) async fn handle<S: Store>(worker: &Worker<S>, event: &Event) -> Result<(), Fault> {
     let moment = |e: String| Fault::Moment(e);
-    let (customer, card, amount) = match (&event.object, event.kind) {
-        (EventObject::Card(source), EventKind::CustomerSourceExpiring) => {
-            let Some(customer) = source.customer.clone() else {
-                return Ok(());
-            };
-            let details = &source.card;
-            let card = CardOnFile {
-                id: source.id.clone(),
-                brand: details.brand.clone().unwrap_or_else(|| "card".to_owned()),
-                last4: details.last4.clone().unwrap_or_default(),
-                exp_month: details.exp_month.unwrap_or(12),
-                exp_year: details.exp_year.unwrap_or(0),
-            };
-            (customer, card, None)
-        }
-        (EventObject::Invoice(upcoming), EventKind::InvoiceUpcoming) => {
-            let renewal = upcoming
-                .next_payment_attempt
-                .or(upcoming.due_date)
-                .or(upcoming.period_end)
-                .and_then(|t| Timestamp::from_second(t).ok());
-            let Some(renewal) = renewal else {
-                return Ok(());
-            };
-            let card = match worker.processor.default_card(&upcoming.customer).await {
+    let (customer, card, amount) = match expiring::from_event(event) {
+        Some(Expiring::Card { customer, card }) => (customer, card, None),
+        Some(Expiring::Renewal {
+            customer,
+            renewal,
+            amount_due,
+            currency,
+        }) => {
+            let card = match worker.processor.default_card(&customer).await {
                 Ok(Some(card)) if card.expired_by(renewal) => card,
                 Ok(_) => return Ok(()),
                 Err(e) if e.passing => return Err(moment(e.message)),
                 Err(e) => {
-                    tracing::warn!(customer = %upcoming.customer, "default card not read: {e}");
+                    tracing::warn!(%customer, "default card not read: {e}");
                     return Ok(());
                 }
             };
-            let amount = (upcoming.amount_due, upcoming.currency.clone());
-            (upcoming.customer.clone(), card, Some(amount))
+            (customer, card, Some((amount_due, currency)))
         }
-        _ => return Ok(()),
+        None => return Ok(()),
     };
     nudge_once(worker, &customer, card, amount)
         .await
@@ -135,10 +111,7 @@ async fn nudge_once<S: Store>(
     card: CardOnFile,
     amount: Option<(i64, String)>,
 ) -> Result<(), String> {
-    let once = format!(
-        "expiring:{customer}:{}:{}-{}",
-        card.id, card.exp_year, card.exp_month
-    );
+    let once = expiring::once_key(customer, &card);
     if !worker
         .store
         .first_time(&once, REMEMBERED)

@@ -7,12 +7,13 @@ use futures_util::FutureExt;
 use jiff::Timestamp;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
-use super::{ApplyError, Inputs, Worker, expiring, note_try, nudges, store_backoff};
+use super::fault::Fault;
+use super::{Inputs, Worker, expiring, note_try, nudges, store_backoff};
+use crate::event::{Event, EventKind, EventObject, Invoice};
 use crate::policy::budget::Try;
 use crate::policy::{Card, Case, Charge, ChargeResult, Input, Outcome, State};
-use crate::store::{Failure, InboxEntry, Store, StoreError};
+use crate::store::{Failure, InboxEntry, Store};
 use crate::telemetry::metric;
-use crate::event::{Event, EventKind, EventObject, Invoice};
 
 /// How many entries one read takes at most.
 const READ_BATCH: usize = 64;
@@ -123,29 +124,6 @@ async fn handle<S: Store>(worker: Arc<Worker<S>>, entry: InboxEntry, _slot: Owne
             tracing::error!(entry = %entry.entry_id, event = %entry.event.id, %error, "moved to the dead letters");
         }
         Err(e) => tracing::warn!(entry = %entry.entry_id, "cannot record the failure: {e}"),
-    }
-}
-
-/// Why an entry was not done: the moment (retry later, uncounted) or the entry itself (counted).
-pub(super) enum Fault {
-    Moment(String),
-    Entry(String),
-}
-
-impl From<ApplyError> for Fault {
-    fn from(e: ApplyError) -> Self {
-        if e.is_transient() {
-            Fault::Moment(e.to_string())
-        } else {
-            Fault::Entry(e.to_string())
-        }
-    }
-}
-
-impl Fault {
-    /// A store error: Redis down or slow is the moment's fault; data it cannot read, the entry's.
-    fn from_store(e: StoreError) -> Self {
-        ApplyError::from(e).into()
     }
 }
 

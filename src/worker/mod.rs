@@ -26,6 +26,7 @@
 //! claims to run out; another worker takes them over one lease later.
 
 mod expiring;
+mod fault;
 mod inbox;
 mod locks;
 mod nudges;

@@ -42,8 +42,7 @@ async fn send_one<S: Store>(
     let plan = worker.policy.nudges_for(case);
     let zone = timing::zone(&case.customer_timezone);
     let now = worker.clock.now().await.map_err(|e| e.to_string())?;
-    if kind != NudgeKind::Recovered {
-        let today = NudgePlan::customer_day(&zone, now);
+    if let Some(today) = NudgePlan::capped_day(kind, &zone, now) {
         let count = worker
             .store
             .count_nudge(&case.customer_id, &today.to_string())

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use recoup::config::{RedisSettings, Settings};
+use recoup::event::wire::Parsed;
+use recoup::event::{Event, EventObject};
 use recoup::policy::{Case, Input, Policy, decide};
 use recoup::server::{Application, Role};
 use recoup::store::redis::INBOX_STREAM;
-use recoup::event::wire::Parsed;
-use recoup::event::{Event, EventObject};
 use recoup::webhook::signature;
 pub use recoup::webhook::signature::unix_now;
 use tokio::sync::oneshot;

@@ -12,7 +12,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-
 macro_rules! event_kinds {
     ($($variant:ident => $name:literal,)*) => {
         /// The Stripe event types recoup acts on (CONTRACT.md); every other type is ignored.

@@ -227,7 +227,7 @@ fn describe(rule: &Rule) -> String {
         "{}: at most {} {what} {scope} in {}",
         rule.brand,
         rule.max,
-        super::plan::human(rule.per)
+        super::duration::human(rule.per)
     )
 }
 

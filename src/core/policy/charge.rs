@@ -13,9 +13,11 @@
 use jiff::Timestamp;
 
 use super::decline::{self, Signals};
+use super::events::record_attempt;
+use super::replan::{replan, settle};
 use super::{
     Card, Case, Closure, Decision, Decline, DeclineClass, Entry, Outcome, Policy, RecoveredBy,
-    State, record_attempt, replan, settle,
+    State,
 };
 
 /// The result of one charge attempt on a case's invoice.

@@ -1,6 +1,9 @@
 //! Durations as people write them in the policy file and on the command line: `3d`, `12h`, `90m`,
 //! `45s`, or combinations such as `1d12h`. Whole seconds only, because every rule recoup keeps (a
-//! network's 24-hour window, a grace of 3 days) is stated in whole units.
+//! network's 24-hour window, a grace of 3 days) is stated in whole units; [`human`] writes them back
+//! the same way for timelines and `recoup policy check`.
+
+use jiff::SignedDuration;
 
 /// Parses `3d`, `12h`, `90m`, `45s` or combinations such as `1d12h` into seconds.
 pub fn parse_duration(text: &str) -> Result<i64, String> {
@@ -38,6 +41,17 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
         ));
     }
     Ok(total)
+}
+
+/// "3 days" where a gap is whole days, as policies are written; jiff's "36h" otherwise.
+pub fn human(gap: SignedDuration) -> String {
+    const DAY: i64 = 86_400;
+    match gap.as_secs() {
+        0 if gap.subsec_nanos() == 0 => "0s".to_owned(),
+        secs if secs == DAY && gap.subsec_nanos() == 0 => "1 day".to_owned(),
+        secs if secs % DAY == 0 && gap.subsec_nanos() == 0 => format!("{} days", secs / DAY),
+        _ => format!("{gap:#}"),
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::plan::human;
+use super::duration::human;
 use super::{Case, CaseDecision, DecisionOutcome, DeclineClass, EndAction, NudgeKind, Policy};
 use super::{Outcome, State, TimerKind};
 

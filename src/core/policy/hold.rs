@@ -16,9 +16,9 @@ use jiff::Timestamp;
 
 use super::budget::{self, Try};
 use super::ending::card_stopped;
+use super::replan::{replan, settle};
 use super::{
     Card, Case, Closure, Decision, Entry, Hold, HoldBy, LostDispute, Policy, RetryRequest, State,
-    replan, settle,
 };
 use crate::event::{Dispute, Event, EventKind, Subscription};
 
@@ -407,7 +407,7 @@ fn release_if_free(case: &mut Case) -> String {
         return "; still on hold".to_owned();
     }
     let state = case.held_state.take().unwrap_or(State::Retrying);
-    case.state = if state == State::AwaitingCustomer && super::answered_by_new_card(case) {
+    case.state = if state == State::AwaitingCustomer && super::events::answered_by_new_card(case) {
         State::Retrying
     } else {
         state

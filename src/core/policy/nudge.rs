@@ -138,14 +138,16 @@ impl NudgePlan {
                 .any(|s| s.kind == NudgeKind::FinalNotice && !case.has_nudged(s.kind, s.tier))
     }
 
-    /// The customer's local day a nudge at `at` counts toward: the per-day cap is counted per
-    /// customer and local day, across all their invoices.
-    pub fn customer_day(zone: &TimeZone, at: Timestamp) -> Date {
-        at.to_zoned(zone.clone()).date()
+    /// The customer's local day a nudge of `kind` at `at` counts toward under the daily cap, which
+    /// is counted per customer and local day across all their invoices; `None` for the thank-you,
+    /// which is never held back. The worker counts in the store, the simulator in memory; both ask
+    /// here which day, and [`Self::held_by_day_cap`] whether it is spent.
+    pub fn capped_day(kind: NudgeKind, zone: &TimeZone, at: Timestamp) -> Option<Date> {
+        (kind != NudgeKind::Recovered).then(|| customer_day(zone, at))
     }
 
     /// Whether a nudge due at `now` must wait for the customer's next local day, and until when:
-    /// `sent_today` counts their nudges on [`Self::customer_day`] of `now`, this one included.
+    /// `sent_today` counts their nudges on [`Self::capped_day`] of `now`, this one included.
     pub fn held_by_day_cap(
         &self,
         zone: &TimeZone,
@@ -155,7 +157,7 @@ impl NudgePlan {
         if sent_today <= u64::from(self.per_customer_per_day) {
             return None;
         }
-        let tomorrow = Self::customer_day(zone, now).tomorrow().ok()?;
+        let tomorrow = customer_day(zone, now).tomorrow().ok()?;
         tomorrow.to_zoned(zone.clone()).ok().map(|z| z.timestamp())
     }
 
@@ -168,6 +170,10 @@ impl NudgePlan {
             .count();
         u32::try_from(spent).unwrap_or(u32::MAX)
     }
+}
+
+fn customer_day(zone: &TimeZone, at: Timestamp) -> Date {
+    at.to_zoned(zone.clone()).date()
 }
 
 /// Whether the customer must confirm the payment rather than change the card.

@@ -10,6 +10,7 @@
 use jiff::{SignedDuration, Timestamp};
 
 use super::decline;
+use super::duration::human;
 use super::timing::{self, Window};
 use super::{Case, DeclineClass, Outcome};
 
@@ -259,15 +260,4 @@ fn capitalised(text: &str) -> String {
 fn article(word: &str) -> String {
     let an = word.starts_with(['a', 'e', 'i', 'o', 'u']);
     format!("{} {word}", if an { "an" } else { "a" })
-}
-
-/// "3 days" where a gap is whole days, as policies are written; jiff's "36h" otherwise.
-pub(crate) fn human(gap: SignedDuration) -> String {
-    const DAY: i64 = 86_400;
-    match gap.as_secs() {
-        0 if gap.subsec_nanos() == 0 => "0s".to_owned(),
-        secs if secs == DAY && gap.subsec_nanos() == 0 => "1 day".to_owned(),
-        secs if secs % DAY == 0 && gap.subsec_nanos() == 0 => format!("{} days", secs / DAY),
-        _ => format!("{gap:#}"),
-    }
 }

@@ -9,11 +9,11 @@ use toml::Spanned;
 use super::shape::{Raw, RawEnd, RawEndAction, RawNudges, RawRetries, RawRule, RawSegment};
 use super::{FORMAT, PolicyError};
 use crate::policy::budget::{Counts, Rule, Scope};
-use crate::policy::duration::parse_duration;
+use crate::policy::duration::{human, parse_duration};
 use crate::policy::timing::Window;
 use crate::policy::{
     Channel, DisputePlan, End, EndPlan, Match, NudgeKind, NudgePlan, PauseBehavior, Plan, Policy,
-    Segment, Step, human,
+    Segment, Step,
 };
 
 pub(super) type At<'a> = &'a dyn Fn(std::ops::Range<usize>, &str, String) -> PolicyError;
@@ -527,4 +527,3 @@ impl Reader<'_> {
         })
     }
 }
-

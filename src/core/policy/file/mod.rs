@@ -15,7 +15,8 @@ use jiff::SignedDuration;
 
 use self::check::Reader;
 use self::shape::Raw;
-use super::{EndPlan, Policy, human};
+use super::duration::human;
+use super::{EndPlan, Policy};
 
 /// The one format this release reads.
 pub const FORMAT: i64 = 1;

@@ -108,4 +108,3 @@ pub(super) struct RawRule {
     pub(super) max: Spanned<i64>,
     pub(super) per: Spanned<String>,
 }
-

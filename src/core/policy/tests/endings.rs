@@ -3,8 +3,8 @@
 //! support and the dashboard; and support's retry with the rules that refuse it.
 
 use super::*;
-use crate::policy::budget::Try;
 use crate::event::{PauseCollection, Subscription};
+use crate::policy::budget::Try;
 
 const DAY: i64 = 86_400;
 

@@ -37,7 +37,10 @@ fn now() -> Timestamp {
 
 /// An invoice event built from the bundled fixture of its type, with its own id and times.
 fn event(kind: &str, id: &str, created: i64, attempt_count: u32) -> Input {
-    let path = format!("{}/../../fixtures/events/{kind}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../fixtures/events/{kind}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let body = std::fs::read(&path).unwrap();
     let Parsed::Acted(mut event) = parse(&body).unwrap() else {
         panic!("{kind} is acted on");
@@ -52,7 +55,10 @@ fn event(kind: &str, id: &str, created: i64, attempt_count: u32) -> Input {
 
 /// Any bundled event, with its own id and creation time.
 fn any_event(kind: &str, id: &str, created: i64) -> Input {
-    let path = format!("{}/../../fixtures/events/{kind}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../fixtures/events/{kind}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let Parsed::Acted(mut event) = parse(&std::fs::read(&path).unwrap()).unwrap() else {
         panic!("{kind} is acted on");
     };

@@ -1,0 +1,325 @@
+//! Stripe's events about a case's invoice and customer: a failure opens a case (in the customer's
+//! own zone and segment), a payment or closure settles it, a new card or time zone moves its plan.
+//!
+//! Each invoice event is turned into a [`Fact`] stamped with Stripe's `created`, never with its
+//! arrival, so the state that follows is the same whatever order the events came in.
+
+use jiff::Timestamp;
+
+use super::replan::{replan, settle};
+use super::{
+    Attempt, BilledTo, Card, Case, Closure, CustomerFacts, Decision, Entry, NewPaymentMethod,
+    Outcome, Policy, State, hold, nudge, timing,
+};
+use crate::event::{Event, EventKind, EventObject, Invoice};
+
+pub(super) fn on_event(
+    policy: &Policy,
+    case: Option<&Case>,
+    event: &Event,
+    customer: Option<&CustomerFacts>,
+    now: Timestamp,
+) -> Decision {
+    if case.is_some_and(|c| c.has_seen(&event.id)) {
+        return Decision::unchanged();
+    }
+    let invoice = match (&event.object, case) {
+        (EventObject::Invoice(invoice), _) if invoice.id.is_some() => invoice,
+        (EventObject::Subscription(subscription), Some(case)) => {
+            return hold::on_subscription(policy, case, event, subscription);
+        }
+        _ => return on_customer_event(policy, case, event),
+    };
+    let fact = match event.kind {
+        EventKind::InvoicePaymentFailed | EventKind::InvoicePaymentActionRequired => Fact::Failed {
+            needs_customer: event.kind == EventKind::InvoicePaymentActionRequired,
+        },
+        EventKind::InvoicePaid | EventKind::InvoicePaymentSucceeded => Fact::Paid,
+        EventKind::InvoiceVoided => Fact::Closed("voided in Stripe"),
+        EventKind::InvoiceMarkedUncollectible => Fact::Closed("marked uncollectible in Stripe"),
+        _ => return Decision::unchanged(),
+    };
+    let at = Timestamp::from_second(event.created).unwrap_or(now);
+    let before = case.map(|c| c.state);
+    let mut case = case
+        .cloned()
+        .unwrap_or_else(|| open(policy, invoice, customer, fact.opening_state(), at, now));
+    match fact {
+        Fact::Failed { needs_customer } => {
+            case.failed_at = Some(case.failed_at.map_or(at, |f| f.min(at)));
+            // Only the latest failure tells whether Stripe still plans an attempt of its own.
+            if case.attempts.iter().all(|a| a.at <= at) {
+                case.stripe_retries_at = invoice
+                    .next_payment_attempt
+                    .and_then(|t| Timestamp::from_second(t).ok());
+            }
+            record_attempt(
+                &mut case,
+                invoice.attempt_count.max(1),
+                at,
+                Outcome::Failed,
+                None,
+            );
+            // A payment method the customer added after this failure already answers it.
+            let answered = case.new_payment_method.as_ref().is_some_and(|c| c.at > at);
+            if needs_customer && !answered && case.state == State::Retrying {
+                case.state = State::AwaitingCustomer;
+            }
+        }
+        Fact::Paid => {
+            if case.paid_at.is_none() {
+                case.paid_first = case.failed_at.is_none();
+            }
+            case.paid_at = Some(case.paid_at.map_or(at, |p| p.min(at)));
+        }
+        Fact::Closed(reason) => {
+            if case.closure.as_ref().is_none_or(|c| at < c.at) {
+                case.closure = Some(Closure {
+                    at,
+                    reason: reason.to_owned(),
+                });
+            }
+        }
+    }
+    settle(&mut case);
+    let (planned, actions) = replan(policy, &mut case, at);
+    let detail = case.words(|| describe(event, invoice, before, &case)) + &planned;
+    case.record(Entry {
+        at,
+        what: event.kind.as_str().to_owned(),
+        detail,
+        event: Some(event.id.clone()),
+    });
+    Decision {
+        case: Some(case),
+        actions,
+        refused: None,
+    }
+}
+
+/// An event about the case's customer: a new payment method — the best moment to retry, even for
+/// a decline no schedule retries, as the old card's decline says nothing about the new one — or the
+/// customer's own time zone, which moves the planned retry into their daytime.
+fn on_customer_event(policy: &Policy, case: Option<&Case>, event: &Event) -> Decision {
+    // A paused customer's new card is the way back: it is retried like any other.
+    let Some(case) = case.filter(|c| !c.state.is_final() || c.state == State::Paused) else {
+        return Decision::unchanged();
+    };
+    let (customer, method, card, zone) = match (&event.object, event.kind) {
+        (
+            EventObject::PaymentMethod(pm),
+            EventKind::PaymentMethodAttached | EventKind::PaymentMethodAutomaticallyUpdated,
+        ) => {
+            let card = pm.card.as_ref().and_then(|c| {
+                Some(Card {
+                    fingerprint: c.fingerprint.clone()?,
+                    brand: c.brand.clone()?,
+                })
+            });
+            (pm.customer.as_deref(), Some(&pm.id), card, None)
+        }
+        (EventObject::Customer(customer), EventKind::CustomerUpdated) => (
+            Some(customer.id.as_str()),
+            customer
+                .default_payment_method
+                .as_ref()
+                .filter(|_| customer.default_payment_method_changed),
+            None,
+            timing::known_zone(
+                customer.metadata.get("timezone").map(String::as_str),
+                customer.country.as_deref(),
+            ),
+        ),
+        _ => return Decision::unchanged(),
+    };
+    let zone = zone.filter(|zone| *zone != case.customer_timezone);
+    if customer != Some(case.customer_id.as_str()) || (method.is_none() && zone.is_none()) {
+        return Decision::unchanged();
+    }
+    let at = Timestamp::from_second(event.created).unwrap_or(case.opened_at);
+    let mut case = case.clone();
+    let mut notes = Vec::new();
+    if let Some(zone) = zone {
+        notes.push(format!("the customer's time zone is {zone}"));
+        case.customer_timezone = zone;
+    }
+    if let Some(method) = method {
+        notes.push(format!("new payment method {method}"));
+        if case
+            .new_payment_method
+            .as_ref()
+            .is_none_or(|known| known.at <= at)
+        {
+            case.new_payment_method = Some(NewPaymentMethod {
+                id: method.clone(),
+                at,
+            });
+        }
+        // The new card is the one the retry will charge: its network budget is the one to keep.
+        if let Some(card) = card {
+            case.card = Some(card);
+        }
+        if case.state == State::AwaitingCustomer && answered_by_new_card(&case) {
+            case.state = State::Retrying;
+        }
+    }
+    let (planned, actions) = replan(policy, &mut case, at);
+    case.record(Entry {
+        at,
+        what: event.kind.as_str().to_owned(),
+        detail: notes.join("; ") + &planned,
+        event: Some(event.id.clone()),
+    });
+    Decision {
+        case: Some(case),
+        actions,
+        refused: None,
+    }
+}
+
+/// Whether a payment method newer than the last attempt answers a request to act (an older one
+/// was tried already).
+pub(super) fn answered_by_new_card(case: &Case) -> bool {
+    case.new_payment_method
+        .as_ref()
+        .is_some_and(|m| case.attempts.iter().all(|a| a.at < m.at))
+}
+
+/// What an invoice event establishes about the case, independent of when it arrived.
+enum Fact {
+    Failed { needs_customer: bool },
+    Paid,
+    Closed(&'static str),
+}
+
+impl Fact {
+    fn opening_state(&self) -> State {
+        match self {
+            Fact::Failed {
+                needs_customer: true,
+            } => State::AwaitingCustomer,
+            _ => State::Retrying,
+        }
+    }
+}
+
+/// A new case for `invoice`, whose first event happened `at`.
+fn open(
+    policy: &Policy,
+    invoice: &Invoice,
+    customer: Option<&CustomerFacts>,
+    state: State,
+    at: Timestamp,
+    now: Timestamp,
+) -> Case {
+    let unknown = CustomerFacts::default();
+    let customer = customer.unwrap_or(&unknown);
+    let timezone = timing::zone_name(
+        customer.metadata.get("timezone").map(String::as_str),
+        customer
+            .country
+            .as_deref()
+            .or(invoice.customer_country.as_deref()),
+    );
+    Case {
+        invoice_id: invoice.id.clone().unwrap_or_default(),
+        customer_id: invoice.customer.clone(),
+        subscription_id: invoice.subscription.clone(),
+        amount_due: invoice.amount_due,
+        currency: invoice.currency.clone(),
+        state,
+        customer_timezone: timezone,
+        decline: None,
+        attempts: Vec::new(),
+        next_attempt_at: None,
+        nudges: Vec::new(),
+        recovered_by: None,
+        decision: None,
+        timers: Vec::new(),
+        timeline: Vec::new(),
+        failed_at: None,
+        paid_at: None,
+        paid_first: false,
+        closure: None,
+        new_payment_method: None,
+        stripe_retries_at: None,
+        retry_under_way: None,
+        card: None,
+        nudged: Vec::new(),
+        billed_to: (invoice.customer_name.is_some() || invoice.customer_email.is_some()).then(
+            || BilledTo {
+                name: invoice.customer_name.clone(),
+                email: invoice.customer_email.clone(),
+            },
+        ),
+        contact_window: customer
+            .metadata
+            .get("contact_window")
+            .and_then(|w| nudge::contact_window(w)),
+        holds: Vec::new(),
+        held_state: None,
+        retry_requested: None,
+        lost_dispute: None,
+        resumption: None,
+        nudges_held_until: None,
+        untold: false,
+        segment: policy
+            .segment_for(invoice, customer, at)
+            .map(|s| s.name.clone()),
+        opened_at: now,
+        version: 0,
+    }
+}
+
+/// Records an attempt's outcome. Told twice, an attempt keeps its earliest time; a real outcome
+/// replaces an `error` (the same attempt made again with the same key), and an `error` never hides
+/// a real outcome.
+pub(super) fn record_attempt(
+    case: &mut Case,
+    number: u32,
+    at: Timestamp,
+    outcome: Outcome,
+    decline_code: Option<String>,
+) {
+    if let Some(known) = case.attempts.iter_mut().find(|a| a.number == number) {
+        if outcome == Outcome::Error {
+            return;
+        }
+        known.at = if known.outcome == Outcome::Error {
+            at
+        } else {
+            known.at.min(at)
+        };
+        known.outcome = outcome;
+        known.decline_code = decline_code.or(known.decline_code.take());
+        return;
+    }
+    let position = case.attempts.partition_point(|a| a.number < number);
+    case.attempts.insert(
+        position,
+        Attempt {
+            at,
+            number,
+            outcome,
+            decline_code,
+        },
+    );
+}
+
+fn describe(event: &Event, invoice: &Invoice, before: Option<State>, case: &Case) -> String {
+    let after = case.state;
+    let amount = format!("{} {}", invoice.amount_due, invoice.currency);
+    let change = match (before, &case.segment) {
+        (None, Some(segment)) => format!("case opened {} in segment {segment:?}", after.as_str()),
+        (None, None) => format!("case opened {}", after.as_str()),
+        (Some(before), _) if before == after => format!("case stays {}", after.as_str()),
+        (Some(before), _) => format!("case {} → {}", before.as_str(), after.as_str()),
+    };
+    format!("{amount}; {change}")
+        + match (event.kind, after) {
+            (EventKind::InvoicePaid | EventKind::InvoicePaymentSucceeded, State::Closed) => {
+                " (paid before any failure was seen)"
+            }
+            _ => "",
+        }
+}

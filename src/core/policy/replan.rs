@@ -1,0 +1,189 @@
+//! The re-planning engine: after any input, the state is computed again from the case's facts and
+//! the case's timers are made to match it — exactly one pending retry, nudge, decision and resume
+//! each, or none. Every input handler ends here, so the plan depends on the facts, not on the
+//! order they arrived in.
+
+use jiff::Timestamp;
+
+use super::{
+    Action, Case, DecisionOutcome, EndAction, NudgeKind, Nudged, Policy, RecoveredBy, State, Timer,
+    TimerKind, ending,
+};
+
+/// Computes the state from the case's facts; a payment beats a closure, which beats dunning.
+pub(super) fn settle(case: &mut Case) {
+    let state = match (case.paid_at, case.failed_at) {
+        (Some(paid), Some(failed)) if failed < paid || (failed == paid && !case.paid_first) => {
+            State::Recovered
+        }
+        (Some(_), _) => State::Closed,
+        (None, _) if case.closure.is_some() => State::Closed,
+        (None, _) => case.state,
+    };
+    case.state = state;
+    case.recovered_by =
+        (state == State::Recovered).then(|| case.recovered_by.unwrap_or(RecoveredBy::Unknown));
+    if state.is_final() {
+        case.timers.clear();
+        // Over is over: a hold has nothing left to hold (the timeline keeps its story).
+        case.holds.clear();
+        case.held_state = None;
+    }
+}
+
+/// Keeps exactly one pending retry, the plan's next, while the case is retrying, and none otherwise;
+/// the plan depends on the facts, not on their arrival order. Returns what to add to the timeline.
+fn plan_retry(policy: &Policy, case: &mut Case) -> String {
+    let next = match case.state {
+        State::Retrying => Some(policy.plan_for(case).next_retry(case)),
+        // A paused customer's new card (or support's request) is tried; nothing else is.
+        State::Paused => policy
+            .plan_for(case)
+            .next_retry(case)
+            .ok()
+            .filter(|next| next.prompted)
+            .map(Ok),
+        _ => None,
+    };
+    let before = case.timers.iter().find(|t| is_retry(t)).cloned();
+    case.timers.retain(|t| !is_retry(t));
+    case.next_attempt_at = None;
+    match next {
+        Some(Ok(next)) => {
+            let timer = Timer {
+                at: next.at,
+                kind: TimerKind::Retry {
+                    attempt: next.attempt,
+                },
+            };
+            case.timers.push(timer);
+            case.next_attempt_at = Some(next.at);
+            if before == Some(timer) {
+                String::new()
+            } else {
+                case.words(|| format!("; next retry {}: {}", next.at, next.why))
+            }
+        }
+        Some(Err(none)) => case.words(|| format!("; no retry: {none}")),
+        None if case.state == State::AwaitingCustomer && before.is_some() => {
+            "; no retry until the customer acts: a new payment method, or confirming the payment"
+                .to_owned()
+        }
+        None => String::new(),
+    }
+}
+
+fn is_retry(timer: &Timer) -> bool {
+    matches!(timer.kind, TimerKind::Retry { .. })
+}
+
+/// Re-plans what the case's facts call for: the next retry, the next nudge, and the thank-you
+/// once a customer who heard from recoup has paid. Returns what to add to the timeline, and the
+/// actions.
+pub(super) fn replan(policy: &Policy, case: &mut Case, at: Timestamp) -> (String, Vec<Action>) {
+    // A held case keeps its timers; the plan is made again when the hold ends.
+    if case.state == State::OnHold {
+        return (String::new(), Vec::new());
+    }
+    let mut note = plan_retry(policy, case);
+    note += &plan_nudge(policy, case);
+    note += &plan_decision(policy, case);
+    plan_resume(case);
+    let mut actions = Vec::new();
+    let heard = case.nudged.iter().any(|n| n.kind != NudgeKind::Recovered);
+    if case.state == State::Recovered && heard && !case.has_nudged(NudgeKind::Recovered, 1) {
+        case.nudged.push(Nudged {
+            kind: NudgeKind::Recovered,
+            tier: 1,
+            at,
+        });
+        actions.push(Action::Nudge {
+            kind: NudgeKind::Recovered,
+            tier: 1,
+        });
+        note += "; thank-you sent";
+    }
+    (note, actions)
+}
+
+/// Keeps one pending decision timer while the end decision is due (or due again after a failed
+/// call), and none otherwise.
+pub(super) fn plan_decision(policy: &Policy, case: &mut Case) -> String {
+    let due = ending::due(policy, case);
+    let before = case
+        .timers
+        .iter()
+        .find(|t| t.kind == TimerKind::Decide)
+        .copied();
+    case.timers.retain(|t| t.kind != TimerKind::Decide);
+    let Some(at) = due else {
+        return String::new();
+    };
+    let timer = Timer {
+        at,
+        kind: TimerKind::Decide,
+    };
+    case.timers.push(timer);
+    if before == Some(timer) || case.decision.is_some() {
+        return String::new();
+    }
+    case.words(|| {
+        let (end, rule, _) = ending::choose(policy, case);
+        format!("; decision due {at}: {} ({rule})", end.action().as_str())
+    })
+}
+
+/// Keeps a timer to resume the collection recoup paused, once the invoice is paid.
+pub(super) fn plan_resume(case: &mut Case) {
+    case.timers.retain(|t| t.kind != TimerKind::Resume);
+    let paused_by_recoup = case
+        .decision
+        .as_ref()
+        .is_some_and(|d| d.action == EndAction::Pause && d.outcome.done());
+    if case.state != State::Recovered || !paused_by_recoup || case.subscription_id.is_none() {
+        return;
+    }
+    let at = match &case.resumption {
+        None => case.paid_at.unwrap_or(case.opened_at),
+        Some(r) if r.outcome == DecisionOutcome::Failed => r.at + ending::AFTER_ERROR,
+        Some(_) => return,
+    };
+    case.timers.push(Timer {
+        at,
+        kind: TimerKind::Resume,
+    });
+}
+
+/// Keeps exactly one pending nudge, the plan's next, and none once nothing more is due.
+pub(super) fn plan_nudge(policy: &Policy, case: &mut Case) -> String {
+    let next = policy.nudges_for(case).next(case);
+    let before = case
+        .timers
+        .iter()
+        .find(|t| matches!(t.kind, TimerKind::Nudge { .. }))
+        .copied();
+    case.timers
+        .retain(|t| !matches!(t.kind, TimerKind::Nudge { .. }));
+    let Some((step, at)) = next else {
+        return String::new();
+    };
+    let timer = Timer {
+        at,
+        kind: TimerKind::Nudge {
+            nudge: step.kind,
+            tier: step.tier,
+        },
+    };
+    case.timers.push(timer);
+    if before == Some(timer) {
+        String::new()
+    } else {
+        case.words(|| {
+            format!(
+                "; next nudge {} tier {} at {at}",
+                step.kind.as_str(),
+                step.tier
+            )
+        })
+    }
+}

@@ -1,0 +1,217 @@
+//! A case's own timers coming due: a retry (inside the networks' budgets, or moved to the earliest
+//! legal time), a nudge, the end decision, resuming collection. A timer fires only while the case
+//! still holds it, so a timer the plan has since replaced does nothing.
+
+use jiff::Timestamp;
+
+use super::duration::human;
+use super::replan::{plan_decision, plan_nudge};
+use super::{
+    Action, Case, Decision, Entry, NudgeKind, Nudged, Policy, RetryUnderWay, State, Timer,
+    TimerKind, budget, ending, timing,
+};
+
+pub(super) fn on_timer(
+    policy: &Policy,
+    case: &Case,
+    timer: &Timer,
+    card: &[budget::Try],
+    now: Timestamp,
+) -> Decision {
+    let Some(held) = case.timers.iter().position(|t| t == timer) else {
+        return Decision::unchanged();
+    };
+    let mut case = case.clone();
+    case.timers.remove(held);
+    if case.state == State::OnHold {
+        // The plan is made again from the facts when the hold ends.
+        case.record(Entry {
+            at: timer.at,
+            what: "timer let go while on hold".to_owned(),
+            detail: format!(
+                "{}: not done while the case is on hold; planned again when the hold ends",
+                describe_timer(timer.kind)
+            ),
+            event: None,
+        });
+        return Decision::save(case);
+    }
+    let attempt = match timer.kind {
+        TimerKind::Retry { attempt } => attempt,
+        TimerKind::Nudge { nudge, tier } => return fire_nudge(policy, case, nudge, tier, timer.at),
+        TimerKind::Decide => return decide_end(policy, case, timer.at),
+        TimerKind::Resume => {
+            return Decision {
+                case: Some(case),
+                actions: vec![Action::Resume],
+                refused: None,
+            };
+        }
+    };
+    case.next_attempt_at = None;
+    let card = case.card.clone().map(|c| (c, others(&case, attempt, card)));
+    let refused = card
+        .as_ref()
+        .and_then(|(c, tries)| network_refusal(policy, &case, &c.brand, tries, now));
+    if let Some(refused) = refused {
+        let plan = policy.plan_for(&case);
+        let detail = match refused {
+            Ok(deferral) => {
+                let zone = timing::zone(&case.customer_timezone);
+                let at = timing::into_window(deferral.until, &zone, plan.window);
+                if case.failed_at.is_some_and(|f| at > f + plan.within) {
+                    format!(
+                        "attempt {attempt} dropped: {} allows it only at {at}, after the policy's \
+                         {} from the first failure",
+                        deferral.because,
+                        human(plan.within)
+                    )
+                } else {
+                    case.timers.push(Timer {
+                        at,
+                        kind: timer.kind,
+                    });
+                    case.next_attempt_at = Some(at);
+                    format!(
+                        "attempt {attempt} moved to {at}: {} (the earliest legal time, in the \
+                         customer's daytime)",
+                        deferral.because
+                    )
+                }
+            }
+            Err(never) => format!("attempt {attempt} dropped: {never} allows no try on this card"),
+        };
+        // A dropped retry may have been the last: the end decision takes its place.
+        let ending = plan_decision(policy, &mut case);
+        case.record(Entry {
+            at: now,
+            what: "retry held back by a network rule".to_owned(),
+            detail: detail + &ending,
+            event: None,
+        });
+        return Decision::save(case);
+    }
+    case.retry_under_way = Some(RetryUnderWay {
+        attempt,
+        at: timer.at,
+    });
+    let detail = case.words(|| {
+        let budget = card.map_or_else(String::new, |(c, tries)| {
+            let left =
+                budget::left_after(&policy.networks, &c.brand, &tries, &case.invoice_id, now);
+            let left: Vec<String> = left
+                .into_iter()
+                .map(|(rule, n)| format!("{rule}: {n} left"))
+                .collect();
+            let on = format!(" on {} card {}", c.brand, c.fingerprint);
+            if left.is_empty() {
+                on
+            } else {
+                format!("{on}; after it, {}", left.join("; "))
+            }
+        });
+        format!("attempt {attempt}{budget}")
+    });
+    case.record(Entry {
+        at: timer.at,
+        what: "retry due".to_owned(),
+        detail,
+        event: None,
+    });
+    Decision {
+        case: Some(case),
+        actions: vec![Action::Retry { attempt }],
+        refused: None,
+    }
+}
+
+fn describe_timer(kind: TimerKind) -> String {
+    match kind {
+        TimerKind::Retry { attempt } => format!("retry (attempt {attempt})"),
+        TimerKind::Nudge { nudge, tier } => format!("nudge {} tier {tier}", nudge.as_str()),
+        TimerKind::Decide => "the end decision".to_owned(),
+        TimerKind::Resume => "resuming collection".to_owned(),
+    }
+}
+
+/// Dunning ran out: the policy's end decision is made and recorded, and handed to the worker to
+/// carry out in Stripe; its result is saved with it.
+fn decide_end(policy: &Policy, mut case: Case, at: Timestamp) -> Decision {
+    let retried = case.decision.is_some();
+    let (end, decision) = ending::decision(policy, &case, at);
+    let detail = format!(
+        "{}: {} — {}; {}",
+        end.action().as_str(),
+        end.how(),
+        decision.rule,
+        decision.reason
+    );
+    let what = if retried {
+        "decision tried again"
+    } else {
+        "decision made"
+    };
+    // Leaving an invoice past due changes nothing in Stripe; the worker answers it without a call.
+    let actions = vec![Action::End(end)];
+    case.decision = Some(decision);
+    case.record(Entry {
+        at,
+        what: what.to_owned(),
+        detail,
+        event: None,
+    });
+    Decision {
+        case: Some(case),
+        actions,
+        refused: None,
+    }
+}
+
+/// A nudge came due: it is marked as sent before it goes out (so no redo sends it twice), and the
+/// plan's next one takes its place.
+fn fire_nudge(
+    policy: &Policy,
+    mut case: Case,
+    kind: NudgeKind,
+    tier: u32,
+    at: Timestamp,
+) -> Decision {
+    case.nudged.push(Nudged { kind, tier, at });
+    let next = plan_nudge(policy, &mut case) + &plan_decision(policy, &mut case);
+    case.record(Entry {
+        at,
+        what: "nudge due".to_owned(),
+        detail: format!("{} tier {tier}{next}", kind.as_str()),
+        event: None,
+    });
+    Decision {
+        case: Some(case),
+        actions: vec![Action::Nudge { kind, tier }],
+        refused: None,
+    }
+}
+
+/// The card's tries that count against attempt `attempt`: all but the attempt's own, which an
+/// earlier run of it may have recorded before it was interrupted.
+fn others(case: &Case, attempt: u32, card: &[budget::Try]) -> Vec<budget::Try> {
+    card.iter()
+        .filter(|t| t.invoice_id != case.invoice_id || t.attempt != attempt)
+        .cloned()
+        .collect()
+}
+
+/// Why the networks do not allow the try at `now` on a card of `brand`: `Ok` with the earliest
+/// time they do, `Err` when they never will; `None` when they allow it.
+fn network_refusal(
+    policy: &Policy,
+    case: &Case,
+    brand: &str,
+    tries: &[budget::Try],
+    now: Timestamp,
+) -> Option<Result<budget::Deferral, String>> {
+    match budget::earliest_allowed(&policy.networks, brand, tries, &case.invoice_id, now) {
+        Ok(Ok(_)) => None,
+        Ok(Err(deferral)) => Some(Ok(deferral)),
+        Err(never) => Some(Err(never)),
+    }
+}
