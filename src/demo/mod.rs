@@ -18,21 +18,19 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use futures_util::future::BoxFuture;
 use jiff::{SignedDuration, Timestamp};
 use secrecy::SecretString;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+mod stripe;
+
+use self::stripe::DemoStripe;
 use crate::clock::Clock;
 use crate::config::{NotifySettings, Secrets, WorkerSettings};
 use crate::notify::Notifier;
 use crate::notify::templates::format_amount;
-use crate::policy::{
-    Card, CardOnFile, Case, ChargeResult, CustomerFacts, Declined, EndOrder, EndResult, Policy,
-    State as CaseState,
-};
-use crate::processor::{DisputedCharge, Processor, ProcessorError};
+use crate::policy::{Card, Case, ChargeResult, Declined, Policy, State as CaseState};
 use crate::store::{MemoryStore, Store};
 use crate::webhook::signature::{Verifier, sign};
 use crate::webhook::{self, Receiver};
@@ -391,12 +389,12 @@ async fn settle(store: &MemoryStore, invoices: &[&str]) -> anyhow::Result<()> {
 fn invoice_event(kind: &str, story: &Story, at: Timestamp) -> Value {
     let fixture: &[u8] = match kind {
         "invoice.payment_failed" => {
-            include_bytes!("../fixtures/events/invoice.payment_failed.json")
+            include_bytes!("../../fixtures/events/invoice.payment_failed.json")
         }
         "invoice.payment_action_required" => {
-            include_bytes!("../fixtures/events/invoice.payment_action_required.json")
+            include_bytes!("../../fixtures/events/invoice.payment_action_required.json")
         }
-        _ => include_bytes!("../fixtures/events/invoice.paid.json"),
+        _ => include_bytes!("../../fixtures/events/invoice.paid.json"),
     };
     let mut event: Value = serde_json::from_slice(fixture).expect("bundled fixtures are JSON");
     event["id"] = format!("evt_demo_{}_{kind}", story.invoice).into();
@@ -414,7 +412,7 @@ fn invoice_event(kind: &str, story: &Story, at: Timestamp) -> Value {
 }
 
 fn card_event(story: &Story, at: Timestamp) -> Value {
-    let fixture = include_bytes!("../fixtures/events/payment_method.attached.json");
+    let fixture = include_bytes!("../../fixtures/events/payment_method.attached.json");
     let mut event: Value = serde_json::from_slice(fixture).expect("bundled fixtures are JSON");
     event["id"] = format!("evt_demo_{}_new_card", story.customer).into();
     event["created"] = at.as_second().into();
@@ -470,177 +468,4 @@ async fn read_nudge(
         .entry(customer)
         .or_default() += 1;
     StatusCode::OK
-}
-
-/// The demo's Stripe: answers the worker in-process, the same way for every try of a call.
-struct DemoStripe {
-    customers: HashMap<&'static str, CustomerFacts>,
-    declines: HashMap<&'static str, Declined>,
-    retries: HashMap<&'static str, ChargeResult>,
-    /// Invoices the customer paid themselves: no longer open.
-    paid: Mutex<Vec<String>>,
-    calls: Mutex<u32>,
-}
-
-impl DemoStripe {
-    fn new(stories: &[Story]) -> Self {
-        let now = Timestamp::now();
-        let customers = stories
-            .iter()
-            .map(|s| {
-                let facts = CustomerFacts {
-                    metadata: [("timezone".to_owned(), s.timezone.to_owned())].into(),
-                    created: Some(now - SignedDuration::from_hours(s.months * 31 * 24)),
-                    name: Some(s.name.to_owned()),
-                    email: Some(format!(
-                        "{}@example.com",
-                        s.name
-                            .split(' ')
-                            .next()
-                            .unwrap_or("customer")
-                            .to_lowercase()
-                    )),
-                    preferred_locales: vec!["en".to_owned()],
-                    ..CustomerFacts::default()
-                };
-                (s.customer, facts)
-            })
-            .collect();
-        let declines = stories
-            .iter()
-            .map(|s| {
-                let declined = match s.decline {
-                    Some(code) => Declined {
-                        code: Some(
-                            if code == "expired_card" {
-                                code
-                            } else {
-                                "card_declined"
-                            }
-                            .into(),
-                        ),
-                        decline_code: Some(code.into()),
-                        card: Some(Card {
-                            fingerprint: format!("fp_demo_{}", s.customer),
-                            brand: "visa".into(),
-                        }),
-                        ..Declined::default()
-                    },
-                    None => Declined {
-                        code: Some("authentication_required".into()),
-                        ..Declined::default()
-                    },
-                };
-                (s.invoice, declined)
-            })
-            .collect();
-        let retries = stories
-            .iter()
-            .map(|s| (s.invoice, s.retries.clone()))
-            .collect();
-        Self {
-            customers,
-            declines,
-            retries,
-            paid: Mutex::new(Vec::new()),
-            calls: Mutex::new(0),
-        }
-    }
-
-    fn call(&self) {
-        *self.calls.lock().expect("not poisoned") += 1;
-    }
-
-    fn calls(&self) -> u32 {
-        *self.calls.lock().expect("not poisoned")
-    }
-
-    fn paid_by_customer(&self, invoice: &str) {
-        self.paid
-            .lock()
-            .expect("not poisoned")
-            .push(invoice.to_owned());
-    }
-}
-
-impl Processor for DemoStripe {
-    fn charge<'a>(&'a self, invoice_id: &'a str, _: u32) -> BoxFuture<'a, ChargeResult> {
-        self.call();
-        let paid = self
-            .paid
-            .lock()
-            .expect("not poisoned")
-            .iter()
-            .any(|i| i == invoice_id);
-        let result = if paid {
-            ChargeResult::NotOpen {
-                status: "paid".into(),
-            }
-        } else {
-            self.retries
-                .get(invoice_id)
-                .cloned()
-                .unwrap_or(ChargeResult::Paid)
-        };
-        Box::pin(async move { result })
-    }
-
-    fn last_decline<'a>(
-        &'a self,
-        invoice_id: &'a str,
-        _: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Option<Declined>, ProcessorError>> {
-        self.call();
-        let declined = self.declines.get(invoice_id).cloned();
-        Box::pin(async move { Ok(declined) })
-    }
-
-    fn customer<'a>(
-        &'a self,
-        customer_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<CustomerFacts>, ProcessorError>> {
-        self.call();
-        let facts = self.customers.get(customer_id).cloned();
-        Box::pin(async move { Ok(facts) })
-    }
-
-    fn default_card<'a>(
-        &'a self,
-        _: &'a str,
-    ) -> BoxFuture<'a, Result<Option<CardOnFile>, ProcessorError>> {
-        self.call();
-        Box::pin(async { Ok(None) })
-    }
-
-    fn fix_link<'a>(
-        &'a self,
-        invoice_id: Option<&'a str>,
-        customer_id: &'a str,
-        confirm: bool,
-    ) -> BoxFuture<'a, Result<Option<String>, ProcessorError>> {
-        self.call();
-        let link = match invoice_id.filter(|_| confirm) {
-            Some(invoice) => format!("https://invoice.stripe.com/i/demo_{invoice}"),
-            None => format!("https://billing.stripe.com/p/session/demo_{customer_id}"),
-        };
-        Box::pin(async move { Ok(Some(link)) })
-    }
-
-    fn end<'a>(&'a self, _: &'a EndOrder) -> BoxFuture<'a, EndResult> {
-        self.call();
-        Box::pin(async { EndResult::Done { already: false } })
-    }
-
-    fn resume<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, EndResult> {
-        self.call();
-        Box::pin(async { EndResult::Done { already: false } })
-    }
-
-    fn disputed_charge<'a>(
-        &'a self,
-        _: &'a str,
-    ) -> BoxFuture<'a, Result<Option<DisputedCharge>, ProcessorError>> {
-        self.call();
-        Box::pin(async { Ok(None) })
-    }
 }
