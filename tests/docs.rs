@@ -335,12 +335,47 @@ fn the_code_points_nowhere_outside_the_repository() {
         .flat_map(|dir| walk(&root().join(dir)))
         .filter(|path| *path != this)
         .collect();
-    let found = outside_references(&files);
+    let mut found = outside_references(&files);
+    found.extend(dead_citations(&files));
     assert!(
         found.is_empty(),
-        "{} reference(s) to documents outside the repository; point each at its page under \
-         docs/:\n{}",
+        "{} reference(s) to documents outside the repository or to docs/ pages that are not \
+         there; point each at its page under docs/:\n{}",
         found.len(),
         found.join("\n")
     );
+}
+
+/// Every `docs/….md` or `docs/….md#anchor` that `files` cite, where the page or its heading is
+/// missing, as `file:line: …`. Comments cite docs by path from the repository root.
+fn dead_citations(files: &[PathBuf]) -> Vec<String> {
+    let mut found = Vec::new();
+    for file in files {
+        let Ok(text) = fs::read_to_string(file) else {
+            continue;
+        };
+        for (i, line) in text.lines().enumerate() {
+            let mut rest = line;
+            while let Some(start) = rest.find("docs/") {
+                let cited: String = rest[start..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || "/._-#".contains(*c))
+                    .collect();
+                rest = &rest[start + cited.len().max(1)..];
+                let cited = cited.trim_end_matches(['.', '#']);
+                let (path, anchor) = cited.split_once('#').unwrap_or((cited, ""));
+                if !path.ends_with(".md") {
+                    continue;
+                }
+                let page = root().join(path);
+                let place = format!("{}:{}: cites {cited}", shown(file), i + 1);
+                if !page.is_file() {
+                    found.push(format!("{place}: no such page"));
+                } else if !anchor.is_empty() && !anchors(&read(&page)).contains(anchor) {
+                    found.push(format!("{place}: no such heading"));
+                }
+            }
+        }
+    }
+    found
 }

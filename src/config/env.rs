@@ -8,7 +8,8 @@ use figment::{Metadata, Profile, Provider};
 /// Prefix of the generic environment form `RECOUP_<SECTION>__<KEY>`.
 pub(super) const ENV_PREFIX: &str = "RECOUP_";
 
-/// Fixed environment names of CONTRACT.md and the setting each one overrides.
+/// The fixed environment names (docs/reference/configuration.md#settings) and the setting each
+/// one overrides.
 const NAMED_ENV: &[(&str, &str)] = &[
     ("REDIS_URL", "redis.url"),
     ("RECOUP_LISTEN", "server.listen"),
@@ -47,7 +48,7 @@ impl EnvLayer {
         }
     }
 
-    /// The fixed names of CONTRACT.md, which win over the generic form.
+    /// The fixed names, which win over the generic form.
     pub(super) fn named(env: &[(String, String)]) -> Self {
         let pairs = NAMED_ENV
             .iter()

@@ -1,7 +1,7 @@
 //! Typed settings: `config/recoup.toml` layered with the environment, validated once at start-up.
 //!
 //! Precedence, lowest first: built-in defaults, the TOML file, the generic environment form
-//! `RECOUP_<SECTION>__<KEY>`, and the fixed names of CONTRACT.md (`REDIS_URL`, `RECOUP_LISTEN`,
+//! `RECOUP_<SECTION>__<KEY>`, and the fixed names of `docs/reference/configuration.md#settings` (`REDIS_URL`, `RECOUP_LISTEN`,
 //! `RECOUP_LOG_FORMAT`, …). Secrets — webhook signing secrets for now — come from the environment only:
 //! the file cannot hold them, and they are wrapped in [`SecretString`] so `Debug` and logs never show
 //! them.

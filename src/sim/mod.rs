@@ -3,7 +3,7 @@
 //! The policy core is pure, so the very [`crate::policy::decide`] that runs in production can run a
 //! population of failed invoices on a virtual clock: no Redis, no HTTP, no sleeping. The pieces:
 //!
-//! - [`population`] reads the JSON Lines population of CONTRACT.md, customer by customer;
+//! - [`population`] reads the JSON Lines population (`docs/reference/population.md`), customer by customer;
 //!   [`synthetic`] makes one from a seed, with documented, sourced parameters;
 //! - [`world`] plays Stripe and the customer for one customer's invoices under one policy, and
 //!   reveals the truth only the way Stripe would;

@@ -2,7 +2,7 @@
 //!
 //! It knows when each customer's money is there, whether the card is dead, whether the customer
 //! would add a card or pay by themselves — all a policy never sees — and recovers an invoice when
-//! any of those could pay it within the horizon without breaking a network rule (CONTRACT.md,
+//! any of those could pay it within the horizon without breaking a network rule (`docs/reference/population.md#the-oracle`,
 //! "Simulation population"). No policy recovers more; how close one comes is its `oracle_share`.
 
 use jiff::SignedDuration;

@@ -1,6 +1,6 @@
 //! A simulation population: failed invoices with the truth about their customers.
 //!
-//! One line of JSON per failed invoice (CONTRACT.md, "Simulation population"). Each line holds what
+//! One line of JSON per failed invoice (`docs/reference/population.md#keys`). Each line holds what
 //! Stripe would show recoup — ids, amount, time zone, card, tenure, the first decline — and what
 //! only the customer knows: when their account has money (`funds`), whether the card is dead, whether
 //! and when they would add a new card, pay by themselves, or give up on being nagged. The simulator

@@ -1,6 +1,6 @@
 //! The report of a simulation: the numbers per policy, as a table for people and JSON for scripts.
 //!
-//! The JSON holds at least what CONTRACT.md names (amounts in the currency's smallest unit, one
+//! The JSON holds at least what `docs/reference/population.md#the-json-report` names (amounts in the currency's smallest unit, one
 //! map per currency) and the table prints the same numbers, the first policy next to the second
 //! with their difference, so the effect of one change to a policy file can be read in one column.
 

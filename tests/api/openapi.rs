@@ -342,7 +342,7 @@ async fn a_case_fits_the_documented_schemas_on_every_route() {
     ] {
         assert!(
             case["properties"][field].is_object(),
-            "CONTRACT.md's {field} is not in the Case schema"
+            "the documented case field {field} is not in the Case schema"
         );
     }
     assert_eq!(

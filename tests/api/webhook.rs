@@ -1,4 +1,4 @@
-//! `POST /webhooks/stripe`, line by line of CONTRACT.md.
+//! `POST /webhooks/stripe`, answer by answer as `docs/api.md#the-webhook-endpoint` documents them.
 
 use std::time::Duration;
 

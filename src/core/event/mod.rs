@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 macro_rules! event_kinds {
     ($($variant:ident => $name:literal,)*) => {
-        /// The Stripe event types recoup acts on (CONTRACT.md); every other type is ignored.
+        /// The Stripe event types recoup acts on (`docs/design/stripe.md#event-types-recoup-acts-on`); every other type is ignored.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum EventKind {
             $(#[serde(rename = $name)] $variant,)*

@@ -5,7 +5,7 @@
 //! they count per card, not per invoice: two invoices on one card share one budget, which is why a
 //! card's history is keyed by Stripe's card `fingerprint`. The limits change every year or two, so
 //! they are data ([`Rule`]s from the policy file), not code; [`earliest_allowed`] only does the
-//! arithmetic over rolling windows, and [`Rule::defaults`] are DOMAIN.md's figures.
+//! arithmetic over rolling windows, and [`Rule::defaults`] are the figures of `docs/design/declines.md#card-network-retry-rules`.
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -106,7 +106,7 @@ impl CardHistory {
 }
 
 impl Rule {
-    /// DOMAIN.md's limits: Visa, 20 reattempts of one payment in 30 days (since May 2025);
+    /// The networks' limits (`docs/design/declines.md#card-network-retry-rules`): Visa, 20 reattempts of one payment in 30 days (since May 2025);
     /// Mastercard, 10 declines on a card in 24 hours and 35 attempts in 30 days (Mastercard counts
     /// per card, merchant and amount; per card is the cautious reading of that).
     pub fn defaults() -> Vec<Rule> {

@@ -1,6 +1,6 @@
 //! A case: one invoice in dunning, as recoup keeps it and as support reads it.
 //!
-//! The serialised form is CONTRACT.md's case JSON, so the store, the status API and `recoup status`
+//! The serialised form is the case JSON of `docs/api.md#the-case-json`, so the store, the status API and `recoup status`
 //! all show the same thing; the schemas `/api/openapi.json` gives for it are derived from the same
 //! serde attributes, so they describe exactly this JSON. Besides what support reads, a case holds
 //! the *facts* its state is computed from (when Stripe first saw it fail, when it was paid, why it
@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::nudge::Nudged;
 use super::timing::Window;
 
-/// Where a case stands; see CONTRACT.md for what each state means to support.
+/// Where a case stands; see `docs/api.md#states` for what each state means to support.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum State {

@@ -7,7 +7,7 @@
 //! [`classify`] turns them into one [`DeclineClass`] and says which signal decided, so a case's
 //! timeline can explain why it is, or is not, retried.
 //!
-//! The order follows DOMAIN.md — advice first, then the network's advice, then the decline codes, and
+//! The order follows `docs/design/declines.md#the-order-of-the-signals` — advice first, then the network's advice, then the decline codes, and
 //! an unknown code is `ambiguous`, never `soft` — with one rule above it: a signal that forbids
 //! retrying wins wherever it appears. A `try_again_later` advice does not make a retry after
 //! Mastercard's advice 03 or a Visa category 1 decline free of the networks' fees, nor a stolen card
@@ -133,7 +133,7 @@ const VISA_CATEGORY_1: [&str; 12] = [
     "04", "07", "12", "14", "15", "41", "43", "46", "57", "R0", "R1", "R3",
 ];
 
-/// Stripe's `decline_code` and `code` values recoup knows (DOMAIN.md, "Which declines to retry").
+/// Stripe's `decline_code` and `code` values recoup knows (`docs/design/declines.md#codes-recoup-knows`).
 fn by_code(code: &str) -> Option<DeclineClass> {
     Some(match code {
         "lost_card"

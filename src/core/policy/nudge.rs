@@ -44,7 +44,7 @@ pub struct Step {
 }
 
 impl Default for NudgePlan {
-    /// The seeds' sequence: a friendly note within the hour, a firmer one after 3 days, a firm one
+    /// The sequence dunning practice recommends (`docs/design/dunning-practice.md#escalate-in-tiers`): a friendly note within the hour, a firmer one after 3 days, a firm one
     /// after 7, and the final notice after 21 — a week before the plan's last retry; for a payment
     /// to confirm, a note at once and a reminder after 2 days. Local 09:00–20:00, at most one nudge
     /// a day per customer and 5 per case, on every configured channel.

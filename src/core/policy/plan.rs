@@ -43,7 +43,7 @@ pub struct Plan {
 }
 
 impl Default for Plan {
-    /// DOMAIN.md's timing: retries 3, 7, 14 and 21 days after the failure (the seeds' schedule,
+    /// The timing of `docs/design/timing.md#spacing-retries`: retries 3, 7, 14 and 21 days after the failure (the schedule of `docs/design/dunning-practice.md#reminder-schedules`,
     /// inside Stripe's recommended "8 tries within 2 weeks" to "2 months" range), two for an
     /// ambiguous decline before it is the customer's to act on, local 09:00–20:00, the 1st and the
     /// 15th as paydays, half an hour of jitter, a new card tried within five minutes, and nothing of

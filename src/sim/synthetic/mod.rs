@@ -4,17 +4,17 @@
 //! money again, whether their card is dead, whether they would add a new card after a reminder.
 //! Real histories rarely record that, so this module invents customers whose truth follows what
 //! is known about failed subscription payments, and writes them as [`FailedInvoice`]s — the same
-//! records `--population FILE` reads (CONTRACT.md, "Simulation population").
+//! records `--population FILE` reads (`docs/reference/population.md#a-line`).
 //!
 //! What it models, and why:
 //!
 //! - **Why the payment failed.** Each customer draws one row of `DECLINES`: the signals Stripe
 //!   would report (`code`, `decline_code`, `advice_code`, the Visa response code, sometimes a
 //!   Mastercard advice code) and the story behind them (`Truth`). The codes are the ones
-//!   DOMAIN.md's decline table and recoup's classifier name, so every class a policy treats
+//!   the decline classes of `docs/design/declines.md#decline-classes` and recoup's classifier name, so every class a policy treats
 //!   differently — soft, ambiguous, card data, action required, hard — is present in a known share.
 //! - **When money comes back.** An empty account is refilled on payday, in the customer's local
-//!   early morning, and is spent again within days (DOMAIN.md: paydays on the 1st and 15th, or
+//!   early morning, and is spent again within days (`docs/design/timing.md#paydays`: paydays on the 1st and 15th, or
 //!   Fridays). A customer is paid semi-monthly, monthly on the 1st or the last day, bi-weekly or
 //!   weekly; payroll due on a weekend is paid the Friday before. A glitch at the issuer
 //!   (`issuer_not_available`, `processing_error`, …) instead clears hours or days after the
@@ -22,12 +22,12 @@
 //! - **What the customer does.** Some add a new card after a reminder — the first two reminders
 //!   move more people than later ones, and people who know their card changed move most; some pay
 //!   by themselves; a minority cancel when reminded too often, more of them among long-standing,
-//!   high-value customers (seeds/001's segments).
+//!   high-value customers (`docs/design/dunning-practice.md#segments`).
 //! - **Who they are.** Countries and IANA zones where a SaaS business's customers live, the
 //!   currency they are billed in, a plan and its price, card brand, funding and expiry, tenure,
 //!   earlier failures.
 //!
-//! Every parameter sits in the constants below, with its source: DOMAIN.md, CONTRACT.md, a seed
+//! Every parameter sits in the constants below, with its source (`docs/user-guide/synthetic-population.md#sources`): the domain notes, a dunning
 //! article, a public statistic, or — where no source gives a number — a stated assumption.
 //! Weights are in parts per thousand.
 //!

@@ -1,5 +1,6 @@
 //! The synthetic population's parameters: every share, range and table the generator draws from,
-//! each with its source — the sourced domain notes in `docs/design/domain.md`, a public statistic,
+//! each with its source — the domain notes in `docs/design/declines.md`, `docs/design/timing.md` and
+//! `docs/design/dunning-practice.md`, a public statistic,
 //! or, where no source gives a number, a stated assumption. Weights are per thousand; ranges of
 //! minutes are `[low, high)`. Changing a number here changes the population, and nothing else.
 
@@ -17,7 +18,7 @@ pub(super) const INVOICES_PER_CUSTOMER: [(u64, u32); 3] = [(1, 880), (2, 100), (
 /// A customer's next invoice fails one billing period later (monthly plans).
 pub(super) const BILLING_PERIOD: SignedDuration = SignedDuration::from_hours(30 * 24);
 
-/// The simulation horizon: nothing after 60 days from `failed_at` counts (CONTRACT.md).
+/// The simulation horizon: nothing after 60 days from `failed_at` counts (`docs/reference/population.md#how-the-simulator-plays-a-line`).
 pub(super) const HORIZON: SignedDuration = SignedDuration::from_hours(60 * 24);
 
 /// First invoices fail on a local day in [`FIRST_FAILURE_DAY`], + [`FAILURE_DAYS`] days, at a
@@ -97,8 +98,7 @@ pub(super) const FUNDING_OTHERWISE: [(&str, u32); 3] =
 pub(super) const LIVE_CARD_MONTHS_LEFT: (u32, u32) = (0, 48);
 pub(super) const EXPIRED_CARD_MONTHS_AGO: (u32, u32) = (1, 4);
 
-/// The decline mix. Each row is one way a renewal fails, with the signals Stripe reports (DOMAIN.md,
-/// "Which declines to retry", and `policy::decline`), the story behind it, and per thousand such
+/// The decline mix. Each row is one way a renewal fails, with the signals Stripe reports (`docs/design/declines.md#decline-classes`, and `policy::decline`), the story behind it, and per thousand such
 /// customers how many add a new card after nudges and how many pay by themselves.
 ///
 /// Visa response codes are Visa's own for the same reason (51 insufficient funds, 05 do not
@@ -108,11 +108,11 @@ pub(super) const EXPIRED_CARD_MONTHS_AGO: (u32, u32) = (1, 4);
 /// Shares by class: soft 500 (insufficient funds alone 400), ambiguous 220, card data 170,
 /// action required 30, hard 80. Assumption in the order commonly reported for subscription
 /// payments — insufficient funds the largest single reason, expired cards next, then vague bank
-/// declines — which seeds/004 echoes ("around 50% of all lost customers are due to failed
+/// declines — which article 4 of `docs/design/dunning-practice.md#escalate-in-tiers` echoes ("around 50% of all lost customers are due to failed
 /// transactions and expired credit cards"); no seed gives the shares themselves.
 ///
 /// Card updates are likelier when the customer knows the card changed (expired, lost, stolen:
-/// seeds/004, "forgot to update their billing information when their credit card expired") and
+/// article 4, "forgot to update their billing information when their credit card expired") and
 /// rare for a customer who told the bank to stop paying (`revocation_of_authorization`).
 pub(super) const DECLINES: [(Decline, u32); 21] = [
     // Soft: the account is short of money until payday.
@@ -231,7 +231,7 @@ pub(super) const DECLINES: [(Decline, u32); 21] = [
 /// Mastercard adds its Merchant Advice Code to a share of its declines on Mastercard cards;
 /// which codes fit depends on the row: 24/25 ("retry after 1 hour / 24 hours") on soft declines,
 /// 01 ("new account information") on card-data ones, 03 ("do not try again") on hard ones
-/// (DOMAIN.md, decline table; `policy::decline::by_mastercard`). Share: assumption.
+/// (`docs/design/declines.md#mastercard-merchant-advice-codes`; `policy::decline::by_mastercard`). Share: assumption.
 pub(super) const MASTERCARD_ADVICE_SHARE: u32 = 300;
 pub(super) const MASTERCARD_WAIT: [&str; 2] = ["24", "25"];
 pub(super) const MASTERCARD_NEW_ACCOUNT: [&str; 1] = ["01"];
@@ -245,7 +245,7 @@ pub(super) const LATER_DECLINES_SAY_FUNDS: u32 = 300;
 /// How US and Canadian customers are paid: bi-weekly 36.5%, weekly 32.4%, semi-monthly 19.8%,
 /// monthly 11.3% of private businesses (US BLS, Current Employment Statistics, March 2013;
 /// "How frequently do private businesses pay workers?"), monthly split between the 1st and the
-/// last day. Semi-monthly is on the 1st and 15th (DOMAIN.md, "Timing that recovers more").
+/// last day. Semi-monthly is on the 1st and 15th (`docs/design/timing.md#paydays`).
 pub(super) const CYCLES_NORTH_AMERICA: [(Cycle, u32); 5] = [
     (Cycle::BiWeekly, 365),
     (Cycle::Weekly, 325),
@@ -281,7 +281,7 @@ pub(super) const PAYDAY_COVERS_INVOICE: u32 = 850;
 pub(super) const NO_MONEY_IN_HORIZON: u32 = 120;
 
 /// A glitch clears within hours (half), a day or two, or up to a week; from then on the card
-/// works (DOMAIN.md: these are "soft, time helps"). The times: assumption.
+/// works (`docs/design/declines.md#decline-classes`: these are "soft, time helps"). The times: assumption.
 pub(super) const GLITCH_CLEARS_MINUTES: [((u32, u32), u32); 3] = [
     ((60, 12 * 60), 500),
     ((12 * 60, 48 * 60), 350),
@@ -289,7 +289,7 @@ pub(super) const GLITCH_CLEARS_MINUTES: [((u32, u32), u32); 3] = [
 ];
 
 /// After how many nudges a customer who will add a card does so: the first reminders move the
-/// most people (seeds/004: a friendly first reminder, then firmer ones; seeds/000 and seeds/004:
+/// most people (`docs/design/dunning-practice.md#escalate-in-tiers`, article 4: a friendly first reminder, then firmer ones; articles 0 and 4:
 /// reminders at 3 or 7, 14 and 21 days). Assumption for the shares.
 pub(super) const AFTER_NUDGES: [(u32, u32); 4] = [(1, 450), (2, 300), (3, 150), (4, 100)];
 
@@ -308,7 +308,7 @@ pub(super) const PAYS_UNPROMPTED_MINUTES: [((u32, u32), u32); 3] = [
 ];
 
 /// Customers who cancel when nagged, and after how many nudges. High-value, long-standing
-/// customers expect fewer, personal messages (seeds/001's segment table; DOMAIN.md, "Talking to
+/// customers expect fewer, personal messages (`docs/design/dunning-practice.md#segments`, article 1's segment table; "Talking to
 /// customers"), so more of them give up. Shares: assumption.
 pub(super) const GIVES_UP: u32 = 150;
 pub(super) const GIVES_UP_HIGH_VALUE: u32 = 250;
@@ -321,14 +321,14 @@ pub(super) const GIVES_UP_AFTER: [(u32, u32); 4] = [(2, 200), (3, 350), (4, 250)
 pub(super) const TENURE_MONTHS: [((u32, u32), u32); 3] =
     [((0, 7), 350), ((7, 25), 400), ((25, 73), 250)];
 
-/// Earlier failed payments: customers short of money have a record of it (seeds/001's
+/// Earlier failed payments: customers short of money have a record of it (article 1's, `docs/design/dunning-practice.md#segments`:
 /// "risk-prone clients: history of late payments"). Assumption for the shares.
 pub(super) const PAST_FAILURES_SHORT_OF_MONEY: [((u32, u32), u32); 4] =
     [((0, 1), 400), ((1, 2), 300), ((2, 3), 180), ((3, 6), 120)];
 pub(super) const PAST_FAILURES_OTHERWISE: [((u32, u32), u32); 4] =
     [((0, 1), 650), ((1, 2), 230), ((2, 3), 80), ((3, 6), 40)];
 
-/// Customers who opted in to SMS nudges (`metadata.sms_opt_in`, CONTRACT.md "Nudges").
+/// Customers who opted in to SMS nudges (`metadata.sms_opt_in`, `docs/user-guide/nudges.md#sms`).
 /// Assumption.
 pub(super) const SMS_OPT_IN: u32 = 250;
 
