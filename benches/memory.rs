@@ -6,6 +6,9 @@
 //! built it, ingested and acknowledged through the inbox as the receiver and worker do. Reports
 //! Redis's `used_memory` growth per case, and where it goes.
 
+// A test (and a benchmark) may unwrap: a panic there is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Instant;

@@ -12,6 +12,9 @@
 //!    out and the test clock is moved to just before them (seeding takes longer than the first would
 //!    wait); lateness is measured on that same clock, from due time to the firing's save.
 
+// A test (and a benchmark) may unwrap: a panic there is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};

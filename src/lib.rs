@@ -16,6 +16,9 @@
 //! - [`server`] — the HTTP service, operations endpoints and graceful shutdown;
 //! - [`telemetry`] — logs and Prometheus metrics.
 
+// Tests may unwrap: a panic there is the failure report. Production code may not.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 // The pure core lives in its own crate (src/core); its two modules read as if they were here.
 pub use recoup_core::{event, policy};
 

@@ -134,10 +134,10 @@ fn without_code_spans(line: &str) -> String {
 /// with an optional `"title"`), and of a reference definition (`[name]: target`).
 fn link_targets(line: &str) -> Vec<String> {
     let mut targets = Vec::new();
-    if let Some(rest) = line.trim_start().strip_prefix('[') {
-        if let Some((_, target)) = rest.split_once("]:") {
-            targets.extend(target.split_whitespace().next().map(str::to_owned));
-        }
+    if let Some(rest) = line.trim_start().strip_prefix('[')
+        && let Some((_, target)) = rest.split_once("]:")
+    {
+        targets.extend(target.split_whitespace().next().map(str::to_owned));
     }
     let mut rest = line;
     while let Some(at) = rest.find("](") {

@@ -7,5 +7,8 @@
 //! in the tests and on the simulator's virtual clock, and it is kept so by the build: this crate's
 //! `Cargo.toml` lists only pure dependencies.
 
+// Tests may unwrap: a panic there is the failure report. Production code may not.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod event;
 pub mod policy;

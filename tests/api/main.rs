@@ -1,5 +1,8 @@
 //! recoup as a user sees it: real HTTP, a real Redis per test, the real binary where it matters.
 
+// A test (and a benchmark) may unwrap: a panic there is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod decisions;
 mod fake_stripe;
 mod helpers;

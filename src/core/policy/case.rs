@@ -458,6 +458,14 @@ pub struct Case {
 }
 
 impl Case {
+    /// Whether a payment method newer than the last attempt answers a request to act (an older one
+    /// was tried already).
+    pub fn answered_by_new_card(&self) -> bool {
+        self.new_payment_method
+            .as_ref()
+            .is_some_and(|m| self.attempts.iter().all(|a| a.at < m.at))
+    }
+
     /// The earliest time one of the case's timers is due, which is when the case must wake.
     pub fn next_wake(&self) -> Option<Timestamp> {
         self.timers.iter().map(|t| t.at).min()

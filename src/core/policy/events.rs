@@ -159,7 +159,7 @@ fn on_customer_event(policy: &Policy, case: Option<&Case>, event: &Event) -> Dec
         if let Some(card) = card {
             case.card = Some(card);
         }
-        if case.state == State::AwaitingCustomer && answered_by_new_card(&case) {
+        if case.state == State::AwaitingCustomer && case.answered_by_new_card() {
             case.state = State::Retrying;
         }
     }
@@ -175,14 +175,6 @@ fn on_customer_event(policy: &Policy, case: Option<&Case>, event: &Event) -> Dec
         actions,
         refused: None,
     }
-}
-
-/// Whether a payment method newer than the last attempt answers a request to act (an older one
-/// was tried already).
-pub(super) fn answered_by_new_card(case: &Case) -> bool {
-    case.new_payment_method
-        .as_ref()
-        .is_some_and(|m| case.attempts.iter().all(|a| a.at < m.at))
 }
 
 /// What an invoice event establishes about the case, independent of when it arrived.

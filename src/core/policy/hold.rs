@@ -407,7 +407,7 @@ fn release_if_free(case: &mut Case) -> String {
         return "; still on hold".to_owned();
     }
     let state = case.held_state.take().unwrap_or(State::Retrying);
-    case.state = if state == State::AwaitingCustomer && super::events::answered_by_new_card(case) {
+    case.state = if state == State::AwaitingCustomer && case.answered_by_new_card() {
         State::Retrying
     } else {
         state

@@ -188,6 +188,7 @@ impl Stripe {
     }
 }
 
+/// The form that resumes collection: `pause_collection=`, Stripe's way of unsetting a parameter.
 #[derive(serde::Serialize)]
 struct ClearPause {
     pause_collection: &'static str,

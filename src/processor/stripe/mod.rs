@@ -337,8 +337,6 @@ impl Stripe {
     }
 }
 
-/// The form that resumes collection: `pause_collection=`, Stripe's way of unsetting a parameter.
-
 impl Processor for Stripe {
     fn charge<'a>(&'a self, invoice_id: &'a str, attempt: u32) -> BoxFuture<'a, ChargeResult> {
         Box::pin(self.charge_invoice(invoice_id, attempt))

@@ -86,8 +86,6 @@ impl Decline {
     }
 }
 
-/// A place customers live in: one row of [`PLACES`].
-
 impl Cycle {
     /// Calls `each` with every payday in `[from, until]` (days of `calendar`). Monthly payroll
     /// that falls on a weekend is paid the Friday before, as US and European employers do.

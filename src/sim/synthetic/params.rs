@@ -415,6 +415,7 @@ impl Decline {
     }
 }
 
+/// A place customers live in: one row of [`PLACES`].
 pub(super) struct Place {
     pub(super) country: &'static str,
     pub(super) zone: &'static str,
