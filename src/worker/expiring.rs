@@ -77,7 +77,7 @@ async fn scan<S: Store>(worker: &Worker<S>) -> Result<(), String> {
 
 /// Nudges the customer about an expiring card when `event` says one is.
 pub(super) async fn handle<S: Store>(worker: &Worker<S>, event: &Event) -> Result<(), Fault> {
-    let moment = |e: String| Fault::Moment(e);
+    let passing = |e: String| Fault::Passing(e);
     let (customer, card, amount) = match expiring::from_event(event) {
         Some(Expiring::Card { customer, card }) => (customer, card, None),
         Some(Expiring::Renewal {
@@ -89,7 +89,7 @@ pub(super) async fn handle<S: Store>(worker: &Worker<S>, event: &Event) -> Resul
             let card = match worker.processor.default_card(&customer).await {
                 Ok(Some(card)) if card.expired_by(renewal) => card,
                 Ok(_) => return Ok(()),
-                Err(e) if e.passing => return Err(moment(e.message)),
+                Err(e) if e.passing => return Err(passing(e.message)),
                 Err(e) => {
                     tracing::warn!(%customer, "default card not read: {e}");
                     return Ok(());
@@ -101,7 +101,7 @@ pub(super) async fn handle<S: Store>(worker: &Worker<S>, event: &Event) -> Resul
     };
     nudge_once(worker, &customer, card, amount)
         .await
-        .map_err(moment)
+        .map_err(passing)
 }
 
 /// Sends the customer one `card_expiring` nudge for `card`, unless this card and expiry had one.

@@ -105,7 +105,7 @@ async fn handle<S: Store>(worker: Arc<Worker<S>>, entry: InboxEntry, _slot: Owne
             }
             return;
         }
-        Err(Fault::Moment(error)) => {
+        Err(Fault::Passing(error)) => {
             metrics::counter!(metric::INBOX_ENTRIES, "outcome" => "deferred").increment(1);
             tracing::warn!(entry = %entry.entry_id, event = %entry.event.id, kind, %error, "inbox entry deferred; retried after the lease");
             return;
@@ -168,7 +168,7 @@ async fn process<S: Store>(worker: &Worker<S>, entry: &InboxEntry) -> Result<(),
 async fn disputed<S: Store>(worker: &Worker<S>, event: &Event, charge: &str) -> Result<(), Fault> {
     let found = match worker.processor.disputed_charge(charge).await {
         Ok(found) => found,
-        Err(e) if e.passing => return Err(Fault::Moment(e.message)),
+        Err(e) if e.passing => return Err(Fault::Passing(e.message)),
         Err(e) => {
             tracing::warn!(charge, event = %event.id, "disputed charge not read: {e}");
             return Ok(());
@@ -232,7 +232,7 @@ async fn input_for<S: Store>(
     let mut customer = match worker.processor.customer(&invoice.customer).await {
         Ok(Some(customer)) => customer,
         Ok(None) => return Ok(plain),
-        Err(e) if e.passing => return Err(Fault::Moment(e.message)),
+        Err(e) if e.passing => return Err(Fault::Passing(e.message)),
         Err(e) => {
             tracing::warn!(customer = %invoice.customer, "customer not read: {e}");
             return Ok(plain);
@@ -291,7 +291,7 @@ async fn learn_decline<S: Store>(
     let declined = match found {
         Ok(Some(declined)) => declined,
         Ok(None) => return Ok(()),
-        Err(e) if e.passing => return Err(Fault::Moment(e.message)),
+        Err(e) if e.passing => return Err(Fault::Passing(e.message)),
         Err(e) => {
             tracing::warn!(invoice = %case.invoice_id, attempt, "no decline details: {e}");
             return Ok(());

@@ -89,10 +89,9 @@ pub enum ApplyError {
 }
 
 impl ApplyError {
-    /// Whether the fault lies with the moment (Redis down or slow, a hot case) rather than with
-    /// the input; such failures are retried without counting toward the dead letters, so an outage
+    /// Whether the fault is passing (Redis down or slow, a hot case) rather than the input's own; such failures are retried without counting toward the dead letters, so an outage
     /// cannot push good events out of the inbox.
-    pub fn is_transient(&self) -> bool {
+    pub fn is_passing(&self) -> bool {
         matches!(
             self,
             ApplyError::Store(StoreError::Timeout(_) | StoreError::Unreachable { .. })

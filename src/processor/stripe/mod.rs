@@ -393,7 +393,7 @@ impl Processor for Stripe {
     }
 }
 
-/// Whether a failed call is worth making again: Stripe's documented transient statuses, and calls
+/// Whether a failed call is worth making again: Stripe's documented passing statuses, and calls
 /// that got no answer at all.
 fn is_passing(error: &StripeError) -> bool {
     match error {
