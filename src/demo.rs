@@ -33,7 +33,7 @@ use crate::policy::{
     State as CaseState,
 };
 use crate::processor::{DisputedCharge, Processor, ProcessorError};
-use crate::store::{MemoryStore, Store};
+use crate::store::{Cases, MemoryStore};
 use crate::webhook::signature::{Verifier, sign};
 use crate::webhook::{self, Receiver};
 use crate::worker::Worker;

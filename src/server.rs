@@ -39,7 +39,7 @@ use crate::page;
 use crate::policy::{self, file::PolicyError};
 use crate::processor::stripe::{self, Stripe};
 use crate::processor::{Processor, ProcessorError};
-use crate::store::{RedisStore, Store, StoreError};
+use crate::store::{Health, RedisStore, StoreError};
 use crate::telemetry;
 use crate::webhook::{self, Receiver, signature::Verifier};
 use crate::worker::Worker;

@@ -11,7 +11,7 @@ use recoup::policy::{
     Entry, Input, Nudge, NudgeKind, Outcome, Policy, Timer, TimerKind, decide,
 };
 use recoup::processor::{DisputedCharge, Processor, ProcessorError};
-use recoup::store::{RedisStore, Saved, Store};
+use recoup::store::{Cases, RedisStore, Saved};
 use recoup::webhook::event::{Event, EventObject, Parsed, parse};
 
 /// A processor answering in-process, so a benchmark measures recoup and Redis, not a network: every
