@@ -13,13 +13,15 @@
 //! - [`api`] — the support API; [`story`] — a case told for people; [`page`] — the status page,
 //!   where support reads it;
 //! - [`demo`] — `recoup demo`, the whole product in one process;
-//! - [`server`] — the HTTP service, operations endpoints and graceful shutdown;
+//! - [`server`] — the HTTP service, operations endpoints and graceful shutdown; [`http`] — the one
+//!   JSON error body every endpoint answers with;
 //! - [`telemetry`] — logs and Prometheus metrics.
 
 pub mod api;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod http;
 pub mod notify;
 pub mod page;
 pub mod policy;

@@ -66,21 +66,6 @@ impl Role {
     }
 }
 
-/// How every route of recoup reports a problem.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    /// What went wrong, for a person to read.
-    pub error: String,
-}
-
-/// `{"error": message}` with `status`.
-pub fn error_response(status: StatusCode, message: &str) -> Response {
-    let body = ErrorBody {
-        error: message.to_owned(),
-    };
-    (status, axum::Json(body)).into_response()
-}
-
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

@@ -32,8 +32,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use self::auth::{Caller, Tokens};
 use crate::clock::{Clock, ClockError, Reading};
+use crate::http::{ErrorBody, error_response};
 use crate::policy::{Case, Input, Policy, Support, SupportAct};
-use crate::server::{ErrorBody, error_response};
 use crate::store::{self, Cards, StoreError, TestClock, Timers};
 use crate::telemetry::metric;
 use crate::worker::{Applied, Engine, Inputs};

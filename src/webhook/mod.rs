@@ -32,7 +32,7 @@ use axum::routing::post;
 
 use self::event::{EventError, Parsed};
 use self::signature::Verifier;
-use crate::server::error_response as error;
+use crate::http::error_response as error;
 use crate::store::{Inbox, Ingest};
 use crate::telemetry::metric;
 
