@@ -12,12 +12,14 @@
 //! - [`processor`] — Stripe, as the worker calls it; [`notify`] — the nudge channels;
 //! - [`api`] — the support API; [`story`] — a case told for people; [`page`] — the status page,
 //!   where support reads it;
-//! - [`demo`] — `recoup demo`, the whole product in one process;
+//! - [`cli`] — the `recoup` commands, their flags and exit codes; [`demo`] — `recoup demo`, the
+//!   whole product in one process;
 //! - [`server`] — the HTTP service, operations endpoints and graceful shutdown; [`http`] — the one
 //!   JSON error body every endpoint answers with;
 //! - [`telemetry`] — logs and Prometheus metrics.
 
 pub mod api;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;
