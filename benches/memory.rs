@@ -16,7 +16,7 @@ use std::time::Instant;
 use futures_util::{StreamExt, stream};
 use jiff::SignedDuration;
 use recoup::store::redis::{SEEN_PREFIX, case_key};
-use recoup::store::{Ingest, Store};
+use recoup::store::{Inbox, Ingest};
 use redis::AsyncCommands;
 
 const IN_FLIGHT: usize = 256;

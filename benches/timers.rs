@@ -30,7 +30,7 @@ use recoup::clock::Clock;
 use recoup::config::WorkerSettings;
 use recoup::policy::{NudgePlan, Policy};
 use recoup::store::redis::due_key;
-use recoup::store::{RedisStore, Store, TIMER_SHARDS};
+use recoup::store::{RedisStore, TIMER_SHARDS, TestClock};
 use recoup::telemetry::metric;
 use recoup::worker::Worker;
 use tokio::sync::oneshot;

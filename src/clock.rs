@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::store::{Store, StoreError};
+use crate::store::{StoreError, TestClock, Timers};
 
 /// How long an advance waits for workers to claim what became due before giving up.
 pub const CLAIM_WAIT: Duration = Duration::from_secs(30);
 
-/// "Now" for the scheduler.
+/// "Now" for the scheduler. Reading it needs only the store's [`TestClock`]; moving it also counts
+/// due [`Timers`], to wait until workers have claimed what came due.
 #[derive(Debug, Clone)]
 pub struct Clock<S> {
     store: S,
@@ -46,7 +47,7 @@ pub enum ClockError {
     Store(#[from] StoreError),
 }
 
-impl<S: Store> Clock<S> {
+impl<S: TestClock> Clock<S> {
     /// The wall clock, or the test clock when `test` is true.
     pub fn new(store: S, test: bool) -> Self {
         Self { store, test }
@@ -76,7 +77,9 @@ impl<S: Store> Clock<S> {
             offset_seconds,
         })
     }
+}
 
+impl<S: TestClock + Timers> Clock<S> {
     /// Moves the test clock forward and returns once every timer that became due has been claimed
     /// by a worker (or [`CLAIM_WAIT`] has passed, which is an error naming what is still due).
     pub async fn advance(&self, seconds: i64) -> Result<Reading, ClockError> {

@@ -12,8 +12,10 @@
 //! - [`processor`] — Stripe, as the worker calls it; [`notify`] — the nudge channels;
 //! - [`api`] — the support API; [`story`] — a case told for people; [`page`] — the status page,
 //!   where support reads it;
-//! - [`demo`] — `recoup demo`, the whole product in one process;
-//! - [`server`] — the HTTP service, operations endpoints and graceful shutdown;
+//! - [`cli`] — the `recoup` commands, their flags and exit codes; [`demo`] — `recoup demo`, the
+//!   whole product in one process;
+//! - [`server`] — the HTTP service, operations endpoints and graceful shutdown; [`http`] — the one
+//!   JSON error body every endpoint answers with;
 //! - [`telemetry`] — logs and Prometheus metrics.
 
 // Tests may unwrap: a panic there is the failure report. Production code may not.
@@ -23,9 +25,11 @@
 pub use recoup_core::{event, policy};
 
 pub mod api;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod http;
 pub mod notify;
 pub mod page;
 pub mod processor;

@@ -39,7 +39,7 @@ use crate::page;
 use crate::policy::file::PolicyError;
 use crate::processor::stripe::{self, Stripe};
 use crate::processor::{Processor, ProcessorError};
-use crate::store::{RedisStore, Store, StoreError};
+use crate::store::{Health, RedisStore, StoreError};
 use crate::telemetry;
 use crate::webhook::{self, Receiver, signature::Verifier};
 use crate::worker::Worker;
@@ -64,21 +64,6 @@ impl Role {
     fn works(self) -> bool {
         self != Role::Receiver
     }
-}
-
-/// How every route of recoup reports a problem.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    /// What went wrong, for a person to read.
-    pub error: String,
-}
-
-/// `{"error": message}` with `status`.
-pub fn error_response(status: StatusCode, message: &str) -> Response {
-    let body = ErrorBody {
-        error: message.to_owned(),
-    };
-    (status, axum::Json(body)).into_response()
 }
 
 /// Why the service could not start.

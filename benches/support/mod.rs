@@ -13,7 +13,7 @@ use recoup::policy::{
     Entry, Input, Nudge, NudgeKind, Outcome, Policy, Timer, TimerKind, decide,
 };
 use recoup::processor::{DisputedCharge, Processor, ProcessorError};
-use recoup::store::{RedisStore, Saved, Store};
+use recoup::store::{Cases, RedisStore, Saved};
 
 /// A processor answering in-process, so a benchmark measures recoup and Redis, not a network: every
 /// charge is declined for insufficient funds, as most retries of a backlog are.

@@ -15,7 +15,7 @@ use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
 use crate::config::ApiToken;
-use crate::server::error_response;
+use crate::http::error_response;
 
 /// Who called, by the name of their token.
 #[derive(Debug, Clone, PartialEq, Eq)]

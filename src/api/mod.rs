@@ -32,13 +32,15 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use self::auth::{Caller, Tokens};
 use crate::clock::{Clock, ClockError, Reading};
+use crate::http::{ErrorBody, error_response};
 use crate::policy::{Case, Input, Policy, Support, SupportAct};
-use crate::server::{ErrorBody, error_response};
-use crate::store::{self, Store, StoreError};
+use crate::store::{self, Cards, StoreError, TestClock, Timers};
 use crate::telemetry::metric;
 use crate::worker::{Applied, Engine, Inputs};
 
-/// What the API reads, and the policy support actions are decided by.
+/// What the API reads, and the policy support actions are decided by. Of the store it uses cases,
+/// card histories (for a support retry's network budget), the test clock and, to move that clock,
+/// the timers; never the inbox.
 pub struct Api<S> {
     pub store: S,
     pub clock: Clock<S>,
@@ -46,7 +48,10 @@ pub struct Api<S> {
 }
 
 /// The `/api/v1` routes, behind the token check, and their OpenAPI document beside them.
-pub fn routes<S: Store>(api: Arc<Api<S>>, tokens: Tokens) -> Router {
+pub fn routes<S: store::Cases + Cards + TestClock + Timers + 'static>(
+    api: Arc<Api<S>>,
+    tokens: Tokens,
+) -> Router {
     let document = Bytes::from(
         Document::openapi()
             .to_json()
@@ -117,7 +122,10 @@ struct Cases {
         (status = 503, description = "The store cannot answer", body = ErrorBody),
     )
 )]
-async fn invoice<S: Store>(State(api): State<Arc<Api<S>>>, Path(id): Path<String>) -> Response {
+async fn invoice<S: store::Cases>(
+    State(api): State<Arc<Api<S>>>,
+    Path(id): Path<String>,
+) -> Response {
     match api.store.load_case(&id).await {
         Ok(Some(case)) => Json(case).into_response(),
         Ok(None) => not_found("invoice", &id),
@@ -137,7 +145,10 @@ async fn invoice<S: Store>(State(api): State<Arc<Api<S>>>, Path(id): Path<String
         (status = 503, description = "The store cannot answer", body = ErrorBody),
     )
 )]
-async fn customer<S: Store>(State(api): State<Arc<Api<S>>>, Path(id): Path<String>) -> Response {
+async fn customer<S: store::Cases>(
+    State(api): State<Arc<Api<S>>>,
+    Path(id): Path<String>,
+) -> Response {
     cases("customer", &id, api.store.cases_of_customer(&id).await)
 }
 
@@ -153,7 +164,7 @@ async fn customer<S: Store>(State(api): State<Arc<Api<S>>>, Path(id): Path<Strin
         (status = 503, description = "The store cannot answer", body = ErrorBody),
     )
 )]
-async fn subscription<S: Store>(
+async fn subscription<S: store::Cases>(
     State(api): State<Arc<Api<S>>>,
     Path(id): Path<String>,
 ) -> Response {
@@ -197,7 +208,7 @@ type WhyBody = Result<Json<Why>, JsonRejection>;
         (status = 503, description = "The store cannot answer", body = ErrorBody),
     )
 )]
-async fn hold<S: Store>(
+async fn hold<S: store::Cases + Cards + TestClock>(
     State(api): State<Arc<Api<S>>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
@@ -221,7 +232,7 @@ async fn hold<S: Store>(
         (status = 503, description = "The store cannot answer", body = ErrorBody),
     )
 )]
-async fn resume<S: Store>(
+async fn resume<S: store::Cases + Cards + TestClock>(
     State(api): State<Arc<Api<S>>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
@@ -245,7 +256,7 @@ async fn resume<S: Store>(
         (status = 503, description = "The store cannot answer", body = ErrorBody),
     )
 )]
-async fn retry<S: Store>(
+async fn retry<S: store::Cases + Cards + TestClock>(
     State(api): State<Arc<Api<S>>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
@@ -256,7 +267,7 @@ async fn retry<S: Store>(
 
 /// Applies a support action to the invoice's case: the case as saved (202 for a retry, which a
 /// worker makes within moments), or 409 with the reason the policy refused it.
-async fn support<S: Store>(
+async fn support<S: store::Cases + Cards + TestClock>(
     api: &Api<S>,
     caller: Caller,
     id: &str,
@@ -367,7 +378,7 @@ struct Advance {
         (status = 503, description = "The store cannot answer, or no worker claimed what came due", body = ErrorBody),
     )
 )]
-async fn advance_clock<S: Store>(
+async fn advance_clock<S: TestClock + Timers>(
     State(api): State<Arc<Api<S>>>,
     body: Result<Json<Advance>, JsonRejection>,
 ) -> Response {

@@ -31,7 +31,7 @@ use crate::config::{NotifySettings, Secrets, WorkerSettings};
 use crate::notify::Notifier;
 use crate::notify::templates::format_amount;
 use crate::policy::{Card, Case, ChargeResult, Declined, Policy, State as CaseState};
-use crate::store::{MemoryStore, Store};
+use crate::store::{Cases, MemoryStore};
 use crate::webhook::signature::{Verifier, sign};
 use crate::webhook::{self, Receiver};
 use crate::worker::Worker;

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::Api;
 use crate::api::auth::{Caller, Tokens};
-use crate::store::{self, IdKind, LookupError, Store};
+use crate::store::{self, Cards, Cases, IdKind, LookupError, TestClock};
 use crate::story::{self, Told};
 
 const TEMPLATE: &str = include_str!("page.html");
@@ -65,7 +65,7 @@ struct View<'a> {
 }
 
 /// `/`, `/signin` and `/signout`, every answer uncached and under the CSP.
-pub fn routes<S: Store>(api: Arc<Api<S>>, tokens: Tokens) -> Router {
+pub fn routes<S: Cases + Cards + TestClock + 'static>(api: Arc<Api<S>>, tokens: Tokens) -> Router {
     let page = Arc::new(Page {
         api,
         tokens,
@@ -105,7 +105,7 @@ struct LookUp {
     id: String,
 }
 
-async fn home<S: Store>(
+async fn home<S: Cases + Cards + TestClock>(
     State(page): State<Arc<Page<S>>>,
     headers: HeaderMap,
     Query(LookUp { id }): Query<LookUp>,
@@ -151,7 +151,7 @@ struct SignIn {
 
 /// A valid token becomes the session cookie and the agent is sent to the page (303, so reloading
 /// does not post the token again); any other is refused with the form again and no cookie.
-async fn sign_in<S: Store>(
+async fn sign_in<S>(
     State(page): State<Arc<Page<S>>>,
     Form(SignIn { token }): Form<SignIn>,
 ) -> Response {
@@ -193,7 +193,7 @@ fn is_cookie_octet(b: u8) -> bool {
     b.is_ascii_graphic() && !matches!(b, b'"' | b',' | b';' | b'\\')
 }
 
-impl<S: Store> Page<S> {
+impl<S> Page<S> {
     /// The caller whose token the request's session cookie holds, if it holds a valid one.
     fn session(&self, headers: &HeaderMap) -> Option<Caller> {
         headers
@@ -204,19 +204,6 @@ impl<S: Store> Page<S> {
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(name, _)| *name == COOKIE)
             .and_then(|(_, token)| self.tokens.caller(token))
-    }
-
-    /// Every case under `id`, told as of the API's clock with its card's history.
-    async fn tell(&self, id: &str) -> Result<Vec<Told>, LookupError> {
-        let api = &self.api;
-        let cases = IdKind::of(id)?.cases(&api.store, id).await?;
-        let now = api.clock.now().await?;
-        let mut told = Vec::with_capacity(cases.len());
-        for case in &cases {
-            let card = store::card_tries(&api.store, case).await?;
-            told.push(story::tell(case, &api.policy, &card, now));
-        }
-        Ok(told)
     }
 
     fn render(&self, status: StatusCode, view: &View) -> Response {
@@ -231,6 +218,21 @@ impl<S: Store> Page<S> {
                     .into_response()
             }
         }
+    }
+}
+
+impl<S: Cases + Cards + TestClock> Page<S> {
+    /// Every case under `id`, told as of the API's clock with its card's history.
+    async fn tell(&self, id: &str) -> Result<Vec<Told>, LookupError> {
+        let api = &self.api;
+        let cases = IdKind::of(id)?.cases(&api.store, id).await?;
+        let now = api.clock.now().await?;
+        let mut told = Vec::with_capacity(cases.len());
+        for case in &cases {
+            let card = store::card_tries(&api.store, case).await?;
+            told.push(story::tell(case, &api.policy, &card, now));
+        }
+        Ok(told)
     }
 }
 

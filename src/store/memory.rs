@@ -13,8 +13,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{
-    Claim, DeadLetter, Failure, InboxEntry, Ingest, MAX_FAILURES, Saved, Store, StoreError,
-    TIMER_SHARDS, codec, newest_first, shard_of,
+    Cards, Cases, Claim, Counters, DeadLetter, Failure, Health, Inbox, InboxEntry, Ingest,
+    MAX_FAILURES, Saved, StoreError, TIMER_SHARDS, TestClock, Timers, codec, newest_first,
+    shard_of,
 };
 use crate::event::Event;
 use crate::policy::Case;
@@ -119,7 +120,13 @@ impl Inner {
     }
 }
 
-impl Store for MemoryStore {
+impl Health for MemoryStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+impl Inbox for MemoryStore {
     async fn ingest(&self, event: &Event) -> Result<Ingest, StoreError> {
         let mut inner = self.lock();
         if !inner.seen.insert(event.id.clone()) {
@@ -139,10 +146,6 @@ impl Store for MemoryStore {
         Ok(Ingest::Stored {
             entry_id: entry_id(seq),
         })
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
     }
 
     async fn read_inbox(
@@ -222,60 +225,15 @@ impl Store for MemoryStore {
     async fn retire_consumer(&self, _consumer: &str) -> Result<(), StoreError> {
         Ok(())
     }
+}
 
+impl Cases for MemoryStore {
     async fn load_case(&self, invoice_id: &str) -> Result<Option<Case>, StoreError> {
         self.lock()
             .cases
             .get(invoice_id)
             .map(|stored| codec::decode(stored))
             .transpose()
-    }
-
-    async fn customers(&self) -> Result<Vec<String>, StoreError> {
-        Ok(self.lock().by_customer.keys().cloned().collect())
-    }
-
-    async fn first_time(&self, key: &str, _keep: Duration) -> Result<bool, StoreError> {
-        Ok(self.lock().done.insert(key.to_owned()))
-    }
-
-    async fn count_nudge(&self, customer_id: &str, day: &str) -> Result<u64, StoreError> {
-        let mut inner = self.lock();
-        let count = inner
-            .nudge_counts
-            .entry((customer_id.to_owned(), day.to_owned()))
-            .or_default();
-        *count += 1;
-        Ok(*count)
-    }
-
-    async fn load_card(&self, fingerprint: &str) -> Result<CardHistory, StoreError> {
-        self.lock().cards.get(fingerprint).map_or_else(
-            || Ok(CardHistory::new(fingerprint)),
-            |stored| codec::decode_card(stored),
-        )
-    }
-
-    /// Keeps every card for the life of the store (a process): nothing here outlives it anyway.
-    async fn save_card(&self, card: &CardHistory, _keep: Duration) -> Result<Saved, StoreError> {
-        let mut inner = self.lock();
-        let stored_version = match inner.cards.get(&card.fingerprint) {
-            Some(stored) => codec::decode_card(stored)?.version,
-            None => 0,
-        };
-        if stored_version != card.version {
-            return Ok(Saved::Conflict);
-        }
-        let saved = CardHistory {
-            version: card.version + 1,
-            ..card.clone()
-        };
-        inner
-            .cards
-            .insert(card.fingerprint.clone(), codec::encode_card(&saved));
-        Ok(Saved::Saved {
-            version: saved.version,
-        })
     }
 
     async fn save_case(&self, case: &Case) -> Result<Saved, StoreError> {
@@ -320,6 +278,10 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn customers(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.lock().by_customer.keys().cloned().collect())
+    }
+
     async fn cases_of_customer(&self, customer_id: &str) -> Result<Vec<Case>, StoreError> {
         let inner = self.lock();
         inner.cases_at(inner.by_customer.get(customer_id))
@@ -329,7 +291,56 @@ impl Store for MemoryStore {
         let inner = self.lock();
         inner.cases_at(inner.by_subscription.get(subscription_id))
     }
+}
 
+impl Cards for MemoryStore {
+    async fn load_card(&self, fingerprint: &str) -> Result<CardHistory, StoreError> {
+        self.lock().cards.get(fingerprint).map_or_else(
+            || Ok(CardHistory::new(fingerprint)),
+            |stored| codec::decode_card(stored),
+        )
+    }
+
+    /// Keeps every card for the life of the store (a process): nothing here outlives it anyway.
+    async fn save_card(&self, card: &CardHistory, _keep: Duration) -> Result<Saved, StoreError> {
+        let mut inner = self.lock();
+        let stored_version = match inner.cards.get(&card.fingerprint) {
+            Some(stored) => codec::decode_card(stored)?.version,
+            None => 0,
+        };
+        if stored_version != card.version {
+            return Ok(Saved::Conflict);
+        }
+        let saved = CardHistory {
+            version: card.version + 1,
+            ..card.clone()
+        };
+        inner
+            .cards
+            .insert(card.fingerprint.clone(), codec::encode_card(&saved));
+        Ok(Saved::Saved {
+            version: saved.version,
+        })
+    }
+}
+
+impl Counters for MemoryStore {
+    async fn count_nudge(&self, customer_id: &str, day: &str) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let count = inner
+            .nudge_counts
+            .entry((customer_id.to_owned(), day.to_owned()))
+            .or_default();
+        *count += 1;
+        Ok(*count)
+    }
+
+    async fn first_time(&self, key: &str, _keep: Duration) -> Result<bool, StoreError> {
+        Ok(self.lock().done.insert(key.to_owned()))
+    }
+}
+
+impl Timers for MemoryStore {
     async fn claim_due(
         &self,
         shard: u16,
@@ -379,7 +390,9 @@ impl Store for MemoryStore {
             .map(|set| set.iter().take_while(|(ms, _)| *ms <= now_ms).count() as u64)
             .sum())
     }
+}
 
+impl TestClock for MemoryStore {
     async fn clock_offset(&self) -> Result<i64, StoreError> {
         Ok(self.lock().clock_offset)
     }

@@ -1,20 +1,15 @@
 //! Where everything durable lives: the inbox of verified events, cases, their timers, the indexes
-//! support looks cases up by, dead letters and the test clock.
+//! support looks cases up by, card histories, dead letters and the test clock.
 //!
-//! [`Store`] is the one interface; [`RedisStore`] is production and [`MemoryStore`] serves the
-//! one-process modes and fast tests. Both pass the same suite (`tests/api/store.rs`). The store
-//! knows nothing of policy: it saves what it is given, under these promises —
-//!
-//! - **ingest**: [`Ingest::Stored`] means the event is in the inbox exactly once, `Duplicate` that it
-//!   was already there; any error means nothing was acknowledged, so Stripe must deliver again;
-//! - **inbox**: an entry read by a consumer stays *pending* until acknowledged; one pending for longer
-//!   than a lease may be reclaimed by any consumer; one that failed [`MAX_FAILURES`] times moves to
-//!   the dead letters with its last error;
-//! - **cases**: [`Store::save_case`] writes only if the stored version is still the one the case was
-//!   loaded at (compare-and-set), and writes the case's next wake-up time in the same atomic step;
-//! - **timers**: every case with timers has one wake-up entry, in one of [`TIMER_SHARDS`] due-time
-//!   sets chosen by its invoice id; [`Store::claim_due`] hands each due entry to one claimer and
-//!   pushes it a lease into the future, so a claimer that dies gives it back by doing nothing.
+//! The store is split into roles, one trait each, so a part's signature says what it may do with
+//! Redis: [`Health`] (does it answer), [`Inbox`] (verified events, exactly once), [`Cases`] (cases,
+//! compare-and-set, and the indexes support looks them up by), [`Cards`] (card histories),
+//! [`Counters`] (counts and once-only marks that expire by themselves), [`Timers`] (claiming due
+//! wake-ups) and [`TestClock`]. [`Store`] is every role together, for the parts that need them all
+//! (the worker); code holding a concrete store imports the roles whose methods it calls.
+//! [`RedisStore`] is production and [`MemoryStore`] serves the one-process modes and fast tests;
+//! both play every role and pass the same suite (`tests/api/store.rs`). The store knows nothing of
+//! policy: it saves what it is given, under the promises each role's doc states.
 
 pub mod memory;
 pub mod redis;
@@ -118,13 +113,27 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// The operations recoup needs from durable storage; see the module doc for the promises.
-pub trait Store: Clone + Send + Sync + 'static {
+/// Whether the store answers at all: what `/readyz` reports.
+///
+/// A role of its own rather than part of [`Inbox`]: readiness is asked of every process, a worker's
+/// as much as a receiver's, and is about the store as a whole, not about events; the operations
+/// endpoints that ask it need no right to touch the inbox.
+pub trait Health: Send + Sync {
+    /// Whether the store answers, within its time bound.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The inbox: verified events, held exactly once until a worker has acted on them.
+///
+/// - **ingest**: [`Ingest::Stored`] means the event is in the inbox exactly once, `Duplicate` that
+///   it was already there; any error means nothing was acknowledged, so Stripe must deliver again;
+/// - **reading**: an entry read by a consumer stays *pending* until acknowledged; one pending for
+///   longer than a lease may be reclaimed by any consumer;
+/// - **failing**: an entry that failed [`MAX_FAILURES`] times moves to the dead letters with its
+///   last error.
+pub trait Inbox: Send + Sync {
     /// Dedupes `event` on its id and appends it to the inbox, atomically.
     fn ingest(&self, event: &Event) -> impl Future<Output = Result<Ingest, StoreError>> + Send;
-
-    /// Whether the store answers.
-    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Reads up to `max` new inbox entries for `consumer`, waiting up to `wait` for the first.
     fn read_inbox(
@@ -164,7 +173,14 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         consumer: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
 
+/// Cases, one per invoice, and the indexes support finds them by (customer, subscription).
+///
+/// [`Cases::save_case`] writes only if the stored version is still the one the case was loaded at
+/// (compare-and-set), and writes the case's next wake-up time in the same atomic step: saving a
+/// case is what sets its [`Timers`] entry, so the two never disagree.
+pub trait Cases: Send + Sync {
     /// The case of an invoice, at its stored version.
     fn load_case(
         &self,
@@ -174,35 +190,6 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Saves `case` if the stored version is still `case.version` (0 = not stored yet), with its
     /// wake-up time; the saved case has the returned version.
     fn save_case(&self, case: &Case) -> impl Future<Output = Result<Saved, StoreError>> + Send;
-
-    /// The recent tries on a card; an empty history at version 0 when it has none.
-    fn load_card(
-        &self,
-        fingerprint: &str,
-    ) -> impl Future<Output = Result<CardHistory, StoreError>> + Send;
-
-    /// Saves a card's history if the stored version is still `card.version`; it is forgotten once
-    /// it has not been saved for `keep` (the networks' longest window).
-    fn save_card(
-        &self,
-        card: &CardHistory,
-        keep: Duration,
-    ) -> impl Future<Output = Result<Saved, StoreError>> + Send;
-
-    /// Counts one more nudge to a customer on `day` (their local date, `2026-11-30`) and returns the
-    /// day's count so far; a day's count is forgotten two days later.
-    fn count_nudge(
-        &self,
-        customer_id: &str,
-        day: &str,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
-    /// Marks `key` as done for `keep`; whether this was the first time (so something is done once).
-    fn first_time(
-        &self,
-        key: &str,
-        keep: Duration,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Every customer with a case, each once.
     fn customers(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
@@ -218,7 +205,61 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         subscription_id: &str,
     ) -> impl Future<Output = Result<Vec<Case>, StoreError>> + Send;
+}
 
+/// The recent tries on each card, by fingerprint, which the card networks' retry budgets count
+/// across every invoice charged to the card.
+///
+/// Saves are compare-and-set, like a case's, so two workers charging one card for different
+/// invoices cannot both spend the last try a network allows; a history nobody saved for its `keep`
+/// is forgotten.
+pub trait Cards: Send + Sync {
+    /// The recent tries on a card; an empty history at version 0 when it has none.
+    fn load_card(
+        &self,
+        fingerprint: &str,
+    ) -> impl Future<Output = Result<CardHistory, StoreError>> + Send;
+
+    /// Saves a card's history if the stored version is still `card.version`; it is forgotten once
+    /// it has not been saved for `keep` (the networks' longest window).
+    fn save_card(
+        &self,
+        card: &CardHistory,
+        keep: Duration,
+    ) -> impl Future<Output = Result<Saved, StoreError>> + Send;
+}
+
+/// Counts and once-only marks that expire by themselves: a customer's nudges per day, and what
+/// must be done only once.
+///
+/// A role apart from [`Cases`] and [`Cards`] because they are neither: a nudge count is about a
+/// customer across all their cases, a mark about whatever key the caller names; neither is
+/// versioned (each step is atomic by itself, so there is nothing to compare-and-set) and neither is
+/// kept for long.
+pub trait Counters: Send + Sync {
+    /// Counts one more nudge to a customer on `day` (their local date, `2026-11-30`) and returns the
+    /// day's count so far; a day's count is forgotten two days later.
+    fn count_nudge(
+        &self,
+        customer_id: &str,
+        day: &str,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Marks `key` as done for `keep`; whether this was the first time (so something is done once).
+    fn first_time(
+        &self,
+        key: &str,
+        keep: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// Wake-ups: when each case next needs a worker.
+///
+/// Every case with timers has one wake-up entry (written by [`Cases::save_case`]), in one of
+/// [`TIMER_SHARDS`] due-time sets chosen by its invoice id. [`Timers::claim_due`] hands each due
+/// entry to one claimer and pushes it a lease into the future, so a claimer that dies gives it back
+/// by doing nothing.
+pub trait Timers: Send + Sync {
     /// Claims up to `max` wake-ups of `shard` due at `now`, each for `lease`; returns the claimed
     /// cases, earliest due first.
     fn claim_due(
@@ -231,12 +272,38 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// How many wake-ups (over all shards) are due at `now` and not claimed.
     fn count_due(&self, now: Timestamp) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
 
+/// The test clock's offset from the wall clock, kept in the store so every process of a deployment
+/// sees the same "now" (see [`crate::clock`]); it is 0 until advanced, and only advancing moves it.
+pub trait TestClock: Send + Sync {
     /// The test clock's offset from the wall clock, in seconds.
     fn clock_offset(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
 
     /// Moves the test clock forward; returns the new offset.
     fn advance_clock(&self, seconds: i64) -> impl Future<Output = Result<i64, StoreError>> + Send;
+}
+
+/// Every role of the store together, for the parts that need them all (the worker, the service);
+/// a part that needs fewer names only those.
+pub trait Store:
+    Health + Inbox + Cases + Cards + Counters + Timers + TestClock + Clone + Send + Sync + 'static
+{
+}
+
+impl<S> Store for S where
+    S: Health
+        + Inbox
+        + Cases
+        + Cards
+        + Counters
+        + Timers
+        + TestClock
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
 }
 
 /// Why looking up an id found no case.
@@ -280,7 +347,7 @@ impl IdKind {
 
     /// The cases under `id`, a `self` id: an invoice's one case, a customer's or subscription's
     /// newest first; never none (that is [`LookupError::NoCase`]).
-    pub async fn cases<S: Store>(self, store: &S, id: &str) -> Result<Vec<Case>, LookupError> {
+    pub async fn cases<S: Cases>(self, store: &S, id: &str) -> Result<Vec<Case>, LookupError> {
         let cases = match self {
             Self::Invoice => store.load_case(id).await?.into_iter().collect(),
             Self::Customer => store.cases_of_customer(id).await?,
@@ -297,7 +364,7 @@ impl IdKind {
 }
 
 /// The tries on the case's card, which its network budgets count; none before recoup knows the card.
-pub async fn card_tries<S: Store>(store: &S, case: &Case) -> Result<Vec<Try>, StoreError> {
+pub async fn card_tries<S: Cards>(store: &S, case: &Case) -> Result<Vec<Try>, StoreError> {
     match &case.card {
         Some(card) => Ok(store.load_card(&card.fingerprint).await?.tries),
         None => Ok(Vec::new()),

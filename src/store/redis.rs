@@ -36,8 +36,9 @@ use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Script, 
 use tokio::sync::{Mutex, OnceCell};
 
 use super::{
-    Claim, DeadLetter, Failure, InboxEntry, Ingest, MAX_FAILURES, Saved, Store, StoreError,
-    TIMER_SHARDS, codec, fnv1a, newest_first, shard_of,
+    Cards, Cases, Claim, Counters, DeadLetter, Failure, Health, Inbox, InboxEntry, Ingest,
+    MAX_FAILURES, Saved, StoreError, TIMER_SHARDS, TestClock, Timers, codec, fnv1a, newest_first,
+    shard_of,
 };
 use crate::config::RedisSettings;
 use crate::event::Event;
@@ -365,7 +366,13 @@ impl Seen {
     }
 }
 
-impl Store for RedisStore {
+impl Health for RedisStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.query::<String>(&redis::cmd("PING")).await.map(drop)
+    }
+}
+
+impl Inbox for RedisStore {
     async fn ingest(&self, event: &Event) -> Result<Ingest, StoreError> {
         let payload = serde_json::to_string(event).expect("an Event always serialises");
         let seen = Seen::of(&event.id, Timestamp::now(), self.settings.dedupe_ttl_secs);
@@ -386,10 +393,6 @@ impl Store for RedisStore {
             Some(entry_id) => Ingest::Stored { entry_id },
             None => Ingest::Duplicate,
         })
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.query::<String>(&redis::cmd("PING")).await.map(drop)
     }
 
     async fn read_inbox(
@@ -549,7 +552,9 @@ impl Store for RedisStore {
         }
         Ok(())
     }
+}
 
+impl Cases for RedisStore {
     async fn load_case(&self, invoice_id: &str) -> Result<Option<Case>, StoreError> {
         let stored: Option<Vec<u8>> = self
             .query(redis::cmd("GET").arg(case_key(invoice_id)))
@@ -616,35 +621,16 @@ impl Store for RedisStore {
         Ok(customers.into_iter().collect())
     }
 
-    async fn first_time(&self, key: &str, keep: Duration) -> Result<bool, StoreError> {
-        let set: Option<String> = self
-            .query(
-                redis::cmd("SET")
-                    .arg(format!("recoup:once:{key}"))
-                    .arg(1)
-                    .arg("PX")
-                    .arg(keep.as_millis() as u64)
-                    .arg("NX"),
-            )
-            .await?;
-        Ok(set.is_some())
+    async fn cases_of_customer(&self, customer_id: &str) -> Result<Vec<Case>, StoreError> {
+        self.cases_under(customer_id).await
     }
 
-    async fn count_nudge(&self, customer_id: &str, day: &str) -> Result<u64, StoreError> {
-        let key = format!("recoup:nudges:{{{customer_id}}}:{day}");
-        // Created with its expiry first, so the count never outlives its two days; INCR keeps it.
-        self.query::<()>(
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(0)
-                .arg("EX")
-                .arg(2 * 86_400)
-                .arg("NX"),
-        )
-        .await?;
-        self.query(redis::cmd("INCR").arg(&key)).await
+    async fn cases_of_subscription(&self, subscription_id: &str) -> Result<Vec<Case>, StoreError> {
+        self.cases_under(subscription_id).await
     }
+}
 
+impl Cards for RedisStore {
     async fn load_card(&self, fingerprint: &str) -> Result<CardHistory, StoreError> {
         let stored: Option<Vec<u8>> = self
             .query(redis::cmd("GET").arg(card_key(fingerprint)))
@@ -669,15 +655,40 @@ impl Store for RedisStore {
             .arg(keep.as_millis() as u64);
         self.save_versioned(invocation, saved.version).await
     }
+}
 
-    async fn cases_of_customer(&self, customer_id: &str) -> Result<Vec<Case>, StoreError> {
-        self.cases_under(customer_id).await
+impl Counters for RedisStore {
+    async fn count_nudge(&self, customer_id: &str, day: &str) -> Result<u64, StoreError> {
+        let key = format!("recoup:nudges:{{{customer_id}}}:{day}");
+        // Created with its expiry first, so the count never outlives its two days; INCR keeps it.
+        self.query::<()>(
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(0)
+                .arg("EX")
+                .arg(2 * 86_400)
+                .arg("NX"),
+        )
+        .await?;
+        self.query(redis::cmd("INCR").arg(&key)).await
     }
 
-    async fn cases_of_subscription(&self, subscription_id: &str) -> Result<Vec<Case>, StoreError> {
-        self.cases_under(subscription_id).await
+    async fn first_time(&self, key: &str, keep: Duration) -> Result<bool, StoreError> {
+        let set: Option<String> = self
+            .query(
+                redis::cmd("SET")
+                    .arg(format!("recoup:once:{key}"))
+                    .arg(1)
+                    .arg("PX")
+                    .arg(keep.as_millis() as u64)
+                    .arg("NX"),
+            )
+            .await?;
+        Ok(set.is_some())
     }
+}
 
+impl Timers for RedisStore {
     async fn claim_due(
         &self,
         shard: u16,
@@ -718,7 +729,9 @@ impl Store for RedisStore {
         .await?;
         Ok(counts.into_iter().sum())
     }
+}
 
+impl TestClock for RedisStore {
     async fn clock_offset(&self) -> Result<i64, StoreError> {
         let offset: Option<i64> = self.query(redis::cmd("GET").arg(CLOCK_OFFSET)).await?;
         Ok(offset.unwrap_or(0))

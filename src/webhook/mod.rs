@@ -31,14 +31,14 @@ use axum::routing::post;
 
 use self::signature::Verifier;
 use crate::event::wire::{self, EventError, Parsed};
-use crate::server::error_response as error;
-use crate::store::{Ingest, Store};
+use crate::http::error_response as error;
+use crate::store::{Inbox, Ingest};
 use crate::telemetry::metric;
 
 /// The route Stripe posts to.
 pub const PATH: &str = "/webhooks/stripe";
 
-/// Everything a delivery needs: the verifier and the store.
+/// Everything a delivery needs: the verifier and the store, of which it only writes the inbox.
 #[derive(Debug)]
 pub struct Receiver<S> {
     pub verifier: Verifier,
@@ -46,14 +46,14 @@ pub struct Receiver<S> {
 }
 
 /// The webhook route, with its body limit.
-pub fn routes<S: Store>(receiver: Arc<Receiver<S>>, body_limit_bytes: usize) -> Router {
+pub fn routes<S: Inbox + 'static>(receiver: Arc<Receiver<S>>, body_limit_bytes: usize) -> Router {
     Router::new()
         .route(PATH, post(receive::<S>))
         .layer(DefaultBodyLimit::max(body_limit_bytes))
         .with_state(receiver)
 }
 
-async fn receive<S: Store>(
+async fn receive<S: Inbox>(
     State(receiver): State<Arc<Receiver<S>>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -64,7 +64,7 @@ async fn receive<S: Store>(
     response
 }
 
-async fn handle<S: Store>(
+async fn handle<S: Inbox>(
     receiver: &Receiver<S>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,

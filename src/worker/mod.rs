@@ -49,7 +49,7 @@ use crate::policy::{
     State, TimerKind, decide,
 };
 use crate::processor::Processor;
-use crate::store::{Saved, Store, StoreError};
+use crate::store::{Cards, Cases, Saved, Store, StoreError, TestClock};
 use crate::telemetry::metric;
 
 /// The longest a worker keeps retrying one input against a hot case before giving up on it for now
@@ -203,7 +203,7 @@ pub enum Inputs<'a> {
     DueTimers(Option<Option<&'a Case>>),
 }
 
-/// What [`Engine::apply`] works with.
+/// What [`Engine::apply`] works with: of the store, cases, card histories and the clock.
 #[derive(Clone, Copy)]
 pub struct Engine<'a, S> {
     pub store: &'a S,
@@ -232,7 +232,7 @@ struct Decided {
     card: Option<CardHistory>,
 }
 
-impl<S: Store> Engine<'_, S> {
+impl<S: Cases + Cards + TestClock> Engine<'_, S> {
     /// Loads the case, decides, charges what the decision asks for, and saves with compare-and-set,
     /// again on fresh state after a conflict.
     ///
@@ -504,7 +504,7 @@ impl<S: Store> Engine<'_, S> {
 /// Adds a try with its known result to a card's history, for the budgets of later retries. Best
 /// effort: the history already holds the try as a decline when it was reserved, which only errs on
 /// the side of the networks' rules.
-pub(crate) async fn note_try<S: Store>(
+pub(crate) async fn note_try<S: Cards>(
     store: &S,
     rules: &[budget::Rule],
     fingerprint: &str,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use recoup::policy::{Case, Timer, TimerKind};
-use recoup::store::{Failure, Ingest, MemoryStore, RedisStore, Saved, Store, TIMER_SHARDS};
+use recoup::store::{Failure, Inbox, Ingest, MemoryStore, RedisStore, Saved, Store, TIMER_SHARDS};
 
 use crate::helpers::{TestCluster, TestRedis, event, open_case, redis_settings};
 

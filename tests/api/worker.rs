@@ -11,7 +11,7 @@ use recoup::config::StripeSettings;
 use recoup::policy::{Case, Input, Timer, TimerKind};
 use recoup::processor::stripe::Stripe;
 use recoup::store::redis::{INBOX_GROUP, INBOX_STREAM, case_key, due_key};
-use recoup::store::{MemoryStore, RedisStore, Store, TIMER_SHARDS};
+use recoup::store::{Cases, Inbox, MemoryStore, RedisStore, TIMER_SHARDS, TestClock};
 use recoup::worker::{Engine, Inputs};
 
 use crate::fake_stripe::FakeStripe;

@@ -1,0 +1,149 @@
+//! The `recoup` command line: its commands with their flags and help, what each one does, and how
+//! a command's failure becomes the exit code.
+//!
+//! Exit codes (docs/reference/cli.md#exit-codes): 0 success; 1 a user error — bad arguments, bad configuration,
+//! unreachable Redis — with a one-line reason on stderr; 2 an internal error.
+//!
+//! `src/main.rs` only parses the arguments ([`Cli`]), starts the runtime and calls [`run`]; each
+//! command's body is in a module of its own here: `serve`, `clock`, `policy` (policy check),
+//! `simulate`, `status` and `webhook` (webhook send); `demo` is [`crate::demo`].
+
+mod clock;
+mod policy;
+mod serve;
+mod simulate;
+mod status;
+mod webhook;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use self::clock::ClockCommand;
+pub use self::policy::PolicyCommand;
+pub use self::simulate::SimulateArgs;
+pub use self::webhook::WebhookCommand;
+use crate::server::Role;
+
+// No doc comments on the clap types below or on their fields' types: clap turns doc comments into
+// help text, and the help is part of the contract.
+#[derive(Parser)]
+#[command(
+    name = "recoup",
+    version,
+    about = "Wins back failed Stripe subscription payments."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the service: receive Stripe webhooks, keep cases in Redis, fire their timers.
+    Serve {
+        /// Settings file [default: config/recoup.toml when it exists, else built-in defaults].
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// receiver = webhook + status API, worker = scheduler + executors, all = both.
+        #[arg(long, value_enum, default_value_t = Role::All)]
+        role: Role,
+    },
+    /// See recoup work, with nothing to set up: the real receiver, policy and worker in one
+    /// process, an in-memory store, a built-in stand-in for Stripe and the test clock; the bundled
+    /// fixtures are sent as signed webhooks and each invoice's story is printed.
+    Demo,
+    /// See what a policy would recover before it touches a real customer: the real policy engine
+    /// over a population of failed invoices on a virtual clock, beside a fixed 3/5/7-day baseline.
+    Simulate(SimulateArgs),
+    /// Work with webhook events.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+    /// The test clock (RECOUP_TEST_CLOCK=1): show it or move it forward.
+    #[command(subcommand)]
+    Clock(ClockCommand),
+    /// The retry policy file.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// What happened to an invoice and what happens next: its case, or every case of a customer
+    /// (cus_…) or subscription (sub_…), read from the same Redis as `serve`.
+    Status {
+        /// An invoice (in_…), customer (cus_…) or subscription (sub_…) id.
+        id: String,
+        /// Print the API's case JSON instead.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// How a command failed, which decides the exit code.
+pub enum Failure {
+    /// Exit code 1: bad arguments, bad configuration, unreachable Redis.
+    User(anyhow::Error),
+    /// Exit code 2.
+    Internal(anyhow::Error),
+}
+
+fn user(e: impl Into<anyhow::Error>) -> Failure {
+    Failure::User(e.into())
+}
+
+/// The exit code for a command line clap refused, after printing why; or, for `--help` and
+/// `--version` (which clap answers by "refusing"), after printing the answer.
+pub fn refused(e: clap::Error) -> ExitCode {
+    let _ = e.print();
+    if e.use_stderr() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The exit code for what [`run`] returned, a failure's reason printed on stderr first.
+pub fn exit_code(outcome: Result<ExitCode, Failure>) -> ExitCode {
+    match outcome {
+        Ok(code) => code,
+        Err(Failure::User(e)) => {
+            eprintln!("recoup: {e:#}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Internal(e)) => {
+            eprintln!("recoup: internal error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the command `cli` names.
+pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    match cli.command {
+        Command::Serve { config, role } => serve::run(config, role).await,
+        Command::Clock(ClockCommand::Show { config }) => clock::run(config, None).await,
+        Command::Clock(ClockCommand::Advance { duration, config }) => {
+            clock::run(config, Some(duration)).await
+        }
+        Command::Webhook(WebhookCommand::Send {
+            file,
+            url,
+            secret,
+            new_id,
+        }) => webhook::send(file, url, secret, new_id).await,
+        Command::Policy(PolicyCommand::Check { path }) => policy::check(path),
+        Command::Simulate(args) => simulate::run(args),
+        Command::Status { id, json, config } => status::run(&id, json, config).await,
+        Command::Demo => {
+            crate::demo::run().await.map_err(Failure::Internal)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The process environment, skipping variables that are not valid Unicode.
+fn environment() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}

@@ -1,0 +1,70 @@
+//! `recoup simulate`: the real policy over a population of failed invoices on a virtual clock
+//! ([`crate::sim`]).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::{Failure, user};
+use crate::sim;
+
+#[derive(clap::Args)]
+pub struct SimulateArgs {
+    /// The policy file to try.
+    #[arg(long, value_name = "PATH")]
+    policy: PathBuf,
+    /// A policy file to compare it with, side by side (the table's difference column is the
+    /// first minus this one).
+    #[arg(long, value_name = "PATH")]
+    vs: Option<PathBuf>,
+    /// A population file: JSON Lines, one failed invoice per line (docs/reference/population.md), a customer's
+    /// invoices on consecutive lines.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "synthetic",
+        conflicts_with = "synthetic"
+    )]
+    population: Option<PathBuf>,
+    /// Simulate a synthetic population of N invoices instead (docs/user-guide/synthetic-population.md).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    synthetic: Option<u64>,
+    /// The synthetic population's seed: the same seed gives the same population, and the same
+    /// report.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    seed: u64,
+    /// Also write the population simulated to FILE (JSON Lines), so others can run the same.
+    #[arg(long, value_name = "FILE")]
+    write_population: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Draw each policy's cumulative recovered revenue by day into an SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    chart: Option<PathBuf>,
+    /// Simulating threads [default: one per core].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
+    threads: Option<u64>,
+}
+
+pub(super) fn run(args: SimulateArgs) -> Result<ExitCode, Failure> {
+    let source = match (args.population, args.synthetic) {
+        (Some(path), _) => sim::command::Source::File(path),
+        (None, Some(invoices)) => sim::command::Source::Synthetic {
+            invoices,
+            seed: args.seed,
+        },
+        (None, None) => unreachable!("clap requires one of --population and --synthetic"),
+    };
+    let options = sim::command::Options {
+        policy: args.policy,
+        vs: args.vs,
+        source,
+        write_population: args.write_population,
+        json: args.json,
+        chart: args.chart,
+        threads: args.threads.and_then(|n| usize::try_from(n).ok()),
+    };
+    let printed = sim::command::run(&options).map_err(user)?;
+    print!("{printed}");
+    Ok(ExitCode::SUCCESS)
+}
