@@ -127,7 +127,7 @@ mod tests {
 
     #[test]
     fn the_scan_nudges_a_card_that_expires_within_five_weeks_and_once_per_expiry() {
-        let now: Timestamp = "2026-11-20T00:00:00Z".parse().expect("time");
+        let now: Timestamp = "2026-11-30T00:00:00Z".parse().expect("time");
         assert!(due_in_scan(&card(11, 2026), now));
         assert!(due_in_scan(&card(12, 2026), now), "gone by 1 January");
         assert!(!due_in_scan(&card(1, 2027), now));
