@@ -55,7 +55,7 @@ pub struct Tally {
     pub marked: bool,
 }
 
-/// Why a backfill stopped before the end of its window.
+/// Why a backfill stopped before the end of its window, or a reconcile before its end.
 #[derive(Debug, thiserror::Error)]
 pub enum Interrupted {
     #[error(transparent)]

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
+use crate::backfill::Interrupted;
 use crate::event::wire::parse_invoice;
 use crate::event::{Event, ListedInvoice};
 use crate::policy::{Case, reconcile};
@@ -54,15 +55,6 @@ pub struct Report {
     /// What could not be compared, and why (an invoice Stripe lists but recoup cannot read, a
     /// case whose invoice Stripe does not have).
     pub problems: Vec<String>,
-}
-
-/// Why reconciling stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum Interrupted {
-    #[error(transparent)]
-    Stripe(#[from] ListError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 /// Compares Stripe's open invoices with the open cases, and — unless `dry_run` — stores the event

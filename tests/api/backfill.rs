@@ -1,7 +1,6 @@
 //! Missed webhooks, caught up from Stripe's events API: `recoup backfill` (the real binary) and a
 //! worker's own backfill at start, through the fake Stripe's events list.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use recoup::server::Role;
@@ -25,18 +24,12 @@ pub fn recoup_run(
     stripe: &FakeStripe,
     env: &[(&str, &str)],
 ) -> (Option<i32>, String, String) {
-    let output = recoup_command()
-        .args(args)
-        .envs(base_env(redis))
-        .envs(stripe.env())
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
+    output_of(
+        recoup_command()
+            .args(args)
+            .envs(base_env(redis))
+            .envs(stripe.env())
+            .envs(env.iter().copied()),
     )
 }
 
@@ -253,16 +246,12 @@ async fn a_worker_restarted_after_the_webhooks_broke_backfills_by_itself() {
         "{metrics}"
     );
     assert!(!metrics.contains(r#"source="webhook""#), "{metrics}");
-    let page = second
+    let signed_in = format!("recoup_session={API_TOKEN}");
+    let request = second
         .http()
         .get(second.url("/"))
-        .header("cookie", format!("recoup_session={API_TOKEN}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .header("cookie", signed_in);
+    let page = Answer::from(request.send().await.unwrap()).await.text;
     assert!(
         page.contains("Newest event by webhook: none yet; by backfill: "),
         "{page}"

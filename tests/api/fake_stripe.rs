@@ -962,6 +962,33 @@ fn refused_key(headers: &HeaderMap) -> Option<Response> {
     None
 }
 
+/// Records a list call and answers what comes before listing: a refused key, an injected fault.
+/// Otherwise hands back the ledger to list from.
+fn list_call<'a>(
+    ledger: &'a Shared,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+) -> Result<std::sync::MutexGuard<'a, Ledger>, Box<Response>> {
+    let query = Some(query.to_owned());
+    note_query(
+        ledger,
+        "GET",
+        path.to_owned(),
+        query,
+        headers,
+        String::new(),
+    );
+    if let Some(refused) = refused_key(headers) {
+        return Err(Box::new(refused));
+    }
+    let mut ledger = ledger.lock().unwrap();
+    match ledger.list_faults.pop_front().filter(|s| *s != 0) {
+        Some(status) => Err(Box::new(fault(status))),
+        None => Ok(ledger),
+    }
+}
+
 /// `GET /v1/events`: the account's events, newest first, filtered by `created[gte]` and the
 /// repeated `types[]`.
 async fn list_events(
@@ -970,22 +997,10 @@ async fn list_events(
     headers: HeaderMap,
 ) -> Response {
     let query = query.unwrap_or_default();
-    let path = "/v1/events".to_owned();
-    note_query(
-        &ledger,
-        "GET",
-        path,
-        Some(query.clone()),
-        &headers,
-        String::new(),
-    );
-    if let Some(refused) = refused_key(&headers) {
-        return refused;
-    }
-    let mut ledger = ledger.lock().unwrap();
-    if let Some(status) = ledger.list_faults.pop_front().filter(|s| *s != 0) {
-        return fault(status);
-    }
+    let ledger = match list_call(&ledger, "/v1/events", &query, &headers) {
+        Ok(ledger) => ledger,
+        Err(refused) => return *refused,
+    };
     let since = query_values(&query, "created[gte]")
         .first()
         .and_then(|s| s.parse::<i64>().ok())
@@ -1016,22 +1031,10 @@ async fn list_invoices(
     headers: HeaderMap,
 ) -> Response {
     let query = query.unwrap_or_default();
-    let path = "/v1/invoices".to_owned();
-    note_query(
-        &ledger,
-        "GET",
-        path,
-        Some(query.clone()),
-        &headers,
-        String::new(),
-    );
-    if let Some(refused) = refused_key(&headers) {
-        return refused;
-    }
-    let mut ledger = ledger.lock().unwrap();
-    if let Some(status) = ledger.list_faults.pop_front().filter(|s| *s != 0) {
-        return fault(status);
-    }
+    let ledger = match list_call(&ledger, "/v1/invoices", &query, &headers) {
+        Ok(ledger) => ledger,
+        Err(refused) => return *refused,
+    };
     let status = query_values(&query, "status").into_iter().next();
     let method = query_values(&query, "collection_method").into_iter().next();
     let mut ids: Vec<&String> = ledger.invoices.keys().collect();

@@ -117,13 +117,27 @@ mod tests {
         assert!(missed_failure(&sent, at(NOW)).is_none());
     }
 
+    /// The case a missed failure of `in_1` opens.
+    fn opened() -> Case {
+        let failure = missed_failure(&listed("open", 1, serde_json::json!({})), at(NOW)).unwrap();
+        applied(None, failure)
+    }
+
+    /// The case `made` leaves.
+    fn applied(case: Option<&Case>, made: Event) -> Case {
+        decide(
+            &Policy::default(),
+            case,
+            &Input::Event(Box::new(made)),
+            at(NOW),
+        )
+        .case
+        .unwrap()
+    }
+
     #[test]
     fn a_payment_after_the_failure_recovers_the_case_and_one_before_it_closes_it() {
-        let policy = Policy::default();
-        let failure = missed_failure(&listed("open", 1, serde_json::json!({})), at(NOW)).unwrap();
-        let case = decide(&policy, None, &Input::Event(Box::new(failure)), at(NOW))
-            .case
-            .unwrap();
+        let case = opened();
         assert!(is_open(&case));
 
         let later = listed("paid", 1, serde_json::json!({"paid_at": NOW + 3600}));
@@ -132,9 +146,7 @@ mod tests {
             (paid.id.as_str(), paid.kind, paid.created),
             ("reconcile:in_1:paid", EventKind::InvoicePaid, NOW + 3600)
         );
-        let settled = decide(&policy, Some(&case), &Input::Event(Box::new(paid)), at(NOW))
-            .case
-            .unwrap();
+        let settled = applied(Some(&case), paid);
         assert_eq!(settled.state, State::Recovered);
         assert!(
             missed_settlement(&settled, &later, at(NOW)).is_none(),
@@ -143,19 +155,12 @@ mod tests {
 
         let before = listed("paid", 1, serde_json::json!({"paid_at": NOW - 60}));
         let paid = missed_settlement(&case, &before, at(NOW)).unwrap();
-        let settled = decide(&policy, Some(&case), &Input::Event(Box::new(paid)), at(NOW))
-            .case
-            .unwrap();
-        assert_eq!(settled.state, State::Closed);
+        assert_eq!(applied(Some(&case), paid).state, State::Closed);
     }
 
     #[test]
     fn a_void_or_uncollectible_invoice_closes_the_case_and_an_open_one_changes_nothing() {
-        let policy = Policy::default();
-        let failure = missed_failure(&listed("open", 1, serde_json::json!({})), at(NOW)).unwrap();
-        let case = decide(&policy, None, &Input::Event(Box::new(failure)), at(NOW))
-            .case
-            .unwrap();
+        let case = opened();
         for (status, id, kind) in [
             ("void", "reconcile:in_1:voided", EventKind::InvoiceVoided),
             (
@@ -175,10 +180,7 @@ mod tests {
                 (made.id.as_str(), made.kind, made.created),
                 (id, kind, NOW + 5)
             );
-            let settled = decide(&policy, Some(&case), &Input::Event(Box::new(made)), at(NOW))
-                .case
-                .unwrap();
-            assert_eq!(settled.state, State::Closed, "{status}");
+            assert_eq!(applied(Some(&case), made).state, State::Closed, "{status}");
         }
         let open = listed("open", 1, serde_json::json!({}));
         assert!(missed_settlement(&case, &open, at(NOW)).is_none());
