@@ -27,7 +27,9 @@ pub(super) async fn run(dry_run: bool, config: Option<PathBuf>) -> Result<ExitCo
             (_, false) => "settled",
         };
         let queued = match difference.stored {
-            Some(false) => " (already in the inbox)",
+            Some(false) => {
+                " (its event was stored before: a worker has it, or it is in the dead letters)"
+            }
             _ => "",
         };
         println!(
