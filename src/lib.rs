@@ -10,6 +10,8 @@
 //! - [`store`] — Redis: dedupe and the inbox, in one atomic step; cases, timers and card histories;
 //! - [`worker`] — the scheduler and executors: inbox, timers, charges, nudges, decisions;
 //! - [`processor`] — Stripe, as the worker calls it; [`notify`] — the nudge channels;
+//! - [`backfill`] — the events webhooks missed, from Stripe's events API; [`reconcile`] — Stripe's
+//!   open invoices against the open cases;
 //! - [`api`] — the support API; [`story`] — a case told for people; [`page`] — the status page,
 //!   where support reads it;
 //! - [`cli`] — the `recoup` commands, their flags and exit codes; [`demo`] — `recoup demo`, the
@@ -25,6 +27,7 @@
 pub use recoup_core::{event, policy};
 
 pub mod api;
+pub mod backfill;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -33,6 +36,7 @@ pub mod http;
 pub mod notify;
 pub mod page;
 pub mod processor;
+pub mod reconcile;
 pub mod server;
 pub mod sim;
 pub mod store;

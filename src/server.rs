@@ -11,7 +11,8 @@
 //!
 //! Operations endpoints: `/healthz` answers while the process runs, `/readyz` only while Redis
 //! answers (a load balancer should stop sending webhooks to an instance that cannot store them),
-//! `/metrics` renders Prometheus text.
+//! `/metrics` renders Prometheus text, with the times of the newest events (by webhook, by backfill)
+//! read from the store at each scrape.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -38,9 +39,9 @@ use crate::notify::{Notifier, NotifyError};
 use crate::page;
 use crate::policy::file::PolicyError;
 use crate::processor::stripe::{self, Stripe};
-use crate::processor::{Processor, ProcessorError};
-use crate::store::{Health, RedisStore, StoreError};
-use crate::telemetry;
+use crate::processor::{Listings, ProcessorError};
+use crate::store::{Health, Inbox, RedisStore, StoreError};
+use crate::telemetry::{self, metric};
 use crate::webhook::{self, Receiver, signature::Verifier};
 use crate::worker::Worker;
 
@@ -112,7 +113,7 @@ impl Application {
             return Err(StartError::NoWebhookSecret);
         }
         let policy = crate::config::policy::for_service(&settings.policy)?;
-        let processor: Option<Arc<dyn Processor>> = match &settings.secrets.stripe_api_key {
+        let processor: Option<Arc<Stripe>> = match &settings.secrets.stripe_api_key {
             _ if !role.works() => None,
             None => return Err(StartError::NoStripeKey),
             Some(key) => Some(Arc::new(Stripe::new(key, &settings.stripe)?)),
@@ -168,6 +169,7 @@ impl Application {
                 api_version = stripe::api_version(),
                 "charging through Stripe"
             );
+            let listings: Arc<dyn Listings> = processor.clone();
             Worker::new(
                 store.clone(),
                 policy,
@@ -176,6 +178,7 @@ impl Application {
                 clock,
                 settings.worker.clone(),
             )
+            .with_listings(listings)
         });
         let router = routes.layer(
             tower::ServiceBuilder::new()
@@ -287,9 +290,34 @@ async fn readyz(State(ops): State<Ops>) -> Response {
 }
 
 async fn render_metrics(State(ops): State<Ops>) -> Response {
+    record_arrivals(&ops.store).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         ops.metrics.render(),
     )
         .into_response()
+}
+
+/// Sets the gauges of when the newest events arrived, from the store, so every process shows the
+/// same; when Redis does not answer they keep their last values (and `/readyz` says why).
+async fn record_arrivals<S: Inbox>(store: &S) {
+    let arrivals = match store.arrivals().await {
+        Ok(arrivals) => arrivals,
+        Err(e) => {
+            tracing::debug!("newest events not read for /metrics: {e}");
+            return;
+        }
+    };
+    let seconds = |at: jiff::Timestamp| at.as_second() as f64;
+    for (source, at) in [
+        ("webhook", arrivals.webhook),
+        ("backfill", arrivals.backfill),
+    ] {
+        if let Some(at) = at {
+            metrics::gauge!(metric::NEWEST_EVENT, "source" => source).set(seconds(at));
+        }
+    }
+    if let Some(at) = arrivals.backfilled {
+        metrics::gauge!(metric::BACKFILLED_THROUGH).set(seconds(at));
+    }
 }

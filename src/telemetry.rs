@@ -65,6 +65,16 @@ pub mod metric {
     pub const ATTEMPTS_PER_RECOVERY: &str = "recoup_attempts_per_recovery";
     /// Counter: due retries a card network's budget held back or dropped, by `brand`.
     pub const NETWORK_REFUSALS: &str = "recoup_network_refusals_total";
+    /// Counter: events a backfill fetched from Stripe's events API, by `outcome` (`new` — missed
+    /// by the webhooks —, `duplicate`, `ignored`, `invalid`).
+    pub const BACKFILLED_EVENTS: &str = "recoup_backfilled_events_total";
+    /// Counter: differences reconciling made up, by `difference` (`opened`, `settled`).
+    pub const RECONCILED: &str = "recoup_reconciled_total";
+    /// Gauge: Stripe's `created` of the newest event stored, by `source` (`webhook`, `backfill`),
+    /// unix seconds; read from the store at each scrape, so every process shows the same.
+    pub const NEWEST_EVENT: &str = "recoup_newest_event_timestamp_seconds";
+    /// Gauge: every event created before this was read by a backfill (unix seconds).
+    pub const BACKFILLED_THROUGH: &str = "recoup_backfilled_through_timestamp_seconds";
 }
 
 /// Buckets for time to recover: an hour to two months.
@@ -223,6 +233,24 @@ fn describe() {
     metrics::describe_counter!(
         metric::NETWORK_REFUSALS,
         "Due retries a card network's budget moved or dropped, by card brand."
+    );
+    metrics::describe_counter!(
+        metric::BACKFILLED_EVENTS,
+        "Events a backfill fetched from Stripe's events API, by outcome; new ones were missed by the webhooks."
+    );
+    metrics::describe_counter!(
+        metric::RECONCILED,
+        "Cases reconciling opened or settled from Stripe's invoices, by difference."
+    );
+    metrics::describe_gauge!(
+        metric::NEWEST_EVENT,
+        metrics::Unit::Seconds,
+        "Stripe's created time of the newest event stored, by source (webhook, backfill)."
+    );
+    metrics::describe_gauge!(
+        metric::BACKFILLED_THROUGH,
+        metrics::Unit::Seconds,
+        "Every event created before this time has been read by a backfill."
     );
     metrics::describe_counter!(
         metric::SUPPORT_ACTIONS,

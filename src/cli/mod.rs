@@ -6,10 +6,13 @@
 //!
 //! `src/main.rs` only parses the arguments ([`Cli`]), starts the runtime and calls [`run`]; each
 //! command's body is in a module of its own here: `serve`, `clock`, `policy` (policy check),
-//! `simulate`, `status` and `webhook` (webhook send); `demo` is [`crate::demo`].
+//! `simulate`, `status`, `webhook` (webhook send), `backfill` and `reconcile`; `demo` is
+//! [`crate::demo`].
 
+mod backfill;
 mod clock;
 mod policy;
+mod reconcile;
 mod serve;
 mod simulate;
 mod status;
@@ -24,6 +27,7 @@ pub use self::clock::ClockCommand;
 pub use self::policy::PolicyCommand;
 pub use self::simulate::SimulateArgs;
 pub use self::webhook::WebhookCommand;
+use crate::config::Settings;
 use crate::server::Role;
 
 // No doc comments on the clap types below or on their fields' types: clap turns doc comments into
@@ -74,6 +78,26 @@ pub enum Command {
         /// Print the API's case JSON instead.
         #[arg(long)]
         json: bool,
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Fetch the events recoup may have missed (webhooks that never arrived) from Stripe's events
+    /// API and store each exactly as a delivered webhook: an event recoup has changes nothing.
+    Backfill {
+        /// How far back: a duration such as 72h, 7d or 1d12h, at most 30d (Stripe keeps events
+        /// for 30 days).
+        #[arg(long, value_name = "DURATION", default_value = "72h", value_parser = backfill::parse_since)]
+        since: jiff::SignedDuration,
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Compare Stripe's open invoices with recoup's open cases and settle the differences: open a
+    /// case for a failed invoice that has none, settle a case whose invoice Stripe shows paid,
+    /// void or uncollectible.
+    Reconcile {
+        /// Print the differences and change nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
@@ -134,11 +158,33 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Policy(PolicyCommand::Check { path }) => policy::check(path),
         Command::Simulate(args) => simulate::run(args),
         Command::Status { id, json, config } => status::run(&id, json, config).await,
+        Command::Backfill { since, config } => backfill::run(since, config).await,
+        Command::Reconcile { dry_run, config } => reconcile::run(dry_run, config).await,
         Command::Demo => {
             crate::demo::run().await.map_err(Failure::Internal)?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Stripe (the key is required) and the Redis `serve` uses, for the commands that read one and
+/// write the other.
+async fn stripe_and_store(
+    config: Option<PathBuf>,
+) -> Result<(crate::processor::stripe::Stripe, crate::store::RedisStore), Failure> {
+    let settings = Settings::load(config.as_deref(), environment()).map_err(user)?;
+    let key = settings.secrets.stripe_api_key.as_ref().ok_or_else(|| {
+        user(anyhow::anyhow!(
+            "STRIPE_API_KEY is not set: this reads the account's events and invoices from Stripe \
+             and needs its secret key (sk_…, or a restricted rk_… key that may read events and \
+             invoices)"
+        ))
+    })?;
+    let stripe = crate::processor::stripe::Stripe::new(key, &settings.stripe).map_err(user)?;
+    let store = crate::store::RedisStore::connect(&settings.redis)
+        .await
+        .map_err(user)?;
+    Ok((stripe, store))
 }
 
 /// The process environment, skipping variables that are not valid Unicode.

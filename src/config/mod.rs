@@ -174,6 +174,11 @@ pub struct WorkerSettings {
     /// How often a worker looks whether today's scan of default cards has run (one worker runs it
     /// a day).
     pub scan_interval_secs: u64,
+    /// `RECOUP_WORKER__BACKFILL_SECS`: how often a worker fetches the events webhooks may have
+    /// missed from Stripe's events API (also once at start); 0 = never.
+    pub backfill_secs: u64,
+    /// How often one worker reconciles Stripe's open invoices with the open cases; 0 = never.
+    pub reconcile_secs: u64,
 }
 
 impl Default for WorkerSettings {
@@ -182,6 +187,8 @@ impl Default for WorkerSettings {
             lease_secs: 10,
             concurrency: 64,
             scan_interval_secs: 3600,
+            backfill_secs: 3600,
+            reconcile_secs: 86_400,
         }
     }
 }
@@ -193,6 +200,16 @@ impl WorkerSettings {
 
     pub fn scan_interval(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.scan_interval_secs)
+    }
+
+    /// How often to backfill; `None` = never.
+    pub fn backfill_interval(&self) -> Option<std::time::Duration> {
+        (self.backfill_secs > 0).then(|| std::time::Duration::from_secs(self.backfill_secs))
+    }
+
+    /// How often to reconcile; `None` = never.
+    pub fn reconcile_interval(&self) -> Option<std::time::Duration> {
+        (self.reconcile_secs > 0).then(|| std::time::Duration::from_secs(self.reconcile_secs))
     }
 }
 
@@ -466,6 +483,18 @@ impl Settings {
             w.scan_interval_secs,
             1..=86_400,
             "between 1 and 86400 seconds",
+        )?;
+        within(
+            "worker.backfill_secs (RECOUP_WORKER__BACKFILL_SECS)",
+            w.backfill_secs,
+            0..=604_800,
+            "0 (never) or up to 604800 seconds (a week); Stripe keeps events for 30 days",
+        )?;
+        within(
+            "worker.reconcile_secs (RECOUP_WORKER__RECONCILE_SECS)",
+            w.reconcile_secs,
+            0..=2_592_000,
+            "0 (never) or up to 2592000 seconds (30 days)",
         )?;
         let st = &self.stripe;
         if !(st.api_base.starts_with("https://") || st.api_base.starts_with("http://")) {

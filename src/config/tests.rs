@@ -227,6 +227,32 @@ fn worker_and_clock_settings_come_from_the_environment() {
 }
 
 #[test]
+fn backfill_and_reconcile_run_hourly_and_daily_unless_told_otherwise_and_0_turns_them_off() {
+    let defaults = load(&[]).unwrap().worker;
+    assert_eq!(
+        defaults.backfill_interval(),
+        Some(std::time::Duration::from_secs(3600))
+    );
+    assert_eq!(
+        defaults.reconcile_interval(),
+        Some(std::time::Duration::from_secs(86_400))
+    );
+    let off = load(&[
+        ("RECOUP_WORKER__BACKFILL_SECS", "0"),
+        ("RECOUP_WORKER__RECONCILE_SECS", "0"),
+    ])
+    .unwrap()
+    .worker;
+    assert_eq!(
+        (off.backfill_interval(), off.reconcile_interval()),
+        (None, None)
+    );
+    let err = load_err(&[("RECOUP_WORKER__BACKFILL_SECS", "604801")]);
+    assert!(err.contains("RECOUP_WORKER__BACKFILL_SECS"), "{err}");
+    assert!(err.contains("0 (never)"), "{err}");
+}
+
+#[test]
 fn stripe_settings_come_from_the_file_or_environment_and_are_checked() {
     let s = load(&[
         ("STRIPE_API_BASE", "http://127.0.0.1:12111"),

@@ -18,6 +18,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router, middleware};
 use base64::Engine;
+use jiff::Timestamp;
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value, context};
 use serde::{Deserialize, Serialize};
@@ -25,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::Api;
 use crate::api::auth::{Caller, Tokens};
-use crate::store::{self, Cards, Cases, IdKind, LookupError, TestClock};
+use crate::store::{self, Arrivals, Cards, Cases, IdKind, Inbox, LookupError, TestClock};
 use crate::story::{self, Told};
 
 const TEMPLATE: &str = include_str!("page.html");
@@ -62,10 +63,15 @@ struct View<'a> {
     /// Why the look-up found no case.
     problem: Option<String>,
     cases: Vec<Told>,
+    /// When the newest events arrived, by webhook and by backfill ([`newest_events`]).
+    events: Option<String>,
 }
 
 /// `/`, `/signin` and `/signout`, every answer uncached and under the CSP.
-pub fn routes<S: Cases + Cards + TestClock + 'static>(api: Arc<Api<S>>, tokens: Tokens) -> Router {
+pub fn routes<S: Cases + Cards + Inbox + TestClock + 'static>(
+    api: Arc<Api<S>>,
+    tokens: Tokens,
+) -> Router {
     let page = Arc::new(Page {
         api,
         tokens,
@@ -105,7 +111,7 @@ struct LookUp {
     id: String,
 }
 
-async fn home<S: Cases + Cards + TestClock>(
+async fn home<S: Cases + Cards + Inbox + TestClock>(
     State(page): State<Arc<Page<S>>>,
     headers: HeaderMap,
     Query(LookUp { id }): Query<LookUp>,
@@ -114,9 +120,14 @@ async fn home<S: Cases + Cards + TestClock>(
         return page.render(StatusCode::OK, &View::default());
     };
     let id = id.trim();
+    let events = match page.api.store.arrivals().await {
+        Ok(arrivals) => newest_events(&arrivals, Timestamp::now()),
+        Err(e) => format!("Newest events: not known ({e})"),
+    };
     let mut view = View {
         signed_in: Some(&name),
         id,
+        events: Some(events),
         ..View::default()
     };
     if id.is_empty() {
@@ -236,6 +247,39 @@ impl<S: Cases + Cards + TestClock> Page<S> {
     }
 }
 
+/// One line for the operator: when the newest event came by webhook and by backfill, and a warning
+/// when backfills bring what webhooks no longer do ("webhooks broken since Tuesday").
+fn newest_events(arrivals: &Arrivals, now: Timestamp) -> String {
+    let told = |at: Option<Timestamp>| match at {
+        Some(at) => format!("{} ({})", story::when(at, "UTC"), ago(at, now)),
+        None => "none yet".to_owned(),
+    };
+    let mut line = format!(
+        "Newest event by webhook: {}; by backfill: {}",
+        told(arrivals.webhook),
+        told(arrivals.backfill)
+    );
+    if arrivals.backfill > arrivals.webhook {
+        line.push_str(
+            ". Backfills are finding events the webhooks did not bring: check the webhook \
+             endpoint and its signing secret in Stripe",
+        );
+    }
+    line
+}
+
+/// `12 minutes ago`, `3 hours ago`, `2 days ago`.
+fn ago(at: Timestamp, now: Timestamp) -> String {
+    let seconds = now.duration_since(at).as_secs();
+    let (n, unit) = match seconds {
+        ..60 => return "just now".to_owned(),
+        60..3600 => (seconds / 60, "minute"),
+        3600..86_400 => (seconds / 3600, "hour"),
+        _ => (seconds / 86_400, "day"),
+    };
+    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+}
+
 fn templates() -> Environment<'static> {
     let mut templates = Environment::new();
     templates.set_auto_escape_callback(|_| AutoEscape::Html);
@@ -288,6 +332,34 @@ mod tests {
         // message, decision and timeline row (3).
         assert_eq!(html.matches("&lt;script&gt;").count(), 13, "{html}");
         assert!(html.contains(&format!("<style>{STYLE}</style>")));
+    }
+
+    #[test]
+    fn the_newest_events_say_when_webhooks_stopped_and_backfills_took_over() {
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let hours = |h: i64| now - jiff::SignedDuration::from_hours(h);
+        assert_eq!(
+            newest_events(&Arrivals::default(), now),
+            "Newest event by webhook: none yet; by backfill: none yet"
+        );
+        let healthy = Arrivals {
+            webhook: Some(hours(0)),
+            backfill: None,
+            backfilled: Some(hours(1)),
+        };
+        assert_eq!(
+            newest_events(&healthy, now),
+            "Newest event by webhook: Fri 2027-01-15 08:00 UTC (just now); by backfill: none yet"
+        );
+        let broken = Arrivals {
+            webhook: Some(hours(50)),
+            backfill: Some(hours(2)),
+            backfilled: Some(hours(0)),
+        };
+        let line = newest_events(&broken, now);
+        assert!(line.contains("(2 days ago)"), "{line}");
+        assert!(line.contains("(2 hours ago)"), "{line}");
+        assert!(line.contains("check the webhook endpoint"), "{line}");
     }
 
     #[test]

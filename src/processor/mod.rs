@@ -85,6 +85,67 @@ pub trait Processor: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<DisputedCharge>, ProcessorError>>;
 }
 
+/// Stripe's lists — events, open invoices — and one invoice, read as raw JSON: recoup reads each
+/// object with its own wire parser ([`crate::event::wire`]), exactly as it reads a webhook body, so
+/// an event fetched is the same typed event as the event delivered, in either invoice shape.
+///
+/// Apart from [`Processor`] because only the backfill and reconciling use it (the demo's stand-in
+/// for Stripe has no history to list). A list call that Stripe rate-limits (429) or fails (5xx, no
+/// answer) is asked again after a growing pause, more patiently than a charge; a page is never
+/// skipped, so what a list holds is either read whole or the listing fails.
+pub trait Listings: Send + Sync + 'static {
+    /// One page of the events of `types` created at or after `since` (unix seconds), newest
+    /// first, after the event `starting_after` (`GET /v1/events`).
+    fn events<'a>(
+        &'a self,
+        since: i64,
+        types: &'a [&'a str],
+        starting_after: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Page, ListError>>;
+
+    /// One page of the open invoices Stripe collects automatically, after `starting_after`
+    /// (`GET /v1/invoices?status=open&collection_method=charge_automatically`).
+    fn open_invoices<'a>(
+        &'a self,
+        starting_after: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Page, ListError>>;
+
+    /// An invoice's JSON (`GET /v1/invoices/{id}`); `Ok(None)` when Stripe has no such invoice.
+    fn invoice<'a>(
+        &'a self,
+        invoice_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, ListError>>;
+}
+
+/// One page of a Stripe list, each object as its JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    pub objects: Vec<Listed>,
+    /// Whether Stripe has more after the last object.
+    pub has_more: bool,
+}
+
+/// One object of a list: its id (what the next page starts after) and its JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub id: String,
+    pub json: Vec<u8>,
+}
+
+/// A list Stripe did not give.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListError {
+    /// The key was refused (401) or may not read this (403): asking again will not help.
+    #[error(
+        "Stripe refused the API key ({status}): {message} (set STRIPE_API_KEY to the account's \
+         secret key, or a restricted key that may read events and invoices)"
+    )]
+    Refused { status: u16, message: String },
+    /// Anything else, after the retries: rate limited throughout, failing, unreachable.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// What a disputed charge shows: whose it was, and on which card.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisputedCharge {

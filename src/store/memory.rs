@@ -13,9 +13,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{
-    Cards, Cases, Claim, Counters, DeadLetter, Failure, Health, Inbox, InboxEntry, Ingest,
-    MAX_FAILURES, Saved, StoreError, TIMER_SHARDS, TestClock, Timers, codec, newest_first,
-    shard_of,
+    Arrival, Arrivals, Cards, Cases, Claim, Counters, DeadLetter, Failure, Health, Inbox,
+    InboxEntry, Ingest, MAX_FAILURES, Saved, StoreError, TIMER_SHARDS, TestClock, Timers, codec,
+    newest_first, shard_of,
 };
 use crate::event::Event;
 use crate::policy::Case;
@@ -54,6 +54,9 @@ struct Inner {
     nudge_counts: HashMap<(String, String), u64>,
     /// What was done once (kept for the life of the process).
     done: HashSet<String>,
+    arrivals: Arrivals,
+    /// Leases by name: holder and until when.
+    leases: HashMap<String, (String, Instant)>,
 }
 
 struct Slot {
@@ -127,10 +130,19 @@ impl Health for MemoryStore {
 }
 
 impl Inbox for MemoryStore {
-    async fn ingest(&self, event: &Event) -> Result<Ingest, StoreError> {
+    async fn ingest_via(&self, event: &Event, via: Arrival) -> Result<Ingest, StoreError> {
         let mut inner = self.lock();
         if !inner.seen.insert(event.id.clone()) {
             return Ok(Ingest::Duplicate);
+        }
+        let created = Timestamp::from_second(event.created).ok();
+        let newest = match via {
+            Arrival::Webhook => Some(&mut inner.arrivals.webhook),
+            Arrival::Backfill => Some(&mut inner.arrivals.backfill),
+            Arrival::Reconcile => None,
+        };
+        if let Some(newest) = newest {
+            *newest = (*newest).max(created);
         }
         inner.next_entry += 1;
         let seq = inner.next_entry;
@@ -146,6 +158,16 @@ impl Inbox for MemoryStore {
         Ok(Ingest::Stored {
             entry_id: entry_id(seq),
         })
+    }
+
+    async fn arrivals(&self) -> Result<Arrivals, StoreError> {
+        Ok(self.lock().arrivals)
+    }
+
+    async fn mark_backfilled(&self, through: Timestamp) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.arrivals.backfilled = inner.arrivals.backfilled.max(Some(through));
+        Ok(())
     }
 
     async fn read_inbox(
@@ -337,6 +359,33 @@ impl Counters for MemoryStore {
 
     async fn first_time(&self, key: &str, _keep: Duration) -> Result<bool, StoreError> {
         Ok(self.lock().done.insert(key.to_owned()))
+    }
+
+    async fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if let Some((held_by, until)) = inner.leases.get(name)
+            && held_by != holder
+            && *until > now
+        {
+            return Ok(false);
+        }
+        inner
+            .leases
+            .insert(name.to_owned(), (holder.to_owned(), now + ttl));
+        Ok(true)
+    }
+
+    async fn release(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner
+            .leases
+            .get(name)
+            .is_some_and(|(held_by, _)| held_by == holder)
+        {
+            inner.leases.remove(name);
+        }
+        Ok(())
     }
 }
 

@@ -4,8 +4,8 @@
 //! The store is split into roles, one trait each, so a part's signature says what it may do with
 //! Redis: [`Health`] (does it answer), [`Inbox`] (verified events, exactly once), [`Cases`] (cases,
 //! compare-and-set, and the indexes support looks them up by), [`Cards`] (card histories),
-//! [`Counters`] (counts and once-only marks that expire by themselves), [`Timers`] (claiming due
-//! wake-ups) and [`TestClock`]. [`Store`] is every role together, for the parts that need them all
+//! [`Counters`] (counts, once-only marks and leases that expire by themselves), [`Timers`]
+//! (claiming due wake-ups) and [`TestClock`]. [`Store`] is every role together, for the parts that need them all
 //! (the worker); code holding a concrete store imports the roles whose methods it calls.
 //! [`RedisStore`] is production and [`MemoryStore`] serves the one-process modes and fast tests;
 //! both play every role and pass the same suite (`tests/api/store.rs`). The store knows nothing of
@@ -52,6 +52,53 @@ pub enum Ingest {
     Stored { entry_id: String },
     /// The event id was seen before; nothing was written.
     Duplicate,
+}
+
+/// How an event reached the inbox. The newest event stored by each of the first two is remembered
+/// ([`Inbox::arrivals`]), so an operator can see when webhooks stopped arriving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Delivered by Stripe to `POST /webhooks/stripe`.
+    Webhook,
+    /// Fetched from Stripe's events API by a backfill.
+    Backfill,
+    /// Made by reconciling from an invoice Stripe lists ([`crate::policy::reconcile`]).
+    Reconcile,
+}
+
+impl Arrival {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arrival::Webhook => "webhook",
+            Arrival::Backfill => "backfill",
+            Arrival::Reconcile => "reconcile",
+        }
+    }
+
+    /// Whether the newest event stored this way is remembered: only Stripe's own events say
+    /// anything about how Stripe reaches recoup.
+    pub fn remembered(self) -> bool {
+        self != Arrival::Reconcile
+    }
+}
+
+/// When the newest events arrived, by Stripe's `created`, and how far backfilling has got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Arrivals {
+    /// The newest `created` of an event stored from a webhook.
+    pub webhook: Option<Timestamp>,
+    /// The newest `created` of an event a backfill stored (one no webhook had brought).
+    pub backfill: Option<Timestamp>,
+    /// Every event created before this was listed by a backfill that ran without a gap from the
+    /// previous one (see [`Inbox::mark_backfilled`]).
+    pub backfilled: Option<Timestamp>,
+}
+
+impl Arrivals {
+    /// The newest event stored from Stripe, however it came.
+    pub fn newest(&self) -> Option<Timestamp> {
+        self.webhook.max(self.backfill)
+    }
 }
 
 /// An event read from the inbox, to be acknowledged once its cases are saved.
@@ -132,8 +179,29 @@ pub trait Health: Send + Sync {
 /// - **failing**: an entry that failed [`MAX_FAILURES`] times moves to the dead letters with its
 ///   last error.
 pub trait Inbox: Send + Sync {
-    /// Dedupes `event` on its id and appends it to the inbox, atomically.
-    fn ingest(&self, event: &Event) -> impl Future<Output = Result<Ingest, StoreError>> + Send;
+    /// Dedupes `event` on its id and appends it to the inbox, atomically, as a delivered webhook.
+    fn ingest(&self, event: &Event) -> impl Future<Output = Result<Ingest, StoreError>> + Send {
+        self.ingest_via(event, Arrival::Webhook)
+    }
+
+    /// Dedupes `event` on its id and appends it to the inbox, atomically; a new event that came
+    /// `via` a [remembered](Arrival::remembered) way moves that way's newest-event time forward in
+    /// the same step.
+    fn ingest_via(
+        &self,
+        event: &Event,
+        via: Arrival,
+    ) -> impl Future<Output = Result<Ingest, StoreError>> + Send;
+
+    /// When the newest events arrived, and how far backfilling has got.
+    fn arrivals(&self) -> impl Future<Output = Result<Arrivals, StoreError>> + Send;
+
+    /// Records that every event created before `through` has been listed by a backfill; a mark
+    /// older than the one stored changes nothing.
+    fn mark_backfilled(
+        &self,
+        through: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Reads up to `max` new inbox entries for `consumer`, waiting up to `wait` for the first.
     fn read_inbox(
@@ -229,8 +297,8 @@ pub trait Cards: Send + Sync {
     ) -> impl Future<Output = Result<Saved, StoreError>> + Send;
 }
 
-/// Counts and once-only marks that expire by themselves: a customer's nudges per day, and what
-/// must be done only once.
+/// Counts, once-only marks and leases that expire by themselves: a customer's nudges per day, what
+/// must be done only once, and what one worker at a time may do (a backfill).
 ///
 /// A role apart from [`Cases`] and [`Cards`] because they are neither: a nudge count is about a
 /// customer across all their cases, a mark about whatever key the caller names; neither is
@@ -251,6 +319,23 @@ pub trait Counters: Send + Sync {
         key: &str,
         keep: Duration,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Takes the lease `name` for `holder` for `ttl`, or extends it when `holder` already holds it;
+    /// whether `holder` holds it now. A lease nobody extends runs out by itself, so a holder that
+    /// dies gives it back by doing nothing.
+    fn lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives the lease `name` back, if `holder` still holds it.
+    fn release(
+        &self,
+        name: &str,
+        holder: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Wake-ups: when each case next needs a worker.

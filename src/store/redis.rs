@@ -9,7 +9,9 @@
 //! | `recoup:{t<shard>}:case:<invoice id>` | string | the case, `<version>:1<zstd json>` (see `store::codec`) |
 //! | `recoup:{t<shard>}:due` | sorted set | invoice id → next wake-up (unix ms) |
 //! | `recoup:{ix<bucket>}:cases` | sorted set | `<customer or subscription id>:<invoice id>`, all scored 0 (see [`index_key`]) |
+//! | `recoup:{inbox}:arrivals` | hash | `webhook`, `backfill`: the newest `created` stored each way; `backfilled`: how far backfills got (unix seconds) |
 //! | `recoup:{clock}:offset` | string | the test clock's offset, seconds |
+//! | `recoup:lease:<name>` | string | who holds a lease (a backfill's), expiring by itself |
 //!
 //! Keys that one script touches share a hash tag — the inbox's `{inbox}`, a case's shard `{t<n>}` —
 //! so every script also runs on Redis Cluster. Every operation is bounded by `redis.timeout_ms`,
@@ -36,9 +38,9 @@ use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Script, 
 use tokio::sync::{Mutex, OnceCell};
 
 use super::{
-    Cards, Cases, Claim, Counters, DeadLetter, Failure, Health, Inbox, InboxEntry, Ingest,
-    MAX_FAILURES, Saved, StoreError, TIMER_SHARDS, TestClock, Timers, codec, fnv1a, newest_first,
-    shard_of,
+    Arrival, Arrivals, Cards, Cases, Claim, Counters, DeadLetter, Failure, Health, Inbox,
+    InboxEntry, Ingest, MAX_FAILURES, Saved, StoreError, TIMER_SHARDS, TestClock, Timers, codec,
+    fnv1a, newest_first, shard_of,
 };
 use crate::config::RedisSettings;
 use crate::event::Event;
@@ -65,6 +67,12 @@ pub const DEAD_LETTERS: &str = "recoup:{inbox}:dead";
 
 /// The test clock's offset.
 pub const CLOCK_OFFSET: &str = "recoup:{clock}:offset";
+
+/// When the newest events arrived, by way, and how far backfills got.
+pub const ARRIVALS: &str = "recoup:{inbox}:arrivals";
+
+/// The `ARRIVALS` field of the backfill mark.
+const BACKFILLED: &str = "backfilled";
 
 /// The key of a card's recent tries, named by its fingerprint.
 pub fn card_key(fingerprint: &str) -> String {
@@ -114,6 +122,8 @@ struct Scripts {
     claim_due: Script,
     ack: Script,
     fail: Script,
+    lease: Script,
+    newest: Script,
 }
 
 /// A handle on Redis; cheap to clone, shared by every request and worker task.
@@ -154,6 +164,8 @@ impl RedisStore {
                 claim_due: Script::new(include_str!("scripts/claim_due.lua")),
                 ack: Script::new(include_str!("scripts/ack.lua")),
                 fail: Script::new(include_str!("scripts/fail.lua")),
+                lease: Script::new(include_str!("scripts/lease.lua")),
+                newest: Script::new(include_str!("scripts/newest.lua")),
             }),
             settings: settings.clone(),
             timeout,
@@ -373,11 +385,11 @@ impl Health for RedisStore {
 }
 
 impl Inbox for RedisStore {
-    async fn ingest(&self, event: &Event) -> Result<Ingest, StoreError> {
+    async fn ingest_via(&self, event: &Event, via: Arrival) -> Result<Ingest, StoreError> {
         let payload = serde_json::to_string(event).expect("an Event always serialises");
         let seen = Seen::of(&event.id, Timestamp::now(), self.settings.dedupe_ttl_secs);
         let mut invocation = self.scripts.ingest.prepare_invoke();
-        invocation.key(INBOX_STREAM);
+        invocation.key(INBOX_STREAM).key(ARRIVALS);
         for key in seen.keys() {
             invocation.key(key);
         }
@@ -386,13 +398,48 @@ impl Inbox for RedisStore {
             .arg(seen.expires_at)
             .arg(&event.id)
             .arg(event.kind.as_str())
-            .arg(payload);
+            .arg(payload)
+            .arg(if via.remembered() { via.as_str() } else { "" })
+            .arg(event.created);
         let mut conn = self.conn.clone();
         let entry: Option<String> = self.bounded(invocation.invoke_async(&mut conn)).await?;
         Ok(match entry {
             Some(entry_id) => Ingest::Stored { entry_id },
             None => Ingest::Duplicate,
         })
+    }
+
+    async fn arrivals(&self) -> Result<Arrivals, StoreError> {
+        let fields = [
+            Arrival::Webhook.as_str(),
+            Arrival::Backfill.as_str(),
+            BACKFILLED,
+        ];
+        let times: Vec<Option<i64>> = self
+            .query(redis::cmd("HMGET").arg(ARRIVALS).arg(&fields[..]))
+            .await?;
+        let at = |field: usize| {
+            times
+                .get(field)
+                .copied()
+                .flatten()
+                .and_then(|s| Timestamp::from_second(s).ok())
+        };
+        Ok(Arrivals {
+            webhook: at(0),
+            backfill: at(1),
+            backfilled: at(2),
+        })
+    }
+
+    async fn mark_backfilled(&self, through: Timestamp) -> Result<(), StoreError> {
+        let mut invocation = self.scripts.newest.prepare_invoke();
+        invocation
+            .key(ARRIVALS)
+            .arg(BACKFILLED)
+            .arg(through.as_second());
+        let mut conn = self.conn.clone();
+        self.bounded(invocation.invoke_async::<()>(&mut conn)).await
     }
 
     async fn read_inbox(
@@ -685,6 +732,29 @@ impl Counters for RedisStore {
             )
             .await?;
         Ok(set.is_some())
+    }
+
+    async fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        // At least a millisecond: 0 would give the lease back.
+        let ms = (ttl.as_millis() as u64).max(1);
+        self.lease_script(name, holder, ms).await
+    }
+
+    async fn release(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.lease_script(name, holder, 0).await.map(drop)
+    }
+}
+
+impl RedisStore {
+    async fn lease_script(&self, name: &str, holder: &str, ms: u64) -> Result<bool, StoreError> {
+        let mut invocation = self.scripts.lease.prepare_invoke();
+        invocation
+            .key(format!("recoup:lease:{name}"))
+            .arg(holder)
+            .arg(ms);
+        let mut conn = self.conn.clone();
+        let held: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(held == 1)
     }
 }
 

@@ -30,9 +30,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
 use self::signature::Verifier;
+use crate::event::Event;
 use crate::event::wire::{self, EventError, Parsed};
 use crate::http::error_response as error;
-use crate::store::{Inbox, Ingest};
+use crate::store::{Arrival, Inbox, Ingest, StoreError};
 use crate::telemetry::metric;
 
 /// The route Stripe posts to.
@@ -95,37 +96,35 @@ async fn handle<S: Inbox>(
         return error(StatusCode::BAD_REQUEST, &e.to_string());
     }
 
-    let event = match wire::parse(&body) {
-        Ok(Parsed::Acted(event)) => event,
-        Ok(Parsed::Ignored { id, event_type }) => {
+    match take_in(&receiver.store, &body, Arrival::Webhook).await {
+        Ok(Taken::Stored { event, entry_id }) => {
+            let kind = event.kind.as_str();
+            tracing::debug!(event_id = %event.id, event_type = kind, %entry_id, "webhook stored");
+            count("stored", kind);
+            json(StatusCode::OK, r#"{"received":true}"#)
+        }
+        Ok(Taken::Duplicate { event }) => {
+            let kind = event.kind.as_str();
+            tracing::debug!(event_id = %event.id, event_type = kind, "webhook duplicate");
+            count("duplicate", kind);
+            json(StatusCode::OK, r#"{"received":true,"duplicate":true}"#)
+        }
+        Ok(Taken::Ignored { id, event_type }) => {
             tracing::debug!(event_id = %id, %event_type, "webhook ignored: recoup does not act on this type");
             count("ignored", "other");
-            return json(StatusCode::OK, r#"{"received":true,"ignored":true}"#);
+            json(StatusCode::OK, r#"{"received":true,"ignored":true}"#)
         }
-        Err(e) => {
+        Ok(Taken::Invalid(e)) => {
             let kind = match &e {
                 EventError::BadObject { kind, .. } => kind.as_str(),
                 EventError::NotAnEvent(_) => "unknown",
             };
             tracing::warn!("webhook body refused: {e}");
             count("invalid", kind);
-            return error(StatusCode::BAD_REQUEST, &e.to_string());
+            error(StatusCode::BAD_REQUEST, &e.to_string())
         }
-    };
-
-    let kind = event.kind.as_str();
-    match receiver.store.ingest(&event).await {
-        Ok(Ingest::Stored { entry_id }) => {
-            tracing::debug!(event_id = %event.id, event_type = kind, %entry_id, "webhook stored");
-            count("stored", kind);
-            json(StatusCode::OK, r#"{"received":true}"#)
-        }
-        Ok(Ingest::Duplicate) => {
-            tracing::debug!(event_id = %event.id, event_type = kind, "webhook duplicate");
-            count("duplicate", kind);
-            json(StatusCode::OK, r#"{"received":true,"duplicate":true}"#)
-        }
-        Err(e) => {
+        Err(NotStored { event, error: e }) => {
+            let kind = event.kind.as_str();
             tracing::error!(event_id = %event.id, event_type = kind, "webhook not stored, Stripe will deliver again: {e}");
             count("unavailable", kind);
             error(
@@ -133,6 +132,43 @@ async fn handle<S: Inbox>(
                 "the event store is unavailable; deliver again later",
             )
         }
+    }
+}
+
+/// What became of a Stripe event's JSON handed to [`take_in`].
+#[derive(Debug)]
+pub enum Taken {
+    /// New: appended to the inbox under `entry_id`.
+    Stored { event: Box<Event>, entry_id: String },
+    /// Already in the inbox (or acted on): nothing was written.
+    Duplicate { event: Box<Event> },
+    /// A well-formed event of a type recoup does not act on: nothing was written.
+    Ignored { id: String, event_type: String },
+    /// Not a Stripe event recoup can read: nothing was written.
+    Invalid(EventError),
+}
+
+/// A readable event the store could not take; nothing was acknowledged.
+#[derive(Debug, thiserror::Error)]
+#[error("event {} not stored: {error}", event.id)]
+pub struct NotStored {
+    pub event: Box<Event>,
+    pub error: StoreError,
+}
+
+/// Reads a Stripe event's JSON and stores it in the inbox, exactly once: the one way into the
+/// inbox for every event Stripe sends, delivered to the webhook or fetched by a backfill, so both
+/// are read into the same typed event (both invoice shapes) and deduped on the same id.
+pub async fn take_in<S: Inbox>(store: &S, body: &[u8], via: Arrival) -> Result<Taken, NotStored> {
+    let event = match wire::parse(body) {
+        Ok(Parsed::Acted(event)) => event,
+        Ok(Parsed::Ignored { id, event_type }) => return Ok(Taken::Ignored { id, event_type }),
+        Err(e) => return Ok(Taken::Invalid(e)),
+    };
+    match store.ingest_via(&event, via).await {
+        Ok(Ingest::Stored { entry_id }) => Ok(Taken::Stored { event, entry_id }),
+        Ok(Ingest::Duplicate) => Ok(Taken::Duplicate { event }),
+        Err(error) => Err(NotStored { event, error }),
     }
 }
 

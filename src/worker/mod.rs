@@ -1,6 +1,8 @@
 //! The worker: turns inbox entries and due timers into decided, saved cases.
 //!
-//! Two loops share one budget of [`WorkerSettings::concurrency`] cases in flight:
+//! Two loops share one budget of [`WorkerSettings::concurrency`] cases in flight (beside them, the
+//! daily expiring-card scan in [`expiring`], and the backfill and reconcile of what webhooks missed
+//! in [`missed`], which only store events in the inbox):
 //!
 //! - the **inbox** loop ([`inbox`]) reads new entries through the consumer group, and every lease
 //!   reclaims entries a dead worker left pending; an entry is acknowledged only once every case it
@@ -29,6 +31,7 @@ mod expiring;
 mod fault;
 mod inbox;
 mod locks;
+mod missed;
 mod nudges;
 mod timers;
 
@@ -48,7 +51,7 @@ use crate::policy::{
     Action, Case, Charge, ChargeResult, End, EndOrder, EndResult, Input, Policy, RecoveredBy,
     State, TimerKind, decide,
 };
-use crate::processor::Processor;
+use crate::processor::{Listings, Processor};
 use crate::store::{Cards, Cases, Saved, Store, StoreError, TestClock};
 use crate::telemetry::metric;
 
@@ -61,6 +64,9 @@ pub struct Worker<S> {
     store: S,
     policy: Arc<Policy>,
     processor: Arc<dyn Processor>,
+    /// Stripe's lists, for backfilling missed events and reconciling invoices; `None` where there
+    /// is no Stripe to list (the demo, benchmarks).
+    listings: Option<Arc<dyn Listings>>,
     notifier: Arc<Notifier>,
     clock: Clock<S>,
     settings: WorkerSettings,
@@ -120,12 +126,20 @@ impl<S: Store> Worker<S> {
             store,
             policy: Arc::new(policy),
             processor,
+            listings: None,
             notifier,
             clock,
             settings,
             consumer,
             locks: locks::CaseLocks::default(),
         }
+    }
+
+    /// Backfills missed events and reconciles invoices through `listings`, as often as the
+    /// settings say ([`missed`]).
+    pub fn with_listings(mut self, listings: Arc<dyn Listings>) -> Self {
+        self.listings = Some(listings);
+        self
     }
 
     /// This worker's name in the inbox's consumer group.
@@ -139,11 +153,26 @@ impl<S: Store> Worker<S> {
         let (stop, stopped) = watch::channel(false);
         let inbox = tokio::spawn(inbox::run(worker.clone(), stopped.clone()));
         let timers = tokio::spawn(timers::run(worker.clone(), stopped.clone()));
-        let scan = tokio::spawn(expiring::scan_daily(worker.clone(), stopped));
+        let scan = tokio::spawn(expiring::scan_daily(worker.clone(), stopped.clone()));
+        let mut missed = Vec::new();
+        if let Some(stripe) = worker.listings.clone() {
+            if let Some(interval) = worker.settings.backfill_interval() {
+                let task =
+                    missed::backfill(worker.clone(), stripe.clone(), interval, stopped.clone());
+                missed.push(tokio::spawn(task));
+            }
+            if let Some(interval) = worker.settings.reconcile_interval() {
+                let task = missed::reconcile(worker.clone(), stripe, interval, stopped.clone());
+                missed.push(tokio::spawn(task));
+            }
+        }
         tracing::info!(consumer = %worker.consumer, "worker started");
         shutdown.await;
         let _ = stop.send(true);
         let _ = tokio::join!(inbox, timers, scan);
+        for task in missed {
+            let _ = task.await;
+        }
         // Every case in flight holds a permit; having them all back means all of it is finished.
         let all = u32::try_from(worker.settings.concurrency).unwrap_or(u32::MAX);
         let _ = worker.permits.acquire_many(all).await;

@@ -1,14 +1,15 @@
 //! A fake Stripe API, the one fake in the suite: recoup reaches it through async-stripe with
 //! `STRIPE_API_BASE`, exactly as it reaches Stripe.
 //!
-//! It answers the calls recoup makes — read an invoice (with its payments when asked), pay it or
-//! mark it uncollectible, read a payment intent, a customer or a disputed charge, open a billing
+//! It answers the calls recoup makes — list the account's events and its invoices (filtered and
+//! paged as Stripe does), read an invoice (with its payments when asked), pay it or mark it
+//! uncollectible, read a payment intent, a customer or a disputed charge, open a billing
 //! portal session, and read, pause, resume, cancel at period end or cancel a subscription — with
 //! Stripe's own example objects (`fixtures/stripe/`, from Stripe's OpenAPI fixtures) filled in with
 //! the fake's own state. Like Stripe, it keeps the answer to every executed call that changes
 //! something under its `Idempotency-Key`, replays it for a repeat of the key and refuses the key for
 //! a different request; injected faults (500, 429) are answered before anything executes and are
-//! not kept. Every request (with its body) and every charge it made is recorded for the test to
+//! not kept (list calls have faults of their own, [`FakeStripe::fail_next_lists`]). Every request (with its body) and every charge it made is recorded for the test to
 //! check.
 //!
 //! It runs on a thread and runtime of its own, so it keeps answering whatever the test's runtime is
@@ -86,6 +87,8 @@ pub struct Invoice {
     pub last_decline: Option<Decline>,
     /// What the next pay calls do, in order; once they run out, paying succeeds.
     pub outcomes: VecDeque<Outcome>,
+    /// When it left `open` (unix seconds), shown in `status_transitions`.
+    pub status_changed_at: Option<i64>,
 }
 
 impl Invoice {
@@ -98,6 +101,7 @@ impl Invoice {
             attempt_count: 1,
             last_decline: Some(decline),
             outcomes: VecDeque::new(),
+            status_changed_at: None,
         }
     }
 }
@@ -153,6 +157,10 @@ pub struct ChargeRecord {
 pub struct Request {
     pub method: &'static str,
     pub path: String,
+    /// The query string as sent, if any.
+    pub query: Option<String>,
+    /// When it arrived.
+    pub at: std::time::Instant,
     pub idempotency_key: Option<String>,
     pub stripe_version: Option<String>,
     /// The form-encoded body as sent; empty for a GET.
@@ -184,6 +192,11 @@ struct Ledger {
     requests: Vec<Request>,
     charges: Vec<Charge>,
     stall: Option<Duration>,
+    /// Every event the account has, as Stripe's events API would list them.
+    events: Vec<Value>,
+    /// Statuses the next event and invoice list calls answer with before listing anything (0:
+    /// answer as usual).
+    list_faults: VecDeque<u16>,
 }
 
 type Shared = Arc<Mutex<Ledger>>;
@@ -199,6 +212,8 @@ impl FakeStripe {
     pub fn start() -> Self {
         let ledger = Shared::default();
         let app = Router::new()
+            .route("/v1/events", get(list_events))
+            .route("/v1/invoices", get(list_invoices))
             .route("/v1/invoices/{id}", get(read_invoice))
             .route("/v1/invoices/{id}/pay", post(pay_invoice))
             .route(
@@ -301,6 +316,7 @@ impl FakeStripe {
         let mut ledger = self.ledger.lock().unwrap();
         let mut invoice = known(&mut ledger, id);
         invoice.status = status;
+        invoice.status_changed_at = Some(jiff::Timestamp::now().as_second());
         ledger.invoices.insert(id.to_owned(), invoice);
     }
 
@@ -327,6 +343,27 @@ impl FakeStripe {
 
     pub fn requests(&self) -> Vec<Request> {
         self.ledger.lock().unwrap().requests.clone()
+    }
+
+    /// Adds an event (a whole Stripe event, as its webhook would carry it) to the account's events,
+    /// which `GET /v1/events` lists.
+    pub fn add_event(&self, event: &[u8]) {
+        let event = serde_json::from_slice(event).unwrap();
+        self.ledger.lock().unwrap().events.push(event);
+    }
+
+    /// The next list calls (events or invoices) answer these statuses before listing anything, in
+    /// order; a 0 answers that call as usual.
+    pub fn fail_next_lists(&self, statuses: &[u16]) {
+        self.ledger.lock().unwrap().list_faults.extend(statuses);
+    }
+
+    /// The list calls received at `path` (`/v1/events`, `/v1/invoices`), answered or not, in order.
+    pub fn list_requests(&self, path: &str) -> Vec<Request> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
     }
 
     /// The requests that ask for a change (every method but GET), executed or not, in order.
@@ -407,6 +444,18 @@ fn note(
     headers: &HeaderMap,
     body: String,
 ) -> Request {
+    note_query(ledger, method, path, None, headers, body)
+}
+
+/// [`note`], with the query string.
+fn note_query(
+    ledger: &Shared,
+    method: &'static str,
+    path: String,
+    query: Option<String>,
+    headers: &HeaderMap,
+    body: String,
+) -> Request {
     let header = |name: &str| {
         headers
             .get(name)
@@ -416,6 +465,8 @@ fn note(
     let request = Request {
         method,
         path,
+        query,
+        at: std::time::Instant::now(),
         idempotency_key: header("idempotency-key"),
         stripe_version: header("stripe-version"),
         body,
@@ -481,6 +532,15 @@ fn invoice_json(id: &str, invoice: &Invoice, with_payments: bool) -> Value {
         0
     });
     json["attempt_count"] = json!(invoice.attempt_count);
+    let transition = match invoice.status {
+        "paid" => Some("paid_at"),
+        "void" => Some("voided_at"),
+        "uncollectible" => Some("marked_uncollectible_at"),
+        _ => None,
+    };
+    if let (Some(field), Some(at)) = (transition, invoice.status_changed_at) {
+        json["status_transitions"][field] = json!(at);
+    }
     if with_payments {
         let mut payment = template("invoice_payment");
         payment["invoice"] = json!(id);
@@ -504,6 +564,7 @@ fn known(ledger: &mut Ledger, id: &str) -> Invoice {
             attempt_count: 1,
             last_decline: None,
             outcomes: VecDeque::new(),
+            status_changed_at: None,
         })
         .clone()
 }
@@ -648,6 +709,7 @@ async fn pay_invoice(
             match outcome {
                 Outcome::Pay => {
                     invoice.status = "paid";
+                    invoice.status_changed_at = Some(jiff::Timestamp::now().as_second());
                     (StatusCode::OK, invoice_json(&id, &invoice, false))
                 }
                 Outcome::Decline(decline) => {
@@ -686,6 +748,7 @@ async fn mark_uncollectible(
             return (StatusCode::BAD_REQUEST, body);
         }
         invoice.status = "uncollectible";
+        invoice.status_changed_at = Some(jiff::Timestamp::now().as_second());
         let json = invoice_json(&id, &invoice, false);
         ledger.invoices.insert(id.clone(), invoice);
         (StatusCode::OK, json)
@@ -825,4 +888,166 @@ async fn read_charge(
     json["payment_method_details"]["card"]["fingerprint"] = json!(charge.fingerprint);
     json["refunds"]["url"] = json!(format!("/v1/charges/{id}/refunds"));
     axum::Json(json).into_response()
+}
+
+/// Every value of `name` in a query string (`types[]` comes once per type).
+fn query_values(query: &str, name: &str) -> Vec<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .filter(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+        .collect()
+}
+
+/// A page of `objects` (already in list order) as Stripe pages: up to `limit` (10 by default, 100
+/// at most) after the object `starting_after`, with `has_more`.
+fn page(objects: Vec<Value>, query: &str, url: &str) -> Response {
+    let first = |name: &str| query_values(query, name).into_iter().next();
+    let limit = first("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(10)
+        .clamp(1, 100);
+    let start = match first("starting_after") {
+        Some(after) => match objects.iter().position(|o| o["id"] == after.as_str()) {
+            Some(at) => at + 1,
+            None => {
+                return stripe_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "resource_missing",
+                    &format!("No such object: '{after}'"),
+                );
+            }
+        },
+        None => 0,
+    };
+    let data: Vec<Value> = objects.iter().skip(start).take(limit).cloned().collect();
+    let has_more = start + data.len() < objects.len();
+    axum::Json(json!({"object": "list", "url": url, "has_more": has_more, "data": data}))
+        .into_response()
+}
+
+/// Stripe's refusal of the request's key, for the keys the fake refuses: a revoked key
+/// (`…revoked…`, 401) and a restricted key (`rk_…`, 403, as one without read access to the list).
+fn refused_key(headers: &HeaderMap) -> Option<Response> {
+    let key = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let masked = format!(
+        "{}…{}",
+        &key[..key.len().min(8)],
+        &key[key.len().saturating_sub(4)..]
+    );
+    if key.contains("revoked") {
+        let message = format!("Invalid API Key provided: {masked}");
+        return Some(stripe_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "",
+            &message,
+        ));
+    }
+    if key.starts_with("rk_") {
+        let message = format!(
+            "The provided key '{masked}' does not have the required permissions for this endpoint."
+        );
+        return Some(stripe_error(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            "",
+            &message,
+        ));
+    }
+    None
+}
+
+/// Records a list call and answers what comes before listing: a refused key, an injected fault.
+/// Otherwise hands back the ledger to list from.
+fn list_call<'a>(
+    ledger: &'a Shared,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+) -> Result<std::sync::MutexGuard<'a, Ledger>, Box<Response>> {
+    let query = Some(query.to_owned());
+    note_query(
+        ledger,
+        "GET",
+        path.to_owned(),
+        query,
+        headers,
+        String::new(),
+    );
+    if let Some(refused) = refused_key(headers) {
+        return Err(Box::new(refused));
+    }
+    let mut ledger = ledger.lock().unwrap();
+    match ledger.list_faults.pop_front().filter(|s| *s != 0) {
+        Some(status) => Err(Box::new(fault(status))),
+        None => Ok(ledger),
+    }
+}
+
+/// `GET /v1/events`: the account's events, newest first, filtered by `created[gte]` and the
+/// repeated `types[]`.
+async fn list_events(
+    State(ledger): State<Shared>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let query = query.unwrap_or_default();
+    let ledger = match list_call(&ledger, "/v1/events", &query, &headers) {
+        Ok(ledger) => ledger,
+        Err(refused) => return *refused,
+    };
+    let since = query_values(&query, "created[gte]")
+        .first()
+        .and_then(|s| s.parse::<i64>().ok())
+        .unwrap_or(i64::MIN);
+    let types = query_values(&query, "types[]");
+    let mut events: Vec<(usize, Value)> = ledger
+        .events
+        .iter()
+        .cloned()
+        .enumerate()
+        .filter(|(_, e)| e["created"].as_i64().unwrap_or(0) >= since)
+        .filter(|(_, e)| types.is_empty() || types.iter().any(|t| e["type"] == t.as_str()))
+        .collect();
+    // Newest first; of two created in the same second, the one added later first.
+    events.sort_by_key(|(n, e)| std::cmp::Reverse((e["created"].as_i64().unwrap_or(0), *n)));
+    page(
+        events.into_iter().map(|(_, e)| e).collect(),
+        &query,
+        "/v1/events",
+    )
+}
+
+/// `GET /v1/invoices`: the invoices the fake knows, filtered by `status` and
+/// `collection_method`, by id descending (the fake keeps no creation times).
+async fn list_invoices(
+    State(ledger): State<Shared>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let query = query.unwrap_or_default();
+    let ledger = match list_call(&ledger, "/v1/invoices", &query, &headers) {
+        Ok(ledger) => ledger,
+        Err(refused) => return *refused,
+    };
+    let status = query_values(&query, "status").into_iter().next();
+    let method = query_values(&query, "collection_method").into_iter().next();
+    let mut ids: Vec<&String> = ledger.invoices.keys().collect();
+    ids.sort_by(|a, b| b.cmp(a));
+    let invoices = ids
+        .into_iter()
+        .map(|id| invoice_json(id, &ledger.invoices[id], false))
+        .filter(|i| status.as_ref().is_none_or(|s| i["status"] == s.as_str()))
+        .filter(|i| {
+            method
+                .as_ref()
+                .is_none_or(|m| i["collection_method"] == m.as_str())
+        })
+        .collect();
+    page(invoices, &query, "/v1/invoices")
 }

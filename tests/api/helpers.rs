@@ -779,6 +779,16 @@ impl Drop for RecoupProcess {
     }
 }
 
+/// Runs `command` to the end with no input; (exit code, stdout, stderr).
+pub fn output_of(command: &mut Command) -> (Option<i32>, String, String) {
+    let output = command.stdin(Stdio::null()).output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// `recoup` with a clean environment (no inherited RECOUP_* or REDIS_URL) in the crate root.
 pub fn recoup_command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_recoup"));

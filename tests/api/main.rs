@@ -3,6 +3,7 @@
 // A test (and a benchmark) may unwrap: a panic there is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod backfill;
 mod decisions;
 mod fake_stripe;
 mod helpers;
@@ -11,6 +12,7 @@ mod openapi;
 mod operations;
 mod page;
 mod process;
+mod reconcile;
 mod retries;
 mod simulate;
 mod smtp_sink;

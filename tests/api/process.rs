@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use recoup::server::Role;
@@ -175,17 +175,7 @@ async fn json_logs_are_one_object_per_line_with_the_request_id() {
 
 /// Runs `recoup` with `args` and `env` and returns (exit code, stdout, stderr).
 fn run(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let output = recoup_command()
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    output_of(recoup_command().args(args).envs(env.iter().copied()))
 }
 
 #[test]

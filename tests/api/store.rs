@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use recoup::policy::{Case, Timer, TimerKind};
-use recoup::store::{Failure, Inbox, Ingest, MemoryStore, RedisStore, Saved, Store, TIMER_SHARDS};
+use recoup::store::{
+    Arrival, Arrivals, Failure, Inbox, Ingest, MemoryStore, RedisStore, Saved, Store, TIMER_SHARDS,
+};
 
 use crate::helpers::{TestCluster, TestRedis, event, open_case, redis_settings};
 
@@ -57,6 +59,8 @@ store_suite!(
     cases_are_found_by_customer_and_subscription_newest_first,
     a_due_wakeup_is_claimed_once_until_its_lease_runs_out,
     the_clock_offset_only_moves_when_advanced,
+    the_newest_event_is_remembered_by_how_it_came_and_the_backfill_mark_only_moves_forward,
+    a_lease_has_one_holder_until_given_back_or_run_out,
 );
 
 const LONG: Duration = Duration::from_secs(60);
@@ -312,6 +316,66 @@ async fn the_clock_offset_only_moves_when_advanced<S: Store>(store: &S) {
         60 + 259_200
     );
     assert_eq!(store.clock_offset().await.unwrap(), 259_260);
+}
+
+async fn the_newest_event_is_remembered_by_how_it_came_and_the_backfill_mark_only_moves_forward<
+    S: Store,
+>(
+    store: &S,
+) {
+    assert_eq!(store.arrivals().await.unwrap(), Arrivals::default());
+    let at = |id: &str, seconds: i64| {
+        let mut e = event(id, "in_one");
+        e.created = t(seconds).as_second();
+        e
+    };
+    store.ingest(&at("evt_hook_new", 100)).await.unwrap();
+    store.ingest(&at("evt_hook_old", 50)).await.unwrap();
+    store
+        .ingest_via(&at("evt_fetched", 80), Arrival::Backfill)
+        .await
+        .unwrap();
+    // A duplicate and a made-up event say nothing about how Stripe reaches recoup.
+    let duplicate = store
+        .ingest_via(&at("evt_hook_new", 500), Arrival::Backfill)
+        .await
+        .unwrap();
+    assert_eq!(duplicate, Ingest::Duplicate);
+    store
+        .ingest_via(&at("reconcile:in_one:paid", 900), Arrival::Reconcile)
+        .await
+        .unwrap();
+    let arrivals = store.arrivals().await.unwrap();
+    assert_eq!(arrivals.webhook, Some(t(100)));
+    assert_eq!(arrivals.backfill, Some(t(80)));
+    assert_eq!(arrivals.newest(), Some(t(100)));
+    assert_eq!(arrivals.backfilled, None);
+
+    store.mark_backfilled(t(300)).await.unwrap();
+    store.mark_backfilled(t(200)).await.unwrap();
+    assert_eq!(store.arrivals().await.unwrap().backfilled, Some(t(300)));
+}
+
+async fn a_lease_has_one_holder_until_given_back_or_run_out<S: Store>(store: &S) {
+    let short = Duration::from_millis(300);
+    assert!(store.lease("backfill", "worker-a", short).await.unwrap());
+    assert!(!store.lease("backfill", "worker-b", LONG).await.unwrap());
+    assert!(
+        store.lease("other", "worker-b", LONG).await.unwrap(),
+        "another lease is another lease"
+    );
+    // Extended by its holder, it outlives its first term.
+    assert!(store.lease("backfill", "worker-a", LONG).await.unwrap());
+    tokio::time::sleep(short * 2).await;
+    assert!(!store.lease("backfill", "worker-b", LONG).await.unwrap());
+    // Given back by someone else, it stays; by its holder, it is free.
+    store.release("backfill", "worker-b").await.unwrap();
+    assert!(!store.lease("backfill", "worker-b", LONG).await.unwrap());
+    store.release("backfill", "worker-a").await.unwrap();
+    assert!(store.lease("backfill", "worker-b", short).await.unwrap());
+    // Not extended, it runs out by itself.
+    tokio::time::sleep(short * 2).await;
+    assert!(store.lease("backfill", "worker-a", LONG).await.unwrap());
 }
 
 /// How Redis keeps the events it has seen: compact (one intset per bucket and week, no key per

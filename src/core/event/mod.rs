@@ -119,6 +119,20 @@ pub struct Invoice {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// An invoice as Stripe lists or retrieves it (`GET /v1/invoices`), outside any event: the invoice
+/// read exactly as an event's would be, and when it left `open`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedInvoice {
+    pub invoice: Invoice,
+    pub livemode: bool,
+    /// `status_transitions.paid_at`, unix seconds.
+    pub paid_at: Option<i64>,
+    /// `status_transitions.voided_at`.
+    pub voided_at: Option<i64>,
+    /// `status_transitions.marked_uncollectible_at`.
+    pub marked_uncollectible_at: Option<i64>,
+}
+
 /// What recoup reads of a card, on a PaymentMethod or a legacy source.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CardDetails {

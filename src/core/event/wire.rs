@@ -21,8 +21,8 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use super::{
-    Card, CardDetails, Customer, Dispute, Event, EventKind, EventObject, Invoice, PauseCollection,
-    PaymentMethod, Subscription,
+    Card, CardDetails, Customer, Dispute, Event, EventKind, EventObject, Invoice, ListedInvoice,
+    PauseCollection, PaymentMethod, Subscription,
 };
 
 /// The outcome of reading a verified body.
@@ -80,6 +80,27 @@ pub fn parse(body: &[u8]) -> Result<Parsed, EventError> {
         api_version: envelope.api_version,
         object,
     })))
+}
+
+/// Reads an invoice as Stripe lists or retrieves it, in either API shape, into the same
+/// [`Invoice`] an event about it would carry; `Err` says what is wrong with it.
+pub fn parse_invoice(body: &[u8]) -> Result<ListedInvoice, String> {
+    let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
+    let invoice = read::<RawInvoice>(text, "invoice")
+        .map_err(|(_, message)| message)?
+        .normalise();
+    if invoice.id.is_none() {
+        return Err("the invoice has no id".into());
+    }
+    let extra: RawListedInvoice = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let transitions = extra.status_transitions.unwrap_or_default();
+    Ok(ListedInvoice {
+        invoice,
+        livemode: extra.livemode,
+        paid_at: transitions.paid_at,
+        voided_at: transitions.voided_at,
+        marked_uncollectible_at: transitions.marked_uncollectible_at,
+    })
 }
 
 fn read_object(
@@ -239,6 +260,21 @@ struct RawInvoice {
     due_date: Option<i64>,
     period_end: Option<i64>,
     metadata: Metadata,
+}
+
+/// What an invoice outside an event adds: whether it is live, and when its status changed.
+#[derive(Deserialize)]
+struct RawListedInvoice {
+    #[serde(default)]
+    livemode: bool,
+    status_transitions: Option<RawStatusTransitions>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawStatusTransitions {
+    paid_at: Option<i64>,
+    voided_at: Option<i64>,
+    marked_uncollectible_at: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -649,6 +685,33 @@ mod tests {
         ))
         .unwrap_err();
         assert!(err.to_string().contains("no id"), "{err}");
+    }
+
+    #[test]
+    fn a_listed_invoice_reads_as_an_event_s_invoice_with_its_status_times() {
+        let object = json!({
+            "id": "in_1", "object": "invoice", "customer": "cus_1", "livemode": true,
+            "parent": {"subscription_details": {"subscription": "sub_1"}},
+            "amount_due": 4900, "currency": "usd", "status": "paid", "attempt_count": 2,
+            "status_transitions": {"finalized_at": 1_790_000_000, "paid_at": 1_790_086_400,
+                                   "voided_at": null, "marked_uncollectible_at": null}
+        });
+        let listed = parse_invoice(&serde_json::to_vec(&object).unwrap()).unwrap();
+        let EventObject::Invoice(from_event) = acted(&event("invoice.paid", object)).object else {
+            panic!("not an invoice")
+        };
+        assert_eq!(listed.invoice, *from_event);
+        assert!(listed.livemode);
+        assert_eq!(listed.paid_at, Some(1_790_086_400));
+        assert_eq!(
+            (listed.voided_at, listed.marked_uncollectible_at),
+            (None, None)
+        );
+
+        let err = parse_invoice(br#"{"customer":"cus_1","amount_due":1,"currency":"usd"}"#);
+        assert!(err.unwrap_err().contains("no id"));
+        let err = parse_invoice(br#"{"id":"in_1","customer":"cus_1","amount_due":1}"#);
+        assert!(err.unwrap_err().contains("currency"));
     }
 
     #[test]

@@ -31,6 +31,7 @@ mod hold;
 mod nudge;
 mod nudged;
 mod plan;
+pub mod reconcile;
 mod replan;
 mod segment;
 mod timers;

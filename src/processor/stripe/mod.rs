@@ -3,7 +3,8 @@
 //! decisions (pause or cancel the subscription, mark the invoice uncollectible) and resume a paused
 //! collection, and read a disputed charge.
 //!
-//! Carrying out end decisions and resuming collection are in [`ending`].
+//! Carrying out end decisions and resuming collection are in [`ending`]; the lists the backfill and
+//! reconciling read (events, open invoices) in [`lists`].
 //!
 //! Every call is bounded by [`StripeSettings::timeout_ms`], and calls that fail for a passing reason
 //! (no answer in time, connection trouble, 409 idempotency conflicts, 429 rate limits and 5xx
@@ -28,6 +29,7 @@ use stripe_core::customer::{RetrieveCustomer, RetrieveCustomerReturned};
 use stripe_core::payment_intent::RetrievePaymentIntent;
 
 mod ending;
+mod lists;
 
 use super::{DisputedCharge, Processor, ProcessorError, idempotency_key};
 use crate::config::StripeSettings;
@@ -73,23 +75,36 @@ impl Stripe {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, StripeError>>,
     {
-        call.retry(
-            ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(self.settings.backoff_ms))
-                .with_max_delay(Duration::from_secs(5))
-                .with_max_times(self.settings.retries as usize)
-                .with_jitter(),
-        )
-        .when(is_passing)
-        .notify(|e, pause| {
-            tracing::warn!(
-                call = what,
-                ?pause,
-                "Stripe call failed, trying again: {}",
-                brief(e)
-            )
-        })
-        .await
+        let pauses = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(self.settings.backoff_ms))
+            .with_max_delay(Duration::from_secs(5))
+            .with_max_times(self.settings.retries as usize)
+            .with_jitter();
+        self.call_pausing(what, pauses, call).await
+    }
+
+    /// Makes one call, again after passing failures, pausing as `pauses` says.
+    async fn call_pausing<T, F, Fut>(
+        &self,
+        what: &str,
+        pauses: ExponentialBuilder,
+        call: F,
+    ) -> Result<T, StripeError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StripeError>>,
+    {
+        call.retry(pauses)
+            .when(is_passing)
+            .notify(|e, pause| {
+                tracing::warn!(
+                    call = what,
+                    ?pause,
+                    "Stripe call failed, trying again: {}",
+                    brief(e)
+                )
+            })
+            .await
     }
 
     async fn charge_invoice(&self, invoice_id: &str, attempt: u32) -> ChargeResult {
