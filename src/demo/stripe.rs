@@ -9,7 +9,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::Story;
 use crate::policy::{Card, CardOnFile, ChargeResult, CustomerFacts, Declined, EndOrder, EndResult};
-use crate::processor::{DisputedCharge, Processor, ProcessorError};
+use crate::processor::{DisputedCharge, InvoicePage, Processor, ProcessorError};
 
 /// The demo's Stripe: answers the worker in-process, the same way for every try of a call.
 pub(super) struct DemoStripe {
@@ -151,18 +151,31 @@ impl Processor for DemoStripe {
         Box::pin(async { Ok(None) })
     }
 
-    fn fix_link<'a>(
+    fn invoice_page<'a>(
         &'a self,
-        invoice_id: Option<&'a str>,
-        customer_id: &'a str,
-        confirm: bool,
-    ) -> BoxFuture<'a, Result<Option<String>, ProcessorError>> {
+        invoice_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<InvoicePage>, ProcessorError>> {
         self.call();
-        let link = match invoice_id.filter(|_| confirm) {
-            Some(invoice) => format!("https://invoice.stripe.com/i/demo_{invoice}"),
-            None => format!("https://billing.stripe.com/p/session/demo_{customer_id}"),
+        let paid = self
+            .paid
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .any(|i| i == invoice_id);
+        let page = InvoicePage {
+            status: if paid { "paid" } else { "open" }.to_owned(),
+            hosted_invoice_url: Some(format!("https://invoice.stripe.com/i/demo_{invoice_id}")),
         };
-        Box::pin(async move { Ok(Some(link)) })
+        Box::pin(async move { Ok(Some(page)) })
+    }
+
+    fn portal_session<'a>(
+        &'a self,
+        customer_id: &'a str,
+    ) -> BoxFuture<'a, Result<String, ProcessorError>> {
+        self.call();
+        let url = format!("https://billing.stripe.com/p/session/demo_{customer_id}");
+        Box::pin(async move { Ok(url) })
     }
 
     fn end<'a>(&'a self, _: &'a EndOrder) -> BoxFuture<'a, EndResult> {
