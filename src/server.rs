@@ -200,9 +200,9 @@ impl Application {
                 .merge(page::routes(api, tokens));
         }
         let processor = processor.filter(|_| role.works());
-        let links = link_keys.zip(settings.links.public_url.as_deref()).map(|(keys, url)| {
-            Links::new(keys, url, settings.links.lifetime())
-        });
+        let links = link_keys
+            .zip(settings.links.public_url.as_deref())
+            .map(|(keys, url)| Links::new(keys, url, settings.links.lifetime()));
         let worker = processor.zip(notifier).map(|(processor, notifier)| {
             tracing::info!(
                 api_base = %settings.stripe.api_base,

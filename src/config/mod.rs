@@ -592,7 +592,11 @@ fn check_public_url(url: &str) -> Result<(), ConfigError> {
     if host.is_empty() {
         return refuse("no host");
     }
-    if url.contains('@') || url.contains('?') || url.contains('#') || url.contains(char::is_whitespace) {
+    if url.contains('@')
+        || url.contains('?')
+        || url.contains('#')
+        || url.contains(char::is_whitespace)
+    {
         return refuse("credentials, a query or a fragment");
     }
     Ok(())

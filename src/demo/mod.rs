@@ -286,7 +286,10 @@ pub async fn run() -> anyhow::Result<Summary> {
                 Reaction::NewCard => {
                     if let Some(link) = customers.link(story.customer) {
                         let opened = open_link(&link).await?;
-                        println!("{}: opens the update link from the nudge → {opened}", story.name);
+                        println!(
+                            "{}: opens the update link from the nudge → {opened}",
+                            story.name
+                        );
                     }
                     println!("{}: reads the nudge and adds a new card", story.name);
                     card_event(&story, now)
@@ -454,10 +457,16 @@ async fn open_link(link: &str) -> anyhow::Result<String> {
         .build()?;
     let answer = browser.get(link).send().await?;
     let status = answer.status();
-    Ok(match answer.headers().get("location").and_then(|l| l.to_str().ok()) {
-        Some(to) => format!("{} to {to}", status.as_u16()),
-        None => format!("{status}"),
-    })
+    Ok(
+        match answer
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+        {
+            Some(to) => format!("{} to {to}", status.as_u16()),
+            None => format!("{status}"),
+        },
+    )
 }
 
 /// The customers' inbox: who has read a nudge, and the latest update link each was sent.

@@ -127,10 +127,11 @@ impl LinkKeys {
             return Err(LinkError::Invalid);
         };
         let (payload, presented) = bytes.split_at(split);
-        let signed = self
-            .0
-            .iter()
-            .any(|key| Self::mac(key, payload).verify_truncated_left(presented).is_ok());
+        let signed = self.0.iter().any(|key| {
+            Self::mac(key, payload)
+                .verify_truncated_left(presented)
+                .is_ok()
+        });
         if !signed {
             return Err(LinkError::Invalid);
         }
@@ -187,7 +188,12 @@ impl Links {
     }
 
     /// The link for a nudge sent at `now` about the customer's invoice (or about no invoice).
-    pub fn url(&self, customer_id: &str, invoice_id: Option<&str>, now: Timestamp) -> Option<String> {
+    pub fn url(
+        &self,
+        customer_id: &str,
+        invoice_id: Option<&str>,
+        now: Timestamp,
+    ) -> Option<String> {
         let expires_at = now.checked_add(self.lifetime).ok()?;
         let token = self.keys.sign(customer_id, invoice_id, expires_at)?;
         Some(format!("{}/fix/{token}", self.base))
@@ -214,17 +220,28 @@ mod tests {
     fn a_token_names_its_customer_and_invoice_until_it_expires() {
         let keys = keys(&[NEW]);
         let token = keys
-            .sign("cus_R3cvP0qK8yWm2d", Some("in_1QaZ4rB7WZ01zgkWfT9s8KpM"), at(2_000))
+            .sign(
+                "cus_R3cvP0qK8yWm2d",
+                Some("in_1QaZ4rB7WZ01zgkWfT9s8KpM"),
+                at(2_000),
+            )
             .unwrap();
         let claims = keys.verify(&token, at(1_999)).unwrap();
         assert_eq!(claims.customer_id, "cus_R3cvP0qK8yWm2d");
-        assert_eq!(claims.invoice_id.as_deref(), Some("in_1QaZ4rB7WZ01zgkWfT9s8KpM"));
+        assert_eq!(
+            claims.invoice_id.as_deref(),
+            Some("in_1QaZ4rB7WZ01zgkWfT9s8KpM")
+        );
         assert_eq!(claims.expires_at, at(2_000));
         assert_eq!(keys.verify(&token, at(2_000)), Err(LinkError::Expired));
 
         // Opaque and URL-safe: no id in plain sight, nothing to escape, short enough for an SMS.
         assert!(!token.contains("cus_") && !token.contains("in_"), "{token}");
-        assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert!(
+            token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
         assert!(token.len() < 100, "{} characters", token.len());
 
         let card = keys.sign("cus_1", None, at(2_000)).unwrap();
@@ -235,7 +252,9 @@ mod tests {
     fn a_forged_or_damaged_token_is_invalid() {
         let keys = keys(&[NEW]);
         let token = keys.sign("cus_1", Some("in_1"), at(2_000)).unwrap();
-        let other = self::keys(&[OLD]).sign("cus_1", Some("in_1"), at(2_000)).unwrap();
+        let other = self::keys(&[OLD])
+            .sign("cus_1", Some("in_1"), at(2_000))
+            .unwrap();
         assert_eq!(keys.verify(&other, at(0)), Err(LinkError::Invalid));
         // Every single changed character (another customer, another expiry, another MAC) fails.
         for i in 0..token.len() {
@@ -244,7 +263,14 @@ mod tests {
             let changed = String::from_utf8(bytes).unwrap();
             assert_eq!(keys.verify(&changed, at(0)), Err(LinkError::Invalid), "{i}");
         }
-        for junk in ["", "x", "AAAA", &"A".repeat(5000), "not base64!", &token[..token.len() - 2]] {
+        for junk in [
+            "",
+            "x",
+            "AAAA",
+            &"A".repeat(5000),
+            "not base64!",
+            &token[..token.len() - 2],
+        ] {
             assert_eq!(keys.verify(junk, at(0)), Err(LinkError::Invalid), "{junk}");
         }
         // An expired forgery is still a forgery, not an expired link.
@@ -255,9 +281,15 @@ mod tests {
     fn keys_rotate_newest_first_and_every_one_verifies() {
         let before = keys(&[OLD]).sign("cus_1", Some("in_1"), at(2_000)).unwrap();
         let rotated = keys(&[NEW, OLD]);
-        assert!(rotated.verify(&before, at(0)).is_ok(), "links already sent keep working");
+        assert!(
+            rotated.verify(&before, at(0)).is_ok(),
+            "links already sent keep working"
+        );
         let after = rotated.sign("cus_1", Some("in_1"), at(2_000)).unwrap();
-        assert!(keys(&[NEW]).verify(&after, at(0)).is_ok(), "the newest key signs");
+        assert!(
+            keys(&[NEW]).verify(&after, at(0)).is_ok(),
+            "the newest key signs"
+        );
         assert_eq!(keys(&[OLD]).verify(&after, at(0)), Err(LinkError::Invalid));
     }
 
@@ -269,7 +301,9 @@ mod tests {
             SignedDuration::from_hours(30 * 24),
         );
         let url = links.url("cus_1", Some("in_1"), at(1_000)).unwrap();
-        let token = url.strip_prefix("https://billing.acme.example/fix/").unwrap();
+        let token = url
+            .strip_prefix("https://billing.acme.example/fix/")
+            .unwrap();
         let claims = keys(&[NEW]).verify(token, at(1_000)).unwrap();
         assert_eq!(claims.expires_at, at(1_000 + 30 * 86_400));
     }

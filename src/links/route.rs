@@ -241,7 +241,9 @@ impl<S: Cases + Cards + TestClock> Fix<S> {
                 Ok(_) => {}
                 // The portal may still open: not knowing the status is no reason to turn the
                 // customer away.
-                Err(e) => tracing::warn!(invoice = %invoice_id, "update link: invoice not read: {e}"),
+                Err(e) => {
+                    tracing::warn!(invoice = %invoice_id, "update link: invoice not read: {e}")
+                }
             }
         }
         if let Err(Limited::Link { retry_after } | Limited::Busy { retry_after }) =
@@ -270,7 +272,10 @@ impl<S: Cases + Cards + TestClock> Fix<S> {
         };
         let input = Input::LinkOpened { at, outcome };
         if let Err(e) = engine.apply(invoice_id, Inputs::One(&input)).await {
-            tracing::warn!(invoice = invoice_id, "update link opening not recorded: {e}");
+            tracing::warn!(
+                invoice = invoice_id,
+                "update link opening not recorded: {e}"
+            );
         }
     }
 }
@@ -279,15 +284,12 @@ impl<S> Served<S> {
     fn show(&self, shown: Shown) -> Response {
         metrics::counter!(metric::LINK_OPENINGS, "outcome" => shown.metric()).increment(1);
         let (heading, text) = shown.words();
-        let html = self
-            .templates
-            .get_template("fix.html")
-            .and_then(|t| {
-                t.render(context! {
-                    heading, text,
-                    style => Value::from_safe_string(STYLE.to_owned()),
-                })
-            });
+        let html = self.templates.get_template("fix.html").and_then(|t| {
+            t.render(context! {
+                heading, text,
+                style => Value::from_safe_string(STYLE.to_owned()),
+            })
+        });
         let mut response = match html {
             Ok(html) => (shown.status(), Html(html)).into_response(),
             Err(e) => {

@@ -14,8 +14,8 @@ use tokio::time::Instant;
 
 use super::{
     Cards, Cases, Claim, Counters, DeadLetter, Failure, Health, Inbox, InboxEntry, Ingest,
-    MAX_FAILURES, Saved, StoreError, TIMER_SHARDS, TestClock, Timers, codec, newest_first,
-    shard_of,
+    MAX_FAILURES, Saved, Session, Sessions, StoreError, TIMER_SHARDS, TestClock, Timers, codec,
+    newest_first, shard_of,
 };
 use crate::event::Event;
 use crate::policy::Case;
@@ -54,6 +54,8 @@ struct Inner {
     nudge_counts: HashMap<(String, String), u64>,
     /// What was done once (kept for the life of the process).
     done: HashSet<String>,
+    /// The status page's sessions, each with when it expires.
+    sessions: HashMap<String, (Session, Instant)>,
 }
 
 struct Slot {
@@ -337,6 +339,39 @@ impl Counters for MemoryStore {
 
     async fn first_time(&self, key: &str, _keep: Duration) -> Result<bool, StoreError> {
         Ok(self.lock().done.insert(key.to_owned()))
+    }
+}
+
+impl Sessions for MemoryStore {
+    async fn open_session(
+        &self,
+        key: &str,
+        session: &Session,
+        keep: Duration,
+    ) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        // Expired sessions go when a new one comes, so the map holds no more than the live ones.
+        inner.sessions.retain(|_, (_, until)| *until > now);
+        inner
+            .sessions
+            .insert(key.to_owned(), (session.clone(), now + keep));
+        Ok(())
+    }
+
+    async fn session(&self, key: &str) -> Result<Option<Session>, StoreError> {
+        let now = Instant::now();
+        Ok(self
+            .lock()
+            .sessions
+            .get(key)
+            .filter(|(_, until)| *until > now)
+            .map(|(session, _)| session.clone()))
+    }
+
+    async fn close_session(&self, key: &str) -> Result<(), StoreError> {
+        self.lock().sessions.remove(key);
+        Ok(())
     }
 }
 

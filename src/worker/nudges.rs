@@ -188,7 +188,11 @@ pub(super) async fn deliver<S: Store>(
 /// hosted page when they must confirm the payment (3-D Secure there; it does not expire); else
 /// recoup's own update link, which opens a billing portal session only when it is opened — a
 /// session made now would have expired by the time the customer reads the message.
-async fn update_url<S: Store>(worker: &Worker<S>, kind: NudgeKind, about: &About<'_>) -> Option<String> {
+async fn update_url<S: Store>(
+    worker: &Worker<S>,
+    kind: NudgeKind,
+    about: &About<'_>,
+) -> Option<String> {
     if kind == NudgeKind::Recovered {
         return None;
     }
@@ -218,7 +222,10 @@ async fn update_url<S: Store>(worker: &Worker<S>, kind: NudgeKind, about: &About
     let now = match worker.clock.now().await {
         Ok(now) => now,
         Err(e) => {
-            tracing::warn!(customer = about.customer_id, "no update link for a nudge: {e}");
+            tracing::warn!(
+                customer = about.customer_id,
+                "no update link for a nudge: {e}"
+            );
             return None;
         }
     };

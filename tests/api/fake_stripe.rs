@@ -184,6 +184,9 @@ struct Ledger {
     requests: Vec<Request>,
     charges: Vec<Charge>,
     stall: Option<Duration>,
+    /// Whether portal sessions on a flow are refused, as for a portal configuration without it.
+    no_portal_flows: bool,
+    portal_faults: VecDeque<u16>,
 }
 
 type Shared = Arc<Mutex<Ledger>>;
@@ -313,6 +316,25 @@ impl FakeStripe {
     /// these statuses before anything is executed.
     pub fn fail_next_mutations(&self, statuses: &[u16]) {
         self.ledger.lock().unwrap().mutation_faults.extend(statuses);
+    }
+
+    /// Portal sessions asking for a flow (`flow_data[type]=…`) are refused as Stripe refuses them
+    /// when the portal's configuration does not offer it.
+    pub fn refuse_portal_flows(&self) {
+        self.ledger.lock().unwrap().no_portal_flows = true;
+    }
+
+    /// The next portal session calls answer these statuses.
+    pub fn fail_next_portals(&self, statuses: &[u16]) {
+        self.ledger.lock().unwrap().portal_faults.extend(statuses);
+    }
+
+    /// The billing portal sessions asked for, executed or not.
+    pub fn portal_requests(&self) -> Vec<Request> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == "/v1/billing_portal/sessions")
+            .collect()
     }
 
     /// The next payment intent reads answer these statuses.
@@ -467,6 +489,7 @@ fn mutate(
 fn invoice_json(id: &str, invoice: &Invoice, with_payments: bool) -> Value {
     let mut json = template("invoice");
     json["id"] = json!(id);
+    json["hosted_invoice_url"] = json!(format!("https://invoice.stripe.com/i/acct_test/{id}"));
     json["status"] = json!(invoice.status);
     json["customer"] = json!(invoice.customer);
     json["amount_due"] = json!(invoice.amount_due);
@@ -596,6 +619,7 @@ async fn read_customer(
 
 async fn open_portal(State(ledger): State<Shared>, headers: HeaderMap, body: String) -> Response {
     let customer = form_value(&body, "customer").unwrap_or_default();
+    let flow = form_value(&body, "flow_data[type]");
     note(
         &ledger,
         "POST",
@@ -603,6 +627,20 @@ async fn open_portal(State(ledger): State<Shared>, headers: HeaderMap, body: Str
         &headers,
         body,
     );
+    {
+        let mut ledger = ledger.lock().unwrap();
+        if let Some(status) = ledger.portal_faults.pop_front() {
+            return fault(status);
+        }
+        if flow.is_some() && ledger.no_portal_flows {
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "parameter_invalid_empty",
+                "This flow is not enabled in your customer portal configuration.",
+            );
+        }
+    }
     let mut json = template("billing_portal_session");
     json["customer"] = json!(customer);
     json["url"] = json!(format!(

@@ -3,9 +3,11 @@
 // A test (and a benchmark) may unwrap: a panic there is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod credentials;
 mod decisions;
 mod fake_stripe;
 mod helpers;
+mod links;
 mod nudges;
 mod openapi;
 mod operations;

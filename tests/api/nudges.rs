@@ -17,7 +17,9 @@ use recoup::webhook::signature::{Verifier, unix_now};
 use secrecy::SecretString;
 
 use crate::fake_stripe::{Customer, Decline, Invoice, Outcome};
-use crate::helpers::{API_TOKENS, Recoup, TestApp, failure_of, invoice_event, wait_until};
+use crate::helpers::{
+    API_TOKENS, LINKS, PUBLIC_URL, Recoup, TestApp, failure_of, invoice_event, wait_until,
+};
 use crate::smtp_sink::SmtpSink;
 
 const FROM: &str = "Acme Billing <billing@acme.example>";
@@ -353,6 +355,8 @@ async fn emailing_app() -> (TestApp, SmtpSink) {
             ("RECOUP_SMTP_URL", &smtp),
             ("RECOUP_EMAIL_FROM", FROM),
             ("RECOUP_WORKER__SCAN_INTERVAL_SECS", "1"),
+            LINKS[0],
+            LINKS[1],
         ],
     )
     .await;
@@ -421,10 +425,12 @@ async fn a_soft_decline_gets_its_nudges_in_daytime_and_a_thank_you_when_paid() {
     assert!(text.contains("Hi Dana Whitfield"), "{text}");
     assert!(text.contains("$49.00"), "{text}");
     assert!(
-        text.contains(&format!(
-            "https://billing.stripe.com/p/session/test_{CUSTOMER}"
-        )),
-        "the fix link is a fresh billing portal session: {text}"
+        text.contains(&format!("{PUBLIC_URL}/fix/")),
+        "the fix link is recoup's own update link: {text}"
+    );
+    assert!(
+        app.stripe.portal_requests().is_empty(),
+        "no portal session before the link is opened"
     );
 
     app.advance_clock(3 * DAY).await;
@@ -548,12 +554,7 @@ async fn a_default_card_expiring_before_the_renewal_gets_one_card_expiring_nudge
     app.deliver(upcoming("evt_upcoming_1", january.as_second()))
         .await;
     let text = card_expiring_email(&sink).await;
-    assert!(
-        text.contains(&format!(
-            "https://billing.stripe.com/p/session/test_{CUSTOMER}"
-        )),
-        "{text}"
-    );
+    assert!(text.contains(&format!("{PUBLIC_URL}/fix/")), "{text}");
 
     // Told again (Stripe sends invoice.upcoming more than once), the card is not nudged again; a
     // renewal the card will still be good for is not nudged at all.

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use recoup::policy::{Case, Timer, TimerKind};
-use recoup::store::{Failure, Inbox, Ingest, MemoryStore, RedisStore, Saved, Store, TIMER_SHARDS};
+use recoup::store::{
+    Failure, Inbox, Ingest, MemoryStore, RedisStore, Saved, Session, Store, TIMER_SHARDS,
+};
 
 use crate::helpers::{TestCluster, TestRedis, event, open_case, redis_settings};
 
@@ -57,6 +59,7 @@ store_suite!(
     cases_are_found_by_customer_and_subscription_newest_first,
     a_due_wakeup_is_claimed_once_until_its_lease_runs_out,
     the_clock_offset_only_moves_when_advanced,
+    a_session_lasts_until_it_expires_or_is_closed,
 );
 
 const LONG: Duration = Duration::from_secs(60);
@@ -312,6 +315,34 @@ async fn the_clock_offset_only_moves_when_advanced<S: Store>(store: &S) {
         60 + 259_200
     );
     assert_eq!(store.clock_offset().await.unwrap(), 259_260);
+}
+
+async fn a_session_lasts_until_it_expires_or_is_closed<S: Store>(store: &S) {
+    let ana = Session {
+        name: "support-ana".into(),
+        csrf: "csrf-of-ana".into(),
+    };
+    let bo = Session {
+        name: "support-bo".into(),
+        csrf: "csrf-of-bo".into(),
+    };
+    assert_eq!(store.session("key-ana").await.unwrap(), None);
+    store.open_session("key-ana", &ana, LONG).await.unwrap();
+    store
+        .open_session("key-bo", &bo, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(store.session("key-ana").await.unwrap(), Some(ana.clone()));
+    assert_eq!(store.session("key-bo").await.unwrap(), Some(bo));
+
+    // Signing out ends one session, and only that one.
+    store.close_session("key-ana").await.unwrap();
+    assert_eq!(store.session("key-ana").await.unwrap(), None);
+    store.close_session("key-ana").await.unwrap();
+
+    // A session is forgotten when its time runs out.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(store.session("key-bo").await.unwrap(), None);
 }
 
 /// How Redis keeps the events it has seen: compact (one intset per bucket and week, no key per

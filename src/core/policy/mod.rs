@@ -49,8 +49,8 @@ pub use self::nudge::{
     CardOnFile, NudgePlan, NudgeResult, Nudged, Step, card_expired, contact_window,
 };
 use self::nudged::{on_nudge_held, on_nudged};
-use self::opened::on_link_opened;
 pub use self::opened::LinkOutcome;
+use self::opened::on_link_opened;
 pub use self::plan::{NextRetry, Plan};
 pub use self::segment::{CustomerFacts, Match, Segment};
 use self::timers::on_timer;

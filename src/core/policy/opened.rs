@@ -60,7 +60,10 @@ pub(super) fn on_link_opened(case: &Case, at: Timestamp, outcome: LinkOutcome) -
         next.record(Entry {
             at,
             what: "update link opened".to_owned(),
-            detail: format!("the customer opened the link from a nudge; {}{times}", outcome.words()),
+            detail: format!(
+                "the customer opened the link from a nudge; {}{times}",
+                outcome.words()
+            ),
             event: None,
         });
     }

@@ -31,7 +31,9 @@ fn an_opened_link_is_kept_on_the_case_and_told_once_per_visit() {
     };
     assert_eq!(
         told(&first),
-        ["the customer opened the link from a nudge; sent to Stripe's billing portal to update their payment method"]
+        [
+            "the customer opened the link from a nudge; sent to Stripe's billing portal to update their payment method"
+        ]
     );
 
     // A reload minutes later is counted, not told; a visit the next day is told again.
@@ -41,8 +43,7 @@ fn an_opened_link_is_kept_on_the_case_and_told_once_per_visit() {
     let next_day = open(&reload, 24 * 60, LinkOutcome::AlreadyPaid);
     assert_eq!(next_day.link_opens, 3);
     assert_eq!(
-        next_day.link_opened_at,
-        first.link_opened_at,
+        next_day.link_opened_at, first.link_opened_at,
         "the first opening stays"
     );
     assert_eq!(
@@ -55,7 +56,12 @@ fn an_opened_link_is_kept_on_the_case_and_told_once_per_visit() {
     let json = serde_json::to_value(&next_day).unwrap();
     assert_eq!(json["link_opens"], 3);
     assert!(json["link_opened_at"].is_string());
-    assert!(serde_json::to_value(&case).unwrap().get("link_opens").is_none());
+    assert!(
+        serde_json::to_value(&case)
+            .unwrap()
+            .get("link_opens")
+            .is_none()
+    );
 }
 
 #[test]
@@ -79,7 +85,10 @@ fn credentials_in_a_url_never_reach_the_timeline() {
         event: None,
     });
     let detail = &case.timeline.last().unwrap().detail;
-    assert!(!detail.contains("p@ss") && !detail.contains("ss@"), "{detail}");
+    assert!(
+        !detail.contains("p@ss") && !detail.contains("ss@"),
+        "{detail}"
+    );
     assert!(
         detail.contains("https://acme:***@hooks.acme.example/nudges"),
         "{detail}"
