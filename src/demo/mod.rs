@@ -471,7 +471,14 @@ async fn open_link(link: &str) -> anyhow::Result<String> {
 
 /// The customers' inbox: who has read a nudge, and the latest update link each was sent.
 #[derive(Clone, Default)]
-struct Customers(Arc<Mutex<HashMap<String, (u32, Option<String>)>>>);
+struct Customers(Arc<Mutex<HashMap<String, Read>>>);
+
+/// What one customer read: how many nudges, and the latest update link among them.
+#[derive(Default)]
+struct Read {
+    nudges: u32,
+    link: Option<String>,
+}
 
 impl Customers {
     fn read(&self, customer: &str) -> bool {
@@ -479,7 +486,7 @@ impl Customers {
             .lock()
             .expect("not poisoned")
             .get(customer)
-            .is_some_and(|(n, _)| *n > 0)
+            .is_some_and(|read| read.nudges > 0)
     }
 
     /// The latest recoup update link (`/fix/…`) the customer was sent.
@@ -488,7 +495,7 @@ impl Customers {
             .lock()
             .expect("not poisoned")
             .get(customer)
-            .and_then(|(_, link)| link.clone())
+            .and_then(|read| read.link.clone())
     }
 }
 
@@ -524,10 +531,10 @@ async fn read_nudge(
         .filter(|url| url.contains("/fix/"))
         .map(str::to_owned);
     let mut inbox = customers.0.lock().expect("not poisoned");
-    let (read, latest) = inbox.entry(customer).or_default();
-    *read += 1;
+    let read = inbox.entry(customer).or_default();
+    read.nudges += 1;
     if link.is_some() {
-        *latest = link;
+        read.link = link;
     }
     StatusCode::OK
 }
