@@ -94,6 +94,15 @@ impl DemoStripe {
         *self.calls.lock().expect("not poisoned")
     }
 
+    /// Whether the customer paid the invoice themselves.
+    fn paid(&self, invoice: &str) -> bool {
+        self.paid
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .any(|i| i == invoice)
+    }
+
     pub(super) fn paid_by_customer(&self, invoice: &str) {
         self.paid
             .lock()
@@ -105,13 +114,7 @@ impl DemoStripe {
 impl Processor for DemoStripe {
     fn charge<'a>(&'a self, invoice_id: &'a str, _: u32) -> BoxFuture<'a, ChargeResult> {
         self.call();
-        let paid = self
-            .paid
-            .lock()
-            .expect("not poisoned")
-            .iter()
-            .any(|i| i == invoice_id);
-        let result = if paid {
+        let result = if self.paid(invoice_id) {
             ChargeResult::NotOpen {
                 status: "paid".into(),
             }
@@ -156,14 +159,13 @@ impl Processor for DemoStripe {
         invoice_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<InvoicePage>, ProcessorError>> {
         self.call();
-        let paid = self
-            .paid
-            .lock()
-            .expect("not poisoned")
-            .iter()
-            .any(|i| i == invoice_id);
         let page = InvoicePage {
-            status: if paid { "paid" } else { "open" }.to_owned(),
+            status: if self.paid(invoice_id) {
+                "paid"
+            } else {
+                "open"
+            }
+            .to_owned(),
             hosted_invoice_url: Some(format!("https://invoice.stripe.com/i/demo_{invoice_id}")),
         };
         Box::pin(async move { Ok(Some(page)) })

@@ -30,13 +30,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Router, middleware};
-use base64::Engine as _;
-use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value, context};
-use sha2::{Digest, Sha256};
+use minijinja::{Environment, Value, context};
 
 use super::limit::{Limited, Limits};
 use super::{Claims, LinkError, LinkKeys};
 use crate::api::Api;
+use crate::page;
 use crate::policy::{Input, LinkOutcome};
 use crate::processor::{InvoicePage, Processor};
 use crate::store::{Cards, Cases, TestClock};
@@ -46,14 +45,8 @@ use crate::worker::{Engine, Inputs};
 const TEMPLATE: &str = include_str!("fix.html");
 const STYLE: &str = include_str!("fix.css");
 
-static CONTENT_SECURITY_POLICY: LazyLock<HeaderValue> = LazyLock::new(|| {
-    let style = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(STYLE));
-    HeaderValue::try_from(format!(
-        "default-src 'none'; style-src 'sha256-{style}'; form-action 'none'; \
-         frame-ancestors 'none'; base-uri 'none'"
-    ))
-    .expect("base64 is a valid header value")
-});
+static CONTENT_SECURITY_POLICY: LazyLock<HeaderValue> =
+    LazyLock::new(|| page::content_security_policy(STYLE, "'none'"));
 
 /// What opening a link needs: the keys that verify it, Stripe, the case store and clock (through
 /// the API's handle on them) and the limits.
@@ -312,13 +305,7 @@ impl<S> Served<S> {
 }
 
 fn templates() -> Environment<'static> {
-    let mut templates = Environment::new();
-    templates.set_auto_escape_callback(|_| AutoEscape::Html);
-    templates.set_undefined_behavior(UndefinedBehavior::Strict);
-    templates
-        .add_template("fix.html", TEMPLATE)
-        .expect("the update link page template parses");
-    templates
+    page::html_templates("fix.html", TEMPLATE)
 }
 
 #[cfg(test)]

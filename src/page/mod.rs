@@ -60,14 +60,20 @@ pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 const RANDOM_BYTES: usize = 32;
 const RANDOM_CHARS: usize = 43;
 
-static CONTENT_SECURITY_POLICY: LazyLock<HeaderValue> = LazyLock::new(|| {
-    let style = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(STYLE));
+static CONTENT_SECURITY_POLICY: LazyLock<HeaderValue> =
+    LazyLock::new(|| content_security_policy(STYLE, "'self'"));
+
+/// A Content-Security-Policy for a page of recoup's without script: nothing loads but its own
+/// inline stylesheet (allowed by its hash, not by `'unsafe-inline'`), forms post only to
+/// `form_action`, and no one frames it.
+pub(crate) fn content_security_policy(style: &str, form_action: &str) -> HeaderValue {
+    let style = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(style));
     HeaderValue::try_from(format!(
-        "default-src 'none'; style-src 'sha256-{style}'; form-action 'self'; \
+        "default-src 'none'; style-src 'sha256-{style}'; form-action {form_action}; \
          frame-ancestors 'none'; base-uri 'none'"
     ))
     .expect("base64 is a valid header value")
-});
+}
 
 struct Page<S> {
     api: Arc<Api<S>>,
@@ -431,13 +437,18 @@ impl<S: Cases + Cards + TestClock> Page<S> {
 }
 
 fn templates() -> Environment<'static> {
+    html_templates("page.html", TEMPLATE)
+}
+
+/// One HTML template of recoup's own, with everything inserted escaped.
+pub(crate) fn html_templates(name: &'static str, source: &'static str) -> Environment<'static> {
     let mut templates = Environment::new();
     templates.set_auto_escape_callback(|_| AutoEscape::Html);
     // A name the template uses and the view lacks is an error, not a silently empty page.
     templates.set_undefined_behavior(UndefinedBehavior::Strict);
     templates
-        .add_template("page.html", TEMPLATE)
-        .expect("the status page template parses");
+        .add_template(name, source)
+        .unwrap_or_else(|e| panic!("the template {name} does not parse: {e}"));
     templates
 }
 

@@ -116,6 +116,22 @@ pub struct Customer {
     pub card_expires: (u32, u32),
 }
 
+impl Customer {
+    /// Dana, in Chicago, a customer for 400 days whom Stripe knows by name, address and language,
+    /// whose default card expires at the end of `card_expires` (month, year).
+    pub fn dana(card_expires: (u32, u32)) -> Self {
+        Self {
+            metadata: json!({"timezone": "America/Chicago"}),
+            country: "US",
+            created: crate::helpers::unix_now() - 400 * 86_400,
+            name: "Dana Whitfield",
+            email: "dana@example.com",
+            preferred_locales: &["en-US"],
+            card_expires,
+        }
+    }
+}
+
 /// A subscription as the fake knows it; subscriptions not added are unknown (404), as in Stripe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {

@@ -475,6 +475,26 @@ impl Drop for TestApp {
     }
 }
 
+/// A client that shows redirects instead of following them, and keeps no cookies: a browser's
+/// requests one at a time, for a test to look at each answer.
+pub fn plain_http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// The value of a response's header, which must be there.
+pub fn header<'r>(response: &'r reqwest::Response, name: &str) -> &'r str {
+    response
+        .headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header"))
+        .to_str()
+        .unwrap()
+}
+
 /// A response, read whole.
 #[derive(Debug)]
 pub struct Answer {

@@ -10,8 +10,8 @@ use recoup::server::{Application, Role};
 
 use crate::fake_stripe::{Customer, Decline, Invoice};
 use crate::helpers::{
-    API_TOKENS, LINK_SECRET, LINKS, PUBLIC_URL, Recoup, TestApp, TestRedis, base_env,
-    invoice_event, unix_now, wait_until,
+    LINK_SECRET, LINKS, PUBLIC_URL, Recoup, TestApp, TestRedis, base_env, header, invoice_event,
+    plain_http, unix_now, wait_until,
 };
 use crate::smtp_sink::SmtpSink;
 
@@ -21,33 +21,10 @@ const DAY: i64 = 86_400;
 /// recoup with nudges on (the shipped policy), email through a real SMTP server, update links
 /// under [`PUBLIC_URL`], and a customer Stripe knows.
 async fn nudging_app() -> (TestApp, SmtpSink) {
-    let sink = SmtpSink::start();
-    let smtp = sink.url();
-    let app = TestApp::spawn_as(
-        Role::All,
-        &[
-            ("RECOUP_API_TOKENS", API_TOKENS),
-            ("RECOUP_TEST_CLOCK", "1"),
-            ("RECOUP_POLICY", "config/policy.toml"),
-            ("RECOUP_SMTP_URL", &smtp),
-            ("RECOUP_EMAIL_FROM", "Acme Billing <billing@acme.example>"),
-            LINKS[0],
-            LINKS[1],
-        ],
-    )
-    .await;
-    app.stripe.add_customer(
-        CUSTOMER,
-        Customer {
-            metadata: serde_json::json!({"timezone": "America/Chicago"}),
-            country: "US",
-            created: unix_now() - 400 * DAY,
-            name: "Dana Whitfield",
-            email: "dana@example.com",
-            preferred_locales: &["en-US"],
-            card_expires: (12, 2030),
-        },
-    );
+    let (app, sink) = crate::nudges::emailing_app().await;
+    // A card good for years: no expiring-card nudge among the ones these tests read.
+    app.stripe
+        .add_customer(CUSTOMER, Customer::dana((12, 2030)));
     (app, sink)
 }
 
@@ -81,24 +58,7 @@ fn link_in(text: &str) -> String {
 /// What a browser that does not follow redirects gets for `link`, asked of the app itself.
 async fn open(app: &impl Recoup, link: &str) -> reqwest::Response {
     let path = link.strip_prefix(PUBLIC_URL).unwrap_or(link);
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-        .get(app.url(path))
-        .send()
-        .await
-        .unwrap()
-}
-
-fn header<'r>(response: &'r reqwest::Response, name: &str) -> &'r str {
-    response
-        .headers()
-        .get(name)
-        .unwrap_or_else(|| panic!("no {name} header"))
-        .to_str()
-        .unwrap()
+    plain_http().get(app.url(path)).send().await.unwrap()
 }
 
 #[tokio::test]

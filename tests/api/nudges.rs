@@ -341,9 +341,10 @@ async fn a_channel_set_up_halfway_is_refused_naming_what_is_missing() {
     assert!(err.contains("/nonexistent/templates"), "{err}");
 }
 
-/// recoup with its shipped policy (nudges on), email through a real SMTP server, and the daily
-/// card scan looking every second whether the (test clock's) day has been scanned.
-async fn emailing_app() -> (TestApp, SmtpSink) {
+/// recoup with its shipped policy (nudges on), email through a real SMTP server, update links
+/// under [`PUBLIC_URL`], and the daily card scan looking every second whether the (test clock's)
+/// day has been scanned.
+pub(crate) async fn emailing_app() -> (TestApp, SmtpSink) {
     let sink = SmtpSink::start();
     let smtp = sink.url();
     let app = TestApp::spawn_as(
@@ -366,18 +367,8 @@ async fn emailing_app() -> (TestApp, SmtpSink) {
 /// The same, with a customer in Chicago whom Stripe knows by name and address.
 async fn nudging_app() -> (TestApp, SmtpSink) {
     let (app, sink) = emailing_app().await;
-    app.stripe.add_customer(
-        CUSTOMER,
-        Customer {
-            metadata: serde_json::json!({"timezone": "America/Chicago"}),
-            country: "US",
-            created: unix_now() - 400 * DAY,
-            name: "Dana Whitfield",
-            email: "dana@example.com",
-            preferred_locales: &["en-US"],
-            card_expires: (12, 2026),
-        },
-    );
+    app.stripe
+        .add_customer(CUSTOMER, Customer::dana((12, 2026)));
     (app, sink)
 }
 

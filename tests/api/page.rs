@@ -15,7 +15,9 @@ use recoup::server::Role;
 use serde_json::json;
 
 use crate::fake_stripe::{Decline, Invoice};
-use crate::helpers::{API_TOKEN, API_TOKENS, Recoup, TestApp, free_port, wait_until};
+use crate::helpers::{
+    API_TOKEN, API_TOKENS, Recoup, TestApp, free_port, header, plain_http, wait_until,
+};
 
 const INVOICE: &str = "in_1QaZ4rB7WZ01zgkWpAgE5t7s";
 const CUSTOMER: &str = "cus_R3cvP0qK8yWm2d";
@@ -235,21 +237,21 @@ async fn in_a_browser_support_signs_in_and_reads_a_case_whose_markup_stays_text(
     browser.close().await.unwrap();
 }
 
-/// A client that shows redirects instead of following them, and keeps no cookies.
-fn plain_http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
 async fn page(app: &TestApp, path_and_query: &str, cookie: Option<&str>) -> reqwest::Response {
     let mut request = plain_http().get(app.url(path_and_query));
     if let Some(cookie) = cookie {
         request = request.header("cookie", cookie);
     }
     request.send().await.unwrap()
+}
+
+/// The status page sessions in the app's Redis, by key.
+async fn session_keys(app: &TestApp) -> Vec<String> {
+    redis::cmd("KEYS")
+        .arg("recoup:session:*")
+        .query_async(&mut app.redis.conn().await)
+        .await
+        .unwrap()
 }
 
 /// The anti-forgery token a page's form carries in its hidden `csrf` field.
@@ -314,15 +316,6 @@ async fn sign_out(app: &TestApp, session: &str, csrf: &str) -> reqwest::Response
         .unwrap()
 }
 
-fn header<'r>(response: &'r reqwest::Response, name: &str) -> &'r str {
-    response
-        .headers()
-        .get(name)
-        .unwrap_or_else(|| panic!("no {name} header"))
-        .to_str()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_sign_in_form_from_elsewhere_is_refused_and_opens_no_session() {
     let app = app_with_a_held_case().await;
@@ -357,12 +350,7 @@ async fn a_sign_in_form_from_elsewhere_is_refused_and_opens_no_session() {
         .unwrap();
     assert_eq!(cross_site.status(), 403);
     assert!(set_cookie(&cross_site, "__Host-recoup_session").is_none());
-    let mut redis = app.redis.conn().await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("recoup:session:*")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let keys = session_keys(&app).await;
     assert!(keys.is_empty(), "no session was opened: {keys:?}");
 
     // The page's own form, in the same browser, signs in.
@@ -440,13 +428,9 @@ async fn only_a_valid_session_cookie_shows_cases_and_no_answer_is_cached_or_scri
     );
     assert_eq!(id.len(), 43, "{id}");
     // The session is kept in Redis, for twelve hours, under a hash of the id — not the id itself.
-    let mut redis = app.redis.conn().await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("recoup:session:*")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let keys = session_keys(&app).await;
     assert_eq!(keys.len(), 1, "{keys:?}");
+    let mut redis = app.redis.conn().await;
     assert!(!keys[0].contains(id), "{keys:?}");
     let ttl: i64 = redis::cmd("TTL")
         .arg(&keys[0])
@@ -542,10 +526,6 @@ async fn only_a_valid_session_cookie_shows_cases_and_no_answer_is_cached_or_scri
         replayed.contains(r#"action="/signin""#) && !replayed.contains("signed in as"),
         "{replayed}"
     );
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("recoup:session:*")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let keys = session_keys(&app).await;
     assert!(keys.is_empty(), "{keys:?}");
 }

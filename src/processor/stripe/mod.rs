@@ -210,15 +210,8 @@ impl Stripe {
                 RetrieveInvoice::new(invoice_id).send(&self.client).await
             })
             .await;
-        let invoice = match read {
-            Ok(invoice) => invoice,
-            Err(StripeError::Stripe(_, 404)) => return Ok(None),
-            Err(e) => {
-                return Err(ProcessorError {
-                    message: format!("reading the invoice: {}", brief(&e)),
-                    passing: is_passing(&e),
-                });
-            }
+        let Some(invoice) = found("reading the invoice", read)? else {
+            return Ok(None);
         };
         Ok(Some(InvoicePage {
             status: invoice
@@ -355,15 +348,8 @@ impl Stripe {
                 RetrieveCharge::new(charge_id).send(&self.client).await
             })
             .await;
-        let charge = match read {
-            Ok(charge) => charge,
-            Err(StripeError::Stripe(_, 404)) => return Ok(None),
-            Err(e) => {
-                return Err(ProcessorError {
-                    message: format!("reading the disputed charge: {}", brief(&e)),
-                    passing: is_passing(&e),
-                });
-            }
+        let Some(charge) = found("reading the disputed charge", read)? else {
+            return Ok(None);
         };
         let card = charge
             .payment_method_details
@@ -439,6 +425,18 @@ impl Processor for Stripe {
         charge_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<DisputedCharge>, ProcessorError>> {
         Box::pin(self.charge_of_dispute(charge_id))
+    }
+}
+
+/// What a read found: the object, none when Stripe has no such thing (404), or the fault.
+fn found<T>(what: &str, read: Result<T, StripeError>) -> Result<Option<T>, ProcessorError> {
+    match read {
+        Ok(object) => Ok(Some(object)),
+        Err(StripeError::Stripe(_, 404)) => Ok(None),
+        Err(e) => Err(ProcessorError {
+            message: format!("{what}: {}", brief(&e)),
+            passing: is_passing(&e),
+        }),
     }
 }
 
