@@ -18,6 +18,8 @@
 //! Steps 3 and 4 are recorded on the invoice's case through `decide` (`Input::LinkOpened`): when
 //! the link was first opened, how often, and where it led — the first signal that a nudge worked.
 //!
+//! `HEAD` (link checkers, mail scanners) only checks the token: no Stripe call, nothing recorded.
+//!
 //! Every answer is uncached, unframed, unindexed and sent with `Referrer-Policy: no-referrer`, so
 //! the token in the URL does not travel on to Stripe's page (or anywhere else) as a referrer; the
 //! pages have no script and a CSP that allows none.
@@ -70,7 +72,7 @@ pub fn routes<S: Cases + Cards + TestClock + 'static>(fix: Option<Fix<S>>) -> Ro
         templates: templates(),
     });
     Router::new()
-        .route("/fix/{token}", get(open::<S>))
+        .route("/fix/{token}", get(open::<S>).head(peek::<S>))
         .with_state(served)
         .layer(middleware::map_response(guard))
 }
@@ -163,6 +165,27 @@ impl Shown {
             Shown::Unavailable => "unavailable",
             Shown::NotHere => "off",
         }
+    }
+}
+
+/// `HEAD /fix/{token}`: what a link checker or mail scanner asks before (or instead of) opening a
+/// link. The token is checked and the status told, but no Stripe call is made and nothing is
+/// recorded: only a real opening creates a portal session.
+async fn peek<S: Cases + Cards + TestClock>(
+    State(served): State<Arc<Served<S>>>,
+    Path(token): Path<String>,
+) -> Response {
+    let Some(fix) = &served.fix else {
+        return served.show(Shown::NotHere);
+    };
+    let verified = match fix.api.clock.now().await {
+        Ok(now) => fix.keys.verify(&token, now),
+        Err(_) => return served.show(Shown::Unavailable),
+    };
+    match verified {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(LinkError::Invalid) => served.show(Shown::Invalid),
+        Err(LinkError::Expired) => served.show(Shown::Expired),
     }
 }
 

@@ -70,6 +70,12 @@ async fn a_link_opened_days_later_makes_the_portal_session_then_and_is_recorded(
     assert!(!link.contains(CUSTOMER) && !link.contains(invoice) && !link.contains("dana"));
     assert!(app.stripe.portal_requests().is_empty());
 
+    // A mail scanner's HEAD makes no session and records nothing.
+    let path = link.strip_prefix(PUBLIC_URL).unwrap();
+    let peeked = plain_http().head(app.url(path)).send().await.unwrap();
+    assert_eq!(peeked.status(), 200);
+    assert!(app.stripe.portal_requests().is_empty());
+
     // Read five days later: a Stripe portal session made at send time would be dead by now.
     app.advance_clock(5 * DAY).await;
     let opened = open(&app, &link).await;
