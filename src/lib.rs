@@ -23,7 +23,7 @@
 // Tests may unwrap: a panic there is the failure report. Production code may not.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-// The pure core lives in its own crate (src/core); its two modules read as if they were here.
+// The pure core lives in its own crate (src/core); its modules read as if they were here.
 pub use recoup_core::{event, policy, redact};
 
 pub mod api;
