@@ -9,7 +9,8 @@
 //! - [`policy`] — every decision, as pure functions over a case;
 //! - [`store`] — Redis: dedupe and the inbox, in one atomic step; cases, timers and card histories;
 //! - [`worker`] — the scheduler and executors: inbox, timers, charges, nudges, decisions;
-//! - [`processor`] — Stripe, as the worker calls it; [`notify`] — the nudge channels;
+//! - [`processor`] — Stripe, as the worker calls it; [`notify`] — the nudge channels; [`links`] —
+//!   the update links nudges carry, and `GET /fix/<token>` that opens them;
 //! - [`backfill`] — the events webhooks missed, from Stripe's events API; [`reconcile`] — Stripe's
 //!   open invoices against the open cases;
 //! - [`api`] — the support API; [`story`] — a case told for people; [`page`] — the status page,
@@ -18,13 +19,14 @@
 //!   whole product in one process;
 //! - [`server`] — the HTTP service, operations endpoints and graceful shutdown; [`http`] — the one
 //!   JSON error body every endpoint answers with;
-//! - [`telemetry`] — logs and Prometheus metrics.
+//! - [`telemetry`] — logs and Prometheus metrics; [`redact`] — credentials out of URLs in logs and
+//!   on timelines.
 
 // Tests may unwrap: a panic there is the failure report. Production code may not.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-// The pure core lives in its own crate (src/core); its two modules read as if they were here.
-pub use recoup_core::{event, policy};
+// The pure core lives in its own crate (src/core); its modules read as if they were here.
+pub use recoup_core::{event, policy, redact};
 
 pub mod api;
 pub mod backfill;
@@ -33,6 +35,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod links;
 pub mod notify;
 pub mod page;
 pub mod processor;

@@ -35,6 +35,7 @@ use tokio::sync::watch;
 use crate::api::{self, Api, auth::Tokens};
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::links::{self, LinkKeys, Links};
 use crate::notify::{Notifier, NotifyError};
 use crate::page;
 use crate::policy::file::PolicyError;
@@ -78,6 +79,14 @@ pub enum StartError {
         "STRIPE_API_KEY is not set: the worker charges invoices through Stripe and needs the account's secret key (sk_… or a restricted rk_… key)"
     )]
     NoStripeKey,
+    #[error(
+        "RECOUP_LINK_SECRET is set but STRIPE_API_KEY is not: a receiver opens customers' update links (/fix/…) by creating a billing portal session in Stripe, which needs the account's secret key"
+    )]
+    NoStripeKeyForLinks,
+    #[error(
+        "{0} is not set: every nudge channel that is on carries an update link, <RECOUP_PUBLIC_URL>/fix/<token>, signed with RECOUP_LINK_SECRET (comma-separated keys of at least 32 characters, newest first; openssl rand -hex 32 makes one); set both, or turn the nudge channels off"
+    )]
+    NoLinks(&'static str),
     #[error("Stripe: {0}")]
     Processor(#[from] ProcessorError),
     #[error("nudges: {0}")]
@@ -113,9 +122,13 @@ impl Application {
             return Err(StartError::NoWebhookSecret);
         }
         let policy = crate::config::policy::for_service(&settings.policy)?;
+        let link_keys = LinkKeys::new(&settings.secrets.link_secrets);
+        // A worker charges through Stripe; a receiver that opens update links makes portal sessions.
+        let opens_links = role.receives() && link_keys.is_some();
         let processor: Option<Arc<Stripe>> = match &settings.secrets.stripe_api_key {
-            _ if !role.works() => None,
-            None => return Err(StartError::NoStripeKey),
+            _ if !role.works() && !opens_links => None,
+            None if role.works() => return Err(StartError::NoStripeKey),
+            None => return Err(StartError::NoStripeKeyForLinks),
             Some(key) => Some(Arc::new(Stripe::new(key, &settings.stripe)?)),
         };
         // Set up now, so a wrong channel setting or a broken template stops start-up, not a nudge.
@@ -128,6 +141,14 @@ impl Application {
                     .map(|c| c.as_str())
                     .collect();
                 tracing::info!(?channels, templates = %settings.notify.templates.display(), "nudge channels");
+                if !channels.is_empty() {
+                    if settings.links.public_url.is_none() {
+                        return Err(StartError::NoLinks("RECOUP_PUBLIC_URL"));
+                    }
+                    if link_keys.is_none() {
+                        return Err(StartError::NoLinks("RECOUP_LINK_SECRET"));
+                    }
+                }
                 Some(Arc::new(notifier))
             }
             false => None,
@@ -158,11 +179,31 @@ impl Application {
                 policy: Arc::new(policy.clone()),
             });
             let tokens = Tokens::new(settings.secrets.api_tokens.clone());
+            let fix = link_keys
+                .clone()
+                .zip(processor.clone())
+                .map(|(keys, processor)| links::Fix {
+                    keys,
+                    processor,
+                    api: api.clone(),
+                    limits: Default::default(),
+                });
+            if fix.is_none() {
+                tracing::warn!(
+                    "RECOUP_LINK_SECRET is not set: this receiver answers customers' update links \
+                     (/fix/…) with a page saying they do not work here"
+                );
+            }
             routes = routes
                 .merge(webhook::routes(receiver, settings.server.body_limit_bytes))
                 .merge(api::routes(api.clone(), tokens.clone()))
+                .merge(links::routes(fix))
                 .merge(page::routes(api, tokens));
         }
+        let processor = processor.filter(|_| role.works());
+        let links = link_keys
+            .zip(settings.links.public_url.as_deref())
+            .map(|(keys, url)| Links::new(keys, url, settings.links.lifetime()));
         let worker = processor.zip(notifier).map(|(processor, notifier)| {
             tracing::info!(
                 api_base = %settings.stripe.api_base,
@@ -170,7 +211,7 @@ impl Application {
                 "charging through Stripe"
             );
             let listings: Arc<dyn Listings> = processor.clone();
-            Worker::new(
+            let worker = Worker::new(
                 store.clone(),
                 policy,
                 processor,
@@ -178,7 +219,11 @@ impl Application {
                 clock,
                 settings.worker.clone(),
             )
-            .with_listings(listings)
+            .with_listings(listings);
+            match links {
+                Some(links) => worker.with_links(links),
+                None => worker,
+            }
         });
         let router = routes.layer(
             tower::ServiceBuilder::new()
@@ -255,10 +300,16 @@ fn request_span<B>(request: &Request<B>) -> tracing::Span {
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
+    // An update link's token opens a customer's billing portal: it never goes into a log.
+    let path = request.uri().path();
+    let path = match path.strip_prefix("/fix/") {
+        Some(_) => "/fix/…",
+        None => path,
+    };
     tracing::info_span!(
         "request",
         method = %request.method(),
-        path = %request.uri().path(),
+        path = %path,
         request_id,
     )
 }

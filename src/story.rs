@@ -65,6 +65,16 @@ pub fn tell(case: &Case, policy: &Policy, card: &[Try], now: Timestamp) -> Told 
     if let Some(card) = &case.card {
         facts.push(("Card", format!("{} {}", card.brand, card.fingerprint)));
     }
+    if let Some(first) = case.link_opened_at {
+        let times = match case.link_opens {
+            0 | 1 => "once".to_owned(),
+            n => format!("{n} times"),
+        };
+        facts.push((
+            "Update link",
+            format!("opened {times}, first {}", when(first, zone)),
+        ));
+    }
     for hold in &case.holds {
         facts.push((
             "On hold",
@@ -381,6 +391,25 @@ mod tests {
             .case
             .unwrap();
         insta::assert_snapshot!(told(&held, &policy));
+    }
+
+    #[test]
+    fn an_opened_update_link_is_a_fact_of_the_case() {
+        let policy = Policy::shipped();
+        let mut case = declined(&policy, "expired_card");
+        for minutes in [5, 8] {
+            let opened = Input::LinkOpened {
+                at: at(NOW + minutes * 60),
+                outcome: crate::policy::LinkOutcome::Portal,
+            };
+            case = decide(&policy, Some(&case), &opened, at(NOW)).case.unwrap();
+        }
+        let told = told(&case, &policy);
+        assert!(
+            told.contains("Update link  opened 2 times, first "),
+            "{told}"
+        );
+        assert!(told.contains("update link opened"), "{told}");
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub mod metric {
     pub const TIME_TO_RECOVER_SECONDS: &str = "recoup_time_to_recover_seconds";
     /// Histogram: attempts on the invoice (Stripe's first included) per recovered case.
     pub const ATTEMPTS_PER_RECOVERY: &str = "recoup_attempts_per_recovery";
+    /// Counter: update links opened (`GET /fix/…`), by `outcome` (`portal`, `already_paid`,
+    /// `nothing_to_pay`, `unavailable`, `invalid`, `expired`, `limited`, `off`).
+    pub const LINK_OPENINGS: &str = "recoup_link_openings_total";
     /// Counter: due retries a card network's budget held back or dropped, by `brand`.
     pub const NETWORK_REFUSALS: &str = "recoup_network_refusals_total";
     /// Counter: events a backfill fetched from Stripe's events API, by `outcome` (`new` — missed

@@ -12,7 +12,7 @@ use recoup::policy::{
     Attempt, CardOnFile, Case, Channel, ChargeResult, CustomerFacts, Declined, EndOrder, EndResult,
     Entry, Input, Nudge, NudgeKind, Outcome, Policy, Timer, TimerKind, decide,
 };
-use recoup::processor::{DisputedCharge, Processor, ProcessorError};
+use recoup::processor::{DisputedCharge, InvoicePage, Processor, ProcessorError};
 use recoup::store::{Cases, RedisStore, Saved};
 
 /// A processor answering in-process, so a benchmark measures recoup and Redis, not a network: every
@@ -52,13 +52,15 @@ impl Processor for Declining {
         Box::pin(async { Ok(None) })
     }
 
-    fn fix_link<'a>(
+    fn invoice_page<'a>(
         &'a self,
-        _: Option<&'a str>,
         _: &'a str,
-        _: bool,
-    ) -> BoxFuture<'a, Result<Option<String>, ProcessorError>> {
+    ) -> BoxFuture<'a, Result<Option<InvoicePage>, ProcessorError>> {
         Box::pin(async { Ok(None) })
+    }
+
+    fn portal_session<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<String, ProcessorError>> {
+        Box::pin(async { Ok("https://billing.stripe.com/p/session/bench".to_owned()) })
     }
 
     fn end<'a>(&'a self, _: &'a EndOrder) -> BoxFuture<'a, EndResult> {

@@ -1,5 +1,6 @@
-//! Bearer tokens for `/api/v1`: `RECOUP_API_TOKENS`, compared in constant time. The status page
-//! ([`crate::page`]) checks its session cookie against the same tokens.
+//! Bearer tokens for `/api/v1`: `RECOUP_API_TOKENS`, compared in constant time as SHA-256 digests
+//! (so not even their length leaks). The status page ([`crate::page`]) signs support in with the
+//! same tokens.
 //!
 //! With no tokens configured every request is refused (401): a support API that answered anyone
 //! would leak every customer's payment history. The name of the token that was used travels with
@@ -12,6 +13,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::ApiToken;
@@ -21,31 +23,51 @@ use crate::http::error_response;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller(pub String);
 
-/// The configured tokens.
+/// The configured tokens, as their names and SHA-256 digests: the tokens themselves are not kept.
 #[derive(Clone)]
-pub struct Tokens(Arc<Vec<ApiToken>>);
+pub struct Tokens(Arc<Vec<(String, [u8; 32])>>);
+
+/// A token's SHA-256: what is compared, so every comparison is of 32 bytes with 32 bytes.
+fn digest(token: &[u8]) -> [u8; 32] {
+    Sha256::digest(token).into()
+}
 
 impl Tokens {
     pub fn new(tokens: Vec<ApiToken>) -> Self {
-        Self(Arc::new(tokens))
+        Self(Arc::new(
+            tokens
+                .into_iter()
+                .map(|t| (t.name, digest(t.token.expose_secret().as_bytes())))
+                .collect(),
+        ))
     }
 
-    /// The caller a presented token belongs to. Every configured token is compared, whether or not
-    /// an earlier one matched, so the time taken says nothing about which one (or how much) matched.
+    /// The caller a presented token belongs to.
+    ///
+    /// Digests are compared, not the tokens: a byte-wise comparison of two strings ends early on a
+    /// length mismatch (`subtle`'s too), which tells a prober how long the configured tokens are;
+    /// two SHA-256 digests are always 32 bytes, compared in constant time. Every configured token
+    /// is compared, whether or not an earlier one matched, so the time taken says nothing about
+    /// which one (or how much of one) matched either.
     pub fn caller(&self, presented: &str) -> Option<Caller> {
+        let presented = digest(presented.as_bytes());
         let mut found = None;
-        for token in self.0.iter() {
-            let same: bool = token
-                .token
-                .expose_secret()
-                .as_bytes()
-                .ct_eq(presented.as_bytes())
-                .into();
+        for (name, token) in self.0.iter() {
+            let same: bool = token.ct_eq(&presented).into();
             if same && found.is_none() {
-                found = Some(Caller(token.name.clone()));
+                found = Some(Caller(name.clone()));
             }
         }
         found
+    }
+
+    /// Whether a token of this name is still configured (a status page session ends when its
+    /// token is taken out of `RECOUP_API_TOKENS`).
+    pub fn named(&self, name: &str) -> Option<Caller> {
+        self.0
+            .iter()
+            .any(|(configured, _)| configured == name)
+            .then(|| Caller(name.to_owned()))
     }
 }
 
@@ -106,7 +128,29 @@ mod tests {
             Some(Caller("bo".into()))
         );
         assert_eq!(tokens.caller("bbbbbbbbbbbbbbbbbbb"), None);
+        assert_eq!(tokens.caller("bbbbbbbbbbbbbbbbbbbbb"), None);
         assert_eq!(tokens.caller(""), None);
         assert_eq!(Tokens::new(Vec::new()).caller("anything"), None);
+        assert_eq!(tokens.named("ana"), Some(Caller("ana".into())));
+        assert_eq!(tokens.named("cy"), None);
+    }
+
+    #[test]
+    fn only_fixed_length_digests_are_kept_and_compared() {
+        let secret = "cccccccccccccccccccccccccccccccccc";
+        let tokens = Tokens::new(vec![ApiToken {
+            name: "cy".into(),
+            token: SecretString::from(secret),
+        }]);
+        // What is held is a 32-byte digest per token, whatever the token's length: no comparison
+        // made against it can end early on a length that differs.
+        for (_, held) in tokens.0.iter() {
+            assert_eq!(held.len(), 32);
+            assert_ne!(&held[..], secret.as_bytes());
+        }
+        for presented in ["c", "cccccccccccccccccccccccccccccccccc", &"c".repeat(500)] {
+            assert_eq!(digest(presented.as_bytes()).len(), 32);
+        }
+        assert_eq!(tokens.caller(secret), Some(Caller("cy".into())));
     }
 }

@@ -22,6 +22,7 @@ const NAMED_ENV: &[(&str, &str)] = &[
     ("RECOUP_SMS_API_BASE", "notify.sms_api_base"),
     ("RECOUP_SMS_ACCOUNT_SID", "notify.sms_account_sid"),
     ("RECOUP_SMS_FROM", "notify.sms_from"),
+    ("RECOUP_PUBLIC_URL", "links.public_url"),
 ];
 
 /// A figment provider over an environment snapshot, in one of its two forms.

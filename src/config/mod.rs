@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use self::env::{EnvLayer, lookup};
 pub use self::secrets::{ApiToken, Secrets};
-use self::secrets::{api_tokens, secret, webhook_secrets};
+use self::secrets::{api_tokens, link_secrets, secret, webhook_secrets};
 
 /// The default location of the settings file, relative to the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "config/recoup.toml";
@@ -42,6 +42,7 @@ pub struct Settings {
     pub policy: PolicySettings,
     pub stripe: StripeSettings,
     pub notify: NotifySettings,
+    pub links: LinkSettings,
     pub secrets: Secrets,
 }
 
@@ -58,6 +59,7 @@ struct Layered {
     policy: PolicySettings,
     stripe: StripeSettings,
     notify: NotifySettings,
+    links: LinkSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -294,6 +296,34 @@ impl Default for NotifySettings {
     }
 }
 
+/// The update links nudges carry (`<public_url>/fix/<token>`); the key that signs their tokens is
+/// a secret, `RECOUP_LINK_SECRET`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LinkSettings {
+    /// `RECOUP_PUBLIC_URL`: where customers reach recoup's own pages, e.g.
+    /// `https://billing.acme.example`; required by a worker with any nudge channel on.
+    pub public_url: Option<String>,
+    /// How long an update link works after its nudge was sent.
+    pub expire_days: u32,
+}
+
+impl Default for LinkSettings {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            expire_days: 30,
+        }
+    }
+}
+
+impl LinkSettings {
+    /// How long an update link works.
+    pub fn lifetime(&self) -> jiff::SignedDuration {
+        jiff::SignedDuration::from_hours(i64::from(self.expire_days) * 24)
+    }
+}
+
 /// The policy file `recoup serve` reads unless told otherwise.
 pub const DEFAULT_POLICY_PATH: &str = crate::policy::file::SHIPPED_PATH;
 
@@ -390,6 +420,7 @@ impl Settings {
             smtp_url: secret(&env, "RECOUP_SMTP_URL"),
             nudge_webhook_secret: secret(&env, "RECOUP_NUDGE_WEBHOOK_SECRET"),
             sms_auth_token: secret(&env, "RECOUP_SMS_AUTH_TOKEN"),
+            link_secrets: link_secrets(lookup(&env, "RECOUP_LINK_SECRET"))?,
         };
         let settings = Settings {
             server: layered.server,
@@ -401,6 +432,7 @@ impl Settings {
             policy: layered.policy,
             stripe: layered.stripe,
             notify: layered.notify,
+            links: layered.links,
             secrets,
         };
         settings.validate()?;
@@ -530,6 +562,16 @@ impl Settings {
                  charge real cards early; use a test key (sk_test_…) with the test clock",
             ));
         }
+        let links = &self.links;
+        within(
+            "links.expire_days (RECOUP_LINKS__EXPIRE_DAYS)",
+            links.expire_days,
+            1..=365,
+            "between 1 and 365 days",
+        )?;
+        if let Some(url) = &links.public_url {
+            check_public_url(url)?;
+        }
         const THREE_DAYS: u64 = 3 * 24 * 3600;
         if r.dedupe_ttl_secs < THREE_DAYS {
             return Err(ConfigError::invalid(
@@ -542,18 +584,58 @@ impl Settings {
     }
 }
 
-/// Replaces the password of a URL (`redis://user:secret@host`) with `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+/// `RECOUP_PUBLIC_URL` must be a plain base URL: `https://` (plain `http://` only for a loopback
+/// host, where a browser keeps it on the machine), with a host, and no credentials, query or
+/// fragment to mangle the `/fix/<token>` appended to it. Update links are bearer links to the
+/// customer's billing portal: they must not travel in clear text.
+fn check_public_url(url: &str) -> Result<(), ConfigError> {
+    let refuse = |why: &str| {
+        Err(ConfigError::invalid(
+            "RECOUP_PUBLIC_URL (links.public_url)",
+            redact_url(url),
+            format!(
+                "{why}: the https:// base URL at which customers reach recoup, such as \
+                 https://billing.acme.example (http:// only for localhost)"
+            ),
+        ))
     };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}")
-        }
-        None => url.to_owned(),
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return refuse("not a URL");
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = authority
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(authority, |(host, _)| host);
+    let loopback = host == "localhost"
+        || host == "[::1]"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match scheme {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => return refuse("plain http:// outside localhost"),
+        _ => return refuse("not an https:// URL"),
     }
+    if host.is_empty() {
+        return refuse("no host");
+    }
+    if url.contains('@')
+        || url.contains('?')
+        || url.contains('#')
+        || url.contains(char::is_whitespace)
+    {
+        return refuse("credentials, a query or a fragment");
+    }
+    Ok(())
+}
+
+/// Replaces the password of a URL (`redis://user:secret@host`) with `***`, whole: the user
+/// information ends at the *last* `@`, so a password holding an `@` (`redis://user:p@ss@host`) is
+/// not half shown ([`crate::redact::url`]).
+pub fn redact_url(url: &str) -> String {
+    crate::redact::url(url)
 }
 
 /// Turns figment's error into one line per problem that names the environment variable or file.

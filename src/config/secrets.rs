@@ -1,5 +1,5 @@
 //! Secrets, from the environment only: webhook signing secrets, API tokens, Stripe's key, the SMTP
-//! URL, the nudge webhook's and the SMS provider's secrets. The settings file cannot hold them,
+//! URL, the nudge webhook's and the SMS provider's secrets, and the keys that sign update links. The settings file cannot hold them,
 //! they are wrapped in [`SecretString`] so `Debug` and logs never show them, and a bad entry is
 //! named by its position, never echoed.
 
@@ -30,6 +30,9 @@ pub struct Secrets {
     pub nudge_webhook_secret: Option<SecretString>,
     /// `RECOUP_SMS_AUTH_TOKEN`.
     pub sms_auth_token: Option<SecretString>,
+    /// `RECOUP_LINK_SECRET`: the keys that sign update-link tokens, newest first; the newest signs,
+    /// every one verifies (so a key can be rotated without breaking links already sent).
+    pub link_secrets: Vec<SecretString>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -55,6 +58,10 @@ impl std::fmt::Debug for Secrets {
             .field(
                 "sms_auth_token",
                 &self.sms_auth_token.as_ref().map(|_| "redacted"),
+            )
+            .field(
+                "link_secrets",
+                &format_args!("[{} redacted]", self.link_secrets.len()),
             )
             .finish()
     }
@@ -117,6 +124,33 @@ pub(super) fn api_tokens(raw: Option<&str>) -> Result<Vec<ApiToken>, ConfigError
                 name,
                 token: SecretString::from(token.to_owned()),
             })
+        })
+        .collect()
+}
+
+/// The shortest key `RECOUP_LINK_SECRET` accepts: 32 characters (`openssl rand -hex 32` makes 64).
+pub const MIN_LINK_SECRET: usize = 32;
+
+/// Parses `RECOUP_LINK_SECRET`: comma-separated keys, newest first, each at least
+/// [`MIN_LINK_SECRET`] characters; like the other secrets, a bad entry is named by position only.
+pub(super) fn link_secrets(raw: Option<&str>) -> Result<Vec<SecretString>, ConfigError> {
+    let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
+        return Ok(Vec::new());
+    };
+    raw.split(',')
+        .map(str::trim)
+        .enumerate()
+        .map(|(i, key)| {
+            if key.chars().count() >= MIN_LINK_SECRET {
+                Ok(SecretString::from(key.to_owned()))
+            } else {
+                Err(ConfigError::invalid(
+                    "RECOUP_LINK_SECRET",
+                    format!("<entry {} redacted>", i + 1),
+                    "comma-separated keys of at least 32 characters, newest first (openssl rand \
+                     -hex 32 makes one); the newest signs update links, every one is accepted",
+                ))
+            }
         })
         .collect()
 }

@@ -42,6 +42,7 @@ fn the_shipped_file_is_valid_and_matches_the_defaults() {
     assert_eq!(s.log.format, d.log.format);
     assert_eq!(s.stripe, d.stripe);
     assert_eq!(s.notify, d.notify);
+    assert_eq!(s.links, d.links);
 }
 
 #[test]
@@ -319,4 +320,70 @@ fn redis_passwords_are_redacted() {
     assert_eq!(redact_url("redis://cache:6379"), "redis://cache:6379");
     let s = load(&[("REDIS_URL", "redis://:hunter2@cache:6379")]).unwrap();
     assert!(!format!("{s:?}").contains("hunter2"));
+    // A password with an `@` of its own is redacted whole, not cut at its first `@`.
+    assert_eq!(
+        redact_url("redis://user:p@ss@host:6379/0"),
+        "redis://user:***@host:6379/0"
+    );
+    let s = load(&[("REDIS_URL", "redis://user:p@ss@host:6379")]).unwrap();
+    let shown = format!("{s:?} {}", s.redis.redacted_url());
+    assert!(!shown.contains("ss@") && !shown.contains("p@"), "{shown}");
+}
+
+#[test]
+fn update_links_come_from_the_environment_and_their_keys_never_show() {
+    let key = "0123456789abcdef0123456789abcdef-new";
+    let old = "0123456789abcdef0123456789abcdef-old";
+    let s = load(&[
+        ("RECOUP_PUBLIC_URL", "https://billing.acme.example"),
+        ("RECOUP_LINK_SECRET", &format!("{key}, {old}")),
+        ("RECOUP_LINKS__EXPIRE_DAYS", "14"),
+    ])
+    .unwrap();
+    assert_eq!(
+        s.links.public_url.as_deref(),
+        Some("https://billing.acme.example")
+    );
+    assert_eq!(s.links.expire_days, 14);
+    assert_eq!(s.secrets.link_secrets.len(), 2, "newest first, both kept");
+    let shown = format!("{s:?}");
+    assert!(!shown.contains(key) && !shown.contains(old), "{shown}");
+    assert_eq!(load(&[]).unwrap().links.expire_days, 30);
+
+    let err = load_err(&[("RECOUP_LINK_SECRET", &format!("{key},short"))]);
+    assert!(
+        err.contains("RECOUP_LINK_SECRET") && err.contains("entry 2") && !err.contains("short"),
+        "{err}"
+    );
+    let err = load_err(&[("RECOUP_LINKS__EXPIRE_DAYS", "0")]);
+    assert!(err.contains("links.expire_days"), "{err}");
+}
+
+#[test]
+fn the_public_url_is_an_https_base_url() {
+    for good in [
+        "https://billing.acme.example",
+        "https://acme.example:8443/recoup/",
+        "http://127.0.0.1:8080",
+        "http://localhost:3000",
+    ] {
+        assert!(
+            load(&[("RECOUP_PUBLIC_URL", good)]).is_ok(),
+            "{good}: {}",
+            load_err(&[("RECOUP_PUBLIC_URL", good)])
+        );
+    }
+    for bad in [
+        "billing.acme.example",
+        "http://billing.acme.example",
+        "ftp://billing.acme.example",
+        "https://",
+        "https://user:hunter2@billing.acme.example",
+        "https://billing.acme.example/?ref=mail",
+        "https://billing.acme.example/#top",
+    ] {
+        let err = load_err(&[("RECOUP_PUBLIC_URL", bad)]);
+        assert!(err.contains("RECOUP_PUBLIC_URL"), "{bad}: {err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
 }

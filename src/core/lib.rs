@@ -1,5 +1,5 @@
 //! recoup's pure core: what Stripe told recoup ([`event`]) and what recoup decides about it
-//! ([`policy`]).
+//! ([`policy`]), and keeping credentials out of the words it keeps ([`redact`]).
 //!
 //! Everything here is plain data in, decisions out. Nothing reads a clock, touches Redis, speaks
 //! HTTP, reads a file or logs — the time is an argument, and the shell (the `recoup` crate) does
@@ -12,3 +12,4 @@
 
 pub mod event;
 pub mod policy;
+pub mod redact;

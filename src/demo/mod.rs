@@ -6,7 +6,8 @@
 //! retry collects, an expired card, a stolen card, a payment that needs 3-D Secure. The bundled
 //! fixture events are sent to the receiver as signed HTTP requests, exactly as Stripe would; nudges
 //! go out on the signed webhook channel to a route of the demo, where the customers read them and
-//! some act (a new card, a confirmed payment), through more signed events. The clock jumps from one
+//! some act (open the update link, add a new card, confirm a payment), through the demo's own
+//! `/fix/…` route and more signed events. The clock jumps from one
 //! due timer to the next, so a month of dunning takes seconds. At the end each invoice's story is
 //! printed as `recoup status` tells it, with a summary.
 
@@ -26,8 +27,10 @@ use tokio::sync::oneshot;
 mod stripe;
 
 use self::stripe::DemoStripe;
+use crate::api::Api;
 use crate::clock::Clock;
-use crate::config::{NotifySettings, Secrets, WorkerSettings};
+use crate::config::{LinkSettings, NotifySettings, Secrets, WorkerSettings};
+use crate::links::{self, LinkKeys, Links};
 use crate::notify::Notifier;
 use crate::notify::templates::format_amount;
 use crate::policy::{Card, Case, ChargeResult, Declined, Policy, State as CaseState};
@@ -40,6 +43,8 @@ use crate::worker::Worker;
 const SECRET: &str = "whsec_recoup_demo_only";
 /// The secret nudges are signed with on their way to the demo's customers.
 const NUDGE_SECRET: &str = "whsec_recoup_demo_nudges";
+/// The key the demo's update links are signed with (its public URL is its own local port).
+const LINK_SECRET: &str = "recoup-demo-only-link-key-0123456789abcdef";
 /// The longest the demo follows its invoices on the test clock.
 const HORIZON: SignedDuration = SignedDuration::from_hours(40 * 24);
 
@@ -161,11 +166,25 @@ pub async fn run() -> anyhow::Result<Summary> {
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let routes = webhook::routes(receiver, 1 << 20).merge(
-        Router::new()
-            .route("/demo/nudges", post(read_nudge))
-            .with_state(customers.clone()),
-    );
+    let policy = Policy::shipped();
+    let link_keys = LinkKeys::new(&[SecretString::from(LINK_SECRET)]).expect("one key");
+    let fix = links::Fix {
+        keys: link_keys.clone(),
+        processor: stripe.clone(),
+        api: Arc::new(Api {
+            store: store.clone(),
+            clock: clock.clone(),
+            policy: Arc::new(policy.clone()),
+        }),
+        limits: Default::default(),
+    };
+    let routes = webhook::routes(receiver, 1 << 20)
+        .merge(links::routes(Some(fix)))
+        .merge(
+            Router::new()
+                .route("/demo/nudges", post(read_nudge))
+                .with_state(customers.clone()),
+        );
     let (stop_server, server_stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         axum::serve(listener, routes)
@@ -186,7 +205,6 @@ pub async fn run() -> anyhow::Result<Summary> {
     };
     let notifier = Notifier::new(&notify, &secrets)
         .map_err(|e| anyhow::anyhow!("the demo's nudge channel: {e}"))?;
-    let policy = Policy::shipped();
     let worker = Worker::new(
         store.clone(),
         policy.clone(),
@@ -194,7 +212,12 @@ pub async fn run() -> anyhow::Result<Summary> {
         Arc::new(notifier),
         clock.clone(),
         WorkerSettings::default(),
-    );
+    )
+    .with_links(Links::new(
+        link_keys,
+        &format!("http://{addr}"),
+        LinkSettings::default().lifetime(),
+    ));
     let (stop_worker, worker_stopped) = oneshot::channel::<()>();
     let working = tokio::spawn(worker.run(async {
         let _ = worker_stopped.await;
@@ -261,6 +284,13 @@ pub async fn run() -> anyhow::Result<Summary> {
             acted.push(story.invoice);
             let event = match story.reacts {
                 Reaction::NewCard => {
+                    if let Some(link) = customers.link(story.customer) {
+                        let opened = open_link(&link).await?;
+                        println!(
+                            "{}: opens the update link from the nudge → {opened}",
+                            story.name
+                        );
+                    }
                     println!("{}: reads the nudge and adds a new card", story.name);
                     card_event(&story, now)
                 }
@@ -420,9 +450,35 @@ fn card_event(story: &Story, at: Timestamp) -> Value {
     event
 }
 
-/// The customers' inbox: who has read a nudge.
+/// Opens an update link as a customer's browser would, and says where it led.
+async fn open_link(link: &str) -> anyhow::Result<String> {
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let answer = browser.get(link).send().await?;
+    let status = answer.status();
+    Ok(
+        match answer
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+        {
+            Some(to) => format!("{} to {to}", status.as_u16()),
+            None => format!("{status}"),
+        },
+    )
+}
+
+/// The customers' inbox: who has read a nudge, and the latest update link each was sent.
 #[derive(Clone, Default)]
-struct Customers(Arc<Mutex<HashMap<String, u32>>>);
+struct Customers(Arc<Mutex<HashMap<String, Read>>>);
+
+/// What one customer read: how many nudges, and the latest update link among them.
+#[derive(Default)]
+struct Read {
+    nudges: u32,
+    link: Option<String>,
+}
 
 impl Customers {
     fn read(&self, customer: &str) -> bool {
@@ -430,7 +486,16 @@ impl Customers {
             .lock()
             .expect("not poisoned")
             .get(customer)
-            .is_some_and(|n| *n > 0)
+            .is_some_and(|read| read.nudges > 0)
+    }
+
+    /// The latest recoup update link (`/fix/…`) the customer was sent.
+    fn link(&self, customer: &str) -> Option<String> {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .get(customer)
+            .and_then(|read| read.link.clone())
     }
 }
 
@@ -461,11 +526,15 @@ async fn read_nudge(
         nudge["tier"],
         nudge["update_url"].as_str().unwrap_or("none")
     );
-    *customers
-        .0
-        .lock()
-        .expect("not poisoned")
-        .entry(customer)
-        .or_default() += 1;
+    let link = nudge["update_url"]
+        .as_str()
+        .filter(|url| url.contains("/fix/"))
+        .map(str::to_owned);
+    let mut inbox = customers.0.lock().expect("not poisoned");
+    let read = inbox.entry(customer).or_default();
+    read.nudges += 1;
+    if link.is_some() {
+        read.link = link;
+    }
     StatusCode::OK
 }

@@ -9,7 +9,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::Story;
 use crate::policy::{Card, CardOnFile, ChargeResult, CustomerFacts, Declined, EndOrder, EndResult};
-use crate::processor::{DisputedCharge, Processor, ProcessorError};
+use crate::processor::{DisputedCharge, InvoicePage, Processor, ProcessorError};
 
 /// The demo's Stripe: answers the worker in-process, the same way for every try of a call.
 pub(super) struct DemoStripe {
@@ -94,6 +94,15 @@ impl DemoStripe {
         *self.calls.lock().expect("not poisoned")
     }
 
+    /// Whether the customer paid the invoice themselves.
+    fn paid(&self, invoice: &str) -> bool {
+        self.paid
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .any(|i| i == invoice)
+    }
+
     pub(super) fn paid_by_customer(&self, invoice: &str) {
         self.paid
             .lock()
@@ -105,13 +114,7 @@ impl DemoStripe {
 impl Processor for DemoStripe {
     fn charge<'a>(&'a self, invoice_id: &'a str, _: u32) -> BoxFuture<'a, ChargeResult> {
         self.call();
-        let paid = self
-            .paid
-            .lock()
-            .expect("not poisoned")
-            .iter()
-            .any(|i| i == invoice_id);
-        let result = if paid {
+        let result = if self.paid(invoice_id) {
             ChargeResult::NotOpen {
                 status: "paid".into(),
             }
@@ -151,18 +154,30 @@ impl Processor for DemoStripe {
         Box::pin(async { Ok(None) })
     }
 
-    fn fix_link<'a>(
+    fn invoice_page<'a>(
         &'a self,
-        invoice_id: Option<&'a str>,
-        customer_id: &'a str,
-        confirm: bool,
-    ) -> BoxFuture<'a, Result<Option<String>, ProcessorError>> {
+        invoice_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<InvoicePage>, ProcessorError>> {
         self.call();
-        let link = match invoice_id.filter(|_| confirm) {
-            Some(invoice) => format!("https://invoice.stripe.com/i/demo_{invoice}"),
-            None => format!("https://billing.stripe.com/p/session/demo_{customer_id}"),
+        let page = InvoicePage {
+            status: if self.paid(invoice_id) {
+                "paid"
+            } else {
+                "open"
+            }
+            .to_owned(),
+            hosted_invoice_url: Some(format!("https://invoice.stripe.com/i/demo_{invoice_id}")),
         };
-        Box::pin(async move { Ok(Some(link)) })
+        Box::pin(async move { Ok(Some(page)) })
+    }
+
+    fn portal_session<'a>(
+        &'a self,
+        customer_id: &'a str,
+    ) -> BoxFuture<'a, Result<String, ProcessorError>> {
+        self.call();
+        let url = format!("https://billing.stripe.com/p/session/demo_{customer_id}");
+        Box::pin(async move { Ok(url) })
     }
 
     fn end<'a>(&'a self, _: &'a EndOrder) -> BoxFuture<'a, EndResult> {

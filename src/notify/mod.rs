@@ -284,10 +284,12 @@ fn passing_status(status: reqwest::StatusCode) -> bool {
     status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
 }
 
-/// An HTTP request that got no answer may get one next time.
+/// An HTTP request that got no answer may get one next time. reqwest's message quotes the URL,
+/// which may carry credentials (`https://user:password@hooks.example/…`): they are masked before
+/// the message goes anywhere (a log line, a case's timeline).
 fn http_error(what: &str, e: &reqwest::Error) -> SendError {
     SendError {
-        message: format!("{what}: {e}"),
+        message: format!("{what}: {}", crate::redact::text(&e.to_string())),
         passing: true,
     }
 }

@@ -1,9 +1,10 @@
 //! The payment processor: the one part of recoup that moves money.
 //!
 //! The worker asks a [`Processor`] to charge an invoice for a given attempt, for the decline
-//! details of a failed payment Stripe made itself, for what Stripe shows of a customer, for the
-//! link that lets a customer fix a payment, to carry out an end decision (pause, cancel, write off)
-//! and resume a paused collection, and for the customer of a disputed charge. Everything it answers
+//! details of a failed payment Stripe made itself, for what Stripe shows of a customer, to carry
+//! out an end decision (pause, cancel, write off) and resume a paused collection, and for the
+//! customer of a disputed charge; the update-link page ([`crate::links`]) asks it for an invoice's
+//! status and hosted page and for a fresh billing portal session. Everything it answers
 //! is plain policy data ([`ChargeResult`], [`Declined`], [`CustomerFacts`], [`EndResult`]) that goes
 //! back into `decide`; nothing here decides.
 //!
@@ -54,14 +55,20 @@ pub trait Processor: Send + Sync + 'static {
         customer_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<CardOnFile>, ProcessorError>>;
 
-    /// The one-click fix for a nudge: the invoice's hosted page when the customer must `confirm`
-    /// its payment, else a fresh billing portal session where they can change their card.
-    fn fix_link<'a>(
+    /// The invoice as a customer's fix needs it: its status and its hosted page (where a payment
+    /// that needs the customer is confirmed); `Ok(None)` when Stripe has no such invoice.
+    fn invoice_page<'a>(
         &'a self,
-        invoice_id: Option<&'a str>,
+        invoice_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<InvoicePage>, ProcessorError>>;
+
+    /// A billing portal session for the customer, created now (they expire within minutes when
+    /// not visited), opened on the payment-method-update flow where the account's portal offers
+    /// it, else on the portal's home page; its URL.
+    fn portal_session<'a>(
+        &'a self,
         customer_id: &'a str,
-        confirm: bool,
-    ) -> BoxFuture<'a, Result<Option<String>, ProcessorError>>;
+    ) -> BoxFuture<'a, Result<String, ProcessorError>>;
 
     /// Carries out an end decision: reads the invoice and the subscription first and changes
     /// nothing if the invoice is no longer `open` or the subscription already changed; a change
@@ -144,6 +151,15 @@ pub enum ListError {
     /// Anything else, after the retries: rate limited throughout, failing, unreachable.
     #[error("{0}")]
     Failed(String),
+}
+
+/// What an invoice shows a customer who came to settle it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoicePage {
+    /// Stripe's status: `draft`, `open`, `paid`, `uncollectible` or `void`.
+    pub status: String,
+    /// The invoice's hosted page, which does not expire.
+    pub hosted_invoice_url: Option<String>,
 }
 
 /// What a disputed charge shows: whose it was, and on which card.

@@ -14,8 +14,8 @@ use tokio::time::Instant;
 
 use super::{
     Arrival, Arrivals, Cards, Cases, Claim, Counters, DeadLetter, Failure, Health, Inbox,
-    InboxEntry, Ingest, MAX_FAILURES, Saved, StoreError, TIMER_SHARDS, TestClock, Timers, codec,
-    newest_first, shard_of,
+    InboxEntry, Ingest, MAX_FAILURES, Saved, Session, Sessions, StoreError, TIMER_SHARDS,
+    TestClock, Timers, codec, newest_first, shard_of,
 };
 use crate::event::Event;
 use crate::policy::Case;
@@ -57,6 +57,8 @@ struct Inner {
     arrivals: Arrivals,
     /// Leases by name: holder and until when.
     leases: HashMap<String, (String, Instant)>,
+    /// The status page's sessions, each with when it expires.
+    sessions: HashMap<String, (Session, Instant)>,
 }
 
 struct Slot {
@@ -385,6 +387,39 @@ impl Counters for MemoryStore {
         {
             inner.leases.remove(name);
         }
+        Ok(())
+    }
+}
+
+impl Sessions for MemoryStore {
+    async fn open_session(
+        &self,
+        key: &str,
+        session: &Session,
+        keep: Duration,
+    ) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        // Expired sessions go when a new one comes, so the map holds no more than the live ones.
+        inner.sessions.retain(|_, (_, until)| *until > now);
+        inner
+            .sessions
+            .insert(key.to_owned(), (session.clone(), now + keep));
+        Ok(())
+    }
+
+    async fn session(&self, key: &str) -> Result<Option<Session>, StoreError> {
+        let now = Instant::now();
+        Ok(self
+            .lock()
+            .sessions
+            .get(key)
+            .filter(|(_, until)| *until > now)
+            .map(|(session, _)| session.clone()))
+    }
+
+    async fn close_session(&self, key: &str) -> Result<(), StoreError> {
+        self.lock().sessions.remove(key);
         Ok(())
     }
 }

@@ -1,11 +1,13 @@
 //! Where everything durable lives: the inbox of verified events, cases, their timers, the indexes
-//! support looks cases up by, card histories, dead letters and the test clock.
+//! support looks cases up by, card histories, dead letters, the test clock and the status page's
+//! sessions.
 //!
 //! The store is split into roles, one trait each, so a part's signature says what it may do with
 //! Redis: [`Health`] (does it answer), [`Inbox`] (verified events, exactly once), [`Cases`] (cases,
 //! compare-and-set, and the indexes support looks them up by), [`Cards`] (card histories),
 //! [`Counters`] (counts, once-only marks and leases that expire by themselves), [`Timers`]
-//! (claiming due wake-ups) and [`TestClock`]. [`Store`] is every role together, for the parts that need them all
+//! (claiming due wake-ups), [`TestClock`] and [`Sessions`] (the status page's sign-ins). [`Store`]
+//! is every role together, for the parts that need them all
 //! (the worker); code holding a concrete store imports the roles whose methods it calls.
 //! [`RedisStore`] is production and [`MemoryStore`] serves the one-process modes and fast tests;
 //! both play every role and pass the same suite (`tests/api/store.rs`). The store knows nothing of
@@ -369,10 +371,57 @@ pub trait TestClock: Send + Sync {
     fn advance_clock(&self, seconds: i64) -> impl Future<Output = Result<i64, StoreError>> + Send;
 }
 
+/// A support agent signed in to the status page, as the store keeps it: who, and the token the
+/// page's forms must carry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Session {
+    /// The name of the API token the agent signed in with.
+    pub name: String,
+    /// The anti-forgery token of the signed-in page's forms (sign-out), compared with what a form
+    /// posts.
+    pub csrf: String,
+}
+
+/// The status page's sessions, kept server-side so the browser holds only a random id, never an
+/// API token.
+///
+/// Keys are the caller's to choose: the page stores each session under a hash of its cookie's id,
+/// so what Redis holds (or a dump of it) cannot be replayed as a cookie. A session is forgotten once
+/// its `keep` runs out, or when it is closed (sign-out).
+pub trait Sessions: Send + Sync {
+    /// Keeps `session` under `key` for `keep`.
+    fn open_session(
+        &self,
+        key: &str,
+        session: &Session,
+        keep: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The session under `key`, unless it expired or was closed.
+    fn session(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Session>, StoreError>> + Send;
+
+    /// Forgets the session under `key` at once.
+    fn close_session(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// Every role of the store together, for the parts that need them all (the worker, the service);
 /// a part that needs fewer names only those.
 pub trait Store:
-    Health + Inbox + Cases + Cards + Counters + Timers + TestClock + Clone + Send + Sync + 'static
+    Health
+    + Inbox
+    + Cases
+    + Cards
+    + Counters
+    + Timers
+    + TestClock
+    + Sessions
+    + Clone
+    + Send
+    + Sync
+    + 'static
 {
 }
 
@@ -384,6 +433,7 @@ impl<S> Store for S where
         + Counters
         + Timers
         + TestClock
+        + Sessions
         + Clone
         + Send
         + Sync

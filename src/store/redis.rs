@@ -12,6 +12,7 @@
 //! | `recoup:{inbox}:arrivals` | hash | `webhook`, `backfill`: the newest `created` stored each way; `backfilled`: how far backfills got (unix seconds) |
 //! | `recoup:{clock}:offset` | string | the test clock's offset, seconds |
 //! | `recoup:lease:<name>` | string | who holds a lease (a backfill's), expiring by itself |
+//! | `recoup:session:<sha-256 of the cookie's id>` | string | a status page session (JSON), expiring with it |
 //!
 //! Keys that one script touches share a hash tag — the inbox's `{inbox}`, a case's shard `{t<n>}` —
 //! so every script also runs on Redis Cluster. Every operation is bounded by `redis.timeout_ms`,
@@ -39,8 +40,8 @@ use tokio::sync::{Mutex, OnceCell};
 
 use super::{
     Arrival, Arrivals, Cards, Cases, Claim, Counters, DeadLetter, Failure, Health, Inbox,
-    InboxEntry, Ingest, MAX_FAILURES, Saved, StoreError, TIMER_SHARDS, TestClock, Timers, codec,
-    fnv1a, newest_first, shard_of,
+    InboxEntry, Ingest, MAX_FAILURES, Saved, Session, Sessions, StoreError, TIMER_SHARDS,
+    TestClock, Timers, codec, fnv1a, newest_first, shard_of,
 };
 use crate::config::RedisSettings;
 use crate::event::Event;
@@ -809,6 +810,45 @@ impl TestClock for RedisStore {
 
     async fn advance_clock(&self, seconds: i64) -> Result<i64, StoreError> {
         self.query(redis::cmd("INCRBY").arg(CLOCK_OFFSET).arg(seconds))
+            .await
+    }
+}
+
+/// The key of a status page session, named by the key its caller chose.
+pub fn session_key(key: &str) -> String {
+    format!("recoup:session:{key}")
+}
+
+impl Sessions for RedisStore {
+    async fn open_session(
+        &self,
+        key: &str,
+        session: &Session,
+        keep: Duration,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(session).expect("a session always serialises");
+        self.query::<()>(
+            redis::cmd("SET")
+                .arg(session_key(key))
+                .arg(json)
+                .arg("PX")
+                .arg(keep.as_millis().max(1) as u64),
+        )
+        .await
+    }
+
+    async fn session(&self, key: &str) -> Result<Option<Session>, StoreError> {
+        let stored: Option<String> = self.query(redis::cmd("GET").arg(session_key(key))).await?;
+        stored
+            .map(|json| {
+                serde_json::from_str(&json)
+                    .map_err(|e| StoreError::Corrupt(format!("a session that is not JSON: {e}")))
+            })
+            .transpose()
+    }
+
+    async fn close_session(&self, key: &str) -> Result<(), StoreError> {
+        self.query::<()>(redis::cmd("DEL").arg(session_key(key)))
             .await
     }
 }

@@ -45,6 +45,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::clock::Clock;
 use crate::config::WorkerSettings;
+use crate::links::Links;
 use crate::notify::Notifier;
 use crate::policy::budget::{self, CardHistory, Try};
 use crate::policy::{
@@ -73,6 +74,8 @@ pub struct Worker<S> {
     consumer: String,
     permits: Arc<Semaphore>,
     locks: locks::CaseLocks,
+    /// Makes the update links nudges carry; `None` only where no nudge channel is on.
+    links: Option<Arc<Links>>,
 }
 
 /// What [`apply`] did.
@@ -132,6 +135,7 @@ impl<S: Store> Worker<S> {
             settings,
             consumer,
             locks: locks::CaseLocks::default(),
+            links: None,
         }
     }
 
@@ -139,6 +143,12 @@ impl<S: Store> Worker<S> {
     /// settings say ([`missed`]).
     pub fn with_listings(mut self, listings: Arc<dyn Listings>) -> Self {
         self.listings = Some(listings);
+        self
+    }
+
+    /// Nudges about a card carry update links made by `links` (`<RECOUP_PUBLIC_URL>/fix/…`).
+    pub fn with_links(mut self, links: Links) -> Self {
+        self.links = Some(Arc::new(links));
         self
     }
 

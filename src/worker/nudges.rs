@@ -4,8 +4,8 @@
 //! once: a worker that dies right after the save loses that one message, which beats sending it
 //! twice). Then the customer's count for their local day is taken — atomically, in the store, so a
 //! burst of failures across a customer's invoices cannot get past the daily cap — the customer is
-//! read from Stripe for their name, address and language, the fix link is made, and the message is
-//! rendered and delivered on the plan's channels. What became of it goes back into the case as
+//! read from Stripe for their name, address and language, the update link is made (recoup's own
+//! `/fix/…` link, see [`crate::links`]), and the message is rendered and delivered on the plan's channels. What became of it goes back into the case as
 //! `Input::Nudged` (or `Input::NudgeHeld` when the customer's day is used up).
 
 use super::{Inputs, Worker};
@@ -13,6 +13,7 @@ use crate::notify::templates::{Context, format_amount, format_date, format_time}
 use crate::notify::{Delivery, Nudge, Recipient};
 use crate::policy::{Action, BilledTo, Case, Channel, Input, NudgeKind, NudgePlan, NudgeResult};
 use crate::policy::{ending, timing};
+use crate::processor::InvoicePage;
 use crate::store::Store;
 
 /// Sends every nudge among `actions` for the saved `case`.
@@ -120,21 +121,7 @@ pub(super) async fn deliver<S: Store>(
         customer.name = customer.name.or_else(|| billed.name.clone());
         customer.email = customer.email.or_else(|| billed.email.clone());
     }
-    let update_url = match kind {
-        NudgeKind::Recovered => None,
-        _ => worker
-            .processor
-            .fix_link(
-                about.invoice_id,
-                about.customer_id,
-                kind == NudgeKind::ActionRequired,
-            )
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!(customer = about.customer_id, "no fix link for a nudge: {e}");
-                None
-            }),
-    };
+    let update_url = update_url(worker, kind, about).await;
     let notifier = &worker.notifier;
     let kind_tier = format!("{}-{tier}", kind.as_str());
     let language = notifier
@@ -195,6 +182,54 @@ pub(super) async fn deliver<S: Store>(
         })
         .collect();
     Ok((template, results))
+}
+
+/// Where the nudge sends the customer to fix the payment: nowhere for a thank-you; the invoice's
+/// hosted page when they must confirm the payment (3-D Secure there; it does not expire); else
+/// recoup's own update link, which opens a billing portal session only when it is opened — a
+/// session made now would have expired by the time the customer reads the message.
+async fn update_url<S: Store>(
+    worker: &Worker<S>,
+    kind: NudgeKind,
+    about: &About<'_>,
+) -> Option<String> {
+    if kind == NudgeKind::Recovered {
+        return None;
+    }
+    if let (NudgeKind::ActionRequired, Some(invoice_id)) = (kind, about.invoice_id) {
+        match worker.processor.invoice_page(invoice_id).await {
+            Ok(Some(InvoicePage {
+                hosted_invoice_url: Some(url),
+                ..
+            })) => return Some(url),
+            Ok(_) => tracing::warn!(
+                invoice = invoice_id,
+                "the invoice shows no hosted page: the nudge carries an update link instead"
+            ),
+            Err(e) => tracing::warn!(
+                invoice = invoice_id,
+                "the invoice's hosted page not read ({e}): the nudge carries an update link instead"
+            ),
+        }
+    }
+    let Some(links) = &worker.links else {
+        tracing::warn!(
+            customer = about.customer_id,
+            "no update link for a nudge: RECOUP_PUBLIC_URL and RECOUP_LINK_SECRET are not set"
+        );
+        return None;
+    };
+    let now = match worker.clock.now().await {
+        Ok(now) => now,
+        Err(e) => {
+            tracing::warn!(
+                customer = about.customer_id,
+                "no update link for a nudge: {e}"
+            );
+            return None;
+        }
+    };
+    links.url(about.customer_id, about.invoice_id, now)
 }
 
 async fn apply<S: Store>(worker: &Worker<S>, case: &Case, input: &Input) -> Result<(), String> {

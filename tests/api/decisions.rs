@@ -15,7 +15,9 @@ use serde_json::{Value, json};
 use crate::fake_stripe::{
     ChargeRecord, Customer, Decline, FakeStripe, Invoice, Outcome, Subscription,
 };
-use crate::helpers::{API_TOKENS, Recoup, TestApp, failure_of, fixture, unix_now, wait_until};
+use crate::helpers::{
+    API_TOKENS, LINKS, Recoup, TestApp, failure_of, fixture, unix_now, wait_until,
+};
 use crate::smtp_sink::SmtpSink;
 
 const DAY: i64 = 86_400;
@@ -291,6 +293,8 @@ grace = "2d"
         &[
             ("RECOUP_SMTP_URL", &smtp),
             ("RECOUP_EMAIL_FROM", "Acme Billing <billing@acme.example>"),
+            LINKS[0],
+            LINKS[1],
         ],
     )
     .await;

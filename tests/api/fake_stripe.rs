@@ -120,6 +120,22 @@ pub struct Customer {
     pub card_expires: (u32, u32),
 }
 
+impl Customer {
+    /// Dana, in Chicago, a customer for 400 days whom Stripe knows by name, address and language,
+    /// whose default card expires at the end of `card_expires` (month, year).
+    pub fn dana(card_expires: (u32, u32)) -> Self {
+        Self {
+            metadata: json!({"timezone": "America/Chicago"}),
+            country: "US",
+            created: crate::helpers::unix_now() - 400 * 86_400,
+            name: "Dana Whitfield",
+            email: "dana@example.com",
+            preferred_locales: &["en-US"],
+            card_expires,
+        }
+    }
+}
+
 /// A subscription as the fake knows it; subscriptions not added are unknown (404), as in Stripe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
@@ -197,6 +213,9 @@ struct Ledger {
     /// Statuses the next event and invoice list calls answer with before listing anything (0:
     /// answer as usual).
     list_faults: VecDeque<u16>,
+    /// Whether portal sessions on a flow are refused, as for a portal configuration without it.
+    no_portal_flows: bool,
+    portal_faults: VecDeque<u16>,
 }
 
 type Shared = Arc<Mutex<Ledger>>;
@@ -329,6 +348,25 @@ impl FakeStripe {
     /// these statuses before anything is executed.
     pub fn fail_next_mutations(&self, statuses: &[u16]) {
         self.ledger.lock().unwrap().mutation_faults.extend(statuses);
+    }
+
+    /// Portal sessions asking for a flow (`flow_data[type]=…`) are refused as Stripe refuses them
+    /// when the portal's configuration does not offer it.
+    pub fn refuse_portal_flows(&self) {
+        self.ledger.lock().unwrap().no_portal_flows = true;
+    }
+
+    /// The next portal session calls answer these statuses.
+    pub fn fail_next_portals(&self, statuses: &[u16]) {
+        self.ledger.lock().unwrap().portal_faults.extend(statuses);
+    }
+
+    /// The billing portal sessions asked for, executed or not.
+    pub fn portal_requests(&self) -> Vec<Request> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == "/v1/billing_portal/sessions")
+            .collect()
     }
 
     /// The next payment intent reads answer these statuses.
@@ -518,6 +556,7 @@ fn mutate(
 fn invoice_json(id: &str, invoice: &Invoice, with_payments: bool) -> Value {
     let mut json = template("invoice");
     json["id"] = json!(id);
+    json["hosted_invoice_url"] = json!(format!("https://invoice.stripe.com/i/acct_test/{id}"));
     json["status"] = json!(invoice.status);
     json["customer"] = json!(invoice.customer);
     json["amount_due"] = json!(invoice.amount_due);
@@ -657,6 +696,7 @@ async fn read_customer(
 
 async fn open_portal(State(ledger): State<Shared>, headers: HeaderMap, body: String) -> Response {
     let customer = form_value(&body, "customer").unwrap_or_default();
+    let flow = form_value(&body, "flow_data[type]");
     note(
         &ledger,
         "POST",
@@ -664,6 +704,20 @@ async fn open_portal(State(ledger): State<Shared>, headers: HeaderMap, body: Str
         &headers,
         body,
     );
+    {
+        let mut ledger = ledger.lock().unwrap();
+        if let Some(status) = ledger.portal_faults.pop_front() {
+            return fault(status);
+        }
+        if flow.is_some() && ledger.no_portal_flows {
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "parameter_invalid_empty",
+                "This flow is not enabled in your customer portal configuration.",
+            );
+        }
+    }
     let mut json = template("billing_portal_session");
     json["customer"] = json!(customer);
     json["url"] = json!(format!(

@@ -34,6 +34,17 @@ pub const RETRIES_ONLY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/api/policies/retries-only.toml"
 );
+/// Where the test apps' customers reach recoup (`RECOUP_PUBLIC_URL`): update links start with it,
+/// and a test opens one by asking the app itself for the path after it.
+pub const PUBLIC_URL: &str = "https://billing.acme.example";
+/// The key update links are signed with (`RECOUP_LINK_SECRET`).
+pub const LINK_SECRET: &str = "test-link-key-5f1c0e9b2d7a4e8c1f3a6b9d0c2e4f6a";
+/// What a worker with a nudge channel needs besides: where customers reach recoup, and the key its
+/// update links are signed with.
+pub const LINKS: [(&str, &str); 2] = [
+    ("RECOUP_PUBLIC_URL", PUBLIC_URL),
+    ("RECOUP_LINK_SECRET", LINK_SECRET),
+];
 /// The secret key recoup calls the fake Stripe with.
 pub const STRIPE_KEY: &str = "sk_test_recoup_fake_4eC39HqLyjWDarjtT1zdp7dc";
 
@@ -462,6 +473,26 @@ impl Drop for TestApp {
             served.abort();
         }
     }
+}
+
+/// A client that shows redirects instead of following them, and keeps no cookies: a browser's
+/// requests one at a time, for a test to look at each answer.
+pub fn plain_http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// The value of a response's header, which must be there.
+pub fn header<'r>(response: &'r reqwest::Response, name: &str) -> &'r str {
+    response
+        .headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header"))
+        .to_str()
+        .unwrap()
 }
 
 /// A response, read whole.

@@ -4,9 +4,11 @@
 #![allow(clippy::unwrap_used)]
 
 mod backfill;
+mod credentials;
 mod decisions;
 mod fake_stripe;
 mod helpers;
+mod links;
 mod nudges;
 mod openapi;
 mod operations;

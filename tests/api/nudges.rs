@@ -17,7 +17,9 @@ use recoup::webhook::signature::{Verifier, unix_now};
 use secrecy::SecretString;
 
 use crate::fake_stripe::{Customer, Decline, Invoice, Outcome};
-use crate::helpers::{API_TOKENS, Recoup, TestApp, failure_of, invoice_event, wait_until};
+use crate::helpers::{
+    API_TOKENS, LINKS, PUBLIC_URL, Recoup, TestApp, failure_of, invoice_event, wait_until,
+};
 use crate::smtp_sink::SmtpSink;
 
 const FROM: &str = "Acme Billing <billing@acme.example>";
@@ -339,9 +341,10 @@ async fn a_channel_set_up_halfway_is_refused_naming_what_is_missing() {
     assert!(err.contains("/nonexistent/templates"), "{err}");
 }
 
-/// recoup with its shipped policy (nudges on), email through a real SMTP server, and the daily
-/// card scan looking every second whether the (test clock's) day has been scanned.
-async fn emailing_app() -> (TestApp, SmtpSink) {
+/// recoup with its shipped policy (nudges on), email through a real SMTP server, update links
+/// under [`PUBLIC_URL`], and the daily card scan looking every second whether the (test clock's)
+/// day has been scanned.
+pub(crate) async fn emailing_app() -> (TestApp, SmtpSink) {
     let sink = SmtpSink::start();
     let smtp = sink.url();
     let app = TestApp::spawn_as(
@@ -353,6 +356,8 @@ async fn emailing_app() -> (TestApp, SmtpSink) {
             ("RECOUP_SMTP_URL", &smtp),
             ("RECOUP_EMAIL_FROM", FROM),
             ("RECOUP_WORKER__SCAN_INTERVAL_SECS", "1"),
+            LINKS[0],
+            LINKS[1],
         ],
     )
     .await;
@@ -362,18 +367,8 @@ async fn emailing_app() -> (TestApp, SmtpSink) {
 /// The same, with a customer in Chicago whom Stripe knows by name and address.
 async fn nudging_app() -> (TestApp, SmtpSink) {
     let (app, sink) = emailing_app().await;
-    app.stripe.add_customer(
-        CUSTOMER,
-        Customer {
-            metadata: serde_json::json!({"timezone": "America/Chicago"}),
-            country: "US",
-            created: unix_now() - 400 * DAY,
-            name: "Dana Whitfield",
-            email: "dana@example.com",
-            preferred_locales: &["en-US"],
-            card_expires: (12, 2026),
-        },
-    );
+    app.stripe
+        .add_customer(CUSTOMER, Customer::dana((12, 2026)));
     (app, sink)
 }
 
@@ -421,10 +416,12 @@ async fn a_soft_decline_gets_its_nudges_in_daytime_and_a_thank_you_when_paid() {
     assert!(text.contains("Hi Dana Whitfield"), "{text}");
     assert!(text.contains("$49.00"), "{text}");
     assert!(
-        text.contains(&format!(
-            "https://billing.stripe.com/p/session/test_{CUSTOMER}"
-        )),
-        "the fix link is a fresh billing portal session: {text}"
+        text.contains(&format!("{PUBLIC_URL}/fix/")),
+        "the fix link is recoup's own update link: {text}"
+    );
+    assert!(
+        app.stripe.portal_requests().is_empty(),
+        "no portal session before the link is opened"
     );
 
     app.advance_clock(3 * DAY).await;
@@ -548,12 +545,7 @@ async fn a_default_card_expiring_before_the_renewal_gets_one_card_expiring_nudge
     app.deliver(upcoming("evt_upcoming_1", january.as_second()))
         .await;
     let text = card_expiring_email(&sink).await;
-    assert!(
-        text.contains(&format!(
-            "https://billing.stripe.com/p/session/test_{CUSTOMER}"
-        )),
-        "{text}"
-    );
+    assert!(text.contains(&format!("{PUBLIC_URL}/fix/")), "{text}");
 
     // Told again (Stripe sends invoice.upcoming more than once), the card is not nudged again; a
     // renewal the card will still be good for is not nudged at all.

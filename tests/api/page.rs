@@ -1,6 +1,6 @@
 //! The status page as support uses it: in Debian's Chromium, headless, driven through chromedriver
-//! (WebDriver) — sign in, look up a case, read it — and its session cookie and headers as plain
-//! HTTP shows them.
+//! (WebDriver) — sign in, look up a case, read it, sign out — and its server-side session, its
+//! forms' anti-forgery tokens and its headers as plain HTTP shows them.
 
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
@@ -15,7 +15,9 @@ use recoup::server::Role;
 use serde_json::json;
 
 use crate::fake_stripe::{Decline, Invoice};
-use crate::helpers::{API_TOKEN, API_TOKENS, Recoup, TestApp, free_port, wait_until};
+use crate::helpers::{
+    API_TOKEN, API_TOKENS, Recoup, TestApp, free_port, header, plain_http, wait_until,
+};
 
 const INVOICE: &str = "in_1QaZ4rB7WZ01zgkWpAgE5t7s";
 const CUSTOMER: &str = "cus_R3cvP0qK8yWm2d";
@@ -180,6 +182,14 @@ async fn in_a_browser_support_signs_in_and_reads_a_case_whose_markup_stays_text(
 
     submit(&browser, "signin", "token", API_TOKEN, "form.lookup").await;
     assert!(shown(&browser).await.contains("signed in as support-ana"));
+    // What the browser keeps is a session id, not the token.
+    let cookies = browser.get_all_cookies().await.unwrap();
+    let session = cookies
+        .iter()
+        .find(|c| c.name() == "__Host-recoup_session")
+        .expect("the browser keeps the session cookie");
+    assert_ne!(session.value(), API_TOKEN);
+    assert!(cookies.iter().all(|c| !c.value().contains(API_TOKEN)));
 
     submit(&browser, "lookup", "id", INVOICE, "article.case").await;
     let text = shown(&browser).await;
@@ -227,15 +237,6 @@ async fn in_a_browser_support_signs_in_and_reads_a_case_whose_markup_stays_text(
     browser.close().await.unwrap();
 }
 
-/// A client that shows redirects instead of following them, and keeps no cookies.
-fn plain_http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
 async fn page(app: &TestApp, path_and_query: &str, cookie: Option<&str>) -> reqwest::Response {
     let mut request = plain_http().get(app.url(path_and_query));
     if let Some(cookie) = cookie {
@@ -244,22 +245,118 @@ async fn page(app: &TestApp, path_and_query: &str, cookie: Option<&str>) -> reqw
     request.send().await.unwrap()
 }
 
+/// The status page sessions in the app's Redis, by key.
+async fn session_keys(app: &TestApp) -> Vec<String> {
+    redis::cmd("KEYS")
+        .arg("recoup:session:*")
+        .query_async(&mut app.redis.conn().await)
+        .await
+        .unwrap()
+}
+
+/// The anti-forgery token a page's form carries in its hidden `csrf` field.
+fn csrf_field(html: &str) -> String {
+    let marker = r#"name="csrf" value=""#;
+    let start = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no csrf field in {html}"))
+        + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+/// The `name=value` part of the `Set-Cookie` that sets `name`.
+fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+}
+
+/// What a browser holds after showing the sign-in form: the pre-session cookie, and the form's
+/// anti-forgery field.
+async fn sign_in_form(app: &TestApp) -> (String, String) {
+    let form = page(app, "/", None).await;
+    let cookie = set_cookie(&form, "__Host-recoup_csrf").expect("the form comes with its cookie");
+    let csrf = csrf_field(&form.text().await.unwrap());
+    assert_eq!(cookie, format!("__Host-recoup_csrf={csrf}"));
+    (cookie, csrf)
+}
+
+/// Posts the sign-in form as this page's own form would: with its pre-session cookie and field.
 async fn sign_in(app: &TestApp, token: &str) -> reqwest::Response {
-    plain_http()
+    let (cookie, csrf) = sign_in_form(app).await;
+    post_sign_in(app, token, Some(&cookie), &csrf).await
+}
+
+async fn post_sign_in(
+    app: &TestApp,
+    token: &str,
+    cookie: Option<&str>,
+    csrf: &str,
+) -> reqwest::Response {
+    let mut request = plain_http()
         .post(app.url("/signin"))
-        .form(&[("token", token)])
+        .form(&[("token", token), ("csrf", csrf)]);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    request.send().await.unwrap()
+}
+
+async fn sign_out(app: &TestApp, session: &str, csrf: &str) -> reqwest::Response {
+    plain_http()
+        .post(app.url("/signout"))
+        .header("cookie", session)
+        .form(&[("csrf", csrf)])
         .send()
         .await
         .unwrap()
 }
 
-fn header<'r>(response: &'r reqwest::Response, name: &str) -> &'r str {
-    response
-        .headers()
-        .get(name)
-        .unwrap_or_else(|| panic!("no {name} header"))
-        .to_str()
-        .unwrap()
+#[tokio::test]
+async fn a_sign_in_form_from_elsewhere_is_refused_and_opens_no_session() {
+    let app = app_with_a_held_case().await;
+    let (cookie, csrf) = sign_in_form(&app).await;
+    let other = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    // A site posting the form has no pre-session cookie to match, or cannot know its value.
+    for (cookie, csrf) in [
+        (None, csrf.as_str()),
+        (None, ""),
+        (Some(cookie.as_str()), ""),
+        (Some(cookie.as_str()), other),
+        (Some("__Host-recoup_csrf=short"), "short"),
+    ] {
+        let refused = post_sign_in(&app, API_TOKEN, cookie, csrf).await;
+        assert_eq!(refused.status(), 403, "{cookie:?} {csrf:?}");
+        assert!(set_cookie(&refused, "__Host-recoup_session").is_none());
+        let html = refused.text().await.unwrap();
+        assert!(html.contains("did not come from this page"), "{html}");
+        assert!(
+            html.contains(r#"action="/signin""#),
+            "the form again: {html}"
+        );
+    }
+    // A browser that says the post comes from another site is refused whatever it carries.
+    let cross_site = plain_http()
+        .post(app.url("/signin"))
+        .header("cookie", &cookie)
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("token", API_TOKEN), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), 403);
+    assert!(set_cookie(&cross_site, "__Host-recoup_session").is_none());
+    let keys = session_keys(&app).await;
+    assert!(keys.is_empty(), "no session was opened: {keys:?}");
+
+    // The page's own form, in the same browser, signs in.
+    let signed_in = post_sign_in(&app, API_TOKEN, Some(&cookie), &csrf).await;
+    assert_eq!(signed_in.status(), 303);
+    assert!(set_cookie(&signed_in, "__Host-recoup_session").is_some());
 }
 
 #[tokio::test]
@@ -292,7 +389,7 @@ async fn only_a_valid_session_cookie_shows_cases_and_no_answer_is_cached_or_scri
 
     let refused = sign_in(&app, "tok_not_a_real_one_0000").await;
     assert_eq!(refused.status(), 401);
-    assert!(refused.headers().get("set-cookie").is_none());
+    assert!(set_cookie(&refused, "__Host-recoup_session").is_none());
     assert!(
         refused
             .text()
@@ -304,26 +401,67 @@ async fn only_a_valid_session_cookie_shows_cases_and_no_answer_is_cached_or_scri
     let signed_in = sign_in(&app, API_TOKEN).await;
     assert_eq!(signed_in.status(), 303);
     assert_eq!(header(&signed_in, "location"), "/");
-    let cookie = header(&signed_in, "set-cookie");
+    let cookie = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|c| c.starts_with("__Host-recoup_session="))
+        .unwrap()
+        .to_owned();
     let attributes: Vec<&str> = cookie.split(';').map(str::trim).collect();
-    assert_eq!(attributes[0], format!("recoup_session={API_TOKEN}"));
-    for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+    for attribute in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+        "Path=/",
+        "Max-Age=43200",
+    ] {
         assert!(attributes.contains(&attribute), "{attribute} in {cookie}");
     }
     let session = attributes[0].to_owned();
-
-    let bogus = page(
-        &app,
-        &look_up,
-        Some("recoup_session=tok_support_ana_0123456788"),
-    )
-    .await;
-    let html = bogus.text().await.unwrap();
+    let id = session.strip_prefix("__Host-recoup_session=").unwrap();
+    // The cookie holds a random id, not the token; the token is in no cookie at all.
     assert!(
-        html.contains(r#"action="/signin""#) && !html.contains("signed in as"),
-        "{html}"
+        !cookie.contains(API_TOKEN) && !cookie.contains("tok_support"),
+        "{cookie}"
     );
-    assert!(!html.contains("insufficient_funds"), "{html}");
+    assert_eq!(id.len(), 43, "{id}");
+    // The session is kept in Redis, for twelve hours, under a hash of the id — not the id itself.
+    let keys = session_keys(&app).await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let mut redis = app.redis.conn().await;
+    assert!(!keys[0].contains(id), "{keys:?}");
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&keys[0])
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!((43_000..=43_200).contains(&ttl), "{ttl}");
+    let stored: String = redis::cmd("GET")
+        .arg(&keys[0])
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(!stored.contains(API_TOKEN), "{stored}");
+
+    // Neither a made-up id nor the API token itself (what the cookie used to hold) is a session.
+    for bogus in [
+        "__Host-recoup_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned(),
+        format!("__Host-recoup_session={API_TOKEN}"),
+        format!("recoup_session={API_TOKEN}"),
+    ] {
+        let html = page(&app, &look_up, Some(&bogus))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            html.contains(r#"action="/signin""#) && !html.contains("signed in as"),
+            "{bogus}: {html}"
+        );
+        assert!(!html.contains("insufficient_funds"), "{html}");
+    }
 
     let found = page(&app, &look_up, Some(&format!("theme=dark; {session}"))).await;
     assert_eq!(found.status(), 200);
@@ -338,6 +476,7 @@ async fn only_a_valid_session_cookie_shows_cases_and_no_answer_is_cached_or_scri
         "the hold reason, escaped: {html}"
     );
     assert!(!html.contains("<script"), "{html}");
+    let signed_in_csrf = csrf_field(&html);
 
     let by_customer = page(&app, &format!("/?id={CUSTOMER}"), Some(&session)).await;
     assert_eq!(by_customer.status(), 200);
@@ -361,16 +500,32 @@ async fn only_a_valid_session_cookie_shows_cases_and_no_answer_is_cached_or_scri
             .contains("is not an invoice (in_…), customer (cus_…) or subscription (sub_…) id")
     );
 
-    let signed_out = plain_http()
-        .post(app.url("/signout"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap();
+    // Signing out needs the session's own form: a forged one (no or another token) changes nothing.
+    for forged in ["", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
+        let refused = sign_out(&app, &session, forged).await;
+        assert_eq!(refused.status(), 403, "{forged:?}");
+        assert!(set_cookie(&refused, "__Host-recoup_session").is_none());
+    }
+    let still = page(&app, "/", Some(&session)).await.text().await.unwrap();
+    assert!(still.contains("signed in as support-ana"), "{still}");
+
+    let signed_out = sign_out(&app, &session, &signed_in_csrf).await;
     assert_eq!(signed_out.status(), 303);
     let cleared = header(&signed_out, "set-cookie");
     assert!(
-        cleared.starts_with("recoup_session=;") && cleared.contains("Max-Age=0"),
+        cleared.starts_with("__Host-recoup_session=;") && cleared.contains("Max-Age=0"),
         "{cleared}"
     );
+    // The session is gone from the store: the old cookie, replayed, opens nothing.
+    let replayed = page(&app, &look_up, Some(&session))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        replayed.contains(r#"action="/signin""#) && !replayed.contains("signed in as"),
+        "{replayed}"
+    );
+    let keys = session_keys(&app).await;
+    assert!(keys.is_empty(), "{keys:?}");
 }

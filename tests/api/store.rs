@@ -6,7 +6,8 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use recoup::policy::{Case, Timer, TimerKind};
 use recoup::store::{
-    Arrival, Arrivals, Failure, Inbox, Ingest, MemoryStore, RedisStore, Saved, Store, TIMER_SHARDS,
+    Arrival, Arrivals, Failure, Inbox, Ingest, MemoryStore, RedisStore, Saved, Session, Store,
+    TIMER_SHARDS,
 };
 
 use crate::helpers::{TestCluster, TestRedis, event, open_case, redis_settings};
@@ -61,6 +62,7 @@ store_suite!(
     the_clock_offset_only_moves_when_advanced,
     the_newest_event_is_remembered_by_how_it_came_and_the_backfill_mark_only_moves_forward,
     a_lease_has_one_holder_until_given_back_or_run_out,
+    a_session_lasts_until_it_expires_or_is_closed,
 );
 
 const LONG: Duration = Duration::from_secs(60);
@@ -376,6 +378,34 @@ async fn a_lease_has_one_holder_until_given_back_or_run_out<S: Store>(store: &S)
     // Not extended, it runs out by itself.
     tokio::time::sleep(short * 2).await;
     assert!(store.lease("backfill", "worker-a", LONG).await.unwrap());
+}
+
+async fn a_session_lasts_until_it_expires_or_is_closed<S: Store>(store: &S) {
+    let ana = Session {
+        name: "support-ana".into(),
+        csrf: "csrf-of-ana".into(),
+    };
+    let bo = Session {
+        name: "support-bo".into(),
+        csrf: "csrf-of-bo".into(),
+    };
+    assert_eq!(store.session("key-ana").await.unwrap(), None);
+    store.open_session("key-ana", &ana, LONG).await.unwrap();
+    store
+        .open_session("key-bo", &bo, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(store.session("key-ana").await.unwrap(), Some(ana.clone()));
+    assert_eq!(store.session("key-bo").await.unwrap(), Some(bo));
+
+    // Signing out ends one session, and only that one.
+    store.close_session("key-ana").await.unwrap();
+    assert_eq!(store.session("key-ana").await.unwrap(), None);
+    store.close_session("key-ana").await.unwrap();
+
+    // A session is forgotten when its time runs out.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(store.session("key-bo").await.unwrap(), None);
 }
 
 /// How Redis keeps the events it has seen: compact (one intset per bucket and week, no key per

@@ -450,11 +450,23 @@ pub struct Case {
     /// Collection resumed (or not) after recoup had paused it and the invoice was paid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumption: Option<Resumption>,
+    /// When the customer first opened an update link recoup sent them for this invoice
+    /// (`<RECOUP_PUBLIC_URL>/fix/…`): the first sign that a nudge was read and acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub link_opened_at: Option<Timestamp>,
+    /// How many times the customer opened one of the case's update links.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub link_opens: u32,
     /// When recoup first heard of the invoice, on the scheduler's clock.
     #[schema(value_type = String, format = DateTime)]
     pub opened_at: Timestamp,
     /// Bumped by the store on every save; a save naming an older version is refused.
     pub version: u64,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Case {
@@ -503,9 +515,18 @@ impl Case {
 
     /// Adds a line to the timeline, keeping it ordered by time (stable for equal times), so the
     /// story reads the same whatever order Stripe delivered its events in.
-    pub fn record(&mut self, entry: Entry) {
+    ///
+    /// A URL's credentials never reach the timeline, which support reads, the API returns and the
+    /// store keeps: an error quoting a URL (`error sending request for url (https://user:pw@…)`)
+    /// has its password masked here, whichever part of recoup wrote it ([`crate::redact`]).
+    pub fn record(&mut self, mut entry: Entry) {
         if self.untold {
             return;
+        }
+        for words in [&mut entry.what, &mut entry.detail] {
+            if let std::borrow::Cow::Owned(redacted) = crate::redact::text(words) {
+                *words = redacted;
+            }
         }
         let at = self.timeline.partition_point(|e| e.at <= entry.at);
         self.timeline.insert(at, entry);

@@ -88,7 +88,8 @@ pub(super) fn on_ended(
         }
         EndResult::Failed { error } => {
             decision.outcome = DecisionOutcome::Failed;
-            decision.note = Some(error.clone());
+            // Kept on the case like its timeline: no URL's credentials.
+            decision.note = Some(crate::redact::text(error).into_owned());
             decision.at = at;
             (
                 "decision failed",
@@ -138,7 +139,7 @@ pub(super) fn on_resumed(case: &Case, at: Timestamp, result: &EndResult) -> Deci
         ),
         EndResult::Failed { error } => (
             DecisionOutcome::Failed,
-            Some(error.clone()),
+            Some(crate::redact::text(error).into_owned()),
             format!("{error}; tried again {} later", human(ending::AFTER_ERROR)),
         ),
     };

@@ -253,6 +253,8 @@ fn open(
         retry_requested: None,
         lost_dispute: None,
         resumption: None,
+        link_opened_at: None,
+        link_opens: 0,
         nudges_held_until: None,
         untold: false,
         segment: policy

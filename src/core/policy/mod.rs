@@ -30,6 +30,7 @@ pub mod file;
 mod hold;
 mod nudge;
 mod nudged;
+mod opened;
 mod plan;
 pub mod reconcile;
 mod replan;
@@ -49,6 +50,8 @@ pub use self::nudge::{
     CardOnFile, NudgePlan, NudgeResult, Nudged, Step, card_expired, contact_window,
 };
 use self::nudged::{on_nudge_held, on_nudged};
+pub use self::opened::LinkOutcome;
+use self::opened::on_link_opened;
 pub use self::plan::{NextRetry, Plan};
 pub use self::segment::{CustomerFacts, Match, Segment};
 use self::timers::on_timer;
@@ -164,6 +167,9 @@ pub enum Input {
     },
     /// A support agent's action.
     Support(Box<Support>),
+    /// The customer opened an update link recoup sent them for the case's invoice, and where it
+    /// led them.
+    LinkOpened { at: Timestamp, outcome: LinkOutcome },
 }
 
 /// Something to do for the decided case: Stripe calls (`Retry`, `End`, `Resume`) are made before
@@ -247,6 +253,9 @@ pub fn decide(policy: &Policy, case: Option<&Case>, input: &Input, now: Timestam
             },
             |case| hold::on_support(policy, case, support),
         ),
+        Input::LinkOpened { at, outcome } => case.map_or_else(Decision::unchanged, |case| {
+            on_link_opened(case, *at, *outcome)
+        }),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Stripe, through async-stripe: read the invoice, pay it under the attempt's idempotency key, read
-//! declines from the payment intent, read a customer, open a billing portal session, carry out end
+//! declines from the payment intent, read a customer, read an invoice's status and hosted page, open
+//! a billing portal session (on the payment-method-update flow where offered), carry out end
 //! decisions (pause or cancel the subscription, mark the invoice uncollectible) and resume a paused
 //! collection, and read a disputed charge.
 //!
@@ -22,7 +23,10 @@ use stripe::{
     ApiErrors, Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest,
 };
 use stripe_billing::InvoiceStatus;
-use stripe_billing::billing_portal_session::CreateBillingPortalSession;
+use stripe_billing::billing_portal_session::{
+    CreateBillingPortalSession, CreateBillingPortalSessionFlowData,
+    CreateBillingPortalSessionFlowDataType,
+};
 use stripe_billing::invoice::{PayInvoice, RetrieveInvoice};
 use stripe_core::charge::RetrieveCharge;
 use stripe_core::customer::{RetrieveCustomer, RetrieveCustomerReturned};
@@ -31,7 +35,7 @@ use stripe_core::payment_intent::RetrievePaymentIntent;
 mod ending;
 mod lists;
 
-use super::{DisputedCharge, Processor, ProcessorError, idempotency_key};
+use super::{DisputedCharge, InvoicePage, Processor, ProcessorError, idempotency_key};
 use crate::config::StripeSettings;
 use crate::policy::{Card, CardOnFile, ChargeResult, CustomerFacts, Declined, EndOrder, EndResult};
 
@@ -215,24 +219,57 @@ impl Stripe {
         Ok(intent.last_payment_error.as_deref().map(declined))
     }
 
-    async fn link(
-        &self,
-        invoice_id: Option<&str>,
-        customer_id: &str,
-        confirm: bool,
-    ) -> Result<Option<String>, ProcessorError> {
-        let fault = |what: &str, e: StripeError| ProcessorError {
-            message: format!("{what}: {}", brief(&e)),
+    async fn invoice_shown(&self, invoice_id: &str) -> Result<Option<InvoicePage>, ProcessorError> {
+        let read = self
+            .call("read invoice", || async {
+                RetrieveInvoice::new(invoice_id).send(&self.client).await
+            })
+            .await;
+        let Some(invoice) = found("reading the invoice", read)? else {
+            return Ok(None);
+        };
+        Ok(Some(InvoicePage {
+            status: invoice
+                .status
+                .as_ref()
+                .map_or("unknown", |s| s.as_str())
+                .to_owned(),
+            hosted_invoice_url: invoice.hosted_invoice_url,
+        }))
+    }
+
+    /// A portal session on the payment-method-update flow; when Stripe refuses the flow (a portal
+    /// configuration without payment method updates, an account or API version without flows) the
+    /// portal's home, where the customer finds the same thing a click further.
+    async fn open_portal(&self, customer_id: &str) -> Result<String, ProcessorError> {
+        let fault = |e: StripeError| ProcessorError {
+            message: format!("creating a billing portal session: {}", brief(&e)),
             passing: is_passing(&e),
         };
-        if let Some(invoice_id) = invoice_id.filter(|_| confirm) {
-            let invoice = self
-                .call("read invoice", || async {
-                    RetrieveInvoice::new(invoice_id).send(&self.client).await
-                })
-                .await
-                .map_err(|e| fault("reading the invoice", e))?;
-            return Ok(invoice.hosted_invoice_url);
+        let on_flow = self
+            .call("create billing portal session", || async {
+                CreateBillingPortalSession::new()
+                    .customer(customer_id)
+                    .flow_data(CreateBillingPortalSessionFlowData::new(
+                        CreateBillingPortalSessionFlowDataType::PaymentMethodUpdate,
+                    ))
+                    .send(&self.client)
+                    .await
+            })
+            .await;
+        match on_flow {
+            Ok(session) => return Ok(session.url),
+            Err(StripeError::Stripe(error, 400))
+                if error.code.as_ref().map(|c| c.as_str()) != Some("resource_missing") =>
+            {
+                tracing::warn!(
+                    customer = customer_id,
+                    "Stripe refused the portal's payment-method-update flow ({}); opening the \
+                     portal's home instead (enable payment method updates in the portal's settings)",
+                    error.message.as_deref().unwrap_or("no message")
+                );
+            }
+            Err(e) => return Err(fault(e)),
         }
         let session = self
             .call("create billing portal session", || async {
@@ -242,8 +279,8 @@ impl Stripe {
                     .await
             })
             .await
-            .map_err(|e| fault("creating a billing portal session", e))?;
-        Ok(Some(session.url))
+            .map_err(fault)?;
+        Ok(session.url)
     }
 
     async fn card_on_file(&self, customer_id: &str) -> Result<Option<CardOnFile>, ProcessorError> {
@@ -326,15 +363,8 @@ impl Stripe {
                 RetrieveCharge::new(charge_id).send(&self.client).await
             })
             .await;
-        let charge = match read {
-            Ok(charge) => charge,
-            Err(StripeError::Stripe(_, 404)) => return Ok(None),
-            Err(e) => {
-                return Err(ProcessorError {
-                    message: format!("reading the disputed charge: {}", brief(&e)),
-                    passing: is_passing(&e),
-                });
-            }
+        let Some(charge) = found("reading the disputed charge", read)? else {
+            return Ok(None);
         };
         let card = charge
             .payment_method_details
@@ -379,13 +409,18 @@ impl Processor for Stripe {
         Box::pin(self.card_on_file(customer_id))
     }
 
-    fn fix_link<'a>(
+    fn invoice_page<'a>(
         &'a self,
-        invoice_id: Option<&'a str>,
+        invoice_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<InvoicePage>, ProcessorError>> {
+        Box::pin(self.invoice_shown(invoice_id))
+    }
+
+    fn portal_session<'a>(
+        &'a self,
         customer_id: &'a str,
-        confirm: bool,
-    ) -> BoxFuture<'a, Result<Option<String>, ProcessorError>> {
-        Box::pin(self.link(invoice_id, customer_id, confirm))
+    ) -> BoxFuture<'a, Result<String, ProcessorError>> {
+        Box::pin(self.open_portal(customer_id))
     }
 
     fn end<'a>(&'a self, order: &'a EndOrder) -> BoxFuture<'a, EndResult> {
@@ -405,6 +440,18 @@ impl Processor for Stripe {
         charge_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<DisputedCharge>, ProcessorError>> {
         Box::pin(self.charge_of_dispute(charge_id))
+    }
+}
+
+/// What a read found: the object, none when Stripe has no such thing (404), or the fault.
+fn found<T>(what: &str, read: Result<T, StripeError>) -> Result<Option<T>, ProcessorError> {
+    match read {
+        Ok(object) => Ok(Some(object)),
+        Err(StripeError::Stripe(_, 404)) => Ok(None),
+        Err(e) => Err(ProcessorError {
+            message: format!("{what}: {}", brief(&e)),
+            passing: is_passing(&e),
+        }),
     }
 }
 
