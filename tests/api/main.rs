@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod decisions;
+mod echoes;
 mod fake_stripe;
 mod helpers;
 mod nudges;
