@@ -416,6 +416,19 @@ impl<S: Cases + Cards + TestClock> Engine<'_, S> {
         let Some(processor) = self.processor else {
             return Ok(Some((case, Vec::new())));
         };
+        // A change to the subscription or invoice is saved as under way before Stripe is asked to
+        // make it. Stripe reports the change back as an event, which may be applied before the call
+        // returns; it then finds the decision on the case and is recognised as recoup's own, instead
+        // of looking like a pause or cancellation made in the dashboard.
+        let changes_stripe = actions.iter().any(|&a| {
+            matches!(a, Action::Resume) || matches!(a, Action::End(end) if end != End::LeavePastDue)
+        });
+        if changes_stripe && !made.iter().any(|m| actions.contains(&m.action)) {
+            match self.store.save_case(&case).await? {
+                Saved::Saved { version } => case.version = version,
+                Saved::Conflict => return Ok(None),
+            }
+        }
         for &action in actions {
             if made.iter().any(|m| m.action == action) {
                 continue;

@@ -6,6 +6,7 @@
 mod backfill;
 mod credentials;
 mod decisions;
+mod echoes;
 mod fake_stripe;
 mod helpers;
 mod links;

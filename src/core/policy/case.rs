@@ -197,6 +197,14 @@ pub enum DecisionOutcome {
 }
 
 impl DecisionOutcome {
+    /// Whether the change may still have to be made: Stripe refused it, or its answer is not on
+    /// the case — the call is in flight, or the worker making it died. Either way it is made again
+    /// [`super::ending::AFTER_ERROR`] after it was last tried, under the same idempotency key, so a
+    /// change Stripe did make is only found done.
+    pub fn to_redo(self) -> bool {
+        matches!(self, DecisionOutcome::UnderWay | DecisionOutcome::Failed)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DecisionOutcome::UnderWay => "under_way",
@@ -237,6 +245,10 @@ pub struct CaseDecision {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
+
+/// How many ended holds a case remembers: enough for every dispute a customer plausibly has open
+/// at once, bounded so a case stays small.
+pub const ENDED_HOLDS_KEPT: usize = 20;
 
 /// Who holds a case back from dunning.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -441,6 +453,21 @@ pub struct Case {
     /// The state the case returns to when its last hold ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_state: Option<State>,
+    /// Holds that ended, as of Stripe's time of the ending (the latest [`ENDED_HOLDS_KEPT`]): a
+    /// dispute whose closing arrived before its opening holds nothing when the opening comes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holds_ended: Vec<Hold>,
+    /// Stripe's time of the newest subscription event applied. Each such event is a snapshot of
+    /// the subscription, so one made earlier that arrives later is stale: a "paused" that Stripe
+    /// sent before its "resumed" must not hold the case after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub subscription_as_of: Option<Timestamp>,
+    /// Stripe's time of the newest `customer.updated` whose time zone was read: the newest wins,
+    /// whatever order they arrive in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub zone_as_of: Option<Timestamp>,
     /// The latest retry support asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_requested: Option<RetryRequest>,
@@ -470,6 +497,14 @@ fn is_zero(n: &u32) -> bool {
 }
 
 impl Case {
+    /// Whether recoup decided `action` for this case and did not find it overtaken: a change Stripe
+    /// reports with that shape is then recoup's own coming back, even before its answer is saved.
+    pub fn decided(&self, action: EndAction) -> bool {
+        self.decision
+            .as_ref()
+            .is_some_and(|d| d.action == action && d.outcome != DecisionOutcome::NotCarriedOut)
+    }
+
     /// Whether a payment method newer than the last attempt answers a request to act (an older one
     /// was tried already).
     pub fn answered_by_new_card(&self) -> bool {

@@ -121,7 +121,7 @@ pub(super) fn on_resumed(case: &Case, at: Timestamp, result: &EndResult) -> Deci
     let settled = case
         .resumption
         .as_ref()
-        .is_some_and(|r| r.outcome != DecisionOutcome::Failed);
+        .is_some_and(|r| !r.outcome.to_redo());
     if settled {
         return Decision::unchanged();
     }

@@ -21,7 +21,7 @@ use super::{Case, CaseDecision, DecisionOutcome, DeclineClass, EndAction, NudgeK
 use super::{Outcome, State, TimerKind};
 
 /// How long after a decision call that reached no result it is made again.
-pub(super) const AFTER_ERROR: SignedDuration = SignedDuration::from_mins(10);
+pub const AFTER_ERROR: SignedDuration = SignedDuration::from_mins(10);
 
 /// What Stripe's `pause_collection[behavior]` does with the invoices of a paused subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,7 +275,9 @@ pub fn choose(policy: &Policy, case: &Case) -> (End, String, String) {
 /// already made.
 pub fn due(policy: &Policy, case: &Case) -> Option<Timestamp> {
     if let Some(decision) = &case.decision {
-        return (decision.outcome == DecisionOutcome::Failed).then(|| decision.at + AFTER_ERROR);
+        // Over is over: a case paid or closed while its decision was in flight needs no redo.
+        let redo = decision.outcome.to_redo() && !case.state.is_final();
+        return redo.then(|| decision.at + AFTER_ERROR);
     }
     if !matches!(case.state, State::Retrying | State::AwaitingCustomer) {
         return None;

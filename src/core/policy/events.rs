@@ -8,8 +8,8 @@ use jiff::Timestamp;
 
 use super::replan::{replan, settle};
 use super::{
-    Attempt, BilledTo, Card, Case, Closure, CustomerFacts, Decision, Entry, NewPaymentMethod,
-    Outcome, Policy, State, hold, nudge, timing,
+    Attempt, BilledTo, Card, Case, Closure, CustomerFacts, Decision, EndAction, Entry,
+    NewPaymentMethod, Outcome, Policy, State, hold, nudge, timing,
 };
 use crate::event::{Event, EventKind, EventObject, Invoice};
 
@@ -36,6 +36,11 @@ pub(super) fn on_event(
         },
         EventKind::InvoicePaid | EventKind::InvoicePaymentSucceeded => Fact::Paid,
         EventKind::InvoiceVoided => Fact::Closed("voided in Stripe"),
+        EventKind::InvoiceMarkedUncollectible
+            if case.is_some_and(|c| c.decided(EndAction::MarkUncollectible)) =>
+        {
+            Fact::Closed("marked uncollectible by recoup's decision")
+        }
         EventKind::InvoiceMarkedUncollectible => Fact::Closed("marked uncollectible in Stripe"),
         _ => return Decision::unchanged(),
     };
@@ -105,6 +110,7 @@ fn on_customer_event(policy: &Policy, case: Option<&Case>, event: &Event) -> Dec
     let Some(case) = case.filter(|c| !c.state.is_final() || c.state == State::Paused) else {
         return Decision::unchanged();
     };
+    let before = case;
     let (customer, method, card, zone) = match (&event.object, event.kind) {
         (
             EventObject::PaymentMethod(pm),
@@ -132,12 +138,23 @@ fn on_customer_event(policy: &Policy, case: Option<&Case>, event: &Event) -> Dec
         ),
         _ => return Decision::unchanged(),
     };
-    let zone = zone.filter(|zone| *zone != case.customer_timezone);
-    if customer != Some(case.customer_id.as_str()) || (method.is_none() && zone.is_none()) {
+    if customer != Some(case.customer_id.as_str()) {
         return Decision::unchanged();
     }
     let at = Timestamp::from_second(event.created).unwrap_or(case.opened_at);
+    // The newest `customer.updated` says where the customer is, whatever order they arrive in.
+    let zone = zone.filter(|_| case.zone_as_of.is_none_or(|seen| seen <= at));
     let mut case = case.clone();
+    if zone.is_some() {
+        case.zone_as_of = Some(at);
+    }
+    let zone = zone.filter(|zone| *zone != case.customer_timezone);
+    if method.is_none() && zone.is_none() {
+        return Decision {
+            case: Some(case).filter(|c| c.zone_as_of != before.zone_as_of),
+            ..Decision::unchanged()
+        };
+    }
     let mut notes = Vec::new();
     if let Some(zone) = zone {
         notes.push(format!("the customer's time zone is {zone}"));
@@ -250,6 +267,9 @@ fn open(
             .and_then(|w| nudge::contact_window(w)),
         holds: Vec::new(),
         held_state: None,
+        holds_ended: Vec::new(),
+        subscription_as_of: None,
+        zone_as_of: None,
         retry_requested: None,
         lost_dispute: None,
         resumption: None,

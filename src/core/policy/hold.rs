@@ -18,7 +18,8 @@ use super::budget::{self, Try};
 use super::ending::card_stopped;
 use super::replan::{replan, settle};
 use super::{
-    Card, Case, Closure, Decision, Entry, Hold, HoldBy, LostDispute, Policy, RetryRequest, State,
+    Card, Case, Closure, Decision, ENDED_HOLDS_KEPT, EndAction, Entry, Hold, HoldBy, LostDispute,
+    Policy, RetryRequest, State,
 };
 use crate::event::{Dispute, Event, EventKind, Subscription};
 
@@ -236,6 +237,11 @@ pub(super) fn on_dispute(
             if case.state.is_final() || case.holds.iter().any(|h| h.by == by) {
                 return Decision::unchanged();
             }
+            if case.holds_ended.iter().any(|h| h.by == by) {
+                // Stripe sent the closing after the opening, but it arrived first.
+                let detail = format!("{about}: already closed, so nothing to hold");
+                return after_event(policy, next, event, at, detail);
+            }
             hold(
                 &mut next,
                 Hold {
@@ -251,6 +257,14 @@ pub(super) fn on_dispute(
                 return Decision::unchanged();
             }
             next.holds.retain(|h| h.by != by);
+            end_hold(
+                &mut next,
+                Hold {
+                    by,
+                    reason: about.clone(),
+                    at,
+                },
+            );
             let lost = dispute.status == "lost";
             if lost && policy.disputes.stop_card_when_lost {
                 next.lost_dispute = Some(LostDispute {
@@ -298,21 +312,36 @@ pub(super) fn on_subscription(
         return Decision::unchanged();
     }
     let at = Timestamp::from_second(event.created).unwrap_or(case.opened_at);
+    if case.subscription_as_of.is_some_and(|seen| at < seen) {
+        // An older snapshot than one already applied: what it says is no longer so.
+        return Decision::unchanged();
+    }
     let ended = event.kind == EventKind::CustomerSubscriptionDeleted
         || matches!(
             subscription.status.as_str(),
             "canceled" | "incomplete_expired"
         );
     let mut next = case.clone();
+    next.subscription_as_of = Some(at);
+    // Nothing to tell, but the snapshot's time is kept, so an older one cannot undo what it says.
+    let quietly = |next: Case| {
+        if next == *case {
+            Decision::unchanged()
+        } else {
+            Decision::save(next)
+        }
+    };
     let by = HoldBy::Stripe {
         subscription: subscription.id.clone(),
     };
     let detail = if ended {
-        // recoup's own cancellation, reported back, changes nothing.
+        // recoup's own cancellation, reported back, changes nothing; nor does anything after a
+        // subscription ended (no later snapshot can undo that).
         if matches!(
             case.state,
             State::Canceled | State::Recovered | State::Closed
-        ) {
+        ) || case.decided(EndAction::Cancel)
+        {
             return Decision::unchanged();
         }
         if next.closure.is_none() {
@@ -326,9 +355,13 @@ pub(super) fn on_subscription(
             subscription.id, subscription.status
         )
     } else if let Some(pause) = &subscription.pause_collection {
-        // A pause recoup made itself (the case is `paused`) is already on the case.
-        if case.state.is_final() || case.holds.iter().any(|h| h.by == by) {
-            return Decision::unchanged();
+        // A pause recoup made itself is already on the case (as `paused`, or as the decision
+        // under way when Stripe's report of it comes before Stripe's answer).
+        if case.state.is_final()
+            || case.holds.iter().any(|h| h.by == by)
+            || case.decided(EndAction::Pause)
+        {
+            return quietly(next);
         }
         hold(
             &mut next,
@@ -355,11 +388,11 @@ pub(super) fn on_subscription(
     } else if subscription.cancel_at_period_end && !case.state.is_final() {
         let noted = "set to cancel at the end of its period in Stripe";
         if case.timeline.iter().any(|e| e.detail.contains(noted)) {
-            return Decision::unchanged();
+            return quietly(next);
         }
         format!("subscription {} {noted}", subscription.id)
     } else {
-        return Decision::unchanged();
+        return quietly(next);
     };
     let released = release_if_free(&mut next);
     after_event(policy, next, event, at, detail + &released)
@@ -395,6 +428,16 @@ fn hold(case: &mut Case, hold: Hold) {
         case.state = State::OnHold;
     }
     case.holds.push(hold);
+}
+
+/// Remembers that `hold` ended (as of Stripe's time), keeping the latest [`ENDED_HOLDS_KEPT`].
+fn end_hold(case: &mut Case, hold: Hold) {
+    if case.holds_ended.iter().any(|h| h.by == hold.by) {
+        return;
+    }
+    case.holds_ended.push(hold);
+    let over = case.holds_ended.len().saturating_sub(ENDED_HOLDS_KEPT);
+    case.holds_ended.drain(..over);
 }
 
 /// Returns a case whose last hold was lifted to the state it was held in (a new card that arrived

@@ -6,8 +6,8 @@
 use jiff::Timestamp;
 
 use super::{
-    Action, Case, DecisionOutcome, EndAction, NudgeKind, Nudged, Policy, RecoveredBy, State, Timer,
-    TimerKind, ending,
+    Action, Case, EndAction, NudgeKind, Nudged, Policy, RecoveredBy, State, Timer, TimerKind,
+    ending,
 };
 
 /// Computes the state from the case's facts; a payment beats a closure, which beats dunning.
@@ -145,7 +145,7 @@ pub(super) fn plan_resume(case: &mut Case) {
     }
     let at = match &case.resumption {
         None => case.paid_at.unwrap_or(case.opened_at),
-        Some(r) if r.outcome == DecisionOutcome::Failed => r.at + ending::AFTER_ERROR,
+        Some(r) if r.outcome.to_redo() => r.at + ending::AFTER_ERROR,
         Some(_) => return,
     };
     case.timers.push(Timer {

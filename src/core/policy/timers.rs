@@ -5,10 +5,10 @@
 use jiff::Timestamp;
 
 use super::duration::human;
-use super::replan::{plan_decision, plan_nudge};
+use super::replan::{plan_decision, plan_nudge, plan_resume};
 use super::{
-    Action, Case, Decision, Entry, NudgeKind, Nudged, Policy, RetryUnderWay, State, Timer,
-    TimerKind, budget, ending, timing,
+    Action, Case, Decision, DecisionOutcome, Entry, NudgeKind, Nudged, Policy, Resumption,
+    RetryUnderWay, State, Timer, TimerKind, budget, ending, timing,
 };
 
 pub(super) fn on_timer(
@@ -41,6 +41,13 @@ pub(super) fn on_timer(
         TimerKind::Nudge { nudge, tier } => return fire_nudge(policy, case, nudge, tier, timer.at),
         TimerKind::Decide => return decide_end(policy, case, timer.at),
         TimerKind::Resume => {
+            // Under way until Stripe's answer is saved; made again if that never happens.
+            case.resumption = Some(Resumption {
+                at: timer.at,
+                outcome: DecisionOutcome::UnderWay,
+                note: None,
+            });
+            plan_resume(&mut case);
             return Decision {
                 case: Some(case),
                 actions: vec![Action::Resume],

@@ -821,3 +821,91 @@ proptest! {
         }
     }
 }
+
+/// Every order the inputs can arrive in, applied to `case`.
+fn in_every_order(policy: &Policy, case: &Case, inputs: &[Input]) -> Vec<Case> {
+    super::permutations(inputs)
+        .into_iter()
+        .map(|order| {
+            order.iter().fold(case.clone(), |case, input| {
+                decide(policy, Some(&case), input, now())
+                    .case
+                    .unwrap_or(case)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_dispute_closed_before_its_opening_arrives_holds_nothing_in_any_order() {
+    let policy = Policy::default();
+    let case = opened(&policy, 4_900, 3, soft());
+    let opened_then_closed = [
+        dispute("charge.dispute.created", "evt_d1", NOW + 60),
+        dispute("charge.dispute.closed", "evt_d2", NOW + 600),
+    ];
+    let ends = in_every_order(&policy, &case, &opened_then_closed);
+    for after in &ends {
+        assert!(after.holds.is_empty(), "{:#?}", after.timeline);
+        // The dispute was lost: its card is stopped and the case waits for a new one.
+        assert_eq!(
+            after.state,
+            State::AwaitingCustomer,
+            "{:#?}",
+            after.timeline
+        );
+        assert_eq!(after.timers, ends[0].timers, "{:#?}", after.timeline);
+    }
+}
+
+#[test]
+fn a_dashboard_resume_that_arrives_before_its_pause_holds_nothing_and_the_newest_zone_wins() {
+    let policy = Policy::default();
+    let case = opened(&policy, 4_900, 3, soft());
+    let pause = |s: &mut Subscription| {
+        s.pause_collection = Some(PauseCollection {
+            behavior: "void".into(),
+            resumes_at: None,
+        });
+    };
+    let paused_then_resumed = [
+        subscription_event("customer.subscription.updated", "evt_s1", NOW + 60, pause),
+        subscription_event("customer.subscription.updated", "evt_s2", NOW + 120, |s| {
+            s.pause_collection = None;
+        }),
+    ];
+    for after in in_every_order(&policy, &case, &paused_then_resumed) {
+        assert!(after.holds.is_empty(), "{:#?}", after.timeline);
+        assert_eq!(after.state, State::Retrying);
+    }
+    // Resumed, then paused again later: held, whatever the order.
+    let paused_again = [
+        paused_then_resumed[1].clone(),
+        subscription_event("customer.subscription.updated", "evt_s3", NOW + 180, pause),
+    ];
+    for after in in_every_order(&policy, &case, &paused_again) {
+        assert_eq!(after.state, State::OnHold, "{:#?}", after.timeline);
+    }
+
+    let moved = |id: &str, created: i64, zone: &str| {
+        let Input::Event(mut event) = any_event("customer.updated", id, created) else {
+            unreachable!()
+        };
+        if let EventObject::Customer(customer) = &mut event.object {
+            customer.id = case.customer_id.clone();
+            customer.metadata.insert("timezone".into(), zone.into());
+        }
+        Input::Event(event)
+    };
+    let moves = [
+        moved("evt_c1", NOW + 60, "Europe/Berlin"),
+        moved("evt_c2", NOW + 120, "Asia/Tokyo"),
+    ];
+    for after in in_every_order(&policy, &case, &moves) {
+        assert_eq!(
+            after.customer_timezone, "Asia/Tokyo",
+            "{:#?}",
+            after.timeline
+        );
+    }
+}

@@ -881,13 +881,24 @@ fn the_customers_own_time_zone_moves_the_planned_retry_into_their_daytime() {
     for quiet in [
         customer_updated("evt_q1", NOW + 60, None, false),
         customer_updated("evt_q2", NOW + 60, Some("Mars/Olympus"), false),
-        customer_updated("evt_q3", NOW + 60, Some("America/New_York"), false),
     ] {
         assert_eq!(
             decide(&policy, Some(&opened), &quiet, now()),
             Decision::unchanged()
         );
     }
+    // The zone it already has only moves the time as of which it is known (an older update that
+    // arrives later must not undo it); the plan and the timeline stay as they are.
+    let same = customer_updated("evt_q3", NOW + 60, Some("America/New_York"), false);
+    let known = decide(&policy, Some(&opened), &same, now()).case.unwrap();
+    assert_eq!(known.zone_as_of, Timestamp::from_second(NOW + 60).ok());
+    assert_eq!(
+        Case {
+            zone_as_of: None,
+            ..known
+        },
+        opened
+    );
 }
 
 mod charges;
