@@ -18,7 +18,7 @@ use recoup::policy::{
     Input, Policy, State,
 };
 use recoup::processor::stripe::Stripe;
-use recoup::processor::{DisputedCharge, Processor, ProcessorError};
+use recoup::processor::{DisputedCharge, InvoicePage, Processor, ProcessorError};
 use recoup::store::{Cases, MemoryStore, TestClock};
 use recoup::worker::{Engine, Inputs};
 use serde_json::{Value, json};
@@ -92,13 +92,18 @@ impl Processor for Echoing {
         self.stripe.default_card(customer_id)
     }
 
-    fn fix_link<'a>(
+    fn invoice_page<'a>(
         &'a self,
-        invoice_id: Option<&'a str>,
+        invoice_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<InvoicePage>, ProcessorError>> {
+        self.stripe.invoice_page(invoice_id)
+    }
+
+    fn portal_session<'a>(
+        &'a self,
         customer_id: &'a str,
-        confirm: bool,
-    ) -> BoxFuture<'a, Result<Option<String>, ProcessorError>> {
-        self.stripe.fix_link(invoice_id, customer_id, confirm)
+    ) -> BoxFuture<'a, Result<String, ProcessorError>> {
+        self.stripe.portal_session(customer_id)
     }
 
     fn end<'a>(&'a self, order: &'a EndOrder) -> BoxFuture<'a, EndResult> {
