@@ -208,7 +208,7 @@ type WhyBody = Result<Json<Why>, JsonRejection>;
         (status = 503, description = "The store cannot answer", body = ErrorBody),
     )
 )]
-async fn hold<S: store::Cases + Cards + TestClock>(
+async fn hold<S: store::Cases + Cards + TestClock + Timers>(
     State(api): State<Arc<Api<S>>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
@@ -232,7 +232,7 @@ async fn hold<S: store::Cases + Cards + TestClock>(
         (status = 503, description = "The store cannot answer", body = ErrorBody),
     )
 )]
-async fn resume<S: store::Cases + Cards + TestClock>(
+async fn resume<S: store::Cases + Cards + TestClock + Timers>(
     State(api): State<Arc<Api<S>>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
@@ -256,7 +256,7 @@ async fn resume<S: store::Cases + Cards + TestClock>(
         (status = 503, description = "The store cannot answer", body = ErrorBody),
     )
 )]
-async fn retry<S: store::Cases + Cards + TestClock>(
+async fn retry<S: store::Cases + Cards + TestClock + Timers>(
     State(api): State<Arc<Api<S>>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
@@ -267,7 +267,7 @@ async fn retry<S: store::Cases + Cards + TestClock>(
 
 /// Applies a support action to the invoice's case: the case as saved (202 for a retry, which a
 /// worker makes within moments), or 409 with the reason the policy refused it.
-async fn support<S: store::Cases + Cards + TestClock>(
+async fn support<S: store::Cases + Cards + TestClock + Timers>(
     api: &Api<S>,
     caller: Caller,
     id: &str,
@@ -320,6 +320,7 @@ async fn support<S: store::Cases + Cards + TestClock>(
         policy: &api.policy,
         processor: None,
         clock: &api.clock,
+        lease: None,
     };
     let applied = engine.apply(id, Inputs::One(&input)).await;
     let outcome = match &applied {

@@ -222,6 +222,18 @@ impl Inbox for MemoryStore {
         Ok(self.lock().dead.iter().rev().take(max).cloned().collect())
     }
 
+    async fn renew_entry(&self, consumer: &str, entry_id: &str) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let slot = seq_of(entry_id).and_then(|seq| inner.inbox.get_mut(&seq));
+        match slot.and_then(|slot| slot.pending.as_mut()) {
+            Some((holder, since)) if holder == consumer => {
+                *since = Instant::now();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn retire_consumer(&self, _consumer: &str) -> Result<(), StoreError> {
         Ok(())
     }
@@ -379,6 +391,19 @@ impl Timers for MemoryStore {
                 invoice_id,
             })
             .collect())
+    }
+
+    async fn renew_claim(&self, invoice_id: &str, until: Timestamp) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let until = until.as_millisecond();
+        let Some(&old) = inner.wake.get(invoice_id).filter(|&&old| old < until) else {
+            return Ok(());
+        };
+        let shard = usize::from(shard_of(invoice_id));
+        inner.due[shard].remove(&(old, invoice_id.to_owned()));
+        inner.due[shard].insert((until, invoice_id.to_owned()));
+        inner.wake.insert(invoice_id.to_owned(), until);
+        Ok(())
     }
 
     async fn count_due(&self, now: Timestamp) -> Result<u64, StoreError> {

@@ -168,6 +168,15 @@ pub trait Inbox: Send + Sync {
         max: usize,
     ) -> impl Future<Output = Result<Vec<DeadLetter>, StoreError>> + Send;
 
+    /// Keeps an entry `consumer` holds claimed for another lease (a worker still at work on it, say
+    /// waiting for Stripe), without counting a delivery; `false` when `consumer` no longer holds it
+    /// (its lease ran out and another worker took it over, or it is done).
+    fn renew_entry(
+        &self,
+        consumer: &str,
+        entry_id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Forgets a consumer that has nothing pending (a worker shutting down cleanly).
     fn retire_consumer(
         &self,
@@ -269,6 +278,15 @@ pub trait Timers: Send + Sync {
         lease: Duration,
         max: usize,
     ) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send;
+
+    /// Pushes a claimed wake-up out to `until` while its claimer is still at work on the case (a
+    /// slow Stripe call), so no other worker takes it over meanwhile; a wake-up already set later,
+    /// or gone, is left as it is.
+    fn renew_claim(
+        &self,
+        invoice_id: &str,
+        until: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// How many wake-ups (over all shards) are due at `now` and not claimed.
     fn count_due(&self, now: Timestamp) -> impl Future<Output = Result<u64, StoreError>> + Send;

@@ -114,6 +114,7 @@ struct Scripts {
     claim_due: Script,
     ack: Script,
     fail: Script,
+    renew: Script,
 }
 
 /// A handle on Redis; cheap to clone, shared by every request and worker task.
@@ -154,6 +155,7 @@ impl RedisStore {
                 claim_due: Script::new(include_str!("scripts/claim_due.lua")),
                 ack: Script::new(include_str!("scripts/ack.lua")),
                 fail: Script::new(include_str!("scripts/fail.lua")),
+                renew: Script::new(include_str!("scripts/renew.lua")),
             }),
             settings: settings.clone(),
             timeout,
@@ -526,6 +528,18 @@ impl Inbox for RedisStore {
             .collect())
     }
 
+    async fn renew_entry(&self, consumer: &str, entry_id: &str) -> Result<bool, StoreError> {
+        let mut invocation = self.scripts.renew.prepare_invoke();
+        invocation
+            .key(INBOX_STREAM)
+            .arg(INBOX_GROUP)
+            .arg(consumer)
+            .arg(entry_id);
+        let mut conn = self.conn.clone();
+        let renewed: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(renewed == 1)
+    }
+
     async fn retire_consumer(&self, consumer: &str) -> Result<(), StoreError> {
         // XGROUP DELCONSUMER drops the consumer's pending entries from the group, which would lose
         // them: retire only a consumer that has none.
@@ -717,6 +731,19 @@ impl Timers for RedisStore {
                 invoice_id,
             })
             .collect())
+    }
+
+    async fn renew_claim(&self, invoice_id: &str, until: Timestamp) -> Result<(), StoreError> {
+        // XX: only a wake-up still there; GT: only pushed out, never brought forward.
+        self.query::<()>(
+            redis::cmd("ZADD")
+                .arg(due_key(shard_of(invoice_id)))
+                .arg("XX")
+                .arg("GT")
+                .arg(until.as_millisecond())
+                .arg(invoice_id),
+        )
+        .await
     }
 
     async fn count_due(&self, now: Timestamp) -> Result<u64, StoreError> {

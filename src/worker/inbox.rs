@@ -83,8 +83,8 @@ async fn handle<S: Store>(worker: Arc<Worker<S>>, entry: InboxEntry, _slot: Owne
     let kind = entry.event.kind.as_str();
     // A panic in one entry's handling must count as a failure of that entry (so a poison event ends
     // in the dead letters), not take the worker down or vanish.
-    let outcome = std::panic::AssertUnwindSafe(process(&worker, &entry))
-        .catch_unwind()
+    let processing = std::panic::AssertUnwindSafe(process(&worker, &entry)).catch_unwind();
+    let outcome = kept_claimed(&worker, &entry.entry_id, processing)
         .await
         .unwrap_or_else(|panic| {
             let why = panic
@@ -124,6 +124,31 @@ async fn handle<S: Store>(worker: Arc<Worker<S>>, entry: InboxEntry, _slot: Owne
             tracing::error!(entry = %entry.entry_id, event = %entry.event.id, %error, "moved to the dead letters");
         }
         Err(e) => tracing::warn!(entry = %entry.entry_id, "cannot record the failure: {e}"),
+    }
+}
+
+/// Runs `work` on an entry, renewing this worker's claim on it every third of a lease while it
+/// lasts: reading a customer or a decline from Stripe, with retries, can take longer than a lease,
+/// and another worker would otherwise take the entry over and apply it a second time.
+async fn kept_claimed<S: Store, T>(
+    worker: &Worker<S>,
+    entry_id: &str,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let every = (worker.settings.lease() / 3).max(Duration::from_millis(100));
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut work => return out,
+            () = tokio::time::sleep(every) => {
+                match worker.store.renew_entry(&worker.consumer, entry_id).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(entry = entry_id, "another worker took the entry over"),
+                    Err(e) => tracing::warn!(entry = entry_id, "cannot renew the claim on the entry: {e}"),
+                }
+            }
+        }
     }
 }
 

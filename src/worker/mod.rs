@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::clock::Clock;
@@ -45,11 +45,11 @@ use crate::config::WorkerSettings;
 use crate::notify::Notifier;
 use crate::policy::budget::{self, CardHistory, Try};
 use crate::policy::{
-    Action, Case, Charge, ChargeResult, End, EndOrder, EndResult, Input, Policy, RecoveredBy,
-    State, TimerKind, decide,
+    self, Action, Case, Charge, ChargeResult, End, EndOrder, EndResult, Input, Policy, RecoveredBy,
+    State, TimerKind, await_results, decide,
 };
 use crate::processor::Processor;
-use crate::store::{Cards, Cases, Saved, Store, StoreError, TestClock};
+use crate::store::{Cards, Cases, Saved, Store, StoreError, TestClock, Timers};
 use crate::telemetry::metric;
 
 /// The longest a worker keeps retrying one input against a hot case before giving up on it for now
@@ -184,12 +184,19 @@ impl<S: Store> Worker<S> {
     }
 
     async fn apply(&self, invoice_id: &str, inputs: Inputs<'_>) -> Result<Applied, ApplyError> {
-        let _turn = self.locks.turn(invoice_id).await;
+        let turn = self.locks.turn(invoice_id).await;
+        // A case read before waiting for its turn is stale by the time the turn comes (the task
+        // that had it may have charged and saved meanwhile): decide on a fresh read.
+        let inputs = match inputs {
+            Inputs::DueTimers(Some(_)) if turn.waited() => Inputs::DueTimers(None),
+            inputs => inputs,
+        };
         let engine = Engine {
             store: &self.store,
             policy: &self.policy,
             processor: Some(self.processor.as_ref()),
             clock: &self.clock,
+            lease: Some(self.settings.lease()),
         };
         engine.apply(invoice_id, inputs).await
     }
@@ -212,6 +219,9 @@ pub struct Engine<'a, S> {
     /// retry is a timer due now, which a worker fires).
     pub processor: Option<&'a dyn Processor>,
     pub clock: &'a Clock<S>,
+    /// The lease of the worker's claim on the case, renewed while Stripe calls are made; `None`
+    /// where no call is made (the support API).
+    pub lease: Option<Duration>,
 }
 
 /// A Stripe call made for an action, and its result as the input that feeds it back.
@@ -232,9 +242,17 @@ struct Decided {
     card: Option<CardHistory>,
 }
 
-impl<S: Cases + Cards + TestClock> Engine<'_, S> {
+impl<S: Cases + Cards + TestClock + Timers> Engine<'_, S> {
     /// Loads the case, decides, charges what the decision asks for, and saves with compare-and-set,
     /// again on fresh state after a conflict.
+    ///
+    /// A decision that asks for Stripe calls (a retry, an end decision, resuming collection) is
+    /// saved *before* the calls, as under way — attempt N handed to Stripe, the decision made — with
+    /// a timer that makes them again one lease later (see [`await_results`]); then the calls are
+    /// made, the claim on the case renewed while they last, and their results saved with the case.
+    /// So a worker that dies mid-call leaves its calls to be made again under the same idempotency
+    /// keys, and every other input meanwhile sees what is under way (a new card's retry takes the
+    /// next attempt number, support cannot ask for the same retry twice).
     ///
     /// For [`Inputs::DueTimers`] the case is saved even when nothing was due, so that its wake-up
     /// entry (pushed a lease ahead by the claim) is set back to the case's real next wake-up.
@@ -280,17 +298,22 @@ impl<S: Cases + Cards + TestClock> Engine<'_, S> {
                     }
                 },
             };
-            let Some(case) = decided.case else {
+            let Some(mut case) = decided.case else {
                 return Ok(Applied {
                     case: None,
                     actions: decided.actions,
                     refused: decided.refused,
                 });
             };
-            let charged = self
-                .carry_out(case, &decided.actions, decided.card, &mut made)
-                .await?;
-            if let Some((mut case, then)) = charged {
+            let mut card = decided.card;
+            if self
+                .under_way(&mut case, &decided.actions, &mut card, &made, now)
+                .await?
+            {
+                let charged = self
+                    .carry_out(case, &decided.actions, card, &mut made)
+                    .await?;
+                let (mut case, then) = charged;
                 match self.store.save_case(&case).await? {
                     Saved::Saved { version } => {
                         case.version = version;
@@ -311,6 +334,91 @@ impl<S: Cases + Cards + TestClock> Engine<'_, S> {
             tokio::time::sleep(pauses.next().unwrap_or(Duration::from_millis(50))).await;
         }
         Err(ApplyError::Contended(invoice_id.to_owned()))
+    }
+
+    /// Before the Stripe calls `actions` ask for (those not `made` already): reserves each retry's
+    /// try on the card's history, then saves the case as under way, with a timer that makes the
+    /// calls again once this worker's claim runs out (see [`await_results`]). `false` when the
+    /// card's history or the case changed since they were read: the decision is made again.
+    async fn under_way(
+        &self,
+        case: &mut Case,
+        actions: &[Action],
+        card: &mut Option<CardHistory>,
+        made: &[Made],
+        now: Timestamp,
+    ) -> Result<bool, ApplyError> {
+        let calls: Vec<Action> = actions
+            .iter()
+            .copied()
+            .filter(|a| !matches!(a, Action::Nudge { .. }))
+            .filter(|a| !made.iter().any(|m| m.action == *a))
+            .collect();
+        let (Some(_), Some(lease)) = (self.processor, self.lease) else {
+            return Ok(true);
+        };
+        if calls.is_empty() {
+            return Ok(true);
+        }
+        let rules = &self.policy.networks;
+        for call in &calls {
+            if let (Action::Retry { attempt }, Some(card)) = (call, card.as_mut()) {
+                let reserved = Try {
+                    at: now,
+                    invoice_id: case.invoice_id.clone(),
+                    attempt: *attempt,
+                    declined: true,
+                };
+                if card.record(reserved, rules, now) {
+                    match self.store.save_card(card, CardHistory::keep(rules)).await? {
+                        Saved::Saved { version } => card.version = version,
+                        Saved::Conflict => return Ok(false),
+                    }
+                }
+            }
+        }
+        let mut guarded = case.clone();
+        let redo_at = policy::time::later(
+            now,
+            SignedDuration::try_from(lease).unwrap_or(SignedDuration::MAX),
+        );
+        await_results(&mut guarded, &calls, redo_at);
+        match self.store.save_case(&guarded).await? {
+            Saved::Saved { version } => {
+                case.version = version;
+                Ok(true)
+            }
+            Saved::Conflict => Ok(false),
+        }
+    }
+
+    /// Runs a Stripe call, renewing this worker's claim on the case every third of a lease while
+    /// it lasts (a call with its retries can take longer than a lease), so no other worker takes
+    /// the case over and makes the call a second time.
+    async fn leased<T>(&self, invoice_id: &str, call: impl Future<Output = T>) -> T {
+        let Some(lease) = self.lease else {
+            return call.await;
+        };
+        let every = (lease / 3).max(Duration::from_millis(100));
+        let mut call = std::pin::pin!(call);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut call => return out,
+                () = tokio::time::sleep(every) => {
+                    let renewed = match self.clock.now().await {
+                        Ok(now) => {
+                            let until = policy::time::later(now, SignedDuration::try_from(lease).unwrap_or(SignedDuration::MAX));
+                            self.store.renew_claim(invoice_id, until).await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = renewed {
+                        tracing::warn!(invoice = invoice_id, "cannot renew the claim on the case: {e}");
+                    }
+                }
+            }
+        }
     }
 
     /// Feeds every due timer of `case` into `decide`, earliest first, with the history of the
@@ -362,20 +470,18 @@ impl<S: Cases + Cards + TestClock> Engine<'_, S> {
 
     /// Makes the Stripe calls `actions` ask for — charges, the end decision, resuming collection —
     /// and feeds each result back into the case, with the actions the results ask for (the
-    /// thank-you after a paid retry). `None` when another worker changed the card's history since
-    /// the decision read it (the decision is then made again). A call already `made`
-    /// by an earlier round of this apply (whose save met a conflict) is not made again: its result
-    /// is fed into the fresh case, whether or not that case still asks for it, so no result is lost
-    /// to a conflict.
+    /// thank-you after a paid retry). A call already `made` by an earlier round of this apply
+    /// (whose save met a conflict) is not made again: its result is fed into the fresh case,
+    /// whether or not that case still asks for it, so no result is lost to a conflict.
     async fn carry_out(
         &self,
         mut case: Case,
         actions: &[Action],
-        mut card: Option<CardHistory>,
+        card: Option<CardHistory>,
         made: &mut Vec<Made>,
-    ) -> Result<Option<(Case, Vec<Action>)>, ApplyError> {
+    ) -> Result<(Case, Vec<Action>), ApplyError> {
         let Some(processor) = self.processor else {
-            return Ok(Some((case, Vec::new())));
+            return Ok((case, Vec::new()));
         };
         for &action in actions {
             if made.iter().any(|m| m.action == action) {
@@ -383,13 +489,13 @@ impl<S: Cases + Cards + TestClock> Engine<'_, S> {
             }
             let input = match action {
                 Action::Retry { attempt } => {
-                    match self
-                        .charge(processor, &case, attempt, card.as_mut())
-                        .await?
-                    {
-                        Some(charge) => Input::Charge(Box::new(charge)),
-                        None => return Ok(None),
-                    }
+                    let charge = self
+                        .leased(
+                            &case.invoice_id,
+                            self.charge(processor, &case, attempt, card.as_ref()),
+                        )
+                        .await?;
+                    Input::Charge(Box::new(charge))
                 }
                 Action::End(end) => {
                     metrics::counter!(metric::ACTIONS, "action" => end.action().as_str())
@@ -403,7 +509,7 @@ impl<S: Cases + Cards + TestClock> Engine<'_, S> {
                                 end,
                                 resumes_at: case.decision.as_ref().and_then(|d| d.resumes_at),
                             };
-                            processor.end(&order).await
+                            self.leased(&case.invoice_id, processor.end(&order)).await
                         }
                     };
                     metrics::counter!(metric::DECISIONS, "action" => end.action().as_str(), "result" => result.as_str()).increment(1);
@@ -418,7 +524,12 @@ impl<S: Cases + Cards + TestClock> Engine<'_, S> {
                         continue;
                     };
                     metrics::counter!(metric::ACTIONS, "action" => "resume").increment(1);
-                    let result = processor.resume(&case.invoice_id, subscription).await;
+                    let result = self
+                        .leased(
+                            &case.invoice_id,
+                            processor.resume(&case.invoice_id, subscription),
+                        )
+                        .await;
                     metrics::counter!(metric::RESUMPTIONS, "result" => result.as_str())
                         .increment(1);
                     Input::Resumed {
@@ -443,18 +554,18 @@ impl<S: Cases + Cards + TestClock> Engine<'_, S> {
                 then.extend(decision.actions);
             }
         }
-        Ok(Some((case, then)))
+        Ok((case, then))
     }
 
-    /// Charges attempt `attempt`, its try first written to the card's history; `None` when that
-    /// history changed under the decision.
+    /// Charges attempt `attempt`, whose try is already reserved on the card's history (see
+    /// [`Engine::under_way`]), and notes the try's result on the card it was made on.
     async fn charge(
         &self,
         processor: &dyn Processor,
         case: &Case,
         attempt: u32,
-        card: Option<&mut CardHistory>,
-    ) -> Result<Option<Charge>, ApplyError> {
+        card: Option<&CardHistory>,
+    ) -> Result<Charge, ApplyError> {
         let rules = &self.policy.networks;
         let now = self.clock.now().await?;
         let invoice_id = case.invoice_id.clone();
@@ -464,22 +575,13 @@ impl<S: Cases + Cards + TestClock> Engine<'_, S> {
             attempt,
             declined,
         };
-        let mut card = card;
-        if let Some(card) = card.as_deref_mut()
-            && card.record(tried(now, true), rules, now)
-        {
-            match self.store.save_card(card, CardHistory::keep(rules)).await? {
-                Saved::Saved { version } => card.version = version,
-                Saved::Conflict => return Ok(None),
-            }
-        }
         metrics::counter!(metric::ACTIONS, "action" => "retry").increment(1);
         let result = processor.charge(&case.invoice_id, attempt).await;
         metrics::counter!(metric::CHARGES, "result" => result.as_str()).increment(1);
         tracing::info!(invoice = %case.invoice_id, attempt, result = result.as_str(), "charge attempt");
         // The try is recorded on the card it was made on (the decline names it; otherwise the
         // one reserved), unless the reservation already says all there is to say.
-        let reserved = card.as_deref().map(|c| c.fingerprint.as_str());
+        let reserved = card.map(|c| c.fingerprint.as_str());
         let declined_on = match &result {
             ChargeResult::Declined(d) => d.card.as_ref().map(|c| c.fingerprint.as_str()),
             _ => None,
@@ -493,11 +595,11 @@ impl<S: Cases + Cards + TestClock> Engine<'_, S> {
             let declined = !matches!(result, ChargeResult::Paid);
             note_try(self.store, rules, fingerprint, tried(now, declined)).await;
         }
-        Ok(Some(Charge {
+        Ok(Charge {
             attempt,
             at: self.clock.now().await?,
             result,
-        }))
+        })
     }
 }
 

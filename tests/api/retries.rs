@@ -353,6 +353,55 @@ async fn a_worker_killed_during_the_pay_call_is_replaced_and_nothing_is_charged_
 }
 
 #[tokio::test]
+async fn a_pay_call_slower_than_the_lease_is_made_once_and_shows_as_under_way_meanwhile() {
+    let redis = TestRedis::start();
+    let stripe = FakeStripe::start();
+    let invoice = "in_slow_lease_1";
+    stripe.add_invoice(
+        invoice,
+        Invoice::failed(CUSTOMER, Decline::visa("generic_decline")),
+    );
+    let stripe_env = stripe.env();
+    let mut env: Vec<(&str, &str)> = clock_env().to_vec();
+    env.extend(stripe_env.iter().map(|(k, v)| (*k, v.as_str())));
+    env.push(("RECOUP_WORKER__LEASE_SECS", "1"));
+    let receiver = RecoupProcess::serve_as(&redis, "receiver", &env).await;
+    let _workers = [
+        RecoupProcess::serve_as(&redis, "worker", &env).await,
+        RecoupProcess::serve_as(&redis, "worker", &env).await,
+    ];
+    assert_eq!(receiver.deliver(failure_of(invoice)).await.status, 200);
+    receiver
+        .case_when(invoice, |c| c["next_attempt_at"].is_string())
+        .await;
+
+    // Stripe takes the charge at once but answers only after four leases have run out.
+    stripe.stall_pays(Some(Duration::from_secs(4)));
+    receiver.advance_clock(10 * DAY).await;
+    wait_until("the charge to be made", Duration::from_secs(30), || async {
+        !stripe.charges().is_empty()
+    })
+    .await;
+    // While Stripe has not answered, the case says which attempt is under way.
+    let under_way = receiver
+        .case_when(invoice, |c| c["retry_under_way"]["attempt"] == 2)
+        .await;
+    assert_eq!(under_way["state"], "retrying", "{under_way}");
+
+    // Neither worker makes the call a second time from a stale read of the case: one request, one
+    // key, one charge.
+    let recovered = receiver
+        .case_when(invoice, |c| c["state"] == "recovered")
+        .await;
+    assert_eq!(recovered["recovered_by"], "retry");
+    assert!(recovered.get("retry_under_way").is_none(), "{recovered}");
+    let pays = stripe.pay_requests(invoice);
+    assert_eq!(pays.len(), 1, "{pays:?}");
+    assert_eq!(pays[0].idempotency_key, key(invoice, 2));
+    assert_eq!(stripe.charges().len(), 1);
+}
+
+#[tokio::test]
 async fn a_pay_call_that_times_out_is_made_again_with_its_key_and_gets_stripes_stored_answer() {
     let app = TestApp::spawn_as(
         Role::All,

@@ -33,6 +33,7 @@ mod nudged;
 mod plan;
 mod replan;
 mod segment;
+pub mod time;
 mod timers;
 pub mod timing;
 
@@ -50,6 +51,7 @@ pub use self::nudge::{
 use self::nudged::{on_nudge_held, on_nudged};
 pub use self::plan::{NextRetry, Plan};
 pub use self::segment::{CustomerFacts, Match, Segment};
+pub use self::timers::await_results;
 use self::timers::on_timer;
 use crate::event::{Event, EventObject, Invoice};
 

@@ -125,6 +125,23 @@ pub(super) fn on_timer(
     }
 }
 
+/// While the Stripe calls `actions` ask for are made, the case keeps a timer for each, due at
+/// `redo_at` (the worker's claim on the case running out): saved before the calls, so that a worker
+/// dying in the middle leaves them to be made again, under the same idempotency keys, instead of
+/// lost. The calls' results, fed back in, replace them with the plan's own timers.
+pub fn await_results(case: &mut Case, actions: &[Action], redo_at: Timestamp) {
+    for action in actions {
+        let kind = match *action {
+            Action::Retry { attempt } => TimerKind::Retry { attempt },
+            Action::End(_) => TimerKind::Decide,
+            Action::Resume => TimerKind::Resume,
+            Action::Nudge { .. } => continue,
+        };
+        case.timers.retain(|t| t.kind != kind);
+        case.timers.push(Timer { at: redo_at, kind });
+    }
+}
+
 fn describe_timer(kind: TimerKind) -> String {
     match kind {
         TimerKind::Retry { attempt } => format!("retry (attempt {attempt})"),
