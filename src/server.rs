@@ -133,6 +133,7 @@ impl Application {
         };
         let store = RedisStore::connect(&settings.redis).await?;
         let metrics = telemetry::metrics_handle();
+        check_redis(&store).await;
         let clock = Clock::new(store.clone(), settings.clock.test);
         let ops = Ops {
             store: store.clone(),
@@ -243,6 +244,35 @@ impl Application {
         upkeep.abort();
         tracing::info!("recoup stopped");
         served
+    }
+}
+
+/// Warns, loudly and on `/metrics`, about Redis settings that break recoup's promises: eviction
+/// that silently drops keys, and no append-only file. Starting anyway is deliberate: the settings
+/// may be out of recoup's hands (a managed Redis), and a service that stays down helps nobody.
+async fn check_redis(store: &RedisStore) {
+    match store.risky_settings().await {
+        Ok(risks) => {
+            for risk in &risks {
+                tracing::error!(
+                    setting = risk.setting,
+                    value = %risk.value,
+                    "Redis is configured unsafely for recoup: {} = {}: {}",
+                    risk.setting,
+                    risk.value,
+                    risk.why
+                );
+            }
+            for setting in ["maxmemory-policy", "appendonly"] {
+                let unsafe_ = risks.iter().any(|r| r.setting == setting);
+                metrics::gauge!(telemetry::metric::REDIS_UNSAFE_SETTING, "setting" => setting)
+                    .set(if unsafe_ { 1.0 } else { 0.0 });
+            }
+        }
+        Err(e) => tracing::warn!(
+            "cannot read Redis's maxmemory-policy and appendonly ({e}); make sure they are \
+             noeviction and yes (docs/operator-guide/redis.md#settings-recoup-checks)"
+        ),
     }
 }
 

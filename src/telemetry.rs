@@ -65,6 +65,9 @@ pub mod metric {
     pub const ATTEMPTS_PER_RECOVERY: &str = "recoup_attempts_per_recovery";
     /// Counter: due retries a card network's budget held back or dropped, by `brand`.
     pub const NETWORK_REFUSALS: &str = "recoup_network_refusals_total";
+    /// Gauge: 1 when a Redis setting recoup checks at start-up breaks one of its promises, by
+    /// `setting` (`maxmemory-policy`, `appendonly`).
+    pub const REDIS_UNSAFE_SETTING: &str = "recoup_redis_unsafe_setting";
 }
 
 /// Buckets for time to recover: an hour to two months.
@@ -223,6 +226,10 @@ fn describe() {
     metrics::describe_counter!(
         metric::NETWORK_REFUSALS,
         "Due retries a card network's budget moved or dropped, by card brand."
+    );
+    metrics::describe_gauge!(
+        metric::REDIS_UNSAFE_SETTING,
+        "1 when a Redis setting checked at start-up (maxmemory-policy, appendonly) breaks one of recoup's promises."
     );
     metrics::describe_counter!(
         metric::SUPPORT_ACTIONS,

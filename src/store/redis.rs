@@ -25,6 +25,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::BackoffBuilder;
 use futures_util::future::try_join_all;
 use jiff::Timestamp;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -120,9 +121,9 @@ struct Scripts {
 /// A handle on Redis; cheap to clone, shared by every request and worker task.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: Connection,
+    conn: Arc<Link>,
     /// The connection for blocking inbox reads, opened on first use (receivers never need it).
-    reader: Arc<OnceCell<Connection>>,
+    reader: Arc<OnceCell<Arc<Link>>>,
     /// Where the next `XAUTOCLAIM` scan of the pending entries starts.
     reclaim_cursor: Arc<Mutex<String>>,
     scripts: Arc<Scripts>,
@@ -144,7 +145,7 @@ impl RedisStore {
     pub async fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
         let timeout = Duration::from_millis(settings.timeout_ms);
         let url = settings.redacted_url();
-        let conn = open_bounded(settings, timeout, Some(timeout)).await?;
+        let conn = Link::open(settings, timeout, Some(timeout)).await?;
         Ok(Self {
             conn,
             reader: Arc::new(OnceCell::new()),
@@ -168,7 +169,7 @@ impl RedisStore {
         invocation: redis::ScriptInvocation<'_>,
         version: u64,
     ) -> Result<Saved, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get();
         let written: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
         Ok(if written == 1 {
             Saved::Saved { version }
@@ -181,18 +182,25 @@ impl RedisStore {
         &self,
         op: impl Future<Output = Result<T, RedisError>>,
     ) -> Result<T, StoreError> {
-        self.bounded_for(self.timeout, op).await
+        self.bounded_for(&self.conn, self.timeout, op).await
     }
 
+    /// Runs `op` on `link` within `limit`; a timeout makes `link` check its connection and replace
+    /// it when it is dead (see [`Link::suspect`]).
     async fn bounded_for<T>(
         &self,
+        link: &Arc<Link>,
         limit: Duration,
         op: impl Future<Output = Result<T, RedisError>>,
     ) -> Result<T, StoreError> {
         let ms = self.timeout.as_millis() as u64;
+        let timed_out = || {
+            link.suspect();
+            Err(StoreError::Timeout(ms))
+        };
         match tokio::time::timeout(limit, op).await {
-            Err(_) => Err(StoreError::Timeout(ms)),
-            Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout(ms)),
+            Err(_) => timed_out(),
+            Ok(Err(e)) if e.is_timeout() => timed_out(),
             Ok(Err(e))
                 if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() =>
             {
@@ -207,7 +215,7 @@ impl RedisStore {
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get();
         self.bounded(cmd.query_async(&mut conn)).await
     }
 
@@ -276,7 +284,7 @@ impl RedisStore {
             .arg(event_id)
             .arg(event_type)
             .arg(event);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get();
         self.bounded(invocation.invoke_async(&mut conn)).await
     }
 
@@ -301,6 +309,93 @@ impl RedisStore {
     }
 }
 
+/// A Redis setting that breaks one of recoup's promises, as found at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Risk {
+    pub setting: &'static str,
+    pub value: String,
+    /// What goes wrong, and what to set instead.
+    pub why: &'static str,
+}
+
+impl RedisStore {
+    /// Reads the settings recoup's promises rest on — `maxmemory-policy` and `appendonly`, from
+    /// every primary of a cluster — and returns those that break one. `Err` when Redis does not let
+    /// them be read (managed services often disable or rename `CONFIG`).
+    pub async fn risky_settings(&self) -> Result<Vec<Risk>, StoreError> {
+        let mut risks = Vec::new();
+        for value in self.config_get("maxmemory-policy").await? {
+            if value.starts_with("volatile-") || value.starts_with("allkeys-") {
+                risks.push(Risk {
+                    setting: "maxmemory-policy",
+                    why: if value.starts_with("volatile-") {
+                        "under memory pressure Redis evicts keys that expire: card histories \
+                         (the networks' retry budgets silently reset, so cards can be retried \
+                         past the rules), event dedupe sets and nudge counters; set \
+                         maxmemory-policy noeviction"
+                    } else {
+                        "under memory pressure Redis evicts any key: cases, their timers and \
+                         queued events can silently vanish; set maxmemory-policy noeviction"
+                    },
+                    value,
+                });
+            }
+        }
+        for value in self.config_get("appendonly").await? {
+            if value != "yes" {
+                risks.push(Risk {
+                    setting: "appendonly",
+                    value,
+                    why: "without the append-only file a restart of Redis loses every event \
+                          acknowledged to Stripe since the last snapshot (Stripe will not send \
+                          them again) and every change to cases since; set appendonly yes",
+                });
+            }
+        }
+        risks.dedup();
+        Ok(risks)
+    }
+
+    /// `CONFIG GET name` on the server, or on every primary of a cluster: each one's value.
+    async fn config_get(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        let mut get = redis::cmd("CONFIG");
+        get.arg("GET").arg(name);
+        let reply: Value = match self.conn.get() {
+            Connection::Single(mut conn) => self.bounded(get.query_async(&mut conn)).await?,
+            Connection::Cluster(mut conn) => {
+                use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+                let all = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+                self.bounded(conn.route_command(get, all)).await?
+            }
+        };
+        // A server answers [name, value] (a map in RESP3), a cluster one such answer per node:
+        // every value is the word after the name.
+        let mut words = Vec::new();
+        flatten(reply, &mut words);
+        Ok(words
+            .windows(2)
+            .filter(|pair| pair[0].eq_ignore_ascii_case(name))
+            .map(|pair| pair[1].clone())
+            .collect())
+    }
+}
+
+/// Every string in a reply, depth first.
+fn flatten(value: Value, into: &mut Vec<String>) {
+    match value {
+        Value::BulkString(bytes) => into.push(String::from_utf8_lossy(&bytes).into_owned()),
+        Value::SimpleString(text) => into.push(text),
+        Value::Array(items) | Value::Set(items) => {
+            items.into_iter().for_each(|item| flatten(item, into));
+        }
+        Value::Map(pairs) => pairs.into_iter().for_each(|(k, v)| {
+            flatten(k, into);
+            flatten(v, into);
+        }),
+        _ => {}
+    }
+}
+
 async fn open_bounded(
     settings: &RedisSettings,
     timeout: Duration,
@@ -318,6 +413,114 @@ async fn open_bounded(
     .await
     .map_err(|_| unreachable(format!("no answer within {} ms", settings.timeout_ms)))?
     .map_err(|e| unreachable(e.to_string()))
+}
+
+/// A connection that is replaced when it stops answering.
+///
+/// redis-rs reconnects by itself when a connection breaks (an I/O error, a closed socket), but a
+/// socket that goes *half-open* — Redis failed over, a NAT or load balancer dropped the flow — never
+/// breaks: requests just get no answer, each one times out, and the kernel only gives up on the
+/// socket after its retransmissions run out, some 15 minutes later. So a timeout makes the link
+/// [suspect](Link::suspect) its connection: it sends a PING on it, and when that gets no answer
+/// within the time bound either, opens a new connection (again and again, until one answers) and
+/// swaps it in; requests already waiting on the old one time out as they would have. A Redis that
+/// is merely slow answers the PING, and keeps its connection. The sockets themselves carry TCP
+/// keepalive and a TCP user timeout (see [`tcp_settings`]), so the kernel also notices a dead peer
+/// in well under a minute rather than a quarter of an hour.
+struct Link {
+    current: std::sync::RwLock<Connection>,
+    /// A check (and perhaps a reconnection) is under way; one at a time is enough.
+    checking: std::sync::atomic::AtomicBool,
+    settings: RedisSettings,
+    timeout: Duration,
+    response_timeout: Option<Duration>,
+}
+
+impl Link {
+    async fn open(
+        settings: &RedisSettings,
+        timeout: Duration,
+        response_timeout: Option<Duration>,
+    ) -> Result<Arc<Self>, StoreError> {
+        let conn = open_bounded(settings, timeout, response_timeout).await?;
+        Ok(Arc::new(Self {
+            current: std::sync::RwLock::new(conn),
+            checking: std::sync::atomic::AtomicBool::new(false),
+            settings: settings.clone(),
+            timeout,
+            response_timeout,
+        }))
+    }
+
+    /// The connection to send on now.
+    fn get(&self) -> Connection {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A request on this link timed out: checks the connection in the background, and replaces it
+    /// if it does not answer a PING within the time bound.
+    fn suspect(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.checking.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let link = self.clone();
+        tokio::spawn(async move {
+            let mut conn = link.get();
+            let ping_cmd = redis::cmd("PING");
+            let ping = ping_cmd.query_async::<String>(&mut conn);
+            let alive = matches!(tokio::time::timeout(link.timeout, ping).await, Ok(Ok(_)));
+            if !alive {
+                let url = link.settings.redacted_url();
+                tracing::warn!(redis = %url, "Redis stopped answering on its connection: opening a new one");
+                let mut pauses = backon::ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(50))
+                    .with_max_delay(Duration::from_secs(2))
+                    .with_jitter()
+                    .without_max_times()
+                    .build();
+                loop {
+                    match open_bounded(&link.settings, link.timeout, link.response_timeout).await {
+                        Ok(fresh) => {
+                            *link.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+                            tracing::info!(redis = %url, "connected to Redis again");
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!("cannot reconnect to Redis yet: {e}");
+                            tokio::time::sleep(pauses.next().unwrap_or(Duration::from_secs(2)))
+                                .await;
+                        }
+                    }
+                }
+            }
+            link.checking.store(false, Ordering::Release);
+        });
+    }
+}
+
+/// TCP settings of every connection to Redis: no Nagle delay, keepalive probes on an idle socket
+/// and a bound on unacknowledged data, so the kernel itself closes a socket whose peer vanished
+/// (about 30 s idle, 20 s with a request outstanding) and redis-rs reconnects.
+fn tcp_settings() -> TcpSettings {
+    use redis::io::tcp::socket2::TcpKeepalive;
+    // Commands are small and pipelined by many callers at once: with Nagle's algorithm on, a
+    // command can sit in the socket for the peer's delayed ACK (tens of ms), which cut a
+    // worker's timer firings to a fifth.
+    let keepalive = TcpKeepalive::new()
+        .with_time(Duration::from_secs(15))
+        .with_interval(Duration::from_secs(5));
+    #[cfg(target_os = "linux")]
+    let keepalive = keepalive.with_retries(3);
+    let tcp = TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(keepalive);
+    #[cfg(target_os = "linux")]
+    let tcp = tcp.set_user_timeout(Duration::from_secs(20));
+    tcp
 }
 
 /// Where an event id is remembered, for `redis.dedupe_ttl_secs`, so a redelivery is recognised.
@@ -389,7 +592,7 @@ impl Inbox for RedisStore {
             .arg(&event.id)
             .arg(event.kind.as_str())
             .arg(payload);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get();
         let entry: Option<String> = self.bounded(invocation.invoke_async(&mut conn)).await?;
         Ok(match entry {
             Some(entry_id) => Ingest::Stored { entry_id },
@@ -406,7 +609,7 @@ impl Inbox for RedisStore {
         let wait = wait.min(MAX_BLOCK);
         let reader = self
             .reader
-            .get_or_try_init(|| open_bounded(&self.settings, self.timeout, None))
+            .get_or_try_init(|| Link::open(&self.settings, self.timeout, None))
             .await?;
         let mut read = redis::cmd("XREADGROUP");
         read.arg("GROUP")
@@ -421,12 +624,12 @@ impl Inbox for RedisStore {
         read.arg("STREAMS").arg(INBOX_STREAM).arg(">");
         let limit = wait + self.timeout;
         let reply = match self
-            .bounded_for(limit, read.query_async(&mut reader.clone()))
+            .bounded_for(reader, limit, read.query_async(&mut reader.get()))
             .await
         {
             Err(StoreError::Redis(e)) if e.contains("NOGROUP") => {
                 self.ensure_group().await?;
-                self.bounded_for(limit, read.query_async(&mut reader.clone()))
+                self.bounded_for(reader, limit, read.query_async(&mut reader.get()))
                     .await?
             }
             other => other?,
@@ -478,7 +681,7 @@ impl Inbox for RedisStore {
             .key(FAILURES)
             .arg(INBOX_GROUP)
             .arg(entry_id);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get();
         self.bounded(invocation.invoke_async::<()>(&mut conn)).await
     }
 
@@ -535,7 +738,7 @@ impl Inbox for RedisStore {
             .arg(INBOX_GROUP)
             .arg(consumer)
             .arg(entry_id);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get();
         let renewed: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
         Ok(renewed == 1)
     }
@@ -717,7 +920,7 @@ impl Timers for RedisStore {
             .arg(lease.as_millis() as u64)
             .arg(max)
             .arg(case_prefix(shard));
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get();
         let claimed: Vec<(String, Option<Vec<u8>>)> =
             self.bounded(invocation.invoke_async(&mut conn)).await?;
         Ok(claimed
@@ -785,10 +988,7 @@ impl Connection {
         timeout: Duration,
         response_timeout: Option<Duration>,
     ) -> Result<Self, RedisError> {
-        // Commands are small and pipelined by many callers at once: with Nagle's algorithm on, a
-        // command can sit in the socket for the peer's delayed ACK (tens of ms), which cut a
-        // worker's timer firings to a fifth.
-        let tcp = TcpSettings::default().set_nodelay(true);
+        let tcp = tcp_settings();
         if settings.cluster {
             let client = ClusterClient::builder(settings.urls())
                 .tcp_settings(tcp)
