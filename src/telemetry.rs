@@ -31,6 +31,8 @@ pub mod metric {
     pub const TIMERS_FIRED: &str = "recoup_timers_fired_total";
     /// Histogram: how late a timer fired after its due time, in seconds (scheduler's clock).
     pub const TIMER_LATENESS_SECONDS: &str = "recoup_timer_lateness_seconds";
+    /// Counter: case wake-ups parked after failing again and again (listed by `recoup deadletters`).
+    pub const WAKEUPS_PARKED: &str = "recoup_wakeups_parked_total";
     /// Counter: wake-ups that found nothing due (a duplicate claim after a lease ran out).
     pub const STALE_WAKEUPS: &str = "recoup_stale_wakeups_total";
     /// Counter: case saves refused by compare-and-set and retried on fresh state.
@@ -165,6 +167,10 @@ fn describe() {
         "Inbox entries moved to the dead-letter stream recoup:{inbox}:dead, by event type."
     );
     metrics::describe_counter!(metric::TIMERS_FIRED, "Case timers fired.");
+    metrics::describe_counter!(
+        metric::WAKEUPS_PARKED,
+        "Case wake-ups parked after failing again and again for a reason of their own; see recoup deadletters list."
+    );
     metrics::describe_histogram!(
         metric::TIMER_LATENESS_SECONDS,
         metrics::Unit::Seconds,

@@ -174,6 +174,10 @@ pub struct WorkerSettings {
     /// How often a worker looks whether today's scan of default cards has run (one worker runs it
     /// a day).
     pub scan_interval_secs: u64,
+    /// How long an inbox entry may keep failing for passing reasons (Stripe or Redis away, an
+    /// entry only a newer release reads) before it is dead-lettered, counted in deliveries: this
+    /// over the lease.
+    pub dead_letter_after_secs: u64,
 }
 
 impl Default for WorkerSettings {
@@ -182,6 +186,7 @@ impl Default for WorkerSettings {
             lease_secs: 10,
             concurrency: 64,
             scan_interval_secs: 3600,
+            dead_letter_after_secs: 86_400,
         }
     }
 }
@@ -193,6 +198,14 @@ impl WorkerSettings {
 
     pub fn scan_interval(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.scan_interval_secs)
+    }
+
+    /// After how many deliveries an inbox entry that keeps failing for passing reasons is
+    /// dead-lettered: [`Self::dead_letter_after_secs`] over the lease (one delivery per lease), at
+    /// least 3.
+    pub fn give_up_deliveries(&self) -> u32 {
+        let deliveries = self.dead_letter_after_secs / self.lease_secs.max(1);
+        u32::try_from(deliveries).unwrap_or(u32::MAX).max(3)
     }
 }
 
@@ -460,6 +473,12 @@ impl Settings {
             w.concurrency,
             1..=10_000,
             "between 1 and 10000 cases at once",
+        )?;
+        within(
+            "worker.dead_letter_after_secs",
+            w.dead_letter_after_secs,
+            1..=30 * 86_400,
+            "between 1 and 2592000 seconds (30 days)",
         )?;
         within(
             "worker.scan_interval_secs",

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::{
     Cards, Cases, Claim, Counters, DeadLetter, Failure, Health, Inbox, InboxEntry, Ingest,
-    MAX_FAILURES, Saved, StoreError, TIMER_SHARDS, TestClock, Timers, codec, newest_first,
+    MAX_FAILURES, Parked, Saved, StoreError, TIMER_SHARDS, TestClock, Timers, codec, newest_first,
     shard_of,
 };
 use crate::event::Event;
@@ -41,6 +41,9 @@ struct Inner {
     inbox: BTreeMap<u64, Slot>,
     failures: HashMap<u64, u32>,
     dead: Vec<DeadLetter>,
+    next_dead: u64,
+    wake_failures: HashMap<String, u32>,
+    parked: BTreeMap<String, Parked>,
     /// Cases encoded as Redis holds them, so both stores round-trip the same bytes.
     cases: HashMap<String, Vec<u8>>,
     due: Vec<BTreeSet<(i64, String)>>,
@@ -59,6 +62,7 @@ struct Inner {
 struct Slot {
     event: Event,
     pending: Option<(String, Instant)>,
+    deliveries: u32,
 }
 
 impl MemoryStore {
@@ -82,6 +86,41 @@ fn seq_of(entry_id: &str) -> Option<u64> {
 }
 
 impl Inner {
+    fn count_failure(
+        &mut self,
+        entry: &InboxEntry,
+        error: &str,
+        now: Timestamp,
+        max: u32,
+    ) -> Failure {
+        let Some(seq) = seq_of(&entry.entry_id) else {
+            return Failure::DeadLettered;
+        };
+        let failures = {
+            let count = self.failures.entry(seq).or_insert(0);
+            *count += 1;
+            *count
+        };
+        if failures < max {
+            return Failure::WillRetry { failures };
+        }
+        self.inbox.remove(&seq);
+        self.failures.remove(&seq);
+        self.next_dead += 1;
+        self.dead.push(DeadLetter {
+            id: format!("{}-0", self.next_dead),
+            entry_id: entry.entry_id.clone(),
+            event_id: entry.event.id.clone(),
+            event_type: entry.event.kind.as_str().to_owned(),
+            failures,
+            deliveries: entry.deliveries,
+            error: error.to_owned(),
+            at: now,
+            event: serde_json::to_string(&entry.event).expect("an Event always serialises"),
+        });
+        Failure::DeadLettered
+    }
+
     /// Hands up to `max` entries that `eligible` accepts to `consumer`, as pending from now.
     fn hand_out(
         &mut self,
@@ -96,9 +135,11 @@ impl Inner {
             .take(max)
             .map(|(&seq, slot)| {
                 slot.pending = Some((consumer.to_owned(), now));
+                slot.deliveries += 1;
                 InboxEntry {
                     entry_id: entry_id(seq),
                     event: slot.event.clone(),
+                    deliveries: slot.deliveries,
                 }
             })
             .collect()
@@ -139,6 +180,7 @@ impl Inbox for MemoryStore {
             Slot {
                 event: event.clone(),
                 pending: None,
+                deliveries: 0,
             },
         );
         drop(inner);
@@ -168,6 +210,7 @@ impl Inbox for MemoryStore {
         consumer: &str,
         lease: Duration,
         max: usize,
+        _give_up: u32,
     ) -> Result<Vec<InboxEntry>, StoreError> {
         let now = Instant::now();
         Ok(self.lock().hand_out(consumer, max, |slot| {
@@ -192,34 +235,58 @@ impl Inbox for MemoryStore {
         error: &str,
         now: Timestamp,
     ) -> Result<Failure, StoreError> {
-        let Some(seq) = seq_of(&entry.entry_id) else {
-            return Ok(Failure::DeadLettered);
-        };
-        let mut inner = self.lock();
-        let failures = {
-            let count = inner.failures.entry(seq).or_insert(0);
-            *count += 1;
-            *count
-        };
-        if failures < MAX_FAILURES {
-            return Ok(Failure::WillRetry { failures });
-        }
-        inner.inbox.remove(&seq);
-        inner.failures.remove(&seq);
-        inner.dead.push(DeadLetter {
-            entry_id: entry.entry_id.clone(),
-            event_id: entry.event.id.clone(),
-            event_type: entry.event.kind.as_str().to_owned(),
-            failures,
-            error: error.to_owned(),
-            at: now,
-            event: serde_json::to_string(&entry.event).expect("an Event always serialises"),
-        });
-        Ok(Failure::DeadLettered)
+        Ok(self.lock().count_failure(entry, error, now, MAX_FAILURES))
+    }
+
+    async fn give_up(
+        &self,
+        entry: &InboxEntry,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.lock().count_failure(entry, error, now, 0);
+        Ok(())
     }
 
     async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, StoreError> {
         Ok(self.lock().dead.iter().rev().take(max).cloned().collect())
+    }
+
+    async fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .dead
+            .iter()
+            .rev()
+            .find(|d| d.id == id || d.event_id == id)
+            .cloned())
+    }
+
+    async fn replay(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let mut inner = self.lock();
+        let Some(at) = inner.dead.iter().position(|d| d.id == id) else {
+            return Ok(None);
+        };
+        let dead = inner.dead.remove(at);
+        let Ok(event) = serde_json::from_str::<Event>(&dead.event) else {
+            inner.dead.insert(at, dead);
+            return Err(StoreError::Corrupt(format!(
+                "dead letter {id} holds no event"
+            )));
+        };
+        inner.next_entry += 1;
+        let seq = inner.next_entry;
+        inner.inbox.insert(
+            seq,
+            Slot {
+                event,
+                pending: None,
+                deliveries: 0,
+            },
+        );
+        drop(inner);
+        self.arrived.notify_waiters();
+        Ok(Some(entry_id(seq)))
     }
 
     async fn renew_entry(&self, consumer: &str, entry_id: &str) -> Result<bool, StoreError> {
@@ -268,6 +335,8 @@ impl Cases for MemoryStore {
         if let Some(old) = inner.wake.remove(id) {
             inner.due[shard].remove(&(old, id.clone()));
         }
+        inner.wake_failures.remove(id);
+        inner.parked.remove(id);
         if let Some(at) = saved.next_wake() {
             let ms = at.as_millisecond();
             inner.due[shard].insert((ms, id.clone()));
@@ -404,6 +473,62 @@ impl Timers for MemoryStore {
         inner.due[shard].insert((until, invoice_id.to_owned()));
         inner.wake.insert(invoice_id.to_owned(), until);
         Ok(())
+    }
+
+    async fn fail_wake(
+        &self,
+        invoice_id: &str,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<Failure, StoreError> {
+        let mut inner = self.lock();
+        let failures = {
+            let count = inner
+                .wake_failures
+                .entry(invoice_id.to_owned())
+                .or_insert(0);
+            *count += 1;
+            *count
+        };
+        if failures < MAX_FAILURES {
+            return Ok(Failure::WillRetry { failures });
+        }
+        inner.wake_failures.remove(invoice_id);
+        if let Some(old) = inner.wake.remove(invoice_id) {
+            let shard = usize::from(shard_of(invoice_id));
+            inner.due[shard].remove(&(old, invoice_id.to_owned()));
+        }
+        inner.parked.insert(
+            invoice_id.to_owned(),
+            Parked {
+                invoice_id: invoice_id.to_owned(),
+                failures,
+                error: error.to_owned(),
+                at: now,
+            },
+        );
+        Ok(Failure::DeadLettered)
+    }
+
+    async fn parked(&self) -> Result<Vec<Parked>, StoreError> {
+        Ok(self.lock().parked.values().cloned().collect())
+    }
+
+    async fn unpark(&self, invoice_id: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if inner.parked.remove(invoice_id).is_none() {
+            return Ok(false);
+        }
+        if inner.due.is_empty() {
+            inner.due = vec![BTreeSet::new(); usize::from(TIMER_SHARDS)];
+        }
+        let ms = now.as_millisecond();
+        let shard = usize::from(shard_of(invoice_id));
+        if let Some(old) = inner.wake.insert(invoice_id.to_owned(), ms) {
+            inner.due[shard].remove(&(old, invoice_id.to_owned()));
+        }
+        inner.due[shard].insert((ms, invoice_id.to_owned()));
+        Ok(true)
     }
 
     async fn count_due(&self, now: Timestamp) -> Result<u64, StoreError> {

@@ -37,9 +37,9 @@ use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Script, 
 use tokio::sync::{Mutex, OnceCell};
 
 use super::{
-    Cards, Cases, Claim, Counters, DeadLetter, Failure, Health, Inbox, InboxEntry, Ingest,
-    MAX_FAILURES, Saved, StoreError, TIMER_SHARDS, TestClock, Timers, codec, fnv1a, newest_first,
-    shard_of,
+    Cards, Cases, Claim, Counters, DeadLetter, Failure, Health, INBOX_FORMAT, Inbox, InboxEntry,
+    Ingest, MAX_FAILURES, Parked, Saved, StoreError, TIMER_SHARDS, TestClock, Timers, codec, fnv1a,
+    newest_first, shard_of,
 };
 use crate::config::RedisSettings;
 use crate::event::Event;
@@ -87,6 +87,16 @@ pub fn due_key(shard: u16) -> String {
     format!("recoup:{{t{shard}}}:due")
 }
 
+/// The failed wake-ups of a shard's cases: invoice id → failures so far.
+pub fn wake_failures_key(shard: u16) -> String {
+    format!("recoup:{{t{shard}}}:failures")
+}
+
+/// The parked wake-ups of a shard: invoice id → JSON of [`Parked`].
+pub fn parked_key(shard: u16) -> String {
+    format!("recoup:{{t{shard}}}:parked")
+}
+
 /// How many sorted sets the customer and subscription indexes are spread over; see [`index_key`].
 pub const INDEX_BUCKETS: u64 = 8192;
 
@@ -116,6 +126,9 @@ struct Scripts {
     ack: Script,
     fail: Script,
     renew: Script,
+    replay: Script,
+    fail_wake: Script,
+    unpark: Script,
 }
 
 /// A handle on Redis; cheap to clone, shared by every request and worker task.
@@ -157,6 +170,9 @@ impl RedisStore {
                 ack: Script::new(include_str!("scripts/ack.lua")),
                 fail: Script::new(include_str!("scripts/fail.lua")),
                 renew: Script::new(include_str!("scripts/renew.lua")),
+                replay: Script::new(include_str!("scripts/replay.lua")),
+                fail_wake: Script::new(include_str!("scripts/fail_wake.lua")),
+                unpark: Script::new(include_str!("scripts/unpark.lua")),
             }),
             settings: settings.clone(),
             timeout,
@@ -236,33 +252,67 @@ impl RedisStore {
         }
     }
 
-    /// Turns stream entries into inbox entries; one that cannot be read is dead-lettered at once,
-    /// since no number of retries will make it readable.
-    async fn entries(&self, ids: Vec<StreamId>) -> Result<Vec<InboxEntry>, StoreError> {
+    /// Turns stream entries into inbox entries, with how many times each was delivered (1 when
+    /// `deliveries` does not name it). One of a newer [`INBOX_FORMAT`] stays pending for a worker
+    /// that reads it, until it has been delivered `give_up` times; one that cannot be read at all
+    /// is dead-lettered at once, since no number of retries will make it readable.
+    async fn entries(
+        &self,
+        ids: Vec<StreamId>,
+        deliveries: &std::collections::HashMap<String, u32>,
+        give_up: u32,
+    ) -> Result<Vec<InboxEntry>, StoreError> {
         let mut entries = Vec::with_capacity(ids.len());
         for raw in ids {
+            let delivered = deliveries.get(&raw.id).copied().unwrap_or(1);
+            let format: u32 = raw
+                .get::<String>("v")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
             let stored: Option<String> = raw.get("event");
-            match stored.as_deref().map(serde_json::from_str::<Event>) {
-                Some(Ok(event)) => entries.push(InboxEntry {
-                    entry_id: raw.id,
-                    event,
-                }),
-                unreadable => {
-                    let error = match unreadable {
-                        Some(Err(e)) => format!("unreadable inbox entry: {e}"),
-                        _ => "inbox entry without an event".to_owned(),
-                    };
-                    let id: String = raw.get("id").unwrap_or_default();
-                    let kind: String = raw.get("type").unwrap_or_default();
-                    let fields = [id.as_str(), kind.as_str(), stored.as_deref().unwrap_or("")];
-                    self.count_failure(&raw.id, 1, &error, Timestamp::now(), fields)
-                        .await?;
+            let parsed = stored.as_deref().map(serde_json::from_str::<Event>);
+            let error = match parsed {
+                Some(Ok(event)) if format <= INBOX_FORMAT => {
+                    entries.push(InboxEntry {
+                        entry_id: raw.id,
+                        event,
+                        deliveries: delivered,
+                    });
+                    continue;
                 }
-            }
+                _ if format > INBOX_FORMAT && delivered < give_up => {
+                    tracing::info!(
+                        entry = %raw.id,
+                        format,
+                        "inbox entry stored by a newer recoup: left for a worker that reads it"
+                    );
+                    continue;
+                }
+                _ if format > INBOX_FORMAT => format!(
+                    "inbox entry of format {format}, stored by a newer recoup: no worker that reads \
+                     it took it in {delivered} deliveries"
+                ),
+                Some(Err(e)) => format!("unreadable inbox entry: {e}"),
+                _ => "inbox entry without an event".to_owned(),
+            };
+            let id: String = raw.get("id").unwrap_or_default();
+            let kind: String = raw.get("type").unwrap_or_default();
+            let fields = [id.as_str(), kind.as_str(), stored.as_deref().unwrap_or("")];
+            self.count_failure(
+                &raw.id,
+                0,
+                &error,
+                Timestamp::now(),
+                fields,
+                delivered,
+                format,
+            )
+            .await?;
         }
         Ok(entries)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn count_failure(
         &self,
         entry_id: &str,
@@ -270,6 +320,8 @@ impl RedisStore {
         error: &str,
         now: Timestamp,
         [event_id, event_type, event]: [&str; 3],
+        deliveries: u32,
+        format: u32,
     ) -> Result<i64, StoreError> {
         let mut invocation = self.scripts.fail.prepare_invoke();
         invocation
@@ -283,9 +335,65 @@ impl RedisStore {
             .arg(now.to_string())
             .arg(event_id)
             .arg(event_type)
-            .arg(event);
+            .arg(event)
+            .arg(deliveries)
+            .arg(format);
         let mut conn = self.conn.get();
         self.bounded(invocation.invoke_async(&mut conn)).await
+    }
+
+    /// How many times each of `ids` has been delivered, from the consumer group's pending list.
+    async fn deliveries(
+        &self,
+        ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, u32>, StoreError> {
+        let counts = try_join_all(ids.iter().map(|&id| async move {
+            let pending: Vec<(String, String, u64, u32)> = self
+                .query(
+                    redis::cmd("XPENDING")
+                        .arg(INBOX_STREAM)
+                        .arg(INBOX_GROUP)
+                        .arg(id)
+                        .arg(id)
+                        .arg(1),
+                )
+                .await?;
+            Ok::<_, StoreError>(pending.into_iter().next().map(|p| (p.0, p.3)))
+        }))
+        .await?;
+        Ok(counts.into_iter().flatten().collect())
+    }
+
+    /// Reads dead letters from the stream, newest first, `COUNT max`, from `end` back.
+    async fn dead_range(&self, end: &str, max: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let reply: StreamRangeReply = self
+            .query(
+                redis::cmd("XREVRANGE")
+                    .arg(DEAD_LETTERS)
+                    .arg(end)
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(max),
+            )
+            .await?;
+        Ok(reply
+            .ids
+            .into_iter()
+            .map(|raw| {
+                let text = |field: &str| raw.get::<String>(field).unwrap_or_default();
+                DeadLetter {
+                    entry_id: text("entry"),
+                    event_id: text("id"),
+                    event_type: text("type"),
+                    failures: raw.get("failures").unwrap_or_default(),
+                    deliveries: raw.get("deliveries").unwrap_or_default(),
+                    error: text("error"),
+                    at: text("at").parse().unwrap_or_default(),
+                    event: text("event"),
+                    id: raw.id,
+                }
+            })
+            .collect())
     }
 
     async fn cases_under(&self, owner_id: &str) -> Result<Vec<Case>, StoreError> {
@@ -591,7 +699,8 @@ impl Inbox for RedisStore {
             .arg(seen.expires_at)
             .arg(&event.id)
             .arg(event.kind.as_str())
-            .arg(payload);
+            .arg(payload)
+            .arg(INBOX_FORMAT);
         let mut conn = self.conn.get();
         let entry: Option<String> = self.bounded(invocation.invoke_async(&mut conn)).await?;
         Ok(match entry {
@@ -640,7 +749,7 @@ impl Inbox for RedisStore {
             .flat_map(|r| r.keys)
             .flat_map(|k| k.ids)
             .collect();
-        self.entries(ids).await
+        self.entries(ids, &Default::default(), u32::MAX).await
     }
 
     async fn reclaim_inbox(
@@ -648,6 +757,7 @@ impl Inbox for RedisStore {
         consumer: &str,
         lease: Duration,
         max: usize,
+        give_up: u32,
     ) -> Result<Vec<InboxEntry>, StoreError> {
         let mut cursor = self.reclaim_cursor.lock().await;
         let claim = redis::cmd("XAUTOCLAIM")
@@ -671,7 +781,9 @@ impl Inbox for RedisStore {
         for gone in &reply.deleted_ids {
             self.ack(gone).await?;
         }
-        self.entries(reply.claimed).await
+        let ids: Vec<&str> = reply.claimed.iter().map(|raw| raw.id.as_str()).collect();
+        let deliveries = self.deliveries(&ids).await?;
+        self.entries(reply.claimed, &deliveries, give_up).await
     }
 
     async fn ack(&self, entry_id: &str) -> Result<(), StoreError> {
@@ -694,7 +806,15 @@ impl Inbox for RedisStore {
         let event = serde_json::to_string(&entry.event).expect("an Event always serialises");
         let fields = [entry.event.id.as_str(), entry.event.kind.as_str(), &event];
         let failures = self
-            .count_failure(&entry.entry_id, MAX_FAILURES, error, now, fields)
+            .count_failure(
+                &entry.entry_id,
+                MAX_FAILURES,
+                error,
+                now,
+                fields,
+                entry.deliveries,
+                INBOX_FORMAT,
+            )
             .await?;
         Ok(match u32::try_from(failures) {
             Ok(failures) => Failure::WillRetry { failures },
@@ -702,33 +822,60 @@ impl Inbox for RedisStore {
         })
     }
 
+    async fn give_up(
+        &self,
+        entry: &InboxEntry,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let event = serde_json::to_string(&entry.event).expect("an Event always serialises");
+        let fields = [entry.event.id.as_str(), entry.event.kind.as_str(), &event];
+        self.count_failure(
+            &entry.entry_id,
+            0,
+            error,
+            now,
+            fields,
+            entry.deliveries,
+            INBOX_FORMAT,
+        )
+        .await
+        .map(drop)
+    }
+
     async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, StoreError> {
-        let reply: StreamRangeReply = self
-            .query(
-                redis::cmd("XREVRANGE")
-                    .arg(DEAD_LETTERS)
-                    .arg("+")
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(max),
-            )
-            .await?;
-        Ok(reply
-            .ids
-            .into_iter()
-            .map(|raw| {
-                let text = |field: &str| raw.get::<String>(field).unwrap_or_default();
-                DeadLetter {
-                    entry_id: text("entry"),
-                    event_id: text("id"),
-                    event_type: text("type"),
-                    failures: raw.get("failures").unwrap_or_default(),
-                    error: text("error"),
-                    at: text("at").parse().unwrap_or_default(),
-                    event: text("event"),
-                }
-            })
-            .collect())
+        self.dead_range("+", max).await
+    }
+
+    async fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
+        let is_stream_id = id.split_once('-').is_some_and(|(ms, seq)| {
+            !ms.is_empty()
+                && ms.bytes().all(|b| b.is_ascii_digit())
+                && seq.bytes().all(|b| b.is_ascii_digit())
+        });
+        if is_stream_id {
+            let found = self.dead_range(id, 1).await?;
+            return Ok(found.into_iter().find(|d| d.id == id));
+        }
+        // By event id: the stream is read newest first, a page at a time.
+        let mut end = "+".to_owned();
+        loop {
+            let page = self.dead_range(&end, 1000).await?;
+            if let Some(found) = page.iter().find(|d| d.event_id == id) {
+                return Ok(Some(found.clone()));
+            }
+            match page.last() {
+                Some(last) if page.len() == 1000 => end = format!("({}", last.id),
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    async fn replay(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let mut invocation = self.scripts.replay.prepare_invoke();
+        invocation.key(INBOX_STREAM).key(DEAD_LETTERS).arg(id);
+        let mut conn = self.conn.get();
+        self.bounded(invocation.invoke_async(&mut conn)).await
     }
 
     async fn renew_entry(&self, consumer: &str, entry_id: &str) -> Result<bool, StoreError> {
@@ -804,9 +951,12 @@ impl Cases for RedisStore {
             .map(|at| at.as_millisecond().to_string())
             .unwrap_or_default();
         let mut invocation = self.scripts.save_versioned.prepare_invoke();
+        let shard = shard_of(id);
         invocation
             .key(case_key(id))
-            .key(due_key(shard_of(id)))
+            .key(due_key(shard))
+            .key(wake_failures_key(shard))
+            .key(parked_key(shard))
             .arg(case.version)
             .arg(codec::encode(&saved))
             .arg(id)
@@ -947,6 +1097,66 @@ impl Timers for RedisStore {
                 .arg(invoice_id),
         )
         .await
+    }
+
+    async fn fail_wake(
+        &self,
+        invoice_id: &str,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<Failure, StoreError> {
+        let shard = shard_of(invoice_id);
+        let mut invocation = self.scripts.fail_wake.prepare_invoke();
+        invocation
+            .key(due_key(shard))
+            .key(wake_failures_key(shard))
+            .key(parked_key(shard))
+            .arg(invoice_id)
+            .arg(MAX_FAILURES)
+            .arg(error)
+            .arg(now.to_string());
+        let mut conn = self.conn.get();
+        let failures: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(match u32::try_from(failures) {
+            Ok(failures) => Failure::WillRetry { failures },
+            Err(_) => Failure::DeadLettered,
+        })
+    }
+
+    async fn parked(&self) -> Result<Vec<Parked>, StoreError> {
+        let shards = try_join_all((0..TIMER_SHARDS).map(|shard| async move {
+            self.query::<Vec<(String, String)>>(redis::cmd("HGETALL").arg(parked_key(shard)))
+                .await
+        }))
+        .await?;
+        let mut parked: Vec<Parked> = shards
+            .into_iter()
+            .flatten()
+            .map(|(invoice_id, json)| {
+                serde_json::from_str(&json).unwrap_or(Parked {
+                    invoice_id,
+                    failures: 0,
+                    error: format!("unreadable record: {json}"),
+                    at: Timestamp::UNIX_EPOCH,
+                })
+            })
+            .collect();
+        parked.sort_by(|a, b| b.at.cmp(&a.at));
+        Ok(parked)
+    }
+
+    async fn unpark(&self, invoice_id: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let shard = shard_of(invoice_id);
+        let mut invocation = self.scripts.unpark.prepare_invoke();
+        invocation
+            .key(due_key(shard))
+            .key(wake_failures_key(shard))
+            .key(parked_key(shard))
+            .arg(invoice_id)
+            .arg(now.as_millisecond());
+        let mut conn = self.conn.get();
+        let unparked: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(unparked == 1)
     }
 
     async fn count_due(&self, now: Timestamp) -> Result<u64, StoreError> {

@@ -94,8 +94,9 @@ impl ApplyError {
     pub fn is_passing(&self) -> bool {
         matches!(
             self,
-            ApplyError::Store(StoreError::Timeout(_) | StoreError::Unreachable { .. })
-                | ApplyError::Contended(_)
+            ApplyError::Store(
+                StoreError::Timeout(_) | StoreError::Unreachable { .. } | StoreError::Newer(_)
+            ) | ApplyError::Contended(_)
         )
     }
 }
@@ -667,6 +668,15 @@ fn record_firings(fired: &[Timestamp], now: Timestamp) {
         let late = now.duration_since(*due).as_secs_f64().max(0.0);
         metrics::histogram!(metric::TIMER_LATENESS_SECONDS).record(late);
     }
+}
+
+/// What a caught panic said.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
 fn hostname() -> String {

@@ -3,6 +3,7 @@
 // A test (and a benchmark) may unwrap: a panic there is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod deadletters;
 mod decisions;
 mod fake_stripe;
 mod helpers;

@@ -8,6 +8,7 @@
 -- ARGV[3]   event id
 -- ARGV[4]   event type
 -- ARGV[5]   the normalised event (JSON)
+-- ARGV[6]   the entry's format, which a worker checks it can read
 --
 -- Returns the new stream entry id, or false when the event was seen before. All keys share the
 -- {inbox} hash tag, so the script also runs on Redis Cluster. Because a script runs atomically and
@@ -19,4 +20,4 @@ for i = 2, #KEYS do
 end
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('EXPIREAT', KEYS[2], ARGV[2])
-return redis.call('XADD', KEYS[1], '*', 'id', ARGV[3], 'type', ARGV[4], 'event', ARGV[5])
+return redis.call('XADD', KEYS[1], '*', 'id', ARGV[3], 'type', ARGV[4], 'event', ARGV[5], 'v', ARGV[6])

@@ -3,6 +3,8 @@
 --
 -- KEYS[1]  the value                 recoup:{t<shard>}:case:<invoice id> or recoup:card:{<fingerprint>}
 -- KEYS[2]  a case's shard due set    recoup:{t<shard>}:due (absent for a card)
+-- KEYS[3]  a case's wake-up failures  recoup:{t<shard>}:failures (absent for a card)
+-- KEYS[4]  a case's parked wake-ups   recoup:{t<shard>}:parked (absent for a card)
 -- ARGV[1]  the version the value was loaded at (0 = not stored yet)
 -- ARGV[2]  the encoded value, "<new version>:<body>"
 -- ARGV[3]  a case: the invoice id (the member in the due-time set)
@@ -10,7 +12,8 @@
 -- ARGV[5]  how long the value lives, ms, or '' to keep it
 --
 -- Returns 1 when saved, 0 on a version conflict (nothing written). Case and due set share the
--- shard's hash tag, so both are written atomically on Redis Cluster too.
+-- shard's hash tag, so both are written atomically on Redis Cluster too. A case saved has moved on:
+-- the failures of its wake-up are forgotten, and a parked wake-up is scheduled again.
 local head = redis.call('GETRANGE', KEYS[1], 0, 21)
 local stored = 0
 if head ~= '' then
@@ -30,5 +33,7 @@ if KEYS[2] then
   else
     redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
   end
+  redis.call('HDEL', KEYS[3], ARGV[3])
+  redis.call('HDEL', KEYS[4], ARGV[3])
 end
 return 1
