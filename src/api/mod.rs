@@ -362,7 +362,7 @@ async fn support<S: store::Cases + Cards + TestClock + Timers>(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Advance {
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 34_560_000)]
     seconds: i64,
 }
 
@@ -373,7 +373,7 @@ struct Advance {
     request_body = Advance,
     responses(
         (status = 200, description = "The clock after the move", body = Reading),
-        (status = 400, description = "Anything but a positive whole number of seconds", body = ErrorBody),
+        (status = 400, description = "Anything but a whole number of seconds from 1 to 34,560,000 (400 days)", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 404, description = "The test clock is off", body = ErrorBody),
         (status = 503, description = "The store cannot answer, or no worker claimed what came due", body = ErrorBody),
@@ -392,7 +392,7 @@ async fn advance_clock<S: TestClock + Timers>(
             return error_response(
                 StatusCode::BAD_REQUEST,
                 &format!(
-                    "expected {{\"seconds\": N}} with N a positive whole number: {}",
+                    "expected {{\"seconds\": N}} with N a whole number from 1 to 34560000: {}",
                     rejection.body_text()
                 ),
             );
@@ -400,7 +400,7 @@ async fn advance_clock<S: TestClock + Timers>(
     };
     match api.clock.advance(seconds).await {
         Ok(reading) => Json(reading).into_response(),
-        Err(e @ ClockError::NotForward(_)) => {
+        Err(e @ ClockError::OutOfRange(_)) => {
             error_response(StatusCode::BAD_REQUEST, &e.to_string())
         }
         Err(e @ ClockError::Off) => error_response(StatusCode::NOT_FOUND, &e.to_string()),

@@ -507,17 +507,17 @@ impl Settings {
             1..=10_000,
             "between 1 and 10000 milliseconds",
         )?;
-        let live_key = self
-            .secrets
-            .stripe_api_key
-            .as_ref()
-            .is_some_and(|k| k.expose_secret().starts_with("sk_live_"));
+        let live_key = self.secrets.stripe_api_key.as_ref().is_some_and(|k| {
+            let key = k.expose_secret().trim();
+            key.starts_with("sk_live_") || key.starts_with("rk_live_")
+        });
         if self.clock.test && live_key {
             return Err(ConfigError::invalid(
                 "RECOUP_TEST_CLOCK",
                 "1",
-                "off while STRIPE_API_KEY is a live key (sk_live_…): moving the clock would \
-                 charge real cards early; use a test key (sk_test_…) with the test clock",
+                "off while STRIPE_API_KEY is a live key (sk_live_… or rk_live_…): moving the \
+                 clock would charge real cards early; use a test key (sk_test_… or rk_test_…) \
+                 with the test clock",
             ));
         }
         const THREE_DAYS: u64 = 3 * 24 * 3600;

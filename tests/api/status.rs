@@ -304,6 +304,8 @@ async fn a_bad_clock_move_is_refused_and_moves_nothing() {
         r#"{"secs":60}"#,
         "60",
         r#"{"seconds":"1d"}"#,
+        r#"{"seconds":34560001}"#,
+        r#"{"seconds":300000000000}"#,
     ] {
         let answer = app.api_post("/api/v1/clock/advance", body).await;
         assert_eq!(answer.status, 400, "{body}: {}", answer.text);
@@ -317,6 +319,10 @@ async fn a_bad_clock_move_is_refused_and_moves_nothing() {
         1,
         "the refused moves moved nothing"
     );
+    let most = app
+        .api_post("/api/v1/clock/advance", r#"{"seconds":34560000}"#)
+        .await;
+    assert_eq!(most.status, 200, "400 days is allowed: {}", most.text);
 
     let off = TestApp::spawn_as(Role::All, &[("RECOUP_API_TOKENS", API_TOKENS)]).await;
     let answer = off

@@ -8,7 +8,7 @@ use super::duration::human;
 use super::replan::{plan_decision, plan_nudge};
 use super::{
     Action, Case, Decision, Entry, NudgeKind, Nudged, Policy, RetryUnderWay, State, Timer,
-    TimerKind, budget, ending, timing,
+    TimerKind, budget, ending, time, timing,
 };
 
 pub(super) fn on_timer(
@@ -59,7 +59,10 @@ pub(super) fn on_timer(
             Ok(deferral) => {
                 let zone = timing::zone(&case.customer_timezone);
                 let at = timing::into_window(deferral.until, &zone, plan.window);
-                if case.failed_at.is_some_and(|f| at > f + plan.within) {
+                if case
+                    .failed_at
+                    .is_some_and(|f| at > time::later(f, plan.within))
+                {
                     format!(
                         "attempt {attempt} dropped: {} allows it only at {at}, after the policy's \
                          {} from the first failure",
