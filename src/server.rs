@@ -43,6 +43,7 @@ use crate::store::{Health, RedisStore, StoreError};
 use crate::telemetry;
 use crate::webhook::{self, Receiver, signature::Verifier};
 use crate::worker::Worker;
+use crate::worker::loops::{DeadLoop, Loops};
 
 /// What a `recoup serve` process runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -98,12 +99,14 @@ pub struct Application {
     router: Router,
     metrics: PrometheusHandle,
     worker: Option<Worker<RedisStore>>,
+    loops: Loops,
 }
 
 #[derive(Clone)]
 struct Ops {
     store: RedisStore,
     metrics: PrometheusHandle,
+    loops: Loops,
 }
 
 impl Application {
@@ -135,9 +138,11 @@ impl Application {
         let metrics = telemetry::metrics_handle();
         check_redis(&store).await;
         let clock = Clock::new(store.clone(), settings.clock.test);
+        let loops = Loops::default();
         let ops = Ops {
             store: store.clone(),
             metrics: metrics.clone(),
+            loops: loops.clone(),
         };
         let mut routes = Router::new()
             .route("/healthz", get(healthz))
@@ -177,6 +182,7 @@ impl Application {
                 clock,
                 settings.worker.clone(),
             )
+            .watched_by(loops.clone())
         });
         let router = routes.layer(
             tower::ServiceBuilder::new()
@@ -197,6 +203,7 @@ impl Application {
             router,
             metrics,
             worker,
+            loops,
         })
     }
 
@@ -228,7 +235,7 @@ impl Application {
         });
         // Histograms keep raw samples until drained; drain them even when nobody scrapes.
         let metrics = self.metrics.clone();
-        let upkeep = tokio::spawn(async move {
+        let upkeep = self.loops.watch("metrics upkeep", || false, async move {
             let mut every = tokio::time::interval(Duration::from_secs(5));
             loop {
                 every.tick().await;
@@ -299,20 +306,69 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(ops): State<Ops>) -> Response {
-    match ops.store.ping().await {
-        Ok(()) => (
-            [(header::CONTENT_TYPE, "application/json")],
-            r#"{"status":"ready"}"#,
-        )
-            .into_response(),
-        Err(e) => {
-            tracing::warn!("not ready: {e}");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(serde_json::json!({"status": "unavailable", "error": e.to_string()})),
+    readiness(ops.store.ping().await, &ops.loops.dead())
+}
+
+/// Ready while Redis answers and every loop of the process runs; otherwise 503 saying which is not.
+fn readiness(ping: Result<(), StoreError>, dead: &[DeadLoop]) -> Response {
+    let error = match (ping, dead.first()) {
+        (Ok(()), None) => {
+            return (
+                [(header::CONTENT_TYPE, "application/json")],
+                r#"{"status":"ready"}"#,
             )
-                .into_response()
+                .into_response();
         }
+        (Err(e), _) => e.to_string(),
+        (Ok(()), Some(first)) => format!(
+            "the {} loop of this process died ({}); restart the process",
+            first.name, first.why
+        ),
+    };
+    tracing::warn!("not ready: {error}");
+    let body = serde_json::json!({"status": "unavailable", "error": error, "dead_loops": dead});
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(response: Response) -> (StatusCode, serde_json::Value) {
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_dead_loop_turns_readiness_red_naming_it() {
+        let (status, ready) = body(readiness(Ok(()), &[])).await;
+        assert_eq!(
+            (status, ready["status"].as_str()),
+            (StatusCode::OK, Some("ready"))
+        );
+
+        let dead = [DeadLoop {
+            name: "timers",
+            why: "panicked: overflow".to_owned(),
+        }];
+        let (status, answer) = body(readiness(Ok(()), &dead)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let error = answer["error"].as_str().unwrap();
+        assert!(
+            error.contains("timers loop") && error.contains("overflow"),
+            "{answer}"
+        );
+        assert_eq!(answer["dead_loops"][0]["name"], "timers");
+
+        let (status, answer) = body(readiness(Err(StoreError::Timeout(1000)), &[])).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            answer["error"].as_str().unwrap().contains("1000 ms"),
+            "{answer}"
+        );
     }
 }
 

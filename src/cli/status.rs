@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use super::{Failure, environment, user};
 use crate::clock::Clock;
 use crate::config::{self, Settings};
-use crate::store::{self, IdKind, RedisStore, Timers};
+use crate::store::{self, Cases, IdKind, RedisStore, Timers};
 use crate::story;
 
 pub(super) async fn run(
@@ -40,6 +40,12 @@ pub(super) async fn run(
             println!();
         }
         print!("{}", story::tell(case, &policy, &card, now));
+        if let Some(at) = store.forgotten_at(&case.invoice_id).await.map_err(user)? {
+            println!(
+                "Dunning is over: recoup keeps this case until {at} (redis.case_retention_secs), \
+                 then forgets it."
+            );
+        }
         if let Some(p) = parked.iter().find(|p| p.invoice_id == case.invoice_id) {
             println!(
                 "Its wake-up is parked since {} after {} failures ({}): nothing happens until \

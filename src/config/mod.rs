@@ -108,6 +108,9 @@ pub struct RedisSettings {
     pub timeout_ms: u64,
     /// How long an event id is remembered for deduplication.
     pub dedupe_ttl_secs: u64,
+    /// How long a case is kept once dunning is over for it (recovered, paused, canceled, closed,
+    /// nothing left to do), with its index entries; then it is forgotten.
+    pub case_retention_secs: u64,
 }
 
 impl Default for RedisSettings {
@@ -117,6 +120,7 @@ impl Default for RedisSettings {
             cluster: false,
             timeout_ms: 1000,
             dedupe_ttl_secs: 30 * 24 * 3600,
+            case_retention_secs: 90 * 24 * 3600,
         }
     }
 }
@@ -144,6 +148,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("cluster", &self.cluster)
             .field("timeout_ms", &self.timeout_ms)
             .field("dedupe_ttl_secs", &self.dedupe_ttl_secs)
+            .field("case_retention_secs", &self.case_retention_secs)
             .finish()
     }
 }
@@ -520,6 +525,12 @@ impl Settings {
                  with the test clock",
             ));
         }
+        within(
+            "redis.case_retention_secs (RECOUP_REDIS__CASE_RETENTION_SECS)",
+            r.case_retention_secs,
+            1..=10 * 365 * 86_400,
+            "between 1 and 315360000 seconds (10 years); 7776000 (90 days) by default",
+        )?;
         const THREE_DAYS: u64 = 3 * 24 * 3600;
         if r.dedupe_ttl_secs < THREE_DAYS {
             return Err(ConfigError::invalid(

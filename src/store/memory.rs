@@ -363,6 +363,15 @@ impl Cases for MemoryStore {
         Ok(self.lock().by_customer.keys().cloned().collect())
     }
 
+    /// The memory store keeps every case for the life of the process.
+    async fn forgotten_at(&self, _invoice_id: &str) -> Result<Option<Timestamp>, StoreError> {
+        Ok(None)
+    }
+
+    async fn sweep_forgotten(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
     async fn cases_of_customer(&self, customer_id: &str) -> Result<Vec<Case>, StoreError> {
         let inner = self.lock();
         inner.cases_at(inner.by_customer.get(customer_id))

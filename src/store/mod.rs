@@ -257,6 +257,18 @@ pub trait Cases: Send + Sync {
     /// Every customer with a case, each once.
     fn customers(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 
+    /// When the case will be forgotten: a case whose dunning is over (a final state, nothing left
+    /// to do) is kept for `redis.case_retention_secs` after its last save, then removed. `None`
+    /// while it is kept for good (still in dunning, or a store that keeps everything).
+    fn forgotten_at(
+        &self,
+        invoice_id: &str,
+    ) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
+
+    /// Removes the customer and subscription index entries of the cases forgotten since the last
+    /// sweep; how many cases that was.
+    fn sweep_forgotten(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// The cases of a customer, newest first.
     fn cases_of_customer(
         &self,

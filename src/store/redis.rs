@@ -92,6 +92,12 @@ pub fn wake_failures_key(shard: u16) -> String {
     format!("recoup:{{t{shard}}}:failures")
 }
 
+/// The cases of a shard kept only until their retention runs out: `<invoice>\t<customer>\t<subscription>`
+/// → when the case expires (unix ms), so their index entries can be removed after.
+pub fn forget_key(shard: u16) -> String {
+    format!("recoup:{{t{shard}}}:forget")
+}
+
 /// The parked wake-ups of a shard: invoice id → JSON of [`Parked`].
 pub fn parked_key(shard: u16) -> String {
     format!("recoup:{{t{shard}}}:parked")
@@ -129,6 +135,7 @@ struct Scripts {
     replay: Script,
     fail_wake: Script,
     unpark: Script,
+    forget: Script,
 }
 
 /// A handle on Redis; cheap to clone, shared by every request and worker task.
@@ -173,6 +180,7 @@ impl RedisStore {
                 replay: Script::new(include_str!("scripts/replay.lua")),
                 fail_wake: Script::new(include_str!("scripts/fail_wake.lua")),
                 unpark: Script::new(include_str!("scripts/unpark.lua")),
+                forget: Script::new(include_str!("scripts/forget.lua")),
             }),
             settings: settings.clone(),
             timeout,
@@ -950,6 +958,24 @@ impl Cases for RedisStore {
             .next_wake()
             .map(|at| at.as_millisecond().to_string())
             .unwrap_or_default();
+        // Dunning over and nothing left to do: kept for the retention (on the wall clock, which
+        // is what Redis expires keys by), then forgotten.
+        let over = saved.state.is_final() && saved.next_wake().is_none();
+        let retention = i64::try_from(self.settings.case_retention_secs.saturating_mul(1000))
+            .unwrap_or(i64::MAX);
+        let forget_at = over
+            .then(|| {
+                Timestamp::now()
+                    .as_millisecond()
+                    .saturating_add(retention)
+                    .to_string()
+            })
+            .unwrap_or_default();
+        let forget_entry = format!(
+            "{id}\t{}\t{}",
+            case.customer_id,
+            case.subscription_id.as_deref().unwrap_or("")
+        );
         let mut invocation = self.scripts.save_versioned.prepare_invoke();
         let shard = shard_of(id);
         invocation
@@ -957,11 +983,14 @@ impl Cases for RedisStore {
             .key(due_key(shard))
             .key(wake_failures_key(shard))
             .key(parked_key(shard))
+            .key(forget_key(shard))
             .arg(case.version)
             .arg(codec::encode(&saved))
             .arg(id)
             .arg(wake)
-            .arg("");
+            .arg("")
+            .arg(forget_at)
+            .arg(forget_entry);
         self.save_versioned(invocation, saved.version).await
     }
 
@@ -986,6 +1015,51 @@ impl Cases for RedisStore {
             }));
         }
         Ok(customers.into_iter().collect())
+    }
+
+    async fn forgotten_at(&self, invoice_id: &str) -> Result<Option<Timestamp>, StoreError> {
+        let left: i64 = self
+            .query(redis::cmd("PTTL").arg(case_key(invoice_id)))
+            .await?;
+        Ok((left >= 0).then(|| {
+            let at = Timestamp::now().as_millisecond().saturating_add(left);
+            Timestamp::from_millisecond(at).unwrap_or(Timestamp::MAX)
+        }))
+    }
+
+    async fn sweep_forgotten(&self) -> Result<u64, StoreError> {
+        let now = Timestamp::now().as_millisecond();
+        let mut forgotten = 0;
+        for shard in 0..TIMER_SHARDS {
+            loop {
+                let mut invocation = self.scripts.forget.prepare_invoke();
+                invocation
+                    .key(forget_key(shard))
+                    .arg(now)
+                    .arg(500)
+                    .arg(case_prefix(shard));
+                let mut conn = self.conn.get();
+                let gone: Vec<String> = self.bounded(invocation.invoke_async(&mut conn)).await?;
+                for entry in &gone {
+                    let mut parts = entry.split('\t');
+                    let invoice = parts.next().unwrap_or_default();
+                    // Each index bucket is a slot of its own: one command per owner.
+                    for owner in parts.filter(|owner| !owner.is_empty()) {
+                        self.query::<()>(
+                            redis::cmd("ZREM")
+                                .arg(index_key(owner))
+                                .arg(format!("{owner}:{invoice}")),
+                        )
+                        .await?;
+                    }
+                }
+                forgotten += gone.len() as u64;
+                if gone.len() < 500 {
+                    break;
+                }
+            }
+        }
+        Ok(forgotten)
     }
 
     async fn cases_of_customer(&self, customer_id: &str) -> Result<Vec<Case>, StoreError> {

@@ -29,7 +29,9 @@ mod expiring;
 mod fault;
 mod inbox;
 mod locks;
+pub mod loops;
 mod nudges;
+mod retention;
 mod timers;
 
 use std::future::Future;
@@ -67,6 +69,7 @@ pub struct Worker<S> {
     consumer: String,
     permits: Arc<Semaphore>,
     locks: locks::CaseLocks,
+    loops: loops::Loops,
 }
 
 /// What [`apply`] did.
@@ -126,7 +129,14 @@ impl<S: Store> Worker<S> {
             settings,
             consumer,
             locks: locks::CaseLocks::default(),
+            loops: loops::Loops::default(),
         }
+    }
+
+    /// Reports this worker's loops (inbox, timers, daily scan) to `loops`, which `/readyz` reads.
+    pub fn watched_by(mut self, loops: loops::Loops) -> Self {
+        self.loops = loops;
+        self
     }
 
     /// This worker's name in the inbox's consumer group.
@@ -138,13 +148,35 @@ impl<S: Store> Worker<S> {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let worker = Arc::new(self);
         let (stop, stopped) = watch::channel(false);
-        let inbox = tokio::spawn(inbox::run(worker.clone(), stopped.clone()));
-        let timers = tokio::spawn(timers::run(worker.clone(), stopped.clone()));
-        let scan = tokio::spawn(expiring::scan_daily(worker.clone(), stopped));
+        let stopping = |stopped: &watch::Receiver<bool>| {
+            let stopped = stopped.clone();
+            move || *stopped.borrow()
+        };
+        let loops = &worker.loops;
+        let inbox = loops.watch(
+            "inbox",
+            stopping(&stopped),
+            inbox::run(worker.clone(), stopped.clone()),
+        );
+        let timers = loops.watch(
+            "timers",
+            stopping(&stopped),
+            timers::run(worker.clone(), stopped.clone()),
+        );
+        let scan = loops.watch(
+            "expiring-card scan",
+            stopping(&stopped),
+            expiring::scan_daily(worker.clone(), stopped.clone()),
+        );
+        let sweep = loops.watch(
+            "retention sweep",
+            stopping(&stopped),
+            retention::sweep(worker.clone(), stopped.clone()),
+        );
         tracing::info!(consumer = %worker.consumer, "worker started");
         shutdown.await;
         let _ = stop.send(true);
-        let _ = tokio::join!(inbox, timers, scan);
+        let _ = tokio::join!(inbox, timers, scan, sweep);
         // Every case in flight holds a permit; having them all back means all of it is finished.
         let all = u32::try_from(worker.settings.concurrency).unwrap_or(u32::MAX);
         let _ = worker.permits.acquire_many(all).await;
