@@ -14,7 +14,8 @@ use crate::store::{StoreError, TestClock, Timers};
 pub const CLAIM_WAIT: Duration = Duration::from_secs(30);
 
 /// The most one advance moves the test clock: 400 days, past any dunning run and any card's renewal
-/// cycle (CONTRACT.md). A bound, so one typo cannot throw the scheduler past the end of time.
+/// cycle (docs/operator-guide/running.md#the-test-clock). A bound, so one typo cannot throw the
+/// scheduler past the end of time.
 pub const MAX_ADVANCE_SECS: i64 = 400 * 86_400;
 
 /// "Now" for the scheduler. Reading it needs only the store's [`TestClock`]; moving it also counts

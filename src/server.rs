@@ -10,8 +10,10 @@
 //! return.
 //!
 //! Operations endpoints: `/healthz` answers while the process runs, `/readyz` only while Redis
-//! answers (a load balancer should stop sending webhooks to an instance that cannot store them),
-//! `/metrics` renders Prometheus text.
+//! answers and every loop of the process runs (a load balancer should stop sending webhooks to an
+//! instance that cannot store them, and an orchestrator restart one whose worker died; see
+//! [`crate::worker::loops`]), `/metrics` renders Prometheus text. At start-up the Redis settings
+//! recoup's promises rest on are checked, and an unsafe one is logged loudly.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -330,6 +332,14 @@ fn readiness(ping: Result<(), StoreError>, dead: &[DeadLoop]) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
 }
 
+async fn render_metrics(State(ops): State<Ops>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        ops.metrics.render(),
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,12 +380,4 @@ mod tests {
             "{answer}"
         );
     }
-}
-
-async fn render_metrics(State(ops): State<Ops>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        ops.metrics.render(),
-    )
-        .into_response()
 }

@@ -8,6 +8,9 @@
 //! | `recoup:{inbox}:dead` | stream | dead letters: entry, id, type, failures, error, at, event |
 //! | `recoup:{t<shard>}:case:<invoice id>` | string | the case, `<version>:1<zstd json>` (see `store::codec`) |
 //! | `recoup:{t<shard>}:due` | sorted set | invoice id → next wake-up (unix ms) |
+//! | `recoup:{t<shard>}:failures` | hash | invoice id → failed wake-ups in a row |
+//! | `recoup:{t<shard>}:parked` | hash | invoice id → a parked wake-up (see [`Parked`]) |
+//! | `recoup:{t<shard>}:forget` | sorted set | cases kept until their retention runs out → when |
 //! | `recoup:{ix<bucket>}:cases` | sorted set | `<customer or subscription id>:<invoice id>`, all scored 0 (see [`index_key`]) |
 //! | `recoup:{clock}:offset` | string | the test clock's offset, seconds |
 //!
@@ -18,8 +21,9 @@
 //!
 //! One server is reached through a connection manager, a cluster through redis-rs's cluster
 //! connection (which follows slot moves); both multiplex every caller over shared connections, which
-//! pipelines concurrent work for free, and both reconnect by themselves when Redis comes back. The
-//! blocking inbox read gets a connection of its own, so it never holds up anyone else's command.
+//! pipelines concurrent work for free, and both reconnect by themselves when a connection breaks; one
+//! that goes half-open instead is replaced after a timeout (see [`Link`]). The blocking inbox read
+//! gets a connection of its own, so it never holds up anyone else's command.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -963,14 +967,14 @@ impl Cases for RedisStore {
         let over = saved.state.is_final() && saved.next_wake().is_none();
         let retention = i64::try_from(self.settings.case_retention_secs.saturating_mul(1000))
             .unwrap_or(i64::MAX);
-        let forget_at = over
-            .then(|| {
-                Timestamp::now()
-                    .as_millisecond()
-                    .saturating_add(retention)
-                    .to_string()
-            })
-            .unwrap_or_default();
+        let forget_at = if over {
+            Timestamp::now()
+                .as_millisecond()
+                .saturating_add(retention)
+                .to_string()
+        } else {
+            String::new()
+        };
         let forget_entry = format!(
             "{id}\t{}\t{}",
             case.customer_id,
@@ -1215,7 +1219,7 @@ impl Timers for RedisStore {
                 })
             })
             .collect();
-        parked.sort_by(|a, b| b.at.cmp(&a.at));
+        parked.sort_by_key(|p| std::cmp::Reverse(p.at));
         Ok(parked)
     }
 

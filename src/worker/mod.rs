@@ -20,6 +20,9 @@
 //! ([`locks`]): compare-and-set keeps them correct, taking turns keeps a burst of events for one
 //! invoice from turning into a storm of conflicts; only workers in different processes still race.
 //!
+//! Every loop runs [watched](loops::Loops): one that dies turns `/readyz` red. A third and fourth
+//! loop run the daily expiring-card scan and the retention sweep.
+//!
 //! Shutdown: both loops stop claiming at once; the worker then waits for every case in flight (it
 //! only ever claims as much as it can start immediately, so nothing claimed is left unstarted), and
 //! retires its consumer name when it holds nothing pending. A worker killed outright leaves its
