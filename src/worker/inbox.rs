@@ -158,21 +158,14 @@ async fn kept_claimed<S: Store, T>(
     entry_id: &str,
     work: impl std::future::Future<Output = T>,
 ) -> T {
-    let every = (worker.settings.lease() / 3).max(Duration::from_millis(100));
-    let mut work = std::pin::pin!(work);
-    loop {
-        tokio::select! {
-            biased;
-            out = &mut work => return out,
-            () = tokio::time::sleep(every) => {
-                match worker.store.renew_entry(&worker.consumer, entry_id).await {
-                    Ok(true) => {}
-                    Ok(false) => tracing::warn!(entry = entry_id, "another worker took the entry over"),
-                    Err(e) => tracing::warn!(entry = entry_id, "cannot renew the claim on the entry: {e}"),
-                }
-            }
+    super::renewing(worker.settings.lease(), work, || async move {
+        match worker.store.renew_entry(&worker.consumer, entry_id).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(entry = entry_id, "another worker took the entry over"),
+            Err(e) => tracing::warn!(entry = entry_id, "cannot renew the claim on the entry: {e}"),
         }
-    }
+    })
+    .await
 }
 
 async fn process<S: Store>(worker: &Worker<S>, entry: &InboxEntry) -> Result<(), Fault> {

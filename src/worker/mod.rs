@@ -435,26 +435,23 @@ impl<S: Cases + Cards + TestClock + Timers> Engine<'_, S> {
         let Some(lease) = self.lease else {
             return call.await;
         };
-        let every = (lease / 3).max(Duration::from_millis(100));
-        let mut call = std::pin::pin!(call);
-        loop {
-            tokio::select! {
-                biased;
-                out = &mut call => return out,
-                () = tokio::time::sleep(every) => {
-                    let renewed = match self.clock.now().await {
-                        Ok(now) => {
-                            let until = policy::time::later(now, SignedDuration::try_from(lease).unwrap_or(SignedDuration::MAX));
-                            self.store.renew_claim(invoice_id, until).await
-                        }
-                        Err(e) => Err(e),
-                    };
-                    if let Err(e) = renewed {
-                        tracing::warn!(invoice = invoice_id, "cannot renew the claim on the case: {e}");
-                    }
+        let lease_ahead = SignedDuration::try_from(lease).unwrap_or(SignedDuration::MAX);
+        renewing(lease, call, || async move {
+            let renewed = match self.clock.now().await {
+                Ok(now) => {
+                    let until = policy::time::later(now, lease_ahead);
+                    self.store.renew_claim(invoice_id, until).await
                 }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = renewed {
+                tracing::warn!(
+                    invoice = invoice_id,
+                    "cannot renew the claim on the case: {e}"
+                );
             }
-        }
+        })
+        .await
     }
 
     /// Feeds every due timer of `case` into `decide`, earliest first, with the history of the
@@ -702,6 +699,24 @@ fn record_firings(fired: &[Timestamp], now: Timestamp) {
         metrics::counter!(metric::TIMERS_FIRED).increment(1);
         let late = now.duration_since(*due).as_secs_f64().max(0.0);
         metrics::histogram!(metric::TIMER_LATENESS_SECONDS).record(late);
+    }
+}
+
+/// Runs `work`, calling `renew` every third of `lease` while it lasts (never more often than every
+/// 100 ms): how a worker keeps what it claimed while it waits for something slower than a lease.
+async fn renewing<T, R: Future<Output = ()>>(
+    lease: Duration,
+    work: impl Future<Output = T>,
+    mut renew: impl FnMut() -> R,
+) -> T {
+    let every = (lease / 3).max(Duration::from_millis(100));
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut work => return out,
+            () = tokio::time::sleep(every) => renew().await,
+        }
     }
 }
 

@@ -27,6 +27,16 @@ fn deadletters(redis: &TestRedis, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The wake-up of `invoice` in its due set, if it has one.
+async fn due_score(redis: &TestRedis, invoice: &str) -> Option<f64> {
+    redis::cmd("ZSCORE")
+        .arg(due_key(shard_of(invoice)))
+        .arg(invoice)
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap()
+}
+
 async fn set(redis: &TestRedis, key: &str, value: &str) {
     let _: () = redis::cmd("SET")
         .arg(key)
@@ -198,12 +208,7 @@ async fn a_wake_up_that_keeps_failing_is_parked_listed_and_put_back() {
     assert_eq!(parked.invoice_id, invoice);
     assert_eq!(parked.failures, 5);
     assert!(parked.error.contains("unreadable"), "{}", parked.error);
-    let due: Option<f64> = redis::cmd("ZSCORE")
-        .arg(due_key(shard_of(invoice)))
-        .arg(invoice)
-        .query_async(&mut redis.conn().await)
-        .await
-        .unwrap();
+    let due = due_score(&redis, invoice).await;
     assert_eq!(due, None, "no longer tried every lease");
     assert_eq!(
         worker.counter("recoup_wakeups_parked_total").await,
@@ -220,12 +225,7 @@ async fn a_wake_up_that_keeps_failing_is_parked_listed_and_put_back() {
     let (code, replayed, stderr) = deadletters(&redis, &["replay", invoice]);
     assert_eq!(code, 0, "{stderr}");
     assert!(replayed.contains("back on the schedule"), "{replayed}");
-    let due: Option<f64> = redis::cmd("ZSCORE")
-        .arg(due_key(shard_of(invoice)))
-        .arg(invoice)
-        .query_async(&mut redis.conn().await)
-        .await
-        .unwrap();
+    let due = due_score(&redis, invoice).await;
     assert!(due.is_some(), "scheduled again");
     let (code, _, stderr) = deadletters(&redis, &["show", "in_not_parked"]);
     assert_eq!(code, 1, "{stderr}");
