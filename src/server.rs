@@ -10,9 +10,11 @@
 //! return.
 //!
 //! Operations endpoints: `/healthz` answers while the process runs, `/readyz` only while Redis
-//! answers (a load balancer should stop sending webhooks to an instance that cannot store them),
-//! `/metrics` renders Prometheus text, with the times of the newest events (by webhook, by backfill)
-//! read from the store at each scrape.
+//! answers and every loop of the process runs (a load balancer should stop sending webhooks to an
+//! instance that cannot store them, and an orchestrator restart one whose worker died; see
+//! [`crate::worker::loops`]), `/metrics` renders Prometheus text, with the times of the newest
+//! events (by webhook, by backfill) read from the store at each scrape. At start-up the Redis
+//! settings recoup's promises rest on are checked, and an unsafe one is logged loudly.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -45,6 +47,7 @@ use crate::store::{Health, Inbox, RedisStore, StoreError};
 use crate::telemetry::{self, metric};
 use crate::webhook::{self, Receiver, signature::Verifier};
 use crate::worker::Worker;
+use crate::worker::loops::{DeadLoop, Loops};
 
 /// What a `recoup serve` process runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -108,12 +111,14 @@ pub struct Application {
     router: Router,
     metrics: PrometheusHandle,
     worker: Option<Worker<RedisStore>>,
+    loops: Loops,
 }
 
 #[derive(Clone)]
 struct Ops {
     store: RedisStore,
     metrics: PrometheusHandle,
+    loops: Loops,
 }
 
 impl Application {
@@ -155,10 +160,13 @@ impl Application {
         };
         let store = RedisStore::connect(&settings.redis).await?;
         let metrics = telemetry::metrics_handle();
+        check_redis(&store).await;
         let clock = Clock::new(store.clone(), settings.clock.test);
+        let loops = Loops::default();
         let ops = Ops {
             store: store.clone(),
             metrics: metrics.clone(),
+            loops: loops.clone(),
         };
         let mut routes = Router::new()
             .route("/healthz", get(healthz))
@@ -219,7 +227,8 @@ impl Application {
                 clock,
                 settings.worker.clone(),
             )
-            .with_listings(listings);
+            .with_listings(listings)
+            .watched_by(loops.clone());
             match links {
                 Some(links) => worker.with_links(links),
                 None => worker,
@@ -244,6 +253,7 @@ impl Application {
             router,
             metrics,
             worker,
+            loops,
         })
     }
 
@@ -275,7 +285,7 @@ impl Application {
         });
         // Histograms keep raw samples until drained; drain them even when nobody scrapes.
         let metrics = self.metrics.clone();
-        let upkeep = tokio::spawn(async move {
+        let upkeep = self.loops.watch("metrics upkeep", || false, async move {
             let mut every = tokio::time::interval(Duration::from_secs(5));
             loop {
                 every.tick().await;
@@ -291,6 +301,35 @@ impl Application {
         upkeep.abort();
         tracing::info!("recoup stopped");
         served
+    }
+}
+
+/// Warns, loudly and on `/metrics`, about Redis settings that break recoup's promises: eviction
+/// that silently drops keys, and no append-only file. Starting anyway is deliberate: the settings
+/// may be out of recoup's hands (a managed Redis), and a service that stays down helps nobody.
+async fn check_redis(store: &RedisStore) {
+    match store.risky_settings().await {
+        Ok(risks) => {
+            for risk in &risks {
+                tracing::error!(
+                    setting = risk.setting,
+                    value = %risk.value,
+                    "Redis is configured unsafely for recoup: {} = {}: {}",
+                    risk.setting,
+                    risk.value,
+                    risk.why
+                );
+            }
+            for setting in ["maxmemory-policy", "appendonly"] {
+                let unsafe_ = risks.iter().any(|r| r.setting == setting);
+                metrics::gauge!(telemetry::metric::REDIS_UNSAFE_SETTING, "setting" => setting)
+                    .set(if unsafe_ { 1.0 } else { 0.0 });
+            }
+        }
+        Err(e) => tracing::warn!(
+            "cannot read Redis's maxmemory-policy and appendonly ({e}); make sure they are \
+             noeviction and yes (docs/operator-guide/redis.md#settings-recoup-checks)"
+        ),
     }
 }
 
@@ -323,21 +362,28 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(ops): State<Ops>) -> Response {
-    match ops.store.ping().await {
-        Ok(()) => (
-            [(header::CONTENT_TYPE, "application/json")],
-            r#"{"status":"ready"}"#,
-        )
-            .into_response(),
-        Err(e) => {
-            tracing::warn!("not ready: {e}");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(serde_json::json!({"status": "unavailable", "error": e.to_string()})),
+    readiness(ops.store.ping().await, &ops.loops.dead())
+}
+
+/// Ready while Redis answers and every loop of the process runs; otherwise 503 saying which is not.
+fn readiness(ping: Result<(), StoreError>, dead: &[DeadLoop]) -> Response {
+    let error = match (ping, dead.first()) {
+        (Ok(()), None) => {
+            return (
+                [(header::CONTENT_TYPE, "application/json")],
+                r#"{"status":"ready"}"#,
             )
-                .into_response()
+                .into_response();
         }
-    }
+        (Err(e), _) => e.to_string(),
+        (Ok(()), Some(first)) => format!(
+            "the {} loop of this process died ({}); restart the process",
+            first.name, first.why
+        ),
+    };
+    tracing::warn!("not ready: {error}");
+    let body = serde_json::json!({"status": "unavailable", "error": error, "dead_loops": dead});
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
 }
 
 async fn render_metrics(State(ops): State<Ops>) -> Response {
@@ -370,5 +416,47 @@ async fn record_arrivals<S: Inbox>(store: &S) {
     }
     if let Some(at) = arrivals.backfilled {
         metrics::gauge!(metric::BACKFILLED_THROUGH).set(seconds(at));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(response: Response) -> (StatusCode, serde_json::Value) {
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_dead_loop_turns_readiness_red_naming_it() {
+        let (status, ready) = body(readiness(Ok(()), &[])).await;
+        assert_eq!(
+            (status, ready["status"].as_str()),
+            (StatusCode::OK, Some("ready"))
+        );
+
+        let dead = [DeadLoop {
+            name: "timers",
+            why: "panicked: overflow".to_owned(),
+        }];
+        let (status, answer) = body(readiness(Ok(()), &dead)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let error = answer["error"].as_str().unwrap();
+        assert!(
+            error.contains("timers loop") && error.contains("overflow"),
+            "{answer}"
+        );
+        assert_eq!(answer["dead_loops"][0]["name"], "timers");
+
+        let (status, answer) = body(readiness(Err(StoreError::Timeout(1000)), &[])).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            answer["error"].as_str().unwrap().contains("1000 ms"),
+            "{answer}"
+        );
     }
 }

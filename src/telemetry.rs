@@ -31,6 +31,8 @@ pub mod metric {
     pub const TIMERS_FIRED: &str = "recoup_timers_fired_total";
     /// Histogram: how late a timer fired after its due time, in seconds (scheduler's clock).
     pub const TIMER_LATENESS_SECONDS: &str = "recoup_timer_lateness_seconds";
+    /// Counter: case wake-ups parked after failing again and again (listed by `recoup deadletters`).
+    pub const WAKEUPS_PARKED: &str = "recoup_wakeups_parked_total";
     /// Counter: wake-ups that found nothing due (a duplicate claim after a lease ran out).
     pub const STALE_WAKEUPS: &str = "recoup_stale_wakeups_total";
     /// Counter: case saves refused by compare-and-set and retried on fresh state.
@@ -78,6 +80,9 @@ pub mod metric {
     pub const NEWEST_EVENT: &str = "recoup_newest_event_timestamp_seconds";
     /// Gauge: every event created before this was read by a backfill (unix seconds).
     pub const BACKFILLED_THROUGH: &str = "recoup_backfilled_through_timestamp_seconds";
+    /// Gauge: 1 when a Redis setting recoup checks at start-up breaks one of its promises, by
+    /// `setting` (`maxmemory-policy`, `appendonly`).
+    pub const REDIS_UNSAFE_SETTING: &str = "recoup_redis_unsafe_setting";
 }
 
 /// Buckets for time to recover: an hour to two months.
@@ -175,6 +180,10 @@ fn describe() {
         "Inbox entries moved to the dead-letter stream recoup:{inbox}:dead, by event type."
     );
     metrics::describe_counter!(metric::TIMERS_FIRED, "Case timers fired.");
+    metrics::describe_counter!(
+        metric::WAKEUPS_PARKED,
+        "Case wake-ups parked after failing again and again for a reason of their own; see recoup deadletters list."
+    );
     metrics::describe_histogram!(
         metric::TIMER_LATENESS_SECONDS,
         metrics::Unit::Seconds,
@@ -236,6 +245,10 @@ fn describe() {
     metrics::describe_counter!(
         metric::NETWORK_REFUSALS,
         "Due retries a card network's budget moved or dropped, by card brand."
+    );
+    metrics::describe_gauge!(
+        metric::REDIS_UNSAFE_SETTING,
+        "1 when a Redis setting checked at start-up (maxmemory-policy, appendonly) breaks one of recoup's promises."
     );
     metrics::describe_counter!(
         metric::BACKFILLED_EVENTS,

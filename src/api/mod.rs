@@ -208,7 +208,7 @@ type WhyBody = Result<Json<Why>, JsonRejection>;
         (status = 503, description = "The store cannot answer", body = ErrorBody),
     )
 )]
-async fn hold<S: store::Cases + Cards + TestClock>(
+async fn hold<S: store::Cases + Cards + TestClock + Timers>(
     State(api): State<Arc<Api<S>>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
@@ -232,7 +232,7 @@ async fn hold<S: store::Cases + Cards + TestClock>(
         (status = 503, description = "The store cannot answer", body = ErrorBody),
     )
 )]
-async fn resume<S: store::Cases + Cards + TestClock>(
+async fn resume<S: store::Cases + Cards + TestClock + Timers>(
     State(api): State<Arc<Api<S>>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
@@ -256,7 +256,7 @@ async fn resume<S: store::Cases + Cards + TestClock>(
         (status = 503, description = "The store cannot answer", body = ErrorBody),
     )
 )]
-async fn retry<S: store::Cases + Cards + TestClock>(
+async fn retry<S: store::Cases + Cards + TestClock + Timers>(
     State(api): State<Arc<Api<S>>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
@@ -267,7 +267,7 @@ async fn retry<S: store::Cases + Cards + TestClock>(
 
 /// Applies a support action to the invoice's case: the case as saved (202 for a retry, which a
 /// worker makes within moments), or 409 with the reason the policy refused it.
-async fn support<S: store::Cases + Cards + TestClock>(
+async fn support<S: store::Cases + Cards + TestClock + Timers>(
     api: &Api<S>,
     caller: Caller,
     id: &str,
@@ -320,6 +320,7 @@ async fn support<S: store::Cases + Cards + TestClock>(
         policy: &api.policy,
         processor: None,
         clock: &api.clock,
+        lease: None,
     };
     let applied = engine.apply(id, Inputs::One(&input)).await;
     let outcome = match &applied {
@@ -361,7 +362,7 @@ async fn support<S: store::Cases + Cards + TestClock>(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Advance {
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 34_560_000)]
     seconds: i64,
 }
 
@@ -372,7 +373,7 @@ struct Advance {
     request_body = Advance,
     responses(
         (status = 200, description = "The clock after the move", body = Reading),
-        (status = 400, description = "Anything but a positive whole number of seconds", body = ErrorBody),
+        (status = 400, description = "Anything but a whole number of seconds from 1 to 34,560,000 (400 days)", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 404, description = "The test clock is off", body = ErrorBody),
         (status = 503, description = "The store cannot answer, or no worker claimed what came due", body = ErrorBody),
@@ -391,7 +392,7 @@ async fn advance_clock<S: TestClock + Timers>(
             return error_response(
                 StatusCode::BAD_REQUEST,
                 &format!(
-                    "expected {{\"seconds\": N}} with N a positive whole number: {}",
+                    "expected {{\"seconds\": N}} with N a whole number from 1 to 34560000: {}",
                     rejection.body_text()
                 ),
             );
@@ -399,7 +400,7 @@ async fn advance_clock<S: TestClock + Timers>(
     };
     match api.clock.advance(seconds).await {
         Ok(reading) => Json(reading).into_response(),
-        Err(e @ ClockError::NotForward(_)) => {
+        Err(e @ ClockError::OutOfRange(_)) => {
             error_response(StatusCode::BAD_REQUEST, &e.to_string())
         }
         Err(e @ ClockError::Off) => error_response(StatusCode::NOT_FOUND, &e.to_string()),

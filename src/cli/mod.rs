@@ -5,12 +5,13 @@
 //! unreachable Redis — with a one-line reason on stderr; 2 an internal error.
 //!
 //! `src/main.rs` only parses the arguments ([`Cli`]), starts the runtime and calls [`run`]; each
-//! command's body is in a module of its own here: `serve`, `clock`, `policy` (policy check),
-//! `simulate`, `status`, `webhook` (webhook send), `backfill` and `reconcile`; `demo` is
-//! [`crate::demo`].
+//! command's body is in a module of its own here: `serve`, `clock`, `deadletters`, `policy`
+//! (policy check), `simulate`, `status`, `webhook` (webhook send), `backfill` and `reconcile`;
+//! `demo` is [`crate::demo`].
 
 mod backfill;
 mod clock;
+mod deadletters;
 mod policy;
 mod reconcile;
 mod serve;
@@ -24,6 +25,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use self::clock::ClockCommand;
+pub use self::deadletters::DeadLettersCommand;
 pub use self::policy::PolicyCommand;
 pub use self::simulate::SimulateArgs;
 pub use self::webhook::WebhookCommand;
@@ -70,6 +72,9 @@ pub enum Command {
     /// The retry policy file.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Inbox entries given up on and case wake-ups parked: list, show, and replay them.
+    #[command(subcommand)]
+    Deadletters(DeadLettersCommand),
     /// What happened to an invoice and what happens next: its case, or every case of a customer
     /// (cus_…) or subscription (sub_…), read from the same Redis as `serve`.
     Status {
@@ -156,6 +161,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             new_id,
         }) => webhook::send(file, url, secret, new_id).await,
         Command::Policy(PolicyCommand::Check { path }) => policy::check(path),
+        Command::Deadletters(command) => deadletters::run(command).await,
         Command::Simulate(args) => simulate::run(args),
         Command::Status { id, json, config } => status::run(&id, json, config).await,
         Command::Backfill { since, config } => backfill::run(since, config).await,

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use super::{Failure, environment, user};
 use crate::clock::Clock;
 use crate::config::{self, Settings};
-use crate::store::{self, IdKind, RedisStore};
+use crate::store::{self, Cases, IdKind, RedisStore, Timers};
 use crate::story;
 
 pub(super) async fn run(
@@ -33,12 +33,26 @@ pub(super) async fn run(
         .now()
         .await
         .map_err(user)?;
+    let parked = store.parked().await.map_err(user)?;
     for (n, case) in cases.iter().enumerate() {
         let card = store::card_tries(&store, case).await.map_err(user)?;
         if n > 0 {
             println!();
         }
         print!("{}", story::tell(case, &policy, &card, now));
+        if let Some(at) = store.forgotten_at(&case.invoice_id).await.map_err(user)? {
+            println!(
+                "Dunning is over: recoup keeps this case until {at} (redis.case_retention_secs), \
+                 then forgets it."
+            );
+        }
+        if let Some(p) = parked.iter().find(|p| p.invoice_id == case.invoice_id) {
+            println!(
+                "Its wake-up is parked since {} after {} failures ({}): nothing happens until \
+                 `recoup deadletters replay {}`.",
+                p.at, p.failures, p.error, p.invoice_id
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -110,6 +110,9 @@ pub struct RedisSettings {
     pub timeout_ms: u64,
     /// How long an event id is remembered for deduplication.
     pub dedupe_ttl_secs: u64,
+    /// How long a case is kept once dunning is over for it (recovered, paused, canceled, closed,
+    /// nothing left to do), with its index entries; then it is forgotten.
+    pub case_retention_secs: u64,
 }
 
 impl Default for RedisSettings {
@@ -119,6 +122,7 @@ impl Default for RedisSettings {
             cluster: false,
             timeout_ms: 1000,
             dedupe_ttl_secs: 30 * 24 * 3600,
+            case_retention_secs: 90 * 24 * 3600,
         }
     }
 }
@@ -146,6 +150,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("cluster", &self.cluster)
             .field("timeout_ms", &self.timeout_ms)
             .field("dedupe_ttl_secs", &self.dedupe_ttl_secs)
+            .field("case_retention_secs", &self.case_retention_secs)
             .finish()
     }
 }
@@ -181,6 +186,10 @@ pub struct WorkerSettings {
     pub backfill_secs: u64,
     /// How often one worker reconciles Stripe's open invoices with the open cases; 0 = never.
     pub reconcile_secs: u64,
+    /// How long an inbox entry may keep failing for passing reasons (Stripe or Redis away, an
+    /// entry only a newer release reads) before it is dead-lettered, counted in deliveries: this
+    /// over the lease.
+    pub dead_letter_after_secs: u64,
 }
 
 impl Default for WorkerSettings {
@@ -191,6 +200,7 @@ impl Default for WorkerSettings {
             scan_interval_secs: 3600,
             backfill_secs: 3600,
             reconcile_secs: 86_400,
+            dead_letter_after_secs: 86_400,
         }
     }
 }
@@ -212,6 +222,14 @@ impl WorkerSettings {
     /// How often to reconcile; `None` = never.
     pub fn reconcile_interval(&self) -> Option<std::time::Duration> {
         (self.reconcile_secs > 0).then(|| std::time::Duration::from_secs(self.reconcile_secs))
+    }
+
+    /// After how many deliveries an inbox entry that keeps failing for passing reasons is
+    /// dead-lettered: [`Self::dead_letter_after_secs`] over the lease (one delivery per lease), at
+    /// least 3.
+    pub fn give_up_deliveries(&self) -> u32 {
+        let deliveries = self.dead_letter_after_secs / self.lease_secs.max(1);
+        u32::try_from(deliveries).unwrap_or(u32::MAX).max(3)
     }
 }
 
@@ -511,6 +529,12 @@ impl Settings {
             "between 1 and 10000 cases at once",
         )?;
         within(
+            "worker.dead_letter_after_secs",
+            w.dead_letter_after_secs,
+            1..=30 * 86_400,
+            "between 1 and 2592000 seconds (30 days)",
+        )?;
+        within(
             "worker.scan_interval_secs",
             w.scan_interval_secs,
             1..=86_400,
@@ -549,17 +573,17 @@ impl Settings {
             1..=10_000,
             "between 1 and 10000 milliseconds",
         )?;
-        let live_key = self
-            .secrets
-            .stripe_api_key
-            .as_ref()
-            .is_some_and(|k| k.expose_secret().starts_with("sk_live_"));
+        let live_key = self.secrets.stripe_api_key.as_ref().is_some_and(|k| {
+            let key = k.expose_secret().trim();
+            key.starts_with("sk_live_") || key.starts_with("rk_live_")
+        });
         if self.clock.test && live_key {
             return Err(ConfigError::invalid(
                 "RECOUP_TEST_CLOCK",
                 "1",
-                "off while STRIPE_API_KEY is a live key (sk_live_…): moving the clock would \
-                 charge real cards early; use a test key (sk_test_…) with the test clock",
+                "off while STRIPE_API_KEY is a live key (sk_live_… or rk_live_…): moving the \
+                 clock would charge real cards early; use a test key (sk_test_… or rk_test_…) \
+                 with the test clock",
             ));
         }
         let links = &self.links;
@@ -572,6 +596,12 @@ impl Settings {
         if let Some(url) = &links.public_url {
             check_public_url(url)?;
         }
+        within(
+            "redis.case_retention_secs (RECOUP_REDIS__CASE_RETENTION_SECS)",
+            r.case_retention_secs,
+            1..=10 * 365 * 86_400,
+            "between 1 and 315360000 seconds (10 years); 7776000 (90 days) by default",
+        )?;
         const THREE_DAYS: u64 = 3 * 24 * 3600;
         if r.dedupe_ttl_secs < THREE_DAYS {
             return Err(ConfigError::invalid(

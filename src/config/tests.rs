@@ -286,6 +286,12 @@ fn the_test_clock_is_refused_with_a_live_key() {
         !err.contains("51Habc"),
         "the key itself is never echoed: {err}"
     );
+    let restricted = load_err(&[
+        ("RECOUP_TEST_CLOCK", "1"),
+        ("STRIPE_API_KEY", "rk_live_51Hrestricted"),
+    ]);
+    assert!(restricted.contains("rk_live_"), "{restricted}");
+    assert!(!restricted.contains("51Hrestricted"), "{restricted}");
 }
 
 #[test]

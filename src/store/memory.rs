@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::{
     Arrival, Arrivals, Cards, Cases, Claim, Counters, DeadLetter, Failure, Health, Inbox,
-    InboxEntry, Ingest, MAX_FAILURES, Saved, Session, Sessions, StoreError, TIMER_SHARDS,
+    InboxEntry, Ingest, MAX_FAILURES, Parked, Saved, Session, Sessions, StoreError, TIMER_SHARDS,
     TestClock, Timers, codec, newest_first, shard_of,
 };
 use crate::event::Event;
@@ -41,6 +41,9 @@ struct Inner {
     inbox: BTreeMap<u64, Slot>,
     failures: HashMap<u64, u32>,
     dead: Vec<DeadLetter>,
+    next_dead: u64,
+    wake_failures: HashMap<String, u32>,
+    parked: BTreeMap<String, Parked>,
     /// Cases encoded as Redis holds them, so both stores round-trip the same bytes.
     cases: HashMap<String, Vec<u8>>,
     due: Vec<BTreeSet<(i64, String)>>,
@@ -64,6 +67,7 @@ struct Inner {
 struct Slot {
     event: Event,
     pending: Option<(String, Instant)>,
+    deliveries: u32,
 }
 
 impl MemoryStore {
@@ -87,6 +91,41 @@ fn seq_of(entry_id: &str) -> Option<u64> {
 }
 
 impl Inner {
+    fn count_failure(
+        &mut self,
+        entry: &InboxEntry,
+        error: &str,
+        now: Timestamp,
+        max: u32,
+    ) -> Failure {
+        let Some(seq) = seq_of(&entry.entry_id) else {
+            return Failure::DeadLettered;
+        };
+        let failures = {
+            let count = self.failures.entry(seq).or_insert(0);
+            *count += 1;
+            *count
+        };
+        if failures < max {
+            return Failure::WillRetry { failures };
+        }
+        self.inbox.remove(&seq);
+        self.failures.remove(&seq);
+        self.next_dead += 1;
+        self.dead.push(DeadLetter {
+            id: format!("{}-0", self.next_dead),
+            entry_id: entry.entry_id.clone(),
+            event_id: entry.event.id.clone(),
+            event_type: entry.event.kind.as_str().to_owned(),
+            failures,
+            deliveries: entry.deliveries,
+            error: error.to_owned(),
+            at: now,
+            event: serde_json::to_string(&entry.event).expect("an Event always serialises"),
+        });
+        Failure::DeadLettered
+    }
+
     /// Hands up to `max` entries that `eligible` accepts to `consumer`, as pending from now.
     fn hand_out(
         &mut self,
@@ -101,9 +140,11 @@ impl Inner {
             .take(max)
             .map(|(&seq, slot)| {
                 slot.pending = Some((consumer.to_owned(), now));
+                slot.deliveries += 1;
                 InboxEntry {
                     entry_id: entry_id(seq),
                     event: slot.event.clone(),
+                    deliveries: slot.deliveries,
                 }
             })
             .collect()
@@ -153,6 +194,7 @@ impl Inbox for MemoryStore {
             Slot {
                 event: event.clone(),
                 pending: None,
+                deliveries: 0,
             },
         );
         drop(inner);
@@ -192,6 +234,7 @@ impl Inbox for MemoryStore {
         consumer: &str,
         lease: Duration,
         max: usize,
+        _give_up: u32,
     ) -> Result<Vec<InboxEntry>, StoreError> {
         let now = Instant::now();
         Ok(self.lock().hand_out(consumer, max, |slot| {
@@ -216,34 +259,70 @@ impl Inbox for MemoryStore {
         error: &str,
         now: Timestamp,
     ) -> Result<Failure, StoreError> {
-        let Some(seq) = seq_of(&entry.entry_id) else {
-            return Ok(Failure::DeadLettered);
-        };
-        let mut inner = self.lock();
-        let failures = {
-            let count = inner.failures.entry(seq).or_insert(0);
-            *count += 1;
-            *count
-        };
-        if failures < MAX_FAILURES {
-            return Ok(Failure::WillRetry { failures });
-        }
-        inner.inbox.remove(&seq);
-        inner.failures.remove(&seq);
-        inner.dead.push(DeadLetter {
-            entry_id: entry.entry_id.clone(),
-            event_id: entry.event.id.clone(),
-            event_type: entry.event.kind.as_str().to_owned(),
-            failures,
-            error: error.to_owned(),
-            at: now,
-            event: serde_json::to_string(&entry.event).expect("an Event always serialises"),
-        });
-        Ok(Failure::DeadLettered)
+        Ok(self.lock().count_failure(entry, error, now, MAX_FAILURES))
+    }
+
+    async fn give_up(
+        &self,
+        entry: &InboxEntry,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.lock().count_failure(entry, error, now, 0);
+        Ok(())
     }
 
     async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, StoreError> {
         Ok(self.lock().dead.iter().rev().take(max).cloned().collect())
+    }
+
+    async fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .dead
+            .iter()
+            .rev()
+            .find(|d| d.id == id || d.event_id == id)
+            .cloned())
+    }
+
+    async fn replay(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let mut inner = self.lock();
+        let Some(at) = inner.dead.iter().position(|d| d.id == id) else {
+            return Ok(None);
+        };
+        let dead = inner.dead.remove(at);
+        let Ok(event) = serde_json::from_str::<Event>(&dead.event) else {
+            inner.dead.insert(at, dead);
+            return Err(StoreError::Corrupt(format!(
+                "dead letter {id} holds no event"
+            )));
+        };
+        inner.next_entry += 1;
+        let seq = inner.next_entry;
+        inner.inbox.insert(
+            seq,
+            Slot {
+                event,
+                pending: None,
+                deliveries: 0,
+            },
+        );
+        drop(inner);
+        self.arrived.notify_waiters();
+        Ok(Some(entry_id(seq)))
+    }
+
+    async fn renew_entry(&self, consumer: &str, entry_id: &str) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let slot = seq_of(entry_id).and_then(|seq| inner.inbox.get_mut(&seq));
+        match slot.and_then(|slot| slot.pending.as_mut()) {
+            Some((holder, since)) if holder == consumer => {
+                *since = Instant::now();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn retire_consumer(&self, _consumer: &str) -> Result<(), StoreError> {
@@ -280,6 +359,8 @@ impl Cases for MemoryStore {
         if let Some(old) = inner.wake.remove(id) {
             inner.due[shard].remove(&(old, id.clone()));
         }
+        inner.wake_failures.remove(id);
+        inner.parked.remove(id);
         if let Some(at) = saved.next_wake() {
             let ms = at.as_millisecond();
             inner.due[shard].insert((ms, id.clone()));
@@ -304,6 +385,15 @@ impl Cases for MemoryStore {
 
     async fn customers(&self) -> Result<Vec<String>, StoreError> {
         Ok(self.lock().by_customer.keys().cloned().collect())
+    }
+
+    /// The memory store keeps every case for the life of the process.
+    async fn forgotten_at(&self, _invoice_id: &str) -> Result<Option<Timestamp>, StoreError> {
+        Ok(None)
+    }
+
+    async fn sweep_forgotten(&self) -> Result<u64, StoreError> {
+        Ok(0)
     }
 
     async fn cases_of_customer(&self, customer_id: &str) -> Result<Vec<Case>, StoreError> {
@@ -463,6 +553,75 @@ impl Timers for MemoryStore {
                 invoice_id,
             })
             .collect())
+    }
+
+    async fn renew_claim(&self, invoice_id: &str, until: Timestamp) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let until = until.as_millisecond();
+        let Some(&old) = inner.wake.get(invoice_id).filter(|&&old| old < until) else {
+            return Ok(());
+        };
+        let shard = usize::from(shard_of(invoice_id));
+        inner.due[shard].remove(&(old, invoice_id.to_owned()));
+        inner.due[shard].insert((until, invoice_id.to_owned()));
+        inner.wake.insert(invoice_id.to_owned(), until);
+        Ok(())
+    }
+
+    async fn fail_wake(
+        &self,
+        invoice_id: &str,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<Failure, StoreError> {
+        let mut inner = self.lock();
+        let failures = {
+            let count = inner
+                .wake_failures
+                .entry(invoice_id.to_owned())
+                .or_insert(0);
+            *count += 1;
+            *count
+        };
+        if failures < MAX_FAILURES {
+            return Ok(Failure::WillRetry { failures });
+        }
+        inner.wake_failures.remove(invoice_id);
+        if let Some(old) = inner.wake.remove(invoice_id) {
+            let shard = usize::from(shard_of(invoice_id));
+            inner.due[shard].remove(&(old, invoice_id.to_owned()));
+        }
+        inner.parked.insert(
+            invoice_id.to_owned(),
+            Parked {
+                invoice_id: invoice_id.to_owned(),
+                failures,
+                error: error.to_owned(),
+                at: now,
+            },
+        );
+        Ok(Failure::DeadLettered)
+    }
+
+    async fn parked(&self) -> Result<Vec<Parked>, StoreError> {
+        Ok(self.lock().parked.values().cloned().collect())
+    }
+
+    async fn unpark(&self, invoice_id: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if inner.parked.remove(invoice_id).is_none() {
+            return Ok(false);
+        }
+        if inner.due.is_empty() {
+            inner.due = vec![BTreeSet::new(); usize::from(TIMER_SHARDS)];
+        }
+        let ms = now.as_millisecond();
+        let shard = usize::from(shard_of(invoice_id));
+        if let Some(old) = inner.wake.insert(invoice_id.to_owned(), ms) {
+            inner.due[shard].remove(&(old, invoice_id.to_owned()));
+        }
+        inner.due[shard].insert((ms, invoice_id.to_owned()));
+        Ok(true)
     }
 
     async fn count_due(&self, now: Timestamp) -> Result<u64, StoreError> {

@@ -31,8 +31,14 @@ use crate::policy::budget::{CardHistory, Try};
 /// so changing this would strand the timers already stored.
 pub const TIMER_SHARDS: u16 = 16;
 
-/// How many times an inbox entry may fail before it is moved to the dead letters.
+/// How many times an inbox entry (or a case's wake-up) may fail for a reason of its own before it
+/// is moved to the dead letters (or parked).
 pub const MAX_FAILURES: u32 = 5;
+
+/// The format of the inbox entries this release writes and reads (the entry's `v` field; absent is
+/// `1`). An entry of a later format was stored by a newer recoup, as happens during a rolling
+/// deploy: a worker of this release leaves it for a newer one instead of dead-lettering it.
+pub const INBOX_FORMAT: u32 = 1;
 
 /// The shard holding an invoice's case and wake-up entry.
 pub fn shard_of(invoice_id: &str) -> u16 {
@@ -108,6 +114,9 @@ impl Arrivals {
 pub struct InboxEntry {
     pub entry_id: String,
     pub event: Event,
+    /// How many times the entry has been handed to a worker, this time included (the stream's
+    /// delivery counter): what caps an entry that keeps failing for passing reasons.
+    pub deliveries: u32,
 }
 
 /// The outcome of a compare-and-set save.
@@ -136,17 +145,35 @@ pub enum Failure {
     DeadLettered,
 }
 
-/// An inbox entry that failed [`MAX_FAILURES`] times, kept for inspection.
+/// An inbox entry that failed [`MAX_FAILURES`] times (or kept failing for passing reasons, or
+/// could not be read), kept for inspection and replay.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DeadLetter {
+    /// The dead letter's own id (its entry in the dead-letter stream), which `recoup deadletters`
+    /// names it by.
+    pub id: String,
+    /// The inbox entry it was.
     pub entry_id: String,
     pub event_id: String,
     pub event_type: String,
     pub failures: u32,
+    /// How many times it was handed to a worker.
+    pub deliveries: u32,
     pub error: String,
     pub at: Timestamp,
     /// The normalised event, as it was in the inbox.
     pub event: String,
+}
+
+/// A case whose wake-up failed [`MAX_FAILURES`] times for a reason of its own (say, a case no
+/// release can read): taken off the schedule, so it is not retried every lease forever, and kept
+/// for inspection until someone puts it back.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Parked {
+    pub invoice_id: String,
+    pub failures: u32,
+    pub error: String,
+    pub at: Timestamp,
 }
 
 /// The store could not do what was asked, within its time bound.
@@ -160,6 +187,10 @@ pub enum StoreError {
     Redis(String),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// Stored by a newer recoup in a format this release does not know (a rolling deploy): left
+    /// for a newer worker, not treated as damaged.
+    #[error("stored by a newer recoup: {0}")]
+    Newer(String),
 }
 
 /// Whether the store answers at all: what `/readyz` reports.
@@ -213,12 +244,15 @@ pub trait Inbox: Send + Sync {
         wait: Duration,
     ) -> impl Future<Output = Result<Vec<InboxEntry>, StoreError>> + Send;
 
-    /// Takes over up to `max` entries that have been pending for longer than `lease`.
+    /// Takes over up to `max` entries that have been pending for longer than `lease`, with how
+    /// many times each was delivered. An entry of a newer [`INBOX_FORMAT`] is left pending for a
+    /// worker that reads it, until it has been delivered `give_up` times: then it is dead-lettered.
     fn reclaim_inbox(
         &self,
         consumer: &str,
         lease: Duration,
         max: usize,
+        give_up: u32,
     ) -> impl Future<Output = Result<Vec<InboxEntry>, StoreError>> + Send;
 
     /// Acknowledges an entry and removes it from the inbox.
@@ -232,11 +266,40 @@ pub trait Inbox: Send + Sync {
         now: Timestamp,
     ) -> impl Future<Output = Result<Failure, StoreError>> + Send;
 
+    /// Moves an entry to the dead letters now, with its last error: one that kept failing for
+    /// passing reasons over too many deliveries.
+    fn give_up(
+        &self,
+        entry: &InboxEntry,
+        error: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// The newest `max` dead letters, newest first.
     fn dead_letters(
         &self,
         max: usize,
     ) -> impl Future<Output = Result<Vec<DeadLetter>, StoreError>> + Send;
+
+    /// The dead letter named `id`: its own id, or the id of the event in it (the newest such).
+    fn dead_letter(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<DeadLetter>, StoreError>> + Send;
+
+    /// Puts dead letter `id` (its own id) back into the inbox as a new entry, and removes it from
+    /// the dead letters, in one step; the new entry's id, or `None` when there is no such dead
+    /// letter. The event is not deduplicated again: it was stored once, and is being retried.
+    fn replay(&self, id: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Keeps an entry `consumer` holds claimed for another lease (a worker still at work on it, say
+    /// waiting for Stripe), without counting a delivery; `false` when `consumer` no longer holds it
+    /// (its lease ran out and another worker took it over, or it is done).
+    fn renew_entry(
+        &self,
+        consumer: &str,
+        entry_id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Forgets a consumer that has nothing pending (a worker shutting down cleanly).
     fn retire_consumer(
@@ -263,6 +326,18 @@ pub trait Cases: Send + Sync {
 
     /// Every customer with a case, each once.
     fn customers(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// When the case will be forgotten: a case whose dunning is over (a final state, nothing left
+    /// to do) is kept for `redis.case_retention_secs` after its last save, then removed. `None`
+    /// while it is kept for good (still in dunning, or a store that keeps everything).
+    fn forgotten_at(
+        &self,
+        invoice_id: &str,
+    ) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
+
+    /// Removes the customer and subscription index entries of the cases forgotten since the last
+    /// sweep; how many cases that was.
+    fn sweep_forgotten(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// The cases of a customer, newest first.
     fn cases_of_customer(
@@ -356,6 +431,35 @@ pub trait Timers: Send + Sync {
         lease: Duration,
         max: usize,
     ) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send;
+
+    /// Pushes a claimed wake-up out to `until` while its claimer is still at work on the case (a
+    /// slow Stripe call), so no other worker takes it over meanwhile; a wake-up already set later,
+    /// or gone, is left as it is.
+    fn renew_claim(
+        &self,
+        invoice_id: &str,
+        until: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records a failed wake-up of the case, for a reason of its own; the [`MAX_FAILURES`]th parks
+    /// it: its wake-up is taken off the schedule and kept in the parked list with the error. A
+    /// successful save of the case forgets its failures (and parking).
+    fn fail_wake(
+        &self,
+        invoice_id: &str,
+        error: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Failure, StoreError>> + Send;
+
+    /// Every parked wake-up.
+    fn parked(&self) -> impl Future<Output = Result<Vec<Parked>, StoreError>> + Send;
+
+    /// Puts a parked wake-up back on the schedule, due at `now`; `false` when it is not parked.
+    fn unpark(
+        &self,
+        invoice_id: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// How many wake-ups (over all shards) are due at `now` and not claimed.
     fn count_due(&self, now: Timestamp) -> impl Future<Output = Result<u64, StoreError>> + Send;
@@ -595,10 +699,15 @@ pub(crate) mod codec {
             Some((&FORMAT, compressed)) => DECOMPRESSOR
                 .with_borrow_mut(|zstd| zstd.decompress(compressed, MAX_JSON))
                 .map_err(|e| corrupt(format!("case does not decompress: {e}")))?,
+            Some((other, _)) if other.is_ascii_digit() && *other > FORMAT => {
+                return Err(StoreError::Newer(format!(
+                    "case stored in format {:?}, which this release cannot read",
+                    char::from(*other)
+                )));
+            }
             Some((other, _)) => {
                 return Err(corrupt(format!(
-                    "case stored in format {:?}, which this release cannot read (written by a \
-                     newer recoup?)",
+                    "case stored in format {:?}, which no release writes",
                     char::from(*other)
                 )));
             }
@@ -649,8 +758,9 @@ pub(crate) mod codec {
         fn an_unknown_format_or_a_damaged_body_is_corrupt_not_a_panic() {
             let mut stored = encode(&case());
             stored[3] = b'9';
-            let err = decode(&stored).unwrap_err().to_string();
-            assert!(err.contains("format '9'"), "{err}");
+            let err = decode(&stored).unwrap_err();
+            assert!(matches!(err, StoreError::Newer(_)), "{err}");
+            assert!(err.to_string().contains("format '9'"), "{err}");
             for broken in [&b"41"[..], b"41:", b"41:1", b"41:1\x28\xb5\x2f\xfdxx"] {
                 assert!(
                     matches!(decode(broken), Err(StoreError::Corrupt(_))),

@@ -33,14 +33,15 @@ pub(super) async fn scan_daily<S: Store>(
             () = tokio::time::sleep(worker.settings.scan_interval()) => {},
             _ = stopped.wait_for(|s| *s) => return,
         }
-        if let Err(e) = scan(&worker).await {
+        if let Err(e) = scan(&worker, &stopped).await {
             tracing::warn!("default cards not scanned: {e}");
         }
     }
 }
 
-/// Today's scan (the scheduler's day, UTC), once across all workers.
-async fn scan<S: Store>(worker: &Worker<S>) -> Result<(), String> {
+/// Today's scan (the scheduler's day, UTC), once across all workers. On shutdown it visits no
+/// further customer: those in hand are finished, the rest wait for tomorrow's scan.
+async fn scan<S: Store>(worker: &Worker<S>, stopped: &watch::Receiver<bool>) -> Result<(), String> {
     let now = worker.clock.now().await.map_err(|e| e.to_string())?;
     let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
     let first = worker
@@ -59,7 +60,12 @@ async fn scan<S: Store>(worker: &Worker<S>) -> Result<(), String> {
         customers = customers.len(),
         "scanning default cards for expiry"
     );
+    let mut stopping = stopped.clone();
+    let shutdown = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    };
     futures_util::stream::iter(customers)
+        .take_until(shutdown)
         .for_each_concurrent(8, |customer| async move {
             match worker.processor.default_card(&customer).await {
                 Ok(Some(card)) if expiring::due_in_scan(&card, now) => {

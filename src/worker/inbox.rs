@@ -40,7 +40,12 @@ pub(super) async fn run<S: Store>(worker: Arc<Worker<S>>, mut stopped: watch::Re
             next_reclaim = tokio::time::Instant::now() + lease / 2;
             worker
                 .store
-                .reclaim_inbox(&worker.consumer, lease, slots.len())
+                .reclaim_inbox(
+                    &worker.consumer,
+                    lease,
+                    slots.len(),
+                    worker.settings.give_up_deliveries(),
+                )
                 .await
                 .inspect(|reclaimed| {
                     if !reclaimed.is_empty() {
@@ -83,16 +88,14 @@ async fn handle<S: Store>(worker: Arc<Worker<S>>, entry: InboxEntry, _slot: Owne
     let kind = entry.event.kind.as_str();
     // A panic in one entry's handling must count as a failure of that entry (so a poison event ends
     // in the dead letters), not take the worker down or vanish.
-    let outcome = std::panic::AssertUnwindSafe(process(&worker, &entry))
-        .catch_unwind()
+    let processing = std::panic::AssertUnwindSafe(process(&worker, &entry)).catch_unwind();
+    let outcome = kept_claimed(&worker, &entry.entry_id, processing)
         .await
         .unwrap_or_else(|panic| {
-            let why = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(Fault::Entry(format!("panicked: {why}")))
+            Err(Fault::Entry(format!(
+                "panicked: {}",
+                super::panic_message(panic.as_ref())
+            )))
         });
     let error = match outcome {
         Ok(()) => {
@@ -105,9 +108,29 @@ async fn handle<S: Store>(worker: Arc<Worker<S>>, entry: InboxEntry, _slot: Owne
             }
             return;
         }
-        Err(Fault::Passing(error)) => {
+        Err(Fault::Passing(error)) if entry.deliveries < worker.settings.give_up_deliveries() => {
             metrics::counter!(metric::INBOX_ENTRIES, "outcome" => "deferred").increment(1);
             tracing::warn!(entry = %entry.entry_id, event = %entry.event.id, kind, %error, "inbox entry deferred; retried after the lease");
+            return;
+        }
+        Err(Fault::Passing(error)) => {
+            // Passing, they said, for `dead_letter_after_secs`: an entry that never gets through
+            // stops looping, kept with its last error for `recoup deadletters replay`.
+            let error = format!(
+                "{error} (still failing after {} deliveries)",
+                entry.deliveries
+            );
+            match worker.store.give_up(&entry, &error, Timestamp::now()).await {
+                Ok(()) => {
+                    metrics::counter!(metric::INBOX_ENTRIES, "outcome" => "dead_lettered")
+                        .increment(1);
+                    metrics::counter!(metric::DEAD_LETTERS, "type" => kind).increment(1);
+                    tracing::error!(entry = %entry.entry_id, event = %entry.event.id, %error, "moved to the dead letters");
+                }
+                Err(e) => {
+                    tracing::warn!(entry = %entry.entry_id, "cannot dead-letter the entry: {e}")
+                }
+            }
             return;
         }
         Err(Fault::Entry(error)) => error,
@@ -125,6 +148,24 @@ async fn handle<S: Store>(worker: Arc<Worker<S>>, entry: InboxEntry, _slot: Owne
         }
         Err(e) => tracing::warn!(entry = %entry.entry_id, "cannot record the failure: {e}"),
     }
+}
+
+/// Runs `work` on an entry, renewing this worker's claim on it every third of a lease while it
+/// lasts: reading a customer or a decline from Stripe, with retries, can take longer than a lease,
+/// and another worker would otherwise take the entry over and apply it a second time.
+async fn kept_claimed<S: Store, T>(
+    worker: &Worker<S>,
+    entry_id: &str,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    super::renewing(worker.settings.lease(), work, || async move {
+        match worker.store.renew_entry(&worker.consumer, entry_id).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(entry = entry_id, "another worker took the entry over"),
+            Err(e) => tracing::warn!(entry = entry_id, "cannot renew the claim on the entry: {e}"),
+        }
+    })
+    .await
 }
 
 async fn process<S: Store>(worker: &Worker<S>, entry: &InboxEntry) -> Result<(), Fault> {

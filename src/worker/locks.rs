@@ -20,6 +20,14 @@ pub(super) struct Turn<'a> {
     locks: &'a CaseLocks,
     invoice_id: String,
     guard: Option<OwnedMutexGuard<()>>,
+    waited: bool,
+}
+
+impl Turn<'_> {
+    /// Whether another task had the case first, so this one had to wait for its turn.
+    pub(super) fn waited(&self) -> bool {
+        self.waited
+    }
 }
 
 impl CaseLocks {
@@ -31,10 +39,15 @@ impl CaseLocks {
             .entry(invoice_id.to_owned())
             .or_default()
             .clone();
+        let (guard, waited) = match lock.clone().try_lock_owned() {
+            Ok(guard) => (guard, false),
+            Err(_) => (lock.lock_owned().await, true),
+        };
         Turn {
             locks: self,
             invoice_id: invoice_id.to_owned(),
-            guard: Some(lock.lock_owned().await),
+            guard: Some(guard),
+            waited,
         }
     }
 }

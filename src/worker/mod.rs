@@ -22,6 +22,9 @@
 //! ([`locks`]): compare-and-set keeps them correct, taking turns keeps a burst of events for one
 //! invoice from turning into a storm of conflicts; only workers in different processes still race.
 //!
+//! Every loop runs [watched](loops::Loops): one that dies turns `/readyz` red. A third and fourth
+//! loop run the daily expiring-card scan and the retention sweep.
+//!
 //! Shutdown: both loops stop claiming at once; the worker then waits for every case in flight (it
 //! only ever claims as much as it can start immediately, so nothing claimed is left unstarted), and
 //! retires its consumer name when it holds nothing pending. A worker killed outright leaves its
@@ -31,8 +34,10 @@ mod expiring;
 mod fault;
 mod inbox;
 mod locks;
+pub mod loops;
 mod missed;
 mod nudges;
+mod retention;
 mod timers;
 
 use std::future::Future;
@@ -40,7 +45,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::clock::Clock;
@@ -49,11 +54,11 @@ use crate::links::Links;
 use crate::notify::Notifier;
 use crate::policy::budget::{self, CardHistory, Try};
 use crate::policy::{
-    Action, Case, Charge, ChargeResult, End, EndOrder, EndResult, Input, Policy, RecoveredBy,
-    State, TimerKind, decide,
+    self, Action, Case, Charge, ChargeResult, End, EndOrder, EndResult, Input, Policy, RecoveredBy,
+    State, TimerKind, await_results, decide,
 };
 use crate::processor::{Listings, Processor};
-use crate::store::{Cards, Cases, Saved, Store, StoreError, TestClock};
+use crate::store::{Cards, Cases, Saved, Store, StoreError, TestClock, Timers};
 use crate::telemetry::metric;
 
 /// The longest a worker keeps retrying one input against a hot case before giving up on it for now
@@ -76,6 +81,7 @@ pub struct Worker<S> {
     locks: locks::CaseLocks,
     /// Makes the update links nudges carry; `None` only where no nudge channel is on.
     links: Option<Arc<Links>>,
+    loops: loops::Loops,
 }
 
 /// What [`apply`] did.
@@ -103,8 +109,9 @@ impl ApplyError {
     pub fn is_passing(&self) -> bool {
         matches!(
             self,
-            ApplyError::Store(StoreError::Timeout(_) | StoreError::Unreachable { .. })
-                | ApplyError::Contended(_)
+            ApplyError::Store(
+                StoreError::Timeout(_) | StoreError::Unreachable { .. } | StoreError::Newer(_)
+            ) | ApplyError::Contended(_)
         )
     }
 }
@@ -136,6 +143,7 @@ impl<S: Store> Worker<S> {
             consumer,
             locks: locks::CaseLocks::default(),
             links: None,
+            loops: loops::Loops::default(),
         }
     }
 
@@ -152,6 +160,13 @@ impl<S: Store> Worker<S> {
         self
     }
 
+    /// Reports this worker's loops (inbox, timers, daily scan, backfill) to `loops`, which
+    /// `/readyz` reads.
+    pub fn watched_by(mut self, loops: loops::Loops) -> Self {
+        self.loops = loops;
+        self
+    }
+
     /// This worker's name in the inbox's consumer group.
     pub fn consumer(&self) -> &str {
         &self.consumer
@@ -161,26 +176,48 @@ impl<S: Store> Worker<S> {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let worker = Arc::new(self);
         let (stop, stopped) = watch::channel(false);
-        let inbox = tokio::spawn(inbox::run(worker.clone(), stopped.clone()));
-        let timers = tokio::spawn(timers::run(worker.clone(), stopped.clone()));
-        let scan = tokio::spawn(expiring::scan_daily(worker.clone(), stopped.clone()));
-        let mut missed = Vec::new();
+        let stopping = |stopped: &watch::Receiver<bool>| {
+            let stopped = stopped.clone();
+            move || *stopped.borrow()
+        };
+        let loops = &worker.loops;
+        let mut tasks = vec![
+            loops.watch(
+                "inbox",
+                stopping(&stopped),
+                inbox::run(worker.clone(), stopped.clone()),
+            ),
+            loops.watch(
+                "timers",
+                stopping(&stopped),
+                timers::run(worker.clone(), stopped.clone()),
+            ),
+            loops.watch(
+                "expiring-card scan",
+                stopping(&stopped),
+                expiring::scan_daily(worker.clone(), stopped.clone()),
+            ),
+            loops.watch(
+                "retention sweep",
+                stopping(&stopped),
+                retention::sweep(worker.clone(), stopped.clone()),
+            ),
+        ];
         if let Some(stripe) = worker.listings.clone() {
             if let Some(interval) = worker.settings.backfill_interval() {
                 let task =
                     missed::backfill(worker.clone(), stripe.clone(), interval, stopped.clone());
-                missed.push(tokio::spawn(task));
+                tasks.push(loops.watch("backfill", stopping(&stopped), task));
             }
             if let Some(interval) = worker.settings.reconcile_interval() {
                 let task = missed::reconcile(worker.clone(), stripe, interval, stopped.clone());
-                missed.push(tokio::spawn(task));
+                tasks.push(loops.watch("reconcile", stopping(&stopped), task));
             }
         }
         tracing::info!(consumer = %worker.consumer, "worker started");
         shutdown.await;
         let _ = stop.send(true);
-        let _ = tokio::join!(inbox, timers, scan);
-        for task in missed {
+        for task in tasks {
             let _ = task.await;
         }
         // Every case in flight holds a permit; having them all back means all of it is finished.
@@ -223,12 +260,19 @@ impl<S: Store> Worker<S> {
     }
 
     async fn apply(&self, invoice_id: &str, inputs: Inputs<'_>) -> Result<Applied, ApplyError> {
-        let _turn = self.locks.turn(invoice_id).await;
+        let turn = self.locks.turn(invoice_id).await;
+        // A case read before waiting for its turn is stale by the time the turn comes (the task
+        // that had it may have charged and saved meanwhile): decide on a fresh read.
+        let inputs = match inputs {
+            Inputs::DueTimers(Some(_)) if turn.waited() => Inputs::DueTimers(None),
+            inputs => inputs,
+        };
         let engine = Engine {
             store: &self.store,
             policy: &self.policy,
             processor: Some(self.processor.as_ref()),
             clock: &self.clock,
+            lease: Some(self.settings.lease()),
         };
         engine.apply(invoice_id, inputs).await
     }
@@ -251,6 +295,9 @@ pub struct Engine<'a, S> {
     /// retry is a timer due now, which a worker fires).
     pub processor: Option<&'a dyn Processor>,
     pub clock: &'a Clock<S>,
+    /// The lease of the worker's claim on the case, renewed while Stripe calls are made; `None`
+    /// where no call is made (the support API).
+    pub lease: Option<Duration>,
 }
 
 /// A Stripe call made for an action, and its result as the input that feeds it back.
@@ -271,9 +318,17 @@ struct Decided {
     card: Option<CardHistory>,
 }
 
-impl<S: Cases + Cards + TestClock> Engine<'_, S> {
+impl<S: Cases + Cards + TestClock + Timers> Engine<'_, S> {
     /// Loads the case, decides, charges what the decision asks for, and saves with compare-and-set,
     /// again on fresh state after a conflict.
+    ///
+    /// A decision that asks for Stripe calls (a retry, an end decision, resuming collection) is
+    /// saved *before* the calls, as under way — attempt N handed to Stripe, the decision made — with
+    /// a timer that makes them again one lease later (see [`await_results`]); then the calls are
+    /// made, the claim on the case renewed while they last, and their results saved with the case.
+    /// So a worker that dies mid-call leaves its calls to be made again under the same idempotency
+    /// keys, and every other input meanwhile sees what is under way (a new card's retry takes the
+    /// next attempt number, support cannot ask for the same retry twice).
     ///
     /// For [`Inputs::DueTimers`] the case is saved even when nothing was due, so that its wake-up
     /// entry (pushed a lease ahead by the claim) is set back to the case's real next wake-up.
@@ -319,17 +374,22 @@ impl<S: Cases + Cards + TestClock> Engine<'_, S> {
                     }
                 },
             };
-            let Some(case) = decided.case else {
+            let Some(mut case) = decided.case else {
                 return Ok(Applied {
                     case: None,
                     actions: decided.actions,
                     refused: decided.refused,
                 });
             };
-            let charged = self
-                .carry_out(case, &decided.actions, decided.card, &mut made)
-                .await?;
-            if let Some((mut case, then)) = charged {
+            let mut card = decided.card;
+            if self
+                .under_way(&mut case, &decided.actions, &mut card, &made, now)
+                .await?
+            {
+                let charged = self
+                    .carry_out(case, &decided.actions, card, &mut made)
+                    .await?;
+                let (mut case, then) = charged;
                 match self.store.save_case(&case).await? {
                     Saved::Saved { version } => {
                         case.version = version;
@@ -350,6 +410,88 @@ impl<S: Cases + Cards + TestClock> Engine<'_, S> {
             tokio::time::sleep(pauses.next().unwrap_or(Duration::from_millis(50))).await;
         }
         Err(ApplyError::Contended(invoice_id.to_owned()))
+    }
+
+    /// Before the Stripe calls `actions` ask for (those not `made` already): reserves each retry's
+    /// try on the card's history, then saves the case as under way, with a timer that makes the
+    /// calls again once this worker's claim runs out (see [`await_results`]). `false` when the
+    /// card's history or the case changed since they were read: the decision is made again.
+    async fn under_way(
+        &self,
+        case: &mut Case,
+        actions: &[Action],
+        card: &mut Option<CardHistory>,
+        made: &[Made],
+        now: Timestamp,
+    ) -> Result<bool, ApplyError> {
+        let calls: Vec<Action> = actions
+            .iter()
+            .copied()
+            .filter(|a| !matches!(a, Action::Nudge { .. }))
+            .filter(|a| !made.iter().any(|m| m.action == *a))
+            .collect();
+        let (Some(_), Some(lease)) = (self.processor, self.lease) else {
+            return Ok(true);
+        };
+        if calls.is_empty() {
+            return Ok(true);
+        }
+        let rules = &self.policy.networks;
+        for call in &calls {
+            if let (Action::Retry { attempt }, Some(card)) = (call, card.as_mut()) {
+                let reserved = Try {
+                    at: now,
+                    invoice_id: case.invoice_id.clone(),
+                    attempt: *attempt,
+                    declined: true,
+                };
+                if card.record(reserved, rules, now) {
+                    match self.store.save_card(card, CardHistory::keep(rules)).await? {
+                        Saved::Saved { version } => card.version = version,
+                        Saved::Conflict => return Ok(false),
+                    }
+                }
+            }
+        }
+        let mut guarded = case.clone();
+        let redo_at = policy::time::later(
+            now,
+            SignedDuration::try_from(lease).unwrap_or(SignedDuration::MAX),
+        );
+        await_results(&mut guarded, &calls, redo_at);
+        match self.store.save_case(&guarded).await? {
+            Saved::Saved { version } => {
+                case.version = version;
+                Ok(true)
+            }
+            Saved::Conflict => Ok(false),
+        }
+    }
+
+    /// Runs a Stripe call, renewing this worker's claim on the case every third of a lease while
+    /// it lasts (a call with its retries can take longer than a lease), so no other worker takes
+    /// the case over and makes the call a second time.
+    async fn leased<T>(&self, invoice_id: &str, call: impl Future<Output = T>) -> T {
+        let Some(lease) = self.lease else {
+            return call.await;
+        };
+        let lease_ahead = SignedDuration::try_from(lease).unwrap_or(SignedDuration::MAX);
+        renewing(lease, call, || async move {
+            let renewed = match self.clock.now().await {
+                Ok(now) => {
+                    let until = policy::time::later(now, lease_ahead);
+                    self.store.renew_claim(invoice_id, until).await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = renewed {
+                tracing::warn!(
+                    invoice = invoice_id,
+                    "cannot renew the claim on the case: {e}"
+                );
+            }
+        })
+        .await
     }
 
     /// Feeds every due timer of `case` into `decide`, earliest first, with the history of the
@@ -401,47 +543,32 @@ impl<S: Cases + Cards + TestClock> Engine<'_, S> {
 
     /// Makes the Stripe calls `actions` ask for — charges, the end decision, resuming collection —
     /// and feeds each result back into the case, with the actions the results ask for (the
-    /// thank-you after a paid retry). `None` when another worker changed the card's history since
-    /// the decision read it (the decision is then made again). A call already `made`
-    /// by an earlier round of this apply (whose save met a conflict) is not made again: its result
-    /// is fed into the fresh case, whether or not that case still asks for it, so no result is lost
-    /// to a conflict.
+    /// thank-you after a paid retry). A call already `made` by an earlier round of this apply
+    /// (whose save met a conflict) is not made again: its result is fed into the fresh case,
+    /// whether or not that case still asks for it, so no result is lost to a conflict.
     async fn carry_out(
         &self,
         mut case: Case,
         actions: &[Action],
-        mut card: Option<CardHistory>,
+        card: Option<CardHistory>,
         made: &mut Vec<Made>,
-    ) -> Result<Option<(Case, Vec<Action>)>, ApplyError> {
+    ) -> Result<(Case, Vec<Action>), ApplyError> {
         let Some(processor) = self.processor else {
-            return Ok(Some((case, Vec::new())));
+            return Ok((case, Vec::new()));
         };
-        // A change to the subscription or invoice is saved as under way before Stripe is asked to
-        // make it. Stripe reports the change back as an event, which may be applied before the call
-        // returns; it then finds the decision on the case and is recognised as recoup's own, instead
-        // of looking like a pause or cancellation made in the dashboard.
-        let changes_stripe = actions.iter().any(|&a| {
-            matches!(a, Action::Resume) || matches!(a, Action::End(end) if end != End::LeavePastDue)
-        });
-        if changes_stripe && !made.iter().any(|m| actions.contains(&m.action)) {
-            match self.store.save_case(&case).await? {
-                Saved::Saved { version } => case.version = version,
-                Saved::Conflict => return Ok(None),
-            }
-        }
         for &action in actions {
             if made.iter().any(|m| m.action == action) {
                 continue;
             }
             let input = match action {
                 Action::Retry { attempt } => {
-                    match self
-                        .charge(processor, &case, attempt, card.as_mut())
-                        .await?
-                    {
-                        Some(charge) => Input::Charge(Box::new(charge)),
-                        None => return Ok(None),
-                    }
+                    let charge = self
+                        .leased(
+                            &case.invoice_id,
+                            self.charge(processor, &case, attempt, card.as_ref()),
+                        )
+                        .await?;
+                    Input::Charge(Box::new(charge))
                 }
                 Action::End(end) => {
                     metrics::counter!(metric::ACTIONS, "action" => end.action().as_str())
@@ -455,7 +582,7 @@ impl<S: Cases + Cards + TestClock> Engine<'_, S> {
                                 end,
                                 resumes_at: case.decision.as_ref().and_then(|d| d.resumes_at),
                             };
-                            processor.end(&order).await
+                            self.leased(&case.invoice_id, processor.end(&order)).await
                         }
                     };
                     metrics::counter!(metric::DECISIONS, "action" => end.action().as_str(), "result" => result.as_str()).increment(1);
@@ -470,7 +597,12 @@ impl<S: Cases + Cards + TestClock> Engine<'_, S> {
                         continue;
                     };
                     metrics::counter!(metric::ACTIONS, "action" => "resume").increment(1);
-                    let result = processor.resume(&case.invoice_id, subscription).await;
+                    let result = self
+                        .leased(
+                            &case.invoice_id,
+                            processor.resume(&case.invoice_id, subscription),
+                        )
+                        .await;
                     metrics::counter!(metric::RESUMPTIONS, "result" => result.as_str())
                         .increment(1);
                     Input::Resumed {
@@ -495,18 +627,18 @@ impl<S: Cases + Cards + TestClock> Engine<'_, S> {
                 then.extend(decision.actions);
             }
         }
-        Ok(Some((case, then)))
+        Ok((case, then))
     }
 
-    /// Charges attempt `attempt`, its try first written to the card's history; `None` when that
-    /// history changed under the decision.
+    /// Charges attempt `attempt`, whose try is already reserved on the card's history (see
+    /// [`Engine::under_way`]), and notes the try's result on the card it was made on.
     async fn charge(
         &self,
         processor: &dyn Processor,
         case: &Case,
         attempt: u32,
-        card: Option<&mut CardHistory>,
-    ) -> Result<Option<Charge>, ApplyError> {
+        card: Option<&CardHistory>,
+    ) -> Result<Charge, ApplyError> {
         let rules = &self.policy.networks;
         let now = self.clock.now().await?;
         let invoice_id = case.invoice_id.clone();
@@ -516,22 +648,13 @@ impl<S: Cases + Cards + TestClock> Engine<'_, S> {
             attempt,
             declined,
         };
-        let mut card = card;
-        if let Some(card) = card.as_deref_mut()
-            && card.record(tried(now, true), rules, now)
-        {
-            match self.store.save_card(card, CardHistory::keep(rules)).await? {
-                Saved::Saved { version } => card.version = version,
-                Saved::Conflict => return Ok(None),
-            }
-        }
         metrics::counter!(metric::ACTIONS, "action" => "retry").increment(1);
         let result = processor.charge(&case.invoice_id, attempt).await;
         metrics::counter!(metric::CHARGES, "result" => result.as_str()).increment(1);
         tracing::info!(invoice = %case.invoice_id, attempt, result = result.as_str(), "charge attempt");
         // The try is recorded on the card it was made on (the decline names it; otherwise the
         // one reserved), unless the reservation already says all there is to say.
-        let reserved = card.as_deref().map(|c| c.fingerprint.as_str());
+        let reserved = card.map(|c| c.fingerprint.as_str());
         let declined_on = match &result {
             ChargeResult::Declined(d) => d.card.as_ref().map(|c| c.fingerprint.as_str()),
             _ => None,
@@ -545,11 +668,11 @@ impl<S: Cases + Cards + TestClock> Engine<'_, S> {
             let declined = !matches!(result, ChargeResult::Paid);
             note_try(self.store, rules, fingerprint, tried(now, declined)).await;
         }
-        Ok(Some(Charge {
+        Ok(Charge {
             attempt,
             at: self.clock.now().await?,
             result,
-        }))
+        })
     }
 }
 
@@ -617,6 +740,33 @@ fn record_firings(fired: &[Timestamp], now: Timestamp) {
         let late = now.duration_since(*due).as_secs_f64().max(0.0);
         metrics::histogram!(metric::TIMER_LATENESS_SECONDS).record(late);
     }
+}
+
+/// Runs `work`, calling `renew` every third of `lease` while it lasts (never more often than every
+/// 100 ms): how a worker keeps what it claimed while it waits for something slower than a lease.
+async fn renewing<T, R: Future<Output = ()>>(
+    lease: Duration,
+    work: impl Future<Output = T>,
+    mut renew: impl FnMut() -> R,
+) -> T {
+    let every = (lease / 3).max(Duration::from_millis(100));
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut work => return out,
+            () = tokio::time::sleep(every) => renew().await,
+        }
+    }
+}
+
+/// What a caught panic said.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
 fn hostname() -> String {

@@ -8,10 +8,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
+use jiff::Timestamp;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use super::{Inputs, Worker, nudges, store_backoff};
-use crate::store::{Claim, Store, TIMER_SHARDS};
+use crate::store::{Claim, Failure, Store, TIMER_SHARDS};
+use crate::telemetry::metric;
 
 /// How many wake-ups one claim takes at most.
 const CLAIM_BATCH: usize = 256;
@@ -68,20 +71,44 @@ pub(super) async fn run<S: Store>(worker: Arc<Worker<S>>, mut stopped: watch::Re
 }
 
 /// Fires what is due on one claimed case. On failure the claim simply runs out and the wake-up
-/// comes back after the lease.
+/// comes back after the lease; a failure of the case's own (a case no release can read, a panic)
+/// is counted, and the [`MAX_FAILURES`](crate::store::MAX_FAILURES)th parks the wake-up, which
+/// `recoup deadletters` lists and puts back.
 async fn wake<S: Store>(worker: Arc<Worker<S>>, claim: Claim, _slot: OwnedSemaphorePermit) {
     let Claim { invoice_id, case } = claim;
     // An unreadable case is read again by `apply`, which reports it as the store error it is.
     let known = case.ok();
     let due = Inputs::DueTimers(known.as_ref().map(Option::as_ref));
-    match worker.apply(&invoice_id, due).await {
-        Ok(applied) => {
+    let fired = std::panic::AssertUnwindSafe(worker.apply(&invoice_id, due))
+        .catch_unwind()
+        .await;
+    let error = match fired {
+        Ok(Ok(applied)) => {
             if let Some(case) = &applied.case {
                 nudges::send(&worker, case, &applied.actions).await;
             }
+            return;
         }
-        Err(e) => {
-            tracing::warn!(invoice = %invoice_id, "timer not fired, retried after the lease: {e}")
+        Ok(Err(e)) if e.is_passing() => {
+            tracing::warn!(invoice = %invoice_id, "timer not fired, retried after the lease: {e}");
+            return;
         }
+        Ok(Err(e)) => e.to_string(),
+        Err(panic) => format!("panicked: {}", super::panic_message(panic.as_ref())),
+    };
+    tracing::warn!(invoice = %invoice_id, %error, "timer failed; retried after the lease");
+    match worker
+        .store
+        .fail_wake(&invoice_id, &error, Timestamp::now())
+        .await
+    {
+        Ok(Failure::WillRetry { failures }) => {
+            tracing::info!(invoice = %invoice_id, failures, "wake-up failed");
+        }
+        Ok(Failure::DeadLettered) => {
+            metrics::counter!(metric::WAKEUPS_PARKED).increment(1);
+            tracing::error!(invoice = %invoice_id, %error, "wake-up parked after failing again and again; see recoup deadletters list");
+        }
+        Err(e) => tracing::warn!(invoice = %invoice_id, "cannot record the failed wake-up: {e}"),
     }
 }

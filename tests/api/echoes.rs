@@ -57,6 +57,7 @@ impl Echoing {
             policy: &self.policy,
             processor: None,
             clock: &self.clock,
+            lease: None,
         };
         other_worker
             .apply(INVOICE, Inputs::One(&Input::Event(Box::new(echo))))
@@ -215,6 +216,8 @@ impl Setup {
             policy: &self.processor.policy,
             processor: Some(&self.processor),
             clock: &self.processor.clock,
+            // As a worker runs it: calls saved as under way first, the claim renewed meanwhile.
+            lease: Some(std::time::Duration::from_secs(10)),
         }
     }
 

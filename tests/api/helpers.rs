@@ -83,7 +83,7 @@ impl TestRedis {
     }
 
     /// Starts with extra `redis-server` arguments.
-    fn start_with(extra_args: Vec<String>) -> Self {
+    pub fn start_with(extra_args: Vec<String>) -> Self {
         let mut redis = TestRedis {
             child: None,
             port: 0,
@@ -216,6 +216,93 @@ fn ping(port: u16) -> bool {
     stream.write_all(b"PING\r\n").is_ok()
         && stream.read_exact(&mut buf).is_ok()
         && &buf == b"+PONG\r\n"
+}
+
+/// A TCP proxy in front of a Redis that can black-hole the traffic, the way a failover or a dropped
+/// NAT entry does: while the hole is open nothing passes in either direction, yet no connection is
+/// closed; and a connection that lived through a hole stays dead for good (the half-open socket of
+/// a real network never comes back), while those opened after it ends work.
+pub struct BlackHoleProxy {
+    pub port: u16,
+    /// Bumped at every hole: a connection older than the latest one is dead.
+    holes: Arc<std::sync::atomic::AtomicU64>,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl BlackHoleProxy {
+    pub async fn start(target_port: u16) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let holes = Arc::new(AtomicU64::new(0));
+        let open = Arc::new(AtomicBool::new(false));
+        let (h, o) = (holes.clone(), open.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await
+                else {
+                    continue;
+                };
+                // Born inside a hole: dead from the start.
+                let born = if o.load(Ordering::SeqCst) {
+                    u64::MAX
+                } else {
+                    h.load(Ordering::SeqCst)
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                for (mut from, mut to) in [(client_read, server_write), (server_read, client_write)]
+                {
+                    let (h, o) = (h.clone(), o.clone());
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut chunk = vec![0u8; 16 * 1024];
+                        while let Ok(n) = from.read(&mut chunk).await {
+                            if n == 0 {
+                                break;
+                            }
+                            let dead = o.load(Ordering::SeqCst) || h.load(Ordering::SeqCst) != born;
+                            if !dead && to.write_all(&chunk[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        // Keep the other half open: a half-open socket never closes by itself.
+                        std::future::pending::<()>().await;
+                    });
+                }
+            }
+        });
+        Self {
+            port,
+            holes,
+            open,
+            accept,
+        }
+    }
+
+    /// `redis://` through the proxy.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Opens a hole: from now on no byte passes, and every connection open now is dead for good.
+    pub fn open_hole(&self) {
+        use std::sync::atomic::Ordering;
+        self.holes.fetch_add(1, Ordering::SeqCst);
+        self.open.store(true, Ordering::SeqCst);
+    }
+
+    /// Closes the hole: new connections work again.
+    pub fn close_hole(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for BlackHoleProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
 }
 
 /// A three-node Redis Cluster (no replicas) of this test's own.

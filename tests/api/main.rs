@@ -5,6 +5,7 @@
 
 mod backfill;
 mod credentials;
+mod deadletters;
 mod decisions;
 mod echoes;
 mod fake_stripe;

@@ -410,6 +410,76 @@ fn clock_commands_explain_what_is_wrong() {
     );
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("sk_live_"), "{stderr}");
+
+    // A restricted live key is as live as a secret one.
+    for args in [&["clock", "show"][..], &["serve", "--role", "worker"]] {
+        let (code, _, stderr) = run(
+            args,
+            &[
+                ("REDIS_URL", &redis.url()),
+                ("RECOUP_TEST_CLOCK", "1"),
+                ("STRIPE_API_KEY", "rk_live_51Hrestricted"),
+            ],
+        );
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("rk_live_"), "{stderr}");
+        assert!(!stderr.contains("51Hrestricted"), "never echoed: {stderr}");
+    }
+
+    // One advance moves the clock 1 s to 400 days, no further.
+    let clock = [
+        ("REDIS_URL", redis.url()),
+        ("RECOUP_TEST_CLOCK", "1".to_owned()),
+    ];
+    let clock: Vec<(&str, &str)> = clock.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    for too_far in ["401d", "9999999d", "0s"] {
+        let (code, _, stderr) = run(&["clock", "advance", too_far], &clock);
+        assert_eq!(code, Some(1), "{too_far}: {stderr}");
+        assert!(stderr.contains("400 days"), "{stderr}");
+    }
+    let (code, stdout, _) = run(&["clock", "show"], &clock);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("offset 0 s"), "nothing moved: {stdout}");
+}
+
+#[tokio::test]
+async fn a_test_clock_moved_past_the_end_of_time_panics_no_process() {
+    let redis = TestRedis::start();
+    // However the offset got there (an old release, a hand edit), reading the clock must not panic.
+    let _: () = redis::cmd("SET")
+        .arg(recoup::store::redis::CLOCK_OFFSET)
+        .arg(300_000_000_000_i64)
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    let env = [
+        ("REDIS_URL", redis.url()),
+        ("RECOUP_TEST_CLOCK", "1".to_owned()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (code, stdout, stderr) = run(&["clock", "show"], &env);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("offset 300000000000 s"), "{stdout}");
+
+    // A whole service on that clock: a case opens and its timers fire at the end of time.
+    let mut extra = env.clone();
+    extra.push(("RECOUP_API_TOKENS", crate::helpers::API_TOKENS));
+    let mut app = RecoupProcess::serve_as(&redis, "all", &extra).await;
+    assert_eq!(
+        app.deliver(fixture("invoice.payment_failed")).await.status,
+        200
+    );
+    wait_until(
+        "the event to be applied",
+        Duration::from_secs(10),
+        || async { redis.inbox_len().await == 0 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(app.child.try_wait().unwrap().is_none(), "the process died");
+    // Every loop still runs (a loop that died would turn readiness red).
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
 }
 
 #[test]

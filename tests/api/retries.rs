@@ -38,6 +38,27 @@ async fn app_with_policy(policy: &str) -> (TestApp, tempfile::TempDir) {
     (TestApp::spawn_as(Role::All, &env).await, dir)
 }
 
+/// A Redis, a fake Stripe showing `invoice` failed, and the environment of recoup processes on the
+/// test clock against both, with leases of `lease_secs`.
+fn processes_env(
+    invoice: &str,
+    lease_secs: &str,
+) -> (TestRedis, FakeStripe, Vec<(String, String)>) {
+    let redis = TestRedis::start();
+    let stripe = FakeStripe::start();
+    stripe.add_invoice(
+        invoice,
+        Invoice::failed(CUSTOMER, Decline::visa("generic_decline")),
+    );
+    let mut env: Vec<(String, String)> = clock_env()
+        .iter()
+        .chain(&[("RECOUP_WORKER__LEASE_SECS", lease_secs)])
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    env.extend(stripe.env().map(|(k, v)| (k.to_owned(), v)));
+    (redis, stripe, env)
+}
+
 fn key(invoice_id: &str, attempt: u32) -> Option<String> {
     Some(recoup::processor::idempotency_key(invoice_id, attempt))
 }
@@ -303,17 +324,9 @@ async fn an_invoice_no_longer_open_is_read_not_paid_and_its_case_closed() {
 
 #[tokio::test]
 async fn a_worker_killed_during_the_pay_call_is_replaced_and_nothing_is_charged_twice() {
-    let redis = TestRedis::start();
-    let stripe = FakeStripe::start();
     let invoice = "in_crash_1";
-    stripe.add_invoice(
-        invoice,
-        Invoice::failed(CUSTOMER, Decline::visa("generic_decline")),
-    );
-    let stripe_env = stripe.env();
-    let mut env: Vec<(&str, &str)> = clock_env().to_vec();
-    env.extend(stripe_env.iter().map(|(k, v)| (*k, v.as_str())));
-    env.push(("RECOUP_WORKER__LEASE_SECS", "2"));
+    let (redis, stripe, env) = processes_env(invoice, "2");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let receiver = RecoupProcess::serve_as(&redis, "receiver", &env).await;
     let mut doomed = RecoupProcess::serve_as(&redis, "worker", &env).await;
     assert_eq!(receiver.deliver(failure_of(invoice)).await.status, 200);
@@ -350,6 +363,47 @@ async fn a_worker_killed_during_the_pay_call_is_replaced_and_nothing_is_charged_
             .contains("the invoice is paid in Stripe"),
         "{recovered}"
     );
+}
+
+#[tokio::test]
+async fn a_pay_call_slower_than_the_lease_is_made_once_and_shows_as_under_way_meanwhile() {
+    let invoice = "in_slow_lease_1";
+    let (redis, stripe, env) = processes_env(invoice, "1");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let receiver = RecoupProcess::serve_as(&redis, "receiver", &env).await;
+    let _workers = [
+        RecoupProcess::serve_as(&redis, "worker", &env).await,
+        RecoupProcess::serve_as(&redis, "worker", &env).await,
+    ];
+    assert_eq!(receiver.deliver(failure_of(invoice)).await.status, 200);
+    receiver
+        .case_when(invoice, |c| c["next_attempt_at"].is_string())
+        .await;
+
+    // Stripe takes the charge at once but answers only after four leases have run out.
+    stripe.stall_pays(Some(Duration::from_secs(4)));
+    receiver.advance_clock(10 * DAY).await;
+    wait_until("the charge to be made", Duration::from_secs(30), || async {
+        !stripe.charges().is_empty()
+    })
+    .await;
+    // While Stripe has not answered, the case says which attempt is under way.
+    let under_way = receiver
+        .case_when(invoice, |c| c["retry_under_way"]["attempt"] == 2)
+        .await;
+    assert_eq!(under_way["state"], "retrying", "{under_way}");
+
+    // Neither worker makes the call a second time from a stale read of the case: one request, one
+    // key, one charge.
+    let recovered = receiver
+        .case_when(invoice, |c| c["state"] == "recovered")
+        .await;
+    assert_eq!(recovered["recovered_by"], "retry");
+    assert!(recovered.get("retry_under_way").is_none(), "{recovered}");
+    let pays = stripe.pay_requests(invoice);
+    assert_eq!(pays.len(), 1, "{pays:?}");
+    assert_eq!(pays[0].idempotency_key, key(invoice, 2));
+    assert_eq!(stripe.charges().len(), 1);
 }
 
 #[tokio::test]

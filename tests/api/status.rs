@@ -304,6 +304,8 @@ async fn a_bad_clock_move_is_refused_and_moves_nothing() {
         r#"{"secs":60}"#,
         "60",
         r#"{"seconds":"1d"}"#,
+        r#"{"seconds":34560001}"#,
+        r#"{"seconds":300000000000}"#,
     ] {
         let answer = app.api_post("/api/v1/clock/advance", body).await;
         assert_eq!(answer.status, 400, "{body}: {}", answer.text);
@@ -317,6 +319,10 @@ async fn a_bad_clock_move_is_refused_and_moves_nothing() {
         1,
         "the refused moves moved nothing"
     );
+    let most = app
+        .api_post("/api/v1/clock/advance", r#"{"seconds":34560000}"#)
+        .await;
+    assert_eq!(most.status, 200, "400 days is allowed: {}", most.text);
 
     let off = TestApp::spawn_as(Role::All, &[("RECOUP_API_TOKENS", API_TOKENS)]).await;
     let answer = off
@@ -381,4 +387,85 @@ async fn while_stripe_retries_the_invoice_recoup_schedules_nothing_and_says_why(
         detail.contains("no retry: Stripe will retry this invoice itself"),
         "{detail}"
     );
+}
+
+#[tokio::test]
+async fn a_case_whose_dunning_is_over_is_forgotten_with_its_index_entries_after_the_retention() {
+    let app = TestApp::spawn_as(
+        Role::All,
+        &[
+            ("RECOUP_API_TOKENS", API_TOKENS),
+            ("RECOUP_REDIS__CASE_RETENTION_SECS", "3"),
+            ("RECOUP_WORKER__SCAN_INTERVAL_SECS", "1"),
+        ],
+    )
+    .await;
+    let failed = invoice_event(
+        "invoice.payment_failed",
+        "evt_f_keep",
+        INVOICE,
+        unix_now(),
+        1,
+    );
+    app.deliver(failed).await;
+    let open = app.case_when(INVOICE, |c| c["state"] == "retrying").await;
+    // Still in dunning: kept for good, whatever the retention.
+    let (_, stdout) = status(&app, INVOICE);
+    assert!(!stdout.contains("keeps this case until"), "{stdout}");
+    assert!(open["next_attempt_at"].is_string());
+
+    let paid = invoice_event("invoice.paid", "evt_p_keep", INVOICE, unix_now() + 1, 1);
+    app.deliver(paid).await;
+    app.case_when(INVOICE, |c| c["state"] == "recovered").await;
+    let (code, stdout) = status(&app, INVOICE);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("keeps this case until"), "{stdout}");
+
+    // Past the retention, Redis forgets the case and the sweep its customer and subscription entries.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let gone = app
+            .api_get(&format!("/api/v1/invoices/{INVOICE}"))
+            .await
+            .status
+            == 404
+            && app
+                .api_get(&format!("/api/v1/customers/{CUSTOMER}"))
+                .await
+                .status
+                == 404;
+        let indexed: usize = redis::cmd("ZCARD")
+            .arg(recoup::store::redis::index_key(CUSTOMER))
+            .query_async(&mut app.redis.conn().await)
+            .await
+            .unwrap();
+        if gone && indexed == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never forgotten ({indexed} in the index)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let sub_indexed: usize = redis::cmd("ZCARD")
+        .arg(recoup::store::redis::index_key(SUBSCRIPTION))
+        .query_async(&mut app.redis.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(sub_indexed, 0);
+}
+
+/// `recoup status ID` against the app's Redis: exit code and stdout.
+fn status(app: &TestApp, id: &str) -> (Option<i32>, String) {
+    let output = crate::helpers::recoup_command()
+        .args(["status", id])
+        .env("REDIS_URL", app.redis.url())
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr),
+    )
 }

@@ -129,7 +129,7 @@ async fn ingest_dedupes_and_hands_each_entry_to_one_reader<S: Store>(store: &S) 
         store.ack(&entry.entry_id).await.unwrap();
     }
     let reclaimed = store
-        .reclaim_inbox("worker-b", Duration::ZERO, 10)
+        .reclaim_inbox("worker-b", Duration::ZERO, 10, 100)
         .await
         .unwrap();
     assert!(reclaimed.is_empty(), "acknowledged entries are gone");
@@ -143,13 +143,19 @@ async fn a_pending_entry_is_reclaimed_only_after_its_lease<S: Store>(store: &S) 
         .unwrap();
     assert_eq!(read.len(), 1);
 
-    let early = store.reclaim_inbox("survivor", LONG, 10).await.unwrap();
+    let early = store
+        .reclaim_inbox("survivor", LONG, 10, 100)
+        .await
+        .unwrap();
     assert!(early.is_empty(), "reclaimed before the lease ran out");
 
     let lease = Duration::from_millis(200);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let reclaimed = loop {
-        let found = store.reclaim_inbox("survivor", lease, 10).await.unwrap();
+        let found = store
+            .reclaim_inbox("survivor", lease, 10, 100)
+            .await
+            .unwrap();
         if !found.is_empty() {
             break found;
         }
@@ -195,7 +201,7 @@ async fn an_entry_is_dead_lettered_on_its_fifth_failure<S: Store>(store: &S) {
     assert_eq!(dead[0].at, t(5));
     assert!(dead[0].event.contains("evt_poison"), "{}", dead[0].event);
     let reclaimed = store
-        .reclaim_inbox("worker", Duration::ZERO, 10)
+        .reclaim_inbox("worker", Duration::ZERO, 10, 100)
         .await
         .unwrap();
     assert!(reclaimed.is_empty(), "a dead letter is off the inbox");

@@ -10,6 +10,8 @@
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use super::time;
+
 /// One network limit: at most `max` counted tries within any `per`-long rolling window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
@@ -85,7 +87,8 @@ impl CardHistory {
     /// rule's window. Returns whether anything changed.
     pub fn record(&mut self, try_: Try, rules: &[Rule], now: Timestamp) -> bool {
         let before = self.tries.len();
-        self.tries.retain(|t| t.at > now - longest(rules));
+        self.tries
+            .retain(|t| t.at > time::earlier(now, longest(rules)));
         let forgot = self.tries.len() != before;
         match self
             .tries
@@ -149,7 +152,9 @@ pub fn left_after(
         .map(|rule| {
             let used = history
                 .iter()
-                .filter(|t| rule.counts(t, invoice_id) && t.at > at - rule.per && t.at <= at)
+                .filter(|t| {
+                    rule.counts(t, invoice_id) && t.at > time::earlier(at, rule.per) && t.at <= at
+                })
                 .count();
             let used = u32::try_from(used).unwrap_or(u32::MAX).saturating_add(1);
             (describe(rule), rule.max.saturating_sub(used))
@@ -192,14 +197,16 @@ pub fn earliest_allowed(
             }
             let mut window: Vec<Timestamp> = history
                 .iter()
-                .filter(|t| rule.counts(t, invoice_id) && t.at > at - rule.per && t.at <= at)
+                .filter(|t| {
+                    rule.counts(t, invoice_id) && t.at > time::earlier(at, rule.per) && t.at <= at
+                })
                 .map(|t| t.at)
                 .collect();
             let allowed = rule.max as usize - 1;
             if window.len() > allowed {
                 window.sort();
                 // Once the oldest tries beyond the allowance have left the window, one more fits.
-                at = window[window.len() - allowed - 1] + rule.per;
+                at = time::later(window[window.len() - allowed - 1], rule.per);
                 because = Some(describe(rule));
                 moved = true;
             }

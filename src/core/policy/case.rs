@@ -199,8 +199,7 @@ pub enum DecisionOutcome {
 impl DecisionOutcome {
     /// Whether the change may still have to be made: Stripe refused it, or its answer is not on
     /// the case — the call is in flight, or the worker making it died. Either way it is made again
-    /// [`super::ending::AFTER_ERROR`] after it was last tried, under the same idempotency key, so a
-    /// change Stripe did make is only found done.
+    /// under the same idempotency key, so a change Stripe did make is only found done.
     pub fn to_redo(self) -> bool {
         matches!(self, DecisionOutcome::UnderWay | DecisionOutcome::Failed)
     }

@@ -18,7 +18,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::duration::human;
 use super::{Case, CaseDecision, DecisionOutcome, DeclineClass, EndAction, NudgeKind, Policy};
-use super::{Outcome, State, TimerKind};
+use super::{Outcome, State, TimerKind, time};
 
 /// How long after a decision call that reached no result it is made again.
 pub const AFTER_ERROR: SignedDuration = SignedDuration::from_mins(10);
@@ -275,9 +275,8 @@ pub fn choose(policy: &Policy, case: &Case) -> (End, String, String) {
 /// already made.
 pub fn due(policy: &Policy, case: &Case) -> Option<Timestamp> {
     if let Some(decision) = &case.decision {
-        // Over is over: a case paid or closed while its decision was in flight needs no redo.
-        let redo = decision.outcome.to_redo() && !case.state.is_final();
-        return redo.then(|| decision.at + AFTER_ERROR);
+        return (decision.outcome == DecisionOutcome::Failed)
+            .then(|| time::later(decision.at, AFTER_ERROR));
     }
     if !matches!(case.state, State::Retrying | State::AwaitingCustomer) {
         return None;
@@ -300,7 +299,10 @@ pub fn due(policy: &Policy, case: &Case) -> Option<Timestamp> {
         return None;
     }
     let last_at = case.attempts.iter().map(|a| a.at).max()?;
-    Some(notice.map_or(last_at, |n| n.max(last_at)) + policy.ending_for(case).grace)
+    Some(time::later(
+        notice.map_or(last_at, |n| n.max(last_at)),
+        policy.ending_for(case).grace,
+    ))
 }
 
 /// The decision a final notice sent at `at` announces, and its date: the grace after the notice,
@@ -308,7 +310,7 @@ pub fn due(policy: &Policy, case: &Case) -> Option<Timestamp> {
 pub fn announced(policy: &Policy, case: &Case, at: Timestamp) -> (End, Timestamp) {
     let (end, _, _) = choose(policy, case);
     let from = case.next_attempt_at.map_or(at, |next| next.max(at));
-    (end, from + policy.ending_for(case).grace)
+    (end, time::later(from, policy.ending_for(case).grace))
 }
 
 /// The decision `choose` makes, as the case records it while it is carried out.
@@ -318,7 +320,7 @@ pub(super) fn decision(policy: &Policy, case: &Case, now: Timestamp) -> (End, Ca
         End::Pause {
             resume_after: Some(after),
             ..
-        } => Some(now + after),
+        } => Some(time::later(now, after)),
         _ => None,
     };
     let decision = CaseDecision {

@@ -70,7 +70,7 @@ pub fn from_event(event: &Event) -> Option<Expiring> {
 
 /// Whether the daily scan at `now` nudges `card`: it will have expired within [`SCAN_AHEAD`].
 pub fn due_in_scan(card: &CardOnFile, now: Timestamp) -> bool {
-    card.expired_by(now + SCAN_AHEAD)
+    card.expired_by(super::time::later(now, SCAN_AHEAD))
 }
 
 /// The name under which a card's nudge is remembered, so each card and expiry is nudged once (a

@@ -35,6 +35,7 @@ mod plan;
 pub mod reconcile;
 mod replan;
 mod segment;
+pub mod time;
 mod timers;
 pub mod timing;
 
@@ -54,6 +55,7 @@ pub use self::opened::LinkOutcome;
 use self::opened::on_link_opened;
 pub use self::plan::{NextRetry, Plan};
 pub use self::segment::{CustomerFacts, Match, Segment};
+pub use self::timers::await_results;
 use self::timers::on_timer;
 use crate::event::{Event, EventObject, Invoice};
 

@@ -120,11 +120,11 @@ impl NudgePlan {
         let not_before = case
             .nudged
             .iter()
-            .map(|n| n.at + SignedDuration::from_hours(20))
+            .map(|n| super::time::later(n.at, SignedDuration::from_hours(20)))
             .chain(case.nudges_held_until)
             .max()
             .unwrap_or(first_failure);
-        let wanted = (first_failure + step.after).max(not_before);
+        let wanted = super::time::later(first_failure, step.after).max(not_before);
         Some((*step, timing::into_window(wanted, &zone, window)))
     }
 

@@ -9,10 +9,10 @@
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::decline;
 use super::duration::human;
 use super::timing::{self, Window};
 use super::{Case, DeclineClass, Outcome};
+use super::{decline, time};
 
 /// How long after an attempt that reached no result (Stripe unreachable, or refusing for a reason
 /// that is not the card's) it is made again, with the same idempotency key.
@@ -104,8 +104,8 @@ impl Plan {
         }
         let zone = timing::zone(&case.customer_timezone);
         if last.outcome == Outcome::Error {
-            let at = timing::into_window(last.at + AFTER_ERROR, &zone, self.window);
-            if at > first_failure + self.within {
+            let at = timing::into_window(time::later(last.at, AFTER_ERROR), &zone, self.window);
+            if at > time::later(first_failure, self.within) {
                 return Err(format!(
                     "attempt {} reached no result and the policy's {} from the first failure are \
                      over",
@@ -144,7 +144,7 @@ impl Plan {
         }
         if let Some(card) = case.new_payment_method.as_ref().filter(|c| c.at > tried_at) {
             return Ok(NextRetry {
-                at: card.at + self.after_new_card,
+                at: time::later(card.at, self.after_new_card),
                 attempt,
                 prompted: true,
                 why: format!(
@@ -206,14 +206,17 @@ impl Plan {
         };
         // Jitter after placing: cases moved to a window's opening would otherwise all land on its
         // first second. Near the window's close the jitter is dropped rather than spill out of it.
-        let placed = place(last.at + gap.max(network_wait));
-        let jittered = placed + timing::jitter(&case.invoice_id, attempt, self.jitter);
+        let placed = place(time::later(last.at, gap.max(network_wait)));
+        let jittered = time::later(
+            placed,
+            timing::jitter(&case.invoice_id, attempt, self.jitter),
+        );
         let at = if place(jittered) == jittered {
             jittered
         } else {
             placed
         };
-        if at > first_failure + self.within {
+        if at > time::later(first_failure, self.within) {
             return Err(case.words(|| {
                 format!(
                     "no retry left: the next would fall after the policy's {} from the first \

@@ -6,8 +6,8 @@
 use jiff::Timestamp;
 
 use super::{
-    Action, Case, EndAction, NudgeKind, Nudged, Policy, RecoveredBy, State, Timer, TimerKind,
-    ending,
+    Action, Case, DecisionOutcome, EndAction, NudgeKind, Nudged, Policy, RecoveredBy, State, Timer,
+    TimerKind, ending, time,
 };
 
 /// Computes the state from the case's facts; a payment beats a closure, which beats dunning.
@@ -46,9 +46,28 @@ fn plan_retry(policy: &Policy, case: &mut Case) -> String {
         _ => None,
     };
     let before = case.timers.iter().find(|t| is_retry(t)).cloned();
+    let redo = retry_redo(case);
     case.timers.retain(|t| !is_retry(t));
     case.next_attempt_at = None;
     match next {
+        // A retry handed to Stripe keeps a timer until its result is in, so that a worker dying
+        // mid-call leaves the attempt to be made again under the same idempotency key.
+        Some(Err(_)) if case.state == State::Retrying && redo.is_some() => {
+            let Some((redo, left)) = redo else {
+                return String::new();
+            };
+            case.timers.push(redo);
+            match case.retry_under_way.filter(|_| !left) {
+                Some(under_way) => case.words(|| {
+                    format!(
+                        "; retry {} is under way since {}: made again at {} with the same \
+                         idempotency key unless its result comes first",
+                        under_way.attempt, under_way.at, redo.at
+                    )
+                }),
+                None => String::new(),
+            }
+        }
         Some(Ok(next)) => {
             let timer = Timer {
                 at: next.at,
@@ -70,6 +89,29 @@ fn plan_retry(policy: &Policy, case: &mut Case) -> String {
                 .to_owned()
         }
         None => String::new(),
+    }
+}
+
+/// The timer that makes a retry under way again if its result never comes, and whether it is the
+/// one the worker left while making it (else one [`ending::AFTER_ERROR`] after the retry went out,
+/// for a case whose timer a hold let go). `None` once the attempt's result is on the case.
+fn retry_redo(case: &Case) -> Option<(Timer, bool)> {
+    let under_way = case.retry_under_way?;
+    if case.attempts.iter().any(|a| a.number >= under_way.attempt) {
+        return None;
+    }
+    let kind = TimerKind::Retry {
+        attempt: under_way.attempt,
+    };
+    match case.timers.iter().find(|t| t.kind == kind) {
+        Some(&left) => Some((left, true)),
+        None => Some((
+            Timer {
+                at: time::later(under_way.at, ending::AFTER_ERROR),
+                kind,
+            },
+            false,
+        )),
     }
 }
 
@@ -109,6 +151,22 @@ pub(super) fn replan(policy: &Policy, case: &mut Case, at: Timestamp) -> (String
 /// Keeps one pending decision timer while the end decision is due (or due again after a failed
 /// call), and none otherwise.
 pub(super) fn plan_decision(policy: &Policy, case: &mut Case) -> String {
+    if let Some(decision) = case
+        .decision
+        .as_ref()
+        .filter(|d| d.outcome == DecisionOutcome::UnderWay && !case.state.is_final())
+    {
+        // Handed to Stripe, its result not in yet: the timer the worker left while making the call
+        // stays, so a worker dying mid-call leaves the decision to be made again (same key); one
+        // that a hold let go comes back a while after the decision went out.
+        if !case.timers.iter().any(|t| t.kind == TimerKind::Decide) {
+            case.timers.push(Timer {
+                at: time::later(decision.at, ending::AFTER_ERROR),
+                kind: TimerKind::Decide,
+            });
+        }
+        return String::new();
+    }
     let due = ending::due(policy, case);
     let before = case
         .timers
@@ -135,6 +193,12 @@ pub(super) fn plan_decision(policy: &Policy, case: &mut Case) -> String {
 
 /// Keeps a timer to resume the collection recoup paused, once the invoice is paid.
 pub(super) fn plan_resume(case: &mut Case) {
+    // A resumption under way (none recorded yet) keeps the timer the worker left while making it.
+    let left = case
+        .timers
+        .iter()
+        .find(|t| t.kind == TimerKind::Resume)
+        .copied();
     case.timers.retain(|t| t.kind != TimerKind::Resume);
     let paused_by_recoup = case
         .decision
@@ -144,8 +208,8 @@ pub(super) fn plan_resume(case: &mut Case) {
         return;
     }
     let at = match &case.resumption {
-        None => case.paid_at.unwrap_or(case.opened_at),
-        Some(r) if r.outcome.to_redo() => r.at + ending::AFTER_ERROR,
+        None => left.map_or(case.paid_at.unwrap_or(case.opened_at), |t| t.at),
+        Some(r) if r.outcome == DecisionOutcome::Failed => time::later(r.at, ending::AFTER_ERROR),
         Some(_) => return,
     };
     case.timers.push(Timer {

@@ -5,10 +5,10 @@
 use jiff::Timestamp;
 
 use super::duration::human;
-use super::replan::{plan_decision, plan_nudge, plan_resume};
+use super::replan::{plan_decision, plan_nudge};
 use super::{
-    Action, Case, Decision, DecisionOutcome, Entry, NudgeKind, Nudged, Policy, Resumption,
-    RetryUnderWay, State, Timer, TimerKind, budget, ending, timing,
+    Action, Case, Decision, Entry, NudgeKind, Nudged, Policy, RetryUnderWay, State, Timer,
+    TimerKind, budget, ending, time, timing,
 };
 
 pub(super) fn on_timer(
@@ -41,13 +41,6 @@ pub(super) fn on_timer(
         TimerKind::Nudge { nudge, tier } => return fire_nudge(policy, case, nudge, tier, timer.at),
         TimerKind::Decide => return decide_end(policy, case, timer.at),
         TimerKind::Resume => {
-            // Under way until Stripe's answer is saved; made again if that never happens.
-            case.resumption = Some(Resumption {
-                at: timer.at,
-                outcome: DecisionOutcome::UnderWay,
-                note: None,
-            });
-            plan_resume(&mut case);
             return Decision {
                 case: Some(case),
                 actions: vec![Action::Resume],
@@ -66,7 +59,10 @@ pub(super) fn on_timer(
             Ok(deferral) => {
                 let zone = timing::zone(&case.customer_timezone);
                 let at = timing::into_window(deferral.until, &zone, plan.window);
-                if case.failed_at.is_some_and(|f| at > f + plan.within) {
+                if case
+                    .failed_at
+                    .is_some_and(|f| at > time::later(f, plan.within))
+                {
                     format!(
                         "attempt {attempt} dropped: {} allows it only at {at}, after the policy's \
                          {} from the first failure",
@@ -129,6 +125,23 @@ pub(super) fn on_timer(
         case: Some(case),
         actions: vec![Action::Retry { attempt }],
         refused: None,
+    }
+}
+
+/// While the Stripe calls `actions` ask for are made, the case keeps a timer for each, due at
+/// `redo_at` (the worker's claim on the case running out): saved before the calls, so that a worker
+/// dying in the middle leaves them to be made again, under the same idempotency keys, instead of
+/// lost. The calls' results, fed back in, replace them with the plan's own timers.
+pub fn await_results(case: &mut Case, actions: &[Action], redo_at: Timestamp) {
+    for action in actions {
+        let kind = match *action {
+            Action::Retry { attempt } => TimerKind::Retry { attempt },
+            Action::End(_) => TimerKind::Decide,
+            Action::Resume => TimerKind::Resume,
+            Action::Nudge { .. } => continue,
+        };
+        case.timers.retain(|t| t.kind != kind);
+        case.timers.push(Timer { at: redo_at, kind });
     }
 }
 

@@ -11,6 +11,7 @@
 -- ARGV[5]   the normalised event (JSON)
 -- ARGV[6]   how it arrived, the arrivals field it moves forward ("webhook", "backfill"), or ""
 -- ARGV[7]   the event's created, unix seconds
+-- ARGV[8]   the entry's format, which a worker checks it can read
 --
 -- Returns the new stream entry id, or false when the event was seen before. All keys share the
 -- {inbox} hash tag, so the script also runs on Redis Cluster. Because a script runs atomically and
@@ -28,4 +29,4 @@ if ARGV[6] ~= '' then
     redis.call('HSET', KEYS[2], ARGV[6], ARGV[7])
   end
 end
-return redis.call('XADD', KEYS[1], '*', 'id', ARGV[3], 'type', ARGV[4], 'event', ARGV[5])
+return redis.call('XADD', KEYS[1], '*', 'id', ARGV[3], 'type', ARGV[4], 'event', ARGV[5], 'v', ARGV[8])
