@@ -246,7 +246,7 @@ async fn a_worker_restarted_after_the_webhooks_broke_backfills_by_itself() {
         "{metrics}"
     );
     assert!(!metrics.contains(r#"source="webhook""#), "{metrics}");
-    let signed_in = format!("recoup_session={API_TOKEN}");
+    let signed_in = crate::page::session_at(second.url("").trim_end_matches('/'), API_TOKEN).await;
     let request = second
         .http()
         .get(second.url("/"))

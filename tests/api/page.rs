@@ -275,6 +275,22 @@ fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
         .map(|c| c.split(';').next().unwrap().to_owned())
 }
 
+/// Signs in to the status page of the recoup at `base` as its own form would, and returns the session
+/// cookie (`name=value`) a browser then sends.
+pub(crate) async fn session_at(base: &str, token: &str) -> String {
+    let form = plain_http().get(format!("{base}/")).send().await.unwrap();
+    let cookie = set_cookie(&form, "__Host-recoup_csrf").expect("the form comes with its cookie");
+    let csrf = csrf_field(&form.text().await.unwrap());
+    let signed = plain_http()
+        .post(format!("{base}/signin"))
+        .header("cookie", cookie)
+        .form(&[("token", token), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    set_cookie(&signed, "__Host-recoup_session").expect("signed in")
+}
+
 /// What a browser holds after showing the sign-in form: the pre-session cookie, and the form's
 /// anti-forgery field.
 async fn sign_in_form(app: &TestApp) -> (String, String) {
