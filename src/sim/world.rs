@@ -18,6 +18,9 @@
 //! deliveries the worker would feed it. So what is simulated is exactly what runs in production,
 //! minus the I/O. Each attempt is also checked against the card networks' real rules (the
 //! defaults, whatever the policy file says) and counted as a breach when it breaks one.
+//!
+//! One file (some 640 lines) on purpose: it is one event loop over one customer's state, and its
+//! parts — charging, nudging, the customer's replies — share that state at every step.
 
 use std::collections::BTreeMap;
 

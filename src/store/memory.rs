@@ -3,6 +3,9 @@
 //! For the modes that must run without Redis (`demo`, `simulate`) and for fast tests. Everything sits
 //! behind one mutex that is never held across an `await`; a lease is measured on tokio's clock, so
 //! tests that pause time drive it.
+//!
+//! One file (some 650 lines) on purpose: every role over one state struct and one lock, short
+//! enough per role to read as the executable statement of what the Redis backend must do.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -1,0 +1,486 @@
+//! Applying inputs to one case: load it, `decide`, make the Stripe calls the decision asks for
+//! (saved as under way first, the claim on the case renewed while they last), and save with
+//! compare-and-set — again on fresh state after a conflict, feeding in any result already had so
+//! none is lost. The worker's loops and the support API both apply inputs through an [`Engine`].
+
+use std::future::Future;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use jiff::{SignedDuration, Timestamp};
+
+use crate::clock::Clock;
+use crate::policy::budget::{self, CardHistory, Try};
+use crate::policy::{
+    self, Action, Case, Charge, ChargeResult, End, EndOrder, EndResult, Input, Policy, RecoveredBy,
+    State, TimerKind, await_results, decide,
+};
+use crate::processor::Processor;
+use crate::store::{Cards, Cases, Saved, TestClock, Timers};
+use crate::telemetry::metric;
+
+use super::{Applied, ApplyError, MAX_CONFLICTS, renewing};
+
+/// Which inputs to feed a case: one given input, or every timer of the case that is due.
+#[derive(Debug, Clone, Copy)]
+pub enum Inputs<'a> {
+    One(&'a Input),
+    /// With the case as the claim read it, if it did (`Some(None)`: there is no case).
+    DueTimers(Option<Option<&'a Case>>),
+}
+
+/// What [`Engine::apply`] works with: of the store, cases, card histories and the clock.
+#[derive(Clone, Copy)]
+pub struct Engine<'a, S> {
+    pub store: &'a S,
+    pub policy: &'a Policy,
+    /// `None` where no Stripe call is made: the support API's inputs only plan them (a support
+    /// retry is a timer due now, which a worker fires).
+    pub processor: Option<&'a dyn Processor>,
+    pub clock: &'a Clock<S>,
+    /// The lease of the worker's claim on the case, renewed while Stripe calls are made; `None`
+    /// where no call is made (the support API).
+    pub lease: Option<Duration>,
+}
+
+/// A Stripe call made for an action, and its result as the input that feeds it back.
+struct Made {
+    action: Action,
+    input: Input,
+    at: Timestamp,
+}
+
+/// A decision on a case before anything is charged or saved.
+struct Decided {
+    case: Option<Case>,
+    actions: Vec<Action>,
+    refused: Option<String>,
+    /// When each fired timer was due.
+    fired: Vec<Timestamp>,
+    /// The case's card history as the decision saw it, when the case names its card.
+    card: Option<CardHistory>,
+}
+
+impl<S: Cases + Cards + TestClock + Timers> Engine<'_, S> {
+    /// Loads the case, decides, charges what the decision asks for, and saves with compare-and-set,
+    /// again on fresh state after a conflict.
+    ///
+    /// A decision that asks for Stripe calls (a retry, an end decision, resuming collection) is
+    /// saved *before* the calls, as under way — attempt N handed to Stripe, the decision made — with
+    /// a timer that makes them again one lease later (see [`await_results`]); then the calls are
+    /// made, the claim on the case renewed while they last, and their results saved with the case.
+    /// So a worker that dies mid-call leaves its calls to be made again under the same idempotency
+    /// keys, and every other input meanwhile sees what is under way (a new card's retry takes the
+    /// next attempt number, support cannot ask for the same retry twice).
+    ///
+    /// For [`Inputs::DueTimers`] the case is saved even when nothing was due, so that its wake-up
+    /// entry (pushed a lease ahead by the claim) is set back to the case's real next wake-up.
+    pub async fn apply(&self, invoice_id: &str, inputs: Inputs<'_>) -> Result<Applied, ApplyError> {
+        let mut pauses = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(1))
+            .with_max_delay(Duration::from_millis(50))
+            .with_jitter()
+            .without_max_times()
+            .build();
+        // What the caller already read serves the first try; after a conflict only a fresh read will.
+        let mut known = match inputs {
+            Inputs::DueTimers(known) => known.map(|case| case.cloned()),
+            Inputs::One(_) => None,
+        };
+        let mut made = Vec::new();
+        for _ in 0..MAX_CONFLICTS {
+            let stored = match known.take() {
+                Some(case) => case,
+                None => self.store.load_case(invoice_id).await?,
+            };
+            let before = stored.as_ref().map(|c| (c.state, c.failed_at.is_some()));
+            let now = self.clock.now().await?;
+            let decided = match inputs {
+                Inputs::One(input) => {
+                    let decision = decide(self.policy, stored.as_ref(), input, now);
+                    Decided {
+                        case: decision.case,
+                        actions: decision.actions,
+                        refused: decision.refused,
+                        fired: Vec::new(),
+                        card: None,
+                    }
+                }
+                Inputs::DueTimers(_) => match stored {
+                    Some(stored) => self.fire_due(stored, now).await?,
+                    None => {
+                        return Ok(Applied {
+                            case: None,
+                            actions: Vec::new(),
+                            refused: None,
+                        });
+                    }
+                },
+            };
+            let Some(mut case) = decided.case else {
+                return Ok(Applied {
+                    case: None,
+                    actions: decided.actions,
+                    refused: decided.refused,
+                });
+            };
+            let mut card = decided.card;
+            if self
+                .under_way(&mut case, &decided.actions, &mut card, &made, now)
+                .await?
+            {
+                let charged = self
+                    .carry_out(case, &decided.actions, card, &mut made)
+                    .await?;
+                let (mut case, then) = charged;
+                match self.store.save_case(&case).await? {
+                    Saved::Saved { version } => {
+                        case.version = version;
+                        record_firings(&decided.fired, now);
+                        record_progress(before, &case);
+                        let mut actions = decided.actions;
+                        actions.extend(then);
+                        return Ok(Applied {
+                            case: Some(case),
+                            actions,
+                            refused: None,
+                        });
+                    }
+                    Saved::Conflict => {}
+                }
+            }
+            metrics::counter!(metric::CASE_CONFLICTS).increment(1);
+            tokio::time::sleep(pauses.next().unwrap_or(Duration::from_millis(50))).await;
+        }
+        Err(ApplyError::Contended(invoice_id.to_owned()))
+    }
+
+    /// Before the Stripe calls `actions` ask for (those not `made` already): reserves each retry's
+    /// try on the card's history, then saves the case as under way, with a timer that makes the
+    /// calls again once this worker's claim runs out (see [`await_results`]). `false` when the
+    /// card's history or the case changed since they were read: the decision is made again.
+    async fn under_way(
+        &self,
+        case: &mut Case,
+        actions: &[Action],
+        card: &mut Option<CardHistory>,
+        made: &[Made],
+        now: Timestamp,
+    ) -> Result<bool, ApplyError> {
+        let calls: Vec<Action> = actions
+            .iter()
+            .copied()
+            .filter(|a| !matches!(a, Action::Nudge { .. }))
+            .filter(|a| !made.iter().any(|m| m.action == *a))
+            .collect();
+        let (Some(_), Some(lease)) = (self.processor, self.lease) else {
+            return Ok(true);
+        };
+        if calls.is_empty() {
+            return Ok(true);
+        }
+        let rules = &self.policy.networks;
+        for call in &calls {
+            if let (Action::Retry { attempt }, Some(card)) = (call, card.as_mut()) {
+                let reserved = Try {
+                    at: now,
+                    invoice_id: case.invoice_id.clone(),
+                    attempt: *attempt,
+                    declined: true,
+                };
+                if card.record(reserved, rules, now) {
+                    match self.store.save_card(card, CardHistory::keep(rules)).await? {
+                        Saved::Saved { version } => card.version = version,
+                        Saved::Conflict => return Ok(false),
+                    }
+                }
+            }
+        }
+        let mut guarded = case.clone();
+        let redo_at = policy::time::later(
+            now,
+            SignedDuration::try_from(lease).unwrap_or(SignedDuration::MAX),
+        );
+        await_results(&mut guarded, &calls, redo_at);
+        match self.store.save_case(&guarded).await? {
+            Saved::Saved { version } => {
+                case.version = version;
+                Ok(true)
+            }
+            Saved::Conflict => Ok(false),
+        }
+    }
+
+    /// Runs a Stripe call, renewing this worker's claim on the case every third of a lease while
+    /// it lasts (a call with its retries can take longer than a lease), so no other worker takes
+    /// the case over and makes the call a second time.
+    async fn leased<T>(&self, invoice_id: &str, call: impl Future<Output = T>) -> T {
+        let Some(lease) = self.lease else {
+            return call.await;
+        };
+        let lease_ahead = SignedDuration::try_from(lease).unwrap_or(SignedDuration::MAX);
+        renewing(lease, call, || async move {
+            let renewed = match self.clock.now().await {
+                Ok(now) => {
+                    let until = policy::time::later(now, lease_ahead);
+                    self.store.renew_claim(invoice_id, until).await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = renewed {
+                tracing::warn!(
+                    invoice = invoice_id,
+                    "cannot renew the claim on the case: {e}"
+                );
+            }
+        })
+        .await
+    }
+
+    /// Feeds every due timer of `case` into `decide`, earliest first, with the history of the
+    /// case's card for the networks' budgets.
+    async fn fire_due(&self, case: Case, now: Timestamp) -> Result<Decided, ApplyError> {
+        let card = match &case.card {
+            Some(card) => Some(self.store.load_card(&card.fingerprint).await?),
+            None => None,
+        };
+        let tries = card.as_ref().map(|c| c.tries.clone()).unwrap_or_default();
+        let due = case.due_timers(now);
+        let mut fired = Vec::new();
+        let mut actions = Vec::new();
+        let mut current = case;
+        for timer in due {
+            let input = Input::Timer {
+                timer,
+                card: tries.clone(),
+            };
+            let decision = decide(self.policy, Some(&current), &input, now);
+            if let Some(next) = decision.case {
+                // A due retry that asked for no charge on a case not held was refused by a network.
+                let refused = matches!(timer.kind, TimerKind::Retry { .. })
+                    && current.state != State::OnHold
+                    && !decision
+                        .actions
+                        .iter()
+                        .any(|a| matches!(a, Action::Retry { .. }));
+                if let (true, Some(card)) = (refused, &current.card) {
+                    metrics::counter!(metric::NETWORK_REFUSALS, "brand" => card.brand.clone())
+                        .increment(1);
+                }
+                current = next;
+                fired.push(timer.at);
+                actions.extend(decision.actions);
+            }
+        }
+        if fired.is_empty() {
+            metrics::counter!(metric::STALE_WAKEUPS).increment(1);
+        }
+        Ok(Decided {
+            case: Some(current),
+            actions,
+            refused: None,
+            fired,
+            card,
+        })
+    }
+
+    /// Makes the Stripe calls `actions` ask for — charges, the end decision, resuming collection —
+    /// and feeds each result back into the case, with the actions the results ask for (the
+    /// thank-you after a paid retry). A call already `made` by an earlier round of this apply
+    /// (whose save met a conflict) is not made again: its result is fed into the fresh case,
+    /// whether or not that case still asks for it, so no result is lost to a conflict.
+    async fn carry_out(
+        &self,
+        mut case: Case,
+        actions: &[Action],
+        card: Option<CardHistory>,
+        made: &mut Vec<Made>,
+    ) -> Result<(Case, Vec<Action>), ApplyError> {
+        let Some(processor) = self.processor else {
+            return Ok((case, Vec::new()));
+        };
+        for &action in actions {
+            if made.iter().any(|m| m.action == action) {
+                continue;
+            }
+            let input = match action {
+                Action::Retry { attempt } => {
+                    let charge = self
+                        .leased(
+                            &case.invoice_id,
+                            self.charge(processor, &case, attempt, card.as_ref()),
+                        )
+                        .await?;
+                    Input::Charge(Box::new(charge))
+                }
+                Action::End(end) => {
+                    metrics::counter!(metric::ACTIONS, "action" => end.action().as_str())
+                        .increment(1);
+                    let result = match end {
+                        End::LeavePastDue => EndResult::Done { already: false },
+                        _ => {
+                            let order = EndOrder {
+                                invoice_id: case.invoice_id.clone(),
+                                subscription_id: case.subscription_id.clone(),
+                                end,
+                                resumes_at: case.decision.as_ref().and_then(|d| d.resumes_at),
+                            };
+                            self.leased(&case.invoice_id, processor.end(&order)).await
+                        }
+                    };
+                    metrics::counter!(metric::DECISIONS, "action" => end.action().as_str(), "result" => result.as_str()).increment(1);
+                    tracing::info!(invoice = %case.invoice_id, action = end.action().as_str(), result = result.as_str(), "end decision");
+                    Input::Ended {
+                        at: self.clock.now().await?,
+                        result,
+                    }
+                }
+                Action::Resume => {
+                    let Some(subscription) = case.subscription_id.as_deref() else {
+                        continue;
+                    };
+                    metrics::counter!(metric::ACTIONS, "action" => "resume").increment(1);
+                    let result = self
+                        .leased(
+                            &case.invoice_id,
+                            processor.resume(&case.invoice_id, subscription),
+                        )
+                        .await;
+                    metrics::counter!(metric::RESUMPTIONS, "result" => result.as_str())
+                        .increment(1);
+                    Input::Resumed {
+                        at: self.clock.now().await?,
+                        result,
+                    }
+                }
+                Action::Nudge { .. } => continue,
+            };
+            let at = match &input {
+                Input::Charge(charge) => charge.at,
+                Input::Ended { at, .. } | Input::Resumed { at, .. } => *at,
+                _ => self.clock.now().await?,
+            };
+            made.push(Made { action, input, at });
+        }
+        let mut then = Vec::new();
+        for made in made.iter() {
+            let decision = decide(self.policy, Some(&case), &made.input, made.at);
+            if let Some(next) = decision.case {
+                case = next;
+                then.extend(decision.actions);
+            }
+        }
+        Ok((case, then))
+    }
+
+    /// Charges attempt `attempt`, whose try is already reserved on the card's history (see
+    /// [`Engine::under_way`]), and notes the try's result on the card it was made on.
+    async fn charge(
+        &self,
+        processor: &dyn Processor,
+        case: &Case,
+        attempt: u32,
+        card: Option<&CardHistory>,
+    ) -> Result<Charge, ApplyError> {
+        let rules = &self.policy.networks;
+        let now = self.clock.now().await?;
+        let invoice_id = case.invoice_id.clone();
+        let tried = |at, declined| Try {
+            at,
+            invoice_id: invoice_id.clone(),
+            attempt,
+            declined,
+        };
+        metrics::counter!(metric::ACTIONS, "action" => "retry").increment(1);
+        let result = processor.charge(&case.invoice_id, attempt).await;
+        metrics::counter!(metric::CHARGES, "result" => result.as_str()).increment(1);
+        tracing::info!(invoice = %case.invoice_id, attempt, result = result.as_str(), "charge attempt");
+        // The try is recorded on the card it was made on (the decline names it; otherwise the
+        // one reserved), unless the reservation already says all there is to say.
+        let reserved = card.map(|c| c.fingerprint.as_str());
+        let declined_on = match &result {
+            ChargeResult::Declined(d) => d.card.as_ref().map(|c| c.fingerprint.as_str()),
+            _ => None,
+        };
+        let noted = match &result {
+            ChargeResult::Paid => reserved,
+            ChargeResult::Declined(_) => declined_on.filter(|&on| Some(on) != reserved),
+            ChargeResult::NotOpen { .. } | ChargeResult::Failed { .. } => None,
+        };
+        if let Some(fingerprint) = noted {
+            let declined = !matches!(result, ChargeResult::Paid);
+            note_try(self.store, rules, fingerprint, tried(now, declined)).await;
+        }
+        Ok(Charge {
+            attempt,
+            at: self.clock.now().await?,
+            result,
+        })
+    }
+}
+
+/// Adds a try with its known result to a card's history, for the budgets of later retries. Best
+/// effort: the history already holds the try as a decline when it was reserved, which only errs on
+/// the side of the networks' rules.
+pub(crate) async fn note_try<S: Cards>(
+    store: &S,
+    rules: &[budget::Rule],
+    fingerprint: &str,
+    try_: Try,
+) {
+    for _ in 0..3 {
+        let mut card = match store.load_card(fingerprint).await {
+            Ok(card) => card,
+            Err(e) => {
+                tracing::warn!(fingerprint, "cannot read the card's history: {e}");
+                return;
+            }
+        };
+        if !card.record(try_.clone(), rules, try_.at) {
+            return;
+        }
+        match store.save_card(&card, CardHistory::keep(rules)).await {
+            Ok(Saved::Saved { .. }) => return,
+            Ok(Saved::Conflict) => continue,
+            Err(e) => {
+                tracing::warn!(fingerprint, "cannot record a try on the card: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// Counts what a save did for recovery: dunning begun, an invoice recovered (how much, how soon,
+/// after how many attempts). `before` is the stored case's state and whether it had failed.
+fn record_progress(before: Option<(State, bool)>, case: &Case) {
+    let (was, had_failed) = before.map_or((None, false), |(state, failed)| (Some(state), failed));
+    if !had_failed && case.failed_at.is_some() {
+        let segment = case.segment.clone().unwrap_or_default();
+        metrics::counter!(metric::CASES_OPENED, "segment" => segment).increment(1);
+    }
+    if case.state == State::Recovered && was != Some(State::Recovered) {
+        let by = match case.recovered_by {
+            Some(RecoveredBy::Retry) => "retry",
+            Some(RecoveredBy::Customer) => "customer",
+            _ => "unknown",
+        };
+        let currency = case.currency.clone();
+        metrics::counter!(metric::CASES_RECOVERED, "currency" => currency.clone(), "by" => by)
+            .increment(1);
+        metrics::counter!(metric::RECOVERED_AMOUNT, "currency" => currency)
+            .increment(u64::try_from(case.amount_due).unwrap_or(0));
+        if let (Some(failed), Some(paid)) = (case.failed_at, case.paid_at) {
+            let seconds = paid.duration_since(failed).as_secs_f64().max(0.0);
+            metrics::histogram!(metric::TIME_TO_RECOVER_SECONDS).record(seconds);
+        }
+        metrics::histogram!(metric::ATTEMPTS_PER_RECOVERY).record(case.attempts.len() as f64);
+    }
+}
+
+fn record_firings(fired: &[Timestamp], now: Timestamp) {
+    for due in fired {
+        metrics::counter!(metric::TIMERS_FIRED).increment(1);
+        let late = now.duration_since(*due).as_secs_f64().max(0.0);
+        metrics::histogram!(metric::TIMER_LATENESS_SECONDS).record(late);
+    }
+}
