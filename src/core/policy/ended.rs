@@ -5,7 +5,7 @@
 use jiff::Timestamp;
 
 use super::duration::human;
-use super::replan::{plan_resume, replan, settle};
+use super::replan::{conclude, plan_resume};
 use super::{
     Case, Closure, Decision, DecisionOutcome, EndAction, EndResult, Entry, Policy, Resumption,
     State, ending,
@@ -101,19 +101,13 @@ pub(super) fn on_ended(
         }
     };
     next.decision = Some(decision);
-    settle(&mut next);
-    let (planned, actions) = replan(policy, &mut next, at);
-    next.record(Entry {
+    let entry = Entry {
         at,
         what: what.to_owned(),
-        detail: detail + &planned,
+        detail,
         event: None,
-    });
-    Decision {
-        case: Some(next),
-        actions,
-        refused: None,
-    }
+    };
+    conclude(policy, next, entry)
 }
 
 /// What resuming the paused collection came to.

@@ -16,7 +16,7 @@ use jiff::Timestamp;
 
 use super::budget::{self, Try};
 use super::ending::card_stopped;
-use super::replan::{replan, settle};
+use super::replan::{conclude, replan};
 use super::{
     Card, Case, Closure, Decision, ENDED_HOLDS_KEPT, EndAction, Entry, Hold, HoldBy, LostDispute,
     Policy, RetryRequest, State,
@@ -401,24 +401,18 @@ pub(super) fn on_subscription(
 /// Settles and re-plans a case an event changed, and tells the timeline what the event did.
 fn after_event(
     policy: &Policy,
-    mut next: Case,
+    next: Case,
     event: &Event,
     at: Timestamp,
     detail: String,
 ) -> Decision {
-    settle(&mut next);
-    let (planned, actions) = replan(policy, &mut next, at);
-    next.record(Entry {
+    let entry = Entry {
         at,
         what: event.kind.as_str().to_owned(),
-        detail: detail + &planned,
+        detail,
         event: Some(event.id.clone()),
-    });
-    Decision {
-        case: Some(next),
-        actions,
-        refused: None,
-    }
+    };
+    conclude(policy, next, entry)
 }
 
 /// Puts a hold on the case; the first hold remembers the state to return to.

@@ -6,8 +6,8 @@
 use jiff::Timestamp;
 
 use super::{
-    Action, Case, DecisionOutcome, EndAction, NudgeKind, Nudged, Policy, RecoveredBy, State, Timer,
-    TimerKind, ending, time,
+    Action, Case, Decision, DecisionOutcome, EndAction, Entry, NudgeKind, Nudged, Policy,
+    RecoveredBy, State, Timer, TimerKind, ending, time,
 };
 
 /// Computes the state from the case's facts; a payment beats a closure, which beats dunning.
@@ -249,5 +249,19 @@ pub(super) fn plan_nudge(policy: &Policy, case: &mut Case) -> String {
                 step.tier
             )
         })
+    }
+}
+
+/// How an input that changed a case's facts ends: the state is settled from the facts, the plan made
+/// again, and the timeline told what happened (`entry`, with the plan's note added to its detail).
+pub(super) fn conclude(policy: &Policy, mut case: Case, mut entry: Entry) -> Decision {
+    settle(&mut case);
+    let (planned, actions) = replan(policy, &mut case, entry.at);
+    entry.detail += &planned;
+    case.record(entry);
+    Decision {
+        case: Some(case),
+        actions,
+        refused: None,
     }
 }
