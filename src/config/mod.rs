@@ -137,7 +137,7 @@ impl RedisSettings {
     pub fn redacted_url(&self) -> String {
         self.urls()
             .into_iter()
-            .map(redact_url)
+            .map(crate::redact::url)
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -504,7 +504,7 @@ impl Settings {
             if let Err(e) = redis::Client::open(url) {
                 return Err(ConfigError::invalid(
                     "redis.url (REDIS_URL)",
-                    redact_url(url),
+                    crate::redact::url(url),
                     format!("a redis:// or rediss:// URL such as redis://127.0.0.1:6379/0 ({e})"),
                 ));
             }
@@ -622,7 +622,7 @@ fn check_public_url(url: &str) -> Result<(), ConfigError> {
     let refuse = |why: &str| {
         Err(ConfigError::invalid(
             "RECOUP_PUBLIC_URL (links.public_url)",
-            redact_url(url),
+            crate::redact::url(url),
             format!(
                 "{why}: the https:// base URL at which customers reach recoup, such as \
                  https://billing.acme.example (http:// only for localhost)"
@@ -659,13 +659,6 @@ fn check_public_url(url: &str) -> Result<(), ConfigError> {
         return refuse("credentials, a query or a fragment");
     }
     Ok(())
-}
-
-/// Replaces the password of a URL (`redis://user:secret@host`) with `***`, whole: the user
-/// information ends at the *last* `@`, so a password holding an `@` (`redis://user:p@ss@host`) is
-/// not half shown ([`crate::redact::url`]).
-pub fn redact_url(url: &str) -> String {
-    crate::redact::url(url)
 }
 
 /// Turns figment's error into one line per problem that names the environment variable or file.

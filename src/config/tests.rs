@@ -320,15 +320,15 @@ fn api_tokens_are_named_or_numbered_and_never_shown() {
 #[test]
 fn redis_passwords_are_redacted() {
     assert_eq!(
-        redact_url("redis://default:hunter2@cache:6379/0"),
+        crate::redact::url("redis://default:hunter2@cache:6379/0"),
         "redis://default:***@cache:6379/0"
     );
-    assert_eq!(redact_url("redis://cache:6379"), "redis://cache:6379");
+    assert_eq!(crate::redact::url("redis://cache:6379"), "redis://cache:6379");
     let s = load(&[("REDIS_URL", "redis://:hunter2@cache:6379")]).unwrap();
     assert!(!format!("{s:?}").contains("hunter2"));
     // A password with an `@` of its own is redacted whole, not cut at its first `@`.
     assert_eq!(
-        redact_url("redis://user:p@ss@host:6379/0"),
+        crate::redact::url("redis://user:p@ss@host:6379/0"),
         "redis://user:***@host:6379/0"
     );
     let s = load(&[("REDIS_URL", "redis://user:p@ss@host:6379")]).unwrap();
