@@ -323,7 +323,10 @@ fn redis_passwords_are_redacted() {
         crate::redact::url("redis://default:hunter2@cache:6379/0"),
         "redis://default:***@cache:6379/0"
     );
-    assert_eq!(crate::redact::url("redis://cache:6379"), "redis://cache:6379");
+    assert_eq!(
+        crate::redact::url("redis://cache:6379"),
+        "redis://cache:6379"
+    );
     let s = load(&[("REDIS_URL", "redis://:hunter2@cache:6379")]).unwrap();
     assert!(!format!("{s:?}").contains("hunter2"));
     // A password with an `@` of its own is redacted whole, not cut at its first `@`.
