@@ -16,8 +16,8 @@ pub struct SimulateArgs {
     /// first minus this one).
     #[arg(long, value_name = "PATH")]
     vs: Option<PathBuf>,
-    /// A population file: JSON Lines, one failed invoice per line (docs/reference/population.md), a customer's
-    /// invoices on consecutive lines.
+    /// A population file: JSON Lines, one failed invoice per line in any order
+    /// (docs/reference/population.md).
     #[arg(
         long,
         value_name = "FILE",

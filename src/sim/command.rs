@@ -1,7 +1,7 @@
 //! `recoup simulate` as a command: which policies, which population, and where the results go.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -63,11 +63,10 @@ pub fn run(options: &Options) -> anyhow::Result<String> {
         Source::File(path) => {
             let file = File::open(path)
                 .with_context(|| format!("cannot read the population {}", path.display()))?;
-            let customers = Customers::new(BufReader::with_capacity(1 << 20, file));
-            (
-                super::run(&contenders, customers, threads, &mut write),
-                path.display().to_string(),
-            )
+            let ran = Customers::read(file).and_then(|customers| {
+                super::run(&contenders, customers.iter(), threads, &mut write)
+            });
+            (ran, path.display().to_string())
         }
         Source::Synthetic { invoices, seed } => (
             super::run(

@@ -75,7 +75,7 @@ pub struct CustomerResult {
     pub gave_up: bool,
 }
 
-/// Runs one customer's invoices (consecutive lines of a population) under `policy`.
+/// Runs one customer's invoices under `policy`.
 pub fn simulate(policy: &Policy, invoices: &[FailedInvoice]) -> CustomerResult {
     let mut world = World::new(policy, invoices);
     world.run();
