@@ -41,6 +41,17 @@ pub struct SimulateArgs {
     /// Draw each policy's cumulative recovered revenue by day into an SVG file.
     #[arg(long, value_name = "FILE.svg")]
     chart: Option<PathBuf>,
+    /// Learning on or off in every policy simulated [default: as each policy's [learning] says].
+    /// A learning policy is also run with learning off, as "(static)", beside it.
+    #[arg(long, value_name = "on|off", value_parser = on_off)]
+    learn: Option<bool>,
+    /// Start learning policies from evidence exported with `recoup learn export`.
+    #[arg(long, value_name = "FILE")]
+    warm: Option<PathBuf>,
+    /// After the table, tell the first N breaches of each policy (by invoice id): the rule, the
+    /// attempt and the tries on the card that made it break the rule.
+    #[arg(long, value_name = "N")]
+    explain_breaches: Option<usize>,
     /// Simulating threads [default: one per core].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
     threads: Option<u64>,
@@ -63,8 +74,19 @@ pub(super) fn run(args: SimulateArgs) -> Result<ExitCode, Failure> {
         json: args.json,
         chart: args.chart,
         threads: args.threads.and_then(|n| usize::try_from(n).ok()),
+        learn: args.learn,
+        explain_breaches: args.explain_breaches,
+        warm: args.warm,
     };
     let printed = sim::command::run(&options).map_err(user)?;
     print!("{printed}");
     Ok(ExitCode::SUCCESS)
+}
+
+fn on_off(word: &str) -> Result<bool, String> {
+    match word {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{word:?}: expected on or off")),
+    }
 }

@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -10,7 +11,7 @@ use anyhow::{Context, bail};
 use super::population::{Customers, PopulationError};
 use super::report::Report;
 use super::{BASELINE, BASELINE_PATH, Contender, chart, synthetic};
-use crate::policy::file;
+use crate::policy::{Evidence, file};
 
 /// Where the population comes from.
 #[derive(Debug, Clone)]
@@ -30,12 +31,18 @@ pub struct Options {
     pub chart: Option<PathBuf>,
     /// Simulating threads; one per core when `None`.
     pub threads: Option<usize>,
+    /// Learning on or off in every policy simulated; as each policy says when `None`.
+    pub learn: Option<bool>,
+    /// Evidence to start learning policies from (`recoup learn export`).
+    pub warm: Option<PathBuf>,
+    /// Tell this many breaches of each policy in full.
+    pub explain_breaches: Option<usize>,
 }
 
 /// Runs the simulation and returns what to print. Every error is the user's to fix (a file that
 /// cannot be read or written, a bad policy or population line); nothing is left half-written.
 pub fn run(options: &Options) -> anyhow::Result<String> {
-    let contenders = contenders(&options.policy, options.vs.as_deref())?;
+    let contenders = contenders(options)?;
     let threads = options.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
@@ -64,19 +71,33 @@ pub fn run(options: &Options) -> anyhow::Result<String> {
             let file = File::open(path)
                 .with_context(|| format!("cannot read the population {}", path.display()))?;
             let ran = Customers::read(file).and_then(|customers| {
-                super::run(&contenders, customers.iter(), threads, &mut write)
+                super::run(&contenders, || customers.iter(), threads, &mut write)
             });
             (ran, path.display().to_string())
         }
-        Source::Synthetic { invoices, seed } => (
-            super::run(
-                &contenders,
-                synthetic::population(*invoices, *seed).map(Ok),
-                threads,
-                &mut write,
-            ),
-            format!("synthetic, {invoices} invoices, seed {seed}"),
-        ),
+        Source::Synthetic { invoices, seed } => {
+            let name = format!("synthetic, {invoices} invoices, seed {seed}");
+            let ran = if contenders.iter().any(|c| c.policy.learning.enabled) {
+                // A learning policy plays customers in the order of their first failure; the
+                // generator makes them in no such order, so they are kept and sorted.
+                let mut customers: Vec<_> = synthetic::population(*invoices, *seed).collect();
+                customers.sort_by_key(|c| c.iter().map(|i| i.failed_at).min());
+                super::run(
+                    &contenders,
+                    || customers.iter().cloned().map(Ok),
+                    threads,
+                    &mut write,
+                )
+            } else {
+                super::run(
+                    &contenders,
+                    || synthetic::population(*invoices, *seed).map(Ok),
+                    threads,
+                    &mut write,
+                )
+            };
+            (ran, name)
+        }
     };
     let finished = outcome.and_then(|outcome| {
         if let Some(out) = written.as_mut() {
@@ -123,23 +144,57 @@ pub fn run(options: &Options) -> anyhow::Result<String> {
         if let Some(path) = &options.chart {
             printed += &format!("Chart: {}\n", path.display());
         }
+        if let Some(n) = options.explain_breaches {
+            printed += &report.explain_breaches(n);
+        }
     }
     Ok(printed)
 }
 
-/// The policy under test, the one it is compared with, and the baseline, in that order; the
-/// baseline is left out when one of the others is the very same policy.
-fn contenders(policy: &Path, vs: Option<&Path>) -> anyhow::Result<Vec<Contender>> {
-    let mut paths = vec![policy];
-    paths.extend(vs);
+/// The policy under test, its static twin when it learns (the same policy with learning off),
+/// the one it is compared with, and the baseline, in that order; the baseline is left out when
+/// one of the others is the very same policy. `--learn` turns learning on or off in every policy
+/// given; `--warm` starts each learning one from exported evidence.
+fn contenders(options: &Options) -> anyhow::Result<Vec<Contender>> {
+    let warm = options
+        .warm
+        .as_deref()
+        .map(|path| {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the evidence {}", path.display()))?;
+            Evidence::parse(&text)
+                .map(Arc::new)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        })
+        .transpose()?;
+    let mut paths = vec![options.policy.as_path()];
+    paths.extend(options.vs.as_deref());
     let mut contenders = Vec::new();
-    for path in paths {
-        let policy = crate::config::policy::load(path)?;
+    for (n, path) in paths.into_iter().enumerate() {
+        let mut policy = crate::config::policy::load(path)?;
+        if let Some(learn) = options.learn {
+            policy.learning.enabled = learn;
+        }
+        if let Some(evidence) = &warm {
+            policy.evidence = Arc::clone(evidence);
+        }
+        let twin = (n == 0 && policy.learning.enabled).then(|| {
+            let mut twin = policy.clone();
+            twin.learning.enabled = false;
+            twin
+        });
         contenders.push(Contender {
             name: name(path, name_clashes(&contenders, path)),
             path: path.to_owned(),
             policy,
         });
+        if let Some(twin) = twin {
+            contenders.push(Contender {
+                name: format!("{} (static)", contenders[0].name),
+                path: path.to_owned(),
+                policy: twin,
+            });
+        }
     }
     let baseline = file::parse(BASELINE, BASELINE_PATH)?;
     if contenders.iter().all(|c| c.policy != baseline) {

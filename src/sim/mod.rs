@@ -11,9 +11,10 @@
 //! - [`tally`] keeps sums only, so memory does not grow with the invoices simulated;
 //! - [`report`] turns tallies into the printed table, the JSON and the [`chart`].
 //!
-//! [`run`] streams the population once through every policy compared: a reader feeds chunks of
-//! customers to one simulating thread per core, each keeping its own tallies, summed at the end
-//! (sums add up in any order, so every run of the same population gives the same report).
+//! [`run`] streams the population through every policy compared: policies that do not learn
+//! side by side, a reader feeding chunks of customers to one simulating thread per core, each
+//! keeping its own tallies, summed at the end (sums add up in any order, so every run of the same
+//! population gives the same report); each learning policy on a virtual timeline of its own.
 
 pub mod chart;
 pub mod command;
@@ -24,11 +25,16 @@ pub mod synthetic;
 pub mod tally;
 pub mod world;
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, mpsc};
 
+use jiff::Timestamp;
+
 use self::population::{FailedInvoice, PopulationError};
 use self::tally::{Population, Tally};
+use self::world::World;
 use crate::policy::Policy;
 
 /// The policy file of the fixed "retry after 3, 5 and 7 days" schedule every report compares with.
@@ -62,10 +68,10 @@ impl Outcome {
         }
     }
 
-    fn add(&mut self, contenders: &[Contender], invoices: &[FailedInvoice]) {
+    fn add(&mut self, contenders: &[&Contender], invoices: &Arc<[FailedInvoice]>) {
         self.population.add(invoices);
         for (contender, tally) in contenders.iter().zip(&mut self.tallies) {
-            let result = world::simulate(&contender.policy, invoices);
+            let result = world::simulate(&contender.policy, Arc::clone(invoices));
             tally.add(&contender.policy, invoices, &result);
         }
     }
@@ -78,11 +84,68 @@ impl Outcome {
     }
 }
 
-/// Runs every contender over `customers` on `threads` simulating threads (the calling thread
-/// reads). A bad line stops the run with its error; `each` sees every customer as it is read (to
-/// write the population out, say) and may stop the run too.
-pub fn run<I, F>(
+/// Runs every contender over the customers `population()` yields (in the order of their first
+/// failure), and returns their tallies in the contenders' order.
+///
+/// A policy that does not learn sees each customer alone, so customers are handed out in chunks
+/// to `threads` simulating threads (the calling thread reads), each keeping its own tallies,
+/// summed at the end. A learning policy's choices depend on what earlier attempts of *other*
+/// customers came to, so each one plays every customer on one virtual timeline of its own, on a
+/// thread of its own ([`in_time_order`]): the same population gives the same report on any number
+/// of threads. A bad line stops the run with its error; `each` sees every customer as the
+/// first pass reads it (to write the population out, say) and may stop the run too.
+pub fn run<I, P, F>(
     contenders: &[Contender],
+    population: P,
+    threads: usize,
+    each: F,
+) -> Result<Outcome, PopulationError>
+where
+    I: Iterator<Item = Result<Vec<FailedInvoice>, PopulationError>>,
+    P: Fn() -> I + Sync,
+    F: FnMut(&[FailedInvoice]) -> Result<(), PopulationError>,
+{
+    let (learning, alone): (Vec<_>, Vec<_>) = contenders
+        .iter()
+        .enumerate()
+        .partition(|(_, c)| c.policy.learning.enabled);
+    let alone_contenders: Vec<&Contender> = alone.iter().map(|(_, c)| *c).collect();
+    std::thread::scope(|scope| {
+        let learners: Vec<_> = learning
+            .iter()
+            .map(|&(n, contender)| {
+                let population = &population;
+                (
+                    n,
+                    scope.spawn(move || in_time_order(contender, population())),
+                )
+            })
+            .collect();
+        let together = side_by_side(&alone_contenders, population(), threads, each);
+        let mut tallies = vec![Tally::default(); contenders.len()];
+        let mut found = together.map(|outcome| {
+            for ((n, _), tally) in alone.iter().zip(outcome.tallies) {
+                tallies[*n] = tally;
+            }
+            outcome.population
+        });
+        for (n, learner) in learners {
+            match learner.join() {
+                Ok(Ok(tally)) => tallies[n] = tally,
+                Ok(Err(e)) => found = found.and(Err(e)),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        found.map(|population| Outcome {
+            population,
+            tallies,
+        })
+    })
+}
+
+/// The contenders that do not learn, customer by customer on `threads` threads.
+fn side_by_side<I, F>(
+    contenders: &[&Contender],
     customers: I,
     threads: usize,
     mut each: F,
@@ -91,7 +154,7 @@ where
     I: Iterator<Item = Result<Vec<FailedInvoice>, PopulationError>>,
     F: FnMut(&[FailedInvoice]) -> Result<(), PopulationError>,
 {
-    let (send, receive) = mpsc::sync_channel::<Vec<Vec<FailedInvoice>>>(threads.max(1) * 2);
+    let (send, receive) = mpsc::sync_channel::<Vec<Arc<[FailedInvoice]>>>(threads.max(1) * 2);
     let receive = Arc::new(Mutex::new(receive));
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads.max(1))
@@ -116,7 +179,7 @@ where
             for customer in customers {
                 let customer = customer?;
                 each(&customer)?;
-                chunk.push(customer);
+                chunk.push(Arc::from(customer));
                 if chunk.len() == CHUNK {
                     // The workers only stop early by panicking, which the join below reports.
                     let _ = send.send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)));
@@ -135,6 +198,76 @@ where
         }
         read.map(|()| total)
     })
+}
+
+/// Plays every customer under a learning policy on one virtual timeline: the next moment of
+/// whichever customer comes first, a new customer when their first failure comes, and what each
+/// attempt came to folded into the policy's evidence at once — so evidence from earlier outcomes
+/// shapes later choices, and never the other way round. `customers` must come in the order of
+/// their first failure ([`population::Customers`] reads them so). One thread, so the result is
+/// the same on every machine; the memory is that of the customers still being played.
+pub fn in_time_order<I>(contender: &Contender, customers: I) -> Result<Tally, PopulationError>
+where
+    I: Iterator<Item = Result<Vec<FailedInvoice>, PopulationError>>,
+{
+    let mut policy = contender.policy.clone();
+    let mut tally = Tally::default();
+    let mut worlds: Vec<Option<World>> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    let mut due: BinaryHeap<Reverse<(Timestamp, usize)>> = BinaryHeap::new();
+    let mut customers = customers.peekable();
+    let done = |world: World, tally: &mut Tally| {
+        let invoices = Arc::clone(world.invoices());
+        tally.add(&contender.policy, &invoices, &world.finish());
+    };
+    loop {
+        let arrival = match customers.peek() {
+            Some(Ok(invoices)) => invoices.iter().map(|i| i.failed_at).min(),
+            _ => None,
+        };
+        while let Some(&Reverse((at, slot))) = due.peek() {
+            if arrival.is_some_and(|arrival| at > arrival) {
+                break;
+            }
+            due.pop();
+            let Some(world) = worlds[slot].as_mut() else {
+                continue;
+            };
+            let next = world.step(&policy);
+            let evidence = Arc::make_mut(&mut policy.evidence);
+            for observation in world.observed() {
+                evidence.add(&observation);
+            }
+            match next {
+                Some(at) => due.push(Reverse((at, slot))),
+                None => {
+                    if let Some(world) = worlds[slot].take() {
+                        done(world, &mut tally);
+                    }
+                    free.push(slot);
+                }
+            }
+        }
+        let Some(customer) = customers.next() else {
+            return Ok(tally);
+        };
+        let world = World::new(Arc::from(customer?));
+        let Some(at) = world.next_at() else {
+            done(world, &mut tally);
+            continue;
+        };
+        let slot = match free.pop() {
+            Some(slot) => {
+                worlds[slot] = Some(world);
+                slot
+            }
+            None => {
+                worlds.push(Some(world));
+                worlds.len() - 1
+            }
+        };
+        due.push(Reverse((at, slot)));
+    }
 }
 #[cfg(test)]
 mod tests;

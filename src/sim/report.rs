@@ -54,6 +54,12 @@ pub struct PolicyReport {
     pub lost_to_nagging: u64,
     /// Attempts that broke a card-network rule (the networks' own figures).
     pub breaches: u64,
+    /// Breaches by the rule they broke.
+    pub breaches_by_rule: BTreeMap<String, u64>,
+    /// The first breaches (by invoice id), each with the tries that made it; printed with
+    /// `--explain-breaches`.
+    #[serde(skip)]
+    pub breach_stories: Vec<String>,
     /// recoup's own charge attempts per invoice (Stripe's failed first attempt not counted).
     pub attempts_per_invoice: f64,
     /// Nudges delivered per invoice (thank-yous not counted).
@@ -86,6 +92,18 @@ pub struct RateReport {
 }
 
 impl Report {
+    /// The first `n` breaches of each policy, told with the tries that made them.
+    pub fn explain_breaches(&self, n: usize) -> String {
+        let mut text = String::new();
+        for policy in &self.policies {
+            text += &format!("\nBreaches of {}: {}\n", policy.name, policy.breaches);
+            for story in policy.breach_stories.iter().take(n) {
+                text += &format!("  {story}\n");
+            }
+        }
+        text
+    }
+
     pub fn new(
         source: String,
         contenders: &[Contender],
@@ -164,6 +182,16 @@ impl PolicyReport {
             },
             lost_to_nagging: tally.lost_to_nagging,
             breaches: tally.breaches,
+            breaches_by_rule: tally.breaches_by_rule.clone(),
+            breach_stories: {
+                let mut stories: Vec<String> = tally
+                    .breach_stories
+                    .iter()
+                    .map(|(_, s)| s.clone())
+                    .collect();
+                stories.sort();
+                stories
+            },
             attempts_per_invoice: per_invoice(tally.attempts),
             nudges_per_invoice: per_invoice(tally.nudges),
             days_to_recover: Quantiles {
@@ -305,6 +333,19 @@ impl fmt::Display for Report {
             "network-rule breaches",
             each(&|p| Cell::count(p.breaches)),
         ));
+        let mut rules: Vec<&String> = self
+            .policies
+            .iter()
+            .flat_map(|p| p.breaches_by_rule.keys())
+            .collect();
+        rules.sort();
+        rules.dedup();
+        for rule in rules {
+            rows.push(Row::new(
+                &format!("  breaches of {rule}"),
+                each(&|p| Cell::count(p.breaches_by_rule.get(rule).copied().unwrap_or(0))),
+            ));
+        }
         let classes: Vec<&String> = self
             .policies
             .first()

@@ -17,6 +17,9 @@ pub const HOURS: usize = (HORIZON.as_secs() / 3600) as usize + 1;
 /// Days of the horizon: the recovered-revenue-by-day bins.
 pub const DAYS: usize = (HORIZON.as_secs() / 86_400) as usize;
 
+/// Breaches told in full: enough to see why, not a log of every one.
+pub const BREACHES_KEPT: usize = 100;
+
 /// Invoices of one kind, and how many of them were recovered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rate {
@@ -33,6 +36,10 @@ pub struct Tally {
     pub by_customer: u64,
     pub lost_to_nagging: u64,
     pub breaches: u64,
+    /// Breaches by the rule they broke.
+    pub breaches_by_rule: BTreeMap<String, u64>,
+    /// The first breaches by invoice id (at most [`BREACHES_KEPT`]), told in full.
+    pub breach_stories: Vec<(String, String)>,
     pub attempts: u64,
     pub nudges: u64,
     /// By the class the policy gave the first decline.
@@ -54,6 +61,8 @@ impl Default for Tally {
             by_customer: 0,
             lost_to_nagging: 0,
             breaches: 0,
+            breaches_by_rule: BTreeMap::new(),
+            breach_stories: Vec::new(),
             attempts: 0,
             nudges: 0,
             by_class: BTreeMap::new(),
@@ -113,7 +122,16 @@ impl Tally {
         for (invoice, outcome) in invoices.iter().zip(&result.invoices) {
             self.attempts += u64::from(outcome.attempts);
             self.nudges += u64::from(outcome.nudges);
-            self.breaches += u64::from(outcome.breaches);
+            for breach in &outcome.breaches {
+                self.breaches += 1;
+                *self
+                    .breaches_by_rule
+                    .entry(breach.rule.clone())
+                    .or_default() += 1;
+                self.breach_stories
+                    .push((invoice.invoice_id.clone(), breach.story.clone()));
+            }
+            self.keep_first_stories();
             let recovered = outcome.recovered.is_some();
             let count = |rate: &mut Rate| {
                 rate.invoices += 1;
@@ -154,12 +172,24 @@ impl Tally {
         }
     }
 
+    /// The first [`BREACHES_KEPT`] stories by invoice id: the same ones whatever the threads.
+    fn keep_first_stories(&mut self) {
+        if self.breach_stories.len() > BREACHES_KEPT {
+            self.breach_stories.sort();
+            self.breach_stories.truncate(BREACHES_KEPT);
+        }
+    }
+
     pub fn merge(&mut self, other: &Tally) {
         self.recovered += other.recovered;
         self.by_retry += other.by_retry;
         self.by_customer += other.by_customer;
         self.lost_to_nagging += other.lost_to_nagging;
         self.breaches += other.breaches;
+        merge_sums(&mut self.breaches_by_rule, &other.breaches_by_rule);
+        self.breach_stories
+            .extend(other.breach_stories.iter().cloned());
+        self.keep_first_stories();
         self.attempts += other.attempts;
         self.nudges += other.nudges;
         merge_sums(&mut self.recovered_revenue, &other.recovered_revenue);

@@ -23,6 +23,7 @@
 //! parts — charging, nudging, the customer's replies — share that state at every step.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -32,6 +33,7 @@ use super::population::{DeclineTruth, FailedInvoice};
 use crate::event::{CardDetails, Event, EventKind, EventObject, Invoice, PaymentMethod};
 use crate::policy::budget::{self, Try};
 use crate::policy::decline::{self, Signals};
+use crate::policy::learning::Observation;
 use crate::policy::{
     Action, Card, Case, Channel, Charge, ChargeResult, CustomerFacts, DeclineClass, Declined, End,
     EndResult, Input, NudgeKind, NudgePlan, NudgeResult, Policy, RecoveredBy, State, Timer,
@@ -63,8 +65,16 @@ pub struct InvoiceResult {
     pub attempts: u32,
     /// Nudges delivered, the thank-you not counted.
     pub nudges: u32,
-    /// Attempts that broke a card-network rule.
-    pub breaches: u32,
+    /// Attempts that broke a card-network rule: which rule, and the story of each.
+    pub breaches: Vec<Breach>,
+}
+
+/// An attempt that broke a card-network rule: the rule, and the attempt with the tries that
+/// made it break the rule, in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Breach {
+    pub rule: String,
+    pub story: String,
 }
 
 /// What became of one customer's invoices under one policy.
@@ -75,22 +85,17 @@ pub struct CustomerResult {
     pub gave_up: bool,
 }
 
-/// Runs one customer's invoices under `policy`.
-pub fn simulate(policy: &Policy, invoices: &[FailedInvoice]) -> CustomerResult {
-    let mut world = World::new(policy, invoices);
-    world.run();
-    CustomerResult {
-        invoices: world.results,
-        gave_up: world.gave_up,
-    }
+/// Runs one customer's invoices under `policy`, whose evidence stays as it is.
+pub fn simulate(policy: &Policy, invoices: Arc<[FailedInvoice]>) -> CustomerResult {
+    let mut world = World::new(invoices);
+    while world.step(policy).is_some() {}
+    world.finish()
 }
 
 /// One of the customer's cards: the one that failed, and the new one they may add.
 struct CardState {
     card: Card,
     tries: Vec<Try>,
-    /// The class of the card's latest decline, when it was, and the wait its network asked for.
-    last_decline: Option<(Timestamp, DeclineClass, Option<SignedDuration>)>,
 }
 
 /// The next thing to happen; at the same instant, in the order listed.
@@ -113,10 +118,12 @@ impl Moment {
     }
 }
 
-struct World<'a> {
-    policy: &'a Policy,
+/// One customer's world under one policy, moment by moment: [`World::step`] plays the next
+/// moment and says when the one after is, so that many customers' worlds can be played on one
+/// virtual timeline (learning policies) or one after another (the rest).
+pub struct World {
     networks: Vec<budget::Rule>,
-    invoices: &'a [FailedInvoice],
+    invoices: Arc<[FailedInvoice]>,
     zone: TimeZone,
     cases: Vec<Option<Case>>,
     results: Vec<InvoiceResult>,
@@ -132,10 +139,14 @@ struct World<'a> {
     /// The customer's local day and how many nudges it brought.
     day: Option<(Date, u64)>,
     gave_up: bool,
+    /// What recoup's own attempts came to, as evidence, since the last [`World::observed`].
+    observed: Vec<Observation>,
+    /// Moments played, to catch a policy that reschedules itself forever.
+    moments: u32,
 }
 
-impl<'a> World<'a> {
-    fn new(policy: &'a Policy, invoices: &'a [FailedInvoice]) -> Self {
+impl World {
+    pub fn new(invoices: Arc<[FailedInvoice]>) -> Self {
         let first = &invoices[0];
         let card = CardState {
             card: Card {
@@ -143,7 +154,6 @@ impl<'a> World<'a> {
                 brand: first.card.brand.clone(),
             },
             tries: Vec::new(),
-            last_decline: None,
         };
         let results = invoices
             .iter()
@@ -154,56 +164,82 @@ impl<'a> World<'a> {
                 recovered: None,
                 attempts: 0,
                 nudges: 0,
-                breaches: 0,
+                breaches: Vec::new(),
             })
             .collect();
         let new_card_at = first
             .updates_card
             .filter(|u| u.after_nudges == 0)
             .map(|u| first.failed_at + reply(u.reply_hours));
+        let zone = timing::zone(&first.timezone);
+        let count = invoices.len();
         Self {
-            policy,
             networks: budget::Rule::defaults(),
             invoices,
-            zone: timing::zone(&first.timezone),
-            cases: vec![None; invoices.len()],
+            zone,
+            cases: vec![None; count],
             results,
-            written_off: vec![false; invoices.len()],
-            paid_unprompted: vec![false; invoices.len()],
+            written_off: vec![false; count],
+            paid_unprompted: vec![false; count],
             cards: vec![card],
             new_card_at,
             nudges_seen: 0,
             nudges_read: 0,
             day: None,
             gave_up: false,
+            observed: Vec::new(),
+            moments: 0,
         }
     }
 
-    fn run(&mut self) {
-        for _ in 0..MAX_MOMENTS {
-            if self.gave_up {
-                return;
-            }
-            let Some((at, moment)) = self.next_moment() else {
-                return;
-            };
-            match moment {
-                Moment::Fails(i) => self.fail(i),
-                Moment::NewCard => self.add_card(at),
-                Moment::PaysUnprompted(i) => self.pay_unprompted(i, at),
-                Moment::Due(i, timer) => {
-                    let card = self
-                        .case_card(i)
-                        .map(|c| c.tries.clone())
-                        .unwrap_or_default();
-                    self.apply(i, &Input::Timer { timer, card }, at);
-                }
-            }
+    /// When the next moment is; `None` once nothing more happens to this customer.
+    pub fn next_at(&self) -> Option<Timestamp> {
+        if self.gave_up {
+            return None;
         }
-        panic!(
+        self.next_moment().map(|(at, _)| at)
+    }
+
+    /// Plays the next moment under `policy`; returns when the one after is, if any.
+    pub fn step(&mut self, policy: &Policy) -> Option<Timestamp> {
+        let (at, moment) = self.next_moment().filter(|_| !self.gave_up)?;
+        self.moments += 1;
+        assert!(
+            self.moments <= MAX_MOMENTS,
             "customer {} still had moments after {MAX_MOMENTS}: the policy keeps rescheduling",
             self.invoices[0].customer_id
         );
+        match moment {
+            Moment::Fails(i) => self.fail(policy, i),
+            Moment::NewCard => self.add_card(policy, at),
+            Moment::PaysUnprompted(i) => self.pay_unprompted(policy, i, at),
+            Moment::Due(i, timer) => {
+                let card = self
+                    .case_card(i)
+                    .map(|c| c.tries.clone())
+                    .unwrap_or_default();
+                self.apply(policy, i, &Input::Timer { timer, card }, at);
+            }
+        }
+        self.next_at()
+    }
+
+    /// The evidence gathered since the last call, to fold into a learning policy's.
+    pub fn observed(&mut self) -> std::vec::Drain<'_, Observation> {
+        self.observed.drain(..)
+    }
+
+    /// The customer's invoices.
+    pub fn invoices(&self) -> &Arc<[FailedInvoice]> {
+        &self.invoices
+    }
+
+    /// What became of the customer.
+    pub fn finish(self) -> CustomerResult {
+        CustomerResult {
+            invoices: self.results,
+            gave_up: self.gave_up,
+        }
     }
 
     fn horizon(&self, i: usize) -> Timestamp {
@@ -258,8 +294,8 @@ impl<'a> World<'a> {
 
     /// Stripe's first attempt fails: the case opens with what Stripe shows of the invoice and the
     /// customer, and the decline is looked up, as the worker does.
-    fn fail(&mut self, i: usize) {
-        let invoices = self.invoices;
+    fn fail(&mut self, policy: &Policy, i: usize) {
+        let invoices = Arc::clone(&self.invoices);
         let invoice = &invoices[i];
         let at = invoice.failed_at;
         let created = at.as_second();
@@ -280,13 +316,19 @@ impl<'a> World<'a> {
                 .ok()
                 .map(|z| z.timestamp()),
             past_failures: invoice.past_failures,
+            payment_days: invoice.past_payment_days.clone(),
             ..CustomerFacts::default()
         };
-        self.apply(i, &Input::Opening(Box::new(event), Box::new(customer)), at);
+        self.apply(
+            policy,
+            i,
+            &Input::Opening(Box::new(event), Box::new(customer)),
+            at,
+        );
         self.results[i].segment = self.cases[i]
             .as_ref()
             .and_then(|c| c.segment.as_deref())
-            .and_then(|name| self.policy.segments.iter().position(|s| s.name == name));
+            .and_then(|name| policy.segments.iter().position(|s| s.name == name));
         let card = self.cards[0].card.clone();
         self.note_try(0, i, 1, at, Some(&invoice.first_decline));
         let declined = declined(&invoice.first_decline, card);
@@ -295,12 +337,12 @@ impl<'a> World<'a> {
             at,
             result: ChargeResult::Declined(declined),
         };
-        self.apply(i, &Input::Charge(Box::new(first)), at);
+        self.apply(policy, i, &Input::Charge(Box::new(first)), at);
     }
 
     /// The customer adds a new card: every invoice still open hears of it, as from Stripe's
     /// `payment_method.attached`.
-    fn add_card(&mut self, at: Timestamp) {
+    fn add_card(&mut self, policy: &Policy, at: Timestamp) {
         let old = &self.cards[0].card;
         let card = Card {
             fingerprint: format!("{}:new", old.fingerprint),
@@ -327,18 +369,17 @@ impl<'a> World<'a> {
         self.cards.push(CardState {
             card,
             tries: Vec::new(),
-            last_decline: None,
         });
         let input = Input::Event(Box::new(event));
         for i in 0..self.invoices.len() {
             if self.takes_part(i, at) {
-                self.apply(i, &input, at);
+                self.apply(policy, i, &input, at);
             }
         }
     }
 
     /// The customer pays the invoice through the portal, as Stripe's `invoice.paid` tells.
-    fn pay_unprompted(&mut self, i: usize, at: Timestamp) {
+    fn pay_unprompted(&mut self, policy: &Policy, i: usize, at: Timestamp) {
         self.paid_unprompted[i] = true;
         let open = self.cases[i]
             .as_ref()
@@ -346,7 +387,7 @@ impl<'a> World<'a> {
         if !open || self.written_off[i] {
             return;
         }
-        let invoices = self.invoices;
+        let invoices = Arc::clone(&self.invoices);
         let invoice = &invoices[i];
         let event = Event {
             id: format!("evt_{}_paid", invoice.invoice_id),
@@ -356,12 +397,12 @@ impl<'a> World<'a> {
             api_version: None,
             object: EventObject::Invoice(Box::new(stripe_invoice(invoice, true))),
         };
-        self.apply(i, &Input::Event(Box::new(event)), at);
+        self.apply(policy, i, &Input::Event(Box::new(event)), at);
     }
 
     /// Decides `input` for invoice `i`'s case and answers every action the decision asks for.
-    fn apply(&mut self, i: usize, input: &Input, now: Timestamp) {
-        let decision = decide(self.policy, self.cases[i].as_ref(), input, now);
+    fn apply(&mut self, policy: &Policy, i: usize, input: &Input, now: Timestamp) {
+        let decision = decide(policy, self.cases[i].as_ref(), input, now);
         let Some(mut case) = decision.case else {
             return;
         };
@@ -386,24 +427,28 @@ impl<'a> World<'a> {
             match action {
                 Action::Retry { attempt } => {
                     let result = self.charge(i, attempt, now);
+                    if let Some(case) = &self.cases[i] {
+                        let paid = result == ChargeResult::Paid;
+                        self.observed.extend(Observation::of(case, now, paid));
+                    }
                     let charge = Charge {
                         attempt,
                         at: now,
                         result,
                     };
-                    self.apply(i, &Input::Charge(Box::new(charge)), now);
+                    self.apply(policy, i, &Input::Charge(Box::new(charge)), now);
                 }
-                Action::Nudge { kind, tier } => self.nudge(i, kind, tier, now),
+                Action::Nudge { kind, tier } => self.nudge(policy, i, kind, tier, now),
                 Action::End(end) => {
                     if end == End::MarkUncollectible {
                         self.written_off[i] = true;
                     }
                     let result = EndResult::Done { already: false };
-                    self.apply(i, &Input::Ended { at: now, result }, now);
+                    self.apply(policy, i, &Input::Ended { at: now, result }, now);
                 }
                 Action::Resume => {
                     let result = EndResult::Done { already: false };
-                    self.apply(i, &Input::Resumed { at: now, result }, now);
+                    self.apply(policy, i, &Input::Resumed { at: now, result }, now);
                 }
             }
         }
@@ -419,12 +464,12 @@ impl<'a> World<'a> {
 
     /// Charges invoice `i` on the customer's newest card and says what Stripe would answer.
     fn charge(&mut self, i: usize, attempt: u32, now: Timestamp) -> ChargeResult {
-        let invoices = self.invoices;
+        let invoices = Arc::clone(&self.invoices);
         let invoice = &invoices[i];
         let on = self.cards.len() - 1;
         self.results[i].attempts += 1;
-        if self.breaks_a_rule(on, i, now) {
-            self.results[i].breaches += 1;
+        if let Some(breach) = self.breaks_a_rule(on, i, attempt, now) {
+            self.results[i].breaches.push(breach);
         }
         let expired = match (invoice.card.exp_month, invoice.card.exp_year) {
             (Some(month), Some(year)) => {
@@ -462,26 +507,67 @@ impl<'a> World<'a> {
         }
     }
 
-    /// Whether one more try on card `on` for invoice `i` at `now` breaks a network rule: a budget
-    /// of the networks' own figures, a wait their advice asked for, or any retry after a decline
-    /// that forbids one.
-    fn breaks_a_rule(&self, on: usize, i: usize, now: Timestamp) -> bool {
+    /// The rule one more try on card `on` for invoice `i` at `now` breaks, if any: a budget of
+    /// the networks' own figures (whatever the policy file says), a wait a decline of the card
+    /// asked for, or any try after a decline of the card that forbids one — whichever invoice on
+    /// the card those declines were for.
+    fn breaks_a_rule(&self, on: usize, i: usize, attempt: u32, now: Timestamp) -> Option<Breach> {
         let card = &self.cards[on];
         let invoice_id = &self.invoices[i].invoice_id;
-        let over_budget = !matches!(
-            budget::earliest_allowed(
+        let earlier: Vec<&Try> = card.tries.iter().filter(|t| t.at <= now).collect();
+        let rule = if let Some(stop) = earlier.iter().find(|t| t.never) {
+            Some((
+                "retry after a never-retry decline".to_owned(),
+                vec![(*stop).clone()],
+            ))
+        } else if let Some(wait) = earlier.iter().find(|t| t.wait.is_some_and(|w| now < w)) {
+            Some((
+                "retry before the network's advised wait".to_owned(),
+                vec![(*wait).clone()],
+            ))
+        } else {
+            match budget::earliest_allowed(
                 &self.networks,
                 &card.card.brand,
                 &card.tries,
                 invoice_id,
-                now
+                now,
+            ) {
+                Ok(Ok(_)) => None,
+                Ok(Err(deferral)) => Some((deferral.because, self.window(on, now))),
+                Err(never) => Some((never, Vec::new())),
+            }
+        };
+        rule.map(|(rule, tries)| Breach {
+            rule,
+            story: format!(
+                "{invoice_id} attempt {attempt} at {now} on {} card {}; the tries that made it: {}",
+                card.card.brand,
+                card.card.fingerprint,
+                tries
+                    .iter()
+                    .map(|t| format!(
+                        "{} #{} at {}{}",
+                        t.invoice_id,
+                        t.attempt,
+                        t.at,
+                        if t.declined { " declined" } else { "" }
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
-            Ok(Ok(_))
-        );
-        let too_soon = card.last_decline.is_some_and(|(at, class, wait)| {
-            class == DeclineClass::Hard || wait.is_some_and(|wait| now < at + wait)
-        });
-        over_budget || too_soon
+        })
+    }
+
+    /// The card's tries in the 30 days before `now`: the longest window any network counts.
+    fn window(&self, on: usize, now: Timestamp) -> Vec<Try> {
+        let from = now - SignedDuration::from_hours(30 * 24);
+        self.cards[on]
+            .tries
+            .iter()
+            .filter(|t| from < t.at && t.at <= now)
+            .cloned()
+            .collect()
     }
 
     fn note_try(
@@ -493,22 +579,17 @@ impl<'a> World<'a> {
         refusal: Option<&DeclineTruth>,
     ) {
         let card = &mut self.cards[on];
-        card.tries.push(Try {
-            at,
-            invoice_id: self.invoices[i].invoice_id.clone(),
-            attempt,
-            declined: refusal.is_some(),
-        });
+        let mut tried = Try::new(at, &self.invoices[i].invoice_id, attempt, refusal.is_some());
         if let Some(refusal) = refusal {
-            let classified = decline::classify(&signals(refusal, &card.card.brand));
-            card.last_decline = Some((at, classified.class, classified.not_before));
+            tried = tried.declined_as(&declined(refusal, card.card.clone()));
         }
+        card.tries.push(tried);
     }
 
     /// A nudge reaches the customer, unless their day's nudges are spent (the policy's cap, as the
     /// worker applies it). Too many and they give up; enough, read in their waking hours, and they
     /// add a new card.
-    fn nudge(&mut self, i: usize, kind: NudgeKind, tier: u32, now: Timestamp) {
+    fn nudge(&mut self, policy: &Policy, i: usize, kind: NudgeKind, tier: u32, now: Timestamp) {
         let Some(case) = &self.cases[i] else {
             return;
         };
@@ -529,15 +610,14 @@ impl<'a> World<'a> {
             _ => 1,
         };
         self.day = Some((today, sent_today));
-        let policy = self.policy;
         let plan = policy.nudges_for(case);
         if let Some(until) = plan.held_by_day_cap(&self.zone, now, sent_today) {
-            self.apply(i, &Input::NudgeHeld { kind, tier, until }, now);
+            self.apply(policy, i, &Input::NudgeHeld { kind, tier, until }, now);
             return;
         }
         self.results[i].nudges += 1;
         self.nudges_seen += 1;
-        let invoices = self.invoices;
+        let invoices = Arc::clone(&self.invoices);
         let truth = &invoices[0];
         if truth
             .gives_up_after_nudges
@@ -567,7 +647,7 @@ impl<'a> World<'a> {
                 note: String::new(),
             }],
         };
-        self.apply(i, &delivered, now);
+        self.apply(policy, i, &delivered, now);
     }
 }
 

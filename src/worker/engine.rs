@@ -182,12 +182,7 @@ impl<S: Cases + Cards + TestClock + Timers> Engine<'_, S> {
         let rules = &self.policy.networks;
         for call in &calls {
             if let (Action::Retry { attempt }, Some(card)) = (call, card.as_mut()) {
-                let reserved = Try {
-                    at: now,
-                    invoice_id: case.invoice_id.clone(),
-                    attempt: *attempt,
-                    declined: true,
-                };
+                let reserved = Try::new(now, &case.invoice_id, *attempt, true);
                 if card.record(reserved, rules, now) {
                     match self.store.save_card(card, CardHistory::keep(rules)).await? {
                         Saved::Saved { version } => card.version = version,
@@ -385,12 +380,7 @@ impl<S: Cases + Cards + TestClock + Timers> Engine<'_, S> {
         let rules = &self.policy.networks;
         let now = self.clock.now().await?;
         let invoice_id = case.invoice_id.clone();
-        let tried = |at, declined| Try {
-            at,
-            invoice_id: invoice_id.clone(),
-            attempt,
-            declined,
-        };
+        let tried = |at, declined| Try::new(at, &invoice_id, attempt, declined);
         metrics::counter!(metric::ACTIONS, "action" => "retry").increment(1);
         let result = processor.charge(&case.invoice_id, attempt).await;
         metrics::counter!(metric::CHARGES, "result" => result.as_str()).increment(1);
@@ -402,14 +392,17 @@ impl<S: Cases + Cards + TestClock + Timers> Engine<'_, S> {
             ChargeResult::Declined(d) => d.card.as_ref().map(|c| c.fingerprint.as_str()),
             _ => None,
         };
+        // A decline is noted even on the reserved card: what it asks of the card (a wait, or never
+        // again) binds every invoice on it.
         let noted = match &result {
-            ChargeResult::Paid => reserved,
-            ChargeResult::Declined(_) => declined_on.filter(|&on| Some(on) != reserved),
+            ChargeResult::Paid => reserved.map(|on| (on, tried(now, false))),
+            ChargeResult::Declined(d) => declined_on
+                .or(reserved)
+                .map(|on| (on, tried(now, true).declined_as(d))),
             ChargeResult::NotOpen { .. } | ChargeResult::Failed { .. } => None,
         };
-        if let Some(fingerprint) = noted {
-            let declined = !matches!(result, ChargeResult::Paid);
-            note_try(self.store, rules, fingerprint, tried(now, declined)).await;
+        if let Some((fingerprint, tried)) = noted {
+            note_try(self.store, rules, fingerprint, tried).await;
         }
         Ok(Charge {
             attempt,

@@ -340,12 +340,7 @@ async fn learn_decline<S: Store>(
     };
     let at = Timestamp::from_second(event.created).unwrap_or(case.opened_at);
     if let Some(card) = &declined.card {
-        let tried = Try {
-            at,
-            invoice_id: case.invoice_id.clone(),
-            attempt,
-            declined: true,
-        };
+        let tried = Try::new(at, &case.invoice_id, attempt, true).declined_as(&declined);
         note_try(
             &worker.store,
             &worker.policy.networks,

@@ -54,6 +54,37 @@ pub struct Try {
     /// Counted as declined until known otherwise: a try whose result never arrived may have been a
     /// decline, and counting one too many never breaks a rule.
     pub declined: bool,
+    /// The card's network asked, with this decline, that the card not be tried again before then
+    /// (Mastercard's merchant advice 24–30): binding for every invoice on the card, not only this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<Timestamp>,
+    /// The decline said never to try the card again (a hard decline: lost or stolen, closed,
+    /// Mastercard advice 03/21, Visa category 1): binding for every invoice on the card.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub never: bool,
+}
+
+impl Try {
+    /// A try of `invoice_id`'s attempt `attempt` at `at`, paid or declined, nothing more known.
+    pub fn new(at: Timestamp, invoice_id: &str, attempt: u32, declined: bool) -> Self {
+        Self {
+            at,
+            invoice_id: invoice_id.to_owned(),
+            attempt,
+            declined,
+            wait: None,
+            never: false,
+        }
+    }
+
+    /// The same try, declined as `declined` says, with what the decline asks of the whole card.
+    pub fn declined_as(mut self, declined: &super::Declined) -> Self {
+        let classified = super::decline::classify(&declined.signals());
+        self.declined = true;
+        self.never = classified.class == super::DeclineClass::Hard;
+        self.wait = classified.not_before.map(|wait| time::later(self.at, wait));
+        self
+    }
 }
 
 /// Every recent try on one card, across all its invoices: what the budgets are counted over.
@@ -97,6 +128,13 @@ impl CardHistory {
         {
             Some(known) if known.declined && !try_.declined => {
                 known.declined = false;
+                true
+            }
+            Some(known)
+                if (known.wait, known.never) != (try_.wait, try_.never) && try_.declined =>
+            {
+                known.wait = known.wait.max(try_.wait);
+                known.never |= try_.never;
                 true
             }
             Some(_) => forgot,
@@ -185,8 +223,29 @@ pub fn earliest_allowed(
     invoice_id: &str,
     wanted: Timestamp,
 ) -> Result<Result<Timestamp, Deferral>, String> {
+    // What a decline of the card asked, whichever invoice it was for: a hard decline stops the
+    // card, an advice to wait holds it until then.
+    if let Some(stop) = history.iter().find(|t| t.never && t.at <= wanted) {
+        return Err(format!(
+            "{brand}: a decline of this card ({}, attempt {}) said never to try it again",
+            stop.invoice_id, stop.attempt
+        ));
+    }
     let mut at = wanted;
     let mut because = None;
+    if let Some(wait) = history
+        .iter()
+        .filter(|t| t.at <= wanted)
+        .filter_map(|t| t.wait.map(|until| (until, t)))
+        .filter(|(until, _)| *until > wanted)
+        .max_by_key(|(until, _)| *until)
+    {
+        at = wait.0;
+        because = Some(format!(
+            "{brand}: a decline of this card ({}, attempt {}) asked to wait until {}",
+            wait.1.invoice_id, wait.1.attempt, wait.0
+        ));
+    }
     // Each pass moves `at` past at least one counted try, so this ends within history.len() + 1
     // passes per rule; the bound only guards against a mistake here looping forever.
     for _ in 0..=(history.len() + 1) * rules.len().max(1) {
@@ -253,12 +312,7 @@ mod tests {
     fn tries(invoice: &str, declined: bool, seconds: impl IntoIterator<Item = i64>) -> Vec<Try> {
         seconds
             .into_iter()
-            .map(|s| Try {
-                at: at(s),
-                invoice_id: invoice.to_owned(),
-                attempt: 1,
-                declined,
-            })
+            .map(|s| Try::new(at(s), invoice, 1, declined))
             .collect()
     }
 
@@ -328,12 +382,7 @@ mod tests {
             fingerprint: "fp_1".into(),
             ..CardHistory::default()
         };
-        let try_at = |s, attempt, declined| Try {
-            at: at(s),
-            invoice_id: "in_1".into(),
-            attempt,
-            declined,
-        };
+        let try_at = |s, attempt, declined| Try::new(at(s), "in_1", attempt, declined);
         assert!(card.record(try_at(0, 1, true), &rules, at(0)));
         assert!(
             !card.record(try_at(5, 1, true), &rules, at(5)),
@@ -367,7 +416,7 @@ mod tests {
             let invoices = ["in_a", "in_b", "in_c"];
             let history: Vec<Try> = past
                 .iter()
-                .map(|&(s, declined, i)| Try { at: at(s), invoice_id: invoices[i].into(), attempt: 1, declined })
+                .map(|&(s, declined, i)| Try::new(at(s), invoices[i], 1, declined))
                 .collect();
             let rules = Rule::defaults();
             let Ok(result) = earliest_allowed(&rules, brand, &history, "in_a", at(wanted)) else {
@@ -375,7 +424,7 @@ mod tests {
             };
             let when = result.clone().unwrap_or_else(|d| d.until);
             prop_assert!(when >= at(wanted));
-            let planned = Try { at: when, invoice_id: "in_a".into(), attempt: 2, declined: true };
+            let planned = Try::new(when, "in_a", 2, true);
             for rule in rules.iter().filter(|r| r.binds(brand)) {
                 // The planned try must fit in every window that contains it.
                 let in_window = history

@@ -484,6 +484,17 @@ pub struct Case {
     /// How many times the customer opened one of the case's update links.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub link_opens: u32,
+    /// The customer's billing country (ISO 3166-1 alpha-2), as Stripe showed it when the case
+    /// opened: the evidence retries are timed by is kept by country.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// The days of the month the customer's earlier invoices were paid on (local): their likely
+    /// paydays, which an `insufficient_funds` retry waits for before the policy's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paydays: Vec<u8>,
+    /// The moment learning chose for the pending retry, and why (`None`: the static plan's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_choice: Option<super::RetryChoice>,
     /// When recoup first heard of the invoice, on the scheduler's clock.
     #[schema(value_type = String, format = DateTime)]
     pub opened_at: Timestamp,

@@ -275,6 +275,13 @@ fn open(
         resumption: None,
         link_opened_at: None,
         link_opens: 0,
+        country: customer
+            .country
+            .as_deref()
+            .or(invoice.customer_country.as_deref())
+            .map(str::to_ascii_uppercase),
+        paydays: customer.payment_days.clone(),
+        retry_choice: None,
         nudges_held_until: None,
         untold: false,
         segment: policy

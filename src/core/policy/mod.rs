@@ -28,6 +28,7 @@ mod events;
 pub mod expiring;
 pub mod file;
 mod hold;
+pub mod learning;
 mod nudge;
 mod nudged;
 mod opened;
@@ -39,6 +40,8 @@ pub mod time;
 mod timers;
 pub mod timing;
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
 
 pub use self::case::*;
@@ -47,6 +50,7 @@ use self::ended::{on_ended, on_resumed};
 pub use self::ending::{DisputePlan, End, EndOrder, EndPlan, EndResult, PauseBehavior};
 use self::events::on_event;
 pub use self::hold::{Support, SupportAct, retry_allowed};
+pub use self::learning::{Evidence, Learning, RetryChoice};
 pub use self::nudge::{
     CardOnFile, NudgePlan, NudgeResult, Nudged, Step, card_expired, contact_window,
 };
@@ -74,6 +78,11 @@ pub struct Policy {
     pub ending: EndPlan,
     /// What a lost dispute means for retries.
     pub disputes: DisputePlan,
+    /// Whether and how retries are timed by what earlier attempts came to.
+    pub learning: Learning,
+    /// What earlier attempts came to: learned by `serve` from Stripe's answers, by `simulate` as
+    /// its virtual time passes; empty in a policy just read from its file.
+    pub evidence: Arc<Evidence>,
 }
 
 impl Default for Policy {
@@ -86,6 +95,8 @@ impl Default for Policy {
             nudges: NudgePlan::default(),
             ending: EndPlan::default(),
             disputes: DisputePlan::default(),
+            learning: Learning::default(),
+            evidence: Arc::default(),
         }
     }
 }

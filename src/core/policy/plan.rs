@@ -197,9 +197,15 @@ impl Plan {
             .as_ref()
             .and_then(|d| d.code.as_deref())
             .is_some_and(|code| code == "insufficient_funds");
+        // The customer's own paydays, when their earlier invoices tell them, before the policy's.
+        let paydays = if case.paydays.is_empty() {
+            &self.paydays
+        } else {
+            &case.paydays
+        };
         let place = |t| {
             if payday {
-                timing::on_payday(t, &zone, &self.paydays, self.window)
+                timing::on_payday(t, &zone, paydays, self.window)
             } else {
                 timing::into_window(t, &zone, self.window)
             }
@@ -225,7 +231,9 @@ impl Plan {
                 )
             }));
         }
-        let when = if payday {
+        let when = if payday && !case.paydays.is_empty() {
+            "on the customer's next payday (the days their earlier invoices were paid on)"
+        } else if payday {
             "on the next payday"
         } else {
             "in the customer's daytime"

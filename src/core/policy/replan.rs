@@ -7,7 +7,7 @@ use jiff::Timestamp;
 
 use super::{
     Action, Case, Decision, DecisionOutcome, EndAction, Entry, NudgeKind, Nudged, Policy,
-    RecoveredBy, State, Timer, TimerKind, ending, time,
+    RecoveredBy, State, Timer, TimerKind, ending, learning, time,
 };
 
 /// Computes the state from the case's facts; a payment beats a closure, which beats dunning.
@@ -34,8 +34,19 @@ pub(super) fn settle(case: &mut Case) {
 /// Keeps exactly one pending retry, the plan's next, while the case is retrying, and none otherwise;
 /// the plan depends on the facts, not on their arrival order. Returns what to add to the timeline.
 fn plan_retry(policy: &Policy, case: &mut Case) -> String {
+    let mut choice = None;
     let next = match case.state {
-        State::Retrying => Some(policy.plan_for(case).next_retry(case)),
+        State::Retrying => Some(policy.plan_for(case).next_retry(case).map(|next| {
+            let (next, chosen) = learning::retime(
+                &policy.learning,
+                &policy.evidence,
+                policy.plan_for(case),
+                case,
+                next,
+            );
+            choice = chosen;
+            next
+        })),
         // A paused customer's new card (or support's request) is tried; nothing else is.
         State::Paused => policy
             .plan_for(case)
@@ -47,6 +58,7 @@ fn plan_retry(policy: &Policy, case: &mut Case) -> String {
     };
     let before = case.timers.iter().find(|t| is_retry(t)).cloned();
     let redo = retry_redo(case);
+    case.retry_choice = choice;
     case.timers.retain(|t| !is_retry(t));
     case.next_attempt_at = None;
     match next {

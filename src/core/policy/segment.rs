@@ -33,6 +33,8 @@ pub struct CustomerFacts {
     pub phone: Option<String>,
     /// Their languages, most preferred first (`de-DE`, `en`).
     pub preferred_locales: Vec<String>,
+    /// The local days of the month their earlier invoices were paid on (a bounded number).
+    pub payment_days: Vec<u8>,
 }
 
 impl CustomerFacts {

@@ -205,7 +205,7 @@ fn payday_from(date: Date, days: &[u8]) -> Option<Date> {
         .min()
 }
 
-fn is_payday(date: Date, days: &[u8]) -> bool {
+pub(crate) fn is_payday(date: Date, days: &[u8]) -> bool {
     days.iter()
         .any(|&day| payday_in(date.first_of_month(), day) == date)
 }

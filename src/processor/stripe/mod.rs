@@ -349,6 +349,7 @@ impl Stripe {
             email: customer.email,
             phone: customer.phone,
             preferred_locales: customer.preferred_locales.unwrap_or_default(),
+            payment_days: Vec::new(),
         }))
     }
 }

@@ -6,14 +6,16 @@ use std::ops::RangeInclusive;
 use jiff::SignedDuration;
 use toml::Spanned;
 
-use super::shape::{Raw, RawEnd, RawEndAction, RawNudges, RawRetries, RawRule, RawSegment};
+use super::shape::{
+    Raw, RawEnd, RawEndAction, RawLearning, RawNudges, RawRetries, RawRule, RawSegment,
+};
 use super::{FORMAT, PolicyError};
 use crate::policy::budget::{Counts, Rule, Scope};
 use crate::policy::duration::{human, parse_duration};
 use crate::policy::timing::Window;
 use crate::policy::{
-    Channel, DisputePlan, End, EndPlan, Match, NudgeKind, NudgePlan, PauseBehavior, Plan, Policy,
-    Segment, Step,
+    Channel, DisputePlan, End, EndPlan, Learning, Match, NudgeKind, NudgePlan, PauseBehavior, Plan,
+    Policy, Segment, Step,
 };
 
 pub(super) type At<'a> = &'a dyn Fn(std::ops::Range<usize>, &str, String) -> PolicyError;
@@ -87,6 +89,7 @@ impl Reader<'_> {
             }
             segments.push(segment);
         }
+        let learning = self.learning(raw.learning.unwrap_or_default())?;
         Ok(Policy {
             plan,
             networks,
@@ -94,6 +97,37 @@ impl Reader<'_> {
             nudges,
             ending,
             disputes,
+            learning,
+            evidence: Default::default(),
+        })
+    }
+
+    /// The `[learning]` table.
+    fn learning(&self, raw: RawLearning) -> Result<Learning, PolicyError> {
+        let default = Learning::default();
+        let hours = SignedDuration::from_hours;
+        Ok(Learning {
+            enabled: raw.enabled.unwrap_or(default.enabled),
+            explore: match raw.explore {
+                Some(n) => self.number(&n, "learning.explore", 0..=50)?,
+                None => default.explore,
+            },
+            min_evidence: match raw.min_evidence {
+                Some(n) => self.number(&n, "learning.min_evidence", 0..=1_000_000)?,
+                None => default.min_evidence,
+            },
+            min_gap: self.duration_or(
+                raw.min_gap,
+                "learning.min_gap",
+                hours(1)..=hours(7 * 24),
+                default.min_gap,
+            )?,
+            look_ahead: self.duration_or(
+                raw.look_ahead,
+                "learning.look_ahead",
+                hours(24)..=hours(30 * 24),
+                default.look_ahead,
+            )?,
         })
     }
 

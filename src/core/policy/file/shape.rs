@@ -18,6 +18,17 @@ pub(super) struct Raw {
     pub(super) nudges: Option<RawNudges>,
     pub(super) end: Option<RawEnd>,
     pub(super) disputes: Option<RawDisputes>,
+    pub(super) learning: Option<RawLearning>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLearning {
+    pub(super) enabled: Option<bool>,
+    pub(super) explore: Option<Spanned<i64>>,
+    pub(super) min_evidence: Option<Spanned<i64>>,
+    pub(super) min_gap: Option<Spanned<String>>,
+    pub(super) look_ahead: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -196,12 +196,7 @@ fn tries(invoice: &str, declined: bool, seconds: impl IntoIterator<Item = i64>) 
     seconds
         .into_iter()
         .enumerate()
-        .map(|(n, s)| Try {
-            at: at(s),
-            invoice_id: invoice.to_owned(),
-            attempt: n as u32 + 1,
-            declined,
-        })
+        .map(|(n, s)| Try::new(at(s), invoice, n as u32 + 1, declined))
         .collect()
 }
 
@@ -234,12 +229,7 @@ fn a_card_past_its_network_budget_moves_the_retry_and_says_why() {
     );
 
     // The attempt's own try, reserved before a crash, does not count against it.
-    let own = vec![Try {
-        at: timer.at,
-        invoice_id: case.invoice_id.clone(),
-        attempt: 2,
-        declined: true,
-    }];
+    let own = vec![Try::new(timer.at, &case.invoice_id, 2, true)];
     let redo = decide(
         &retries_only(),
         Some(&case),
@@ -343,12 +333,7 @@ proptest! {
         let card: Vec<Try> = past
             .iter()
             .enumerate()
-            .map(|(n, &(ago, declined, i))| Try {
-                at: now - SignedDuration::from_secs(ago + 1),
-                invoice_id: invoices[i].to_owned(),
-                attempt: 100 + n as u32,
-                declined,
-            })
+            .map(|(n, &(ago, declined, i))| Try::new(now - SignedDuration::from_secs(ago + 1), invoices[i], 100 + n as u32, declined))
             .collect();
         let policy = retries_only();
         let decision = decide(&policy, Some(&case), &Input::Timer { timer, card: card.clone() }, now);
@@ -357,7 +342,7 @@ proptest! {
             prop_assert!(after.timers.iter().all(|t| t.at > now));
             return Ok(());
         }
-        let planned = Try { at: now, invoice_id: case.invoice_id.clone(), attempt: 2, declined: true };
+        let planned = Try::new(now, &case.invoice_id, 2, true);
         for rule in policy.networks.iter().filter(|r| r.brand == brand) {
             let counted = card
                 .iter()

@@ -493,12 +493,7 @@ fn support_retry_runs_now_or_names_the_rule_that_forbids_it() {
     };
     // Visa allows 20 reattempts of one invoice in 30 days.
     let spent: Vec<Try> = (1..=21)
-        .map(|n| Try {
-            at: at(NOW - 3_600 * i64::from(n)),
-            invoice_id: case.invoice_id.clone(),
-            attempt: n,
-            declined: true,
-        })
+        .map(|n| Try::new(at(NOW - 3_600 * i64::from(n)), &case.invoice_id, n, true))
         .collect();
     assert!(refusal(&case, spent).contains("the earliest legal retry is"));
     let stolen = opened(&policy, 4_900, 3, hard());

@@ -49,12 +49,7 @@ fn an_input(what: usize, case: Option<&Case>, created: i64, at: Timestamp) -> Op
             let timer = *case?.timers.iter().min_by_key(|t| t.at)?;
             Input::Timer {
                 timer,
-                card: vec![budget::Try {
-                    at,
-                    invoice_id: "in_other".to_owned(),
-                    attempt: 1,
-                    declined: true,
-                }],
+                card: vec![budget::Try::new(at, "in_other", 1, true)],
             }
         }
         2 => Input::Charge(Box::new(Charge {

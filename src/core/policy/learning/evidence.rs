@@ -1,0 +1,306 @@
+//! Evidence: what recoup's own attempts came to, as counts by what Stripe showed at the time.
+//!
+//! Every attempt adds one try (and one payment, when it went through) to a fixed set of counters
+//! of its *group* — the reason the invoice first failed ([`Reason`]) in the customer's country,
+//! and the same reason in every country — one counter per feature value of the attempt's moment:
+//! the local day of the month, the weekday, the local hour, how far the customer's own payday was
+//! ([`Moment::payday`]) and how long after the failure it was. A group is 80 pairs of counters
+//! (640 bytes) whatever the number of attempts, and there are at most 3 reasons × 250 countries of
+//! them: under half a megabyte for any history. Old evidence fades by halving: once a group holds
+//! [`FADE_AT`] tries, every counter of it is halved, so the recent past always weighs at least as
+//! much as everything before it.
+//!
+//! Nothing here knows the truth behind an attempt: only what the attempt came to, the way Stripe
+//! answered it.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use jiff::civil::Weekday;
+
+use super::Reason;
+use crate::policy::{Case, timing};
+
+/// A group's tries that make its counters halve.
+pub const FADE_AT: u32 = 100_000;
+
+/// Counter slots: the group's total first, then each feature's values.
+const BASE: usize = 0;
+const DAY: usize = 1; // 31 days of the month, 1..=31
+const WEEKDAY: usize = 32; // 7, Monday first
+const HOUR: usize = 39; // 24 local hours
+const PAYDAY: usize = 63; // 0..=7 days after the customer's payday, 8: no payday known
+const SINCE: usize = 72; // 8 spans of time since the failure
+pub(super) const SLOTS: usize = 80;
+
+/// What a feature is called in an explanation and an export, and where its values start.
+pub(super) const FEATURES: [(&str, usize, usize); 5] = [
+    ("day", DAY, 31),
+    ("weekday", WEEKDAY, 7),
+    ("hour", HOUR, 24),
+    ("payday", PAYDAY, 9),
+    ("since", SINCE, 8),
+];
+
+/// Where "days since the failure" ends each span: up to a day, 2, 3, 5, 8, 14, 21, and beyond.
+const SINCE_SPANS: [i64; 7] = [1, 2, 3, 5, 8, 14, 21];
+
+/// Tries and payments of one group, slot by slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counts {
+    pub tries: [u32; SLOTS],
+    pub paid: [u32; SLOTS],
+}
+
+impl Default for Counts {
+    fn default() -> Self {
+        Self {
+            tries: [0; SLOTS],
+            paid: [0; SLOTS],
+        }
+    }
+}
+
+/// The features of one moment of one case: the slots an attempt then would count in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moment {
+    pub slots: [usize; 5],
+}
+
+impl Moment {
+    /// The moment `at` for `case`, on the customer's own clock.
+    pub fn of(case: &Case, at: Timestamp) -> Self {
+        let local = at.to_zoned(timing::zone(&case.customer_timezone));
+        let day = usize::try_from(local.day()).unwrap_or(1).clamp(1, 31);
+        let weekday = usize::from(local.weekday().to_monday_zero_offset().unsigned_abs());
+        let hour = usize::try_from(local.hour()).unwrap_or(0).min(23);
+        let since_days = case
+            .failed_at
+            .map_or(0, |failed| at.duration_since(failed).as_hours() / 24);
+        let since = SINCE_SPANS
+            .iter()
+            .position(|&end| since_days < end)
+            .unwrap_or(SINCE_SPANS.len());
+        Self {
+            slots: [
+                DAY + day - 1,
+                WEEKDAY + weekday,
+                HOUR + hour,
+                PAYDAY + Self::payday(case, local.date()),
+                SINCE + since,
+            ],
+        }
+    }
+
+    /// Days since the customer's latest likely payday on or before `date` (0 on the day, up to
+    /// 7 for a week or more); 8 when no payday of theirs is known.
+    fn payday(case: &Case, date: jiff::civil::Date) -> usize {
+        if case.paydays.is_empty() {
+            return 8;
+        }
+        (0..7)
+            .find(|back| {
+                date.checked_sub(jiff::Span::new().days(*back))
+                    .is_ok_and(|d| timing::is_payday(d, &case.paydays))
+            })
+            .map_or(7, |back| usize::try_from(back).unwrap_or(7))
+    }
+
+    /// The moment's words for one feature, for an explanation: "day 25", "Friday", "14:00".
+    pub fn words(slot: usize) -> String {
+        match slot {
+            s if s < WEEKDAY => format!("day {} of the month", s - DAY + 1),
+            s if s < HOUR => {
+                let weekday =
+                    Weekday::from_monday_zero_offset(i8::try_from(s - WEEKDAY).unwrap_or(0))
+                        .unwrap_or(Weekday::Monday);
+                format!("{weekday:?}")
+            }
+            s if s < PAYDAY => format!("{:02}:00 local", s - HOUR),
+            s if s < SINCE => match s - PAYDAY {
+                0 => "their payday".to_owned(),
+                8 => "no known payday".to_owned(),
+                7 => "a week or more after their payday".to_owned(),
+                n => format!("{n} days after their payday"),
+            },
+            s => {
+                let span = s - SINCE;
+                let from = span.checked_sub(1).map_or(0, |p| SINCE_SPANS[p]);
+                match SINCE_SPANS.get(span) {
+                    Some(to) => format!("{from}–{to} days after the failure"),
+                    None => format!("{from}+ days after the failure"),
+                }
+            }
+        }
+    }
+}
+
+/// One attempt's outcome, with what it is counted by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    pub reason: Reason,
+    pub country: Option<String>,
+    pub moment: Moment,
+    pub paid: bool,
+}
+
+impl Observation {
+    /// An attempt of `case` at `at`; `None` for a case no retry plan learns for (a hard decline).
+    pub fn of(case: &Case, at: Timestamp, paid: bool) -> Option<Self> {
+        Some(Self {
+            reason: Reason::of(case)?,
+            country: case.country.as_deref().map(str::to_ascii_uppercase),
+            moment: Moment::of(case, at),
+            paid,
+        })
+    }
+}
+
+/// A group of evidence: a reason, in one country (`None`: in all of them).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Group {
+    pub reason: Reason,
+    pub country: Option<String>,
+}
+
+/// Everything learned: counts by group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Evidence {
+    pub groups: BTreeMap<Group, Counts>,
+}
+
+impl Evidence {
+    /// Counts one attempt of `case` at `at` that was paid or not.
+    pub fn record(&mut self, case: &Case, at: Timestamp, paid: bool) {
+        if let Some(observation) = Observation::of(case, at, paid) {
+            self.add(&observation);
+        }
+    }
+
+    /// Counts one observed attempt in its country's group and in all countries'.
+    pub fn add(&mut self, observation: &Observation) {
+        for country in [observation.country.clone(), None] {
+            let counts = self
+                .groups
+                .entry(Group {
+                    reason: observation.reason,
+                    country,
+                })
+                .or_default();
+            for slot in std::iter::once(BASE).chain(observation.moment.slots) {
+                counts.tries[slot] = counts.tries[slot].saturating_add(1);
+                counts.paid[slot] = counts.paid[slot].saturating_add(u32::from(observation.paid));
+            }
+            if counts.tries[BASE] >= FADE_AT {
+                for n in counts.tries.iter_mut().chain(counts.paid.iter_mut()) {
+                    *n /= 2;
+                }
+            }
+        }
+    }
+
+    /// All tries of `reason`, in every country.
+    pub fn tries(&self, reason: Reason) -> u32 {
+        self.groups
+            .get(&Group {
+                reason,
+                country: None,
+            })
+            .map_or(0, |c| c.tries[BASE])
+    }
+
+    /// Adds another evidence's counts to this one (an import on top of what is known).
+    pub fn merge(&mut self, other: &Evidence) {
+        for (group, theirs) in &other.groups {
+            let mine = self.groups.entry(group.clone()).or_default();
+            for slot in 0..SLOTS {
+                mine.tries[slot] = mine.tries[slot].saturating_add(theirs.tries[slot]);
+                mine.paid[slot] = mine.paid[slot].saturating_add(theirs.paid[slot]);
+            }
+        }
+    }
+
+    /// The evidence as text, one line per group and feature value with tries and payments:
+    /// `insufficient_funds BR day 25 412 160`. Stable and diffable; [`Evidence::parse`] reads it.
+    pub fn export(&self) -> String {
+        let mut text =
+            String::from("# recoup evidence v1: reason country feature value tries paid\n");
+        for (group, counts) in &self.groups {
+            let country = group.country.as_deref().unwrap_or("*");
+            let reason = group.reason.as_str();
+            let base = (counts.tries[BASE], counts.paid[BASE]);
+            text += &format!("{reason} {country} all 0 {} {}\n", base.0, base.1);
+            for (name, start, len) in FEATURES {
+                for value in 0..len {
+                    let slot = start + value;
+                    if counts.tries[slot] > 0 {
+                        let shown = if name == "day" { value + 1 } else { value };
+                        text += &format!(
+                            "{reason} {country} {name} {shown} {} {}\n",
+                            counts.tries[slot], counts.paid[slot]
+                        );
+                    }
+                }
+            }
+        }
+        text
+    }
+
+    /// Reads what [`Evidence::export`] wrote; a bad line is named with what is wrong.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut evidence = Evidence::default();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let fail = |why: &str| format!("line {}: {why}: {line:?}", n + 1);
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let [reason, country, feature, value, tries, paid] = words[..] else {
+                return Err(fail(
+                    "expected six words: reason country feature value tries paid",
+                ));
+            };
+            let reason = Reason::parse(reason)
+                .ok_or_else(|| fail("unknown reason (insufficient_funds, soft or ambiguous)"))?;
+            let country = match country {
+                "*" => None,
+                c if c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()) => {
+                    Some(c.to_owned())
+                }
+                _ => return Err(fail("the country must be two capital letters or *")),
+            };
+            let value: usize = value
+                .parse()
+                .map_err(|_| fail("the value must be a whole number"))?;
+            let slot = match feature {
+                "all" if value == 0 => BASE,
+                _ => FEATURES
+                    .iter()
+                    .find(|(name, _, _)| *name == feature)
+                    .and_then(|&(name, start, len)| {
+                        let value = if name == "day" { value.checked_sub(1)? } else { value };
+                        (value < len).then_some(start + value)
+                    })
+                    .ok_or_else(|| {
+                        fail("unknown feature or value (all 0, day 1–31, weekday 0–6, hour 0–23, payday 0–8, since 0–7)")
+                    })?,
+            };
+            let count = |word: &str| {
+                word.parse::<u32>()
+                    .map_err(|_| fail("tries and paid must be whole numbers"))
+            };
+            let (tries, paid) = (count(tries)?, count(paid)?);
+            if paid > tries {
+                return Err(fail("more paid than tries"));
+            }
+            let counts = evidence
+                .groups
+                .entry(Group { reason, country })
+                .or_default();
+            counts.tries[slot] = tries;
+            counts.paid[slot] = paid;
+        }
+        Ok(evidence)
+    }
+}
