@@ -44,10 +44,11 @@ pub struct Step {
 }
 
 impl Default for NudgePlan {
-    /// The sequence dunning practice recommends (`docs/design/dunning-practice.md#escalate-in-tiers`): a friendly note within the hour, a firmer one after 3 days, a firm one
-    /// after 7, and the final notice after 21 — a week before the plan's last retry; for a payment
-    /// to confirm, a note at once and a reminder after 2 days. Local 09:00–20:00, at most one nudge
-    /// a day per customer and 5 per case, on every configured channel.
+    /// Three messages at most, the number that loses no customer to nagging where more do
+    /// (`docs/design/dunning-practice.md#escalate-in-tiers`): a friendly note within the hour, a
+    /// firmer one after 5 days, and the final notice after 30 — a week before the end decision; for
+    /// a payment to confirm, a note at once and a reminder after 2 days. Local 09:00–20:00, at most
+    /// one nudge a day per customer and 3 per case, on every configured channel.
     fn default() -> Self {
         let step = |kind, tier, hours| Step {
             kind,
@@ -57,17 +58,16 @@ impl Default for NudgePlan {
         Self {
             steps: vec![
                 step(NudgeKind::PaymentFailed, 1, 1),
-                step(NudgeKind::PaymentFailed, 2, 3 * 24),
-                step(NudgeKind::PaymentFailed, 3, 7 * 24),
+                step(NudgeKind::PaymentFailed, 2, 5 * 24),
                 step(NudgeKind::ActionRequired, 1, 0),
                 step(NudgeKind::ActionRequired, 2, 2 * 24),
-                step(NudgeKind::FinalNotice, 1, 21 * 24),
+                step(NudgeKind::FinalNotice, 1, 30 * 24),
             ],
             window: Window {
                 start_hour: 9,
                 end_hour: 20,
             },
-            per_case: 5,
+            per_case: 3,
             per_customer_per_day: 1,
             channels: vec![Channel::Email, Channel::Sms, Channel::Webhook],
         }

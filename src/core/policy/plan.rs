@@ -43,11 +43,13 @@ pub struct Plan {
 }
 
 impl Default for Plan {
-    /// The timing of `docs/design/timing.md#spacing-retries`: retries 3, 7, 14 and 21 days after the failure (the schedule of `docs/design/dunning-practice.md#reminder-schedules`,
-    /// inside Stripe's recommended "8 tries within 2 weeks" to "2 months" range), two for an
-    /// ambiguous decline before it is the customer's to act on, local 09:00–20:00, the 1st and the
-    /// 15th as paydays, half an hour of jitter, a new card tried within five minutes, and nothing of
-    /// recoup's own while Stripe's retries are on.
+    /// The timing of `docs/design/timing.md#spacing-retries`: six retries of a soft decline, 3, 7,
+    /// 12, 17, 23 and 30 days after the failure (inside Stripe's recommended "8 tries within 2
+    /// weeks" to "2 months" range: an empty account fills on a payday that may be a month away),
+    /// three of an ambiguous decline before it is the customer's to act on, none later than 45 days
+    /// after the failure, local 09:00–20:00, the 1st and the 15th as paydays, half an hour of
+    /// jitter, a new card tried within five minutes, and nothing of recoup's own while Stripe's
+    /// retries are on.
     fn default() -> Self {
         let days = |d: &[i64]| {
             d.iter()
@@ -55,10 +57,10 @@ impl Default for Plan {
                 .collect()
         };
         Self {
-            soft: days(&[3, 4, 7, 7]),
-            ambiguous: days(&[3, 4]),
+            soft: days(&[3, 4, 5, 5, 6, 7]),
+            ambiguous: days(&[3, 4, 7]),
             max_attempts: 8,
-            within: SignedDuration::from_hours(28 * 24),
+            within: SignedDuration::from_hours(45 * 24),
             window: Window {
                 start_hour: 9,
                 end_hour: 20,

@@ -70,7 +70,7 @@ impl Default for Learning {
             explore: 10,
             min_evidence: 300,
             min_gap: SignedDuration::from_hours(24),
-            look_ahead: SignedDuration::from_hours(10 * 24),
+            look_ahead: SignedDuration::from_hours(21 * 24),
         }
     }
 }

@@ -156,7 +156,8 @@ fn exhausted_retries_end_a_week_after_the_final_notice_by_segment() {
         let done = ended(
             &shipped,
             &case,
-            decision.at.as_second(),
+            // Carried out the second after it was made (the decision has milliseconds).
+            decision.at.as_second() + 1,
             EndResult::Done { already: false },
         );
         let expected = if end == pause {

@@ -125,7 +125,7 @@ fn a_failure_opens_a_retrying_case_with_its_first_retry_due() {
     assert!(
         case.timeline[0]
             .detail
-            .contains("next retry 2026-11-04T16:26:26.457Z: retry 1 of 2 for an ambiguous decline: 3 days after attempt 1, in the customer's daytime (09:00–20:00 America/New_York)"),
+            .contains("next retry 2026-11-04T16:26:26.457Z: retry 1 of 3 for an ambiguous decline: 3 days after attempt 1, in the customer's daytime (09:00–20:00 America/New_York)"),
         "{}",
         case.timeline[0].detail
     );
@@ -388,7 +388,7 @@ fn declined(retries: u32, class: DeclineClass, code: &str, zone: &str) -> Case {
 fn a_soft_decline_is_retried_on_the_plans_gaps_until_they_run_out() {
     let plan = Plan::default();
     let mut gaps_seen = Vec::new();
-    for retries in 0..4 {
+    for retries in 0..6 {
         let case = declined(
             retries,
             DeclineClass::Soft,
@@ -405,13 +405,13 @@ fn a_soft_decline_is_retried_on_the_plans_gaps_until_they_run_out() {
     }
     assert_eq!(
         gaps_seen,
-        [3, 4, 7, 7],
+        [3, 4, 5, 5, 6, 7],
         "whole days waited before each retry"
     );
-    let spent = declined(4, DeclineClass::Soft, "processing_error", "Europe/Paris");
+    let spent = declined(6, DeclineClass::Soft, "processing_error", "Europe/Paris");
     assert_eq!(
         plan.next_retry(&spent).unwrap_err(),
-        "no retry left: the plan has 4 for a soft decline"
+        "no retry left: the plan has 6 for a soft decline"
     );
 }
 

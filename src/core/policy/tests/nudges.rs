@@ -54,18 +54,17 @@ fn a_failed_payment_gets_its_tiers_in_the_customers_daytime_then_the_final_notic
         sent,
         [
             (NudgeKind::PaymentFailed, 1, 0),
-            (NudgeKind::PaymentFailed, 2, 3),
-            (NudgeKind::PaymentFailed, 3, 7),
-            (NudgeKind::FinalNotice, 1, 21),
+            (NudgeKind::PaymentFailed, 2, 5),
+            (NudgeKind::FinalNotice, 1, 30),
         ]
     );
-    assert_eq!(case.nudged.len(), 4);
+    assert_eq!(case.nudged.len(), 3);
     let said = case
         .timeline
         .iter()
         .filter(|e| e.what == "nudge due")
         .count();
-    assert_eq!(said, 4);
+    assert_eq!(said, 3);
 }
 
 #[test]
