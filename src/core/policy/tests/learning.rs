@@ -1,0 +1,215 @@
+//! Learned timing: evidence moves a retry to the moment that paid, within the plan, the window,
+//! the networks' waits and the policy's `within`; the same inputs always give the same plan.
+
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use proptest::prelude::*;
+
+use super::*;
+use crate::policy::learning::{Evidence, Reason, retime};
+
+/// Evidence where attempts on `day` of the month paid `paid` times in `tries`, and every other
+/// day of the month none of its tries, for insufficient funds in the US.
+fn evidence_paying_on(day: i8, tries: u32, paid: u32) -> Evidence {
+    let mut evidence = Evidence::default();
+    let mut case = declined(
+        0,
+        DeclineClass::Soft,
+        "insufficient_funds",
+        "America/New_York",
+    );
+    case.country = Some("US".to_owned());
+    let start = Timestamp::from_second(NOW).unwrap();
+    for n in 0..tries * 30 {
+        let at = start + SignedDuration::from_hours(i64::from(n % 30) * 24 + 15);
+        let local = at.to_zoned(timing::zone("America/New_York"));
+        evidence.record(&case, at, local.day() == day && n / 30 < paid);
+    }
+    evidence
+}
+
+fn insufficient_funds_in_the_us() -> Case {
+    let mut case = declined(
+        0,
+        DeclineClass::Soft,
+        "insufficient_funds",
+        "America/New_York",
+    );
+    case.country = Some("US".to_owned());
+    case
+}
+
+fn learning_policy(evidence: Evidence) -> Policy {
+    Policy {
+        evidence: Arc::new(evidence),
+        ..Policy::default()
+    }
+}
+
+#[test]
+fn evidence_that_a_day_pays_moves_the_retry_to_that_day_and_says_why() {
+    let case = insufficient_funds_in_the_us();
+    let failed = case
+        .failed_at
+        .unwrap()
+        .to_zoned(timing::zone("America/New_York"));
+    // A day some two weeks after the failure that is neither the 1st nor the 15th.
+    let day = failed
+        .date()
+        .checked_add(jiff::Span::new().days(12))
+        .unwrap();
+    let day = if [1, 15].contains(&day.day()) {
+        day.tomorrow().unwrap()
+    } else {
+        day
+    };
+    let policy = learning_policy(evidence_paying_on(day.day(), 40, 30));
+    let plan = policy.plan_for(&case);
+    let static_next = plan.next_retry(&case).unwrap();
+    let (next, choice) = retime(
+        &policy.learning,
+        &policy.evidence,
+        plan,
+        &case,
+        static_next.clone(),
+    );
+    let local = next.at.to_zoned(timing::zone("America/New_York"));
+    assert_eq!(local.day(), day.day(), "{}", next.why);
+    assert!((9..20).contains(&local.hour()), "{local}");
+    assert_eq!(next.attempt, static_next.attempt);
+    let choice = choice.expect("a learned choice");
+    assert!(
+        next.why.contains("chosen by what earlier attempts came to"),
+        "{}",
+        next.why
+    );
+    assert!(
+        next.why
+            .contains(&format!("day {} of the month", day.day())),
+        "{}",
+        next.why
+    );
+    assert!(next.why.contains("runner-up"), "{}", next.why);
+    assert_eq!(choice.at, next.at);
+}
+
+#[test]
+fn thin_evidence_leaves_the_static_plan_and_so_does_learning_off() {
+    let case = insufficient_funds_in_the_us();
+    let thin = learning_policy(evidence_paying_on(20, 2, 2));
+    assert!(thin.evidence.tries(Reason::InsufficientFunds) < thin.learning.min_evidence);
+    let plan = thin.plan_for(&case);
+    let static_next = plan.next_retry(&case).unwrap();
+    let (next, choice) = retime(
+        &thin.learning,
+        &thin.evidence,
+        plan,
+        &case,
+        static_next.clone(),
+    );
+    assert_eq!((next, choice), (static_next.clone(), None));
+
+    let mut off = learning_policy(evidence_paying_on(20, 40, 30));
+    off.learning.enabled = false;
+    let (next, choice) = retime(
+        &off.learning,
+        &off.evidence,
+        plan,
+        &case,
+        static_next.clone(),
+    );
+    assert_eq!((next, choice), (static_next, None));
+}
+
+#[test]
+fn a_choice_made_is_kept_until_the_next_attempt() {
+    let mut case = insufficient_funds_in_the_us();
+    let policy = learning_policy(evidence_paying_on(20, 40, 30));
+    let plan = policy.plan_for(&case);
+    let static_next = plan.next_retry(&case).unwrap();
+    let (first, choice) = retime(
+        &policy.learning,
+        &policy.evidence,
+        plan,
+        &case,
+        static_next.clone(),
+    );
+    case.retry_choice = choice.clone();
+    // Evidence changes (another day paid far more); the pending retry stays where it was.
+    let mut more = (*policy.evidence).clone();
+    more.merge(&evidence_paying_on(5, 100, 100));
+    let (again, kept) = retime(&policy.learning, &more, plan, &case, static_next.clone());
+    assert_eq!((&again, &kept), (&first, &choice));
+    // A new attempt makes a new choice.
+    let mut later = declined(
+        1,
+        DeclineClass::Soft,
+        "insufficient_funds",
+        "America/New_York",
+    );
+    later.country = Some("US".to_owned());
+    later.retry_choice = choice;
+    let next = plan.next_retry(&later).unwrap();
+    let (_, fresh) = retime(&policy.learning, &more, plan, &later, next);
+    assert_ne!(fresh.map(|c| c.attempt), Some(first.attempt));
+}
+
+#[test]
+fn evidence_reads_back_what_it_wrote_and_names_a_bad_line() {
+    let evidence = evidence_paying_on(25, 10, 4);
+    let text = evidence.export();
+    assert_eq!(Evidence::parse(&text), Ok(evidence));
+    for (bad, why) in [
+        ("insufficient_funds US day 25 10", "expected six words"),
+        ("broke US day 25 10 4", "unknown reason"),
+        ("soft usa day 25 10 4", "two capital letters"),
+        ("soft US day 32 10 4", "unknown feature or value"),
+        ("soft US hour 3 4 10", "more paid than tries"),
+    ] {
+        let error = Evidence::parse(&format!("# evidence\n{bad}\n")).unwrap_err();
+        assert!(
+            error.starts_with("line 2: ") && error.contains(why),
+            "{error}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever the evidence, a learned retry keeps the plan's attempt number, stays inside the
+    /// customer's window and the policy's `within`, waits at least `min_gap` and any Mastercard
+    /// wait, and comes out the same twice.
+    #[test]
+    fn whatever_the_evidence_a_learned_retry_keeps_every_bound(
+        day in 1i8..=28,
+        tries in 1u32..60,
+        paid_share in 0u32..=100,
+        retries in 0u32..4,
+        advice in prop::option::of(prop::sample::select(vec!["24", "25", "26", "27"])),
+        zone in prop::sample::select(vec!["America/New_York", "Asia/Tokyo", "Europe/Berlin", "UTC"]),
+    ) {
+        let mut case = declined(retries, DeclineClass::Soft, "insufficient_funds", zone);
+        case.country = Some("US".to_owned());
+        if let Some(decline) = case.decline.as_mut() {
+            decline.network_advice_code = advice.map(str::to_owned);
+        }
+        let policy = learning_policy(evidence_paying_on(day, tries.max(12), tries * paid_share / 100));
+        let plan = policy.plan_for(&case);
+        let Ok(static_next) = plan.next_retry(&case) else {
+            return Ok(());
+        };
+        let once = retime(&policy.learning, &policy.evidence, plan, &case, static_next.clone());
+        let twice = retime(&policy.learning, &policy.evidence, plan, &case, static_next.clone());
+        prop_assert_eq!(&once, &twice);
+        let next = once.0;
+        let last = case.attempts.last().unwrap().at;
+        prop_assert_eq!(next.attempt, static_next.attempt);
+        let wait = advice.and_then(decline::mastercard_wait).unwrap_or(SignedDuration::ZERO);
+        prop_assert!(next.at >= last + policy.learning.min_gap.min(static_next.at.duration_since(last)).max(wait));
+        prop_assert!(next.at <= case.failed_at.unwrap() + plan.within);
+        let local = next.at.to_zoned(timing::zone(zone));
+        prop_assert!((9..20).contains(&local.hour()), "{}", local);
+    }
+}
