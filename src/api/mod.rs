@@ -48,7 +48,7 @@ pub struct Api<S> {
 }
 
 /// The `/api/v1` routes, behind the token check, and their OpenAPI document beside them.
-pub fn routes<S: store::Cases + Cards + TestClock + Timers + 'static>(
+pub fn routes<S: store::Cases + Cards + store::Outcomes + TestClock + Timers + 'static>(
     api: Arc<Api<S>>,
     tokens: Tokens,
 ) -> Router {
@@ -208,7 +208,7 @@ type WhyBody = Result<Json<Why>, JsonRejection>;
         (status = 503, description = "The store cannot answer", body = ErrorBody),
     )
 )]
-async fn hold<S: store::Cases + Cards + TestClock + Timers>(
+async fn hold<S: store::Cases + Cards + store::Outcomes + TestClock + Timers>(
     State(api): State<Arc<Api<S>>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
@@ -232,7 +232,7 @@ async fn hold<S: store::Cases + Cards + TestClock + Timers>(
         (status = 503, description = "The store cannot answer", body = ErrorBody),
     )
 )]
-async fn resume<S: store::Cases + Cards + TestClock + Timers>(
+async fn resume<S: store::Cases + Cards + store::Outcomes + TestClock + Timers>(
     State(api): State<Arc<Api<S>>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
@@ -256,7 +256,7 @@ async fn resume<S: store::Cases + Cards + TestClock + Timers>(
         (status = 503, description = "The store cannot answer", body = ErrorBody),
     )
 )]
-async fn retry<S: store::Cases + Cards + TestClock + Timers>(
+async fn retry<S: store::Cases + Cards + store::Outcomes + TestClock + Timers>(
     State(api): State<Arc<Api<S>>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
@@ -267,7 +267,7 @@ async fn retry<S: store::Cases + Cards + TestClock + Timers>(
 
 /// Applies a support action to the invoice's case: the case as saved (202 for a retry, which a
 /// worker makes within moments), or 409 with the reason the policy refused it.
-async fn support<S: store::Cases + Cards + TestClock + Timers>(
+async fn support<S: store::Cases + Cards + store::Outcomes + TestClock + Timers>(
     api: &Api<S>,
     caller: Caller,
     id: &str,

@@ -6,12 +6,14 @@
 //!
 //! `src/main.rs` only parses the arguments ([`Cli`]), starts the runtime and calls [`run`]; each
 //! command's body is in a module of its own here: `serve`, `clock`, `deadletters`, `policy`
-//! (policy check), `simulate`, `status`, `webhook` (webhook send), `backfill` and `reconcile`;
+//! (policy check), `simulate`, `status`, `webhook` (webhook send), `backfill`, `reconcile` and
+//! `learn`;
 //! `demo` is [`crate::demo`].
 
 mod backfill;
 mod clock;
 mod deadletters;
+mod learn;
 mod policy;
 mod reconcile;
 mod serve;
@@ -26,6 +28,7 @@ use clap::{Parser, Subcommand};
 
 pub use self::clock::ClockCommand;
 pub use self::deadletters::DeadLettersCommand;
+pub use self::learn::LearnCommand;
 pub use self::policy::PolicyCommand;
 pub use self::simulate::SimulateArgs;
 pub use self::webhook::WebhookCommand;
@@ -75,6 +78,10 @@ pub enum Command {
     /// Inbox entries given up on and case wake-ups parked: list, show, and replay them.
     #[command(subcommand)]
     Deadletters(DeadLettersCommand),
+    /// What the learning policy has learned from recoup's own attempts: show it, or move it between
+    /// a simulation, staging and production.
+    #[command(subcommand)]
+    Learn(LearnCommand),
     /// What happened to an invoice and what happens next: its case, or every case of a customer
     /// (cus_…) or subscription (sub_…), read from the same Redis as `serve`.
     Status {
@@ -162,6 +169,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }) => webhook::send(file, url, secret, new_id).await,
         Command::Policy(PolicyCommand::Check { path }) => policy::check(path),
         Command::Deadletters(command) => deadletters::run(command).await,
+        Command::Learn(command) => learn::run(command).await,
         Command::Simulate(args) => simulate::run(args),
         Command::Status { id, json, config } => status::run(&id, json, config).await,
         Command::Backfill { since, config } => backfill::run(since, config).await,

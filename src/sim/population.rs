@@ -207,13 +207,13 @@ impl FailedInvoice {
 /// position. A file, or bytes already in memory.
 pub trait Source {
     /// Reads the whole population from its start.
-    fn from_start(&self) -> impl BufRead;
+    fn whole(&self) -> impl BufRead;
     /// Reads `buf.len()` bytes at `offset`.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
 }
 
 impl Source for std::fs::File {
-    fn from_start(&self) -> impl BufRead {
+    fn whole(&self) -> impl BufRead {
         std::io::BufReader::with_capacity(1 << 20, self)
     }
 
@@ -223,7 +223,7 @@ impl Source for std::fs::File {
 }
 
 impl Source for &[u8] {
-    fn from_start(&self) -> impl BufRead {
+    fn whole(&self) -> impl BufRead {
         *self
     }
 
@@ -281,7 +281,7 @@ impl<S: Source> Customers<S> {
         // Customers by id: their number and first failure. Ids are kept whole (no hash that two
         // customers could share): a million customers is some 50 MB.
         let mut customers: HashMap<String, (u32, i64)> = HashMap::new();
-        let mut reader = source.from_start();
+        let mut reader = source.whole();
         let mut text = Vec::new();
         let (mut line, mut offset) = (0u64, 0u64);
         loop {

@@ -17,12 +17,13 @@ use tokio::time::Instant;
 
 use super::{
     Arrival, Arrivals, Cards, Cases, Claim, Counters, DeadLetter, Failure, Health, Inbox,
-    InboxEntry, Ingest, MAX_FAILURES, Parked, Saved, Session, Sessions, StoreError, TIMER_SHARDS,
-    TestClock, Timers, codec, newest_first, shard_of,
+    InboxEntry, Ingest, MAX_FAILURES, Outcomes, Parked, Saved, Session, Sessions, StoreError,
+    TIMER_SHARDS, TestClock, Timers, codec, newest_first, shard_of,
 };
 use crate::event::Event;
-use crate::policy::Case;
 use crate::policy::budget::CardHistory;
+use crate::policy::learning::Observation;
+use crate::policy::{Case, Evidence};
 
 /// A store that lives as long as the process; clones share it.
 #[derive(Clone, Default)]
@@ -39,6 +40,7 @@ impl std::fmt::Debug for MemoryStore {
 
 #[derive(Default)]
 struct Inner {
+    evidence: Evidence,
     seen: HashSet<String>,
     next_entry: u64,
     inbox: BTreeMap<u64, Slot>,
@@ -438,6 +440,22 @@ impl Cards for MemoryStore {
         Ok(Saved::Saved {
             version: saved.version,
         })
+    }
+}
+
+impl Outcomes for MemoryStore {
+    async fn record_outcome(&self, observation: &Observation) -> Result<(), StoreError> {
+        self.lock().evidence.add(observation);
+        Ok(())
+    }
+
+    async fn load_evidence(&self) -> Result<Evidence, StoreError> {
+        Ok(self.lock().evidence.clone())
+    }
+
+    async fn replace_evidence(&self, evidence: &Evidence) -> Result<(), StoreError> {
+        self.lock().evidence = evidence.clone();
+        Ok(())
     }
 }
 

@@ -25,8 +25,9 @@ use jiff::Timestamp;
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 use crate::event::Event;
-use crate::policy::Case;
 use crate::policy::budget::{CardHistory, Try};
+use crate::policy::learning::Observation;
+use crate::policy::{Case, Evidence};
 
 /// How many due-time sets the timers are spread over. Fixed: a case's shard is part of its keys,
 /// so changing this would strand the timers already stored.
@@ -416,6 +417,26 @@ pub trait Counters: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// What recoup's own attempts came to: the evidence the learning policy times retries by
+/// (`docs/design/learning.md`). Counters by group and feature that every worker adds to and each
+/// reads whole now and then; their number is fixed by the groups, not by the attempts counted.
+pub trait Outcomes: Send + Sync {
+    /// Counts one attempt's outcome.
+    fn record_outcome(
+        &self,
+        observation: &Observation,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Everything counted so far.
+    fn load_evidence(&self) -> impl Future<Output = Result<Evidence, StoreError>> + Send;
+
+    /// Replaces everything counted with `evidence` (an import, or faded counts).
+    fn replace_evidence(
+        &self,
+        evidence: &Evidence,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// Wake-ups: when each case next needs a worker.
 ///
 /// Every case with timers has one wake-up entry (written by [`Cases::save_case`]), in one of
@@ -520,6 +541,7 @@ pub trait Store:
     + Cases
     + Cards
     + Counters
+    + Outcomes
     + Timers
     + TestClock
     + Sessions
@@ -536,6 +558,7 @@ impl<S> Store for S where
         + Cases
         + Cards
         + Counters
+        + Outcomes
         + Timers
         + TestClock
         + Sessions

@@ -11,12 +11,13 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::clock::Clock;
 use crate::policy::budget::{self, CardHistory, Try};
+use crate::policy::learning::Observation;
 use crate::policy::{
     self, Action, Case, Charge, ChargeResult, End, EndOrder, EndResult, Input, Policy, RecoveredBy,
     State, TimerKind, await_results, decide,
 };
 use crate::processor::Processor;
-use crate::store::{Cards, Cases, Saved, TestClock, Timers};
+use crate::store::{Cards, Cases, Outcomes, Saved, TestClock, Timers};
 use crate::telemetry::metric;
 
 use super::{Applied, ApplyError, MAX_CONFLICTS, renewing};
@@ -61,7 +62,7 @@ struct Decided {
     card: Option<CardHistory>,
 }
 
-impl<S: Cases + Cards + TestClock + Timers> Engine<'_, S> {
+impl<S: Cases + Cards + Outcomes + TestClock + Timers> Engine<'_, S> {
     /// Loads the case, decides, charges what the decision asks for, and saves with compare-and-set,
     /// again on fresh state after a conflict.
     ///
@@ -403,6 +404,18 @@ impl<S: Cases + Cards + TestClock + Timers> Engine<'_, S> {
         };
         if let Some((fingerprint, tried)) = noted {
             note_try(self.store, rules, fingerprint, tried).await;
+        }
+        // A paid or declined answer is evidence for later plans (an error, or an invoice no longer
+        // open, says nothing about the moment). Best effort: a lost count only teaches less.
+        let paid = match &result {
+            ChargeResult::Paid => Some(true),
+            ChargeResult::Declined(_) => Some(false),
+            ChargeResult::NotOpen { .. } | ChargeResult::Failed { .. } => None,
+        };
+        if let Some(observation) = paid.and_then(|paid| Observation::of(case, now, paid))
+            && let Err(e) = self.store.record_outcome(&observation).await
+        {
+            tracing::warn!(invoice = %case.invoice_id, attempt, "outcome not counted as evidence: {e}");
         }
         Ok(Charge {
             attempt,

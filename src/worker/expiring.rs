@@ -128,6 +128,7 @@ async fn nudge_once<S: Store>(
     }
     let zone = jiff::tz::TimeZone::UTC;
     let (amount_due, currency) = amount.unwrap_or((0, String::new()));
+    let policy = worker.policy();
     let about = About {
         customer_id: customer,
         invoice_id: None,
@@ -138,7 +139,7 @@ async fn nudge_once<S: Store>(
         consequence: "",
         consequence_at: None,
         card: card.describe(),
-        channels: &worker.policy.nudges.channels,
+        channels: &policy.nudges.channels,
         billed_to: None,
     };
     let (_, results) = deliver(worker, NudgeKind::CardExpiring, 1, &about).await?;

@@ -343,7 +343,7 @@ async fn learn_decline<S: Store>(
         let tried = Try::new(at, &case.invoice_id, attempt, true).declined_as(&declined);
         note_try(
             &worker.store,
-            &worker.policy.networks,
+            &worker.policy().networks,
             &card.fingerprint,
             tried,
         )

@@ -34,6 +34,7 @@ mod engine;
 mod expiring;
 mod fault;
 mod inbox;
+mod learning;
 mod locks;
 pub mod loops;
 mod missed;
@@ -66,7 +67,8 @@ const MAX_CONFLICTS: u32 = 1_000;
 /// A worker process's scheduler and executors.
 pub struct Worker<S> {
     store: S,
-    policy: Arc<Policy>,
+    /// The policy, with the evidence last read from the store ([`learning::refresh`]).
+    policy: std::sync::RwLock<Arc<Policy>>,
     processor: Arc<dyn Processor>,
     /// Stripe's lists, for backfilling missed events and reconciling invoices; `None` where there
     /// is no Stripe to list (the demo, benchmarks).
@@ -132,7 +134,7 @@ impl<S: Store> Worker<S> {
         Self {
             permits: Arc::new(Semaphore::new(settings.concurrency)),
             store,
-            policy: Arc::new(policy),
+            policy: std::sync::RwLock::new(Arc::new(policy)),
             processor,
             listings: None,
             notifier,
@@ -200,6 +202,11 @@ impl<S: Store> Worker<S> {
                 stopping(&stopped),
                 retention::sweep(worker.clone(), stopped.clone()),
             ),
+            loops.watch(
+                "evidence refresh",
+                stopping(&stopped),
+                learning::refresh(worker.clone(), stopped.clone()),
+            ),
         ];
         if let Some(stripe) = worker.listings.clone() {
             if let Some(interval) = worker.settings.backfill_interval() {
@@ -257,6 +264,11 @@ impl<S: Store> Worker<S> {
         slots
     }
 
+    /// The policy as it stands, with the evidence last read.
+    fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.policy.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
     async fn apply(&self, invoice_id: &str, inputs: Inputs<'_>) -> Result<Applied, ApplyError> {
         let turn = self.locks.turn(invoice_id).await;
         // A case read before waiting for its turn is stale by the time the turn comes (the task
@@ -265,9 +277,10 @@ impl<S: Store> Worker<S> {
             Inputs::DueTimers(Some(_)) if turn.waited() => Inputs::DueTimers(None),
             inputs => inputs,
         };
+        let policy = self.policy();
         let engine = Engine {
             store: &self.store,
-            policy: &self.policy,
+            policy: &policy,
             processor: Some(self.processor.as_ref()),
             clock: &self.clock,
             lease: Some(self.settings.lease()),

@@ -40,7 +40,8 @@ async fn send_one<S: Store>(
     else {
         return Ok(());
     };
-    let plan = worker.policy.nudges_for(case);
+    let policy = worker.policy();
+    let plan = policy.nudges_for(case);
     let zone = timing::zone(&case.customer_timezone);
     let now = worker.clock.now().await.map_err(|e| e.to_string())?;
     if let Some(today) = NudgePlan::capped_day(kind, &zone, now) {
@@ -54,7 +55,7 @@ async fn send_one<S: Store>(
             return apply(worker, case, &held).await;
         }
     }
-    let (end, consequence_at) = ending::announced(&worker.policy, case, marked.at);
+    let (end, consequence_at) = ending::announced(&policy, case, marked.at);
     let about = About {
         customer_id: &case.customer_id,
         invoice_id: Some(&case.invoice_id),

@@ -45,8 +45,8 @@ use tokio::sync::{Mutex, OnceCell};
 
 use super::{
     Arrival, Arrivals, Cards, Cases, Claim, Counters, DeadLetter, Failure, Health, INBOX_FORMAT,
-    Inbox, InboxEntry, Ingest, MAX_FAILURES, Parked, Saved, Session, Sessions, StoreError,
-    TIMER_SHARDS, TestClock, Timers, codec, fnv1a, newest_first, shard_of,
+    Inbox, InboxEntry, Ingest, MAX_FAILURES, Outcomes, Parked, Saved, Session, Sessions,
+    StoreError, TIMER_SHARDS, TestClock, Timers, codec, fnv1a, newest_first, shard_of,
 };
 use crate::config::RedisSettings;
 use crate::event::Event;
@@ -56,6 +56,7 @@ use crate::policy::budget::CardHistory;
 mod cases;
 mod connection;
 mod inbox;
+mod outcomes;
 mod sessions;
 mod timers;
 

@@ -52,6 +52,14 @@ pub struct Counts {
     pub paid: [u32; SLOTS],
 }
 
+impl Counts {
+    fn halve(&mut self) {
+        for n in self.tries.iter_mut().chain(self.paid.iter_mut()) {
+            *n /= 2;
+        }
+    }
+}
+
 impl Default for Counts {
     fn default() -> Self {
         Self {
@@ -192,11 +200,19 @@ impl Evidence {
                 counts.paid[slot] = counts.paid[slot].saturating_add(u32::from(observation.paid));
             }
             if counts.tries[BASE] >= FADE_AT {
-                for n in counts.tries.iter_mut().chain(counts.paid.iter_mut()) {
-                    *n /= 2;
-                }
+                counts.halve();
             }
         }
+    }
+
+    /// Halves every group with `at` tries or more; whether any was.
+    pub fn fade(&mut self, at: u32) -> bool {
+        let mut faded = false;
+        for counts in self.groups.values_mut().filter(|c| c.tries[BASE] >= at) {
+            counts.halve();
+            faded = true;
+        }
+        faded
     }
 
     /// All tries of `reason`, in every country.
