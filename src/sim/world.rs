@@ -564,6 +564,7 @@ impl<'a> World<'a> {
             results: vec![NudgeResult {
                 channel: Channel::Email,
                 sent: true,
+                passing: false,
                 note: String::new(),
             }],
         };

@@ -194,11 +194,13 @@ fn deliveries_are_recorded_per_channel_once() {
             NudgeResult {
                 channel: Channel::Email,
                 sent: true,
+                passing: false,
                 note: String::new(),
             },
             NudgeResult {
                 channel: Channel::Sms,
                 sent: false,
+                passing: false,
                 note: "the customer has not opted in to SMS".into(),
             },
         ],
@@ -225,4 +227,43 @@ fn a_case_on_hold_hears_nothing() {
     let mut case = opened_in("UTC", &[]);
     case.state = State::OnHold;
     assert_eq!(Policy::default().nudges.next(&case), None);
+}
+
+#[test]
+fn a_nudge_coming_due_in_quiet_hours_waits_for_the_window_to_open() {
+    let case = opened_in("America/Chicago", &[]);
+    let timer = nudge_timer(&case).unwrap();
+    let chicago = timing::zone("America/Chicago");
+    // The clock jumped on to 23:30 the next night, local time.
+    let night = timer
+        .at
+        .to_zoned(chicago.clone())
+        .date()
+        .tomorrow()
+        .unwrap()
+        .at(23, 30, 0, 0)
+        .to_zoned(chicago.clone())
+        .unwrap()
+        .timestamp();
+    let moved = decide(&Policy::default(), Some(&case), &due(timer), night);
+    assert!(moved.actions.is_empty(), "{:?}", moved.actions);
+    let moved = moved.case.unwrap();
+    assert!(moved.nudged.is_empty(), "nothing went out");
+    let again = nudge_timer(&moved).unwrap();
+    assert_eq!(again.kind, timer.kind);
+    let local = again.at.to_zoned(chicago);
+    assert_eq!((local.hour(), local.minute()), (9, 0), "{local}");
+    assert!(again.at > night);
+    assert_eq!(
+        moved.timeline.last().unwrap().what,
+        "nudge moved out of quiet hours"
+    );
+    let (_, actions) = fire(&moved);
+    assert_eq!(
+        actions,
+        [Action::Nudge {
+            kind: NudgeKind::PaymentFailed,
+            tier: 1
+        }]
+    );
 }
