@@ -309,20 +309,16 @@ grace = "2d"
     .await;
     assert_eq!(case["state"], "awaiting_customer");
 
-    app.advance_clock(2 * DAY).await;
+    let zone = case["customer_timezone"].as_str().unwrap();
+    app.advance_into_daytime(2 * DAY, zone).await;
     wait_until("the final notice", Duration::from_secs(10), || async {
         !sink.mails().is_empty()
     })
     .await;
     let mail = &sink.mails()[0];
+    // The decision counts from the notice's delivery, recorded once the mail went out.
     let noticed = app
-        .case_when("in_noticed", |c| {
-            c["timers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|t| t["kind"] == "decide")
-        })
+        .case_when("in_noticed", |c| c["nudged"][0]["delivered_at"].is_string())
         .await;
     let due: jiff::Timestamp = noticed["timers"]
         .as_array()
