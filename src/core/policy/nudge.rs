@@ -7,7 +7,8 @@
 //! one pending nudge timer, the plan's next, placed in the customer's contact window (their local
 //! daytime, or the window their metadata asks for); the same kind and tier never goes out twice, at
 //! most `per_case` go out in all, and once the invoice is paid the customer who heard from recoup
-//! gets one thank-you. How many nudges one customer gets in a day, across all their invoices, is
+//! gets one thank-you. A nudge no channel took for a passing reason is the pending one until it is
+//! delivered or given up on: it is tried again after [`RETRY_GAPS`], in the same window. How many nudges one customer gets in a day, across all their invoices, is
 //! counted by the worker when a nudge is due (see `Input::NudgeHeld`).
 
 use jiff::civil::Date;
@@ -165,16 +166,18 @@ impl NudgePlan {
     pub fn next(&self, case: &Case) -> Option<(NudgeKind, u32, Timestamp)> {
         // A case on hold (a dispute, a support hold) hears nothing until it is released.
         let held = case.state == State::OnHold;
-        if let Some(retry) = case.nudged.iter().find(|n| n.retry_at.is_some()) {
-            // Once the case is over only the thank-you is still worth delivering.
-            let over = case.state.is_final() && retry.kind != NudgeKind::Recovered;
-            return (!held && !over)
-                .then_some(retry.retry_at)
-                .flatten()
-                .map(|at| (retry.kind, retry.tier, at));
+        // Once the case is over only the thank-you is still worth delivering.
+        let over = case.state.is_final();
+        let retry = case
+            .nudged
+            .iter()
+            .filter(|n| !over || n.kind == NudgeKind::Recovered)
+            .find_map(|n| n.retry_at.map(|at| (n.kind, n.tier, at)));
+        if held || retry.is_some() {
+            return retry.filter(|_| !held);
         }
         let first_failure = case.failed_at?;
-        if held || case.state.is_final() || self.spent(case) >= self.per_case {
+        if over || self.spent(case) >= self.per_case {
             return None;
         }
         let confirm = needs_confirmation(case);

@@ -267,3 +267,68 @@ fn a_nudge_coming_due_in_quiet_hours_waits_for_the_window_to_open() {
         }]
     );
 }
+
+#[test]
+fn a_thank_you_no_channel_took_is_tried_again_after_the_case_is_over_and_a_reminder_is_not() {
+    let (nudged, _) = fire(&opened_in("Europe/Berlin", &[]));
+    let busy = |kind, at| Input::Nudged {
+        kind,
+        tier: 1,
+        at,
+        template: "en/x".into(),
+        results: vec![NudgeResult {
+            channel: Channel::Webhook,
+            sent: false,
+            passing: true,
+            note: "nudge webhook answered 503 Service Unavailable".into(),
+        }],
+    };
+    // The reminder's retry is planned while the case is in dunning...
+    let first = nudged.nudged[0].at;
+    let retrying = decide(
+        &Policy::default(),
+        Some(&nudged),
+        &busy(NudgeKind::PaymentFailed, first),
+        first,
+    )
+    .case
+    .unwrap();
+    let retry = nudge_timer(&retrying).unwrap();
+    assert_eq!(
+        retry.kind,
+        TimerKind::Nudge {
+            nudge: NudgeKind::PaymentFailed,
+            tier: 1
+        }
+    );
+    // ...and dropped once the invoice is paid; the thank-you, turned away too, is tried again.
+    let paid_at = NOW + 7_200;
+    let thanked = decide(
+        &Policy::default(),
+        Some(&retrying),
+        &paid("evt_p", paid_at),
+        now(),
+    )
+    .case
+    .unwrap();
+    assert_eq!(nudge_timer(&thanked), None);
+    let at = Timestamp::from_second(paid_at).unwrap();
+    let unthanked = decide(
+        &Policy::default(),
+        Some(&thanked),
+        &busy(NudgeKind::Recovered, at),
+        at,
+    )
+    .case
+    .unwrap();
+    assert_eq!(unthanked.state, State::Recovered);
+    let again = nudge_timer(&unthanked).expect("the thank-you is tried again");
+    assert_eq!(
+        again.kind,
+        TimerKind::Nudge {
+            nudge: NudgeKind::Recovered,
+            tier: 1
+        }
+    );
+    assert!(again.at >= at + SignedDuration::from_hours(1));
+}
