@@ -630,6 +630,65 @@ grace = "7d"
     assert_eq!(sink.mails().len(), 1, "the notice went out once");
 }
 
+#[tokio::test]
+async fn a_nudge_the_webhook_answered_503_for_is_delivered_later_with_the_same_id() {
+    // Every quick try of the first delivery meets a 503; the next answers are 200.
+    let (peer, url) = Peer::start("/nudges", &[503; 4]).await;
+    let webhook_url = format!("{url}/nudges");
+    let app = TestApp::spawn_as(
+        Role::All,
+        &[
+            ("RECOUP_API_TOKENS", API_TOKENS),
+            ("RECOUP_TEST_CLOCK", "1"),
+            ("RECOUP_POLICY", "config/policy.toml"),
+            ("RECOUP_NUDGE_WEBHOOK_URL", &webhook_url),
+            ("RECOUP_NUDGE_WEBHOOK_SECRET", NUDGE_SECRET),
+            ("RECOUP_NOTIFY__RETRIES", "3"),
+            LINKS[0],
+            LINKS[1],
+        ],
+    )
+    .await;
+    app.stripe
+        .add_customer(CUSTOMER, Customer::dana((12, 2030)));
+    let invoice = "in_webhook_busy_1";
+    app.fail(
+        invoice,
+        Invoice::failed(CUSTOMER, Decline::visa("insufficient_funds")),
+    )
+    .await;
+
+    app.advance_into_daytime(DAY, "America/Chicago").await;
+    let refused = app
+        .case_when(invoice, |c| story(c).contains("nudge not delivered"))
+        .await;
+    assert_eq!(peer.received().len(), 4, "the quick tries, all refused");
+    assert!(story(&refused).contains("503"), "{}", story(&refused));
+    assert!(refused["nudged"][0]["delivered_at"].is_null());
+
+    // The retry, an hour or more later and still in the customer's daytime, is taken.
+    app.advance_clock(2 * 3_600).await;
+    let delivered = app
+        .case_when(invoice, |c| c["nudged"][0]["delivered_at"].is_string())
+        .await;
+    let received = peer.received();
+    assert_eq!(received.len(), 5);
+    let ids: Vec<serde_json::Value> = received
+        .iter()
+        .map(|(_, body)| serde_json::from_str::<serde_json::Value>(body).unwrap()["id"].clone())
+        .collect();
+    assert!(ids[0].as_str().unwrap().starts_with("nudge_"), "{ids:?}");
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "one id on every try: {ids:?}"
+    );
+    assert_eq!(delivered["nudges"][0]["channel"], "webhook");
+    assert_eq!(
+        delivered["nudges"][0]["at"],
+        delivered["nudged"][0]["delivered_at"]
+    );
+}
+
 /// Waits for the expiring-card email about the customer's Visa 4242, and returns its text.
 async fn card_expiring_email(sink: &SmtpSink) -> String {
     assert_eq!(emails(sink, 1).await, ["Your card is about to expire"]);
