@@ -132,7 +132,11 @@ pub(super) fn replan(policy: &Policy, case: &mut Case, at: Timestamp) -> (String
     note += &plan_decision(policy, case);
     plan_resume(case);
     let mut actions = Vec::new();
-    let heard = case.nudged.iter().any(|n| n.kind != NudgeKind::Recovered);
+    // A customer no nudge could ever reach did not hear from recoup: nothing to thank them for.
+    let heard = case
+        .nudged
+        .iter()
+        .any(|n| n.kind != NudgeKind::Recovered && n.given_up_at.is_none());
     if case.state == State::Recovered && heard && !case.has_nudged(NudgeKind::Recovered, 1) {
         case.nudged
             .push(Nudged::going_out(NudgeKind::Recovered, 1, at));
