@@ -66,25 +66,32 @@ pub(super) fn on_nudged(
     };
     let delivered = results.iter().any(|r| r.sent);
     let passing = results.iter().any(|r| !r.sent && r.passing);
-    let plan = policy.nudges_for(&case);
+    // The next try, when no channel took this one for a passing reason and tries are left.
+    let failed_tries = case.nudged[position].failed_tries;
+    let retry_at = RETRY_GAPS
+        .get(failed_tries as usize)
+        .filter(|_| passing && !delivered)
+        .map(|&gap| {
+            let plan = policy.nudges_for(&case);
+            plan.into_window(&case, time::later(at, gap))
+        });
     let nudged = &mut case.nudged[position];
     let tries = RETRY_GAPS.len() + 1;
     let then = if delivered {
         nudged.delivered_at = Some(at);
         nudged.retry_at = None;
         String::new()
-    } else if let (true, Some(&gap)) = (passing, RETRY_GAPS.get(nudged.failed_tries as usize)) {
+    } else if let Some(retry_at) = retry_at {
         nudged.failed_tries += 1;
-        let try_ = nudged.failed_tries + 1;
-        let retry_at = plan.into_window(&case, time::later(at, gap));
-        case.nudged[position].retry_at = Some(retry_at);
+        nudged.retry_at = Some(retry_at);
         let waits = if kind == NudgeKind::FinalNotice {
             "; the end decision waits for its delivery"
         } else {
             ""
         };
         format!(
-            "; tried again at {retry_at}, in the customer's window (try {try_} of {tries}){waits}"
+            "; tried again at {retry_at}, in the customer's window (try {} of {tries}){waits}",
+            failed_tries + 2
         )
     } else {
         nudged.retry_at = None;
