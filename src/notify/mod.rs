@@ -6,8 +6,8 @@
 //! settings are given. Every delivery is bounded in time; a failure that may pass (no answer, a
 //! 4xx from an SMTP server, 429 or 5xx from an API) is tried again with backoff and jitter, and one
 //! that will not (a refused address, a 4xx answer) is reported at once. Each channel's result comes
-//! back as a [`Delivery`], for the case's timeline and the metrics; nothing here retries a nudge
-//! later or decides anything.
+//! back as a [`Delivery`], saying whether a failure may pass, for the case's timeline and the
+//! metrics; trying a nudge again hours later is the policy's decision, not this module's.
 
 mod email;
 mod sms;
@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
 
 use crate::config::{NotifySettings, Secrets};
 use crate::policy::{Channel, NudgeKind};
@@ -28,6 +29,9 @@ pub use self::templates::{Rendered, Templates};
 /// One nudge, rendered, with who it is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nudge {
+    /// The same on every try of this nudge ([`Nudge::id_for`]), so a receiver that got it twice
+    /// (a retry after a lost answer) can tell.
+    pub id: String,
     pub kind: NudgeKind,
     pub tier: u32,
     pub customer_id: String,
@@ -38,6 +42,16 @@ pub struct Nudge {
     pub update_url: Option<String>,
     pub to: Recipient,
     pub message: Rendered,
+}
+
+impl Nudge {
+    /// The id of the nudge of `kind` and `tier` about `about` (the invoice, or for a nudge about no
+    /// invoice the customer and what it is about): derived, not drawn, so every try of the same
+    /// nudge carries the same one, and nothing about the customer can be read back from it.
+    pub fn id_for(about: &str, kind: NudgeKind, tier: u32) -> String {
+        let digest = Sha256::digest(format!("{about}\n{}\n{tier}", kind.as_str()));
+        format!("nudge_{}", hex::encode(&digest[..12]))
+    }
 }
 
 /// Where the customer can be reached, as Stripe knows them.
@@ -54,9 +68,11 @@ pub struct Recipient {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
     Sent,
-    /// Not sent, and trying again will not help (or did not, within the tries allowed).
+    /// Not sent, after the quick tries allowed; `passing` when the cause may pass (no answer, a
+    /// 4xx SMTP answer, HTTP 408, 429 or 5xx), so the nudge is worth trying again later.
     Failed {
         error: String,
+        passing: bool,
     },
     /// Not attempted: the channel is off, or the customer cannot or must not be reached on it.
     Skipped {
@@ -192,7 +208,10 @@ impl Notifier {
                 Err(why) => Delivery::Skipped { why },
                 Ok(()) => match self.send(nudge, channel).await {
                     Ok(()) => Delivery::Sent,
-                    Err(e) => Delivery::Failed { error: e.message },
+                    Err(e) => Delivery::Failed {
+                        error: e.message,
+                        passing: e.passing,
+                    },
                 },
             };
             metrics::counter!(
@@ -279,9 +298,11 @@ fn http_client(
         .map_err(|e| NotifyError::setting(variable, e.to_string()))
 }
 
-/// An HTTP status's verdict: 429 and 5xx may pass, other refusals will not.
+/// An HTTP status's verdict: 408, 429 and 5xx may pass, other refusals will not.
 fn passing_status(status: reqwest::StatusCode) -> bool {
-    status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+    status == reqwest::StatusCode::REQUEST_TIMEOUT
+        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
 }
 
 /// An HTTP request that got no answer may get one next time. reqwest's message quotes the URL,

@@ -31,6 +31,7 @@ impl Webhook {
 
     pub(super) async fn send(&self, nudge: &Nudge) -> Result<(), SendError> {
         let body = serde_json::to_vec(&serde_json::json!({
+            "id": nudge.id,
             "type": "recoup.nudge",
             "kind": nudge.kind.as_str(),
             "tier": nudge.tier,

@@ -593,14 +593,9 @@ impl World {
         let Some(case) = &self.cases[i] else {
             return;
         };
-        let Some(at) = case
-            .nudged
-            .iter()
-            .find(|n| n.kind == kind && n.tier == tier)
-            .map(|n| n.at)
-        else {
+        if !case.has_nudged(kind, tier) {
             return;
-        };
+        }
         // The thank-you is not a nudge the customer weighs: it counts toward nothing.
         let Some(today) = NudgePlan::capped_day(kind, &self.zone, now) else {
             return;
@@ -639,11 +634,12 @@ impl World {
         let delivered = Input::Nudged {
             kind,
             tier,
-            at,
+            at: now,
             template: String::new(),
             results: vec![NudgeResult {
                 channel: Channel::Email,
                 sent: true,
+                passing: false,
                 note: String::new(),
             }],
         };

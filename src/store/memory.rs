@@ -7,7 +7,7 @@
 //! One file (some 650 lines) on purpose: every role over one state struct and one lock, short
 //! enough per role to read as the executable statement of what the Redis backend must do.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -16,9 +16,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{
-    Arrival, Arrivals, Cards, Cases, Claim, Counters, DeadLetter, Failure, Health, Inbox,
-    InboxEntry, Ingest, MAX_FAILURES, Outcomes, Parked, Saved, Session, Sessions, StoreError,
-    TIMER_SHARDS, TestClock, Timers, codec, newest_first, shard_of,
+    Arrival, Arrivals, Cards, Cases, Claim, Counters, DeadLetter, EARLY_EVENTS_KEPT, EarlyEvents,
+    Failure, Health, Inbox, InboxEntry, Ingest, MAX_FAILURES, Outcomes, Parked, Saved, Session,
+    Sessions, StoreError, TIMER_SHARDS, TestClock, Timers, codec, in_created_order, newest_first,
+    shard_of,
 };
 use crate::event::Event;
 use crate::policy::budget::CardHistory;
@@ -62,6 +63,8 @@ struct Inner {
     nudge_counts: HashMap<(String, String), u64>,
     /// What was done once (kept for the life of the process).
     done: HashSet<String>,
+    /// Events about each customer, newest last, capped (kept for the life of the process).
+    early: HashMap<String, VecDeque<Event>>,
     arrivals: Arrivals,
     /// Leases by name: holder and until when.
     leases: HashMap<String, (String, Instant)>,
@@ -499,6 +502,23 @@ impl Counters for MemoryStore {
             inner.leases.remove(name);
         }
         Ok(())
+    }
+}
+
+impl EarlyEvents for MemoryStore {
+    async fn keep_early_event(&self, customer_id: &str, event: &Event) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let kept = inner.early.entry(customer_id.to_owned()).or_default();
+        kept.push_back(event.clone());
+        if kept.len() > EARLY_EVENTS_KEPT {
+            kept.pop_front();
+        }
+        Ok(())
+    }
+
+    async fn early_events(&self, customer_id: &str) -> Result<Vec<Event>, StoreError> {
+        let kept = self.lock().early.get(customer_id).cloned();
+        Ok(in_created_order(kept.unwrap_or_default().into()))
     }
 }
 

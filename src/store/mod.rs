@@ -5,7 +5,8 @@
 //! The store is split into roles, one trait each, so a part's signature says what it may do with
 //! Redis: [`Health`] (does it answer), [`Inbox`] (verified events, exactly once), [`Cases`] (cases,
 //! compare-and-set, and the indexes support looks them up by), [`Cards`] (card histories),
-//! [`Counters`] (counts, once-only marks and leases that expire by themselves), [`Timers`]
+//! [`Counters`] (counts, once-only marks and leases that expire by themselves), [`EarlyEvents`]
+//! (events about a customer that came before their case), [`Timers`]
 //! (claiming due wake-ups), [`TestClock`] and [`Sessions`] (the status page's sign-ins). [`Store`]
 //! is every role together, for the parts that need them all
 //! (the worker); code holding a concrete store imports the roles whose methods it calls.
@@ -437,6 +438,46 @@ pub trait Outcomes: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// How many events about one customer [`EarlyEvents`] keeps: the newest, enough for every card,
+/// time zone, subscription and dispute event a customer makes in the weeks before a failure.
+pub const EARLY_EVENTS_KEPT: usize = 20;
+
+/// How long [`EarlyEvents`] keeps a customer's events after the last one kept: a failure that
+/// comes later than this opens a case that reads the customer afresh anyway.
+pub const EARLY_EVENTS_KEEP: Duration = Duration::from_secs(30 * 86_400);
+
+/// Events about a customer (a new card, a time zone, a subscription changed in Stripe, a dispute),
+/// kept for a case their next failed invoice opens.
+///
+/// Stripe delivers late and out of order: the `customer.updated` naming a new card, or the
+/// `customer.subscription.deleted`, may arrive before the `invoice.payment_failed` that opens the
+/// case it matters to, when there is no case to apply it to yet. So every such event is kept under
+/// its customer — the newest [`EARLY_EVENTS_KEPT`], forgotten [`EARLY_EVENTS_KEEP`] after the last
+/// one kept — and the worker replays them into the case when it opens. Not part of [`Cases`]: the
+/// events belong to the customer, not to any case, and keeping them is no compare-and-set.
+pub trait EarlyEvents: Send + Sync {
+    /// Keeps `event` about `customer_id`, dropping that customer's oldest beyond the cap.
+    fn keep_early_event(
+        &self,
+        customer_id: &str,
+        event: &Event,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The events kept about `customer_id`, each once, in the order Stripe created them.
+    fn early_events(
+        &self,
+        customer_id: &str,
+    ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
+}
+
+/// Kept events in the order [`EarlyEvents::early_events`] promises: each once (an entry retried
+/// after a failure keeps its event again), in the order of Stripe's `created`, ties by id.
+fn in_created_order(mut events: Vec<Event>) -> Vec<Event> {
+    events.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
+    events.dedup_by(|a, b| a.id == b.id);
+    events
+}
+
 /// Wake-ups: when each case next needs a worker.
 ///
 /// Every case with timers has one wake-up entry (written by [`Cases::save_case`]), in one of
@@ -542,6 +583,7 @@ pub trait Store:
     + Cards
     + Counters
     + Outcomes
+    + EarlyEvents
     + Timers
     + TestClock
     + Sessions
@@ -559,6 +601,7 @@ impl<S> Store for S where
         + Cards
         + Counters
         + Outcomes
+        + EarlyEvents
         + Timers
         + TestClock
         + Sessions

@@ -173,12 +173,22 @@ async fn process<S: Store>(worker: &Worker<S>, entry: &InboxEntry) -> Result<(),
     if let EventObject::Dispute(dispute) = &event.object {
         return disputed(worker, event, &dispute.charge).await;
     }
+    if let Some(customer) = early_customer(event) {
+        worker
+            .store
+            .keep_early_event(customer, event)
+            .await
+            .map_err(Fault::from_store)?;
+    }
     for invoice_id in cases_touched(worker, event).await? {
         let input = input_for(worker, event, &invoice_id).await?;
         let applied = apply(worker, &invoice_id, &input).await?;
         if let EventObject::Invoice(invoice) = &event.object
             && is_failure(event.kind)
         {
+            // Replayed after every failure, not only the one that opened the case: the case knows
+            // the events it saw, and an entry retried after a replay cut short completes it.
+            replay_early(worker, &invoice.customer, &invoice_id).await?;
             // A redelivered or retried entry changes nothing, but its decline may still be unread.
             let case = match applied.case {
                 Some(case) => Some(case),
@@ -203,27 +213,52 @@ async fn process<S: Store>(worker: &Worker<S>, entry: &InboxEntry) -> Result<(),
     Ok(())
 }
 
-/// A dispute names a charge, not a customer: the charge is read to find the customer, and the event
-/// goes to each of their cases with the disputed card. Stripe being unreachable defers the entry; a
-/// charge Stripe does not know, or one without a customer, reaches no case.
+/// A dispute names a charge, not a customer: the charge is read to find the customer, the event is
+/// kept for a case the customer's next failure opens, and goes to each of their cases with the
+/// disputed card.
 async fn disputed<S: Store>(worker: &Worker<S>, event: &Event, charge: &str) -> Result<(), Fault> {
-    let found = match worker.processor.disputed_charge(charge).await {
-        Ok(found) => found,
-        Err(e) if e.passing => return Err(Fault::Passing(e.message)),
-        Err(e) => {
-            tracing::warn!(charge, event = %event.id, "disputed charge not read: {e}");
-            return Ok(());
-        }
-    };
-    let Some((customer, card)) = found.and_then(|c| Some((c.customer?, c.card))) else {
-        tracing::info!(charge, event = %event.id, "the disputed charge has no customer recoup can find");
+    let Some((customer, input)) = dispute_input(worker, event, charge).await? else {
         return Ok(());
     };
+    worker
+        .store
+        .keep_early_event(&customer, event)
+        .await
+        .map_err(Fault::from_store)?;
     let cases = worker
         .store
         .cases_of_customer(&customer)
         .await
         .map_err(Fault::from_store)?;
+    for case in cases {
+        let applied = apply(worker, &case.invoice_id, &input).await?;
+        if applied.case.is_some() && event.kind == EventKind::ChargeDisputeCreated {
+            metrics::counter!(metric::HOLDS, "by" => "dispute").increment(1);
+        }
+    }
+    Ok(())
+}
+
+/// The customer a dispute event is about and the input it is for their cases, the disputed card
+/// with it, read from the charge. Stripe being unreachable defers the entry; a charge Stripe does
+/// not know, or one without a customer, is about no customer recoup can find.
+async fn dispute_input<S: Store>(
+    worker: &Worker<S>,
+    event: &Event,
+    charge: &str,
+) -> Result<Option<(String, Input)>, Fault> {
+    let found = match worker.processor.disputed_charge(charge).await {
+        Ok(found) => found,
+        Err(e) if e.passing => return Err(Fault::Passing(e.message)),
+        Err(e) => {
+            tracing::warn!(charge, event = %event.id, "disputed charge not read: {e}");
+            return Ok(None);
+        }
+    };
+    let Some((customer, card)) = found.and_then(|c| Some((c.customer?, c.card))) else {
+        tracing::info!(charge, event = %event.id, "the disputed charge has no customer recoup can find");
+        return Ok(None);
+    };
     let input = Input::Dispute {
         event: Box::new(event.clone()),
         card: card.map(|c| Card {
@@ -231,11 +266,62 @@ async fn disputed<S: Store>(worker: &Worker<S>, event: &Event, charge: &str) -> 
             brand: c.brand,
         }),
     };
-    for case in cases {
-        let applied = apply(worker, &case.invoice_id, &input).await?;
-        if applied.case.is_some() && event.kind == EventKind::ChargeDisputeCreated {
-            metrics::counter!(metric::HOLDS, "by" => "dispute").increment(1);
+    Ok(Some((customer, input)))
+}
+
+/// The customer whose next case must know of `event`, for the events that change a case of theirs
+/// but may come before it (see [`crate::store::EarlyEvents`]): a new card, the customer's own
+/// settings (a default card, a time zone), their subscription changed in Stripe.
+fn early_customer(event: &Event) -> Option<&str> {
+    match &event.object {
+        EventObject::PaymentMethod(pm) => pm.customer.as_deref(),
+        EventObject::Customer(customer) if event.kind == EventKind::CustomerUpdated => {
+            Some(&customer.id)
         }
+        EventObject::Subscription(subscription) => Some(&subscription.customer),
+        _ => None,
+    }
+}
+
+/// Replays into the case of `invoice_id` the events kept about its customer, some perhaps from
+/// before it existed (see [`crate::store::EarlyEvents`]), in the order Stripe created them: a
+/// subscription already deleted closes it before any retry is charged, a new card is tried, a
+/// dispute holds it, the newest time zone is the one it keeps. An event the case already knows
+/// is skipped, so a redelivered failure replays harmlessly.
+async fn replay_early<S: Store>(
+    worker: &Worker<S>,
+    customer_id: &str,
+    invoice_id: &str,
+) -> Result<(), Fault> {
+    let kept = worker
+        .store
+        .early_events(customer_id)
+        .await
+        .map_err(Fault::from_store)?;
+    if kept.is_empty() {
+        return Ok(());
+    }
+    let Some(case) = worker
+        .store
+        .load_case(invoice_id)
+        .await
+        .map_err(Fault::from_store)?
+    else {
+        return Ok(());
+    };
+    // What the case already saw is skipped before a dispute's charge is read for nothing.
+    for event in kept.into_iter().filter(|e| !case.has_seen(&e.id)) {
+        let input = match &event.object {
+            // The charge is read again for the disputed card (and to confirm the customer).
+            EventObject::Dispute(dispute) => {
+                match dispute_input(worker, &event, &dispute.charge).await? {
+                    Some((customer, input)) if customer == customer_id => input,
+                    _ => continue,
+                }
+            }
+            _ => Input::Event(Box::new(event.clone())),
+        };
+        apply(worker, invoice_id, &input).await?;
     }
     Ok(())
 }

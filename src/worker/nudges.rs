@@ -1,12 +1,15 @@
 //! Sending the nudges a saved decision asks for.
 //!
-//! A nudge is marked as sent on the case before it goes out, so no redo sends it twice (at most
+//! A nudge is marked on the case before its first try goes out, so no redo sends it twice (at most
 //! once: a worker that dies right after the save loses that one message, which beats sending it
 //! twice). Then the customer's count for their local day is taken — atomically, in the store, so a
-//! burst of failures across a customer's invoices cannot get past the daily cap — the customer is
-//! read from Stripe for their name, address and language, the update link is made (recoup's own
-//! `/fix/…` link, see [`crate::links`]), and the message is rendered and delivered on the plan's channels. What became of it goes back into the case as
-//! `Input::Nudged` (or `Input::NudgeHeld` when the customer's day is used up).
+//! burst of failures across a customer's invoices cannot get past the daily cap; a retry is not
+//! counted again — the customer is read from Stripe for their name, address and language, the
+//! update link is made (recoup's own `/fix/…` link, see [`crate::links`]), and the message is
+//! rendered and delivered on the plan's channels. What became of this try goes back into the case
+//! as `Input::Nudged` (or `Input::NudgeHeld` when the customer's day is used up); when no channel
+//! took it for a passing reason, the policy plans the next try, and it comes back here as the same
+//! nudge, with the same id.
 
 use super::{Inputs, Worker};
 use crate::notify::templates::{Context, format_amount, format_date, format_time};
@@ -44,7 +47,9 @@ async fn send_one<S: Store>(
     let plan = policy.nudges_for(case);
     let zone = timing::zone(&case.customer_timezone);
     let now = worker.clock.now().await.map_err(|e| e.to_string())?;
-    if let Some(today) = NudgePlan::capped_day(kind, &zone, now) {
+    // A retry reaches a customer whom the first try did not: it was counted then already.
+    let first_try = marked.failed_tries == 0;
+    if let Some(today) = NudgePlan::capped_day(kind, &zone, now).filter(|_| first_try) {
         let count = worker
             .store
             .count_nudge(&case.customer_id, &today.to_string())
@@ -55,7 +60,8 @@ async fn send_one<S: Store>(
             return apply(worker, case, &held).await;
         }
     }
-    let (end, consequence_at) = ending::announced(&policy, case, marked.at);
+    // The date the final notice names counts from this try, which is the one that may deliver it.
+    let (end, consequence_at) = ending::announced(&policy, case, now);
     let about = About {
         customer_id: &case.customer_id,
         invoice_id: Some(&case.invoice_id),
@@ -73,7 +79,7 @@ async fn send_one<S: Store>(
     let delivered = Input::Nudged {
         kind,
         tier,
-        at: marked.at,
+        at: now,
         template,
         results,
     };
@@ -148,7 +154,12 @@ pub(super) async fn deliver<S: Store>(
         notifier
             .templates
             .render(&kind_tier, std::slice::from_ref(&language), &context)?;
+    let about_what = match about.invoice_id {
+        Some(invoice_id) => invoice_id.to_owned(),
+        None => format!("{} {}", about.customer_id, about.card),
+    };
     let nudge = Nudge {
+        id: Nudge::id_for(&about_what, kind, tier),
         kind,
         tier,
         customer_id: about.customer_id.to_owned(),
@@ -175,9 +186,10 @@ pub(super) async fn deliver<S: Store>(
         .map(|(channel, delivery)| NudgeResult {
             channel,
             sent: delivery == Delivery::Sent,
+            passing: matches!(delivery, Delivery::Failed { passing: true, .. }),
             note: match delivery {
                 Delivery::Sent => String::new(),
-                Delivery::Failed { error } => error,
+                Delivery::Failed { error, .. } => error,
                 Delivery::Skipped { why } => why,
             },
         })

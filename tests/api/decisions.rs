@@ -58,7 +58,7 @@ exhausted = { action = "leave_past_due" }
 "#;
 
 /// The app on the test clock with [`POLICY`] (kept in the returned directory).
-async fn app() -> (TestApp, tempfile::TempDir) {
+pub(crate) async fn app() -> (TestApp, tempfile::TempDir) {
     app_with(POLICY, &[]).await
 }
 
@@ -78,7 +78,7 @@ async fn app_with(policy: &str, extra: &[(&str, &str)]) -> (TestApp, tempfile::T
 }
 
 /// A customer whose metadata puts their invoices in the segment for `end`.
-fn customer(end: &str) -> Customer {
+pub(crate) fn customer(end: &str) -> Customer {
     Customer {
         metadata: json!({ "end": end }),
         country: "US",
@@ -93,17 +93,31 @@ fn customer(end: &str) -> Customer {
 /// An invoice of `customer` on subscription `subscription`, whose first attempt failed with
 /// `decline` and whose every retry is declined the same way, set up in the fake Stripe and
 /// delivered to recoup; returns the case once recoup has read the decline.
-async fn failing(
+pub(crate) async fn failing(
     app: &TestApp,
     invoice: &str,
     customer_id: &str,
     subscription: &str,
     decline: &'static str,
 ) -> Value {
+    let retries = (0..5).map(|_| Outcome::Decline(Decline::visa(decline)));
+    fail_on(app, invoice, (customer_id, subscription), decline, retries).await;
+    app.case_when(invoice, |c| c["decline"]["class"].is_string())
+        .await
+}
+
+/// Sets up an invoice of `customer` on `subscription` in the fake Stripe, whose first attempt
+/// failed with `decline` and whose retries come to `retries` (then paid), and delivers its failure
+/// to recoup.
+pub(crate) async fn fail_on(
+    app: &TestApp,
+    invoice: &str,
+    (customer_id, subscription): (&str, &str),
+    decline: &'static str,
+    retries: impl IntoIterator<Item = Outcome>,
+) {
     let mut stripe_invoice = Invoice::failed(customer_id, Decline::visa(decline));
-    stripe_invoice.outcomes = (0..5)
-        .map(|_| Outcome::Decline(Decline::visa(decline)))
-        .collect();
+    stripe_invoice.outcomes = retries.into_iter().collect();
     app.stripe.add_invoice(invoice, stripe_invoice);
     app.stripe
         .add_subscription(subscription, Subscription::active(customer_id));
@@ -112,8 +126,6 @@ async fn failing(
     object["customer"] = customer_id.into();
     object["parent"]["subscription_details"]["subscription"] = subscription.into();
     app.deliver(serde_json::to_vec(&event).unwrap()).await;
-    app.case_when(invoice, |c| c["decline"]["class"].is_string())
-        .await
 }
 
 /// Every mutation the fake Stripe received carried an idempotency key, and no change to a
@@ -309,20 +321,16 @@ grace = "2d"
     .await;
     assert_eq!(case["state"], "awaiting_customer");
 
-    app.advance_clock(2 * DAY).await;
+    let zone = case["customer_timezone"].as_str().unwrap();
+    app.advance_into_daytime(2 * DAY, zone).await;
     wait_until("the final notice", Duration::from_secs(10), || async {
         !sink.mails().is_empty()
     })
     .await;
     let mail = &sink.mails()[0];
+    // The decision counts from the notice's delivery, recorded once the mail went out.
     let noticed = app
-        .case_when("in_noticed", |c| {
-            c["timers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|t| t["kind"] == "decide")
-        })
+        .case_when("in_noticed", |c| c["nudged"][0]["delivered_at"].is_string())
         .await;
     let due: jiff::Timestamp = noticed["timers"]
         .as_array()
@@ -445,7 +453,7 @@ async fn a_paused_customer_who_adds_a_card_is_retried_recovered_and_collection_r
 }
 
 /// A dispute event on `charge`, in a given status.
-fn dispute_event(kind: &str, id: &str, charge: &str, status: &str) -> Vec<u8> {
+pub(crate) fn dispute_event(kind: &str, id: &str, charge: &str, status: &str) -> Vec<u8> {
     let mut event: Value = serde_json::from_slice(&fixture(kind)).unwrap();
     event["id"] = id.into();
     event["created"] = unix_now().into();

@@ -466,11 +466,32 @@ pub trait Recoup {
         Answer::from(request.send().await.unwrap()).await
     }
 
-    /// Moves the test clock forward through the API and waits for the due timers to be claimed.
-    async fn advance_clock(&self, seconds: i64) {
+    /// Moves the test clock forward through the API and waits for the due timers to be claimed;
+    /// returns the clock's new "now".
+    async fn advance_clock(&self, seconds: i64) -> jiff::Timestamp {
         let body = format!(r#"{{"seconds":{seconds}}}"#);
         let moved = self.api_post("/api/v1/clock/advance", &body).await;
         assert_eq!(moved.status, 200, "{}", moved.text);
+        moved.json()["now"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Moves the test clock forward at least `seconds`, on to local noon in `zone` unless that lands
+    /// between 10:00 and 18:00 there: nudges go out only in the customer's daytime, whatever time
+    /// of day the test runs at. Returns the clock's new "now".
+    async fn advance_into_daytime(&self, seconds: i64, zone: &str) -> jiff::Timestamp {
+        let now = self.advance_clock(seconds).await;
+        let zone = jiff::tz::TimeZone::get(zone).unwrap();
+        let local = now.to_zoned(zone.clone());
+        if (10..18).contains(&local.hour()) {
+            return now;
+        }
+        let day = if local.hour() < 10 {
+            local.date()
+        } else {
+            local.date().tomorrow().unwrap()
+        };
+        let noon = day.at(12, 0, 0, 0).to_zoned(zone).unwrap().timestamp();
+        self.advance_clock(noon.as_second() - now.as_second()).await
     }
 }
 

@@ -39,7 +39,7 @@ async fn nudged(app: &TestApp, sink: &SmtpSink, invoice: &str) -> String {
         .take(12),
     );
     app.fail(invoice, stripe_invoice).await;
-    app.advance_clock(DAY).await;
+    app.advance_into_daytime(DAY, "America/Chicago").await;
     wait_until("the first nudge", Duration::from_secs(10), || async {
         !sink.mails().is_empty()
     })
@@ -297,7 +297,7 @@ async fn a_payment_to_confirm_links_the_hosted_invoice_page() {
     .await;
     app.case_when(invoice, |c| c["state"] == "awaiting_customer")
         .await;
-    app.advance_clock(DAY).await;
+    app.advance_into_daytime(DAY, "America/Chicago").await;
     wait_until("the nudge", Duration::from_secs(10), || async {
         !sink.mails().is_empty()
     })

@@ -7,6 +7,7 @@ mod backfill;
 mod credentials;
 mod deadletters;
 mod decisions;
+mod early;
 mod echoes;
 mod fake_stripe;
 mod helpers;

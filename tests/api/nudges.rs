@@ -76,6 +76,7 @@ fn nudge(notifier: &Notifier, kind_tier: &str, locales: &[&str], to: Recipient) 
         ..Context::default()
     };
     Nudge {
+        id: Nudge::id_for("in_1QaZ4rB7WZ01zgkWfT9s8KpM", NudgeKind::PaymentFailed, 1),
         kind: NudgeKind::PaymentFailed,
         tier: 1,
         customer_id: "cus_R3cvP0qK8yWm2d".into(),
@@ -164,13 +165,14 @@ async fn a_busy_mail_server_is_tried_again_and_a_refused_address_is_not() {
             &[Channel::Email],
         )
         .await;
-    let [(Channel::Email, Delivery::Failed { error })] = results.as_slice() else {
+    let [(Channel::Email, Delivery::Failed { error, passing })] = results.as_slice() else {
         panic!("{results:?}");
     };
     assert!(
         error.contains("550") || error.contains("permanent"),
         "{error}"
     );
+    assert!(!passing, "a 550 does not pass");
     assert_eq!(
         sink.sessions() - before,
         1,
@@ -211,6 +213,10 @@ async fn the_nudge_webhook_is_signed_like_stripe_and_retried_on_a_server_error()
         .expect("a valid signature");
     let json: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(json["type"], "recoup.nudge");
+    assert_eq!(
+        json["id"],
+        Nudge::id_for("in_1QaZ4rB7WZ01zgkWfT9s8KpM", NudgeKind::PaymentFailed, 1)
+    );
     assert_eq!(json["kind"], "payment_failed");
     assert_eq!(json["tier"], 1);
     assert_eq!(json["customer_id"], "cus_R3cvP0qK8yWm2d");
@@ -345,6 +351,11 @@ async fn a_channel_set_up_halfway_is_refused_naming_what_is_missing() {
 /// under [`PUBLIC_URL`], and the daily card scan looking every second whether the (test clock's)
 /// day has been scanned.
 pub(crate) async fn emailing_app() -> (TestApp, SmtpSink) {
+    emailing_app_with("config/policy.toml").await
+}
+
+/// The same, with the policy file at `policy`.
+async fn emailing_app_with(policy: &str) -> (TestApp, SmtpSink) {
     let sink = SmtpSink::start();
     let smtp = sink.url();
     let app = TestApp::spawn_as(
@@ -352,7 +363,7 @@ pub(crate) async fn emailing_app() -> (TestApp, SmtpSink) {
         &[
             ("RECOUP_API_TOKENS", API_TOKENS),
             ("RECOUP_TEST_CLOCK", "1"),
-            ("RECOUP_POLICY", "config/policy.toml"),
+            ("RECOUP_POLICY", policy),
             ("RECOUP_SMTP_URL", &smtp),
             ("RECOUP_EMAIL_FROM", FROM),
             ("RECOUP_WORKER__SCAN_INTERVAL_SECS", "1"),
@@ -407,7 +418,7 @@ async fn a_soft_decline_gets_its_nudges_in_daytime_and_a_thank_you_when_paid() {
     assert_eq!(opened["customer_timezone"], "America/Chicago");
     assert!(sink.mails().is_empty(), "nothing before its time");
 
-    app.advance_clock(DAY).await;
+    app.advance_into_daytime(DAY, "America/Chicago").await;
     assert_eq!(
         emails(&sink, 1).await,
         ["Your Acme Billing payment didn't go through"]
@@ -495,7 +506,7 @@ async fn a_burst_of_failures_for_one_customer_gets_one_nudge_a_day() {
         .await;
     }
 
-    app.advance_clock(DAY).await;
+    app.advance_into_daytime(DAY, "America/Chicago").await;
     emails(&sink, 1).await;
     let mut held = 0;
     for invoice in invoices {
@@ -514,6 +525,168 @@ async fn a_burst_of_failures_for_one_customer_gets_one_nudge_a_day() {
         "the customer's one nudge a day went to one invoice"
     );
     assert_eq!(sink.mails().len(), 1);
+}
+
+/// Everything the case's timeline says, as one string.
+fn story(case: &serde_json::Value) -> String {
+    case["timeline"].to_string()
+}
+
+fn timestamp(value: &serde_json::Value) -> jiff::Timestamp {
+    value.as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_final_notice_the_mail_server_turned_away_is_delivered_later_in_daytime_and_grace_counts_from_then()
+ {
+    const POLICY: &str = r#"
+version = 1
+[nudges]
+channels = ["email"]
+[[nudges.step]]
+kind = "final_notice"
+tier = 1
+after = "1h"
+[end]
+no_new_card = { action = "leave_past_due" }
+grace = "7d"
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let (app, sink) = emailing_app_with(policy.to_str().unwrap()).await;
+    app.stripe
+        .add_customer(CUSTOMER, Customer::dana((12, 2030)));
+    let chicago = "America/Chicago";
+    let invoice = "in_notice_busy_1";
+    sink.busy_for(u32::MAX);
+    app.fail(
+        invoice,
+        Invoice::failed(CUSTOMER, Decline::visa("lost_card")),
+    )
+    .await;
+
+    // The notice comes due while the mail server answers "451 try again later".
+    app.advance_into_daytime(2 * 3_600, chicago).await;
+    let refused = app
+        .case_when(invoice, |c| story(c).contains("nudge not delivered"))
+        .await;
+    assert!(sink.mails().is_empty());
+    let said = story(&refused);
+    assert!(
+        said.contains("451") && said.contains("tried again at"),
+        "{said}"
+    );
+    let decide = |c: &serde_json::Value| {
+        c["timers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["kind"] == "decide")
+            .map(|t| timestamp(&t["at"]))
+    };
+    assert_eq!(decide(&refused), None, "no decision from a notice only due");
+
+    // A day on, still busy: tried again, turned away again.
+    app.advance_clock(DAY).await;
+    let again = app
+        .case_when(invoice, |c| story(c).contains("try 3 of 6"))
+        .await;
+    assert_eq!(decide(&again), None);
+
+    // The server is back: the next try, the day after, delivers it.
+    sink.busy_for(0);
+    app.advance_clock(DAY).await;
+    assert_eq!(emails(&sink, 1).await.len(), 1);
+    assert!(
+        subjects(&sink)[0].starts_with("Final notice"),
+        "{:?}",
+        subjects(&sink)
+    );
+    let delivered = app
+        .case_when(invoice, |c| c["nudged"][0]["delivered_at"].is_string())
+        .await;
+    let delivered_at = timestamp(&delivered["nudged"][0]["delivered_at"]);
+    let first_due = timestamp(&delivered["nudged"][0]["at"]);
+    assert!(delivered_at >= first_due + jiff::SignedDuration::from_hours(40));
+    let local = delivered_at.to_zoned(jiff::tz::TimeZone::get(chicago).unwrap());
+    assert!(
+        (9..20).contains(&local.hour()),
+        "delivered in quiet hours: {local}"
+    );
+    let grace = jiff::SignedDuration::from_hours(7 * 24);
+    assert_eq!(decide(&delivered), Some(delivered_at + grace));
+
+    // Six days after the delivery nothing is decided; the seventh, the decision comes.
+    app.advance_clock(6 * DAY).await;
+    let waiting = app.case_when(invoice, |c| c["decision"].is_null()).await;
+    assert_eq!(waiting["state"], "awaiting_customer");
+    app.advance_clock(DAY + 3_600).await;
+    let decided = app
+        .case_when(invoice, |c| c["decision"]["outcome"] == "carried_out")
+        .await;
+    assert_eq!(decided["decision"]["action"], "leave_past_due");
+    assert_eq!(timestamp(&decided["decision"]["at"]), delivered_at + grace);
+    assert_eq!(sink.mails().len(), 1, "the notice went out once");
+}
+
+#[tokio::test]
+async fn a_nudge_the_webhook_answered_503_for_is_delivered_later_with_the_same_id() {
+    // Every quick try of the first delivery meets a 503; the next answers are 200.
+    let (peer, url) = Peer::start("/nudges", &[503; 4]).await;
+    let webhook_url = format!("{url}/nudges");
+    let app = TestApp::spawn_as(
+        Role::All,
+        &[
+            ("RECOUP_API_TOKENS", API_TOKENS),
+            ("RECOUP_TEST_CLOCK", "1"),
+            ("RECOUP_POLICY", "config/policy.toml"),
+            ("RECOUP_NUDGE_WEBHOOK_URL", &webhook_url),
+            ("RECOUP_NUDGE_WEBHOOK_SECRET", NUDGE_SECRET),
+            ("RECOUP_NOTIFY__RETRIES", "3"),
+            LINKS[0],
+            LINKS[1],
+        ],
+    )
+    .await;
+    app.stripe
+        .add_customer(CUSTOMER, Customer::dana((12, 2030)));
+    let invoice = "in_webhook_busy_1";
+    app.fail(
+        invoice,
+        Invoice::failed(CUSTOMER, Decline::visa("insufficient_funds")),
+    )
+    .await;
+
+    app.advance_into_daytime(DAY, "America/Chicago").await;
+    let refused = app
+        .case_when(invoice, |c| story(c).contains("nudge not delivered"))
+        .await;
+    assert_eq!(peer.received().len(), 4, "the quick tries, all refused");
+    assert!(story(&refused).contains("503"), "{}", story(&refused));
+    assert!(refused["nudged"][0]["delivered_at"].is_null());
+
+    // The retry, an hour or more later and still in the customer's daytime, is taken.
+    app.advance_clock(2 * 3_600).await;
+    let delivered = app
+        .case_when(invoice, |c| c["nudged"][0]["delivered_at"].is_string())
+        .await;
+    let received = peer.received();
+    assert_eq!(received.len(), 5);
+    let ids: Vec<serde_json::Value> = received
+        .iter()
+        .map(|(_, body)| serde_json::from_str::<serde_json::Value>(body).unwrap()["id"].clone())
+        .collect();
+    assert!(ids[0].as_str().unwrap().starts_with("nudge_"), "{ids:?}");
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "one id on every try: {ids:?}"
+    );
+    assert_eq!(delivered["nudges"][0]["channel"], "webhook");
+    assert_eq!(
+        delivered["nudges"][0]["at"],
+        delivered["nudged"][0]["delivered_at"]
+    );
 }
 
 /// Waits for the expiring-card email about the customer's Visa 4242, and returns its text.
@@ -576,9 +749,10 @@ async fn a_customer_stripe_cannot_show_is_written_to_where_the_invoice_went() {
     let (app, sink) = emailing_app().await;
     let invoice = "in_unknown_customer_1";
     app.deliver(failure_of(invoice)).await;
-    app.case_when(invoice, |c| c["state"] == "retrying").await;
+    let case = app.case_when(invoice, |c| c["state"] == "retrying").await;
 
-    app.advance_clock(DAY).await;
+    let zone = case["customer_timezone"].as_str().unwrap();
+    app.advance_into_daytime(DAY, zone).await;
     emails(&sink, 1).await;
     let mail = sink.mails().remove(0);
     assert_eq!(

@@ -1,6 +1,6 @@
 //! A real SMTP server for the tests: it speaks SMTP over TCP (greeting, EHLO, MAIL, RCPT, DATA,
 //! QUIT) on a free port and keeps every message it accepts. It can refuse: a recipient whose address
-//! starts with `reject` gets a permanent 550, and the next `busy` sessions get a passing 451.
+//! starts with `reject` gets a permanent 550, and the next `busy` messages get a passing 451.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -66,9 +66,10 @@ impl SmtpSink {
         format!("smtp://{}", self.addr)
     }
 
-    /// The next `sessions` SMTP sessions are turned away with a passing 451.
-    pub fn busy_for(&self, sessions: u32) {
-        self.inbox.lock().unwrap().busy = sessions;
+    /// The next `messages` are turned away with a passing 451 (counted per `MAIL` command, so a
+    /// session the client keeps open is turned away too while the server is busy).
+    pub fn busy_for(&self, messages: u32) {
+        self.inbox.lock().unwrap().busy = messages;
     }
 
     pub fn mails(&self) -> Vec<Mail> {
@@ -83,9 +84,9 @@ impl SmtpSink {
 fn session(stream: TcpStream, inbox: &Mutex<Inbox>) -> std::io::Result<()> {
     let mut out = stream.try_clone()?;
     let mut lines = BufReader::new(stream);
-    let busy = {
+    inbox.lock().unwrap().sessions += 1;
+    let busy = || {
         let mut inbox = inbox.lock().unwrap();
-        inbox.sessions += 1;
         let busy = inbox.busy > 0;
         inbox.busy = inbox.busy.saturating_sub(1);
         busy
@@ -106,7 +107,7 @@ fn session(stream: TcpStream, inbox: &Mutex<Inbox>) -> std::io::Result<()> {
             .to_ascii_uppercase();
         let answer: &[u8] = match verb.as_str() {
             "EHLO" | "HELO" => b"250-sink.test\r\n250 8BITMIME\r\n",
-            "MAIL" if busy => b"451 4.3.2 try again later\r\n",
+            "MAIL" if busy() => b"451 4.3.2 try again later\r\n",
             "MAIL" => {
                 from = address(&command);
                 to.clear();

@@ -6,8 +6,8 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use recoup::policy::{Case, Timer, TimerKind};
 use recoup::store::{
-    Arrival, Arrivals, Failure, Inbox, Ingest, MemoryStore, RedisStore, Saved, Session, Store,
-    TIMER_SHARDS,
+    Arrival, Arrivals, EARLY_EVENTS_KEEP, EARLY_EVENTS_KEPT, EarlyEvents, Failure, Inbox, Ingest,
+    MemoryStore, RedisStore, Saved, Session, Store, TIMER_SHARDS,
 };
 
 use crate::helpers::{TestCluster, TestRedis, event, open_case, redis_settings};
@@ -63,6 +63,7 @@ store_suite!(
     the_newest_event_is_remembered_by_how_it_came_and_the_backfill_mark_only_moves_forward,
     a_lease_has_one_holder_until_given_back_or_run_out,
     a_session_lasts_until_it_expires_or_is_closed,
+    a_customers_early_events_are_kept_capped_each_once_in_stripes_order,
 );
 
 const LONG: Duration = Duration::from_secs(60);
@@ -412,6 +413,68 @@ async fn a_session_lasts_until_it_expires_or_is_closed<S: Store>(store: &S) {
     // A session is forgotten when its time runs out.
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(store.session("key-bo").await.unwrap(), None);
+}
+
+async fn a_customers_early_events_are_kept_capped_each_once_in_stripes_order<S: Store>(store: &S) {
+    let created = |id: &str, at: i64| {
+        let mut kept = event(id, "in_early");
+        kept.created = at;
+        kept
+    };
+    let ids = |events: Vec<recoup::event::Event>| -> Vec<String> {
+        events.into_iter().map(|e| e.id).collect()
+    };
+    assert!(store.early_events("cus_a").await.unwrap().is_empty());
+    // Kept out of Stripe's order, and one of them twice (an entry retried after a failure).
+    for (id, at) in [("evt_later", 200), ("evt_sooner", 100), ("evt_later", 200)] {
+        store
+            .keep_early_event("cus_a", &created(id, at))
+            .await
+            .unwrap();
+    }
+    store
+        .keep_early_event("cus_b", &created("evt_other", 150))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(store.early_events("cus_a").await.unwrap()),
+        ["evt_sooner", "evt_later"]
+    );
+    assert_eq!(
+        ids(store.early_events("cus_b").await.unwrap()),
+        ["evt_other"]
+    );
+
+    // Only the newest are kept.
+    for n in 0..EARLY_EVENTS_KEPT + 5 {
+        let at = 1_000 + i64::try_from(n).unwrap();
+        store
+            .keep_early_event("cus_a", &created(&format!("evt_{n:02}"), at))
+            .await
+            .unwrap();
+    }
+    let kept = ids(store.early_events("cus_a").await.unwrap());
+    assert_eq!(kept.len(), EARLY_EVENTS_KEPT);
+    assert_eq!(kept.first().map(String::as_str), Some("evt_05"));
+    assert_eq!(kept.last().map(String::as_str), Some("evt_24"));
+}
+
+/// Redis forgets a customer's early events by itself, a while after the last one kept.
+#[tokio::test]
+async fn redis_forgets_a_customers_early_events_after_their_keep() {
+    let redis = TestRedis::start();
+    let store = RedisStore::connect(&redis_settings(&redis)).await.unwrap();
+    store
+        .keep_early_event("cus_ttl", &event("evt_ttl", "in_ttl"))
+        .await
+        .unwrap();
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(recoup::store::redis::early_key("cus_ttl"))
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    let keep = i64::try_from(EARLY_EVENTS_KEEP.as_secs()).unwrap();
+    assert!(ttl > keep - 5 && ttl <= keep, "kept {ttl} s, not {keep} s");
 }
 
 /// How Redis keeps the events it has seen: compact (one intset per bucket and week, no key per

@@ -434,7 +434,8 @@ pub struct Case {
     /// arrives twice (the timeline is what recognises a repeated event). Never stored.
     #[serde(skip)]
     pub untold: bool,
-    /// A nudge held back by the per-customer daily cap waits until then.
+    /// The case's next nudge waits until then: the per-customer daily cap held one back, or one
+    /// came due in the customer's quiet hours.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub nudges_held_until: Option<Timestamp>,

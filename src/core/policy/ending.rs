@@ -7,8 +7,9 @@
 //! (`hard`, `card_data`, a payment to confirm, a card the customer won a dispute on) with no new card
 //! — because an expired card on a five-year account is not a stolen card on a week-old one.
 //!
-//! The decision waits a grace period after the final notice (or after the last attempt, when the
-//! plan sends none), so the date the notice names is the date it happens. It is a timer of the case
+//! The decision waits a grace period after the final notice was delivered (or after the last
+//! attempt, when the plan sends none), so the date the notice names is the date it happens; a
+//! final notice that no channel could take is tried again first (see `nudged`). It is a timer of the case
 //! like a retry: held back while the case is on hold, dropped the moment the invoice is paid,
 //! replaced when a new card brings a retry back. Carrying it out is the worker's: right before acting
 //! it reads the invoice and the subscription again and leaves both alone if either changed
@@ -254,7 +255,11 @@ pub fn choose(policy: &Policy, case: &Case) -> (End, String, String) {
         .nudged
         .iter()
         .find(|n| n.kind == NudgeKind::FinalNotice)
-        .map(|n| format!("; final notice {}", n.at))
+        .map(|n| match (n.delivered_at, n.given_up_at) {
+            (Some(at), _) => format!("; final notice delivered {at}"),
+            (None, Some(at)) => format!("; final notice never delivered (given up {at})"),
+            (None, None) => format!("; final notice {}", n.at),
+        })
         .unwrap_or_default();
     let mut reason = format!(
         "{failed} attempt(s) failed, {last}{notice}; {} grace",
@@ -271,8 +276,8 @@ pub fn choose(policy: &Policy, case: &Case) -> (End, String, String) {
 
 /// When the case's end decision is due, or `None` while something else may still happen: a
 /// retry planned (a redo of an attempt that reached no result included) or under way, the final
-/// notice still to go out, Stripe's own retries on, the case on hold or over, or a decision
-/// already made.
+/// notice still to go out or to be delivered, Stripe's own retries on, the case on hold or over,
+/// or a decision already made.
 pub fn due(policy: &Policy, case: &Case) -> Option<Timestamp> {
     if let Some(decision) = &case.decision {
         return (decision.outcome == DecisionOutcome::Failed)
@@ -290,14 +295,18 @@ pub fn due(policy: &Policy, case: &Case) -> Option<Timestamp> {
         return None;
     }
     case.attempts.last()?;
-    let notice = case
+    // Grace counts from the final notice's delivery, never from its coming due: while it is still
+    // being tried the decision waits. One that could never be delivered counts from the try recoup
+    // gave up after — the customer cannot be told, and waiting longer would not tell them.
+    let notice = match case
         .nudged
         .iter()
         .find(|n| n.kind == NudgeKind::FinalNotice)
-        .map(|n| n.at);
-    if notice.is_none() && policy.nudges_for(case).will_send_final_notice(case) {
-        return None;
-    }
+    {
+        Some(notice) => Some(notice.settled_at()?),
+        None if policy.nudges_for(case).will_send_final_notice(case) => return None,
+        None => None,
+    };
     let last_at = case.attempts.iter().map(|a| a.at).max()?;
     Some(time::later(
         notice.map_or(last_at, |n| n.max(last_at)),

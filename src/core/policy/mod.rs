@@ -52,7 +52,8 @@ use self::events::on_event;
 pub use self::hold::{Support, SupportAct, retry_allowed};
 pub use self::learning::{Evidence, Learning, RetryChoice};
 pub use self::nudge::{
-    CardOnFile, NudgePlan, NudgeResult, Nudged, Step, card_expired, contact_window,
+    CardOnFile, NudgePlan, NudgeResult, Nudged, RETRY_GAPS, RETRY_UNDER_WAY, Step, card_expired,
+    contact_window,
 };
 use self::nudged::{on_nudge_held, on_nudged};
 pub use self::opened::LinkOutcome;
@@ -154,7 +155,7 @@ pub enum Input {
     /// What a charge attempt on the invoice came to: recoup's own, or the decline details of one of
     /// Stripe's.
     Charge(Box<Charge>),
-    /// What became of a nudge on each channel, rendered from `template`.
+    /// What became of one try of a nudge at `at` on each channel, rendered from `template`.
     Nudged {
         kind: NudgeKind,
         tier: u32,
@@ -195,8 +196,9 @@ pub enum Action {
     End(End),
     /// Resume the collection of the subscription recoup paused.
     Resume,
-    /// Send the customer this message, on the plan's channels. Marked as sent on the case before it
-    /// goes out, so no redo sends it twice.
+    /// Send the customer this message, on the plan's channels, and report back with
+    /// `Input::Nudged`. Marked on the case before its first try goes out, so no redo sends it twice;
+    /// a nudge no channel took for a passing reason comes back as this action when it is retried.
     Nudge { kind: NudgeKind, tier: u32 },
 }
 
@@ -242,7 +244,7 @@ pub fn decide(policy: &Policy, case: Option<&Case>, input: &Input, now: Timestam
             template,
             results,
         } => case.map_or_else(Decision::unchanged, |case| {
-            on_nudged(case, (*kind, *tier), *at, template, results)
+            on_nudged(policy, case, (*kind, *tier), *at, template, results)
         }),
         Input::NudgeHeld { kind, tier, until } => case.map_or_else(Decision::unchanged, |case| {
             on_nudge_held(policy, case, *kind, *tier, *until)

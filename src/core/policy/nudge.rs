@@ -7,7 +7,8 @@
 //! one pending nudge timer, the plan's next, placed in the customer's contact window (their local
 //! daytime, or the window their metadata asks for); the same kind and tier never goes out twice, at
 //! most `per_case` go out in all, and once the invoice is paid the customer who heard from recoup
-//! gets one thank-you. How many nudges one customer gets in a day, across all their invoices, is
+//! gets one thank-you. A nudge no channel took for a passing reason is the pending one until it is
+//! delivered or given up on: it is tried again after [`RETRY_GAPS`], in the same window. How many nudges one customer gets in a day, across all their invoices, is
 //! counted by the worker when a nudge is due (see `Input::NudgeHeld`).
 
 use jiff::civil::Date;
@@ -74,31 +75,109 @@ impl Default for NudgePlan {
     }
 }
 
-/// A nudge the policy handed to the channels: the same kind and tier never goes out twice.
+/// A nudge the policy handed to the channels: the same kind and tier never goes out twice, but a
+/// nudge no channel could take for a passing reason is tried again ([`RETRY_GAPS`]).
+///
+/// Where it stands: being tried while `retry_at` is set; delivered once `delivered_at` is;
+/// undeliverable once `given_up_at` is. A nudge with none of the three went out once and its
+/// result is not in (or was never recorded, by an older recoup): it counts from `at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Nudged {
     pub kind: NudgeKind,
     pub tier: u32,
+    /// When it first went out to the channels.
     #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
+    /// When a channel first took it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub delivered_at: Option<Timestamp>,
+    /// Tries that no channel took, for a passing reason.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_tries: u32,
+    /// When it is tried again (or, while a retry is under way, tried once more should its result
+    /// never come back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub retry_at: Option<Timestamp>,
+    /// When recoup stopped trying: every channel refused for good, or the tries ran out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub given_up_at: Option<Timestamp>,
 }
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl Nudged {
+    /// A nudge going out for the first time at `at`.
+    pub fn going_out(kind: NudgeKind, tier: u32, at: Timestamp) -> Self {
+        Self {
+            kind,
+            tier,
+            at,
+            delivered_at: None,
+            failed_tries: 0,
+            retry_at: None,
+            given_up_at: None,
+        }
+    }
+
+    /// When the nudge's fate was settled — delivered, or given up on — or `None` while it is still
+    /// being tried. What the end decision's grace counts from for a final notice.
+    pub fn settled_at(&self) -> Option<Timestamp> {
+        self.retry_at
+            .is_none()
+            .then(|| self.delivered_at.or(self.given_up_at).unwrap_or(self.at))
+    }
+}
+
+/// How long after each try no channel took (for a passing reason) the nudge is tried again: growing
+/// gaps, six tries over about three and a half days, each moved into the customer's window. An
+/// SMTP server answering "451 try later" for longer than that is down, not busy.
+pub const RETRY_GAPS: [SignedDuration; 5] = [
+    SignedDuration::from_hours(1),
+    SignedDuration::from_hours(3),
+    SignedDuration::from_hours(9),
+    SignedDuration::from_hours(24),
+    SignedDuration::from_hours(48),
+];
+
+/// How long a retry under way may take before it is tried once more: its result normally comes
+/// back within seconds, so only a worker that died mid-send lets this run out.
+pub const RETRY_UNDER_WAY: SignedDuration = SignedDuration::from_hours(1);
 
 /// What a delivery on one channel came to, as the worker reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NudgeResult {
     pub channel: Channel,
     pub sent: bool,
+    /// Whether a failure may pass (no answer, a 4xx SMTP answer, HTTP 408, 429 or 5xx): the
+    /// nudge is worth trying later. `false` when sent, skipped, or refused for good.
+    pub passing: bool,
     /// Why it failed or was skipped; empty when sent.
     pub note: String,
 }
 
 impl NudgePlan {
     /// The next nudge of `case` and when, or `None` when nothing more is due.
-    pub fn next(&self, case: &Case) -> Option<(Step, Timestamp)> {
-        let first_failure = case.failed_at?;
+    /// A nudge waiting to be tried again comes first: the case holds one pending nudge at a time.
+    pub fn next(&self, case: &Case) -> Option<(NudgeKind, u32, Timestamp)> {
         // A case on hold (a dispute, a support hold) hears nothing until it is released.
         let held = case.state == State::OnHold;
-        if held || case.state.is_final() || self.spent(case) >= self.per_case {
+        // Once the case is over only the thank-you is still worth delivering.
+        let over = case.state.is_final();
+        let retry = case
+            .nudged
+            .iter()
+            .filter(|n| !over || n.kind == NudgeKind::Recovered)
+            .find_map(|n| n.retry_at.map(|at| (n.kind, n.tier, at)));
+        if held || retry.is_some() {
+            return retry.filter(|_| !held);
+        }
+        let first_failure = case.failed_at?;
+        if over || self.spent(case) >= self.per_case {
             return None;
         }
         let confirm = needs_confirmation(case);
@@ -113,19 +192,27 @@ impl NudgePlan {
             })
             .filter(|s| !case.has_nudged(s.kind, s.tier))
             .min_by_key(|s| s.after)?;
-        let zone = timing::zone(&case.customer_timezone);
-        let window = case.contact_window.unwrap_or(self.window);
-        // At least 20 hours after the case's previous nudge, whatever the steps say, and not while
-        // the customer's daily cap holds nudges back.
+        // At least 20 hours after the case's previous nudge reached the customer, whatever the
+        // steps say, and not while nudges are held back (the daily cap, quiet hours).
         let not_before = case
             .nudged
             .iter()
-            .map(|n| super::time::later(n.at, SignedDuration::from_hours(20)))
+            .map(|n| {
+                let reached = n.delivered_at.unwrap_or(n.at);
+                super::time::later(reached, SignedDuration::from_hours(20))
+            })
             .chain(case.nudges_held_until)
             .max()
             .unwrap_or(first_failure);
         let wanted = super::time::later(first_failure, step.after).max(not_before);
-        Some((*step, timing::into_window(wanted, &zone, window)))
+        Some((step.kind, step.tier, self.into_window(case, wanted)))
+    }
+
+    /// `at`, or the next opening of the case customer's contact window when `at` falls in their
+    /// quiet hours: their local daytime, or the window their metadata asks for.
+    pub fn into_window(&self, case: &Case, at: Timestamp) -> Timestamp {
+        let zone = timing::zone(&case.customer_timezone);
+        timing::into_window(at, &zone, case.contact_window.unwrap_or(self.window))
     }
 
     /// Whether the plan will still send the case a final notice: it has one not sent yet, and the

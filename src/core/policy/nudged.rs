@@ -1,13 +1,26 @@
-//! What became of a nudge: which channels took it, or that the customer's daily cap held it back.
+//! What became of a nudge: which channels took it — or, when none could, whether it is tried
+//! again later or given up on — or that the customer's daily cap held it back.
+//!
+//! A nudge counts as sent only once a channel took it. One that no channel took for a passing
+//! reason (no answer, "451 try later", a 503) is tried again after [`RETRY_GAPS`], always in the
+//! customer's contact window; one every channel refused for good (a 550, a 400, no address, no
+//! channel at all) is not. The end decision's grace counts from the final notice's delivery, or,
+//! when it could never be delivered, from the try recoup gave up after (see `ending::due`).
 
 use jiff::Timestamp;
 
+use super::nudge::RETRY_GAPS;
 use super::replan::{plan_decision, plan_nudge};
-use super::{Case, Decision, Entry, Nudge, NudgeKind, NudgeResult, Policy};
+use super::{Case, Decision, Entry, Nudge, NudgeKind, NudgeResult, Policy, time};
 
-/// What became of a nudge: each channel it went out on joins `nudges`, and the timeline says how
-/// every channel fared.
+/// The timeline's words for a try's outcome: what a repeated report is recognised by.
+const DELIVERED: &str = "nudge delivered";
+const NOT_DELIVERED: &str = "nudge not delivered";
+
+/// What became of one try of a nudge at `at`: each channel it went out on joins `nudges`, and the
+/// timeline says in one sentence how every channel fared and what happens next.
 pub(super) fn on_nudged(
+    policy: &Policy,
     case: &Case,
     (kind, tier): (NudgeKind, u32),
     at: Timestamp,
@@ -15,10 +28,18 @@ pub(super) fn on_nudged(
     results: &[NudgeResult],
 ) -> Decision {
     let heading = format!("{} tier {tier} ({template}):", kind.as_str());
-    let told = case
-        .timeline
+    let told = case.timeline.iter().any(|e| {
+        (e.what == DELIVERED || e.what == NOT_DELIVERED)
+            && e.at == at
+            && e.detail.starts_with(&heading)
+    });
+    let Some(position) = case
+        .nudged
         .iter()
-        .any(|e| e.what == "nudge delivered" && e.at == at && e.detail.starts_with(&heading));
+        .position(|n| n.kind == kind && n.tier == tier)
+    else {
+        return Decision::unchanged();
+    };
     if told {
         return Decision::unchanged();
     }
@@ -43,10 +64,49 @@ pub(super) fn on_nudged(
     } else {
         outcomes.join(", ")
     };
+    let delivered = results.iter().any(|r| r.sent);
+    let passing = results.iter().any(|r| !r.sent && r.passing);
+    // The next try, when no channel took this one for a passing reason and tries are left.
+    let failed_tries = case.nudged[position].failed_tries;
+    let retry_at = RETRY_GAPS
+        .get(failed_tries as usize)
+        .filter(|_| passing && !delivered)
+        .map(|&gap| {
+            let plan = policy.nudges_for(&case);
+            plan.into_window(&case, time::later(at, gap))
+        });
+    let nudged = &mut case.nudged[position];
+    let tries = RETRY_GAPS.len() + 1;
+    let then = if delivered {
+        nudged.delivered_at = Some(at);
+        nudged.retry_at = None;
+        String::new()
+    } else if let Some(retry_at) = retry_at {
+        nudged.failed_tries += 1;
+        nudged.retry_at = Some(retry_at);
+        let waits = if kind == NudgeKind::FinalNotice {
+            "; the end decision waits for its delivery"
+        } else {
+            ""
+        };
+        format!(
+            "; tried again at {retry_at}, in the customer's window (try {} of {tries}){waits}",
+            failed_tries + 2
+        )
+    } else {
+        nudged.retry_at = None;
+        nudged.given_up_at = Some(at);
+        if passing {
+            format!("; given up after {tries} tries")
+        } else {
+            "; not tried again: no channel can take it".to_owned()
+        }
+    };
+    let next = plan_nudge(policy, &mut case) + &plan_decision(policy, &mut case);
     case.record(Entry {
         at,
-        what: "nudge delivered".to_owned(),
-        detail: format!("{heading} {outcomes}"),
+        what: if delivered { DELIVERED } else { NOT_DELIVERED }.to_owned(),
+        detail: format!("{heading} {outcomes}{then}{next}"),
         event: None,
     });
     Decision::save(case)

@@ -144,13 +144,14 @@ pub(super) fn replan(policy: &Policy, case: &mut Case, at: Timestamp) -> (String
     note += &plan_decision(policy, case);
     plan_resume(case);
     let mut actions = Vec::new();
-    let heard = case.nudged.iter().any(|n| n.kind != NudgeKind::Recovered);
+    // A customer no nudge could ever reach did not hear from recoup: nothing to thank them for.
+    let heard = case
+        .nudged
+        .iter()
+        .any(|n| n.kind != NudgeKind::Recovered && n.given_up_at.is_none());
     if case.state == State::Recovered && heard && !case.has_nudged(NudgeKind::Recovered, 1) {
-        case.nudged.push(Nudged {
-            kind: NudgeKind::Recovered,
-            tier: 1,
-            at,
-        });
+        case.nudged
+            .push(Nudged::going_out(NudgeKind::Recovered, 1, at));
         actions.push(Action::Nudge {
             kind: NudgeKind::Recovered,
             tier: 1,
@@ -240,27 +241,18 @@ pub(super) fn plan_nudge(policy: &Policy, case: &mut Case) -> String {
         .copied();
     case.timers
         .retain(|t| !matches!(t.kind, TimerKind::Nudge { .. }));
-    let Some((step, at)) = next else {
+    let Some((nudge, tier, at)) = next else {
         return String::new();
     };
     let timer = Timer {
         at,
-        kind: TimerKind::Nudge {
-            nudge: step.kind,
-            tier: step.tier,
-        },
+        kind: TimerKind::Nudge { nudge, tier },
     };
     case.timers.push(timer);
     if before == Some(timer) {
         String::new()
     } else {
-        case.words(|| {
-            format!(
-                "; next nudge {} tier {} at {at}",
-                step.kind.as_str(),
-                step.tier
-            )
-        })
+        case.words(|| format!("; next nudge {} tier {tier} at {at}", nudge.as_str()))
     }
 }
 

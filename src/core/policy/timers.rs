@@ -7,8 +7,8 @@ use jiff::Timestamp;
 use super::duration::human;
 use super::replan::{plan_decision, plan_nudge};
 use super::{
-    Action, Case, Decision, Entry, NudgeKind, Nudged, Policy, RetryUnderWay, State, Timer,
-    TimerKind, budget, ending, time, timing,
+    Action, Case, Decision, Entry, NudgeKind, Nudged, Policy, RETRY_UNDER_WAY, RetryUnderWay,
+    State, Timer, TimerKind, budget, ending, time, timing,
 };
 
 pub(super) fn on_timer(
@@ -38,7 +38,7 @@ pub(super) fn on_timer(
     }
     let attempt = match timer.kind {
         TimerKind::Retry { attempt } => attempt,
-        TimerKind::Nudge { nudge, tier } => return fire_nudge(policy, case, nudge, tier, timer.at),
+        TimerKind::Nudge { nudge, tier } => return fire_nudge(policy, case, nudge, tier, now),
         TimerKind::Decide => return decide_end(policy, case, timer.at),
         TimerKind::Resume => {
             return Decision {
@@ -187,21 +187,65 @@ fn decide_end(policy: &Policy, mut case: Case, at: Timestamp) -> Decision {
     }
 }
 
-/// A nudge came due: it is marked as sent before it goes out (so no redo sends it twice), and the
-/// plan's next one takes its place.
+/// A nudge came due at `now`: its first try is marked on the case before it goes out (so no redo
+/// sends it twice), and the plan's next one takes its place; a retry keeps a later try planned
+/// while it is under way ([`RETRY_UNDER_WAY`]), so a worker dying mid-send does not lose it. Quiet
+/// hours are checked now, not only when the nudge was planned: one that comes due in them — the
+/// clock moved on, a hold or a retry pushed it — waits for the window's next opening.
 fn fire_nudge(
     policy: &Policy,
     mut case: Case,
     kind: NudgeKind,
     tier: u32,
-    at: Timestamp,
+    now: Timestamp,
 ) -> Decision {
-    case.nudged.push(Nudged { kind, tier, at });
+    let opening = policy.nudges_for(&case).into_window(&case, now);
+    let retry = case
+        .nudged
+        .iter()
+        .position(|n| n.kind == kind && n.tier == tier && n.retry_at.is_some());
+    if opening > now {
+        match retry {
+            Some(i) => case.nudged[i].retry_at = Some(opening),
+            None => {
+                case.nudges_held_until = Some(
+                    case.nudges_held_until
+                        .map_or(opening, |held| held.max(opening)),
+                )
+            }
+        }
+        let next = plan_nudge(policy, &mut case) + &plan_decision(policy, &mut case);
+        case.record(Entry {
+            at: now,
+            what: "nudge moved out of quiet hours".to_owned(),
+            detail: format!(
+                "{} tier {tier} came due in the customer's quiet hours: it waits for their window \
+                 to open at {opening}{next}",
+                kind.as_str()
+            ),
+            event: None,
+        });
+        return Decision::save(case);
+    }
+    let (what, try_) = match retry {
+        Some(i) => {
+            let nudged = &mut case.nudged[i];
+            nudged.retry_at = Some(time::later(now, RETRY_UNDER_WAY));
+            (
+                "nudge tried again",
+                format!(", try {}", nudged.failed_tries + 1),
+            )
+        }
+        None => {
+            case.nudged.push(Nudged::going_out(kind, tier, now));
+            ("nudge due", String::new())
+        }
+    };
     let next = plan_nudge(policy, &mut case) + &plan_decision(policy, &mut case);
     case.record(Entry {
-        at,
-        what: "nudge due".to_owned(),
-        detail: format!("{} tier {tier}{next}", kind.as_str()),
+        at: now,
+        what: what.to_owned(),
+        detail: format!("{} tier {tier}{try_}{next}", kind.as_str()),
         event: None,
     });
     Decision {

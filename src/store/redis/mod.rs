@@ -15,6 +15,7 @@
 //! | `recoup:{inbox}:arrivals` | hash | `webhook`, `backfill`: the newest `created` stored each way; `backfilled`: how far backfills got (unix seconds) |
 //! | `recoup:{clock}:offset` | string | the test clock's offset, seconds |
 //! | `recoup:lease:<name>` | string | who holds a lease (a backfill's), expiring by itself |
+//! | `recoup:early:{<customer>}` | list | events about the customer (JSON), newest first, capped (see [`EarlyEvents`]) |
 //! | `recoup:session:<sha-256 of the cookie's id>` | string | a status page session (JSON), expiring with it |
 //!
 //! Keys that one script touches share a hash tag — the inbox's `{inbox}`, a case's shard `{t<n>}` —
@@ -44,9 +45,10 @@ use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Script, 
 use tokio::sync::{Mutex, OnceCell};
 
 use super::{
-    Arrival, Arrivals, Cards, Cases, Claim, Counters, DeadLetter, Failure, Health, INBOX_FORMAT,
-    Inbox, InboxEntry, Ingest, MAX_FAILURES, Outcomes, Parked, Saved, Session, Sessions,
-    StoreError, TIMER_SHARDS, TestClock, Timers, codec, fnv1a, newest_first, shard_of,
+    Arrival, Arrivals, Cards, Cases, Claim, Counters, DeadLetter, EARLY_EVENTS_KEEP,
+    EARLY_EVENTS_KEPT, EarlyEvents, Failure, Health, INBOX_FORMAT, Inbox, InboxEntry, Ingest,
+    MAX_FAILURES, Outcomes, Parked, Saved, Session, Sessions, StoreError, TIMER_SHARDS, TestClock,
+    Timers, codec, fnv1a, in_created_order, newest_first, shard_of,
 };
 use crate::config::RedisSettings;
 use crate::event::Event;
@@ -55,6 +57,7 @@ use crate::policy::budget::CardHistory;
 
 mod cases;
 mod connection;
+mod early;
 mod inbox;
 mod outcomes;
 mod sessions;
@@ -62,6 +65,7 @@ mod timers;
 
 pub use self::connection::Risk;
 use self::connection::*;
+pub use self::early::early_key;
 pub use self::sessions::session_key;
 
 /// The inbox stream that workers consume.

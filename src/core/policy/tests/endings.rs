@@ -905,3 +905,215 @@ fn a_dashboard_resume_that_arrives_before_its_pause_holds_nothing_and_the_newest
         );
     }
 }
+
+/// One try of a nudge at `at`, on email, sent or refused (for a passing reason or for good).
+fn emailed(kind: NudgeKind, tier: u32, at: Timestamp, sent: bool, passing: bool) -> Input {
+    let note = match (sent, passing) {
+        (true, _) => "",
+        (false, true) => "SMTP: 451 4.3.2 try again later",
+        (false, false) => "SMTP: 550 5.1.1 no such mailbox",
+    };
+    Input::Nudged {
+        kind,
+        tier,
+        at,
+        template: format!("en/{}-{tier}", kind.as_str()),
+        results: vec![NudgeResult {
+            channel: Channel::Email,
+            sent,
+            passing,
+            note: note.into(),
+        }],
+    }
+}
+
+/// A hard decline under a three-day grace, run until its final notice goes out; returns the policy
+/// and the case with the notice's first try under way.
+fn final_notice_going_out() -> (Policy, Case) {
+    let policy = Policy {
+        ending: EndPlan {
+            exhausted: End::LeavePastDue,
+            no_new_card: End::LeavePastDue,
+            grace: SignedDuration::from_hours(3 * 24),
+        },
+        ..Policy::default()
+    };
+    let mut case = opened(&policy, 4_900, 3, hard());
+    for _ in 0..10 {
+        let (next, asked) = step(&policy, &case, &hard());
+        case = next;
+        let final_notice = Action::Nudge {
+            kind: NudgeKind::FinalNotice,
+            tier: 1,
+        };
+        if asked.contains(&final_notice) {
+            return (policy, case);
+        }
+    }
+    panic!("no final notice: {:?}", case.timers)
+}
+
+fn decide_timer(case: &Case) -> Option<Timestamp> {
+    case.timers
+        .iter()
+        .find(|t| t.kind == TimerKind::Decide)
+        .map(|t| t.at)
+}
+
+#[test]
+fn an_undelivered_final_notice_is_tried_again_in_daytime_and_grace_counts_from_its_delivery() {
+    let (policy, case) = final_notice_going_out();
+    let first = sent(&case, NudgeKind::FinalNotice).unwrap();
+    let mut case = decide(
+        &policy,
+        Some(&case),
+        &emailed(NudgeKind::FinalNotice, 1, first, false, true),
+        first,
+    )
+    .case
+    .unwrap();
+    assert_eq!(
+        decide_timer(&case),
+        None,
+        "no decision counted from a notice only due"
+    );
+    let said = &case.timeline.last().unwrap();
+    assert_eq!(said.what, "nudge not delivered");
+    assert!(said.detail.contains("tried again at"), "{}", said.detail);
+    assert!(
+        said.detail
+            .contains("the end decision waits for its delivery"),
+        "{}",
+        said.detail
+    );
+
+    // Two more tries find the mail server still busy; the fourth is delivered.
+    let mut delivered_at = None;
+    for try_ in 2..=4 {
+        let timer = *case
+            .timers
+            .iter()
+            .find(|t| matches!(t.kind, TimerKind::Nudge { .. }))
+            .expect("a retry is planned");
+        let local = timer.at.to_zoned(timing::zone(&case.customer_timezone));
+        assert!(
+            (9..20).contains(&local.hour()),
+            "a retry in quiet hours: {local}"
+        );
+        let fired = decide(&policy, Some(&case), &due(timer), timer.at);
+        assert_eq!(
+            fired.actions,
+            [Action::Nudge {
+                kind: NudgeKind::FinalNotice,
+                tier: 1
+            }]
+        );
+        let fired = fired.case.unwrap();
+        assert_eq!(
+            decide_timer(&fired),
+            None,
+            "no decision while a try is under way"
+        );
+        let sent = try_ == 4;
+        let result = emailed(NudgeKind::FinalNotice, 1, timer.at, sent, true);
+        case = decide(&policy, Some(&fired), &result, timer.at)
+            .case
+            .unwrap();
+        if sent {
+            delivered_at = Some(timer.at);
+        }
+    }
+    let delivered_at = delivered_at.unwrap();
+    let notice = case
+        .nudged
+        .iter()
+        .find(|n| n.kind == NudgeKind::FinalNotice)
+        .unwrap();
+    assert_eq!(notice.delivered_at, Some(delivered_at));
+    assert_eq!(notice.failed_tries, 3);
+    assert!(delivered_at > first + SignedDuration::from_hours(12));
+    assert_eq!(
+        decide_timer(&case),
+        Some(delivered_at + SignedDuration::from_hours(3 * 24))
+    );
+    let (case, _) = run_out(&policy, case, &hard());
+    let decision = case.decision.unwrap();
+    assert_eq!(
+        decision.at,
+        delivered_at + SignedDuration::from_hours(3 * 24)
+    );
+    assert!(
+        decision
+            .reason
+            .contains(&format!("final notice delivered {delivered_at}")),
+        "{}",
+        decision.reason
+    );
+}
+
+#[test]
+fn a_final_notice_refused_for_good_or_out_of_tries_is_given_up_and_grace_counts_from_then() {
+    let (policy, case) = final_notice_going_out();
+    let first = sent(&case, NudgeKind::FinalNotice).unwrap();
+    let refused = emailed(NudgeKind::FinalNotice, 1, first, false, false);
+    let given_up = decide(&policy, Some(&case), &refused, first).case.unwrap();
+    assert!(
+        !given_up
+            .timers
+            .iter()
+            .any(|t| matches!(t.kind, TimerKind::Nudge { .. })),
+        "a refusal for good is not tried again"
+    );
+    assert_eq!(
+        decide_timer(&given_up),
+        Some(first + SignedDuration::from_hours(3 * 24))
+    );
+    let said = &given_up.timeline.last().unwrap().detail;
+    assert!(
+        said.ends_with("not tried again: no channel can take it")
+            || said.contains("not tried again: no channel can take it;"),
+        "{said}"
+    );
+
+    // A server that stays busy: six tries, then recoup stops, and grace runs from the last.
+    let mut case = case;
+    let mut at = first;
+    for _ in 0..=RETRY_GAPS.len() {
+        let busy = emailed(NudgeKind::FinalNotice, 1, at, false, true);
+        case = decide(&policy, Some(&case), &busy, at).case.unwrap();
+        let Some(timer) = case
+            .timers
+            .iter()
+            .find(|t| matches!(t.kind, TimerKind::Nudge { .. }))
+            .copied()
+        else {
+            break;
+        };
+        case = decide(&policy, Some(&case), &due(timer), timer.at)
+            .case
+            .unwrap();
+        at = timer.at;
+    }
+    let notice = case
+        .nudged
+        .iter()
+        .find(|n| n.kind == NudgeKind::FinalNotice)
+        .unwrap();
+    assert_eq!(notice.given_up_at, Some(at));
+    assert_eq!(notice.delivered_at, None);
+    assert_eq!(
+        usize::try_from(notice.failed_tries).unwrap(),
+        RETRY_GAPS.len()
+    );
+    assert!(
+        case.timeline
+            .last()
+            .unwrap()
+            .detail
+            .contains("given up after 6 tries")
+    );
+    assert_eq!(
+        decide_timer(&case),
+        Some(at + SignedDuration::from_hours(3 * 24))
+    );
+}

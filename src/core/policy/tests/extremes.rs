@@ -84,6 +84,7 @@ fn an_input(what: usize, case: Option<&Case>, created: i64, at: Timestamp) -> Op
                 results: vec![NudgeResult {
                     channel: Channel::Email,
                     sent: true,
+                    passing: false,
                     note: String::new(),
                 }],
             }

@@ -193,11 +193,13 @@ fn deliveries_are_recorded_per_channel_once() {
             NudgeResult {
                 channel: Channel::Email,
                 sent: true,
+                passing: false,
                 note: String::new(),
             },
             NudgeResult {
                 channel: Channel::Sms,
                 sent: false,
+                passing: false,
                 note: "the customer has not opted in to SMS".into(),
             },
         ],
@@ -224,4 +226,108 @@ fn a_case_on_hold_hears_nothing() {
     let mut case = opened_in("UTC", &[]);
     case.state = State::OnHold;
     assert_eq!(Policy::default().nudges.next(&case), None);
+}
+
+#[test]
+fn a_nudge_coming_due_in_quiet_hours_waits_for_the_window_to_open() {
+    let case = opened_in("America/Chicago", &[]);
+    let timer = nudge_timer(&case).unwrap();
+    let chicago = timing::zone("America/Chicago");
+    // The clock jumped on to 23:30 the next night, local time.
+    let night = timer
+        .at
+        .to_zoned(chicago.clone())
+        .date()
+        .tomorrow()
+        .unwrap()
+        .at(23, 30, 0, 0)
+        .to_zoned(chicago.clone())
+        .unwrap()
+        .timestamp();
+    let moved = decide(&Policy::default(), Some(&case), &due(timer), night);
+    assert!(moved.actions.is_empty(), "{:?}", moved.actions);
+    let moved = moved.case.unwrap();
+    assert!(moved.nudged.is_empty(), "nothing went out");
+    let again = nudge_timer(&moved).unwrap();
+    assert_eq!(again.kind, timer.kind);
+    let local = again.at.to_zoned(chicago);
+    assert_eq!((local.hour(), local.minute()), (9, 0), "{local}");
+    assert!(again.at > night);
+    assert_eq!(
+        moved.timeline.last().unwrap().what,
+        "nudge moved out of quiet hours"
+    );
+    let (_, actions) = fire(&moved);
+    assert_eq!(
+        actions,
+        [Action::Nudge {
+            kind: NudgeKind::PaymentFailed,
+            tier: 1
+        }]
+    );
+}
+
+#[test]
+fn a_thank_you_no_channel_took_is_tried_again_after_the_case_is_over_and_a_reminder_is_not() {
+    let (nudged, _) = fire(&opened_in("Europe/Berlin", &[]));
+    let busy = |kind, at| Input::Nudged {
+        kind,
+        tier: 1,
+        at,
+        template: "en/x".into(),
+        results: vec![NudgeResult {
+            channel: Channel::Webhook,
+            sent: false,
+            passing: true,
+            note: "nudge webhook answered 503 Service Unavailable".into(),
+        }],
+    };
+    // The reminder's retry is planned while the case is in dunning...
+    let first = nudged.nudged[0].at;
+    let retrying = decide(
+        &Policy::default(),
+        Some(&nudged),
+        &busy(NudgeKind::PaymentFailed, first),
+        first,
+    )
+    .case
+    .unwrap();
+    let retry = nudge_timer(&retrying).unwrap();
+    assert_eq!(
+        retry.kind,
+        TimerKind::Nudge {
+            nudge: NudgeKind::PaymentFailed,
+            tier: 1
+        }
+    );
+    // ...and dropped once the invoice is paid; the thank-you, turned away too, is tried again.
+    let paid_at = NOW + 7_200;
+    let thanked = decide(
+        &Policy::default(),
+        Some(&retrying),
+        &paid("evt_p", paid_at),
+        now(),
+    )
+    .case
+    .unwrap();
+    assert_eq!(nudge_timer(&thanked), None);
+    let at = Timestamp::from_second(paid_at).unwrap();
+    let unthanked = decide(
+        &Policy::default(),
+        Some(&thanked),
+        &busy(NudgeKind::Recovered, at),
+        at,
+    )
+    .case
+    .unwrap();
+    assert_eq!(unthanked.state, State::Recovered);
+    let again = nudge_timer(&unthanked).expect("the thank-you is tried again");
+    assert_eq!(
+        again.kind,
+        TimerKind::Nudge {
+            nudge: NudgeKind::Recovered,
+            tier: 1
+        }
+    );
+    assert!(again.at >= at + SignedDuration::from_hours(1));
 }
