@@ -440,8 +440,8 @@ async fn two_invoices_on_one_card_share_its_network_budget() {
     // A budget of three tries per card in 30 days: Stripe's failed first attempt of each invoice
     // takes two, so only one of the two retries fits.
     let (app, _policy) = app_with_policy(
-        "version = 1\n\n[[network]]\nbrand = \"visa\"\ncounts = \"attempts\"\nscope = \"card\"\n\
-         max = 3\nper = \"30d\"\n\n[nudges]\nstep = []\n",
+        "version = 1\n\n[retries]\nwithin = \"28d\"\n\n[[network]]\nbrand = \"visa\"\n\
+         counts = \"attempts\"\nscope = \"card\"\nmax = 3\nper = \"30d\"\n\n[nudges]\nstep = []\n",
     )
     .await;
     let invoices = ["in_shared_card_a", "in_shared_card_b"];

@@ -49,7 +49,13 @@ pub(super) fn on_timer(
         }
     };
     case.next_attempt_at = None;
-    let card = case.card.clone().map(|c| (c, others(&case, attempt, card)));
+    // A retry the customer's new payment method answers goes to that card, whose history is not
+    // the old card's: the old card's budgets, waits and "never again" do not bind it.
+    let card = case
+        .card
+        .clone()
+        .filter(|_| !case.answered_by_new_card())
+        .map(|c| (c, others(&case, attempt, card)));
     let refused = card
         .as_ref()
         .and_then(|(c, tries)| network_refusal(policy, &case, &c.brand, tries, now));
