@@ -83,6 +83,8 @@ pub mod metric {
     /// Gauge: 1 when a Redis setting recoup checks at start-up breaks one of its promises, by
     /// `setting` (`maxmemory-policy`, `appendonly`).
     pub const REDIS_UNSAFE_SETTING: &str = "recoup_redis_unsafe_setting";
+    /// Gauge: the attempts the learning policy's evidence holds, as this worker last read it.
+    pub const EVIDENCE_ATTEMPTS: &str = "recoup_evidence_attempts";
 }
 
 /// Buckets for time to recover: an hour to two months.
@@ -245,6 +247,10 @@ fn describe() {
     metrics::describe_counter!(
         metric::NETWORK_REFUSALS,
         "Due retries a card network's budget moved or dropped, by card brand."
+    );
+    metrics::describe_gauge!(
+        metric::EVIDENCE_ATTEMPTS,
+        "Attempts the learning policy's evidence holds, as this worker last read it."
     );
     metrics::describe_gauge!(
         metric::REDIS_UNSAFE_SETTING,

@@ -186,6 +186,9 @@ pub struct WorkerSettings {
     pub backfill_secs: u64,
     /// How often one worker reconciles Stripe's open invoices with the open cases; 0 = never.
     pub reconcile_secs: u64,
+    /// `RECOUP_WORKER__EVIDENCE_SECS`: how often a worker reads the learning policy's evidence
+    /// again (also once at start), so what other workers learned reaches its plans.
+    pub evidence_secs: u64,
     /// How long an inbox entry may keep failing for passing reasons (Stripe or Redis away, an
     /// entry only a newer release reads) before it is dead-lettered, counted in deliveries: this
     /// over the lease.
@@ -200,6 +203,7 @@ impl Default for WorkerSettings {
             scan_interval_secs: 3600,
             backfill_secs: 3600,
             reconcile_secs: 86_400,
+            evidence_secs: 60,
             dead_letter_after_secs: 86_400,
         }
     }
@@ -212,6 +216,11 @@ impl WorkerSettings {
 
     pub fn scan_interval(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.scan_interval_secs)
+    }
+
+    /// How often to read the evidence again.
+    pub fn evidence_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.evidence_secs)
     }
 
     /// How often to backfill; `None` = never.
@@ -545,6 +554,12 @@ impl Settings {
             w.backfill_secs,
             0..=604_800,
             "0 (never) or up to 604800 seconds (a week); Stripe keeps events for 30 days",
+        )?;
+        within(
+            "worker.evidence_secs (RECOUP_WORKER__EVIDENCE_SECS)",
+            w.evidence_secs,
+            1..=3_600,
+            "between 1 and 3600 seconds",
         )?;
         within(
             "worker.reconcile_secs (RECOUP_WORKER__RECONCILE_SECS)",

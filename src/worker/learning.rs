@@ -1,7 +1,7 @@
 //! The evidence a worker times retries by (`docs/design/learning.md`): every worker adds each of
 //! its attempts' outcomes to the store as it learns them ([`super::engine`]), and reads the whole
-//! evidence back when it starts and every [`EVERY`] after, so what any worker learned reaches
-//! every worker's next plan within a minute, and survives restarts.
+//! evidence back when it starts and every `worker.evidence_secs` after (a minute by default), so
+//! what any worker learned reaches every worker's next plan within that, and survives restarts.
 //!
 //! Reading also fades it: a group whose attempts reached [`FADE_AT`] has every count halved and
 //! written back, so recent outcomes weigh at least as much as everything before them. Two workers
@@ -9,16 +9,13 @@
 //! both only make old evidence fade a little faster, which is harmless for advice.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::Worker;
 use crate::policy::learning::FADE_AT;
 use crate::store::Store;
-
-/// How often a worker reads the evidence again.
-pub const EVERY: Duration = Duration::from_secs(60);
+use crate::telemetry::metric;
 
 pub(super) async fn refresh<S: Store>(worker: Arc<Worker<S>>, mut stopped: watch::Receiver<bool>) {
     loop {
@@ -28,6 +25,13 @@ pub(super) async fn refresh<S: Store>(worker: Arc<Worker<S>>, mut stopped: watch
                 if faded && let Err(e) = worker.store.replace_evidence(&evidence).await {
                     tracing::warn!("faded evidence not written back: {e}");
                 }
+                let attempts: u32 = evidence
+                    .groups
+                    .iter()
+                    .filter(|(group, _)| group.country.is_none())
+                    .map(|(_, counts)| counts.tries[0])
+                    .sum();
+                metrics::gauge!(metric::EVIDENCE_ATTEMPTS).set(f64::from(attempts));
                 let current = worker.policy();
                 if *current.evidence != evidence {
                     let mut next = (*current).clone();
@@ -40,7 +44,7 @@ pub(super) async fn refresh<S: Store>(worker: Arc<Worker<S>>, mut stopped: watch
             }
         }
         tokio::select! {
-            () = tokio::time::sleep(EVERY) => {},
+            () = tokio::time::sleep(worker.settings.evidence_interval()) => {},
             _ = stopped.wait_for(|s| *s) => return,
         }
     }

@@ -11,6 +11,7 @@ mod early;
 mod echoes;
 mod fake_stripe;
 mod helpers;
+mod learning;
 mod links;
 mod nudges;
 mod openapi;

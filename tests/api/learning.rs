@@ -1,0 +1,134 @@
+//! Learning in `serve`: a retry's outcome through the fake Stripe becomes evidence in Redis, the
+//! worker reads it back, a later case's retry is chosen by it and its timeline says why; the
+//! evidence moves in and out with `recoup learn export|import`, and a bad file changes nothing.
+
+use std::time::Duration;
+
+use recoup::server::Role;
+
+use crate::fake_stripe::{Decline, Invoice};
+use crate::helpers::{
+    API_TOKENS, Recoup, TestApp, TestRedis, metric_value, output_of, recoup_command, wait_until,
+};
+
+const DAY: i64 = 86_400;
+
+/// Learning with no evidence to wait for, and nothing but retries.
+const POLICY: &str =
+    "version = 1\n\n[learning]\nmin_evidence = 1\nexplore = 0\n\n[nudges]\nstep = []\n";
+
+fn learn(redis: &TestRedis, args: &[&str]) -> (Option<i32>, String, String) {
+    output_of(
+        recoup_command()
+            .arg("learn")
+            .args(args)
+            .env("REDIS_URL", redis.url()),
+    )
+}
+
+#[tokio::test]
+async fn an_outcome_through_stripe_becomes_evidence_that_times_a_later_retry_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let env = [
+        ("RECOUP_API_TOKENS", API_TOKENS),
+        ("RECOUP_TEST_CLOCK", "1"),
+        ("RECOUP_POLICY", policy.to_str().unwrap()),
+        ("RECOUP_WORKER__EVIDENCE_SECS", "1"),
+    ];
+    let app = TestApp::spawn_as(Role::All, &env).await;
+
+    // Before any outcome, the plan is the static one.
+    let first = app
+        .fail(
+            "in_learn_first",
+            Invoice::failed("cus_learn_1", Decline::visa("insufficient_funds")),
+        )
+        .await;
+    let story = first["timeline"].to_string();
+    assert!(story.contains("on the next payday"), "{story}");
+    assert!(!story.contains("earlier attempts"), "{story}");
+
+    // Its retry is paid: one outcome, counted in Redis and read back by the worker.
+    app.advance_clock(20 * DAY).await;
+    app.case_when("in_learn_first", |c| c["state"] == "recovered")
+        .await;
+    wait_until(
+        "the worker to read the evidence back",
+        Duration::from_secs(10),
+        || async { metric_value(&app.get("/metrics").await.text, "recoup_evidence_attempts") >= 1 },
+    )
+    .await;
+
+    // A later failure's retry is chosen by that evidence, and its timeline says why.
+    let later = app
+        .fail(
+            "in_learn_later",
+            Invoice::failed("cus_learn_2", Decline::visa("insufficient_funds")),
+        )
+        .await;
+    let story = later["timeline"].to_string();
+    assert!(
+        story.contains("chosen by what earlier attempts came to"),
+        "{story}"
+    );
+    assert!(
+        story.contains("tries of insufficient_funds declines"),
+        "{story}"
+    );
+    assert!(story.contains("the static plan said"), "{story}");
+    assert!(later["next_attempt_at"].is_string(), "{later}");
+
+    // What was learned leaves with `learn export` and is shown by `learn show`.
+    let exported = dir.path().join("evidence.txt");
+    let (code, out, err) = learn(&app.redis, &["export", exported.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let text = std::fs::read_to_string(&exported).unwrap();
+    assert!(text.contains("insufficient_funds * all 0 1 1"), "{text}");
+    let (code, shown, err) = learn(&app.redis, &["show"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(shown.contains("insufficient_funds"), "{shown}");
+}
+
+#[tokio::test]
+async fn evidence_imported_adds_to_what_redis_holds_and_a_bad_file_changes_nothing() {
+    let redis = TestRedis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.txt");
+    std::fs::write(
+        &good,
+        "# from a simulation\nsoft BR all 0 40 10\nsoft BR day 5 20 9\nsoft * all 0 40 10\n",
+    )
+    .unwrap();
+    let (code, out, err) = learn(&redis, &["import", good.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (_, shown, _) = learn(&redis, &["show", "--country", "br"]);
+    assert!(
+        shown.contains("soft") && shown.contains("BR") && shown.contains("40"),
+        "{shown}"
+    );
+
+    // Imported twice: the counts add up.
+    learn(&redis, &["import", good.to_str().unwrap()]);
+    let back = dir.path().join("back.txt");
+    learn(&redis, &["export", back.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&back).unwrap();
+    assert!(text.contains("soft BR day 5 40 18"), "{text}");
+
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, "soft BR all 0 40 10\nsoft BR day 40 1 1\n").unwrap();
+    let (code, _, err) = learn(&redis, &["import", bad.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("line 2") && err.contains("unknown feature or value"),
+        "{err}"
+    );
+    let again = dir.path().join("again.txt");
+    learn(&redis, &["export", again.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(&again).unwrap(),
+        text,
+        "nothing changed"
+    );
+}
