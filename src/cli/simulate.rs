@@ -32,6 +32,10 @@ pub struct SimulateArgs {
     /// report.
     #[arg(long, value_name = "S", default_value_t = 1)]
     seed: u64,
+    /// Which synthetic population: standard (paid on the 1st and 15th, the month's end, Fridays,
+    /// early morning) or later (the same customers paid 24 days and 4 hours later).
+    #[arg(long, value_enum, default_value_t = sim::synthetic::Profile::Standard, requires = "synthetic")]
+    profile: sim::synthetic::Profile,
     /// Also write the population simulated to FILE (JSON Lines), so others can run the same.
     #[arg(long, value_name = "FILE")]
     write_population: Option<PathBuf>,
@@ -52,6 +56,10 @@ pub struct SimulateArgs {
     /// attempt and the tries on the card that made it break the rule.
     #[arg(long, value_name = "N")]
     explain_breaches: Option<usize>,
+    /// Write what the learning policy learned over the run to FILE (`recoup learn import` reads
+    /// it), so a deployment can start from a simulation.
+    #[arg(long, value_name = "FILE")]
+    export_evidence: Option<PathBuf>,
     /// Simulating threads [default: one per core].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
     threads: Option<u64>,
@@ -63,6 +71,7 @@ pub(super) fn run(args: SimulateArgs) -> Result<ExitCode, Failure> {
         (None, Some(invoices)) => sim::command::Source::Synthetic {
             invoices,
             seed: args.seed,
+            profile: args.profile,
         },
         (None, None) => unreachable!("clap requires one of --population and --synthetic"),
     };
@@ -76,6 +85,7 @@ pub(super) fn run(args: SimulateArgs) -> Result<ExitCode, Failure> {
         threads: args.threads.and_then(|n| usize::try_from(n).ok()),
         learn: args.learn,
         explain_breaches: args.explain_breaches,
+        export_evidence: args.export_evidence,
         warm: args.warm,
     };
     let printed = sim::command::run(&options).map_err(user)?;

@@ -17,7 +17,11 @@ use crate::policy::{Evidence, file};
 #[derive(Debug, Clone)]
 pub enum Source {
     File(PathBuf),
-    Synthetic { invoices: u64, seed: u64 },
+    Synthetic {
+        invoices: u64,
+        seed: u64,
+        profile: synthetic::Profile,
+    },
 }
 
 /// What the command line asked for.
@@ -37,6 +41,8 @@ pub struct Options {
     pub warm: Option<PathBuf>,
     /// Tell this many breaches of each policy in full.
     pub explain_breaches: Option<usize>,
+    /// Write what the (first) learning policy learned to this file, for `recoup learn import`.
+    pub export_evidence: Option<PathBuf>,
 }
 
 /// Runs the simulation and returns what to print. Every error is the user's to fix (a file that
@@ -75,12 +81,24 @@ pub fn run(options: &Options) -> anyhow::Result<String> {
             });
             (ran, path.display().to_string())
         }
-        Source::Synthetic { invoices, seed } => {
-            let name = format!("synthetic, {invoices} invoices, seed {seed}");
+        Source::Synthetic {
+            invoices,
+            seed,
+            profile,
+        } => {
+            let made = || synthetic::population(*invoices, *seed).map(|c| profile.apply(c));
+            let name = match profile {
+                synthetic::Profile::Standard => {
+                    format!("synthetic, {invoices} invoices, seed {seed}")
+                }
+                synthetic::Profile::Later => {
+                    format!("synthetic (later pay), {invoices} invoices, seed {seed}")
+                }
+            };
             let ran = if contenders.iter().any(|c| c.policy.learning.enabled) {
                 // A learning policy plays customers in the order of their first failure; the
                 // generator makes them in no such order, so they are kept and sorted.
-                let mut customers: Vec<_> = synthetic::population(*invoices, *seed).collect();
+                let mut customers: Vec<_> = made().collect();
                 customers.sort_by_key(|c| c.iter().map(|i| i.failed_at).min());
                 super::run(
                     &contenders,
@@ -89,12 +107,7 @@ pub fn run(options: &Options) -> anyhow::Result<String> {
                     &mut write,
                 )
             } else {
-                super::run(
-                    &contenders,
-                    || synthetic::population(*invoices, *seed).map(Ok),
-                    threads,
-                    &mut write,
-                )
+                super::run(&contenders, || made().map(Ok), threads, &mut write)
             };
             (ran, name)
         }
@@ -118,6 +131,15 @@ pub fn run(options: &Options) -> anyhow::Result<String> {
         bail!("the population has no invoices");
     }
     let elapsed = started.elapsed();
+    if let Some(path) = &options.export_evidence {
+        let Some((_, evidence)) = outcome.learned.first() else {
+            bail!(
+                "--export-evidence: no policy simulated learns ([learning] enabled = false, or --learn off)"
+            );
+        };
+        std::fs::write(path, evidence.export())
+            .with_context(|| format!("cannot write the evidence to {}", path.display()))?;
+    }
     let report = Report::new(source, &contenders, &outcome.population, &outcome.tallies);
     if let Some(path) = &options.chart {
         let title = format!(

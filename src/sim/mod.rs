@@ -35,7 +35,7 @@ use jiff::Timestamp;
 use self::population::{FailedInvoice, PopulationError};
 use self::tally::{Population, Tally};
 use self::world::World;
-use crate::policy::Policy;
+use crate::policy::{Evidence, Policy};
 
 /// The policy file of the fixed "retry after 3, 5 and 7 days" schedule every report compares with.
 pub const BASELINE_PATH: &str = "config/baseline-3-5-7.toml";
@@ -58,6 +58,8 @@ pub struct Contender {
 pub struct Outcome {
     pub population: Population,
     pub tallies: Vec<Tally>,
+    /// What each learning contender had learned by the end, by its place among the contenders.
+    pub learned: Vec<(usize, Evidence)>,
 }
 
 impl Outcome {
@@ -65,6 +67,7 @@ impl Outcome {
         Self {
             population: Population::default(),
             tallies: vec![Tally::default(); contenders],
+            learned: Vec::new(),
         }
     }
 
@@ -123,6 +126,7 @@ where
             .collect();
         let together = side_by_side(&alone_contenders, population(), threads, each);
         let mut tallies = vec![Tally::default(); contenders.len()];
+        let mut learned = Vec::new();
         let mut found = together.map(|outcome| {
             for ((n, _), tally) in alone.iter().zip(outcome.tallies) {
                 tallies[*n] = tally;
@@ -131,7 +135,10 @@ where
         });
         for (n, learner) in learners {
             match learner.join() {
-                Ok(Ok(tally)) => tallies[n] = tally,
+                Ok(Ok((tally, evidence))) => {
+                    tallies[n] = tally;
+                    learned.push((n, evidence));
+                }
                 Ok(Err(e)) => found = found.and(Err(e)),
                 Err(panic) => std::panic::resume_unwind(panic),
             }
@@ -139,6 +146,7 @@ where
         found.map(|population| Outcome {
             population,
             tallies,
+            learned,
         })
     })
 }
@@ -203,10 +211,13 @@ where
 /// Plays every customer under a learning policy on one virtual timeline: the next moment of
 /// whichever customer comes first, a new customer when their first failure comes, and what each
 /// attempt came to folded into the policy's evidence at once — so evidence from earlier outcomes
-/// shapes later choices, and never the other way round. `customers` must come in the order of
+/// shapes later choices, and never the other way round. Returns the tally and what was learned. `customers` must come in the order of
 /// their first failure ([`population::Customers`] reads them so). One thread, so the result is
 /// the same on every machine; the memory is that of the customers still being played.
-pub fn in_time_order<I>(contender: &Contender, customers: I) -> Result<Tally, PopulationError>
+pub fn in_time_order<I>(
+    contender: &Contender,
+    customers: I,
+) -> Result<(Tally, Evidence), PopulationError>
 where
     I: Iterator<Item = Result<Vec<FailedInvoice>, PopulationError>>,
 {
@@ -249,7 +260,7 @@ where
             }
         }
         let Some(customer) = customers.next() else {
-            return Ok(tally);
+            return Ok((tally, Arc::unwrap_or_clone(policy.evidence)));
         };
         let world = World::new(Arc::from(customer?));
         let Some(at) = world.next_at() else {

@@ -46,8 +46,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 mod params;
+mod profile;
 #[cfg(test)]
 mod tests;
+
+pub use self::profile::Profile;
 
 use self::params::*;
 use super::population::{CardTruth, CardUpdate, DeclineTruth, FailedInvoice, Funds};

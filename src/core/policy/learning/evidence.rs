@@ -82,22 +82,22 @@ impl Moment {
         let day = usize::try_from(local.day()).unwrap_or(1).clamp(1, 31);
         let weekday = usize::from(local.weekday().to_monday_zero_offset().unsigned_abs());
         let hour = usize::try_from(local.hour()).unwrap_or(0).min(23);
-        let since_days = case
-            .failed_at
-            .map_or(0, |failed| at.duration_since(failed).as_hours() / 24);
-        let since = SINCE_SPANS
-            .iter()
-            .position(|&end| since_days < end)
-            .unwrap_or(SINCE_SPANS.len());
         Self {
             slots: [
                 DAY + day - 1,
                 WEEKDAY + weekday,
                 HOUR + hour,
                 PAYDAY + Self::payday(case, local.date()),
-                SINCE + since,
+                SINCE + since(case, at),
             ],
         }
+    }
+
+    /// The same day's features at another moment of it, `hour` local.
+    pub fn at(mut self, case: &Case, at: Timestamp, hour: i8) -> Self {
+        self.slots[2] = HOUR + usize::try_from(hour).unwrap_or(0).min(23);
+        self.slots[4] = SINCE + since(case, at);
+        self
     }
 
     /// Days since the customer's latest likely payday on or before `date` (0 on the day, up to
@@ -153,8 +153,13 @@ pub struct Observation {
 }
 
 impl Observation {
-    /// An attempt of `case` at `at`; `None` for a case no retry plan learns for (a hard decline).
+    /// An attempt of `case` at `at`; `None` for a case no retry plan learns for (a hard decline),
+    /// and for an attempt on the customer's new payment method: that one says what a new card
+    /// does, not what the moment does for the card that failed.
     pub fn of(case: &Case, at: Timestamp, paid: bool) -> Option<Self> {
+        if case.answered_by_new_card() {
+            return None;
+        }
         Some(Self {
             reason: Reason::of(case)?,
             country: case.country.as_deref().map(str::to_ascii_uppercase),
@@ -162,6 +167,17 @@ impl Observation {
             paid,
         })
     }
+}
+
+/// The span of time since the case's failure that `at` falls in.
+fn since(case: &Case, at: Timestamp) -> usize {
+    let days = case
+        .failed_at
+        .map_or(0, |failed| at.duration_since(failed).as_hours() / 24);
+    SINCE_SPANS
+        .iter()
+        .position(|&end| days < end)
+        .unwrap_or(SINCE_SPANS.len())
 }
 
 /// A group of evidence: a reason, in one country (`None`: in all of them).

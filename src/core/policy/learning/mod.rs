@@ -141,8 +141,18 @@ struct Estimate {
     chance: f64,
     /// The tries of the case's country and reason it rests on (0: only other countries').
     tries: u32,
+    /// The factor that moved it most, and its feature's slot (`None`: none moved it).
+    strongest: (f64, Option<usize>),
+}
+
+impl Estimate {
     /// The factor that moved it most, in words ("day 25 of the month ×2.8").
-    strongest: String,
+    fn strongest(&self) -> String {
+        match self.strongest {
+            (lift, Some(slot)) => format!("{} ×{lift:.1}", Moment::words(slot)),
+            (_, None) => "no moment stands out".to_owned(),
+        }
+    }
 }
 
 /// The retry the static plan chose, moved to the moment the evidence favours when learning
@@ -192,13 +202,25 @@ pub fn retime(
     let groups = Groups::new(evidence, reason, case.country.as_deref());
     let explore = explores(&case.invoice_id, next.attempt, learning.explore);
     let last_hour = at_hour(last.at, &zone);
-    let score = |at: Timestamp| {
-        let estimate = groups.estimate(case, at);
+    // The features of a day's moments differ only in the hour and the time since the failure:
+    // the rest is worked out once a day.
+    let mut day: Option<(jiff::civil::Date, Moment)> = None;
+    let mut score = |at: Timestamp| {
+        let local = at.to_zoned(zone.clone());
+        let moment = match day {
+            Some((date, moment)) if date == local.date() => moment.at(case, at, local.hour()),
+            _ => {
+                let moment = Moment::of(case, at);
+                day = Some((local.date(), moment));
+                moment
+            }
+        };
+        let estimate = groups.estimate(&moment);
         let mut value = estimate.chance;
         if explore {
             value += 2.0 * (value * (1.0 - value) / (f64::from(estimate.tries) + 1.0)).sqrt();
         }
-        if at_hour(at, &zone) == last_hour {
+        if local.hour() == last_hour {
             value *= SAME_HOUR;
         }
         let days = at.duration_since(earliest).as_secs_f64().max(0.0) / 86_400.0;
@@ -250,7 +272,7 @@ pub fn retime(
         next.attempt - 1,
         local(at),
         best.chance * 100.0,
-        best.strongest,
+        best.strongest(),
         if explore {
             "; this retry explores moments little tried"
         } else {
@@ -337,8 +359,7 @@ impl<'a> Groups<'a> {
         }
     }
 
-    fn estimate(&self, case: &Case, at: Timestamp) -> Estimate {
-        let moment = Moment::of(case, at);
+    fn estimate(&self, moment: &Moment) -> Estimate {
         let rate = |counts: Option<&Counts>, slot: usize, parent: f64| {
             let (tries, paid) = counts.map_or((0.0, 0.0), |c| {
                 (f64::from(c.tries[slot]), f64::from(c.paid[slot]))
@@ -349,20 +370,20 @@ impl<'a> Groups<'a> {
         let base_all = rate(self.all, 0, prior);
         let base = rate(self.own, 0, base_all);
         let mut chance = base;
-        let mut strongest = (1.0f64, String::from("no day stands out"));
+        let mut strongest = (1.0f64, None);
         for slot in moment.slots {
             let all = rate(self.all, slot, base_all);
             let own = rate(self.own, slot, all * base / base_all);
             let lift = own / base;
             chance *= lift;
             if (lift.ln()).abs() > strongest.0.ln().abs() {
-                strongest = (lift, format!("{} ×{lift:.1}", Moment::words(slot)));
+                strongest = (lift, Some(slot));
             }
         }
         Estimate {
             chance: chance.clamp(0.0005, 0.95),
             tries: self.own.map_or(0, |c| c.tries[0]),
-            strongest: strongest.1,
+            strongest,
         }
     }
 }
