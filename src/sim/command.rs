@@ -173,8 +173,9 @@ pub fn run(options: &Options) -> anyhow::Result<String> {
     Ok(printed)
 }
 
-/// The policy under test, its static twin when it learns (the same policy with learning off),
-/// the one it is compared with, and the baseline, in that order; the baseline is left out when
+/// The policy under test, the one it is compared with, its static twin when it learns (the same
+/// policy with learning off: second when nothing else is compared, so the difference column is
+/// what learning adds), and the baseline, in that order; the baseline is left out when
 /// one of the others is the very same policy. `--learn` turns learning on or off in every policy
 /// given; `--warm` starts each learning one from exported evidence.
 fn contenders(options: &Options) -> anyhow::Result<Vec<Contender>> {
@@ -192,6 +193,7 @@ fn contenders(options: &Options) -> anyhow::Result<Vec<Contender>> {
     let mut paths = vec![options.policy.as_path()];
     paths.extend(options.vs.as_deref());
     let mut contenders = Vec::new();
+    let mut statics = Vec::new();
     for (n, path) in paths.into_iter().enumerate() {
         let mut policy = crate::config::policy::load(path)?;
         if let Some(learn) = options.learn {
@@ -211,13 +213,15 @@ fn contenders(options: &Options) -> anyhow::Result<Vec<Contender>> {
             policy,
         });
         if let Some(twin) = twin {
-            contenders.push(Contender {
+            let twin = Contender {
                 name: format!("{} (static)", contenders[0].name),
                 path: path.to_owned(),
                 policy: twin,
-            });
+            };
+            statics.push(twin);
         }
     }
+    contenders.extend(statics);
     let baseline = file::parse(BASELINE, BASELINE_PATH)?;
     if contenders.iter().all(|c| c.policy != baseline) {
         contenders.push(Contender {
