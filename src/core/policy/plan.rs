@@ -188,12 +188,7 @@ impl Plan {
             }));
         };
         // Mastercard's advice 24–30 names the shortest wait it tolerates; a shorter gap gives way.
-        let network_wait = case
-            .decline
-            .as_ref()
-            .and_then(|d| d.network_advice_code.as_deref())
-            .and_then(decline::mastercard_wait)
-            .unwrap_or(SignedDuration::ZERO);
+        let network_wait = network_wait(case);
         let payday = case
             .decline
             .as_ref()
@@ -260,6 +255,16 @@ impl Plan {
             }),
         })
     }
+}
+
+/// The shortest wait after the case's decline that its card's network tolerates (Mastercard's
+/// advice 24–30); none for any other decline.
+pub(super) fn network_wait(case: &Case) -> SignedDuration {
+    case.decline
+        .as_ref()
+        .and_then(|d| d.network_advice_code.as_deref())
+        .and_then(decline::mastercard_wait)
+        .unwrap_or(SignedDuration::ZERO)
 }
 
 fn capitalised(text: &str) -> String {

@@ -35,7 +35,7 @@ use sha2::{Digest, Sha256};
 
 pub use self::evidence::{Counts, Evidence, FADE_AT, Group, Moment, Observation};
 use super::duration::human;
-use super::{Case, DeclineClass, NextRetry, Plan, decline, time, timing};
+use super::{Case, DeclineClass, NextRetry, Plan, time, timing};
 
 /// Pseudo-tries a group's parent is worth: below this many tries, a group's own rate counts for
 /// less than its parent's.
@@ -186,12 +186,7 @@ pub fn retime(
         return (next, None);
     };
     let zone = timing::zone(&case.customer_timezone);
-    let network_wait = case
-        .decline
-        .as_ref()
-        .and_then(|d| d.network_advice_code.as_deref())
-        .and_then(decline::mastercard_wait)
-        .unwrap_or(SignedDuration::ZERO);
+    let network_wait = super::plan::network_wait(case);
     let earliest = timing::into_window(
         time::later(last.at, learning.min_gap.max(network_wait)),
         &zone,
