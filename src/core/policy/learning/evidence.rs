@@ -93,6 +93,14 @@ impl Moment {
         }
     }
 
+    /// The features an estimate multiplies: day of the month, weekday, hour and days after the
+    /// customer's payday. The time since the failure is counted and shown but not used: which
+    /// retries are made when after a failure is the plan's doing, so its rates mostly measure the
+    /// plan (the customers still unpaid three weeks on are the hard ones), not the moment.
+    pub fn factors(&self) -> &[usize] {
+        &self.slots[..4]
+    }
+
     /// The same day's features at another moment of it, `hour` local.
     pub fn at(mut self, case: &Case, at: Timestamp, hour: i8) -> Self {
         self.slots[2] = HOUR + usize::try_from(hour).unwrap_or(0).min(23);

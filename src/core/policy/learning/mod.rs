@@ -5,8 +5,8 @@
 //! attempts came to ([`Evidence`]): the candidate moments are the local hours inside the window
 //! on each day from `min_gap` after the last attempt up to `look_ahead` later (never past the
 //! plan's `within`, never before a wait the card's network asked for), plus the static plan's
-//! own moment. Each is given an estimated chance of success, and the best one, discounted a little
-//! for every day it makes the customer wait, is taken.
+//! own moment. Each is given an estimated chance of success, and the best one, discounted 1% for
+//! every day it makes the customer wait, is taken.
 //!
 //! **The estimate, in one paragraph.** Attempts are grouped by why the invoice failed
 //! ([`Reason`]) and the customer's country. A group's rate is its payments over its tries,
@@ -14,8 +14,8 @@
 //! tries and `s` payments, `(s + k·parent) / (n + k)`, `k` = [`PRIOR_WEIGHT`] — a Beta-binomial
 //! posterior mean whose prior is the coarser group, so thin evidence says little and rich
 //! evidence speaks for itself. Each feature of the moment (day of the month, weekday, local hour,
-//! days after the customer's own payday, days since the failure) multiplies the group's rate by
-//! its own shrunk rate over the group's: a day of the month that paid three times as often as the
+//! days after the customer's own payday) multiplies the group's rate by its own shrunk rate over
+//! the group's: a day of the month that paid three times as often as the
 //! rest lifts the estimate threefold. Every factor is printed in the explanation.
 //!
 //! **Exploring.** A choice that only ever exploits never learns about the days it avoids. For a
@@ -41,9 +41,10 @@ use super::{Case, DeclineClass, NextRetry, Plan, time, timing};
 /// less than its parent's.
 pub const PRIOR_WEIGHT: f64 = 30.0;
 
-/// Each day a candidate makes the customer wait costs this share of its value: a payment today is
-/// worth more than one in a week, when the customer may have left or paid by themselves.
-const DAILY_DISCOUNT: f64 = 0.97;
+/// Each day a candidate makes the customer wait costs this share of its value (1%): a payment today
+/// is worth more than one in a week, when the customer may have left or paid by themselves — but
+/// not so much more that a likely payday a fortnight away loses to an unlikely tomorrow.
+const DAILY_DISCOUNT: f64 = 0.99;
 
 /// A retry at the local hour the last attempt failed at is worth this much less: when an
 /// attempt at one hour fails, the next is not blindly at the same hour.
@@ -366,7 +367,7 @@ impl<'a> Groups<'a> {
         let base = rate(self.own, 0, base_all);
         let mut chance = base;
         let mut strongest = (1.0f64, None);
-        for slot in moment.slots {
+        for &slot in moment.factors() {
             let all = rate(self.all, slot, base_all);
             let own = rate(self.own, slot, all * base / base_all);
             let lift = own / base;
