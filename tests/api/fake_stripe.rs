@@ -1077,8 +1077,8 @@ async fn list_events(
     )
 }
 
-/// `GET /v1/invoices`: the invoices the fake knows, filtered by `status` and
-/// `collection_method`, by id descending (the fake keeps no creation times).
+/// `GET /v1/invoices`: the invoices the fake knows, filtered by `status`, `collection_method` and
+/// `customer`, by id descending (the fake keeps no creation times).
 async fn list_invoices(
     State(ledger): State<Shared>,
     RawQuery(query): RawQuery,
@@ -1091,6 +1091,7 @@ async fn list_invoices(
     };
     let status = query_values(&query, "status").into_iter().next();
     let method = query_values(&query, "collection_method").into_iter().next();
+    let customer = query_values(&query, "customer").into_iter().next();
     let mut ids: Vec<&String> = ledger.invoices.keys().collect();
     ids.sort_by(|a, b| b.cmp(a));
     let invoices = ids
@@ -1101,6 +1102,11 @@ async fn list_invoices(
             method
                 .as_ref()
                 .is_none_or(|m| i["collection_method"] == m.as_str())
+        })
+        .filter(|i| {
+            customer
+                .as_ref()
+                .is_none_or(|c| i["customer"] == c.as_str())
         })
         .collect();
     page(invoices, &query, "/v1/invoices")

@@ -79,6 +79,56 @@ fn attempts(case: &Value) -> Vec<(u64, String, Option<String>)> {
 }
 
 #[tokio::test]
+async fn insufficient_funds_waits_for_the_day_the_customers_earlier_failures_were_paid_on() {
+    let app = app().await;
+    app.stripe
+        .add_customer(CUSTOMER, Customer::dana((12, 2030)));
+    // Two earlier invoices, each paid after a failed attempt on a 28th (noon in Chicago), and one
+    // paid at its first attempt on the 3rd, which says only when it was billed.
+    let at = |month: i8, day: i8| {
+        jiff::civil::date(2026, month, day)
+            .at(12, 0, 0, 0)
+            .in_tz("America/Chicago")
+            .unwrap()
+            .timestamp()
+            .as_second()
+    };
+    for (id, paid_at, attempts) in [
+        ("in_paid_late_1", at(9, 28), 2),
+        ("in_paid_late_2", at(10, 28), 3),
+        ("in_paid_on_time", at(11, 3), 1),
+    ] {
+        let mut paid = Invoice::failed(CUSTOMER, Decline::visa("insufficient_funds"));
+        paid.status = "paid";
+        paid.status_changed_at = Some(paid_at);
+        paid.attempt_count = attempts;
+        app.stripe.add_invoice(id, paid);
+    }
+    let planned = app
+        .fail(
+            "in_short_again",
+            Invoice::failed(CUSTOMER, Decline::visa("insufficient_funds")),
+        )
+        .await;
+    assert_eq!(planned["paydays"], serde_json::json!([28]), "{planned}");
+    let next: jiff::Timestamp = planned["next_attempt_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let local = next.in_tz("America/Chicago").unwrap();
+    assert_eq!(local.day(), 28, "{local}");
+    let story = planned["timeline"].to_string();
+    assert!(
+        story.contains(
+            "on the customer's next payday (the days their earlier invoices were paid on)"
+        ),
+        "{story}"
+    );
+    assert!(!app.stripe.list_requests("/v1/invoices").is_empty());
+}
+
+#[tokio::test]
 async fn a_soft_decline_waits_for_payday_then_is_retried_and_recovered() {
     let app = app().await;
     let invoice = "in_soft_1";

@@ -38,7 +38,12 @@ struct RawPage {
 }
 
 impl Stripe {
-    async fn page(&self, what: &str, path: &str, query: String) -> Result<Page, ListError> {
+    pub(super) async fn page(
+        &self,
+        what: &str,
+        path: &str,
+        query: String,
+    ) -> Result<Page, ListError> {
         let raw: RawPage = self
             .patiently(what, || {
                 let mut request = RequestBuilder::new(StripeMethod::Get, path);
@@ -186,4 +191,58 @@ mod tests {
             "created%5Bgte%5D=1790000000&types%5B%5D=invoice.paid&types%5B%5D=invoice.voided"
         );
     }
+}
+
+impl Stripe {
+    /// The local days of the month (in `zone`) the customer's latest invoices that were paid
+    /// *after* a failed attempt were paid on: when money came back, their likely paydays. At most
+    /// [`PAYMENT_HISTORY`] invoices are read (one page); an invoice paid at its first attempt says
+    /// only when it was billed, and is left out. Best effort: a failed read gives no days.
+    pub(super) async fn payment_days(&self, customer_id: &str, zone: &str) -> Vec<u8> {
+        let limit = PAYMENT_HISTORY.to_string();
+        let pairs = vec![
+            ("customer", customer_id),
+            ("status", "paid"),
+            ("limit", limit.as_str()),
+        ];
+        let page = match self
+            .page("list paid invoices", "/invoices", query(pairs))
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(customer = customer_id, "no payment history read: {e:?}");
+                return Vec::new();
+            }
+        };
+        let zone = crate::policy::timing::zone(zone);
+        let mut days: Vec<u8> = page
+            .objects
+            .iter()
+            .filter_map(|listed| serde_json::from_slice::<PaidInvoice>(&listed.json).ok())
+            .filter(|invoice| invoice.attempt_count > 1)
+            .filter_map(|invoice| invoice.status_transitions?.paid_at)
+            .filter_map(|paid| jiff::Timestamp::from_second(paid).ok())
+            .filter_map(|paid| u8::try_from(paid.to_zoned(zone.clone()).day()).ok())
+            .collect();
+        days.sort_unstable();
+        days.dedup();
+        days
+    }
+}
+
+/// How many of a customer's paid invoices are read for their paydays: a year of monthly ones.
+pub const PAYMENT_HISTORY: usize = 12;
+
+/// What a paid invoice tells of when money came.
+#[derive(serde::Deserialize)]
+struct PaidInvoice {
+    #[serde(default)]
+    attempt_count: u32,
+    status_transitions: Option<Transitions>,
+}
+
+#[derive(serde::Deserialize)]
+struct Transitions {
+    paid_at: Option<i64>,
 }

@@ -340,16 +340,24 @@ impl Stripe {
                 });
             }
         };
+        let metadata: std::collections::BTreeMap<String, String> =
+            customer.metadata.unwrap_or_default().into_iter().collect();
+        let country = customer.address.and_then(|a| a.country);
+        let zone = crate::policy::timing::zone_name(
+            metadata.get("timezone").map(String::as_str),
+            country.as_deref(),
+        );
+        let payment_days = self.payment_days(customer_id, &zone).await;
         Ok(Some(CustomerFacts {
-            metadata: customer.metadata.unwrap_or_default().into_iter().collect(),
-            country: customer.address.and_then(|a| a.country),
+            metadata,
+            country,
             created: jiff::Timestamp::from_second(customer.created).ok(),
             past_failures: 0,
             name: customer.name,
             email: customer.email,
             phone: customer.phone,
             preferred_locales: customer.preferred_locales.unwrap_or_default(),
-            payment_days: Vec::new(),
+            payment_days,
         }))
     }
 }
