@@ -59,7 +59,7 @@ use self::nudged::{on_nudge_held, on_nudged};
 pub use self::opened::LinkOutcome;
 use self::opened::on_link_opened;
 pub use self::plan::{NextRetry, Plan};
-pub use self::segment::{CustomerFacts, Match, Segment};
+pub use self::segment::{CustomerFacts, Match, Segment, Threshold};
 pub use self::timers::await_results;
 use self::timers::on_timer;
 use crate::event::{Event, EventObject, Invoice};

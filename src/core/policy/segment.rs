@@ -64,14 +64,34 @@ pub struct Segment {
     pub ending: EndPlan,
 }
 
+/// An amount an invoice's amount due is held against, in the currency's smallest unit: one figure
+/// for every currency, or one per currency — 20000 is $200.00 but ₩20,000, about $14, so a
+/// threshold that means "a large account" names each currency; an invoice in a currency the table
+/// does not name does not meet it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Threshold {
+    Every(i64),
+    PerCurrency(BTreeMap<String, i64>),
+}
+
+impl Threshold {
+    /// The figure for `currency` (any case), if the threshold has one.
+    pub fn in_currency(&self, currency: &str) -> Option<i64> {
+        match self {
+            Threshold::Every(amount) => Some(*amount),
+            Threshold::PerCurrency(table) => table.get(&currency.to_ascii_lowercase()).copied(),
+        }
+    }
+}
+
 /// What an invoice must have to be in a segment; every condition given must hold, an absent one
 /// holds for all.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Match {
     /// Amount due at least this, in the currency's smallest unit (cents).
-    pub amount_at_least: Option<i64>,
+    pub amount_at_least: Option<Threshold>,
     /// Amount due below this, in the currency's smallest unit.
-    pub amount_below: Option<i64>,
+    pub amount_below: Option<Threshold>,
     /// One of these currencies (lowercase ISO codes, as Stripe writes them).
     pub currencies: Vec<String>,
     /// An invoice line on one of these prices (`price_…`).
@@ -115,11 +135,14 @@ impl Match {
     }
 
     fn invoice_matches(&self, invoice: &Invoice) -> bool {
-        self.amount_at_least
-            .is_none_or(|least| invoice.amount_due >= least)
-            && self
-                .amount_below
-                .is_none_or(|below| invoice.amount_due < below)
+        let holds = |threshold: &Option<Threshold>, test: fn(i64, i64) -> bool| {
+            threshold.as_ref().is_none_or(|t| {
+                t.in_currency(&invoice.currency)
+                    .is_some_and(|figure| test(invoice.amount_due, figure))
+            })
+        };
+        holds(&self.amount_at_least, |due, least| due >= least)
+            && holds(&self.amount_below, |due, below| due < below)
             && (self.currencies.is_empty()
                 || self
                     .currencies
@@ -162,20 +185,23 @@ mod tests {
         assert!(matches(&Match::default()));
         let price = invoice.price_ids[0].clone();
         let all = Match {
-            amount_at_least: Some(invoice.amount_due),
-            amount_below: Some(invoice.amount_due + 1),
+            amount_at_least: Some(Threshold::Every(invoice.amount_due)),
+            amount_below: Some(Threshold::PerCurrency(BTreeMap::from([(
+                invoice.currency.clone(),
+                invoice.amount_due + 1,
+            )]))),
             currencies: vec!["EUR".into(), invoice.currency.to_uppercase()],
             prices: vec!["price_other".into(), price],
             ..Match::default()
         };
         assert!(matches(&all));
-        let fails: [Match; 5] = [
+        let fails: [Match; 6] = [
             Match {
-                amount_at_least: Some(invoice.amount_due + 1),
+                amount_at_least: Some(Threshold::Every(invoice.amount_due + 1)),
                 ..all.clone()
             },
             Match {
-                amount_below: Some(invoice.amount_due),
+                amount_below: Some(Threshold::Every(invoice.amount_due)),
                 ..all.clone()
             },
             Match {
@@ -188,6 +214,14 @@ mod tests {
             },
             Match {
                 metadata: BTreeMap::from([("tier".to_owned(), "enterprise".to_owned())]),
+                ..all.clone()
+            },
+            // A threshold per currency that does not name the invoice's: not met, however large.
+            Match {
+                amount_at_least: Some(Threshold::PerCurrency(BTreeMap::from([(
+                    "krw".to_owned(),
+                    1,
+                )]))),
                 ..all.clone()
             },
         ];

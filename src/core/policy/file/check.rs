@@ -8,6 +8,7 @@ use toml::Spanned;
 
 use super::shape::{
     Raw, RawEnd, RawEndAction, RawLearning, RawNudges, RawRetries, RawRule, RawSegment,
+    RawThreshold,
 };
 use super::{FORMAT, PolicyError};
 use crate::policy::budget::{Counts, Rule, Scope};
@@ -15,7 +16,7 @@ use crate::policy::duration::{human, parse_duration};
 use crate::policy::timing::Window;
 use crate::policy::{
     Channel, DisputePlan, End, EndPlan, Learning, Match, NudgeKind, NudgePlan, PauseBehavior, Plan,
-    Policy, Segment, Step,
+    Policy, Segment, Step, Threshold,
 };
 
 pub(super) type At<'a> = &'a dyn Fn(std::ops::Range<usize>, &str, String) -> PolicyError;
@@ -337,10 +338,10 @@ impl Reader<'_> {
                 "a segment needs a name, which cases show to say which plan they are on".into(),
             ));
         }
-        let amount = |written: &Option<Spanned<i64>>, field: &str| {
+        let amount = |written: &Option<Spanned<RawThreshold>>, field: &str| {
             written
                 .as_ref()
-                .map(|n| self.number(n, &format!("{key}.{field}"), 0..=i64::MAX))
+                .map(|n| self.threshold(n, &format!("{key}.{field}")))
                 .transpose()
         };
         let count = |written: &Option<Spanned<i64>>, field: &str| {
@@ -429,6 +430,40 @@ impl Reader<'_> {
             human(*allowed.start()),
             human(*allowed.end())
         )))
+    }
+
+    /// An amount threshold: one figure for every currency, or a table by lowercase ISO code.
+    fn threshold(
+        &self,
+        written: &Spanned<RawThreshold>,
+        key: &str,
+    ) -> Result<Threshold, PolicyError> {
+        let fail = |problem: String| (self.at)(written.span(), key, problem);
+        match written.get_ref() {
+            RawThreshold::Every(n) if *n >= 0 => Ok(Threshold::Every(*n)),
+            RawThreshold::Every(n) => Err(fail(format!(
+                "{n} is out of range; allowed: 0 or more, in the currency's smallest unit"
+            ))),
+            RawThreshold::PerCurrency(table) => {
+                let mut checked = std::collections::BTreeMap::new();
+                for (currency, n) in table {
+                    let code = currency.to_ascii_lowercase();
+                    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_lowercase()) {
+                        return Err(fail(format!(
+                            "{currency:?} is not a currency; allowed: ISO 4217 codes such as usd"
+                        )));
+                    }
+                    if *n < 0 {
+                        return Err(fail(format!(
+                            "{currency} = {n} is out of range; allowed: 0 or more, in the \
+                             currency's smallest unit"
+                        )));
+                    }
+                    checked.insert(code, *n);
+                }
+                Ok(Threshold::PerCurrency(checked))
+            }
+        }
     }
 
     fn number<T: TryFrom<i64>>(

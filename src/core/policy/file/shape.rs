@@ -76,8 +76,8 @@ pub(super) struct RawStep {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSegment {
     pub(super) name: Spanned<String>,
-    pub(super) amount_at_least: Option<Spanned<i64>>,
-    pub(super) amount_below: Option<Spanned<i64>>,
+    pub(super) amount_at_least: Option<Spanned<RawThreshold>>,
+    pub(super) amount_below: Option<Spanned<RawThreshold>>,
     pub(super) currency: Option<Vec<String>>,
     pub(super) price: Option<Vec<String>>,
     pub(super) metadata: Option<BTreeMap<String, String>>,
@@ -118,4 +118,12 @@ pub(super) struct RawRule {
     pub(super) scope: Spanned<String>,
     pub(super) max: Spanned<i64>,
     pub(super) per: Spanned<String>,
+}
+
+/// An amount threshold as written: one number, or a table of numbers by currency.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawThreshold {
+    Every(i64),
+    PerCurrency(BTreeMap<String, i64>),
 }

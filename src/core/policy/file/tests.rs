@@ -17,12 +17,21 @@ fn the_shipped_file_is_the_built_in_default_and_two_segments() {
         nudges: NudgePlan::default(),
         ending: EndPlan::pausing(),
     };
+    // One figure per currency: $200.00 is 20000 cents, and about 280000 won (no minor unit).
+    let Some(Threshold::PerCurrency(high)) = shipped.segments[0].when.amount_at_least.clone()
+    else {
+        panic!("the shipped high-value threshold is per currency");
+    };
+    assert_eq!(
+        (high["usd"], high["jpy"], high["krw"]),
+        (20_000, 30_000, 280_000)
+    );
     let expected = Policy {
         segments: vec![
             pausing(
                 "high value",
                 Match {
-                    amount_at_least: Some(20_000),
+                    amount_at_least: Some(Threshold::PerCurrency(high)),
                     ..Match::default()
                 },
             ),
@@ -264,7 +273,19 @@ fn every_bad_value_is_named_with_its_line_key_and_what_is_allowed() {
             "version = 1\n[[segment]]\nname = \"a\"\namount_below = -1",
             4,
             "segment[0].amount_below",
-            "allowed: 0 to",
+            "allowed: 0 or more",
+        ),
+        (
+            "version = 1\n[[segment]]\nname = \"a\"\namount_at_least = { usd = 100, dollars = 5 }",
+            4,
+            "segment[0].amount_at_least",
+            "\"dollars\" is not a currency",
+        ),
+        (
+            "version = 1\n[[segment]]\nname = \"a\"\namount_at_least = { krw = -5 }",
+            4,
+            "segment[0].amount_at_least",
+            "krw = -5 is out of range",
         ),
         (
             "version = 1\n[[segment]]\nname = \"a\"\ncountry = [\"us\"]",
@@ -326,7 +347,7 @@ fn segments_inherit_the_policys_plan_and_replace_what_they_set() {
         panic!("two segments: {:?}", policy.segments);
     };
     assert_eq!(high.name, "high value");
-    assert_eq!(high.when.amount_at_least, Some(50_000));
+    assert_eq!(high.when.amount_at_least, Some(Threshold::Every(50_000)));
     assert_eq!(high.when.currencies, ["usd", "eur"]);
     assert_eq!(high.when.metadata["tier"], "enterprise");
     assert_eq!(
@@ -345,7 +366,7 @@ fn segments_inherit_the_policys_plan_and_replace_what_they_set() {
     assert_eq!(small.nudges.window, policy.nudges.window);
     assert_eq!(high.nudges, policy.nudges);
     assert_eq!(high.plan.max_attempts, 4);
-    assert_eq!(small.when.amount_below, Some(1_000));
+    assert_eq!(small.when.amount_below, Some(Threshold::Every(1_000)));
     assert_eq!(small.plan, policy.plan);
     assert!(
         super::describe(&policy).contains(

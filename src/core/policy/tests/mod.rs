@@ -736,7 +736,7 @@ fn a_case_opens_in_the_first_matching_segment_and_follows_its_plan() {
             segment(
                 "enterprise",
                 Match {
-                    amount_at_least: Some(100_000),
+                    amount_at_least: Some(Threshold::Every(100_000)),
                     ..Match::default()
                 },
                 1,
