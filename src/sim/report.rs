@@ -92,6 +92,18 @@ pub struct RateReport {
 }
 
 impl Report {
+    /// The names any policy's `keys` holds (rules broken, segments), sorted, each once: a row
+    /// each, whichever policies have it.
+    fn named_by_any<'a, K>(&'a self, keys: impl Fn(&'a PolicyReport) -> K) -> Vec<&'a String>
+    where
+        K: Iterator<Item = &'a String>,
+    {
+        let mut names: Vec<&String> = self.policies.iter().flat_map(keys).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// The first `n` breaches of each policy, told with the tries that made them.
     pub fn explain_breaches(&self, n: usize) -> String {
         let mut text = String::new();
@@ -333,14 +345,7 @@ impl fmt::Display for Report {
             "network-rule breaches",
             each(&|p| Cell::count(p.breaches)),
         ));
-        let mut rules: Vec<&String> = self
-            .policies
-            .iter()
-            .flat_map(|p| p.breaches_by_rule.keys())
-            .collect();
-        rules.sort();
-        rules.dedup();
-        for rule in rules {
+        for rule in self.named_by_any(|p| p.breaches_by_rule.keys()) {
             rows.push(Row::new(
                 &format!("  breaches of {rule}"),
                 each(&|p| Cell::count(p.breaches_by_rule.get(rule).copied().unwrap_or(0))),
@@ -357,13 +362,7 @@ impl fmt::Display for Report {
                 each(&|p| Cell::percent(p.by_decline_class.get(class).map_or(0.0, |r| r.rate))),
             ));
         }
-        let mut segments: Vec<&String> = self
-            .policies
-            .iter()
-            .flat_map(|p| p.by_segment.keys())
-            .collect();
-        segments.sort();
-        segments.dedup();
+        let segments = self.named_by_any(|p| p.by_segment.keys());
         if segments.len() > 1 {
             for segment in segments {
                 rows.push(Row::new(
