@@ -46,7 +46,7 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "FILE.svg")]
     chart: Option<PathBuf>,
     /// Learning on or off in every policy simulated [default: as each policy's [learning] says].
-    /// A learning policy is also run with learning off, as "(static)", beside it.
+    /// The policy under test, when it learns, is also run with learning off, as "(static)".
     #[arg(long, value_name = "on|off", value_parser = on_off)]
     learn: Option<bool>,
     /// Start learning policies from evidence exported with `recoup learn export`.
