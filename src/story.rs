@@ -87,14 +87,18 @@ pub fn tell(case: &Case, policy: &Policy, card: &[Try], now: Timestamp) -> Told 
         .map(|a| {
             let outcome = match (a.outcome, &a.decline_code) {
                 (Outcome::Failed, Some(code)) => {
-                    let class = decline::classify(&Signals {
-                        code: None,
-                        decline_code: Some(code),
-                        advice_code: None,
-                        network_advice_code: None,
-                        network_decline_code: None,
-                        brand: case.card.as_ref().map(|c| c.brand.as_str()),
-                    });
+                    let class = decline::classify(
+                        &Signals {
+                            code: None,
+                            decline_code: Some(code),
+                            advice_code: None,
+                            network_advice_code: None,
+                            network_decline_code: None,
+                            brand: case.card.as_ref().map(|c| c.brand.as_str()),
+                        },
+                        &policy.networks,
+                        a.at,
+                    );
                     format!(
                         "declined: {code} ({}, {})",
                         class.class.as_str(),
@@ -235,7 +239,9 @@ fn next(case: &Case, policy: &Policy, card: &[Try], now: Timestamp) -> String {
             );
         let mut sentence = format!("Next retry {}: {why}", when(at, zone));
         if let Some(c) = &case.card {
-            let left = budget::left_after(&policy.networks, &c.brand, card, &case.invoice_id, now);
+            let attempt = case.attempts.last().map_or(1, |a| a.number) + 1;
+            let next = budget::Try::of_case(case, attempt, now);
+            let left = budget::left_after(&policy.networks, &c.brand, card, &next);
             if !left.is_empty() {
                 let left: Vec<String> = left
                     .into_iter()
@@ -355,6 +361,7 @@ mod tests {
                 }),
                 ..Declined::default()
             }),
+            fees: Vec::new(),
         }));
         decide(policy, Some(&case), &charge, at(NOW)).case.unwrap()
     }
@@ -420,6 +427,7 @@ mod tests {
             attempt: 2,
             at: at(NOW + 14 * 86_400),
             result: ChargeResult::Paid,
+            fees: Vec::new(),
         }));
         let recovered = decide(&policy, Some(&case), &paid, at(NOW)).case.unwrap();
         insta::assert_snapshot!(told(&recovered, &policy));

@@ -70,6 +70,10 @@ pub mod metric {
     pub const LINK_OPENINGS: &str = "recoup_link_openings_total";
     /// Counter: due retries a card network's budget held back or dropped, by `brand`.
     pub const NETWORK_REFUSALS: &str = "recoup_network_refusals_total";
+    /// Gauge (a running total, in US dollars): the card networks' estimated fees for recoup's
+    /// attempts, by `brand` and `rule` (`docs/design/networks.md#fees`). A gauge because the
+    /// metrics crate's counters count whole numbers and the fees are cents; it only grows.
+    pub const NETWORK_FEES: &str = "recoup_network_fees_estimated_total";
     /// Counter: events a backfill fetched from Stripe's events API, by `outcome` (`new` — missed
     /// by the webhooks —, `duplicate`, `ignored`, `invalid`).
     pub const BACKFILLED_EVENTS: &str = "recoup_backfilled_events_total";
@@ -247,6 +251,10 @@ fn describe() {
     metrics::describe_counter!(
         metric::NETWORK_REFUSALS,
         "Due retries a card network's budget moved or dropped, by card brand."
+    );
+    metrics::describe_gauge!(
+        metric::NETWORK_FEES,
+        "Estimated card-network fees for recoup's attempts, a running total in US dollars, by brand and rule."
     );
     metrics::describe_gauge!(
         metric::EVIDENCE_ATTEMPTS,

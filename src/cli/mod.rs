@@ -167,7 +167,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             secret,
             new_id,
         }) => webhook::send(file, url, secret, new_id).await,
-        Command::Policy(PolicyCommand::Check { path }) => policy::check(path),
+        Command::Policy(PolicyCommand::Check { path, on }) => policy::check(path, on),
         Command::Deadletters(command) => deadletters::run(command).await,
         Command::Learn(command) => learn::run(command).await,
         Command::Simulate(args) => simulate::run(args),

@@ -16,6 +16,7 @@ const NAMED_ENV: &[(&str, &str)] = &[
     ("RECOUP_LOG_FORMAT", "log.format"),
     ("RECOUP_TEST_CLOCK", "clock.test"),
     ("RECOUP_POLICY", "policy.path"),
+    ("RECOUP_NETWORKS", "policy.networks"),
     ("STRIPE_API_BASE", "stripe.api_base"),
     ("RECOUP_EMAIL_FROM", "notify.email_from"),
     ("RECOUP_NUDGE_WEBHOOK_URL", "notify.webhook_url"),

@@ -257,6 +257,9 @@ pub struct PolicySettings {
     /// `RECOUP_POLICY`: the policy file. When it is left at the default and no such file exists,
     /// the built-in policy (which `config/policy.toml` spells out) applies.
     pub path: PathBuf,
+    /// `RECOUP_NETWORKS`: the card networks' rules (`config/networks.toml`). Unset: that file
+    /// when it exists, else the rules built into recoup.
+    pub networks: Option<PathBuf>,
 }
 
 /// How recoup calls Stripe (the key itself is a secret: `STRIPE_API_KEY`).
@@ -358,6 +361,7 @@ impl Default for PolicySettings {
     fn default() -> Self {
         Self {
             path: PathBuf::from(DEFAULT_POLICY_PATH),
+            networks: None,
         }
     }
 }

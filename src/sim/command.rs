@@ -195,7 +195,7 @@ fn contenders(options: &Options) -> anyhow::Result<Vec<Contender>> {
     let mut contenders = Vec::new();
     let mut statics = Vec::new();
     for (n, path) in paths.into_iter().enumerate() {
-        let mut policy = crate::config::policy::load(path)?;
+        let mut policy = crate::config::policy::load(path, None)?;
         if let Some(learn) = options.learn {
             policy.learning.enabled = learn;
         }

@@ -9,12 +9,16 @@ use jiff::SignedDuration;
 
 use super::population::FailedInvoice;
 use super::world::{HORIZON, signals};
-use crate::policy::{DeclineClass, card_expired, decline};
+use crate::policy::{DeclineClass, Networks, card_expired, decline};
 
 /// Whether a perfect, rule-abiding policy could recover `invoice` within the horizon.
 pub fn recoverable(invoice: &FailedInvoice) -> bool {
     let horizon = invoice.failed_at + HORIZON;
-    let first = decline::classify(&signals(&invoice.first_decline, &invoice.card.brand));
+    let first = decline::classify(
+        &signals(&invoice.first_decline, &invoice.card.brand),
+        &Networks::built_in(),
+        invoice.failed_at,
+    );
     // A decline the networks forbid retrying leaves the card dead whatever else is known.
     let live = !invoice.card_dead && first.class != DeclineClass::Hard;
     let earliest = invoice.failed_at + first.not_before.unwrap_or(SignedDuration::ZERO);

@@ -62,6 +62,19 @@ pub struct PolicyReport {
     pub breach_stories: Vec<String>,
     /// recoup's own charge attempts per invoice (Stripe's failed first attempt not counted).
     pub attempts_per_invoice: f64,
+    /// Recovered revenue per recoup attempt on invoices of that currency (smallest unit): what an
+    /// attempt earns, the customers' own payments included.
+    pub recovered_per_attempt: BTreeMap<String, i64>,
+    /// The networks' estimated fees for recoup's attempts, in US dollars
+    /// (`docs/design/networks.md#fees`), and by rule.
+    pub network_fees_usd: f64,
+    pub network_fees_by_rule_usd: BTreeMap<String, f64>,
+    /// Recovered US-dollar revenue less the fees on US-dollar invoices (smallest unit); fees on
+    /// invoices in other currencies are in `network_fees_usd` but netted nowhere, for want of an
+    /// exchange rate the simulator could trust.
+    pub recovered_usd_net_of_fees: Option<i64>,
+    /// `oracle_share` with the US-dollar share net of fees: what `recoup tune` maximises.
+    pub oracle_share_net_of_fees: f64,
     /// Nudges delivered per invoice (thank-yous not counted).
     pub nudges_per_invoice: f64,
     pub days_to_recover: Quantiles,
@@ -173,13 +186,29 @@ impl PolicyReport {
             .collect();
         // Revenue in different currencies does not add up; each currency's share counts as much
         // as the oracle's invoices in it.
-        let oracle_share = oracle_share_by_currency
-            .iter()
-            .map(|(currency, share)| {
-                let invoices = population.oracle_invoices_by_currency.get(currency);
-                share * ratio(invoices.copied().unwrap_or(0), population.oracle_invoices)
-            })
-            .sum();
+        let weighted = |shares: &BTreeMap<String, f64>| -> f64 {
+            shares
+                .iter()
+                .map(|(currency, share)| {
+                    let invoices = population.oracle_invoices_by_currency.get(currency);
+                    share * ratio(invoices.copied().unwrap_or(0), population.oracle_invoices)
+                })
+                .sum()
+        };
+        let oracle_share = weighted(&oracle_share_by_currency);
+        let usd_fees = tally.fees_by_currency.get("usd").copied().unwrap_or(0);
+        let recovered_usd_net_of_fees = tally
+            .recovered_revenue
+            .get("usd")
+            .map(|&cents| cents - (usd_fees + 5_000) / 10_000);
+        let mut net_shares = oracle_share_by_currency.clone();
+        if let (Some(net), Some(&oracle)) = (
+            recovered_usd_net_of_fees,
+            population.oracle_revenue.get("usd"),
+        ) {
+            net_shares.insert("usd".to_owned(), ratio_i(net, oracle));
+        }
+        let usd = |micros: i64| micros as f64 / 1_000_000.0;
         Self {
             name: contender.name.clone(),
             path: contender.path.display().to_string(),
@@ -205,6 +234,23 @@ impl PolicyReport {
                 stories
             },
             attempts_per_invoice: per_invoice(tally.attempts),
+            recovered_per_attempt: tally
+                .recovered_revenue
+                .iter()
+                .map(|(currency, &revenue)| {
+                    let attempts = tally.attempts_by_currency.get(currency).copied();
+                    let attempts = i64::try_from(attempts.unwrap_or(0).max(1)).unwrap_or(i64::MAX);
+                    (currency.clone(), revenue / attempts)
+                })
+                .collect(),
+            network_fees_usd: usd(tally.fees_by_rule.values().sum()),
+            network_fees_by_rule_usd: tally
+                .fees_by_rule
+                .iter()
+                .map(|(rule, &micros)| (rule.clone(), usd(micros)))
+                .collect(),
+            recovered_usd_net_of_fees,
+            oracle_share_net_of_fees: weighted(&net_shares),
             nudges_per_invoice: per_invoice(tally.nudges),
             days_to_recover: Quantiles {
                 p50: tally.days_to_recover(0.5),
@@ -333,6 +379,39 @@ impl fmt::Display for Report {
             "attempts per invoice",
             each(&|p| Cell::fraction(p.attempts_per_invoice)),
         ));
+        for currency in population.revenue.keys() {
+            rows.push(Row::new(
+                &format!("recovered per attempt, {currency}"),
+                each(&|p| {
+                    Cell::money(
+                        p.recovered_per_attempt.get(currency).copied().unwrap_or(0),
+                        currency,
+                    )
+                }),
+            ));
+        }
+        rows.push(Row::new(
+            "network fees, estimated",
+            each(&|p| Cell::dollars(p.network_fees_usd)),
+        ));
+        for rule in self.named_by_any(|p| p.network_fees_by_rule_usd.keys()) {
+            rows.push(Row::new(
+                &format!("  fees of {rule}"),
+                each(&|p| {
+                    Cell::dollars(p.network_fees_by_rule_usd.get(rule).copied().unwrap_or(0.0))
+                }),
+            ));
+        }
+        if population.revenue.contains_key("usd") {
+            rows.push(Row::new(
+                "recovered revenue net of fees, usd",
+                each(&|p| Cell::money(p.recovered_usd_net_of_fees.unwrap_or(0), "usd")),
+            ));
+        }
+        rows.push(Row::new(
+            "share of the oracle's, net of fees",
+            each(&|p| Cell::percent(p.oracle_share_net_of_fees)),
+        ));
         rows.push(Row::new(
             "nudges per invoice",
             each(&|p| Cell::fraction(p.nudges_per_invoice)),
@@ -392,6 +471,7 @@ enum Kind {
     Percent,
     Days,
     Fraction,
+    Dollars,
     Money(String),
     None,
 }
@@ -410,6 +490,15 @@ impl Cell {
             value: share,
             text: format!("{:.1}%", share * 100.0),
             kind: Kind::Percent,
+        }
+    }
+
+    /// An amount in US dollars, to the cent: the networks' fees.
+    fn dollars(usd: f64) -> Self {
+        Self {
+            value: usd,
+            text: format!("${usd:.2}"),
+            kind: Kind::Dollars,
         }
     }
 
@@ -457,6 +546,8 @@ impl Cell {
             Kind::Percent => format!("{sign}{:.1} pt", d * 100.0),
             Kind::Days => format!("{sign}{d:.1}"),
             Kind::Fraction => format!("{sign}{d:.2}"),
+            Kind::Dollars if d < 0.0 => format!("-${:.2}", -d),
+            Kind::Dollars => format!("{sign}${d:.2}"),
             Kind::Money(currency) => {
                 let amount = d as i64;
                 let text = format_amount(amount, currency, "en");

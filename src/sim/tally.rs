@@ -41,7 +41,13 @@ pub struct Tally {
     /// The first breaches by invoice id (at most [`BREACHES_KEPT`]), told in full.
     pub breach_stories: Vec<(String, String)>,
     pub attempts: u64,
+    /// The same attempts by the currency of the invoice attempted.
+    pub attempts_by_currency: BTreeMap<String, u64>,
     pub nudges: u64,
+    /// The networks' estimated fees for recoup's attempts, in millionths of a US dollar, by rule.
+    pub fees_by_rule: BTreeMap<String, i64>,
+    /// The same fees by the currency of the invoice attempted (still in US dollars).
+    pub fees_by_currency: BTreeMap<String, i64>,
     /// By the class the policy gave the first decline.
     pub by_class: BTreeMap<&'static str, Rate>,
     /// By segment name; "" for invoices in no segment.
@@ -64,7 +70,10 @@ impl Default for Tally {
             breaches_by_rule: BTreeMap::new(),
             breach_stories: Vec::new(),
             attempts: 0,
+            attempts_by_currency: BTreeMap::new(),
             nudges: 0,
+            fees_by_rule: BTreeMap::new(),
+            fees_by_currency: BTreeMap::new(),
             by_class: BTreeMap::new(),
             by_segment: BTreeMap::new(),
             hours_to_recover: vec![0; HOURS],
@@ -121,6 +130,11 @@ impl Tally {
         self.lost_to_nagging += u64::from(result.gave_up);
         for (invoice, outcome) in invoices.iter().zip(&result.invoices) {
             self.attempts += u64::from(outcome.attempts);
+            add_to(
+                &mut self.attempts_by_currency,
+                &invoice.currency,
+                u64::from(outcome.attempts),
+            );
             self.nudges += u64::from(outcome.nudges);
             for breach in &outcome.breaches {
                 self.breaches += 1;
@@ -132,6 +146,10 @@ impl Tally {
                     .push((invoice.invoice_id.clone(), breach.story.clone()));
             }
             self.keep_first_stories();
+            for fee in outcome.fees.iter().filter(|f| !f.fee.is_zero()) {
+                add_to(&mut self.fees_by_rule, &fee.rule, fee.fee.0);
+                add_to(&mut self.fees_by_currency, &invoice.currency, fee.fee.0);
+            }
             let recovered = outcome.recovered.is_some();
             let count = |rate: &mut Rate| {
                 rate.invoices += 1;
@@ -191,7 +209,10 @@ impl Tally {
             .extend(other.breach_stories.iter().cloned());
         self.keep_first_stories();
         self.attempts += other.attempts;
+        merge_sums(&mut self.attempts_by_currency, &other.attempts_by_currency);
         self.nudges += other.nudges;
+        merge_sums(&mut self.fees_by_rule, &other.fees_by_rule);
+        merge_sums(&mut self.fees_by_currency, &other.fees_by_currency);
         merge_sums(&mut self.recovered_revenue, &other.recovered_revenue);
         for (class, rate) in &other.by_class {
             let mine = self.by_class.entry(class).or_default();

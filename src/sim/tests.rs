@@ -308,3 +308,62 @@ fn the_shipped_policy_recovers_no_less_than_the_fixed_baseline_on_a_synthetic_po
     assert!(shipped.recovered_invoices >= baseline.recovered_invoices);
     assert_eq!((shipped.breaches, baseline.breaches), (0, 0));
 }
+
+/// Every policy file recoup ships, with learning as each says and with learning off.
+fn shipped_policies() -> Vec<Contender> {
+    let mut contenders = vec![shipped(), baseline()];
+    let mut static_shipped = shipped();
+    static_shipped.name = "shipped, static".to_owned();
+    static_shipped.policy.learning.enabled = false;
+    contenders.push(static_shipped);
+    contenders
+}
+
+/// A customer's first invoice repeated `copies` times: subscriptions of one price on one card,
+/// failing an hour apart — the way one card reaches the networks' limits.
+fn on_one_card(customer: Vec<FailedInvoice>, copies: usize, brand: &str) -> Vec<FailedInvoice> {
+    let first = &customer[0];
+    (0..copies)
+        .map(|n| {
+            let mut copy = first.clone();
+            copy.invoice_id = format!("{}_{n}", first.invoice_id);
+            copy.subscription_id = Some(format!("sub_copy_{}_{n}", first.invoice_id));
+            copy.failed_at = first.failed_at + SignedDuration::from_hours(n as i64);
+            copy.card.brand = brand.to_owned();
+            copy
+        })
+        .collect()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(8))]
+
+    /// Over whole synthetic populations — and the same customers with many invoices of one price
+    /// on one card — no shipped policy breaks a card-network rule.
+    #[test]
+    fn no_shipped_policy_breaks_a_network_rule_on_any_population(
+        seed in 0u64..1_000,
+        copies in 1usize..10,
+        brand in proptest::prelude::prop_oneof![
+            proptest::strategy::Just("visa"),
+            proptest::strategy::Just("mastercard")
+        ],
+        later in proptest::prelude::any::<bool>(),
+    ) {
+        let profile = if later { synthetic::Profile::Later } else { synthetic::Profile::Standard };
+        let mut customers: Vec<Vec<FailedInvoice>> = synthetic::population(300, seed)
+            .map(|c| profile.apply(c))
+            .map(|c| if copies > 1 { on_one_card(c, copies, brand) } else { c })
+            .collect();
+        customers.sort_by_key(|c| c[0].failed_at);
+        let contenders = shipped_policies();
+        let outcome = run(&contenders, || customers.iter().cloned().map(Ok), 2, |_| Ok(())).unwrap();
+        let report = Report::new("proptest".to_owned(), &contenders, &outcome.population, &outcome.tallies);
+        for policy in &report.policies {
+            proptest::prop_assert_eq!(
+                policy.breaches, 0,
+                "{} breaks: {}", policy.name, report.explain_breaches(3)
+            );
+        }
+    }
+}

@@ -16,8 +16,9 @@
 //!
 //! The policy never sees the truth behind these answers; it sees the events, charges and nudge
 //! deliveries the worker would feed it. So what is simulated is exactly what runs in production,
-//! minus the I/O. Each attempt is also checked against the card networks' real rules (the
-//! defaults, whatever the policy file says) and counted as a breach when it breaks one.
+//! minus the I/O. Each attempt is also checked against the card networks' real rules (the built-in
+//! `config/networks.toml`, whatever rules the policy was given), counted as a breach when it breaks
+//! one, and charged the networks' estimated fees.
 //!
 //! One file (some 640 lines) on purpose: it is one event loop over one customer's state, and its
 //! parts — charging, nudging, the customer's replies — share that state at every step.
@@ -34,6 +35,7 @@ use crate::event::{CardDetails, Event, EventKind, EventObject, Invoice, PaymentM
 use crate::policy::budget::{self, Try};
 use crate::policy::decline::{self, Signals};
 use crate::policy::learning::Observation;
+use crate::policy::networks::{Charged, Networks};
 use crate::policy::{
     Action, Card, Case, Channel, Charge, ChargeResult, CustomerFacts, DeclineClass, Declined, End,
     EndResult, Input, NudgeKind, NudgePlan, NudgeResult, Policy, RecoveredBy, State, Timer,
@@ -67,6 +69,8 @@ pub struct InvoiceResult {
     pub nudges: u32,
     /// Attempts that broke a card-network rule: which rule, and the story of each.
     pub breaches: Vec<Breach>,
+    /// The networks' estimated fees for recoup's attempts, by rule.
+    pub fees: Vec<Charged>,
 }
 
 /// An attempt that broke a card-network rule: the rule, and the attempt with the tries that
@@ -122,7 +126,8 @@ impl Moment {
 /// moment and says when the one after is, so that many customers' worlds can be played on one
 /// virtual timeline (learning policies) or one after another (the rest).
 pub struct World {
-    networks: Vec<budget::Rule>,
+    /// The networks' rules as they are, whatever the policy file says.
+    networks: Arc<Networks>,
     invoices: Arc<[FailedInvoice]>,
     zone: TimeZone,
     cases: Vec<Option<Case>>,
@@ -147,6 +152,7 @@ pub struct World {
 
 impl World {
     pub fn new(invoices: Arc<[FailedInvoice]>) -> Self {
+        let networks = Networks::built_in();
         let first = &invoices[0];
         let card = CardState {
             card: Card {
@@ -158,13 +164,18 @@ impl World {
         let results = invoices
             .iter()
             .map(|invoice| InvoiceResult {
-                class: decline::classify(&signals(&invoice.first_decline, &invoice.card.brand))
-                    .class,
+                class: decline::classify(
+                    &signals(&invoice.first_decline, &invoice.card.brand),
+                    &networks,
+                    invoice.failed_at,
+                )
+                .class,
                 segment: None,
                 recovered: None,
                 attempts: 0,
                 nudges: 0,
                 breaches: Vec::new(),
+                fees: Vec::new(),
             })
             .collect();
         let new_card_at = first
@@ -174,7 +185,7 @@ impl World {
         let zone = timing::zone(&first.timezone);
         let count = invoices.len();
         Self {
-            networks: budget::Rule::defaults(),
+            networks,
             invoices,
             zone,
             cases: vec![None; count],
@@ -336,6 +347,7 @@ impl World {
             attempt: 1,
             at,
             result: ChargeResult::Declined(declined),
+            fees: Vec::new(),
         };
         self.apply(policy, i, &Input::Charge(Box::new(first)), at);
     }
@@ -426,7 +438,7 @@ impl World {
             }
             match action {
                 Action::Retry { attempt } => {
-                    let result = self.charge(i, attempt, now);
+                    let (result, fees) = self.charge(i, attempt, now);
                     if let Some(case) = &self.cases[i] {
                         let paid = result == ChargeResult::Paid;
                         self.observed.extend(Observation::of(case, now, paid));
@@ -435,6 +447,7 @@ impl World {
                         attempt,
                         at: now,
                         result,
+                        fees,
                     };
                     self.apply(policy, i, &Input::Charge(Box::new(charge)), now);
                 }
@@ -462,8 +475,9 @@ impl World {
             .find(|c| &c.card.fingerprint == fingerprint)
     }
 
-    /// Charges invoice `i` on the customer's newest card and says what Stripe would answer.
-    fn charge(&mut self, i: usize, attempt: u32, now: Timestamp) -> ChargeResult {
+    /// Charges invoice `i` on the customer's newest card and says what Stripe would answer, with
+    /// the networks' estimated fees for it.
+    fn charge(&mut self, i: usize, attempt: u32, now: Timestamp) -> (ChargeResult, Vec<Charged>) {
         let invoices = Arc::clone(&self.invoices);
         let invoice = &invoices[i];
         let on = self.cards.len() - 1;
@@ -498,17 +512,36 @@ impl World {
         } else {
             None
         };
+        let card = &self.cards[on];
+        let made = self.try_of(i, attempt, now, refusal.is_some());
+        let truth = refusal.as_ref().map(|r| signals(r, &card.card.brand));
+        let fees = budget::fees(
+            &self.networks,
+            &card.card.brand,
+            &card.tries,
+            &made,
+            truth.as_ref(),
+        );
+        self.results[i].fees.extend(fees.iter().cloned());
         self.note_try(on, i, attempt, now, refusal.as_ref());
-        match refusal {
+        let result = match refusal {
             None => ChargeResult::Paid,
             Some(refusal) => {
                 ChargeResult::Declined(declined(&refusal, self.cards[on].card.clone()))
             }
-        }
+        };
+        (result, fees)
+    }
+
+    /// Invoice `i`'s try `attempt` at `at`, of its amount.
+    fn try_of(&self, i: usize, attempt: u32, at: Timestamp, declined: bool) -> Try {
+        let invoice = &self.invoices[i];
+        Try::new(at, &invoice.invoice_id, attempt, declined)
+            .of(invoice.amount_due, &invoice.currency)
     }
 
     /// The rule one more try on card `on` for invoice `i` at `now` breaks, if any: a budget of
-    /// the networks' own figures (whatever the policy file says), a wait a decline of the card
+    /// the networks' own figures (whatever rules the policy was given), a wait a decline of the card
     /// asked for, or any try after a decline of the card that forbids one — whichever invoice on
     /// the card those declines were for.
     fn breaks_a_rule(&self, on: usize, i: usize, attempt: u32, now: Timestamp) -> Option<Breach> {
@@ -526,13 +559,8 @@ impl World {
                 vec![(*wait).clone()],
             ))
         } else {
-            match budget::earliest_allowed(
-                &self.networks,
-                &card.card.brand,
-                &card.tries,
-                invoice_id,
-                now,
-            ) {
+            let made = self.try_of(i, attempt, now, true);
+            match budget::earliest_allowed(&self.networks, &card.card.brand, &card.tries, &made) {
                 Ok(Ok(_)) => None,
                 Ok(Err(deferral)) => Some((deferral.because, self.window(on, now))),
                 Err(never) => Some((never, Vec::new())),
@@ -578,10 +606,10 @@ impl World {
         at: Timestamp,
         refusal: Option<&DeclineTruth>,
     ) {
+        let mut tried = self.try_of(i, attempt, at, refusal.is_some());
         let card = &mut self.cards[on];
-        let mut tried = Try::new(at, &self.invoices[i].invoice_id, attempt, refusal.is_some());
         if let Some(refusal) = refusal {
-            tried = tried.declined_as(&declined(refusal, card.card.clone()));
+            tried = tried.declined_as(&declined(refusal, card.card.clone()), &self.networks);
         }
         card.tries.push(tried);
     }

@@ -12,9 +12,10 @@ use jiff::{SignedDuration, Timestamp};
 use crate::clock::Clock;
 use crate::policy::budget::{self, CardHistory, Try};
 use crate::policy::learning::Observation;
+use crate::policy::networks::Charged;
 use crate::policy::{
-    self, Action, Case, Charge, ChargeResult, End, EndOrder, EndResult, Input, Policy, RecoveredBy,
-    State, TimerKind, await_results, decide,
+    self, Action, Case, Charge, ChargeResult, End, EndOrder, EndResult, Input, Networks, Policy,
+    RecoveredBy, State, TimerKind, await_results, decide,
 };
 use crate::processor::Processor;
 use crate::store::{Cards, Cases, Outcomes, Saved, TestClock, Timers};
@@ -183,7 +184,7 @@ impl<S: Cases + Cards + Outcomes + TestClock + Timers> Engine<'_, S> {
         let rules = &self.policy.networks;
         for call in &calls {
             if let (Action::Retry { attempt }, Some(card)) = (call, card.as_mut()) {
-                let reserved = Try::new(now, &case.invoice_id, *attempt, true);
+                let reserved = Try::of_case(case, *attempt, now);
                 if card.record(reserved, rules, now) {
                     match self.store.save_card(card, CardHistory::keep(rules)).await? {
                         Saved::Saved { version } => card.version = version,
@@ -381,7 +382,9 @@ impl<S: Cases + Cards + Outcomes + TestClock + Timers> Engine<'_, S> {
         let rules = &self.policy.networks;
         let now = self.clock.now().await?;
         let invoice_id = case.invoice_id.clone();
-        let tried = |at, declined| Try::new(at, &invoice_id, attempt, declined);
+        let tried = |at, declined| {
+            Try::new(at, &invoice_id, attempt, declined).of(case.amount_due, &case.currency)
+        };
         metrics::counter!(metric::ACTIONS, "action" => "retry").increment(1);
         let result = processor.charge(&case.invoice_id, attempt).await;
         metrics::counter!(metric::CHARGES, "result" => result.as_str()).increment(1);
@@ -399,7 +402,7 @@ impl<S: Cases + Cards + Outcomes + TestClock + Timers> Engine<'_, S> {
             ChargeResult::Paid => reserved.map(|on| (on, tried(now, false))),
             ChargeResult::Declined(d) => declined_on
                 .or(reserved)
-                .map(|on| (on, tried(now, true).declined_as(d))),
+                .map(|on| (on, tried(now, true).declined_as(d, rules))),
             ChargeResult::NotOpen { .. } | ChargeResult::Failed { .. } => None,
         };
         if let Some((fingerprint, tried)) = noted {
@@ -417,12 +420,49 @@ impl<S: Cases + Cards + Outcomes + TestClock + Timers> Engine<'_, S> {
         {
             tracing::warn!(invoice = %case.invoice_id, attempt, "outcome not counted as evidence: {e}");
         }
+        let made = tried(now, matches!(result, ChargeResult::Declined(_)));
+        let fees = estimated_fees(rules, case, card, &made, &result);
+        for fee in fees.iter().filter(|f| !f.fee.is_zero()) {
+            metrics::gauge!(metric::NETWORK_FEES, "brand" => fee.brand.clone(), "rule" => fee.rule.clone())
+                .increment(fee.fee.usd());
+        }
         Ok(Charge {
             attempt,
             at: self.clock.now().await?,
             result,
+            fees,
         })
     }
+}
+
+/// What the card's network is estimated to charge for the try `made`, counted over the tries on
+/// the card before it (none when the decline names another card than the one reserved).
+fn estimated_fees(
+    networks: &Networks,
+    case: &Case,
+    card: Option<&CardHistory>,
+    made: &Try,
+    result: &ChargeResult,
+) -> Vec<Charged> {
+    let (declined, on) = match result {
+        ChargeResult::Paid => (None, case.card.as_ref()),
+        ChargeResult::Declined(d) => (Some(d.signals()), d.card.as_ref().or(case.card.as_ref())),
+        ChargeResult::NotOpen { .. } | ChargeResult::Failed { .. } => return Vec::new(),
+    };
+    let Some(on) = on else {
+        return Vec::new();
+    };
+    let earlier: Vec<Try> = card
+        .filter(|c| c.fingerprint == on.fingerprint)
+        .map(|c| {
+            c.tries
+                .iter()
+                .filter(|t| t.invoice_id != made.invoice_id || t.attempt != made.attempt)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    budget::fees(networks, &on.brand, &earlier, made, declined.as_ref())
 }
 
 /// Adds a try with its known result to a card's history, for the budgets of later retries. Best
@@ -430,7 +470,7 @@ impl<S: Cases + Cards + Outcomes + TestClock + Timers> Engine<'_, S> {
 /// the side of the networks' rules.
 pub(crate) async fn note_try<S: Cards>(
     store: &S,
-    rules: &[budget::Rule],
+    networks: &Networks,
     fingerprint: &str,
     try_: Try,
 ) {
@@ -442,10 +482,10 @@ pub(crate) async fn note_try<S: Cards>(
                 return;
             }
         };
-        if !card.record(try_.clone(), rules, try_.at) {
+        if !card.record(try_.clone(), networks, try_.at) {
             return;
         }
-        match store.save_card(&card, CardHistory::keep(rules)).await {
+        match store.save_card(&card, CardHistory::keep(networks)).await {
             Ok(Saved::Saved { .. }) => return,
             Ok(Saved::Conflict) => continue,
             Err(e) => {

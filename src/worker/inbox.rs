@@ -426,19 +426,16 @@ async fn learn_decline<S: Store>(
     };
     let at = Timestamp::from_second(event.created).unwrap_or(case.opened_at);
     if let Some(card) = &declined.card {
-        let tried = Try::new(at, &case.invoice_id, attempt, true).declined_as(&declined);
-        note_try(
-            &worker.store,
-            &worker.policy().networks,
-            &card.fingerprint,
-            tried,
-        )
-        .await;
+        let networks = Arc::clone(&worker.policy().networks);
+        let tried = Try::of_case(case, attempt, at).declined_as(&declined, &networks);
+        note_try(&worker.store, &networks, &card.fingerprint, tried).await;
     }
     let input = Input::Charge(Box::new(Charge {
         attempt,
         at,
         result: ChargeResult::Declined(declined),
+        // Stripe's own attempt: the ledger counts what recoup's attempts cost.
+        fees: Vec::new(),
     }));
     apply(worker, &case.invoice_id, &input).await.map(drop)
 }

@@ -73,7 +73,7 @@ async fn a_nudge_webhook_url_with_credentials_never_reaches_the_timeline() {
         Invoice::failed(CUSTOMER, Decline::visa("insufficient_funds")),
     )
     .await;
-    app.advance_clock(86_400).await;
+    app.advance_into_daytime(86_400, "America/New_York").await;
     let case = app
         .case_when(invoice, |c| {
             c["timeline"].to_string().contains("webhook not sent")

@@ -193,6 +193,7 @@ async fn decided(end: &str, echo: Event, failures: &[u16]) -> (Case, FakeStripe,
         attempt: 1,
         at: Timestamp::now(),
         result: ChargeResult::Declined(declined),
+        fees: Vec::new(),
     };
     engine
         .apply(INVOICE, Inputs::One(&Input::Charge(Box::new(charge))))

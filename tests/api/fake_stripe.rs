@@ -35,6 +35,8 @@ pub struct Decline {
     pub decline_code: Option<&'static str>,
     pub advice_code: Option<&'static str>,
     pub network_advice_code: Option<&'static str>,
+    /// The network's own response code (Visa's decides the decline's category).
+    pub network_decline_code: Option<&'static str>,
     pub brand: &'static str,
     pub fingerprint: &'static str,
 }
@@ -47,8 +49,19 @@ impl Decline {
             decline_code: Some(decline_code),
             advice_code: None,
             network_advice_code: None,
+            network_decline_code: None,
             brand: "visa",
             fingerprint: "Xt5EWLLDS7FJjR1c",
+        }
+    }
+
+    /// A Mastercard declined with `decline_code` and merchant advice `advice`.
+    pub fn mastercard(decline_code: &'static str, advice: Option<&'static str>) -> Self {
+        Self {
+            network_advice_code: advice,
+            brand: "mastercard",
+            fingerprint: "Mc9TqW2xLp7RkV4s",
+            ..Self::visa(decline_code)
         }
     }
 
@@ -63,6 +76,7 @@ impl Decline {
             "decline_code": self.decline_code,
             "advice_code": self.advice_code,
             "network_advice_code": self.network_advice_code,
+            "network_decline_code": self.network_decline_code,
             "message": message,
             "payment_method": payment_method,
         })

@@ -13,6 +13,7 @@ mod fake_stripe;
 mod helpers;
 mod learning;
 mod links;
+mod networks;
 mod nudges;
 mod openapi;
 mod operations;

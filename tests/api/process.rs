@@ -509,6 +509,55 @@ fn policy_check_confirms_a_good_file_and_points_at_the_bad_value() {
 }
 
 #[test]
+fn policy_check_shows_the_network_rules_in_force_and_those_about_to_change() {
+    let (code, stdout, stderr) = run(&["policy", "check", "--on", "2026-10-01"], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("network rules in force on 2026-10-01 (from config/networks.toml):"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "  visa reattempts: at most 20 reattempts per card, amount and initiator in 30 days"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  2026-10-25 starts: visa response 57 (category 1): never retry the card"),
+        "{stdout}"
+    );
+    // On the day itself the change is in force, and nothing else is due within 90 days.
+    let (_, stdout, _) = run(&["policy", "check", "--on", "2026-10-25"], &[]);
+    assert!(
+        stdout.contains("  visa response 57 (category 1)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("no network rule starts or ends in the next 90 days"),
+        "{stdout}"
+    );
+
+    // A networks file of one's own is validated the same way, line and key named.
+    let dir = tempfile::tempdir().unwrap();
+    let networks = dir.path().join("networks.toml");
+    std::fs::write(
+        &networks,
+        "version = 1\n[[rule]]\nname = \"x\"\nbrand = \"visa\"\ncounts = \"retries\"\n\
+         key = []\nmax = 3\nper = \"1d\"\nresets = \"never\"\nsource = \"mine\"\n",
+    )
+    .unwrap();
+    let networks = networks.to_str().unwrap();
+    let (code, stdout, stderr) = run(&["policy", "check"], &[("RECOUP_NETWORKS", networks)]);
+    assert_eq!((code, stdout.as_str()), (Some(1), ""), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("recoup: {networks}:5: rule[0].counts: ")),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(&["policy", "check", "--on", "someday"], &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+}
+
+#[test]
 fn serve_refuses_a_bad_or_missing_policy_file_before_anything_else() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("policy.toml");

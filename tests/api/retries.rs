@@ -515,7 +515,9 @@ async fn two_invoices_on_one_card_share_its_network_budget() {
         if case["state"] != "recovered" {
             held_back += 1;
             assert!(
-                story.contains("dropped: visa: at most 3 attempts per card in 30 days"),
+                story.contains(
+                    "dropped: policy file network[0]: at most 3 attempts per card in 30 days"
+                ),
                 "{story}"
             );
             // No retry left: the end decision waits, or (ten days on) has been made.

@@ -273,7 +273,8 @@ async fn a_thousand_simultaneous_inputs_on_one_case_lose_no_update() {
     let store = MemoryStore::new();
     let clock = Clock::new(store.clone(), false);
     let policy =
-        recoup::config::policy::load(std::path::Path::new(crate::helpers::RETRIES_ONLY)).unwrap();
+        recoup::config::policy::load(std::path::Path::new(crate::helpers::RETRIES_ONLY), None)
+            .unwrap();
     let fake = FakeStripe::start();
     let settings = StripeSettings {
         api_base: format!("http://{}", fake.addr),

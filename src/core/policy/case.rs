@@ -7,7 +7,7 @@
 //! was closed) and its own pending [`Timer`]s: a case's timers live inside the case, so saving a
 //! case and its timers is one write, and a timer can only fire while the case still holds it.
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -88,6 +88,11 @@ pub struct Decline {
     pub class: DeclineClass,
     pub advice_code: Option<String>,
     pub network_advice_code: Option<String>,
+    /// How long the card's network asked recoup to wait before any retry (Mastercard's advice
+    /// 24–30), as the network rules read it on the decline's day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "PT24H")]
+    pub network_wait: Option<SignedDuration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

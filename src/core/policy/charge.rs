@@ -14,6 +14,7 @@ use jiff::Timestamp;
 
 use super::decline::{self, Signals};
 use super::events::record_attempt;
+use super::networks::Charged;
 use super::replan::{replan, settle};
 use super::{
     Card, Case, Closure, Decision, Decline, DeclineClass, Entry, Outcome, Policy, RecoveredBy,
@@ -28,6 +29,9 @@ pub struct Charge {
     /// When the result was known: the processor's now, or the `created` time of Stripe's failure.
     pub at: Timestamp,
     pub result: ChargeResult,
+    /// What the card's network is estimated to charge for the attempt ([`super::budget::fees`]):
+    /// normally nothing, or a decline fee.
+    pub fees: Vec<Charged>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +88,20 @@ impl Declined {
     }
 }
 
+/// The attempt's estimated network fees, when there are any: `; estimated network fee $0.02
+/// (mastercard insufficient-funds decline)`.
+fn fee_words(fees: &[Charged]) -> String {
+    let fees: Vec<String> = fees
+        .iter()
+        .filter(|f| !f.fee.is_zero())
+        .map(|f| format!("{} ({})", f.fee, f.rule))
+        .collect();
+    if fees.is_empty() {
+        return String::new();
+    }
+    format!("; estimated network fee {}", fees.join(" + "))
+}
+
 pub(super) fn on_charge(policy: &Policy, case: &Case, charge: &Charge) -> Decision {
     let mut next = case.clone();
     let Charge { attempt, at, .. } = *charge;
@@ -101,7 +119,7 @@ pub(super) fn on_charge(policy: &Policy, case: &Case, charge: &Charge) -> Decisi
             )
         }
         ChargeResult::Declined(declined) => {
-            let classified = decline::classify(&declined.signals());
+            let classified = decline::classify(&declined.signals(), &policy.networks, at);
             record_attempt(
                 &mut next,
                 attempt,
@@ -115,6 +133,7 @@ pub(super) fn on_charge(policy: &Policy, case: &Case, charge: &Charge) -> Decisi
                     class: classified.class,
                     advice_code: declined.advice_code.clone(),
                     network_advice_code: declined.network_advice_code.clone(),
+                    network_wait: classified.not_before,
                 });
                 if let Some(card) = &declined.card {
                     next.card = Some(card.clone());
@@ -177,7 +196,7 @@ pub(super) fn on_charge(policy: &Policy, case: &Case, charge: &Charge) -> Decisi
     next.record(Entry {
         at,
         what: what.to_owned(),
-        detail: detail + &planned,
+        detail: detail + &fee_words(&charge.fees) + &planned,
         event: None,
     });
     Decision {

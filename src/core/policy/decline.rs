@@ -13,9 +13,10 @@
 //! Mastercard's advice 03 or a Visa category 1 decline free of the networks' fees, nor a stolen card
 //! worth charging again, so those stay `hard` whatever else the decline says.
 
-use jiff::SignedDuration;
+use jiff::{SignedDuration, Timestamp};
 
 use super::DeclineClass;
+use super::networks::{Means, Networks};
 
 /// The decline signals Stripe reports, as they came.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -43,9 +44,14 @@ pub struct Classified {
     pub not_before: Option<SignedDuration>,
 }
 
-/// Classifies one decline; see the module documentation for the order of the signals.
-pub fn classify(signals: &Signals<'_>) -> Classified {
-    let not_before = signals.network_advice_code.and_then(mastercard_wait);
+/// Classifies one decline made at `at`, reading the network's own codes as `networks` has them
+/// that day; see the module documentation for the order of the signals.
+pub fn classify(signals: &Signals<'_>, networks: &Networks, at: Timestamp) -> Classified {
+    let meaning = networks.meaning(signals, at);
+    let not_before = meaning.and_then(|(row, _)| match row.means {
+        Means::Wait(wait) => Some(wait),
+        Means::Never | Means::NewCard | Means::Retry => None,
+    });
     let decided = |class, because: String| Classified {
         class,
         because,
@@ -54,24 +60,25 @@ pub fn classify(signals: &Signals<'_>) -> Classified {
     let advice = signals
         .advice_code
         .and_then(|a| by_advice(a).map(|class| (class, format!("advice_code {a}"))));
-    let network = signals
-        .network_advice_code
-        .and_then(|m| by_mastercard(m).map(|class| (class, format!("Mastercard advice {m}"))));
-    let visa = signals
-        .network_decline_code
-        .filter(|code| is_visa(signals.brand) && VISA_CATEGORY_1.contains(code))
-        .map(|code| {
-            (
-                DeclineClass::Hard,
-                format!("Visa category 1 decline (response {code})"),
-            )
-        });
+    let network = meaning.map(|(row, code)| {
+        let class = match row.means {
+            Means::Never => DeclineClass::Hard,
+            Means::NewCard => DeclineClass::CardData,
+            Means::Retry | Means::Wait(_) => DeclineClass::Soft,
+        };
+        let brand = super::plan::capitalised(&row.brand);
+        let because = match row.category {
+            Some(category) => format!("{brand} category {category} decline (response {code})"),
+            None => format!("{brand} advice {code}"),
+        };
+        (class, because)
+    });
     let codes = [signals.decline_code, signals.code]
         .into_iter()
         .flatten()
         .find_map(|c| by_code(c).map(|class| (class, format!("decline code {c}"))));
 
-    let found = [advice, network, visa, codes];
+    let found = [advice, network, codes];
     let hard = found
         .iter()
         .flatten()
@@ -96,42 +103,6 @@ fn by_advice(advice: &str) -> Option<DeclineClass> {
         _ => return None,
     })
 }
-
-/// Mastercard's Merchant Advice Codes: 01 new account information, 02 try again later, 03 do not try
-/// again, 04 token requirements not met, 21 payment cancelled by the cardholder, 24–30 retry after a
-/// set wait.
-fn by_mastercard(mac: &str) -> Option<DeclineClass> {
-    Some(match mac {
-        "01" | "04" => DeclineClass::CardData,
-        "03" | "21" => DeclineClass::Hard,
-        "02" | "24" | "25" | "26" | "27" | "28" | "29" | "30" => DeclineClass::Soft,
-        _ => return None,
-    })
-}
-
-/// Mastercard advice 24–30: "retry after 1 hour, 24 hours, 2, 4, 6, 8, 10 days".
-pub fn mastercard_wait(mac: &str) -> Option<SignedDuration> {
-    let hours = match mac {
-        "24" => 1,
-        "25" => 24,
-        "26" => 2 * 24,
-        "27" => 4 * 24,
-        "28" => 6 * 24,
-        "29" => 8 * 24,
-        "30" => 10 * 24,
-        _ => return None,
-    };
-    Some(SignedDuration::from_hours(hours))
-}
-
-fn is_visa(brand: Option<&str>) -> bool {
-    brand.is_some_and(|b| b.eq_ignore_ascii_case("visa"))
-}
-
-/// Visa response codes of category 1, "issuer will never approve": retrying them is never allowed.
-const VISA_CATEGORY_1: [&str; 12] = [
-    "04", "07", "12", "14", "15", "41", "43", "46", "57", "R0", "R1", "R3",
-];
 
 /// Stripe's `decline_code` and `code` values recoup knows (`docs/design/declines.md#codes-recoup-knows`).
 fn by_code(code: &str) -> Option<DeclineClass> {
@@ -178,8 +149,45 @@ mod tests {
 
     use super::*;
 
+    /// A decline in 2027, under the built-in network rules.
+    fn classified(signals: &Signals<'_>) -> Classified {
+        classify(signals, &Networks::built_in(), on("2027-01-15"))
+    }
+
+    fn on(day: &str) -> Timestamp {
+        format!("{day}T12:00:00Z").parse().unwrap()
+    }
+
     fn class(signals: Signals<'_>) -> DeclineClass {
-        classify(&signals).class
+        classified(&signals).class
+    }
+
+    #[test]
+    fn visa_57_is_category_1_from_25_october_2026_and_83_category_2() {
+        let response = |code| Signals {
+            network_decline_code: Some(code),
+            brand: Some("visa"),
+            ..decline("generic_decline")
+        };
+        let networks = Networks::built_in();
+        let before = classify(&response("57"), &networks, on("2026-10-24"));
+        assert_eq!(before.class, DeclineClass::Ambiguous, "{before:?}");
+        let after = classify(&response("57"), &networks, on("2026-10-25"));
+        assert_eq!(after.class, DeclineClass::Hard);
+        assert_eq!(after.because, "Visa category 1 decline (response 57)");
+        assert_eq!(
+            classify(&response("83"), &networks, on("2026-10-25")).class,
+            DeclineClass::Soft
+        );
+        // 5C moved the other way in April 2025.
+        assert_eq!(
+            classify(&response("5C"), &networks, on("2025-03-31")).class,
+            DeclineClass::Hard
+        );
+        assert_eq!(
+            classify(&response("5C"), &networks, on("2025-04-01")).class,
+            DeclineClass::Soft
+        );
     }
 
     fn decline(code: &str) -> Signals<'_> {
@@ -266,7 +274,7 @@ mod tests {
             advice_code: Some("confirm_card_data"),
             ..decline("insufficient_funds")
         };
-        let classified = classify(&soft_by_code);
+        let classified = classified(&soft_by_code);
         assert_eq!(classified.class, DeclineClass::CardData);
         assert_eq!(classified.because, "advice_code confirm_card_data");
 
@@ -293,7 +301,7 @@ mod tests {
             ("30", DeclineClass::Soft, Some(240)),
         ];
         for (mac, class, hours) in expected {
-            let classified = classify(&Signals {
+            let classified = classified(&Signals {
                 network_advice_code: Some(mac),
                 brand: Some("mastercard"),
                 ..decline("generic_decline")
@@ -315,7 +323,7 @@ mod tests {
             brand: Some("mastercard"),
             ..decline("insufficient_funds")
         };
-        let classified = classify(&mac_03);
+        let classified = classified(&mac_03);
         assert_eq!(classified.class, DeclineClass::Hard);
         assert_eq!(classified.because, "Mastercard advice 03");
 
@@ -338,7 +346,7 @@ mod tests {
 
     #[test]
     fn an_unknown_code_is_ambiguous_and_says_so() {
-        let classified = classify(&decline("brand_new_code"));
+        let classified = classified(&decline("brand_new_code"));
         assert_eq!(classified.class, DeclineClass::Ambiguous);
         assert!(
             classified.because.contains("brand_new_code"),
@@ -366,7 +374,9 @@ mod tests {
                 network_decline_code: visa,
                 brand: Some(if visa.is_some() { "visa" } else { "mastercard" }),
             };
-            let classified = classify(&signals);
+            let classified = classified(&signals);
+            // Mastercard's advice is read on a Mastercard, Visa's categories on a Visa.
+            let mac = mac.filter(|_| visa.is_none());
             let forbids = advice == Some("do_not_try_again")
                 || matches!(mac.as_deref(), Some("03" | "21"))
                 || matches!(visa, Some("41" | "R1"))
@@ -374,7 +384,9 @@ mod tests {
             prop_assert_eq!(forbids, classified.class == DeclineClass::Hard, "{:?}", classified);
             let known = by_code(&code).is_some()
                 || advice.and_then(by_advice).is_some()
-                || mac.as_deref().and_then(by_mastercard).is_some();
+                || mac.as_deref().is_some_and(|m| {
+                    matches!(m, "01" | "02" | "03" | "04" | "21" | "24" | "25" | "26" | "27" | "28" | "29" | "30")
+                });
             if !known {
                 prop_assert_ne!(classified.class, DeclineClass::Soft);
             }

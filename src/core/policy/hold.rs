@@ -195,7 +195,8 @@ pub fn retry_allowed(
         ));
     }
     if let Some(brand) = case.card.as_ref().map(|c| c.brand.as_str()) {
-        match budget::earliest_allowed(&policy.networks, brand, card, &case.invoice_id, now) {
+        let next = Try::of_case(case, attempt, now);
+        match budget::earliest_allowed(&policy.networks, brand, card, &next) {
             Ok(Ok(_)) => {}
             Ok(Err(deferral)) => {
                 return Err(format!(

@@ -29,6 +29,7 @@ pub mod expiring;
 pub mod file;
 mod hold;
 pub mod learning;
+pub mod networks;
 mod nudge;
 mod nudged;
 mod opened;
@@ -51,6 +52,7 @@ pub use self::ending::{DisputePlan, End, EndOrder, EndPlan, EndResult, PauseBeha
 use self::events::on_event;
 pub use self::hold::{Support, SupportAct, retry_allowed};
 pub use self::learning::{Evidence, Learning, RetryChoice};
+pub use self::networks::Networks;
 pub use self::nudge::{
     CardOnFile, NudgePlan, NudgeResult, Nudged, RETRY_GAPS, RETRY_UNDER_WAY, Step, card_expired,
     contact_window,
@@ -69,8 +71,8 @@ use crate::event::{Event, EventObject, Invoice};
 pub struct Policy {
     /// When retries are due.
     pub plan: Plan,
-    /// The card networks' limits on retries, counted per card.
-    pub networks: Vec<budget::Rule>,
+    /// The card networks' rules: limits on retries counted per card, what their codes ask, fees.
+    pub networks: Arc<Networks>,
     /// Invoices that get a plan of their own, first match first.
     pub segments: Vec<Segment>,
     /// The messages customers get.
@@ -91,7 +93,7 @@ impl Default for Policy {
     fn default() -> Self {
         Self {
             plan: Plan::default(),
-            networks: budget::Rule::defaults(),
+            networks: Networks::built_in(),
             segments: Vec::new(),
             nudges: NudgePlan::default(),
             ending: EndPlan::default(),

@@ -10,9 +10,9 @@
 use jiff::{SignedDuration, Timestamp};
 
 use super::duration::human;
+use super::time;
 use super::timing::{self, Window};
 use super::{Case, DeclineClass, Outcome};
-use super::{decline, time};
 
 /// How long after an attempt that reached no result (Stripe unreachable, or refusing for a reason
 /// that is not the card's) it is made again, with the same idempotency key.
@@ -262,12 +262,11 @@ impl Plan {
 pub(super) fn network_wait(case: &Case) -> SignedDuration {
     case.decline
         .as_ref()
-        .and_then(|d| d.network_advice_code.as_deref())
-        .and_then(decline::mastercard_wait)
+        .and_then(|d| d.network_wait)
         .unwrap_or(SignedDuration::ZERO)
 }
 
-fn capitalised(text: &str) -> String {
+pub(super) fn capitalised(text: &str) -> String {
     let mut chars = text.chars();
     chars
         .next()

@@ -58,7 +58,7 @@ pub(super) fn on_timer(
         .map(|c| (c, others(&case, attempt, card)));
     let refused = card
         .as_ref()
-        .and_then(|(c, tries)| network_refusal(policy, &case, &c.brand, tries, now));
+        .and_then(|(c, tries)| network_refusal(policy, &case, attempt, &c.brand, tries, now));
     if let Some(refused) = refused {
         let plan = policy.plan_for(&case);
         let detail = match refused {
@@ -106,17 +106,38 @@ pub(super) fn on_timer(
     });
     let detail = case.words(|| {
         let budget = card.map_or_else(String::new, |(c, tries)| {
-            let left =
-                budget::left_after(&policy.networks, &c.brand, &tries, &case.invoice_id, now);
+            let next = budget::Try::of_case(&case, attempt, now);
+            let left = budget::left_after(&policy.networks, &c.brand, &tries, &next);
             let left: Vec<String> = left
                 .into_iter()
                 .map(|(rule, n)| format!("{rule}: {n} left"))
                 .collect();
             let on = format!(" on {} card {}", c.brand, c.fingerprint);
-            if left.is_empty() {
+            let left = if left.is_empty() {
                 on
             } else {
                 format!("{on}; after it, {}", left.join("; "))
+            };
+            // What trying now may cost: a decline like the last one, at its network's fee.
+            let code = case.decline.as_ref().and_then(|d| d.code.as_deref());
+            let signals = super::decline::Signals {
+                decline_code: code,
+                brand: Some(&c.brand),
+                ..super::decline::Signals::default()
+            };
+            let fees: Vec<String> = policy
+                .networks
+                .decline_fees(&c.brand, &signals, now)
+                .iter()
+                .map(|f| format!("{} ({})", f.fee, f.rule))
+                .collect();
+            if fees.is_empty() {
+                left
+            } else {
+                format!(
+                    "{left}; declined like the last attempt, it costs an estimated {}",
+                    fees.join(" + ")
+                )
             }
         });
         format!("attempt {attempt}{budget}")
@@ -270,16 +291,18 @@ fn others(case: &Case, attempt: u32, card: &[budget::Try]) -> Vec<budget::Try> {
         .collect()
 }
 
-/// Why the networks do not allow the try at `now` on a card of `brand`: `Ok` with the earliest
+/// Why the networks do not allow attempt `attempt` at `now` on a card of `brand`: `Ok` with the earliest
 /// time they do, `Err` when they never will; `None` when they allow it.
 fn network_refusal(
     policy: &Policy,
     case: &Case,
+    attempt: u32,
     brand: &str,
     tries: &[budget::Try],
     now: Timestamp,
 ) -> Option<Result<budget::Deferral, String>> {
-    match budget::earliest_allowed(&policy.networks, brand, tries, &case.invoice_id, now) {
+    let next = budget::Try::of_case(case, attempt, now);
+    match budget::earliest_allowed(&policy.networks, brand, tries, &next) {
         Ok(Ok(_)) => None,
         Ok(Err(deferral)) => Some(Ok(deferral)),
         Err(never) => Some(Err(never)),

@@ -11,16 +11,18 @@ fn invoices(count: u64, seed: u64) -> Vec<FailedInvoice> {
     population(count, seed).flatten().collect()
 }
 
+/// The class of `decline` under the built-in network rules of 2027.
 fn class(decline: &DeclineTruth, brand: &str) -> DeclineClass {
-    classify(&Signals {
+    let signals = Signals {
         code: decline.code.as_deref(),
         decline_code: decline.decline_code.as_deref(),
         advice_code: decline.advice_code.as_deref(),
         network_advice_code: decline.network_advice_code.as_deref(),
         network_decline_code: decline.network_decline_code.as_deref(),
         brand: Some(brand),
-    })
-    .class
+    };
+    let at: jiff::Timestamp = "2027-01-01T00:00:00Z".parse().unwrap();
+    classify(&signals, &crate::policy::Networks::built_in(), at).class
 }
 
 /// The class of a [`DECLINES`] row, which every brand and network code must keep.

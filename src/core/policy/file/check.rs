@@ -2,6 +2,7 @@
 //! line, the dotted key and what is allowed.
 
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 
 use jiff::SignedDuration;
 use toml::Spanned;
@@ -11,8 +12,8 @@ use super::shape::{
     RawThreshold,
 };
 use super::{FORMAT, PolicyError};
-use crate::policy::budget::{Counts, Rule, Scope};
 use crate::policy::duration::{human, parse_duration};
+use crate::policy::networks::{Counts, Dates, Fee, Key, Networks, Rule};
 use crate::policy::timing::Window;
 use crate::policy::{
     Channel, DisputePlan, End, EndPlan, Learning, Match, NudgeKind, NudgePlan, PauseBehavior, Plan,
@@ -27,7 +28,7 @@ pub(super) struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    pub(super) fn policy(&self, raw: Raw) -> Result<Policy, PolicyError> {
+    pub(super) fn policy(&self, raw: Raw, networks: Arc<Networks>) -> Result<Policy, PolicyError> {
         let version = *raw.version.get_ref();
         if version != FORMAT {
             return Err((self.at)(
@@ -57,12 +58,16 @@ impl Reader<'_> {
         };
         let plan = self.retries(raw.retries.unwrap_or_default(), "retries", timed)?;
         let networks = match raw.network {
-            Some(rules) => rules
-                .into_iter()
-                .enumerate()
-                .map(|(n, rule)| self.rule(rule, &format!("network[{n}]")))
-                .collect::<Result<_, _>>()?,
-            None => Rule::defaults(),
+            Some(rows) => {
+                let mut with_rows = Networks::clone(&networks);
+                for (n, row) in rows.into_iter().enumerate() {
+                    with_rows
+                        .rules
+                        .push(self.rule(row, &format!("network[{n}]"))?);
+                }
+                Arc::new(with_rows)
+            }
+            None => networks,
         };
         let nudges = self.nudges(
             raw.nudges.unwrap_or_default(),
@@ -412,7 +417,7 @@ impl Reader<'_> {
         written.map_or(Ok(default), |d| self.duration(&d, key, &allowed))
     }
 
-    fn duration(
+    pub(super) fn duration(
         &self,
         written: &Spanned<String>,
         key: &str,
@@ -466,7 +471,7 @@ impl Reader<'_> {
         }
     }
 
-    fn number<T: TryFrom<i64>>(
+    pub(super) fn number<T: TryFrom<i64>>(
         &self,
         written: &Spanned<i64>,
         key: &str,
@@ -536,7 +541,7 @@ impl Reader<'_> {
     }
 
     /// One of a fixed set of words.
-    fn choice<T: Copy>(
+    pub(super) fn choice<T: Copy>(
         &self,
         written: &Spanned<String>,
         key: &str,
@@ -557,19 +562,31 @@ impl Reader<'_> {
         ))
     }
 
-    fn rule(&self, raw: RawRule, key: &str) -> Result<Rule, PolicyError> {
-        let brand = raw.brand.get_ref().trim().to_ascii_lowercase();
+    /// A card brand as Stripe names it, or `*` for every brand.
+    pub(super) fn brand(
+        &self,
+        written: &Spanned<String>,
+        key: &str,
+    ) -> Result<String, PolicyError> {
+        let brand = written.get_ref().trim().to_ascii_lowercase();
         let a_name =
             !brand.is_empty() && brand.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !a_name && brand != "*" {
             return Err((self.at)(
-                raw.brand.span(),
-                &format!("{key}.brand"),
+                written.span(),
+                key,
                 "expected a card brand as Stripe names it (visa, mastercard, amex, …) or \"*\" \
                  for every brand"
                     .into(),
             ));
         }
+        Ok(brand)
+    }
+
+    /// A `[[network]]` row of an older policy file: a limit with no end date, added to the
+    /// networks file's (a limit can only make retrying more cautious).
+    fn rule(&self, raw: RawRule, key: &str) -> Result<Rule, PolicyError> {
+        let brand = self.brand(&raw.brand, &format!("{key}.brand"))?;
         let counts = self.choice(
             &raw.counts,
             &format!("{key}.counts"),
@@ -578,21 +595,29 @@ impl Reader<'_> {
                 ("declines", Counts::Declines),
             ],
         )?;
-        let scope = self.choice(
+        let per_invoice = self.choice(
             &raw.scope,
             &format!("{key}.scope"),
-            &[("card", Scope::Card), ("invoice", Scope::Invoice)],
+            &[("card", false), ("invoice", true)],
         )?;
         Ok(Rule {
+            name: format!("policy file {key}"),
             brand,
             counts,
-            scope,
+            key: Key {
+                invoice: per_invoice,
+                ..Key::default()
+            },
             max: self.number(&raw.max, &format!("{key}.max"), 1..=1_000)?,
             per: self.duration(
                 &raw.per,
                 &format!("{key}.per"),
                 &(SignedDuration::from_hours(1)..=SignedDuration::from_hours(90 * 24)),
             )?,
+            resets: false,
+            fee: Fee::ZERO,
+            dates: Dates::default(),
+            source: "the policy file".to_owned(),
         })
     }
 }

@@ -10,12 +10,14 @@
 //! charged.
 
 use std::fmt;
+use std::sync::Arc;
 
 use jiff::SignedDuration;
 
 use self::check::Reader;
 use self::shape::Raw;
 use super::duration::human;
+use super::networks::Networks;
 use super::{EndPlan, Policy};
 
 /// The one format this release reads.
@@ -71,7 +73,7 @@ pub fn describe(policy: &Policy) -> String {
     format!(
         "format {FORMAT}; soft declines retried after {}; ambiguous after {}; at most {} attempts \
          within {}; a new card tried after {}; {}; local {:02}:00–{:02}:00, paydays {:?}, jitter \
-         {}; network rules: {}; segments: {}; nudges: {} ({} a case, {} a customer a day, local \
+         {}; network rules: {} dated rows; segments: {}; nudges: {} ({} a case, {} a customer a day, local \
          {:02}:00–{:02}:00); at the end: {}",
         gaps(&plan.soft),
         gaps(&plan.ambiguous),
@@ -87,7 +89,7 @@ pub fn describe(policy: &Policy) -> String {
         plan.window.end_hour,
         plan.paydays,
         human(plan.jitter),
-        policy.networks.len(),
+        policy.networks.rules.len(),
         if policy.segments.is_empty() {
             "none".to_owned()
         } else {
@@ -133,8 +135,14 @@ fn ends(plan: &EndPlan) -> String {
     }
 }
 
-/// Validates policy `text`, naming it `file` in errors.
+/// Validates policy `text`, naming it `file` in errors, under the built-in network rules.
 pub fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
+    parse_with(text, file, Networks::built_in())
+}
+
+/// Validates policy `text` under `networks` (a networks file of the operator's own); a policy
+/// file's own `[[network]]` rows are added to them.
+pub fn parse_with(text: &str, file: &str, networks: Arc<Networks>) -> Result<Policy, PolicyError> {
     let at = |span: std::ops::Range<usize>, key: &str, problem: String| PolicyError {
         file: file.to_owned(),
         line: Some(text[..span.start.min(text.len())].matches('\n').count() + 1),
@@ -148,10 +156,13 @@ pub fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
             e.message().trim_end().to_owned(),
         )
     })?;
-    Reader { at: &at }.policy(raw)
+    Reader { at: &at }.policy(raw, networks)
 }
 
 mod check;
+mod networks;
 mod shape;
+
+pub use self::networks::networks;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,5 @@
 use super::*;
-use crate::policy::budget::{Counts, Rule, Scope};
+use crate::policy::networks::{Counts, Dates, Fee, Key, Rule};
 use crate::policy::timing::Window;
 use crate::policy::*;
 
@@ -96,15 +96,23 @@ fn values_written_are_values_used() {
     );
     assert_eq!(policy.plan.paydays, [10, 25]);
     assert_eq!(policy.plan.jitter, SignedDuration::ZERO);
+    // An older file's `[[network]]` row: a limit of its own, added to the networks file's.
+    let built_in = crate::policy::Networks::built_in();
+    assert_eq!(policy.networks.rules.len(), built_in.rules.len() + 1);
     assert_eq!(
-        policy.networks,
-        [Rule {
+        policy.networks.rules.last(),
+        Some(&Rule {
+            name: "policy file network[0]".into(),
             brand: "visa".into(),
             counts: Counts::Declines,
-            scope: Scope::Card,
+            key: Key::default(),
             max: 3,
             per: SignedDuration::from_hours(24),
-        }]
+            resets: false,
+            fee: Fee::ZERO,
+            dates: Dates::default(),
+            source: "the policy file".into(),
+        })
     );
 }
 
@@ -370,10 +378,137 @@ fn segments_inherit_the_policys_plan_and_replace_what_they_set() {
     assert_eq!(small.plan, policy.plan);
     assert!(
         super::describe(&policy).contains(
-            "network rules: 3; segments: \"high value\" ending with cancel_at_period_end=true (7 \
+            "network rules: 5 dated rows; segments: \"high value\" ending with cancel_at_period_end=true (7 \
              days after the final notice), \"small\" ending with"
         ),
         "{}",
         super::describe(&policy)
     );
+}
+
+/// A valid networks file with one rule, whose `key = value` line `line` is replaced.
+fn networks_with(line: &str) -> String {
+    let rule = [
+        "name = \"r\"",
+        "brand = \"visa\"",
+        "counts = \"reattempts\"",
+        "key = [\"amount\"]",
+        "max = 20",
+        "per = \"30d\"",
+        "resets = \"approval\"",
+        "fee_usd = 0.10",
+        "from = 2025-05-01",
+        "source = \"s\"",
+    ];
+    let key = line.split(" = ").next().unwrap();
+    let body: Vec<&str> = rule
+        .iter()
+        .map(|l| {
+            if l.starts_with(&format!("{key} ")) {
+                line
+            } else {
+                *l
+            }
+        })
+        .collect();
+    format!("version = 1\n[[rule]]\n{}\n", body.join("\n"))
+}
+
+#[test]
+fn the_built_in_networks_file_holds_every_rule_with_its_day() {
+    let networks = crate::policy::Networks::built_in();
+    let at = |day: &str| -> jiff::Timestamp { format!("{day}T12:00:00Z").parse().unwrap() };
+    let names = |day| -> Vec<String> {
+        networks
+            .in_force(at(day))
+            .into_iter()
+            .filter(|l| l.contains("at most"))
+            .collect()
+    };
+    assert_eq!(names("2026-12-06").len(), 3, "{:?}", names("2026-12-06"));
+    assert!(names("2025-04-30")[0].contains("at most 15 reattempts"));
+    assert!(
+        names("2026-12-06")[0].contains("at most 20 reattempts per card, amount and initiator")
+    );
+    let changes = networks.changes(at("2026-10-01"), 90);
+    assert_eq!(
+        changes
+            .iter()
+            .map(|(day, _)| day.to_string())
+            .collect::<Vec<_>>(),
+        ["2026-10-25", "2026-10-25"]
+    );
+    assert!(
+        changes[0]
+            .1
+            .contains("visa response 57 (category 1): never retry"),
+        "{changes:?}"
+    );
+    assert_eq!(networks.changes(at("2026-12-06"), 90), []);
+}
+
+#[test]
+fn every_bad_networks_value_is_named_with_its_line_and_key() {
+    assert!(super::networks(&networks_with("max = 20"), "n.toml").is_ok());
+    let cases = [
+        (
+            "counts = \"retries\"",
+            "rule[0].counts",
+            "allowed: \"attempts\", \"declines\", \"reattempts\"",
+        ),
+        (
+            "key = [\"merchant\"]",
+            "rule[0].key",
+            "allowed: \"amount\", \"initiator\", \"invoice\"",
+        ),
+        ("max = -1", "rule[0].max", "allowed: 0 to 1000"),
+        ("per = \"0s\"", "rule[0].per", "out of range"),
+        (
+            "resets = \"sometimes\"",
+            "rule[0].resets",
+            "allowed: \"approval\", \"never\"",
+        ),
+        ("fee_usd = -0.5", "rule[0].fee_usd", "allowed: 0 to 100"),
+        (
+            "from = 2025-05-01T10:00:00Z",
+            "rule[0].from",
+            "expected one like 2026-10-25",
+        ),
+        ("source = \" \"", "rule[0].source", "must not be empty"),
+        (
+            "brand = \"Visa Inc\"",
+            "rule[0].brand",
+            "expected a card brand",
+        ),
+    ];
+    for (line, key, problem) in cases {
+        let text = networks_with(line);
+        let error = super::networks(&text, "n.toml").unwrap_err();
+        let at = text.lines().position(|l| l == line).unwrap() + 1;
+        assert_eq!(
+            (error.key.as_str(), error.line),
+            (key, Some(at)),
+            "{line}: {error}"
+        );
+        assert!(error.problem.contains(problem), "{line}: {error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("n.toml:{at}: {key}: ")),
+            "{error}"
+        );
+    }
+    let ends_first = format!("{}until = 2025-01-01\n", networks_with("max = 20"));
+    let error = super::networks(&ends_first, "n.toml").unwrap_err();
+    assert_eq!(error.key, "rule[0].until");
+    assert!(
+        error.problem.contains("is not after from = 2025-05-01"),
+        "{error}"
+    );
+    let unknown = super::networks("version = 1\n[[rule]]\nlimit = 3\n", "n.toml").unwrap_err();
+    assert_eq!(unknown.line, Some(3), "{unknown}");
+    let wait = "version = 1\n[[code]]\nbrand = \"mastercard\"\nfield = \"network_advice_code\"\n\
+                codes = [\"25\"]\nmeans = \"wait\"\nsource = \"s\"\n";
+    let error = super::networks(wait, "n.toml").unwrap_err();
+    assert_eq!(error.key, "code[0].wait");
 }

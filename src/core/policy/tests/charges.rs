@@ -1,7 +1,8 @@
 //! What charge results and the networks' budgets do to a case.
 
 use super::*;
-use crate::policy::budget::{Counts, Rule, Scope, Try};
+use crate::policy::budget::{self, Try};
+use crate::policy::networks::{Counts, Dates, Fee, Key, Networks, Rule};
 
 const HOUR: i64 = 3_600;
 
@@ -14,6 +15,7 @@ fn charge(attempt: u32, second: i64, result: ChargeResult) -> Input {
         attempt,
         at: at(second),
         result,
+        fees: Vec::new(),
     }))
 }
 
@@ -224,7 +226,7 @@ fn a_card_past_its_network_budget_moves_the_retry_and_says_why() {
     assert_eq!(moved.next_attempt_at, Some(later.at));
     let said = &moved.timeline.last().unwrap().detail;
     assert!(
-        said.contains("mastercard: at most 10 declines per card in 1 day"),
+        said.contains("mastercard declines a day: at most 10 declines per card in 1 day"),
         "{said}"
     );
 
@@ -257,11 +259,14 @@ fn a_fired_retry_says_how_much_of_each_network_budget_it_leaves() {
         "{said}"
     );
     assert!(
-        said.contains("mastercard: at most 10 declines per card in 1 day: 8 left"),
+        said.contains("mastercard declines a day: at most 10 declines per card in 1 day: 8 left"),
         "{said}"
     );
     assert!(
-        said.contains("mastercard: at most 35 attempts per card in 30 days: 33 left"),
+        said.contains(
+            "mastercard declines per amount: at most 35 declines per card and amount in 30 days: \
+             33 left"
+        ),
         "{said}"
     );
 }
@@ -291,13 +296,21 @@ fn a_new_card_becomes_the_card_whose_budget_the_retry_spends() {
 fn a_rule_that_allows_nothing_drops_the_retry() {
     let (case, timer) = due_on_card("amex");
     let policy = Policy {
-        networks: vec![Rule {
-            brand: "amex".to_owned(),
-            counts: Counts::Attempts,
-            scope: Scope::Card,
-            max: 0,
-            per: SignedDuration::from_hours(24),
-        }],
+        networks: std::sync::Arc::new(Networks {
+            rules: vec![Rule {
+                name: "no amex".to_owned(),
+                brand: "amex".to_owned(),
+                counts: Counts::Attempts,
+                key: Key::default(),
+                max: 0,
+                per: SignedDuration::from_hours(24),
+                resets: false,
+                fee: Fee::ZERO,
+                dates: Dates::default(),
+                source: "a test".to_owned(),
+            }],
+            ..Networks::default()
+        }),
         ..retries_only()
     };
     let input = Input::Timer {
@@ -342,17 +355,9 @@ proptest! {
             prop_assert!(after.timers.iter().all(|t| t.at > now));
             return Ok(());
         }
-        let planned = Try::new(now, &case.invoice_id, 2, true);
-        for rule in policy.networks.iter().filter(|r| r.brand == brand) {
-            let counted = card
-                .iter()
-                .chain([&planned])
-                .filter(|t| rule.scope == Scope::Card || t.invoice_id == case.invoice_id)
-                .filter(|t| rule.counts == Counts::Attempts || t.declined)
-                .filter(|t| t.at > now - rule.per && t.at <= now)
-                .count();
-            prop_assert!(counted <= rule.max as usize, "{rule:?}: {counted}");
-        }
+        let planned = Try::of_case(&case, 2, now);
+        let broken = budget::broken(&policy.networks, brand, &card, &planned);
+        prop_assert!(broken.is_empty(), "{broken:?}");
     }
 }
 

@@ -57,6 +57,7 @@ fn opened(policy: &Policy, amount_due: i64, tenure_months: i64, first: ChargeRes
         attempt: 1,
         at: at(NOW),
         result: first,
+        fees: Vec::new(),
     }));
     decide(policy, Some(&case), &decline, now()).case.unwrap()
 }
@@ -75,6 +76,7 @@ fn step(policy: &Policy, case: &Case, charged: &ChargeResult) -> (Case, Vec<Acti
                     attempt,
                     at: timer.at,
                     result: charged.clone(),
+                    fees: Vec::new(),
                 }));
                 let decision = decide(policy, Some(&case), &charge, timer.at);
                 case = decision.case.unwrap();

@@ -56,6 +56,7 @@ fn an_input(what: usize, case: Option<&Case>, created: i64, at: Timestamp) -> Op
             attempt: case?.retry_under_way.map_or(attempt, |r| r.attempt),
             at,
             result: declined,
+            fees: Vec::new(),
         })),
         3 => Input::Charge(Box::new(Charge {
             attempt,
@@ -63,6 +64,7 @@ fn an_input(what: usize, case: Option<&Case>, created: i64, at: Timestamp) -> Op
             result: ChargeResult::Failed {
                 error: "timeout".to_owned(),
             },
+            fees: Vec::new(),
         })),
         4 => Input::Ended {
             at,

@@ -192,8 +192,17 @@ proptest! {
     ) {
         let mut case = declined(retries, DeclineClass::Soft, "insufficient_funds", zone);
         case.country = Some("US".to_owned());
+        let opened = case.opened_at;
         if let Some(decline) = case.decline.as_mut() {
             decline.network_advice_code = advice.map(str::to_owned);
+            decline.network_wait = advice.and_then(|code| {
+                let signals = decline::Signals {
+                    network_advice_code: Some(code),
+                    brand: Some("mastercard"),
+                    ..decline::Signals::default()
+                };
+                decline::classify(&signals, &crate::policy::Networks::built_in(), opened).not_before
+            });
         }
         let policy = learning_policy(evidence_paying_on(day, tries.max(12), tries * paid_share / 100));
         let plan = policy.plan_for(&case);
@@ -206,7 +215,7 @@ proptest! {
         let next = once.0;
         let last = case.attempts.last().unwrap().at;
         prop_assert_eq!(next.attempt, static_next.attempt);
-        let wait = advice.and_then(decline::mastercard_wait).unwrap_or(SignedDuration::ZERO);
+        let wait = case.decline.as_ref().and_then(|d| d.network_wait).unwrap_or(SignedDuration::ZERO);
         prop_assert!(next.at >= last + policy.learning.min_gap.min(static_next.at.duration_since(last)).max(wait));
         prop_assert!(next.at <= case.failed_at.unwrap() + plan.within);
         let local = next.at.to_zoned(timing::zone(zone));

@@ -379,6 +379,7 @@ fn declined(retries: u32, class: DeclineClass, code: &str, zone: &str) -> Case {
         class,
         advice_code: None,
         network_advice_code: None,
+        network_wait: None,
     });
     case.customer_timezone = zone.to_owned();
     case
@@ -418,7 +419,10 @@ fn a_soft_decline_is_retried_on_the_plans_gaps_until_they_run_out() {
 #[test]
 fn mastercard_advice_to_wait_outlasts_a_shorter_gap() {
     let mut case = declined(1, DeclineClass::Soft, "try_again_later", "UTC");
-    case.decline.as_mut().unwrap().network_advice_code = Some("30".to_owned());
+    let decline = case.decline.as_mut().unwrap();
+    decline.network_advice_code = Some("30".to_owned());
+    // As the networks file reads advice 30 when the decline is classified.
+    decline.network_wait = Some(SignedDuration::from_hours(240));
     let next = Plan::default().next_retry(&case).unwrap();
     let last = case.attempts.last().unwrap().at;
     assert!(
