@@ -143,20 +143,34 @@ pub fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
 /// Validates policy `text` under `networks` (a networks file of the operator's own); a policy
 /// file's own `[[network]]` rows are added to them.
 pub fn parse_with(text: &str, file: &str, networks: Arc<Networks>) -> Result<Policy, PolicyError> {
-    let at = |span: std::ops::Range<usize>, key: &str, problem: String| PolicyError {
+    let at = locator(text, file);
+    let raw: Raw = shaped(text, &at)?;
+    Reader { at: &at }.policy(raw, networks)
+}
+
+/// Makes the error of a value at `span` of `text`, naming its line.
+fn locator<'a>(
+    text: &'a str,
+    file: &'a str,
+) -> impl Fn(std::ops::Range<usize>, &str, String) -> PolicyError + 'a {
+    move |span, key, problem| PolicyError {
         file: file.to_owned(),
         line: Some(text[..span.start.min(text.len())].matches('\n').count() + 1),
         key: key.to_owned(),
         problem,
-    };
-    let raw: Raw = toml::from_str(text).map_err(|e| {
+    }
+}
+
+/// `text` read as TOML of the shape `T`: a syntax error, an unknown key or a missing one is
+/// named at its line.
+fn shaped<T: serde::de::DeserializeOwned>(text: &str, at: check::At<'_>) -> Result<T, PolicyError> {
+    toml::from_str(text).map_err(|e| {
         at(
             e.span().unwrap_or(0..0),
             "",
             e.message().trim_end().to_owned(),
         )
-    })?;
-    Reader { at: &at }.policy(raw, networks)
+    })
 }
 
 mod check;

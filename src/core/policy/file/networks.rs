@@ -70,19 +70,8 @@ struct RawDeclineFee {
 
 /// Validates networks file `text`, naming it `file` in errors.
 pub fn networks(text: &str, file: &str) -> Result<Networks, PolicyError> {
-    let at = |span: std::ops::Range<usize>, key: &str, problem: String| PolicyError {
-        file: file.to_owned(),
-        line: Some(text[..span.start.min(text.len())].matches('\n').count() + 1),
-        key: key.to_owned(),
-        problem,
-    };
-    let raw: RawNetworks = toml::from_str(text).map_err(|e| {
-        at(
-            e.span().unwrap_or(0..0),
-            "",
-            e.message().trim_end().to_owned(),
-        )
-    })?;
+    let at = super::locator(text, file);
+    let raw: RawNetworks = super::shaped(text, &at)?;
     let reader = Reader { at: &at };
     let version = *raw.version.get_ref();
     if version != FORMAT {
@@ -92,29 +81,25 @@ pub fn networks(text: &str, file: &str) -> Result<Networks, PolicyError> {
             format!("{version} is not a networks format this release reads; allowed: {FORMAT}"),
         ));
     }
-    let rules = raw
-        .rule
-        .into_iter()
-        .enumerate()
-        .map(|(n, r)| reader.network_rule(r, &format!("rule[{n}]")))
-        .collect::<Result<Vec<_>, _>>()?;
-    let codes = raw
-        .code
-        .into_iter()
-        .enumerate()
-        .map(|(n, c)| reader.network_code(c, &format!("code[{n}]")))
-        .collect::<Result<Vec<_>, _>>()?;
-    let decline_fees = raw
-        .decline_fee
-        .into_iter()
-        .enumerate()
-        .map(|(n, f)| reader.decline_fee(f, &format!("decline_fee[{n}]")))
-        .collect::<Result<Vec<_>, _>>()?;
     Ok(Networks {
-        rules,
-        codes,
-        decline_fees,
+        rules: each(raw.rule, "rule", |r, key| reader.network_rule(r, key))?,
+        codes: each(raw.code, "code", |c, key| reader.network_code(c, key))?,
+        decline_fees: each(raw.decline_fee, "decline_fee", |f, key| {
+            reader.decline_fee(f, key)
+        })?,
     })
+}
+
+/// Every row of the array of tables `table`, read by `read` under its key (`rule[2]`).
+fn each<R, T>(
+    rows: Vec<R>,
+    table: &str,
+    read: impl Fn(R, &str) -> Result<T, PolicyError>,
+) -> Result<Vec<T>, PolicyError> {
+    rows.into_iter()
+        .enumerate()
+        .map(|(n, row)| read(row, &format!("{table}[{n}]")))
+        .collect()
 }
 
 impl Reader<'_> {
