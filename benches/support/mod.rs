@@ -202,6 +202,7 @@ pub fn worked_case(n: u64, opened_at: Timestamp, due: Timestamp) -> (Case, [Stri
             number,
             outcome: Outcome::Failed,
             decline_code: Some("insufficient_funds".to_owned()),
+            errors: 0,
         });
         case.record(Entry {
             at,

@@ -112,6 +112,18 @@ pub struct Attempt {
     pub outcome: Outcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decline_code: Option<String>,
+    /// How many times in a row the attempt reached no result (`outcome` error): each is made
+    /// again later with the same idempotency key, up to [`Attempt::MAX_ERRORS`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub errors: u32,
+}
+
+impl Attempt {
+    /// Errors in a row after which an attempt is held for support: 8 tries, spaced 10 minutes
+    /// doubling, span 42 hours — past Stripe's 24 hours of replaying a stored error for one key,
+    /// and past most outages. What still fails then (a 404, a 403, a key without the right) needs
+    /// a person, not another try every few minutes for weeks.
+    pub const MAX_ERRORS: u32 = 8;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -14,11 +14,12 @@ use jiff::Timestamp;
 
 use super::decline::{self, Signals};
 use super::events::record_attempt;
+use super::hold;
 use super::networks::Charged;
 use super::replan::{replan, settle};
 use super::{
-    Card, Case, Closure, Decision, Decline, DeclineClass, Entry, Outcome, Policy, RecoveredBy,
-    State,
+    Attempt, Card, Case, Closure, Decision, Decline, DeclineClass, Entry, Hold, HoldBy, Outcome,
+    Policy, RecoveredBy, State,
 };
 
 /// The result of one charge attempt on a case's invoice.
@@ -178,13 +179,42 @@ pub(super) fn on_charge(policy: &Policy, case: &Case, charge: &Charge) -> Decisi
         }
         ChargeResult::Failed { error } => {
             record_attempt(&mut next, attempt, at, Outcome::Error, None);
-            (
-                "attempt failed",
-                format!(
-                    "attempt {attempt} did not reach a result ({error}); it is tried again with \
-                     the same idempotency key"
-                ),
-            )
+            let errors = next
+                .attempts
+                .iter()
+                .find(|a| a.number == attempt)
+                .map_or(0, |a| a.errors);
+            if errors >= Attempt::MAX_ERRORS && !next.state.is_final() {
+                let reason = format!(
+                    "Stripe answered attempt {attempt} with no result {errors} times in a row \
+                     (last: {error}): held until support resumes it, once the cause is fixed"
+                );
+                hold::hold(
+                    &mut next,
+                    Hold {
+                        by: HoldBy::Support {
+                            name: "recoup".to_owned(),
+                        },
+                        reason,
+                        at,
+                    },
+                );
+                (
+                    "attempt held for support",
+                    format!(
+                        "attempt {attempt} did not reach a result {errors} times in a row \
+                         ({error}); no more tries until support resumes the case"
+                    ),
+                )
+            } else {
+                (
+                    "attempt failed",
+                    format!(
+                        "attempt {attempt} did not reach a result ({error}); it is tried again \
+                         with the same idempotency key"
+                    ),
+                )
+            }
         }
     };
     settle(&mut next);

@@ -304,8 +304,15 @@ pub(super) fn record_attempt(
 ) {
     if let Some(known) = case.attempts.iter_mut().find(|a| a.number == number) {
         if outcome == Outcome::Error {
+            // Another try of the same attempt, no result again: counted, and the next try is
+            // spaced from this one.
+            if known.outcome == Outcome::Error && at > known.at {
+                known.errors += 1;
+                known.at = at;
+            }
             return;
         }
+        known.errors = 0;
         known.at = if known.outcome == Outcome::Error {
             at
         } else {
@@ -323,6 +330,7 @@ pub(super) fn record_attempt(
             number,
             outcome,
             decline_code,
+            errors: u32::from(outcome == Outcome::Error),
         },
     );
 }

@@ -87,6 +87,10 @@ pub(super) fn on_support(policy: &Policy, case: &Case, support: &Support) -> Dec
                 });
             }
             next.holds.retain(|h| !support_held(h));
+            // An attempt held after errors in a row is tried afresh, its count started again.
+            if let Some(last) = next.attempts.last_mut() {
+                last.errors = 0;
+            }
             "support resumed dunning"
         }
         SupportAct::Retry { card } => {
@@ -417,7 +421,7 @@ fn after_event(
 }
 
 /// Puts a hold on the case; the first hold remembers the state to return to.
-fn hold(case: &mut Case, hold: Hold) {
+pub(super) fn hold(case: &mut Case, hold: Hold) {
     if case.state != State::OnHold {
         case.held_state = Some(case.state);
         case.state = State::OnHold;

@@ -106,7 +106,9 @@ impl Plan {
         }
         let zone = timing::zone(&case.customer_timezone);
         if last.outcome == Outcome::Error {
-            let at = timing::into_window(time::later(last.at, AFTER_ERROR), &zone, self.window);
+            // 10 minutes, doubling with each error in a row.
+            let wait = AFTER_ERROR * 2_i32.pow(last.errors.saturating_sub(1).min(16));
+            let at = timing::into_window(time::later(last.at, wait), &zone, self.window);
             if at > time::later(first_failure, self.within) {
                 return Err(format!(
                     "attempt {} reached no result and the policy's {} from the first failure are \
@@ -120,10 +122,11 @@ impl Plan {
                 attempt: last.number,
                 prompted: false,
                 why: format!(
-                    "attempt {} reached no result: made again {} later with the same idempotency \
-                     key, in the customer's daytime",
+                    "attempt {} reached no result ({} in a row): made again {} later with the same \
+                     idempotency key, in the customer's daytime",
                     last.number,
-                    human(AFTER_ERROR)
+                    last.errors,
+                    human(wait)
                 ),
             });
         }

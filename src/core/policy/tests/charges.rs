@@ -148,6 +148,73 @@ fn an_invoice_no_longer_open_is_not_charged_and_ends_the_case() {
 }
 
 #[test]
+fn an_attempt_without_a_result_eight_times_in_a_row_is_held_for_support_not_tried_for_weeks() {
+    let (mut case, timer) = fired();
+    let mut due_at = timer.at;
+    let mut waits = Vec::new();
+    for n in 1..=Attempt::MAX_ERRORS {
+        let error = ChargeResult::Failed {
+            error: "Stripe answered 404: no such invoice".to_owned(),
+        };
+        case = apply(&case, &charge(2, due_at.as_second(), error));
+        assert_eq!(case.attempts[1].errors, n);
+        if n == Attempt::MAX_ERRORS {
+            break;
+        }
+        let again = case.timers[0];
+        assert_eq!(again.kind, TimerKind::Retry { attempt: 2 });
+        waits.push(again.at.duration_since(case.attempts[1].at));
+        case = apply(&case, &due(again));
+        due_at = again.at;
+    }
+    // Spaced 10 minutes doubling (moved into the customer's daytime when due at night).
+    for (n, wait) in waits.iter().enumerate() {
+        let least = SignedDuration::from_mins(10 * (1 << n));
+        assert!(*wait >= least, "wait {n}: {wait} < {least}");
+    }
+    assert_eq!(case.state, State::OnHold);
+    assert_eq!(
+        case.holds[0].by,
+        HoldBy::Support {
+            name: "recoup".into()
+        }
+    );
+    assert!(
+        case.holds[0]
+            .reason
+            .contains("no result 8 times in a row (last: Stripe answered 404"),
+        "{:?}",
+        case.holds
+    );
+    assert!(
+        case.timers
+            .iter()
+            .all(|t| !matches!(t.kind, TimerKind::Retry { .. })),
+        "no more tries: {:?}",
+        case.timers
+    );
+
+    // Support fixes the cause and resumes: the attempt is made again, its count started afresh.
+    let resume = Input::Support(Box::new(Support {
+        by: "ana".into(),
+        reason: "the API key has its permission back".into(),
+        at: due_at + SignedDuration::from_hours(1),
+        act: SupportAct::Resume,
+    }));
+    let resumed = apply(&case, &resume);
+    assert_eq!(resumed.state, State::Retrying);
+    assert_eq!(resumed.attempts[1].errors, 0);
+    assert!(
+        resumed
+            .timers
+            .iter()
+            .any(|t| t.kind == TimerKind::Retry { attempt: 2 }),
+        "{:?}",
+        resumed.timers
+    );
+}
+
+#[test]
 fn an_attempt_without_a_result_is_made_again_under_the_same_number() {
     let (fired, timer) = fired();
     let t = timer.at.as_second();

@@ -372,6 +372,7 @@ fn declined(retries: u32, class: DeclineClass, code: &str, zone: &str) -> Case {
             number: n + 1,
             outcome: Outcome::Failed,
             decline_code: Some(code.to_owned()),
+            errors: 0,
         });
     }
     case.decline = Some(Decline {
