@@ -37,7 +37,7 @@ pub struct Told {
 /// Tells `case` as of `now`; `card` is the history of the case's card (for the budgets left).
 pub fn tell(case: &Case, policy: &Policy, card: &[Try], now: Timestamp) -> Told {
     let zone = case.customer_timezone.as_str();
-    let amount = format_amount(case.amount_due, &case.currency, "en");
+    let amount = format_amount(case.still_due(), &case.currency, "en");
     let mut facts = vec![("Customer", case.customer_id.clone())];
     if let Some(subscription) = &case.subscription_id {
         facts.push(("Subscription", subscription.clone()));

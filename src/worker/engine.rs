@@ -383,7 +383,7 @@ impl<S: Cases + Cards + Outcomes + TestClock + Timers> Engine<'_, S> {
         let now = self.clock.now().await?;
         let invoice_id = case.invoice_id.clone();
         let tried = |at, declined| {
-            Try::new(at, &invoice_id, attempt, declined).of(case.amount_due, &case.currency)
+            Try::new(at, &invoice_id, attempt, declined).of(case.still_due(), &case.currency)
         };
         metrics::counter!(metric::ACTIONS, "action" => "retry").increment(1);
         let result = processor.charge(&case.invoice_id, attempt).await;
@@ -514,7 +514,7 @@ fn record_progress(before: Option<(State, bool)>, case: &Case) {
         metrics::counter!(metric::CASES_RECOVERED, "currency" => currency.clone(), "by" => by)
             .increment(1);
         metrics::counter!(metric::RECOVERED_AMOUNT, "currency" => currency)
-            .increment(u64::try_from(case.amount_due).unwrap_or(0));
+            .increment(u64::try_from(case.still_due()).unwrap_or(0));
         if let (Some(failed), Some(paid)) = (case.failed_at, case.paid_at) {
             let seconds = paid.duration_since(failed).as_secs_f64().max(0.0);
             metrics::histogram!(metric::TIME_TO_RECOVER_SECONDS).record(seconds);

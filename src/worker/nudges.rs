@@ -65,7 +65,7 @@ async fn send_one<S: Store>(
     let about = About {
         customer_id: &case.customer_id,
         invoice_id: Some(&case.invoice_id),
-        amount_due: case.amount_due,
+        amount_due: case.still_due(),
         currency: &case.currency,
         zone: &zone,
         next_attempt: case.next_attempt_at,

@@ -18,7 +18,8 @@ use secrecy::SecretString;
 
 use crate::fake_stripe::{Customer, Decline, Invoice, Outcome};
 use crate::helpers::{
-    API_TOKENS, LINKS, PUBLIC_URL, Recoup, TestApp, failure_of, invoice_event, wait_until,
+    API_TOKENS, LINKS, PUBLIC_URL, Recoup, TestApp, failure_of, invoice_event, metric_value,
+    wait_until,
 };
 use crate::smtp_sink::SmtpSink;
 
@@ -816,4 +817,49 @@ async fn the_daily_scan_nudges_a_known_customer_whose_default_card_is_about_to_e
         .filter(|s| s == "Your card is about to expire")
         .count();
     assert_eq!(expiring, 1);
+}
+
+#[tokio::test]
+async fn a_partly_paid_invoice_is_nudged_and_counted_for_what_is_still_due() {
+    let (app, sink) = nudging_app().await;
+    let invoice = "in_partly_paid";
+    app.stripe.add_invoice(
+        invoice,
+        Invoice::failed(CUSTOMER, Decline::visa("try_again_later")),
+    );
+    // 20.00 of the 49.00 was paid already: 29.00 is still due. In a currency of its own, so that
+    // no other test's recoveries (the metrics are the process's) add to the count.
+    let mut event: serde_json::Value = serde_json::from_slice(&failure_of(invoice)).unwrap();
+    event["data"]["object"]["currency"] = "chf".into();
+    event["data"]["object"]["amount_paid"] = 2_000.into();
+    event["data"]["object"]["amount_remaining"] = 2_900.into();
+    app.deliver(serde_json::to_vec(&event).unwrap()).await;
+    let opened = app
+        .case_when(invoice, |c| c["decline"]["class"] == "soft")
+        .await;
+    assert_eq!(opened["amount_remaining"], 2_900, "{opened}");
+
+    app.advance_into_daytime(DAY, "America/Chicago").await;
+    dunning_emails(&sink, 1).await;
+    let mail = sink
+        .mails()
+        .into_iter()
+        .find(|m| m.subject() == "Your Acme Billing payment didn't go through")
+        .unwrap();
+    let text = mail.text();
+    assert!(
+        text.contains(&format_amount(2_900, "chf", "en"))
+            && !text.contains(&format_amount(4_900, "chf", "en")),
+        "{text}"
+    );
+
+    // The retry pays: the recovery counts what was still due, not the whole invoice.
+    app.advance_clock(4 * DAY).await;
+    app.case_when(invoice, |c| c["state"] == "recovered").await;
+    let metrics = app.get("/metrics").await.text;
+    assert_eq!(
+        metric_value(&metrics, "recoup_recovered_amount_total{currency=\"chf\"}"),
+        2_900,
+        "{metrics}"
+    );
 }

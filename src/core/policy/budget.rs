@@ -84,7 +84,7 @@ impl Try {
     /// Attempt `attempt` of `case`'s invoice at `at`, of the invoice's amount: declined until its
     /// result is known.
     pub fn of_case(case: &super::Case, attempt: u32, at: Timestamp) -> Self {
-        Self::new(at, &case.invoice_id, attempt, true).of(case.amount_due, &case.currency)
+        Self::new(at, &case.invoice_id, attempt, true).of(case.still_due(), &case.currency)
     }
 
     /// The same try, of `value` in `currency`.

@@ -400,6 +400,10 @@ pub struct Case {
     pub customer_id: String,
     pub subscription_id: Option<String>,
     pub amount_due: i64,
+    /// What is still due when a partial payment left less than `amount_due` (Stripe's
+    /// `amount_remaining` on the latest failure); absent when all of it is. [`Case::still_due`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_remaining: Option<i64>,
     pub currency: String,
     pub state: State,
     pub customer_timezone: String,
@@ -531,6 +535,12 @@ impl Case {
         self.decision
             .as_ref()
             .is_some_and(|d| d.action == action && d.outcome != DecisionOutcome::NotCarriedOut)
+    }
+
+    /// What the customer still owes on the invoice: what a retry charges, a nudge names and a
+    /// recovery counts.
+    pub fn still_due(&self) -> i64 {
+        self.amount_remaining.unwrap_or(self.amount_due)
     }
 
     /// Whether a payment method newer than the last attempt answers a request to act (an older one

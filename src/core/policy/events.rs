@@ -57,6 +57,7 @@ pub(super) fn on_event(
                 case.stripe_retries_at = invoice
                     .next_payment_attempt
                     .and_then(|t| Timestamp::from_second(t).ok());
+                case.amount_remaining = remaining(invoice);
             }
             record_attempt(
                 &mut case,
@@ -235,6 +236,7 @@ fn open(
         customer_id: invoice.customer.clone(),
         subscription_id: invoice.subscription.clone(),
         amount_due: invoice.amount_due,
+        amount_remaining: remaining(invoice),
         currency: invoice.currency.clone(),
         state,
         customer_timezone: timezone,
@@ -290,6 +292,11 @@ fn open(
         opened_at: now,
         version: 0,
     }
+}
+
+/// What a partial payment left due, when it left less than the whole invoice.
+fn remaining(invoice: &Invoice) -> Option<i64> {
+    (invoice.amount_remaining < invoice.amount_due).then_some(invoice.amount_remaining)
 }
 
 /// Records an attempt's outcome. Told twice, an attempt keeps its earliest time; a real outcome
