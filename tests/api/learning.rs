@@ -8,7 +8,8 @@ use recoup::server::Role;
 
 use crate::fake_stripe::{Decline, Invoice};
 use crate::helpers::{
-    API_TOKENS, Recoup, TestApp, TestRedis, metric_value, output_of, recoup_command, wait_until,
+    API_TOKENS, Recoup, RecoupProcess, TestApp, TestRedis, metric_value, output_of, recoup_command,
+    wait_until,
 };
 
 const DAY: i64 = 86_400;
@@ -130,5 +131,42 @@ async fn evidence_imported_adds_to_what_redis_holds_and_a_bad_file_changes_nothi
         std::fs::read_to_string(&again).unwrap(),
         text,
         "nothing changed"
+    );
+}
+
+#[tokio::test]
+async fn a_worker_started_after_another_was_killed_reads_the_same_evidence() {
+    let redis = TestRedis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let evidence = dir.path().join("evidence.txt");
+    std::fs::write(&evidence, "soft US all 0 40 10\nsoft * all 0 40 10\n").unwrap();
+    let (code, out, err) = learn(&redis, &["import", evidence.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+
+    // The evidence lives in Redis, not in the worker: a worker killed mid-run loses none of it.
+    let env = [("RECOUP_WORKER__EVIDENCE_SECS", "1")];
+    let first = RecoupProcess::serve_as(&redis, "worker", &env).await;
+    wait_until(
+        "the first worker to read the evidence",
+        Duration::from_secs(10),
+        || async { first.counter("recoup_evidence_attempts").await >= 40 },
+    )
+    .await;
+    first.signal("KILL");
+
+    let second = RecoupProcess::serve_as(&redis, "worker", &env).await;
+    wait_until(
+        "a new worker to read the same evidence",
+        Duration::from_secs(10),
+        || async { second.counter("recoup_evidence_attempts").await >= 40 },
+    )
+    .await;
+    let back = dir.path().join("back.txt");
+    learn(&redis, &["export", back.to_str().unwrap()]);
+    assert!(
+        std::fs::read_to_string(&back)
+            .unwrap()
+            .contains("soft US all 0 40 10"),
+        "nothing lost"
     );
 }
