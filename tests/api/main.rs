@@ -24,5 +24,6 @@ mod simulate;
 mod smtp_sink;
 mod status;
 mod store;
+mod tune;
 mod webhook;
 mod worker;
