@@ -32,6 +32,10 @@ pub struct TuneArgs {
     /// Wall time for the search, such as 60s, 5m or 1h; the held-out run comes after it.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = budget)]
     budget: Duration,
+    /// Stop after scoring N candidate policies (the base included): a search cut short this way
+    /// ends at the same policy on every machine, where a time budget depends on the machine.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..))]
+    max_candidates: Option<u64>,
     /// The share of customers held out of the search, to measure the tuned policy on customers it
     /// was not tuned on.
     #[arg(long, value_name = "SHARE", default_value_t = 0.5, value_parser = holdout)]
@@ -58,6 +62,7 @@ pub(super) async fn run(args: TuneArgs) -> Result<ExitCode, Failure> {
         },
         holdout: args.holdout,
         budget: args.budget,
+        max_candidates: args.max_candidates.and_then(|n| usize::try_from(n).ok()),
         threads: args.threads.and_then(|n| usize::try_from(n).ok()),
         out: args.out,
         chart: args.chart,
@@ -83,9 +88,9 @@ pub(super) async fn run(args: TuneArgs) -> Result<ExitCode, Failure> {
     });
     let budget = options.budget;
     let searched = tokio::task::spawn_blocking(move || {
-        let mut display = Display::new(budget);
-        let tuned = tune::run(&options, &stop, &mut |p| display.show(p));
-        display.finish();
+        let mut view = ProgressView::new(budget);
+        let tuned = tune::run(&options, &stop, &mut |p| view.show(p));
+        view.finish();
         tuned
     })
     .await
@@ -95,21 +100,21 @@ pub(super) async fn run(args: TuneArgs) -> Result<ExitCode, Failure> {
     print!("{}", tuned.printed);
     Ok(match tuned.ended {
         Ended::Interrupted => ExitCode::from(130),
-        Ended::Converged | Ended::Budget => ExitCode::SUCCESS,
+        Ended::Converged | Ended::Budget | Ended::Candidates => ExitCode::SUCCESS,
     })
 }
 
 /// Progress on stderr: a bar over the time budget on a terminal, a plain line per candidate
 /// otherwise (a log, a CI job).
-enum Display {
+enum ProgressView {
     Bar(ProgressBar),
     Lines,
 }
 
-impl Display {
+impl ProgressView {
     fn new(budget: Duration) -> Self {
         if !std::io::stderr().is_terminal() {
-            return Display::Lines;
+            return ProgressView::Lines;
         }
         let bar = ProgressBar::new(budget.as_millis().try_into().unwrap_or(u64::MAX));
         if let Ok(style) =
@@ -118,7 +123,7 @@ impl Display {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.enable_steady_tick(Duration::from_millis(200));
-        Display::Bar(bar)
+        ProgressView::Bar(bar)
     }
 
     fn show(&mut self, progress: &Progress) {
@@ -131,16 +136,16 @@ impl Display {
             percent(progress.share)
         );
         match self {
-            Display::Bar(bar) => {
+            ProgressView::Bar(bar) => {
                 bar.set_position(progress.elapsed.as_millis().try_into().unwrap_or(u64::MAX));
                 bar.set_message(line);
             }
-            Display::Lines => eprintln!("{line}"),
+            ProgressView::Lines => eprintln!("{line}"),
         }
     }
 
     fn finish(&self) {
-        if let Display::Bar(bar) = self {
+        if let ProgressView::Bar(bar) = self {
             bar.finish_and_clear();
         }
     }

@@ -17,8 +17,10 @@
 //! candidate that breaks one is never chosen over one that keeps them all; among candidates that
 //! break some, the one breaking them least is preferred, so a search that starts from a base
 //! breaking a limit walks towards keeping it. A search ends when it converges (no knob moves at its
-//! finest step), when its time budget is spent, or on Ctrl-C (the `stop` flag): in every case the
-//! best policy so far is what is written.
+//! finest step), when its time budget is spent, when it has scored the most candidates asked for,
+//! or on Ctrl-C (the `stop` flag): in every case the best policy so far is what is written. The
+//! same options and population give the same file, unless the time budget or Ctrl-C cut the
+//! search at a moment that depends on the machine.
 //!
 //! **Learning.** Each candidate is simulated as its file says: with the base's `[learning]` on, a
 //! candidate plays every customer on one virtual timeline of its own ([`crate::sim::in_time_order`]),
@@ -64,6 +66,9 @@ pub struct Options {
     pub holdout: f64,
     /// Wall time for the search (the final held-out run comes after it).
     pub budget: Duration,
+    /// Candidates to score at most, the base included: with it, a search cut short ends at the
+    /// same point on every machine.
+    pub max_candidates: Option<usize>,
     /// Simulating threads; one per core when `None`.
     pub threads: Option<usize>,
     pub out: PathBuf,
@@ -96,6 +101,7 @@ pub struct Progress {
 pub enum Ended {
     Converged,
     Budget,
+    Candidates,
     Interrupted,
 }
 
@@ -189,13 +195,14 @@ pub fn held_out(customer_id: &str, share: f64) -> bool {
     ((hash % 1_000_000) as f64) < share * 1_000_000.0
 }
 
-/// Customers simulated many times: loaded once, each candidate a pass over them.
-struct Customers<'a> {
+/// Customers simulated many times (the training or the held-out ones): loaded once, each
+/// candidate a pass over them.
+struct Sample<'a> {
     all: Vec<&'a Vec<FailedInvoice>>,
     threads: usize,
 }
 
-impl Customers<'_> {
+impl Sample<'_> {
     /// Simulates `contenders` side by side; `None` when `cut()` said stop before the end.
     fn simulate(
         &self,
@@ -260,11 +267,11 @@ pub fn run(
     let threads = options.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
-    let training = Customers {
+    let training = Sample {
         all: searched,
         threads,
     };
-    let held = Customers { all: held, threads };
+    let held = Sample { all: held, threads };
     let interrupted = || stop.load(Ordering::Relaxed);
     let deadline = started + options.budget;
     let spent = || interrupted() || Instant::now() >= deadline;
@@ -304,7 +311,10 @@ pub fn run(
         start_score,
         |point, knob| space.matters(point, knob),
         |points| {
-            if spent() {
+            let over = options
+                .max_candidates
+                .is_some_and(|most| scored.len() + points.len() > most);
+            if over || spent() {
                 return None;
             }
             let contenders: Result<Vec<Contender>, _> = points
@@ -348,8 +358,10 @@ pub fn run(
         Ended::Converged
     } else if interrupted() {
         Ended::Interrupted
-    } else {
+    } else if Instant::now() >= deadline {
         Ended::Budget
+    } else {
+        Ended::Candidates
     };
     let (best_train, _) = &scored[&found.point];
     if found.score.violation > 0.0 {
@@ -448,6 +460,7 @@ impl Ended {
         match self {
             Ended::Converged => "converged (no knob moves at its finest step)",
             Ended::Budget => "stopped by the time budget",
+            Ended::Candidates => "stopped at the most candidates asked for",
             Ended::Interrupted => "stopped by Ctrl-C: the best policy so far is written",
         }
     }
