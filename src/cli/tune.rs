@@ -118,10 +118,11 @@ impl ProgressView {
         }
         let bar = ProgressBar::new(budget.as_millis().try_into().unwrap_or(u64::MAX));
         if let Ok(style) =
-            ProgressStyle::with_template("{spinner} {elapsed:>4} of the budget [{wide_bar}] {msg}")
+            ProgressStyle::with_template("{spinner} {elapsed:>4} of {prefix} [{wide_bar}] {msg}")
         {
             bar.set_style(style.progress_chars("=> "));
         }
+        bar.set_prefix(format!("{}s", budget.as_secs()));
         bar.enable_steady_tick(Duration::from_millis(200));
         ProgressView::Bar(bar)
     }

@@ -45,7 +45,6 @@ use self::knobs::{Change, Space};
 use super::command::Source;
 use super::population::{FailedInvoice, PopulationError};
 use super::report::{PolicyReport, Report};
-use super::tally::Tally;
 use super::{Contender, chart};
 use crate::notify::templates::format_amount;
 use crate::policy::file;
@@ -208,7 +207,7 @@ impl Sample<'_> {
         &self,
         contenders: &[Contender],
         cut: &(dyn Fn() -> bool + Sync),
-    ) -> Result<Option<(Report, Vec<Tally>)>, PopulationError> {
+    ) -> Result<Option<Report>, PopulationError> {
         let customers = || {
             self.all.iter().map(|&customer| {
                 if cut() {
@@ -221,15 +220,12 @@ impl Sample<'_> {
             })
         };
         match super::run(contenders, customers, self.threads, |_| Ok(())) {
-            Ok(outcome) => {
-                let report = Report::new(
-                    String::new(),
-                    contenders,
-                    &outcome.population,
-                    &outcome.tallies,
-                );
-                Ok(Some((report, outcome.tallies)))
-            }
+            Ok(outcome) => Ok(Some(Report::new(
+                String::new(),
+                contenders,
+                &outcome.population,
+                &outcome.tallies,
+            ))),
             Err(_) if cut() => Ok(None),
             Err(e) => Err(e),
         }
@@ -282,9 +278,7 @@ pub fn run(
     };
 
     // The base first, whatever the budget: every candidate is measured against it.
-    let Some((report, tallies)) =
-        training.simulate(&[contender("base", base.clone())], &interrupted)?
-    else {
+    let Some(report) = training.simulate(&[contender("base", base.clone())], &interrupted)? else {
         bail!("stopped by Ctrl-C before the base policy was scored; nothing written");
     };
     let customers = report.population.customers;
@@ -294,8 +288,8 @@ pub fn run(
     };
     let base_train = report.policies[0].clone();
     let start_score = score(&base_train);
-    let mut scored: HashMap<Vec<i64>, (PolicyReport, Tally)> = HashMap::new();
-    scored.insert(space.base(), (base_train.clone(), tallies[0].clone()));
+    let mut scored: HashMap<Vec<i64>, PolicyReport> = HashMap::new();
+    scored.insert(space.base(), base_train.clone());
     let mut best_share = (start_score.violation == 0.0).then_some(start_score.objective);
     let mut failure: Option<anyhow::Error> = None;
     progress(&Progress {
@@ -324,7 +318,7 @@ pub fn run(
             let ran = contenders
                 .map_err(|e: file::PolicyError| anyhow!("a candidate policy was refused: {e}"))
                 .and_then(|contenders| Ok(training.simulate(&contenders, &spent)?));
-            let (report, tallies) = match ran {
+            let report = match ran {
                 Ok(Some(ran)) => ran,
                 Ok(None) => return None,
                 Err(e) => {
@@ -333,7 +327,7 @@ pub fn run(
                 }
             };
             let mut scores = Vec::new();
-            for ((point, policy), tally) in points.iter().zip(report.policies).zip(tallies) {
+            for (point, policy) in points.iter().zip(report.policies) {
                 let s = score(&policy);
                 if s.violation == 0.0 && best_share.is_none_or(|best| s.objective > best) {
                     best_share = Some(s.objective);
@@ -345,7 +339,7 @@ pub fn run(
                     elapsed: started.elapsed(),
                     budget: options.budget,
                 });
-                scored.insert(point.clone(), (policy, tally));
+                scored.insert(point.clone(), policy);
                 scores.push(s);
             }
             Some(scores)
@@ -363,7 +357,7 @@ pub fn run(
     } else {
         Ended::Candidates
     };
-    let (best_train, _) = &scored[&found.point];
+    let best_train = &scored[&found.point];
     if found.score.violation > 0.0 {
         bail!(
             "no policy tried keeps the constraints ({} tried; the base has {}; the closest {}); \
@@ -379,39 +373,33 @@ pub fn run(
 
     // The held-out customers, never seen by the search: the base and the tuned policy side by side.
     let (_, tuned) = space.policy(&found.point)?;
+    let base_name = format!("base ({})", file_name(&options.policy));
     let never = || false;
-    let Some((held_report, _)) = held.simulate(
-        &[contender("base", base), contender("tuned", tuned.clone())],
+    let Some(held_report) = held.simulate(
+        &[
+            contender(&base_name, base),
+            contender("tuned", tuned.clone()),
+        ],
         &never,
     )?
     else {
         unreachable!("a run that is never cut finishes");
     };
-    let train = Figures::pair(&base_train, best_train, customers);
-    let test = Figures::pair(
-        &held_report.policies[0],
-        &held_report.policies[1],
-        held_report.population.customers,
-    );
-    let (mut document, changes) = space.edit(&found.point);
-    let effect = format!(
-        "held-out customers: share of the oracle's revenue {} → {}, attempts per invoice {:.2} → {:.2}",
-        percent(test.0.share),
-        percent(test.1.share),
-        test.0.attempts,
-        test.1.attempts
-    );
-    knobs::annotate(&mut document, &changes, &effect);
-    let header = header(
-        options,
-        &changes,
-        found.evaluated,
+    let measured = Measured {
+        train: Figures::pair(&base_train, best_train, customers),
+        held_out: Figures::pair(
+            &held_report.policies[0],
+            &held_report.policies[1],
+            held_report.population.customers,
+        ),
+        searched: training.all.len(),
+        held: held.all.len(),
+        candidates: found.evaluated,
         ended,
-        &train,
-        &test,
-        (training.all.len(), held.all.len()),
-    );
-    let written = format!("{header}\n{document}");
+    };
+    let (mut document, changes) = space.edit(&found.point);
+    knobs::annotate(&mut document, &changes, &measured.effect());
+    let written = format!("{}\n{document}", header(options, &changes, &measured));
     // What is written must read back as the policy that was measured.
     if file::parse(&written, &options.out.display().to_string())? != tuned {
         bail!("internal: the tuned file does not read back as the policy measured");
@@ -421,38 +409,56 @@ pub fn run(
             "Held-out customers: recovered revenue by day — {}",
             options.source.name()
         );
-        let mut curves = held_report.curves();
-        for curve in &mut curves {
-            curve.policy = if curve.policy == "base" {
-                format!("base ({})", file_name(&options.policy))
-            } else {
-                "tuned".to_owned()
-            };
-        }
-        chart::draw(path, &title, &curves)?;
+        chart::draw(path, &title, &held_report.curves())?;
     }
     write_atomically(&options.out, &written)
         .with_context(|| format!("cannot write {}", options.out.display()))?;
-    let mut printed = table(&train, &test, (training.all.len(), held.all.len()));
+    let mut printed = table(&measured);
     let _ = writeln!(
         printed,
         "\n{} candidates in {:.1} s on {threads} threads; {}.",
-        found.evaluated,
+        measured.candidates,
         started.elapsed().as_secs_f64(),
         ended.says()
     );
     if changes.is_empty() {
         printed += "No change beat the base policy: the file written is the base policy.\n";
-    } else {
-        for change in &changes {
-            let _ = writeln!(printed, "  {}: {} → {}", change.key, change.was, change.now);
-        }
+    }
+    for change in &changes {
+        let _ = writeln!(printed, "  {}: {} → {}", change.key, change.was, change.now);
     }
     let _ = writeln!(printed, "Written: {}", options.out.display());
     if let Some(path) = &options.chart {
         let _ = writeln!(printed, "Chart: {}", path.display());
     }
     Ok(Tuned { printed, ended })
+}
+
+/// What a search found and measured: the base and the tuned policy on each part of the customers.
+struct Measured {
+    train: (Figures, Figures),
+    held_out: (Figures, Figures),
+    /// Customers searched and held out.
+    searched: usize,
+    held: usize,
+    /// Candidates scored, the base included.
+    candidates: usize,
+    ended: Ended,
+}
+
+impl Measured {
+    /// The effect of the changes on the held-out customers, in a few words.
+    fn effect(&self) -> String {
+        let (base, tuned) = &self.held_out;
+        format!(
+            "held-out customers: share of the oracle's revenue {} → {}, attempts per invoice \
+             {:.2} → {:.2}",
+            percent(base.share),
+            percent(tuned.share),
+            base.attempts,
+            tuned.attempts
+        )
+    }
 }
 
 impl Ended {
@@ -509,11 +515,8 @@ fn money(revenue: &BTreeMap<String, i64>) -> String {
 }
 
 /// The before/after table: base and tuned, on the training and the held-out customers.
-fn table(
-    train: &(Figures, Figures),
-    test: &(Figures, Figures),
-    (searched, held): (usize, usize),
-) -> String {
+fn table(measured: &Measured) -> String {
+    let (train, test) = (&measured.train, &measured.held_out);
     let columns = [&train.0, &train.1, &test.0, &test.1];
     let row = |label: &str, cell: &dyn Fn(&Figures) -> String| {
         let mut cells = vec![label.to_owned()];
@@ -556,7 +559,10 @@ fn table(
     let widths: Vec<usize> = (0..5)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
-    let mut text = format!("{searched} customers searched, {held} held out.\n\n");
+    let mut text = format!(
+        "{} customers searched, {} held out.\n\n",
+        measured.searched, measured.held
+    );
     for cells in &rows {
         let mut line = format!("{:w$}", cells[0], w = widths[0]);
         for (cell, width) in cells.iter().zip(&widths).skip(1) {
@@ -569,15 +575,7 @@ fn table(
 }
 
 /// The comment block the tuned file starts with: where it came from and what it measured.
-fn header(
-    options: &Options,
-    changes: &[Change],
-    evaluated: usize,
-    ended: Ended,
-    train: &(Figures, Figures),
-    test: &(Figures, Figures),
-    (searched, held): (usize, usize),
-) -> String {
+fn header(options: &Options, changes: &[Change], measured: &Measured) -> String {
     let line = |label: &str, (base, tuned): &(Figures, Figures)| {
         format!(
             "# {label}: share of the oracle's revenue {} → {}; recovered {} → {};\n\
@@ -598,14 +596,17 @@ fn header(
         )
     };
     let mut text = format!(
-        "# Tuned by `recoup tune` from {} on {}: {evaluated} candidates, {}.\n\
-         # {searched} customers searched, {held} held out (never seen by the search).\n",
+        "# Tuned by `recoup tune` from {} on {}: {} candidates, {}.\n\
+         # {} customers searched, {} held out (never seen by the search).\n",
         options.policy.display(),
         options.source.name(),
-        ended.says()
+        measured.candidates,
+        measured.ended.says(),
+        measured.searched,
+        measured.held
     );
-    text += &line("Held-out customers", test);
-    text += &line("Training customers", train);
+    text += &line("Held-out customers", &measured.held_out);
+    text += &line("Training customers", &measured.train);
     text += &match changes.len() {
         0 => "# Nothing changed: no candidate beat the base policy.\n".to_owned(),
         1 => "# 1 value changed: a \"tuned:\" comment above it says what it was.\n".to_owned(),

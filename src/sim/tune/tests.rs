@@ -3,6 +3,7 @@ use proptest::prelude::*;
 use super::knobs::Space;
 use super::*;
 use crate::policy::Policy;
+use crate::sim::tally::Tally;
 
 const SHIPPED: &str = include_str!("../../../config/policy.toml");
 const BASELINE: &str = include_str!("../../../config/baseline-3-5-7.toml");
@@ -189,4 +190,48 @@ fn a_breach_or_a_limit_passed_counts_against_a_candidate_and_keeping_them_wins()
         !barely.beats(&keeps),
         "a gain under MIN_GAIN does not move the search"
     );
+}
+
+#[test]
+fn the_same_options_write_the_same_file_and_a_stop_writes_the_best_so_far() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = |out: &str| Options {
+        policy: "config/policy.toml".into(),
+        source: Source::Synthetic {
+            invoices: 400,
+            seed: 5,
+            profile: crate::sim::synthetic::Profile::Standard,
+        },
+        constraints: Constraints::default(),
+        holdout: 0.5,
+        budget: Duration::from_secs(600),
+        max_candidates: Some(9),
+        threads: Some(2),
+        out: dir.path().join(out),
+        chart: None,
+    };
+    let never = AtomicBool::new(false);
+    let mut heard = Vec::new();
+    let first = run(&options("a.toml"), &never, &mut |p| heard.push(*p)).unwrap();
+    run(&options("b.toml"), &never, &mut |_| {}).unwrap();
+    assert_eq!(first.ended, Ended::Candidates);
+    let a = std::fs::read_to_string(dir.path().join("a.toml")).unwrap();
+    assert_eq!(
+        a,
+        std::fs::read_to_string(dir.path().join("b.toml")).unwrap()
+    );
+    assert!(heard.len() <= 9 && heard.len() >= 8, "{}", heard.len());
+    assert!(heard.windows(2).all(|w| w[0].candidates < w[1].candidates));
+    file::parse(&a, "a.toml").unwrap();
+
+    // Stopped before the first candidate: the base is the best so far, written as it is.
+    let stopped = AtomicBool::new(false);
+    let tuned = run(&options("c.toml"), &stopped, &mut |_| {
+        stopped.store(true, Ordering::Relaxed)
+    })
+    .unwrap();
+    assert_eq!(tuned.ended, Ended::Interrupted);
+    let c = std::fs::read_to_string(dir.path().join("c.toml")).unwrap();
+    assert!(c.ends_with(SHIPPED), "the base policy, under its header");
+    assert!(c.contains("stopped by Ctrl-C"));
 }
