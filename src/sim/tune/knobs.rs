@@ -18,11 +18,13 @@
 //! | `timing.jitter` | 0m to 360m | 0s to 6h |
 //! | `nudges.per_case` | 1 to 6 | 0 to 20 |
 //! | each `[[nudges.step]]`'s `after` | 0h to 48h when the base's is under 2 days, else 1d to 45d | 0s to 60d |
+//! | how many steps of each kind (`payment_failed`, …) are kept, first tiers first | 1 to the base's number | any |
 //! | `end.grace` | 0d to 21d | 0s to 60d |
 //!
 //! A value is written only when it differs from the base's, and a gap the search left alone keeps
 //! the base's own spelling: an untuned file is the base file, byte for byte. Steps are tuned only
-//! when the base file lists its `[[nudges.step]]` tables; the window only when the base's opens by
+//! when the base file lists its `[[nudges.step]]` tables, and only dropped (a tier the base has no
+//! step for has no text to send in every language the base was written for); the window only when the base's opens by
 //! 12:00 and closes after 13:00 (so the two ranges cannot cross). Segments keep their own
 //! `[segment.retries]` and `[segment.nudges]`; `[learning]`, the network rules and the end actions
 //! are not searched.
@@ -31,8 +33,8 @@ use jiff::SignedDuration;
 use toml_edit::{Array, DocumentMut, Item, Value};
 
 use super::search::Range;
-use crate::policy::Policy;
 use crate::policy::file::{self, PolicyError};
+use crate::policy::{NudgeKind, Policy};
 
 /// The paydays the search chooses among (the base's own is added when it is none of these).
 const PAYDAYS: [&[u8]; 5] = [&[], &[1], &[1, 15], &[1, 15, 31], &[15, 31]];
@@ -65,6 +67,8 @@ enum Setting {
     Jitter,
     PerCase,
     StepAfter(usize),
+    /// How many of one kind's `[[nudges.step]]` tables are kept, first tiers first.
+    Steps(NudgeKind),
     Grace,
 }
 
@@ -129,6 +133,9 @@ pub struct Space {
     /// The name errors in a candidate are reported under.
     file: String,
     paydays: Vec<Vec<u8>>,
+    /// The base file's `[[nudges.step]]` tables, in order: each one's kind, its place among the
+    /// steps of its kind, and how the base describes it. Empty when the steps are not tuned.
+    steps: Vec<(NudgeKind, usize, String)>,
 }
 
 impl Space {
@@ -231,7 +238,39 @@ impl Space {
             .and_then(|n| n.get("step"))
             .and_then(Item::as_array_of_tables)
             .map_or(0, |steps| steps.len());
+        let mut listed_steps = Vec::new();
         if listed == policy.nudges.steps.len() {
+            for (n, step) in policy.nudges.steps.iter().enumerate() {
+                let rank = listed_steps
+                    .iter()
+                    .filter(|(k, _, _)| *k == step.kind)
+                    .count();
+                let after = document["nudges"]["step"]
+                    .get(n)
+                    .and_then(|t| t.get("after"))
+                    .and_then(Item::as_str)
+                    .unwrap_or_default();
+                let described = format!(
+                    "the {} tier {} step after {after}",
+                    step.kind.as_str(),
+                    step.tier
+                );
+                listed_steps.push((step.kind, rank, described));
+            }
+            let mut kinds: Vec<NudgeKind> = listed_steps.iter().map(|(k, _, _)| *k).collect();
+            kinds.dedup();
+            for kind in kinds {
+                let count = listed_steps.iter().filter(|(k, _, _)| *k == kind).count() as i64;
+                if count > 1 {
+                    knob(
+                        format!("nudges.step ({} steps)", kind.as_str()),
+                        Setting::Steps(kind),
+                        None,
+                        steps(1, count, 1, 1),
+                        count,
+                    );
+                }
+            }
             for (n, step) in policy.nudges.steps.iter().enumerate() {
                 let (unit, range) = if step.after < SignedDuration::from_hours(48) {
                     (Unit::Hours, steps(0, 48, 12, 1))
@@ -259,6 +298,7 @@ impl Space {
             document,
             file: file.to_owned(),
             paydays,
+            steps: listed_steps,
         })
     }
 
@@ -272,12 +312,25 @@ impl Space {
         self.knobs.iter().map(|k| k.range).collect()
     }
 
-    /// Whether knob `n` changes anything at `point`: a gap past the number of retries does not.
+    /// Whether knob `n` changes anything at `point`: a gap past the number of retries does not,
+    /// nor the `after` of a step removed.
     pub fn matters(&self, point: &[i64], n: usize) -> bool {
         match self.knobs[n].setting {
             Setting::Gap(schedule, slot) => (slot as i64) < point[self.retries(schedule)],
+            Setting::StepAfter(step) => self.kept(point, step),
             _ => true,
         }
+    }
+
+    /// Whether step `n` of the base file is kept at `point`.
+    fn kept(&self, point: &[i64], n: usize) -> bool {
+        let Some(&(kind, rank, _)) = self.steps.get(n) else {
+            return true;
+        };
+        self.knobs
+            .iter()
+            .position(|k| k.setting == Setting::Steps(kind))
+            .is_none_or(|knob| (rank as i64) < point[knob])
     }
 
     fn retries(&self, schedule: Schedule) -> usize {
@@ -287,9 +340,11 @@ impl Space {
             .expect("every space has both schedules' retries")
     }
 
-    /// The policy file at `point`: the base text with the values that differ replaced, and the
-    /// changes. The untouched base point gives the base text itself.
-    pub fn edit(&self, point: &[i64]) -> (DocumentMut, Vec<Change>) {
+    /// The policy file at `point`: the base text with the values that differ replaced (and the
+    /// steps dropped removed), and the changes. With `effect`, a comment above each change says
+    /// what it was and `effect`, the measured effect of all the changes together. The untouched
+    /// base point gives the base text itself.
+    pub fn edit(&self, point: &[i64], effect: Option<&str>) -> (DocumentMut, Vec<Change>) {
         let mut document = self.document.clone();
         let mut changes = Vec::new();
         let base = self.values(&self.base());
@@ -302,6 +357,7 @@ impl Space {
             let dotted = match table {
                 Table::Top(name) => format!("{name}.{key}"),
                 Table::Step(n) => format!("nudges.step[{n}].{key}"),
+                Table::Steps => "nudges.step".to_owned(),
             };
             changes.push(Change {
                 key: dotted,
@@ -312,13 +368,31 @@ impl Space {
             match table {
                 Table::Top(name) => document[name][key] = Item::Value(value),
                 Table::Step(n) => {
-                    if let Some(step) = document["nudges"]["step"]
-                        .as_array_of_tables_mut()
-                        .and_then(|steps| steps.get_mut(n))
+                    if let Some(step) = steps_mut(&mut document).and_then(|steps| steps.get_mut(n))
                     {
                         step[key] = Item::Value(value);
                     }
                 }
+                Table::Steps => {}
+            }
+        }
+        let dropped: Vec<usize> = (0..self.steps.len())
+            .filter(|&n| !self.kept(point, n))
+            .collect();
+        for &n in &dropped {
+            changes.push(Change {
+                key: format!("nudges.step[{n}]"),
+                was: self.steps[n].2.clone(),
+                now: "(removed)".into(),
+                table: Table::Steps,
+            });
+        }
+        if let Some(effect) = effect {
+            annotate(&mut document, &changes, effect);
+        }
+        if let Some(steps) = steps_mut(&mut document) {
+            for &n in dropped.iter().rev() {
+                steps.remove(n);
             }
         }
         (document, changes)
@@ -326,7 +400,7 @@ impl Space {
 
     /// The policy file at `point`, as text and read back.
     pub fn policy(&self, point: &[i64]) -> Result<(String, Policy), PolicyError> {
-        let text = self.edit(point).0.to_string();
+        let text = self.edit(point, None).0.to_string();
         let policy = file::parse(&text, &self.file)?;
         Ok((text, policy))
     }
@@ -404,6 +478,7 @@ impl Space {
         let item = match table {
             Table::Top(name) => self.document.get(name)?.get(key)?,
             Table::Step(n) => self.document.get("nudges")?.get("step")?.get(n)?.get(key)?,
+            Table::Steps => return None,
         };
         Some(plain(item.as_value()?))
     }
@@ -427,19 +502,33 @@ impl Space {
     }
 }
 
-/// Adds a comment line above each changed value: what it was, and `effect`, the measured effect
-/// of all the changes together.
-pub fn annotate(document: &mut DocumentMut, changes: &[Change], effect: &str) {
+/// Adds a comment line above each changed value: what it was, and `effect`. A step removed is told
+/// above the first step that stays (which is never one removed: each kind keeps its first).
+fn annotate(document: &mut DocumentMut, changes: &[Change], effect: &str) {
     for change in changes {
+        if change.table == Table::Steps {
+            let Some(stays) = steps_mut(document).and_then(|steps| steps.get_mut(0)) else {
+                continue;
+            };
+            let decor = stays.decor_mut();
+            let before = decor
+                .prefix()
+                .and_then(|p| p.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            decor.set_prefix(format!(
+                "{before}# tuned: removed {} — with the other changes, {effect}\n",
+                change.was
+            ));
+            continue;
+        }
         let key = change.key.rsplit('.').next().unwrap_or_default();
         let table = match change.table {
             Table::Top(name) => document.get_mut(name).and_then(Item::as_table_like_mut),
-            Table::Step(n) => document
-                .get_mut("nudges")
-                .and_then(|n| n.get_mut("step"))
-                .and_then(Item::as_array_of_tables_mut)
+            Table::Step(n) => steps_mut(document)
                 .and_then(|steps| steps.get_mut(n))
                 .map(|t| t as &mut dyn toml_edit::TableLike),
+            Table::Steps => None,
         };
         let Some(mut key) = table.and_then(|t| t.key_mut(key)) else {
             continue;
@@ -457,11 +546,20 @@ pub fn annotate(document: &mut DocumentMut, changes: &[Change], effect: &str) {
     }
 }
 
-/// Where a value goes: a top-level table, or one `[[nudges.step]]`.
+/// The file's `[[nudges.step]]` tables, when it has them (without adding them when it has not).
+fn steps_mut(document: &mut DocumentMut) -> Option<&mut toml_edit::ArrayOfTables> {
+    document
+        .get_mut("nudges")?
+        .get_mut("step")?
+        .as_array_of_tables_mut()
+}
+
+/// Where a value goes: a top-level table, one `[[nudges.step]]`, or the list of steps itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Table {
     Top(&'static str),
     Step(usize),
+    Steps,
 }
 
 /// A value as the file would write it fresh: without the spaces and comments around it and its

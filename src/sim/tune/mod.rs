@@ -397,8 +397,7 @@ pub fn run(
         candidates: found.evaluated,
         ended,
     };
-    let (mut document, changes) = space.edit(&found.point);
-    knobs::annotate(&mut document, &changes, &measured.effect());
+    let (document, changes) = space.edit(&found.point, Some(&measured.effect()));
     let written = format!("{}\n{document}", header(options, &changes, &measured));
     // What is written must read back as the policy that was measured.
     if file::parse(&written, &options.out.display().to_string())? != tuned {

@@ -25,7 +25,7 @@ fn knob(space: &Space, name: &str) -> usize {
 fn the_base_point_is_the_base_file_byte_for_byte() {
     for text in [SHIPPED, BASELINE, "version = 1\n"] {
         let space = space(text);
-        let (document, changes) = space.edit(&space.base());
+        let (document, changes) = space.edit(&space.base(), None);
         assert!(changes.is_empty(), "{changes:?}");
         assert_eq!(document.to_string(), text);
     }
@@ -39,7 +39,7 @@ fn a_changed_value_is_written_where_it_was_and_commented() {
     point[knob(&space, "retries.soft[1]")] = 9;
     point[knob(&space, "timing.paydays")] = 0;
     point[knob(&space, "nudges.step[1].after")] = 3;
-    let (mut document, changes) = space.edit(&point);
+    let (document, changes) = space.edit(&point, Some("measured"));
     let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
     assert_eq!(
         keys,
@@ -48,7 +48,6 @@ fn a_changed_value_is_written_where_it_was_and_commented() {
     assert_eq!(changes[0].was, r#"["3d", "4d", "5d", "5d", "6d", "7d"]"#);
     // The gaps left alone keep their spelling; the one changed is in days.
     assert_eq!(changes[0].now, r#"["3d", "9d", "5d", "5d"]"#);
-    knobs::annotate(&mut document, &changes, "measured");
     let text = document.to_string();
     assert!(
         text.contains(
@@ -80,11 +79,49 @@ fn a_changed_value_is_written_where_it_was_and_commented() {
 }
 
 #[test]
+fn a_later_step_dropped_is_removed_and_told_above_the_first_step() {
+    let space = space(SHIPPED);
+    let mut point = space.base();
+    point[knob(&space, "nudges.step (payment_failed steps)")] = 1;
+    // The dropped step's own `after` no longer matters.
+    let after = knob(&space, "nudges.step[1].after");
+    assert!(!space.matters(&point, after) && space.matters(&space.base(), after));
+    let (document, changes) = space.edit(&point, Some("measured"));
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].key, "nudges.step[1]");
+    assert_eq!(changes[0].was, "the payment_failed tier 2 step after 5d");
+    let text = document.to_string();
+    assert!(
+        text.contains(
+            "# tuned: removed the payment_failed tier 2 step after 5d — with the other changes, \
+             measured\n[[nudges.step]]\nkind = \"payment_failed\"\ntier = 1\n"
+        ),
+        "{text}"
+    );
+    let policy = file::parse(&text, "tuned.toml").unwrap();
+    let steps: Vec<(&str, u32)> = policy
+        .nudges
+        .steps
+        .iter()
+        .map(|s| (s.kind.as_str(), s.tier))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("payment_failed", 1),
+            ("action_required", 1),
+            ("action_required", 2),
+            ("final_notice", 1)
+        ]
+    );
+}
+
+#[test]
 fn a_key_the_base_leaves_out_is_added_and_says_it_was_the_default() {
     let space = space("version = 1\n");
     let mut point = space.base();
     point[knob(&space, "end.grace")] = 2;
-    let (document, changes) = space.edit(&point);
+    let (document, changes) = space.edit(&point, None);
     assert_eq!(changes[0].key, "end.grace");
     assert_eq!(changes[0].was, "(not set: the default)");
     let policy = file::parse(&document.to_string(), "tuned.toml").unwrap();
@@ -115,6 +152,17 @@ proptest! {
         prop_assert_eq!(policy.plan.ambiguous.len(), count("retries.ambiguous (retries)"));
         prop_assert_eq!(policy.nudges.per_case as usize, count("nudges.per_case"));
         prop_assert_eq!(policy.ending.grace.as_secs(), point[knob(&space, "end.grace")] * 86_400);
+        let kept: usize = space
+            .knobs
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| k.name.ends_with(" steps)"))
+            .map(|(n, _)| point[n] as usize)
+            .sum();
+        if text == SHIPPED {
+            // Two payment_failed and two action_required steps may be dropped; the final notice stays.
+            prop_assert_eq!(policy.nudges.steps.len(), kept + 1);
+        }
         // And the same point gives the same text.
         prop_assert_eq!(written, space.policy(&point).unwrap().0);
     }
