@@ -68,10 +68,11 @@ pub enum Command {
     /// See what a policy would recover before it touches a real customer: the real policy engine
     /// over a population of failed invoices on a virtual clock, beside a fixed 3/5/7-day baseline.
     Simulate(SimulateArgs),
-    /// Find a better policy for your customers: search the knobs of a policy file (retry gaps and
-    /// counts, timing, nudges, the end's grace) with the simulator, under zero network-rule
-    /// breaches and the limits given, and write the best as a commented policy file, measured on
-    /// customers held out of the search.
+    /// Find a better policy for your customers: the simulator searches a policy file's knobs.
+    ///
+    /// The knobs are retry gaps and counts, timing, nudge steps and the end's grace; the policy
+    /// that recovers the most with zero network-rule breaches and within the limits given is
+    /// written as a commented policy file, measured on customers held out of the search.
     Tune(TuneArgs),
     /// Work with webhook events.
     #[command(subcommand)]
