@@ -88,11 +88,12 @@ pub struct Constraints {
 pub struct Progress {
     /// Candidates scored so far, the base included.
     pub candidates: usize,
-    /// The last candidate's share of the oracle's revenue, and the best that keeps the constraints.
+    /// The last candidate's share of the oracle's revenue, and the best that keeps the constraints
+    /// (none yet when no candidate keeps them).
     pub share: f64,
     pub best: Option<f64>,
+    /// Since the run started.
     pub elapsed: Duration,
-    pub budget: Duration,
 }
 
 /// How a search ended.
@@ -297,7 +298,6 @@ pub fn run(
         share: start_score.objective,
         best: best_share,
         elapsed: started.elapsed(),
-        budget: options.budget,
     });
     let found = search::maximise(
         &space.ranges(),
@@ -337,7 +337,6 @@ pub fn run(
                     share: s.objective,
                     best: best_share,
                     elapsed: started.elapsed(),
-                    budget: options.budget,
                 });
                 scored.insert(point.clone(), policy);
                 scores.push(s);
