@@ -6,7 +6,7 @@
 //!
 //! `src/main.rs` only parses the arguments ([`Cli`]), starts the runtime and calls [`run`]; each
 //! command's body is in a module of its own here: `serve`, `clock`, `deadletters`, `policy`
-//! (policy check), `simulate`, `status`, `webhook` (webhook send), `backfill`, `reconcile` and
+//! (policy check), `simulate`, `tune`, `status`, `webhook` (webhook send), `backfill`, `reconcile` and
 //! `learn`;
 //! `demo` is [`crate::demo`].
 
@@ -19,6 +19,7 @@ mod reconcile;
 mod serve;
 mod simulate;
 mod status;
+mod tune;
 mod webhook;
 
 use std::path::PathBuf;
@@ -31,6 +32,7 @@ pub use self::deadletters::DeadLettersCommand;
 pub use self::learn::LearnCommand;
 pub use self::policy::PolicyCommand;
 pub use self::simulate::SimulateArgs;
+pub use self::tune::TuneArgs;
 pub use self::webhook::WebhookCommand;
 use crate::config::Settings;
 use crate::server::Role;
@@ -66,6 +68,12 @@ pub enum Command {
     /// See what a policy would recover before it touches a real customer: the real policy engine
     /// over a population of failed invoices on a virtual clock, beside a fixed 3/5/7-day baseline.
     Simulate(SimulateArgs),
+    /// Find a better policy for your customers: the simulator searches a policy file's knobs.
+    ///
+    /// The knobs are retry gaps and counts, timing, nudge steps and the end's grace; the policy
+    /// that recovers the most with zero network-rule breaches and within the limits given is
+    /// written as a commented policy file, measured on customers held out of the search.
+    Tune(TuneArgs),
     /// Work with webhook events.
     #[command(subcommand)]
     Webhook(WebhookCommand),
@@ -171,6 +179,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Deadletters(command) => deadletters::run(command).await,
         Command::Learn(command) => learn::run(command).await,
         Command::Simulate(args) => simulate::run(args),
+        Command::Tune(args) => tune::run(args).await,
         Command::Status { id, json, config } => status::run(&id, json, config).await,
         Command::Backfill { since, config } => backfill::run(since, config).await,
         Command::Reconcile { dry_run, config } => reconcile::run(dry_run, config).await,

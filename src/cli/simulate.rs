@@ -16,26 +16,8 @@ pub struct SimulateArgs {
     /// first minus this one).
     #[arg(long, value_name = "PATH")]
     vs: Option<PathBuf>,
-    /// A population file: JSON Lines, one failed invoice per line in any order
-    /// (docs/reference/population.md).
-    #[arg(
-        long,
-        value_name = "FILE",
-        required_unless_present = "synthetic",
-        conflicts_with = "synthetic"
-    )]
-    population: Option<PathBuf>,
-    /// Simulate a synthetic population of N invoices instead (docs/user-guide/synthetic-population.md).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    synthetic: Option<u64>,
-    /// The synthetic population's seed: the same seed gives the same population, and the same
-    /// report.
-    #[arg(long, value_name = "S", default_value_t = 1)]
-    seed: u64,
-    /// Which synthetic population: standard (paid on the 1st and 15th, the month's end, Fridays,
-    /// early morning) or later (the same customers paid 24 days and 4 hours later).
-    #[arg(long, value_enum, default_value_t = sim::synthetic::Profile::Standard, requires = "synthetic")]
-    profile: sim::synthetic::Profile,
+    #[command(flatten)]
+    population: PopulationArgs,
     /// Also write the population simulated to FILE (JSON Lines), so others can run the same.
     #[arg(long, value_name = "FILE")]
     write_population: Option<PathBuf>,
@@ -65,20 +47,49 @@ pub struct SimulateArgs {
     threads: Option<u64>,
 }
 
+#[derive(clap::Args)]
+pub struct PopulationArgs {
+    /// A population file: JSON Lines, one failed invoice per line in any order
+    /// (docs/reference/population.md).
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "synthetic",
+        conflicts_with = "synthetic"
+    )]
+    population: Option<PathBuf>,
+    /// Simulate a synthetic population of N invoices instead (docs/user-guide/synthetic-population.md).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    synthetic: Option<u64>,
+    /// The synthetic population's seed: the same seed gives the same population, and the same
+    /// report.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    seed: u64,
+    /// Which synthetic population: standard (paid on the 1st and 15th, the month's end, Fridays,
+    /// early morning) or later (the same customers paid 24 days and 4 hours later).
+    #[arg(long, value_enum, default_value_t = sim::synthetic::Profile::Standard, requires = "synthetic")]
+    profile: sim::synthetic::Profile,
+}
+
+impl PopulationArgs {
+    pub(super) fn source(self) -> sim::command::Source {
+        match (self.population, self.synthetic) {
+            (Some(path), _) => sim::command::Source::File(path),
+            (None, Some(invoices)) => sim::command::Source::Synthetic {
+                invoices,
+                seed: self.seed,
+                profile: self.profile,
+            },
+            (None, None) => unreachable!("clap requires one of --population and --synthetic"),
+        }
+    }
+}
+
 pub(super) fn run(args: SimulateArgs) -> Result<ExitCode, Failure> {
-    let source = match (args.population, args.synthetic) {
-        (Some(path), _) => sim::command::Source::File(path),
-        (None, Some(invoices)) => sim::command::Source::Synthetic {
-            invoices,
-            seed: args.seed,
-            profile: args.profile,
-        },
-        (None, None) => unreachable!("clap requires one of --population and --synthetic"),
-    };
     let options = sim::command::Options {
         policy: args.policy,
         vs: args.vs,
-        source,
+        source: args.population.source(),
         write_population: args.write_population,
         json: args.json,
         chart: args.chart,

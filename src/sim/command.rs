@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use super::population::{Customers, PopulationError};
+use super::population::{Customers, FailedInvoice, PopulationError};
 use super::report::Report;
 use super::{BASELINE, BASELINE_PATH, Contender, chart, synthetic};
 use crate::policy::{Evidence, file};
@@ -22,6 +22,50 @@ pub enum Source {
         seed: u64,
         profile: synthetic::Profile,
     },
+}
+
+impl Source {
+    /// The population's name in reports: its path, or what made it.
+    pub fn name(&self) -> String {
+        match self {
+            Source::File(path) => path.display().to_string(),
+            Source::Synthetic {
+                invoices,
+                seed,
+                profile: synthetic::Profile::Standard,
+            } => format!("synthetic, {invoices} invoices, seed {seed}"),
+            Source::Synthetic {
+                invoices,
+                seed,
+                profile: synthetic::Profile::Later,
+            } => format!("synthetic (later pay), {invoices} invoices, seed {seed}"),
+        }
+    }
+
+    /// Every customer in memory, in the order of their first failure (the order a learning policy
+    /// plays them in): for a run that simulates the same customers many times.
+    pub fn load(&self) -> anyhow::Result<Vec<Vec<FailedInvoice>>> {
+        match self {
+            Source::File(path) => {
+                let file = File::open(path)
+                    .with_context(|| format!("cannot read the population {}", path.display()))?;
+                let customers = Customers::read(file)?;
+                Ok(customers.iter().collect::<Result<_, _>>()?)
+            }
+            Source::Synthetic {
+                invoices,
+                seed,
+                profile,
+            } => {
+                // The generator makes customers in no particular order of time.
+                let mut customers: Vec<_> = synthetic::population(*invoices, *seed)
+                    .map(|c| profile.apply(c))
+                    .collect();
+                customers.sort_by_key(|c| c.iter().map(|i| i.failed_at).min());
+                Ok(customers)
+            }
+        }
+    }
 }
 
 /// What the command line asked for.
@@ -62,7 +106,7 @@ pub fn run(options: &Options) -> anyhow::Result<String> {
         })
         .transpose()?;
     let started = Instant::now();
-    let mut write = |invoices: &[super::population::FailedInvoice]| {
+    let mut write = |invoices: &[FailedInvoice]| {
         let Some(out) = written.as_mut() else {
             return Ok(());
         };
@@ -72,34 +116,23 @@ pub fn run(options: &Options) -> anyhow::Result<String> {
         }
         Ok::<(), PopulationError>(())
     };
-    let (outcome, source) = match &options.source {
+    let outcome = match &options.source {
         Source::File(path) => {
             let file = File::open(path)
                 .with_context(|| format!("cannot read the population {}", path.display()))?;
-            let ran = Customers::read(file).and_then(|customers| {
+            Customers::read(file).and_then(|customers| {
                 super::run(&contenders, || customers.iter(), threads, &mut write)
-            });
-            (ran, path.display().to_string())
+            })
         }
         Source::Synthetic {
             invoices,
             seed,
             profile,
         } => {
-            let made = || synthetic::population(*invoices, *seed).map(|c| profile.apply(c));
-            let name = match profile {
-                synthetic::Profile::Standard => {
-                    format!("synthetic, {invoices} invoices, seed {seed}")
-                }
-                synthetic::Profile::Later => {
-                    format!("synthetic (later pay), {invoices} invoices, seed {seed}")
-                }
-            };
-            let ran = if contenders.iter().any(|c| c.policy.learning.enabled) {
+            if contenders.iter().any(|c| c.policy.learning.enabled) {
                 // A learning policy plays customers in the order of their first failure; the
                 // generator makes them in no such order, so they are kept and sorted.
-                let mut customers: Vec<_> = made().collect();
-                customers.sort_by_key(|c| c.iter().map(|i| i.failed_at).min());
+                let customers = options.source.load()?;
                 super::run(
                     &contenders,
                     || customers.iter().cloned().map(Ok),
@@ -107,11 +140,12 @@ pub fn run(options: &Options) -> anyhow::Result<String> {
                     &mut write,
                 )
             } else {
+                let made = || synthetic::population(*invoices, *seed).map(|c| profile.apply(c));
                 super::run(&contenders, || made().map(Ok), threads, &mut write)
-            };
-            (ran, name)
+            }
         }
     };
+    let source = options.source.name();
     let finished = outcome.and_then(|outcome| {
         if let Some(out) = written.as_mut() {
             out.flush()?;

@@ -23,6 +23,7 @@ pub mod population;
 pub mod report;
 pub mod synthetic;
 pub mod tally;
+pub mod tune;
 pub mod world;
 
 use std::cmp::Reverse;

@@ -25,5 +25,6 @@ mod simulate;
 mod smtp_sink;
 mod status;
 mod store;
+mod tune;
 mod webhook;
 mod worker;
