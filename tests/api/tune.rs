@@ -80,7 +80,7 @@ fn tuning_beats_or_keeps_the_base_on_held_out_customers_and_keeps_the_limits() {
     // Plain progress lines when stderr is not a terminal.
     assert!(text(&output.stderr).contains("candidate 1: share "));
 
-    let share = row(&table, "share of the oracle's revenue");
+    let share = row(&table, "share of the oracle's revenue, net of fees");
     let (held_base, held_tuned) = (number(&share[2]), number(&share[3]));
     assert!(
         held_tuned >= held_base,
