@@ -502,6 +502,16 @@ impl Space {
     }
 }
 
+/// Puts `comment` on a line of its own above what `decor` decorates, after the comments there.
+fn comment_above(decor: &mut toml_edit::Decor, comment: &str) {
+    let before = decor
+        .prefix()
+        .and_then(|p| p.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    decor.set_prefix(format!("{before}{comment}\n"));
+}
+
 /// Adds a comment line above each changed value: what it was, and `effect`. A step removed is told
 /// above the first step that stays (which is never one removed: each kind keeps its first).
 fn annotate(document: &mut DocumentMut, changes: &[Change], effect: &str) {
@@ -510,16 +520,13 @@ fn annotate(document: &mut DocumentMut, changes: &[Change], effect: &str) {
             let Some(stays) = steps_mut(document).and_then(|steps| steps.get_mut(0)) else {
                 continue;
             };
-            let decor = stays.decor_mut();
-            let before = decor
-                .prefix()
-                .and_then(|p| p.as_str())
-                .unwrap_or_default()
-                .to_owned();
-            decor.set_prefix(format!(
-                "{before}# tuned: removed {} — with the other changes, {effect}\n",
-                change.was
-            ));
+            comment_above(
+                stays.decor_mut(),
+                &format!(
+                    "# tuned: removed {} — with the other changes, {effect}",
+                    change.was
+                ),
+            );
             continue;
         }
         let key = change.key.rsplit('.').next().unwrap_or_default();
@@ -533,16 +540,13 @@ fn annotate(document: &mut DocumentMut, changes: &[Change], effect: &str) {
         let Some(mut key) = table.and_then(|t| t.key_mut(key)) else {
             continue;
         };
-        let decor = key.leaf_decor_mut();
-        let before = decor
-            .prefix()
-            .and_then(|p| p.as_str())
-            .unwrap_or_default()
-            .to_owned();
-        decor.set_prefix(format!(
-            "{before}# tuned: was {} — with the other changes, {effect}\n",
-            change.was
-        ));
+        comment_above(
+            key.leaf_decor_mut(),
+            &format!(
+                "# tuned: was {} — with the other changes, {effect}",
+                change.was
+            ),
+        );
     }
 }
 
