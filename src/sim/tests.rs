@@ -99,22 +99,21 @@ fn each_rule_of_the_hand_written_population_comes_out_as_reasoned_under_the_ship
         &shipped(),
         &[
             // insufficient_funds waits for the payday, the 15th, 09:00 local plus this invoice's
-            // jitter: the money is there. Nudged at 1 h and 5 d before that.
-            ("in_funds_hit", Some((retry, hours(282, 25))), 1, 2, false),
+            // jitter: the money is there. Nudged at 1 h before that.
+            ("in_funds_hit", Some((retry, hours(282, 25))), 1, 1, false),
             // The money was there only on Sunday the 8th; the payday retries on the 15th, the 1st
-            // and the 15th again all miss it. Three nudges: 1 h, 5 d and the final notice.
-            ("in_funds_missed", None, 3, 3, false),
-            // A stolen card: no retry, three nudges (1 h, 5 d, the final notice), no card.
-            ("in_dead_card", None, 0, 3, false),
-            // An expired card: the second nudge (day 5, 15:00) brings a new card 18 h later, tried
-            // 5 minutes after it arrives.
-            ("in_new_card", Some((retry, hours(138, 5))), 1, 2, false),
+            // and the 15th again all miss it. Two nudges: 1 h and the final notice.
+            ("in_funds_missed", None, 3, 2, false),
+            // A stolen card: no retry, two nudges (1 h, the final notice), no card.
+            ("in_dead_card", None, 0, 2, false),
+            // An expired card: the second nudge — the final notice, day 30, 15:00 — brings a new
+            // card 18 h later, tried 5 minutes after it arrives.
+            ("in_new_card", Some((retry, hours(738, 5))), 1, 2, false),
             // Failed at 23:30 in Tokyo: the first nudge waits for 09:00 there (9 h 30 m later), and
             // the card comes 2 h after it.
             ("in_quiet", Some((retry, hours(11, 35))), 1, 1, false),
             // do_not_honor is retried once on day 3 (declined: the card is dead); the customer
-            // pays by themselves on day 5, before the second nudge — which the worker cannot tell
-            // from any other payment.
+            // pays by themselves on day 5 — which the worker cannot tell from any other payment.
             (
                 "in_unprompted",
                 Some((RecoveredBy::Unknown, hours(120, 0))),
@@ -122,8 +121,8 @@ fn each_rule_of_the_hand_written_population_comes_out_as_reasoned_under_the_ship
                 1,
                 false,
             ),
-            // The second nudge (day 5) is one too many: the customer cancels before the new card
-            // the same nudge would have brought.
+            // The second nudge (the final notice, day 30) is one too many: the customer cancels
+            // before the new card the same nudge would have brought.
             ("in_gives_up", None, 0, 2, true),
         ],
     );
@@ -181,11 +180,11 @@ fn the_report_of_the_hand_written_population_adds_up_every_invoice() {
     );
     assert_eq!((shipped.lost_to_nagging, shipped.breaches), (1, 0));
     assert!((shipped.attempts_per_invoice - 7.0 / 7.0).abs() < 1e-9);
-    assert!((shipped.nudges_per_invoice - 14.0 / 7.0).abs() < 1e-9);
-    // Recovered after 11, 120, 138 and 282 whole hours: the median is the 2nd (121 h counted to
+    assert!((shipped.nudges_per_invoice - 11.0 / 7.0).abs() < 1e-9);
+    // Recovered after 11, 120, 282 and 738 whole hours: the median is the 2nd (121 h counted to
     // the hour), p90 the 4th.
     assert!((shipped.days_to_recover.p50 - 121.0 / 24.0).abs() < 1e-9);
-    assert!((shipped.days_to_recover.p90 - 283.0 / 24.0).abs() < 1e-9);
+    assert!((shipped.days_to_recover.p90 - 739.0 / 24.0).abs() < 1e-9);
     let rates: Vec<(&str, u64, u64)> = shipped
         .by_decline_class
         .iter()
@@ -203,10 +202,11 @@ fn the_report_of_the_hand_written_population_adds_up_every_invoice() {
     assert_eq!(shipped.by_segment["(none)"].invoices, 7);
     let usd = &shipped.cumulative_revenue_by_day["usd"];
     assert_eq!(usd.len(), 61);
-    // Day by day: 11 h → by the end of day 1; 120 h and 138 h → day 6 (exactly 5 days is the
-    // start of day 6); 282 h → day 12.
+    // Day by day: 11 h → by the end of day 1; 120 h → day 6 (exactly 5 days is the start of day
+    // 6); 282 h → day 12; 738 h → day 31.
     assert_eq!((usd[0], usd[1], usd[4], usd[5]), (0, 4900, 4900, 4900));
-    assert_eq!((usd[6], usd[12], usd[60]), (14700, 19600, 19600));
+    assert_eq!((usd[6], usd[12], usd[30]), (9800, 14700, 14700));
+    assert_eq!((usd[31], usd[60]), (19600, 19600));
 
     let baseline = &report.policies[1];
     assert_eq!(baseline.recovered_invoices, 3);

@@ -453,13 +453,27 @@ async fn a_soft_decline_gets_its_nudges_in_daytime_and_a_thank_you_when_paid() {
         "no portal session before the link is opened"
     );
 
-    // The reminder comes on day 5; a card-expiry warning may come between (the customer's card
-    // expires soon), which is not a dunning nudge.
-    app.advance_clock(4 * DAY).await;
+    // No reminder between: the next message is the final notice on day 30; a card-expiry warning
+    // may come between (the customer's card expires soon), which is not a dunning nudge.
+    let waiting = app
+        .case_when(invoice, |c| {
+            c["timeline"]
+                .to_string()
+                .contains("next nudge final_notice tier 1")
+        })
+        .await;
+    assert!(
+        !waiting["timeline"]
+            .to_string()
+            .contains("payment_failed tier 2"),
+        "{waiting}"
+    );
+    app.advance_into_daytime(29 * DAY, "America/Chicago").await;
     dunning_emails(&sink, 2).await;
-    assert_eq!(
-        dunning(&sink)[1],
-        "Reminder: your payment of $49.00 is still open"
+    assert!(
+        dunning(&sink)[1].starts_with("Final notice"),
+        "{:?}",
+        subjects(&sink)
     );
 
     // Paid (by the customer, in the portal): the sequence stops and one thank-you goes out.
@@ -467,7 +481,7 @@ async fn a_soft_decline_gets_its_nudges_in_daytime_and_a_thank_you_when_paid() {
         "invoice.paid",
         "evt_paid_nudged",
         invoice,
-        unix_now() + 5 * DAY,
+        unix_now() + 31 * DAY,
         1,
     );
     app.deliver(paid).await;
@@ -490,11 +504,7 @@ async fn a_soft_decline_gets_its_nudges_in_daytime_and_a_thank_you_when_paid() {
         .collect();
     assert_eq!(
         kinds,
-        [
-            ("payment_failed", 1),
-            ("payment_failed", 2),
-            ("recovered", 1)
-        ]
+        [("payment_failed", 1), ("final_notice", 1), ("recovered", 1)]
     );
     let chicago = jiff::tz::TimeZone::get("America/Chicago").unwrap();
     for nudge in &nudges[..2] {

@@ -45,11 +45,12 @@ pub struct Step {
 }
 
 impl Default for NudgePlan {
-    /// Three messages at most, the number that loses no customer to nagging where more do
-    /// (`docs/design/dunning-practice.md#escalate-in-tiers`): a friendly note within the hour, a
-    /// firmer one after 5 days, and the final notice after 30 — a week before the end decision; for
-    /// a payment to confirm, a note at once and a reminder after 2 days. Local 09:00–20:00, at most
-    /// one nudge a day per customer and 3 per case, on every configured channel.
+    /// Three messages at most (`docs/design/dunning-practice.md#escalate-in-tiers`): for a failed
+    /// payment a friendly note within the hour and the final notice after 30 days — a week before
+    /// the end decision (a reminder between them lost more customers to nagging than its revenue
+    /// was worth: `config/policy.toml`); for a payment to confirm, a note at once and a reminder
+    /// after 2 days. Local 09:00–20:00, at most one nudge a day per customer and 3 per case, on
+    /// every configured channel.
     fn default() -> Self {
         let step = |kind, tier, hours| Step {
             kind,
@@ -59,7 +60,6 @@ impl Default for NudgePlan {
         Self {
             steps: vec![
                 step(NudgeKind::PaymentFailed, 1, 1),
-                step(NudgeKind::PaymentFailed, 2, 5 * 24),
                 step(NudgeKind::ActionRequired, 1, 0),
                 step(NudgeKind::ActionRequired, 2, 2 * 24),
                 step(NudgeKind::FinalNotice, 1, 30 * 24),

@@ -33,7 +33,7 @@ fn fire(case: &Case) -> (Case, Vec<Action>) {
 }
 
 #[test]
-fn a_failed_payment_gets_its_tiers_in_the_customers_daytime_then_the_final_notice() {
+fn a_failed_payment_gets_its_note_in_the_customers_daytime_then_the_final_notice() {
     let mut case = opened_in("America/Chicago", &[]);
     let mut sent = Vec::new();
     while let Some(timer) = nudge_timer(&case) {
@@ -54,17 +54,16 @@ fn a_failed_payment_gets_its_tiers_in_the_customers_daytime_then_the_final_notic
         sent,
         [
             (NudgeKind::PaymentFailed, 1, 0),
-            (NudgeKind::PaymentFailed, 2, 5),
             (NudgeKind::FinalNotice, 1, 30),
         ]
     );
-    assert_eq!(case.nudged.len(), 3);
+    assert_eq!(case.nudged.len(), 2);
     let said = case
         .timeline
         .iter()
         .filter(|e| e.what == "nudge due")
         .count();
-    assert_eq!(said, 3);
+    assert_eq!(said, 2);
 }
 
 #[test]
