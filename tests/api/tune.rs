@@ -73,8 +73,15 @@ fn tuning_beats_or_keeps_the_base_on_held_out_customers_and_keeps_the_limits() {
     ]);
     let table = text(&output.stdout);
     assert!(output.status.success(), "{}\n{table}", text(&output.stderr));
+    // At most the candidates asked for: moves are scored two at a time, so one fewer when a pair
+    // would have gone past.
+    let candidates: u32 = table
+        .lines()
+        .find_map(|l| l.split_once(" candidates in "))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no candidate count in\n{table}"));
     assert!(
-        table.contains("24 candidates in") && table.contains("stopped at the most candidates"),
+        (23..=24).contains(&candidates) && table.contains("stopped at the most candidates"),
         "{table}"
     );
     // Plain progress lines when stderr is not a terminal.
