@@ -44,6 +44,12 @@ async fn nudged(app: &TestApp, sink: &SmtpSink, invoice: &str) -> String {
         !sink.mails().is_empty()
     })
     .await;
+    // The mail goes out before the case records it: wait for the case too, so that a test reading
+    // the case next sees it settled.
+    app.case_when(invoice, |c| {
+        c["timeline"].to_string().contains("nudge delivered")
+    })
+    .await;
     link_in(&sink.mails()[0].text())
 }
 
