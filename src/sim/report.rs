@@ -344,17 +344,21 @@ impl fmt::Display for Report {
             "recovery rate",
             each(&|p| Cell::percent(p.recovery_rate)),
         ));
-        for currency in population.revenue.keys() {
-            rows.push(Row::new(
-                &format!("recovered revenue, {currency}"),
-                each(&|p| {
-                    Cell::money(
-                        p.recovered_revenue.get(currency).copied().unwrap_or(0),
-                        currency,
-                    )
-                }),
-            ));
-        }
+        // One row per currency of the population, an amount in it from each policy.
+        let per_currency =
+            |rows: &mut Vec<Row>,
+             label: &str,
+             amounts: &dyn Fn(&PolicyReport) -> &BTreeMap<String, i64>| {
+                for currency in population.revenue.keys() {
+                    rows.push(Row::new(
+                        &format!("{label}, {currency}"),
+                        each(&|p| {
+                            Cell::money(amounts(p).get(currency).copied().unwrap_or(0), currency)
+                        }),
+                    ));
+                }
+            };
+        per_currency(&mut rows, "recovered revenue", &|p| &p.recovered_revenue);
         rows.push(Row::new(
             "share of the oracle's revenue",
             each(&|p| Cell::percent(p.oracle_share)),
@@ -379,17 +383,9 @@ impl fmt::Display for Report {
             "attempts per invoice",
             each(&|p| Cell::fraction(p.attempts_per_invoice)),
         ));
-        for currency in population.revenue.keys() {
-            rows.push(Row::new(
-                &format!("recovered per attempt, {currency}"),
-                each(&|p| {
-                    Cell::money(
-                        p.recovered_per_attempt.get(currency).copied().unwrap_or(0),
-                        currency,
-                    )
-                }),
-            ));
-        }
+        per_currency(&mut rows, "recovered per attempt", &|p| {
+            &p.recovered_per_attempt
+        });
         rows.push(Row::new(
             "network fees, estimated",
             each(&|p| Cell::dollars(p.network_fees_usd)),
