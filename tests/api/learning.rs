@@ -79,7 +79,13 @@ async fn an_outcome_through_stripe_becomes_evidence_that_times_a_later_retry_and
         "{story}"
     );
     assert!(story.contains("the static plan said"), "{story}");
-    assert!(later["next_attempt_at"].is_string(), "{later}");
+    // A retry was planned at that moment. (Its failure carries the wall clock's time while the test
+    // clock is 20 days on, so the moment may already be due and the retry made by now: the plan is
+    // read from the timeline, not from `next_attempt_at`.)
+    assert!(
+        story.contains("next retry ") && story.contains("retry 1 chosen by"),
+        "{later}"
+    );
 
     // What was learned leaves with `learn export` and is shown by `learn show`.
     let exported = dir.path().join("evidence.txt");
