@@ -8,9 +8,10 @@ use jiff::{SignedDuration, Timestamp};
 use recoup::config::RedisSettings;
 use recoup::event::wire::{Parsed, parse};
 use recoup::event::{Event, EventObject};
+use recoup::policy::expiring::CardHolder;
 use recoup::policy::{
-    Attempt, CardOnFile, Case, Channel, ChargeResult, CustomerFacts, Declined, EndOrder, EndResult,
-    Entry, Input, Nudge, NudgeKind, Outcome, Policy, Timer, TimerKind, decide,
+    Attempt, Case, Channel, ChargeResult, CustomerFacts, Declined, EndOrder, EndResult, Entry,
+    Input, Nudge, NudgeKind, Outcome, Policy, Timer, TimerKind, decide,
 };
 use recoup::processor::{DisputedCharge, InvoicePage, Processor, ProcessorError};
 use recoup::store::{Cases, RedisStore, Saved};
@@ -45,10 +46,10 @@ impl Processor for Declining {
         Box::pin(async { Ok(None) })
     }
 
-    fn default_card<'a>(
+    fn card_holder<'a>(
         &'a self,
         _: &'a str,
-    ) -> BoxFuture<'a, Result<Option<CardOnFile>, ProcessorError>> {
+    ) -> BoxFuture<'a, Result<Option<CardHolder>, ProcessorError>> {
         Box::pin(async { Ok(None) })
     }
 

@@ -8,7 +8,8 @@ use futures_util::future::BoxFuture;
 use jiff::{SignedDuration, Timestamp};
 
 use super::Story;
-use crate::policy::{Card, CardOnFile, ChargeResult, CustomerFacts, Declined, EndOrder, EndResult};
+use crate::policy::expiring::CardHolder;
+use crate::policy::{Card, ChargeResult, CustomerFacts, Declined, EndOrder, EndResult};
 use crate::processor::{DisputedCharge, InvoicePage, Processor, ProcessorError};
 
 /// The demo's Stripe: answers the worker in-process, the same way for every try of a call.
@@ -146,10 +147,10 @@ impl Processor for DemoStripe {
         Box::pin(async move { Ok(facts) })
     }
 
-    fn default_card<'a>(
+    fn card_holder<'a>(
         &'a self,
         _: &'a str,
-    ) -> BoxFuture<'a, Result<Option<CardOnFile>, ProcessorError>> {
+    ) -> BoxFuture<'a, Result<Option<CardHolder>, ProcessorError>> {
         self.call();
         Box::pin(async { Ok(None) })
     }

@@ -55,7 +55,11 @@ impl Email {
                 .parse()
                 .map_err(|e| permanent(format!("{address:?} is not an email address: {e}")))?,
         );
+        // The nudge's id, the same on every try: a message sent again after a lost answer (or a
+        // worker that died before recording it) is one message to mail systems that recognise it.
+        let message_id = format!("<{}@{}>", nudge.id, self.from.email.domain());
         let message = Message::builder()
+            .message_id(Some(message_id))
             .from(self.from.clone())
             .to(to)
             .subject(&nudge.message.subject)

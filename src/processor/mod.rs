@@ -21,9 +21,8 @@ pub mod stripe;
 
 use futures_util::future::BoxFuture;
 
-use crate::policy::{
-    Card, CardOnFile, ChargeResult, CustomerFacts, Declined, EndAction, EndOrder, EndResult,
-};
+use crate::policy::expiring::CardHolder;
+use crate::policy::{Card, ChargeResult, CustomerFacts, Declined, EndAction, EndOrder, EndResult};
 
 /// Where charges go.
 pub trait Processor: Send + Sync + 'static {
@@ -48,12 +47,13 @@ pub trait Processor: Send + Sync + 'static {
         customer_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<CustomerFacts>, ProcessorError>>;
 
-    /// The card the customer's next invoice will be charged to (their default payment method), if
-    /// it is a card.
-    fn default_card<'a>(
+    /// The card the customer's next invoice will be charged to (their default payment method, if
+    /// it is a card), whether a subscription will charge it, and where and when they can be
+    /// reached; `Ok(None)` when Stripe has no such customer.
+    fn card_holder<'a>(
         &'a self,
         customer_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<CardOnFile>, ProcessorError>>;
+    ) -> BoxFuture<'a, Result<Option<CardHolder>, ProcessorError>>;
 
     /// The invoice as a customer's fix needs it: its status and its hosted page (where a payment
     /// that needs the customer is confirmed); `Ok(None)` when Stripe has no such invoice.

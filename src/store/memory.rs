@@ -63,6 +63,8 @@ struct Inner {
     nudge_counts: HashMap<(String, String), u64>,
     /// What was done once (kept for the life of the process).
     done: HashSet<String>,
+    /// What waits to be done later, by list: each member and when.
+    later: HashMap<String, HashMap<String, Timestamp>>,
     /// Events about each customer, newest last, capped (kept for the life of the process).
     early: HashMap<String, VecDeque<Event>>,
     arrivals: Arrivals,
@@ -475,6 +477,42 @@ impl Counters for MemoryStore {
 
     async fn first_time(&self, key: &str, _keep: Duration) -> Result<bool, StoreError> {
         Ok(self.lock().done.insert(key.to_owned()))
+    }
+
+    async fn marked(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().done.contains(key))
+    }
+
+    async fn defer(&self, list: &str, member: &str, at: Timestamp) -> Result<(), StoreError> {
+        self.lock()
+            .later
+            .entry(list.to_owned())
+            .or_default()
+            .insert(member.to_owned(), at);
+        Ok(())
+    }
+
+    async fn take_due(
+        &self,
+        list: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut inner = self.lock();
+        let Some(waiting) = inner.later.get_mut(list) else {
+            return Ok(Vec::new());
+        };
+        let mut due: Vec<(Timestamp, String)> = waiting
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(member, at)| (*at, member.clone()))
+            .collect();
+        due.sort();
+        due.truncate(limit);
+        for (_, member) in &due {
+            waiting.remove(member);
+        }
+        Ok(due.into_iter().map(|(_, member)| member).collect())
     }
 
     async fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {

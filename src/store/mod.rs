@@ -400,6 +400,28 @@ pub trait Counters: Send + Sync {
         keep: Duration,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Whether `key` is marked by [`Self::first_time`] and still remembered.
+    fn marked(&self, key: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Puts `member` on the list of things to do later, `list`, for `at` (a member already on it
+    /// is moved to `at`). Kept until taken; what is waiting is bounded by its caller (one entry
+    /// per customer, say).
+    fn defer(
+        &self,
+        list: &str,
+        member: &str,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Takes up to `limit` members of `list` whose time has come by `now`, each by one caller only
+    /// (two workers asking at once get different members).
+    fn take_due(
+        &self,
+        list: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
     /// Takes the lease `name` for `holder` for `ttl`, or extends it when `holder` already holds it;
     /// whether `holder` holds it now. A lease nobody extends runs out by itself, so a holder that
     /// dies gives it back by doing nothing.

@@ -86,11 +86,11 @@ impl Processor for Echoing {
         self.stripe.customer(customer_id)
     }
 
-    fn default_card<'a>(
+    fn card_holder<'a>(
         &'a self,
         customer_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<recoup::policy::CardOnFile>, ProcessorError>> {
-        self.stripe.default_card(customer_id)
+    ) -> BoxFuture<'a, Result<Option<recoup::policy::expiring::CardHolder>, ProcessorError>> {
+        self.stripe.card_holder(customer_id)
     }
 
     fn invoice_page<'a>(

@@ -685,7 +685,8 @@ async fn read_customer(
         &headers,
         String::new(),
     );
-    let Some(customer) = ledger.lock().unwrap().customers.get(&id).cloned() else {
+    let ledger = ledger.lock().unwrap();
+    let Some(customer) = ledger.customers.get(&id).cloned() else {
         let (status, body) = missing("customer", &id);
         return (status, axum::Json(body)).into_response();
     };
@@ -697,13 +698,31 @@ async fn read_customer(
     json["name"] = json!(customer.name);
     json["email"] = json!(customer.email);
     json["preferred_locales"] = json!(customer.preferred_locales);
-    if query.is_some_and(|q| q.contains("default_payment_method")) {
+    if query
+        .as_ref()
+        .is_some_and(|q| q.contains("default_payment_method"))
+    {
         let mut method = template("payment_method");
         method["id"] = json!(format!("pm_for_{id}"));
         method["customer"] = json!(id);
         method["card"]["exp_month"] = json!(customer.card_expires.0);
         method["card"]["exp_year"] = json!(customer.card_expires.1);
         json["invoice_settings"]["default_payment_method"] = method;
+    }
+    if query.is_some_and(|q| q.contains("subscriptions")) {
+        // Stripe's list of the customer's current subscriptions: the canceled ones are not in it.
+        let current: Vec<Value> = ledger
+            .subscriptions
+            .iter()
+            .filter(|(_, s)| s.customer == id && s.status != "canceled")
+            .map(|(sub_id, s)| subscription_json(sub_id, s, None))
+            .collect();
+        json["subscriptions"] = json!({
+            "object": "list",
+            "data": current,
+            "has_more": false,
+            "url": format!("/v1/customers/{id}/subscriptions"),
+        });
     }
     axum::Json(json).into_response()
 }

@@ -16,7 +16,7 @@ use recoup::server::Role;
 use recoup::webhook::signature::{Verifier, unix_now};
 use secrecy::SecretString;
 
-use crate::fake_stripe::{Customer, Decline, Invoice, Outcome};
+use crate::fake_stripe::{Customer, Decline, Invoice, Outcome, Subscription};
 use crate::helpers::{
     API_TOKENS, LINKS, PUBLIC_URL, Recoup, TestApp, failure_of, invoice_event, metric_value,
     wait_until,
@@ -178,6 +178,18 @@ async fn a_busy_mail_server_is_tried_again_and_a_refused_address_is_not() {
         sink.sessions() - before,
         1,
         "a permanent refusal is not retried"
+    );
+    // Sent again (its answer lost), it is the same message: the nudge's id is its Message-ID.
+    notifier.deliver(&english, &[Channel::Email]).await;
+    let ids: Vec<String> = sink
+        .mails()
+        .iter()
+        .map(|m| m.parsed().message_id().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![format!("{}@acme.example", english.id); 2],
+        "{ids:?}"
     );
 }
 
@@ -726,12 +738,13 @@ async fn a_nudge_the_webhook_answered_503_for_is_delivered_later_with_the_same_i
     );
 }
 
-/// Waits for the expiring-card email about the customer's Visa 4242, and returns its text.
-async fn card_expiring_email(sink: &SmtpSink) -> String {
+/// Waits for the expiring-card email about the customer's Visa 4242 expiring at the end of
+/// `expiry` (`12/2026`), and returns its text.
+async fn card_expiring_email(sink: &SmtpSink, expiry: &str) -> String {
     assert_eq!(emails(sink, 1).await, ["Your card is about to expire"]);
     let text = sink.mails()[0].text();
     assert!(
-        text.contains("Visa ending 4242, expiring 12/2026"),
+        text.contains(&format!("Visa ending 4242, expiring {expiry}")),
         "{text}"
     );
     text
@@ -750,11 +763,15 @@ fn upcoming(event_id: &str, renews: i64) -> Vec<u8> {
 #[tokio::test]
 async fn a_default_card_expiring_before_the_renewal_gets_one_card_expiring_nudge() {
     let (app, sink) = nudging_app().await;
+    app.advance_into_daytime(1, "America/Chicago").await;
+    // The mail server is busy for the first try: the card is not marked as warned, and the event
+    // tried again delivers it.
+    sink.busy_for(1);
     // The card is good through December 2026: a renewal in January finds it expired.
     let january: jiff::Timestamp = "2027-01-05T15:00:00Z".parse().unwrap();
     app.deliver(upcoming("evt_upcoming_1", january.as_second()))
         .await;
-    let text = card_expiring_email(&sink).await;
+    let text = card_expiring_email(&sink, "12/2026").await;
     assert!(text.contains(&format!("{PUBLIC_URL}/fix/")), "{text}");
 
     // Told again (Stripe sends invoice.upcoming more than once), the card is not nudged again; a
@@ -776,9 +793,110 @@ async fn a_default_card_expiring_before_the_renewal_gets_one_card_expiring_nudge
 #[tokio::test]
 async fn a_legacy_card_source_expiring_gets_one_nudge() {
     let (app, sink) = nudging_app().await;
+    app.advance_into_daytime(1, "America/Chicago").await;
     app.deliver(crate::helpers::fixture("customer.source.expiring"))
         .await;
-    card_expiring_email(&sink).await;
+    card_expiring_email(&sink, "12/2026").await;
+}
+
+/// The customers waiting for their window before their expiring card's nudge goes out.
+async fn waiting_for_window(app: &TestApp) -> Vec<String> {
+    let mut redis = app.redis.conn().await;
+    redis::cmd("ZRANGE")
+        .arg("recoup:later:expiring")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis)
+        .await
+        .unwrap()
+}
+
+/// Makes `customer` known to recoup through an invoice that failed and was paid at once (before
+/// any nudge: no dunning message competes with the card's for the day).
+async fn known_through_a_paid_invoice(app: &TestApp, invoice: &str, customer: &str) {
+    app.stripe.add_invoice(
+        invoice,
+        Invoice::failed(customer, Decline::visa("insufficient_funds")),
+    );
+    let mut failed: serde_json::Value = serde_json::from_slice(&failure_of(invoice)).unwrap();
+    failed["data"]["object"]["customer"] = customer.into();
+    app.deliver(serde_json::to_vec(&failed).unwrap()).await;
+    app.case_when(invoice, |c| c["decline"]["class"].is_string())
+        .await;
+    app.stripe.set_invoice_status(invoice, "paid");
+    let mut paid: serde_json::Value = serde_json::from_slice(&crate::helpers::invoice_event(
+        "invoice.paid",
+        &format!("evt_paid_{invoice}"),
+        invoice,
+        unix_now(),
+        1,
+    ))
+    .unwrap();
+    paid["data"]["object"]["customer"] = customer.into();
+    app.deliver(serde_json::to_vec(&paid).unwrap()).await;
+    app.case_when(invoice, |c| c["state"] == "recovered").await;
+}
+
+#[tokio::test]
+async fn the_daily_scan_nudges_a_subscriber_whose_card_will_expire_in_their_daytime_only() {
+    let (app, sink) = emailing_app().await;
+    // Cards good through the first month that starts 40 days or more from now: not due in the
+    // scans of the first days, due from the first of that month (the scan looks 35 days ahead).
+    let soon =
+        jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC) + jiff::Span::new().days(40);
+    let month = soon
+        .date()
+        .first_of_month()
+        .checked_add(jiff::Span::new().months(1))
+        .unwrap();
+    let expires = (month.month() as u32, month.year() as u32);
+    let gone = "cus_Sc4nG0neC4nc3l";
+    for customer in [CUSTOMER, gone] {
+        app.stripe.add_customer(customer, Customer::dana(expires));
+    }
+    app.stripe
+        .add_subscription("sub_scan_active", Subscription::active(CUSTOMER));
+    app.stripe.add_subscription(
+        "sub_scan_canceled",
+        Subscription {
+            status: "canceled",
+            ..Subscription::active(gone)
+        },
+    );
+    known_through_a_paid_invoice(&app, "in_scan_active", CUSTOMER).await;
+    known_through_a_paid_invoice(&app, "in_scan_gone", gone).await;
+
+    // That day's scan at 12:00 UTC finds 06:00 in Chicago: the subscriber's nudge waits for their
+    // window; the customer whose subscription was canceled is left out.
+    let dawn = month
+        .at(12, 0, 0, 0)
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .unwrap()
+        .timestamp();
+    let now = app.advance_clock(1).await;
+    app.advance_clock(dawn.as_second() - now.as_second()).await;
+    wait_until(
+        "the nudge to wait for the customer's window",
+        Duration::from_secs(20),
+        || async { waiting_for_window(&app).await == [CUSTOMER] },
+    )
+    .await;
+    assert!(
+        !subjects(&sink).contains(&"Your card is about to expire".to_owned()),
+        "{:?}",
+        subjects(&sink)
+    );
+
+    // At noon in Chicago it goes out, once, to the subscriber only.
+    app.advance_into_daytime(1, "America/Chicago").await;
+    card_expiring_email(&sink, &format!("{:02}/{}", month.month(), month.year())).await;
+    wait_until(
+        "the waiting list to be taken",
+        Duration::from_secs(10),
+        || async { waiting_for_window(&app).await.is_empty() },
+    )
+    .await;
+    assert_eq!(sink.mails().len(), 1, "{:?}", subjects(&sink));
 }
 
 #[tokio::test]
@@ -799,34 +917,6 @@ async fn a_customer_stripe_cannot_show_is_written_to_where_the_invoice_went() {
     );
     let text = mail.text();
     assert!(text.contains("Hi Dana Whitfield"), "{text}");
-}
-
-#[tokio::test]
-async fn the_daily_scan_nudges_a_known_customer_whose_default_card_is_about_to_expire() {
-    let (app, sink) = nudging_app().await;
-    // The customer becomes known to recoup through a failed invoice...
-    let invoice = "in_scanned_1";
-    app.fail(
-        invoice,
-        Invoice::failed(CUSTOMER, Decline::visa("insufficient_funds")),
-    )
-    .await;
-    // ...and a later day's scan finds their default card (good through December 2026) expiring
-    // within the month ahead: the test clock moves to mid-December, or a day on if that is past.
-    let mid_december: jiff::Timestamp = "2026-12-15T12:00:00Z".parse().unwrap();
-    let to_december = mid_december.as_second() - jiff::Timestamp::now().as_second();
-    app.advance_clock(to_december.max(DAY)).await;
-    wait_until("the card's nudge", Duration::from_secs(20), || async {
-        subjects(&sink)
-            .iter()
-            .any(|s| s == "Your card is about to expire")
-    })
-    .await;
-    let expiring = subjects(&sink)
-        .into_iter()
-        .filter(|s| s == "Your card is about to expire")
-        .count();
-    assert_eq!(expiring, 1);
 }
 
 #[tokio::test]

@@ -63,6 +63,7 @@ store_suite!(
     the_newest_event_is_remembered_by_how_it_came_and_the_backfill_mark_only_moves_forward,
     a_lease_has_one_holder_until_given_back_or_run_out,
     a_session_lasts_until_it_expires_or_is_closed,
+    a_mark_is_seen_and_what_waits_is_taken_when_due_by_one_taker,
     a_customers_early_events_are_kept_capped_each_once_in_stripes_order,
 );
 
@@ -385,6 +386,46 @@ async fn a_lease_has_one_holder_until_given_back_or_run_out<S: Store>(store: &S)
     // Not extended, it runs out by itself.
     tokio::time::sleep(short * 2).await;
     assert!(store.lease("backfill", "worker-a", LONG).await.unwrap());
+}
+
+async fn a_mark_is_seen_and_what_waits_is_taken_when_due_by_one_taker<S: Store>(store: &S) {
+    assert!(!store.marked("card:1").await.unwrap());
+    assert!(store.first_time("card:1", LONG).await.unwrap());
+    assert!(store.marked("card:1").await.unwrap());
+    assert!(!store.marked("card:2").await.unwrap(), "another mark");
+
+    let now: Timestamp = "2026-12-15T12:00:00Z".parse().unwrap();
+    let hour = SignedDuration::from_hours(1);
+    store.defer("expiring", "cus_a", now).await.unwrap();
+    store.defer("expiring", "cus_b", now + hour).await.unwrap();
+    store.defer("expiring", "cus_c", now - hour).await.unwrap();
+    store.defer("other", "cus_d", now).await.unwrap();
+    // Deferred again, a member moves: once, to its new time.
+    store
+        .defer("expiring", "cus_a", now + hour * 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take_due("expiring", now, 10).await.unwrap(),
+        ["cus_c"]
+    );
+    assert!(
+        store
+            .take_due("expiring", now, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "taken once"
+    );
+    let later = now + hour * 3;
+    let (first, second) = tokio::join!(
+        store.take_due("expiring", later, 1),
+        store.take_due("expiring", later, 10)
+    );
+    let mut taken = [first.unwrap(), second.unwrap()].concat();
+    taken.sort();
+    assert_eq!(taken, ["cus_a", "cus_b"], "each by one taker");
+    assert_eq!(store.take_due("other", later, 10).await.unwrap(), ["cus_d"]);
 }
 
 async fn a_session_lasts_until_it_expires_or_is_closed<S: Store>(store: &S) {

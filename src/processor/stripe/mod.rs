@@ -31,12 +31,14 @@ use stripe_billing::invoice::{PayInvoice, RetrieveInvoice};
 use stripe_core::charge::RetrieveCharge;
 use stripe_core::customer::{RetrieveCustomer, RetrieveCustomerReturned};
 use stripe_core::payment_intent::RetrievePaymentIntent;
+use stripe_shared::SubscriptionStatus;
 
 mod ending;
 mod lists;
 
 use super::{DisputedCharge, InvoicePage, Processor, ProcessorError, idempotency_key};
 use crate::config::StripeSettings;
+use crate::policy::expiring::CardHolder;
 use crate::policy::{Card, CardOnFile, ChargeResult, CustomerFacts, Declined, EndOrder, EndResult};
 
 /// The Stripe API version recoup speaks: the one async-stripe pins. The business's webhook
@@ -283,11 +285,17 @@ impl Stripe {
         Ok(session.url)
     }
 
-    async fn card_on_file(&self, customer_id: &str) -> Result<Option<CardOnFile>, ProcessorError> {
+    async fn card_holder_of(
+        &self,
+        customer_id: &str,
+    ) -> Result<Option<CardHolder>, ProcessorError> {
         let read = self
             .call("read customer's default card", || async {
                 RetrieveCustomer::new(customer_id)
-                    .expand(vec!["invoice_settings.default_payment_method".to_owned()])
+                    .expand(vec![
+                        "invoice_settings.default_payment_method".to_owned(),
+                        "subscriptions".to_owned(),
+                    ])
                     .send(&self.client)
                     .await
             })
@@ -304,19 +312,45 @@ impl Stripe {
                 });
             }
         };
-        let method = customer
+        let card = customer
             .invoice_settings
             .and_then(|settings| settings.default_payment_method)
-            .and_then(|pm| pm.into_object());
-        Ok(method.and_then(|pm| {
-            let card = pm.card?;
-            Some(CardOnFile {
-                id: pm.id.as_str().to_owned(),
-                brand: card.brand,
-                last4: card.last4,
-                exp_month: u32::try_from(card.exp_month).ok()?,
-                exp_year: u32::try_from(card.exp_year).ok()?,
-            })
+            .and_then(|pm| pm.into_object())
+            .and_then(|pm| {
+                let card = pm.card?;
+                Some(CardOnFile {
+                    id: pm.id.as_str().to_owned(),
+                    brand: card.brand,
+                    last4: card.last4,
+                    exp_month: u32::try_from(card.exp_month).ok()?,
+                    exp_year: u32::try_from(card.exp_year).ok()?,
+                })
+            });
+        // Stripe embeds the first few; a customer with more than that has one that renews as far
+        // as recoup can tell without paging.
+        let subscribed = customer.subscriptions.is_some_and(|list| {
+            list.has_more
+                || list.data.iter().any(|s| {
+                    matches!(
+                        s.status,
+                        SubscriptionStatus::Active
+                            | SubscriptionStatus::Trialing
+                            | SubscriptionStatus::PastDue
+                    )
+                })
+        });
+        let metadata = customer.metadata.unwrap_or_default();
+        let country = customer.address.and_then(|a| a.country);
+        Ok(Some(CardHolder {
+            card,
+            subscribed,
+            timezone: crate::policy::timing::zone_name(
+                metadata.get("timezone").map(String::as_str),
+                country.as_deref(),
+            ),
+            contact_window: metadata
+                .get("contact_window")
+                .and_then(|w| crate::policy::contact_window(w)),
         }))
     }
 
@@ -411,11 +445,11 @@ impl Processor for Stripe {
         Box::pin(self.customer_facts(customer_id))
     }
 
-    fn default_card<'a>(
+    fn card_holder<'a>(
         &'a self,
         customer_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<CardOnFile>, ProcessorError>> {
-        Box::pin(self.card_on_file(customer_id))
+    ) -> BoxFuture<'a, Result<Option<CardHolder>, ProcessorError>> {
+        Box::pin(self.card_holder_of(customer_id))
     }
 
     fn invoice_page<'a>(

@@ -208,6 +208,52 @@ impl Counters for RedisStore {
         Ok(set.is_some())
     }
 
+    async fn marked(&self, key: &str) -> Result<bool, StoreError> {
+        self.query(redis::cmd("EXISTS").arg(format!("recoup:once:{key}")))
+            .await
+    }
+
+    async fn defer(&self, list: &str, member: &str, at: Timestamp) -> Result<(), StoreError> {
+        self.query(
+            redis::cmd("ZADD")
+                .arg(format!("recoup:later:{list}"))
+                .arg(at.as_millisecond())
+                .arg(member),
+        )
+        .await
+    }
+
+    async fn take_due(
+        &self,
+        list: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let key = format!("recoup:later:{list}");
+        let due: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(&key)
+                    .arg("-inf")
+                    .arg(now.as_millisecond())
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit),
+            )
+            .await?;
+        let mut taken = Vec::with_capacity(due.len());
+        for member in due {
+            // Whoever removes it takes it: two workers reading the same members split them.
+            let removed: u64 = self
+                .query(redis::cmd("ZREM").arg(&key).arg(&member))
+                .await?;
+            if removed == 1 {
+                taken.push(member);
+            }
+        }
+        Ok(taken)
+    }
+
     async fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
         // At least a millisecond: 0 would give the lease back.
         let ms = (ttl.as_millis() as u64).max(1);

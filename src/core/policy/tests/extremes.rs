@@ -180,7 +180,14 @@ proptest! {
             exp_month: month,
             exp_year: year,
         };
-        let _ = expiring::due_in_scan(&card, at);
         let _ = card.expired_by(at);
+        let holder = expiring::CardHolder {
+            card: Some(card),
+            subscribed: true,
+            timezone: "Pacific/Kiritimati".to_owned(),
+            contact_window: None,
+        };
+        let _ = holder.due_in_scan(at);
+        let _ = holder.into_window(&NudgePlan::default(), at);
     }
 }
