@@ -201,13 +201,12 @@ pub fn retime(
     // The features of a day's moments differ only in the hour and the time since the failure:
     // the rest is worked out once a day.
     let mut day: Option<(jiff::civil::Date, Moment)> = None;
-    let mut score = |at: Timestamp| {
-        let local = at.to_zoned(zone.clone());
+    let mut score = |&(at, date, hour): &(Timestamp, jiff::civil::Date, i8)| {
         let moment = match day {
-            Some((date, moment)) if date == local.date() => moment.at(case, at, local.hour()),
+            Some((seen, moment)) if seen == date => moment.at(case, at, hour),
             _ => {
                 let moment = Moment::of(case, at);
-                day = Some((local.date(), moment));
+                day = Some((date, moment));
                 moment
             }
         };
@@ -216,28 +215,49 @@ pub fn retime(
         if explore {
             value += 2.0 * (value * (1.0 - value) / (f64::from(estimate.tries) + 1.0)).sqrt();
         }
-        if local.hour() == last_hour {
+        if hour == last_hour {
             value *= SAME_HOUR;
         }
         let days = at.duration_since(earliest).as_secs_f64().max(0.0) / 86_400.0;
-        (value * DAILY_DISCOUNT.powf(days), estimate)
+        Scored {
+            value: value * DAILY_DISCOUNT.powf(days),
+            at,
+            date,
+            estimate,
+        }
     };
     let mut candidates = candidates(earliest, latest, &zone, plan.window);
     if next.at <= latest {
-        candidates.push(next.at);
+        let local = next.at.to_zoned(zone.clone());
+        candidates.push((next.at, local.date(), local.hour()));
     }
-    let mut scored: Vec<(f64, Timestamp, Estimate)> = candidates
-        .into_iter()
-        .map(|at| {
-            let (value, estimate) = score(at);
-            (value, at, estimate)
-        })
-        .collect();
+    let scored: Vec<Scored> = candidates.iter().map(&mut score).collect();
     // Best first; ties go to the earlier moment, so the order of candidates never decides.
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let Some((_, at, best)) = scored.first().cloned() else {
+    let better = |a: &&Scored, b: &&Scored| a.value.total_cmp(&b.value).then(b.at.cmp(&a.at));
+    let Some(best) = scored.iter().max_by(better) else {
         return (next, None);
     };
+    let at = best.at;
+    // Nobody reads the reasons of a case that keeps no story (a simulated one): the choice is
+    // all it needs, and writing them would cost more than making it.
+    if case.untold {
+        let choice = RetryChoice {
+            attempt: next.attempt,
+            after: last.at,
+            at,
+            why: String::new(),
+        };
+        return (
+            NextRetry {
+                at,
+                why: String::new(),
+                ..next
+            },
+            Some(choice),
+        );
+    }
+    let best_date = best.date;
+    let best = &best.estimate;
     let zone_name = &case.customer_timezone;
     let local = |t: Timestamp| {
         t.to_zoned(zone.clone())
@@ -246,8 +266,15 @@ pub fn retime(
     };
     let runner_up = scored
         .iter()
-        .find(|(_, t, _)| t.to_zoned(zone.clone()).date() != at.to_zoned(zone.clone()).date())
-        .map(|(_, t, e)| format!("; runner-up {} at {:.0}%", local(*t), e.chance * 100.0))
+        .filter(|s| s.date != best_date)
+        .max_by(better)
+        .map(|s| {
+            format!(
+                "; runner-up {} at {:.0}%",
+                local(s.at),
+                s.estimate.chance * 100.0
+            )
+        })
         .unwrap_or_default();
     let rested = match best.tries {
         0 => format!(
@@ -304,36 +331,57 @@ fn at_hour(at: Timestamp, zone: &jiff::tz::TimeZone) -> i8 {
     at.to_zoned(zone.clone()).hour()
 }
 
-/// Every second local hour inside the window, on each day from `earliest` to `latest`.
+/// A candidate moment and its value.
+struct Scored {
+    value: f64,
+    at: Timestamp,
+    /// Its local date.
+    date: jiff::civil::Date,
+    estimate: Estimate,
+}
+
+/// Every second local hour inside the window, on each day from `earliest` to `latest`, with its
+/// local date and hour (which scoring needs, and which cost a time-zone lookup to work out again).
 fn candidates(
     earliest: Timestamp,
     latest: Timestamp,
     zone: &jiff::tz::TimeZone,
     window: timing::Window,
-) -> Vec<Timestamp> {
+) -> Vec<(Timestamp, jiff::civil::Date, i8)> {
     let mut found = Vec::new();
     let mut day = earliest.to_zoned(zone.clone()).date();
     while let Ok(start) = day.to_zoned(zone.clone()) {
         if start.timestamp() > latest {
             break;
         }
+        // On a day the clocks do not change (almost all), every hour is the day's offset away
+        // from UTC: one look-up of the zone a day instead of one an hour.
+        let offset = start.offset();
+        let steady = zone.to_offset(time::later(
+            start.timestamp(),
+            SignedDuration::from_hours(25),
+        )) == offset;
         for hour in (window.start_hour..window.end_hour.min(24)).step_by(2) {
-            let Ok(at) = day
-                .at(i8::try_from(hour).unwrap_or(0), 0, 0, 0)
-                .to_zoned(zone.clone())
-            else {
+            let hour = i8::try_from(hour).unwrap_or(0);
+            let local = day.at(hour, 0, 0, 0);
+            let at = if steady {
+                offset.to_timestamp(local)
+            } else {
+                local.to_zoned(zone.clone()).map(|z| z.timestamp())
+            };
+            let Ok(at) = at else {
                 continue;
             };
-            let at = at.timestamp();
             if earliest <= at && at <= latest {
-                found.push(at);
+                found.push((at, day, hour));
             }
         }
         let Ok(next) = day.tomorrow() else { break };
         day = next;
     }
     if found.is_empty() {
-        found.push(earliest);
+        let local = earliest.to_zoned(zone.clone());
+        found.push((earliest, local.date(), local.hour()));
     }
     found
 }
@@ -367,12 +415,17 @@ impl<'a> Groups<'a> {
         let base = rate(self.own, 0, base_all);
         let mut chance = base;
         let mut strongest = (1.0f64, None);
+        // How far the strongest factor moved it, either way: a lift of ×2 and one of ×0.5 are
+        // as strong.
+        let mut strongest_moved = 1.0f64;
         for &slot in moment.factors() {
             let all = rate(self.all, slot, base_all);
             let own = rate(self.own, slot, all * base / base_all);
             let lift = own / base;
             chance *= lift;
-            if (lift.ln()).abs() > strongest.0.ln().abs() {
+            let moved = lift.max(1.0 / lift);
+            if moved > strongest_moved {
+                strongest_moved = moved;
                 strongest = (lift, Some(slot));
             }
         }
