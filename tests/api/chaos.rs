@@ -651,18 +651,22 @@ impl Run {
                 self.start_worker().await;
             }
             Episode::KillMidCharge => {
-                // Stripe takes the charges but holds their answers back; the retries the clock
-                // makes due are charged, and every worker dies waiting (so the one charging does).
+                // Stripe takes the charges but holds their answers back; the clock moves on in
+                // small steps until a retry is charged, and every worker dies waiting (so the one
+                // charging does).
                 self.figures.mid_charge_episodes += 1;
                 self.stripe.stall_pays(Some(Duration::from_secs(4)));
                 let charged = self.stripe.charges().len();
-                self.advance(STEP).await;
-                let deadline = Instant::now() + Duration::from_secs(3);
-                while self.stripe.charges().len() == charged && Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                if self.stripe.charges().len() > charged {
-                    self.figures.kills_mid_charge += self.workers.len() as u64;
+                for _ in 0..4 {
+                    self.advance(2 * HOUR).await;
+                    let deadline = Instant::now() + Duration::from_millis(1_500);
+                    while self.stripe.charges().len() == charged && Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    if self.stripe.charges().len() > charged {
+                        self.figures.kills_mid_charge += self.workers.len() as u64;
+                        break;
+                    }
                 }
                 while !self.workers.is_empty() {
                     self.kill_worker(0);
@@ -699,7 +703,7 @@ impl Run {
             }
             Episode::BusyMail => {
                 self.figures.busy_mail += 1;
-                self.sink.busy_for(self.rng.random_range(5..40));
+                self.sink.busy_for(self.rng.random_range(20..80));
             }
         }
     }
@@ -1426,13 +1430,15 @@ async fn chaos_run_keeps_every_invariant() {
         run.figures.ticks += 1;
         run.births(start.elapsed());
         run.deliver_due().await;
-        let episode = if run.figures.ticks.is_multiple_of(3) && !first.is_empty() {
-            first.pop()
-        } else if run.rng.random_bool(0.25) {
-            EPISODES.choose(&mut run.rng).copied()
-        } else {
-            None
-        };
+        // Not before the first retries come due (a day after the first failures).
+        let episode =
+            if run.figures.ticks > 4 && run.figures.ticks.is_multiple_of(3) && !first.is_empty() {
+                first.pop()
+            } else if run.rng.random_bool(0.25) {
+                EPISODES.choose(&mut run.rng).copied()
+            } else {
+                None
+            };
         match episode {
             // That episode moves the clock itself.
             Some(Episode::KillMidCharge) => run.episode(Episode::KillMidCharge).await,
