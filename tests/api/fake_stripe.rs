@@ -9,13 +9,14 @@
 //! the fake's own state. Like Stripe, it keeps the answer to every executed call that changes
 //! something under its `Idempotency-Key`, replays it for a repeat of the key and refuses the key for
 //! a different request; injected faults (500, 429) are answered before anything executes and are
-//! not kept (list calls have faults of their own, [`FakeStripe::fail_next_lists`]). Every request (with its body) and every charge it made is recorded for the test to
-//! check.
+//! not kept (list calls have faults of their own, [`FakeStripe::fail_next_lists`]). A chaos run
+//! turns on faults drawn at random ([`FakeStripe::random_faults`]) under the same rule. Every
+//! request (with its body) and every charge it made is recorded for the test to check.
 //!
 //! It runs on a thread and runtime of its own, so it keeps answering whatever the test's runtime is
 //! doing, and stops when dropped.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,6 +26,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -205,6 +208,27 @@ pub struct Charge {
     pub paid: bool,
 }
 
+/// Faults drawn at random for every read, pay and change recoup asks for, as a chaos run wants
+/// Stripe: each request is answered with a fault with probability `rate`, the kind drawn evenly
+/// from 500, 503, 429, a timeout and (for pays) a stall. The generator is seeded; which request
+/// draws which fault still depends on the order requests arrive in.
+#[derive(Debug, Clone, Copy)]
+pub struct RandomFaults {
+    pub seed: u64,
+    pub rate: f64,
+    /// How long a timeout holds the request before answering 500: longer than recoup waits.
+    pub hold: Duration,
+    /// How long a stalled pay's answer comes after the charge was made and kept.
+    pub stall: Duration,
+}
+
+/// A fault drawn for one request.
+enum Injected {
+    Status(u16),
+    Timeout(Duration),
+    Stall(Duration),
+}
+
 #[derive(Default)]
 struct Ledger {
     invoices: HashMap<String, Invoice>,
@@ -230,6 +254,29 @@ struct Ledger {
     /// Whether portal sessions on a flow are refused, as for a portal configuration without it.
     no_portal_flows: bool,
     portal_faults: VecDeque<u16>,
+    random: Option<(RandomFaults, ChaCha8Rng)>,
+    /// The random faults answered so far, by kind.
+    injected: BTreeMap<&'static str, u64>,
+}
+
+impl Ledger {
+    /// This request's random fault, if one is drawn; a stall only where the caller can answer late.
+    fn draw(&mut self, stall_allowed: bool) -> Option<Injected> {
+        let (faults, rng) = self.random.as_mut()?;
+        if !rng.random_bool(faults.rate) {
+            return None;
+        }
+        let kinds = if stall_allowed { 5 } else { 4 };
+        let (name, injected) = match rng.random_range(0..kinds) {
+            0 => ("500", Injected::Status(500)),
+            1 => ("503", Injected::Status(503)),
+            2 => ("429", Injected::Status(429)),
+            3 => ("timeout", Injected::Timeout(faults.hold)),
+            _ => ("stall", Injected::Stall(faults.stall)),
+        };
+        *self.injected.entry(name).or_default() += 1;
+        Some(injected)
+    }
 }
 
 type Shared = Arc<Mutex<Ledger>>;
@@ -353,6 +400,11 @@ impl FakeStripe {
         ledger.invoices.insert(id.to_owned(), invoice);
     }
 
+    /// The invoice as it is now, after whatever recoup asked of it.
+    pub fn invoice(&self, id: &str) -> Option<Invoice> {
+        self.ledger.lock().unwrap().invoices.get(id).cloned()
+    }
+
     /// The next pay calls answer these statuses before anything is executed.
     pub fn fail_next_pays(&self, statuses: &[u16]) {
         self.ledger.lock().unwrap().pay_faults.extend(statuses);
@@ -391,6 +443,16 @@ impl FakeStripe {
     /// Pay calls are executed and kept, but answered only after `stall` (a worker can die waiting).
     pub fn stall_pays(&self, stall: Option<Duration>) {
         self.ledger.lock().unwrap().stall = stall;
+    }
+
+    /// Turns faults drawn at random on (or off, with `None`) for every read, pay and change.
+    pub fn random_faults(&self, faults: Option<RandomFaults>) {
+        self.ledger.lock().unwrap().random = faults.map(|f| (f, ChaCha8Rng::seed_from_u64(f.seed)));
+    }
+
+    /// How many random faults were answered, by kind (`500`, `503`, `429`, `timeout`, `stall`).
+    pub fn injected(&self) -> BTreeMap<&'static str, u64> {
+        self.ledger.lock().unwrap().injected.clone()
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -467,6 +529,22 @@ fn fault(status: u16) -> Response {
         ("api_error", "An unknown error occurred on Stripe's end.")
     };
     stripe_error(StatusCode::from_u16(status).unwrap(), kind, "", message)
+}
+
+/// Answers this request's random fault, if one is drawn ([`FakeStripe::random_faults`]): a status
+/// at once, a timeout after holding the request past recoup's patience — neither executes anything
+/// nor is kept under the key. A stall (pays only) is handed back for the caller to answer late.
+async fn random_fault(ledger: &Shared, stall_allowed: bool) -> Result<Option<Duration>, Response> {
+    let drawn = ledger.lock().unwrap().draw(stall_allowed);
+    match drawn {
+        None => Ok(None),
+        Some(Injected::Status(status)) => Err(fault(status)),
+        Some(Injected::Timeout(hold)) => {
+            tokio::time::sleep(hold).await;
+            Err(fault(500))
+        }
+        Some(Injected::Stall(stall)) => Ok(Some(stall)),
+    }
 }
 
 fn stripe_error(status: StatusCode, kind: &str, code: &str, message: &str) -> Response {
@@ -635,6 +713,9 @@ async fn read_invoice(
         &headers,
         String::new(),
     );
+    if let Err(answer) = random_fault(&ledger, false).await {
+        return answer;
+    }
     let invoice = known(&mut ledger.lock().unwrap(), &id);
     let with_payments = query.is_some_and(|q| q.contains("payments"));
     axum::Json(invoice_json(&id, &invoice, with_payments)).into_response()
@@ -652,6 +733,9 @@ async fn read_payment_intent(
         &headers,
         String::new(),
     );
+    if let Err(answer) = random_fault(&ledger, false).await {
+        return answer;
+    }
     if let Some(status) = ledger.lock().unwrap().intent_faults.pop_front() {
         return fault(status);
     }
@@ -685,6 +769,9 @@ async fn read_customer(
         &headers,
         String::new(),
     );
+    if let Err(answer) = random_fault(&ledger, false).await {
+        return answer;
+    }
     let ledger = ledger.lock().unwrap();
     let Some(customer) = ledger.customers.get(&id).cloned() else {
         let (status, body) = missing("customer", &id);
@@ -737,6 +824,9 @@ async fn open_portal(State(ledger): State<Shared>, headers: HeaderMap, body: Str
         &headers,
         body,
     );
+    if let Err(answer) = random_fault(&ledger, false).await {
+        return answer;
+    }
     {
         let mut ledger = ledger.lock().unwrap();
         if let Some(status) = ledger.portal_faults.pop_front() {
@@ -767,6 +857,10 @@ async fn pay_invoice(
 ) -> Response {
     let path = format!("/v1/invoices/{id}/pay");
     let request = note(&ledger, "POST", path, &headers, body);
+    let stalled = match random_fault(&ledger, true).await {
+        Ok(stalled) => stalled,
+        Err(answer) => return answer,
+    };
     let key = request.idempotency_key.clone();
     let (status, body, stall) = {
         let mut ledger = ledger.lock().unwrap();
@@ -808,7 +902,7 @@ async fn pay_invoice(
         };
         ledger.invoices.insert(id.clone(), invoice);
         keep(&mut ledger, request, status, &body);
-        (status, body, ledger.stall)
+        (status, body, stalled.or(ledger.stall))
     };
     if let Some(stall) = stall {
         tokio::time::sleep(stall).await;
@@ -824,6 +918,9 @@ async fn mark_uncollectible(
 ) -> Response {
     let path = format!("/v1/invoices/{id}/mark_uncollectible");
     let request = note(&ledger, "POST", path, &headers, body);
+    if let Err(answer) = random_fault(&ledger, false).await {
+        return answer;
+    }
     mutate(&ledger, request, |ledger| {
         let mut invoice = known(ledger, &id);
         if invoice.status != "open" {
@@ -879,6 +976,9 @@ async fn read_subscription(
 ) -> Response {
     let path = format!("/v1/subscriptions/{id}");
     note(&ledger, "GET", path, &headers, String::new());
+    if let Err(answer) = random_fault(&ledger, false).await {
+        return answer;
+    }
     let ledger = ledger.lock().unwrap();
     let (status, body) = match ledger.subscriptions.get(&id) {
         Some(subscription) => {
@@ -904,6 +1004,9 @@ async fn update_subscription(
 ) -> Response {
     let path = format!("/v1/subscriptions/{id}");
     let request = note(&ledger, "POST", path, &headers, body.clone());
+    if let Err(answer) = random_fault(&ledger, false).await {
+        return answer;
+    }
     mutate(&ledger, request, |ledger| {
         let Some(subscription) = ledger.subscriptions.get_mut(&id) else {
             return missing("subscription", &id);
@@ -936,6 +1039,9 @@ async fn cancel_subscription(
 ) -> Response {
     let path = format!("/v1/subscriptions/{id}");
     let request = note(&ledger, "DELETE", path, &headers, body);
+    if let Err(answer) = random_fault(&ledger, false).await {
+        return answer;
+    }
     mutate(&ledger, request, |ledger| {
         let Some(subscription) = ledger.subscriptions.get_mut(&id) else {
             return missing("subscription", &id);
@@ -963,6 +1069,9 @@ async fn read_charge(
 ) -> Response {
     let path = format!("/v1/charges/{id}");
     note(&ledger, "GET", path, &headers, String::new());
+    if let Err(answer) = random_fault(&ledger, false).await {
+        return answer;
+    }
     let Some(charge) = ledger.lock().unwrap().charge_records.get(&id).cloned() else {
         let (status, body) = missing("charge", &id);
         return (status, axum::Json(body)).into_response();

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod backfill;
+mod chaos;
 mod credentials;
 mod deadletters;
 mod decisions;

@@ -37,6 +37,8 @@ impl Mail {
 struct Inbox {
     mails: Vec<Mail>,
     busy: u32,
+    /// Messages turned away with a 451.
+    turned_away: u32,
     sessions: u32,
 }
 
@@ -76,6 +78,11 @@ impl SmtpSink {
         self.inbox.lock().unwrap().mails.clone()
     }
 
+    /// How many messages were turned away with a 451 so far.
+    pub fn turned_away(&self) -> u32 {
+        self.inbox.lock().unwrap().turned_away
+    }
+
     pub fn sessions(&self) -> u32 {
         self.inbox.lock().unwrap().sessions
     }
@@ -89,6 +96,7 @@ fn session(stream: TcpStream, inbox: &Mutex<Inbox>) -> std::io::Result<()> {
         let mut inbox = inbox.lock().unwrap();
         let busy = inbox.busy > 0;
         inbox.busy = inbox.busy.saturating_sub(1);
+        inbox.turned_away += u32::from(busy);
         busy
     };
     out.write_all(b"220 sink.test ESMTP ready\r\n")?;
