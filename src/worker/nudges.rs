@@ -1,8 +1,11 @@
 //! Sending the nudges a saved decision asks for.
 //!
-//! A nudge is marked on the case before its first try goes out, so no redo sends it twice (at most
-//! once: a worker that dies right after the save loses that one message, which beats sending it
-//! twice). Then the customer's count for their local day is taken — atomically, in the store, so a
+//! A nudge is marked on the case, with a try planned an hour on, before it goes out: a worker that
+//! dies mid-send, or a send that fails before any channel is asked (the store did not answer),
+//! leaves it to be tried again rather than lost — and the end decision waits for a final notice
+//! until its result is in. A try made again after a lost result may reach the customer twice, so
+//! every try carries the nudge's id ([`crate::notify::Nudge::id_for`]: the webhook's `id`, the
+//! email's Message-ID). Then the customer's count for their local day is taken — atomically, in the store, so a
 //! burst of failures across a customer's invoices cannot get past the daily cap; a retry is not
 //! counted again — the customer is read from Stripe for their name, address and language, the
 //! update link is made (recoup's own `/fix/…` link, see [`crate::links`]), and the message is

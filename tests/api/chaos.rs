@@ -914,10 +914,6 @@ struct Check {
     what: &'static str,
     checked: usize,
     violations: Vec<String>,
-    /// A bug the chaos run found and that is not fixed yet (docs/design/chaos.md): reported,
-    /// but failing only a strict run (`CHAOS_STRICT=1`, as scripts/chaos runs), so that the
-    /// short run in scripts/test keeps guarding every other invariant.
-    known: bool,
 }
 
 impl Check {
@@ -926,18 +922,7 @@ impl Check {
             what,
             checked: 0,
             violations: Vec::new(),
-            known: false,
         }
-    }
-
-    fn known(mut self) -> Self {
-        self.known = true;
-        self
-    }
-
-    /// Whether its violations fail the run.
-    fn fails(&self, strict: bool) -> bool {
-        !self.violations.is_empty() && (strict || !self.known)
     }
 
     fn expect(&mut self, holds: bool, violation: impl FnOnce() -> String) {
@@ -1004,7 +989,7 @@ async fn check(run: &Run, store: &RedisStore) -> Vec<Check> {
     };
 
     let mut awaited =
-        Check::new("2. every open invoice has a case with a timer or an awaited result").known();
+        Check::new("2. every open invoice has a case with a timer or an awaited result");
     let parked = store.parked().await.unwrap();
     for (n, story) in run.stories.iter().enumerate().take(run.born) {
         if run
@@ -1061,7 +1046,7 @@ async fn check(run: &Run, store: &RedisStore) -> Vec<Check> {
             format!("{invoice} charged successfully {paid} times")
         });
     }
-    let mut keyed = Check::new("3. every charge on its case under its attempt's one key").known();
+    let mut keyed = Check::new("3. every charge on its case under its attempt's one key");
     let story_of: HashMap<&str, usize> = run
         .stories
         .iter()
@@ -1182,7 +1167,7 @@ async fn check(run: &Run, store: &RedisStore) -> Vec<Check> {
         .filter(|mail| mail.subject().starts_with("Final notice"))
         .flat_map(|mail| mail.to.clone())
         .collect();
-    let mut noticed = Check::new("5. no decision after an undelivered final notice").known();
+    let mut noticed = Check::new("5. no decision after an undelivered final notice");
     for (n, case) in &cases {
         let Some(decision) = &case.decision else {
             continue;
@@ -1235,14 +1220,9 @@ async fn report(run: &Run, store: &RedisStore, checks: &[Check], knobs: &Knobs) 
     )
     .unwrap();
     for check in checks {
-        let known = if check.known && !check.violations.is_empty() {
-            "  (a known bug: fails only CHAOS_STRICT=1)"
-        } else {
-            ""
-        };
         writeln!(
             out,
-            "{:width$}  {:>8}  {:>10}{known}",
+            "{:width$}  {:>8}  {:>10}",
             check.what,
             check.checked,
             check.violations.len()
@@ -1495,9 +1475,8 @@ async fn chaos_run_keeps_every_invariant() {
         "seed {}: the run did not settle within 90 s{report}",
         run.seed
     );
-    let strict = std::env::var("CHAOS_STRICT").is_ok_and(|s| s == "1");
     assert!(
-        !checks.iter().any(|c| c.fails(strict)),
+        checks.iter().all(|c| c.violations.is_empty()),
         "seed {}: an invariant was broken{report}",
         run.seed
     );

@@ -78,9 +78,10 @@ impl Default for NudgePlan {
 /// A nudge the policy handed to the channels: the same kind and tier never goes out twice, but a
 /// nudge no channel could take for a passing reason is tried again ([`RETRY_GAPS`]).
 ///
-/// Where it stands: being tried while `retry_at` is set; delivered once `delivered_at` is;
-/// undeliverable once `given_up_at` is. A nudge with none of the three went out once and its
-/// result is not in (or was never recorded, by an older recoup): it counts from `at`.
+/// Where it stands: being tried while `retry_at` is set (from the first try on: a try whose result
+/// never comes back is made once more then); delivered once `delivered_at` is; undeliverable once
+/// `given_up_at` is. A nudge with none of the three was recorded by an older recoup, which marked a
+/// first try without a later one: it counts from `at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Nudged {
     pub kind: NudgeKind,
@@ -95,7 +96,7 @@ pub struct Nudged {
     /// Tries that no channel took, for a passing reason.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub failed_tries: u32,
-    /// When it is tried again (or, while a retry is under way, tried once more should its result
+    /// When it is tried again (or, while a try is under way, tried once more should its result
     /// never come back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -172,6 +173,7 @@ impl NudgePlan {
             .nudged
             .iter()
             .filter(|n| !over || n.kind == NudgeKind::Recovered)
+            .filter(|n| n.delivered_at.is_none())
             .find_map(|n| n.retry_at.map(|at| (n.kind, n.tier, at)));
         if held || retry.is_some() {
             return retry.filter(|_| !held);

@@ -78,7 +78,8 @@ pub(super) fn on_nudged(
     let nudged = &mut case.nudged[position];
     let tries = RETRY_GAPS.len() + 1;
     let then = if delivered {
-        nudged.delivered_at = Some(at);
+        // The first delivery is the one the customer got, and what the end decision counted from.
+        nudged.delivered_at.get_or_insert(at);
         nudged.retry_at = None;
         String::new()
     } else if let Some(retry_at) = retry_at {

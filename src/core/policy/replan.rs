@@ -96,6 +96,21 @@ fn plan_retry(policy: &Policy, case: &mut Case) -> String {
             }
         }
         Some(Err(none)) => case.words(|| format!("; no retry: {none}")),
+        // The case has stopped retrying (a late decline left the card to the customer, say) while
+        // a retry was out with no result: made again, it would be a new try of a card the case no
+        // longer tries if the first call never reached Stripe. It is let go — if it did reach
+        // Stripe, Stripe's own event tells what it came to — so the end decision can be planned.
+        None if !case.state.is_final() && redo.is_some() => {
+            let Some(under_way) = case.retry_under_way.take() else {
+                return String::new();
+            };
+            case.words(|| {
+                format!(
+                    "; retry {} (under way since {}) is not made again: the case no longer                      retries; had it reached Stripe, Stripe's event will say what it came to",
+                    under_way.attempt, under_way.at
+                )
+            })
+        }
         None if case.state == State::AwaitingCustomer && before.is_some() => {
             "; no retry until the customer acts: a new payment method, or confirming the payment"
                 .to_owned()

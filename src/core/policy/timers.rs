@@ -90,7 +90,15 @@ pub(super) fn on_timer(
             }
             Err(never) => format!("attempt {attempt} dropped: {never} allows no try on this card"),
         };
-        // A dropped retry may have been the last: the end decision takes its place.
+        // A dropped retry may have been the last: the end decision takes its place. A dropped
+        // redo of a retry under way is no longer under way: if its first call reached Stripe,
+        // Stripe's own event tells what it came to.
+        if timer.kind == (TimerKind::Retry { attempt })
+            && !case.timers.iter().any(|t| t.kind == timer.kind)
+            && case.retry_under_way.is_some_and(|r| r.attempt == attempt)
+        {
+            case.retry_under_way = None;
+        }
         let ending = plan_decision(policy, &mut case);
         case.record(Entry {
             at: now,
@@ -214,9 +222,11 @@ fn decide_end(policy: &Policy, mut case: Case, at: Timestamp) -> Decision {
     }
 }
 
-/// A nudge came due at `now`: its first try is marked on the case before it goes out (so no redo
-/// sends it twice), and the plan's next one takes its place; a retry keeps a later try planned
-/// while it is under way ([`RETRY_UNDER_WAY`]), so a worker dying mid-send does not lose it. Quiet
+/// A nudge came due at `now`: it is marked on the case before it goes out, and the plan's next one
+/// takes its place. Every try — the first too — keeps a later try planned while it is under way
+/// ([`RETRY_UNDER_WAY`]): a worker dying mid-send, or a send that failed before any channel was
+/// asked (the store did not answer), does not lose the nudge, and the end decision, which waits for
+/// the final notice to be settled, does not count from a notice that never went out. Quiet
 /// hours are checked now, not only when the nudge was planned: one that comes due in them — the
 /// clock moved on, a hold or a retry pushed it — waits for the window's next opening.
 fn fire_nudge(
@@ -231,6 +241,21 @@ fn fire_nudge(
         .nudged
         .iter()
         .position(|n| n.kind == kind && n.tier == tier && n.retry_at.is_some());
+    // A nudge a channel took is never sent again, whatever timer a late or repeated input left.
+    if case
+        .nudged
+        .iter()
+        .any(|n| n.kind == kind && n.tier == tier && n.delivered_at.is_some())
+    {
+        let next = plan_nudge(policy, &mut case) + &plan_decision(policy, &mut case);
+        case.record(Entry {
+            at: now,
+            what: "nudge not sent again".to_owned(),
+            detail: format!("{} tier {tier} was delivered already{next}", kind.as_str()),
+            event: None,
+        });
+        return Decision::save(case);
+    }
     if opening > now {
         match retry {
             Some(i) => case.nudged[i].retry_at = Some(opening),
@@ -264,7 +289,9 @@ fn fire_nudge(
             )
         }
         None => {
-            case.nudged.push(Nudged::going_out(kind, tier, now));
+            let mut going_out = Nudged::going_out(kind, tier, now);
+            going_out.retry_at = Some(time::later(now, RETRY_UNDER_WAY));
+            case.nudged.push(going_out);
             ("nudge due", String::new())
         }
     };

@@ -62,9 +62,20 @@ fn opened(policy: &Policy, amount_due: i64, tenure_months: i64, first: ChargeRes
     decide(policy, Some(&case), &decline, now()).case.unwrap()
 }
 
-/// Fires the case's earliest timer at its time, answering every charge with `charged`; returns
-/// the case and what it asked for besides charges.
+/// Fires the case's earliest timer at its time, answering every charge with `charged` and every
+/// nudge as delivered; returns the case and what it asked for besides charges.
 fn step(policy: &Policy, case: &Case, charged: &ChargeResult) -> (Case, Vec<Action>) {
+    step_reporting(policy, case, charged, |_| true)
+}
+
+/// The same, reporting as delivered only the nudges of the kinds `reported` picks: the others stay
+/// under way.
+fn step_reporting(
+    policy: &Policy,
+    case: &Case,
+    charged: &ChargeResult,
+    reported: impl Fn(NudgeKind) -> bool,
+) -> (Case, Vec<Action>) {
     let timer = *case.timers.iter().min_by_key(|t| t.at).expect("a timer");
     let decision = decide(policy, Some(case), &due(timer), timer.at);
     let mut case = decision.case.expect("the timer changes the case");
@@ -81,6 +92,13 @@ fn step(policy: &Policy, case: &Case, charged: &ChargeResult) -> (Case, Vec<Acti
                 let decision = decide(policy, Some(&case), &charge, timer.at);
                 case = decision.case.unwrap();
                 asked.extend(decision.actions);
+            }
+            Action::Nudge { kind, tier } => {
+                if reported(kind) {
+                    let sent = super::delivered(kind, tier, timer.at);
+                    case = decide(policy, Some(&case), &sent, timer.at).case.unwrap();
+                }
+                asked.push(action);
             }
             other => asked.push(other),
         }
@@ -942,7 +960,9 @@ fn final_notice_going_out() -> (Policy, Case) {
     };
     let mut case = opened(&policy, 4_900, 3, hard());
     for _ in 0..10 {
-        let (next, asked) = step(&policy, &case, &hard());
+        let (next, asked) = step_reporting(&policy, &case, &hard(), |kind| {
+            kind != NudgeKind::FinalNotice
+        });
         case = next;
         let final_notice = Action::Nudge {
             kind: NudgeKind::FinalNotice,
@@ -960,6 +980,90 @@ fn decide_timer(case: &Case) -> Option<Timestamp> {
         .iter()
         .find(|t| t.kind == TimerKind::Decide)
         .map(|t| t.at)
+}
+
+#[test]
+fn a_retry_under_way_is_let_go_when_a_late_decline_leaves_the_card_to_the_customer() {
+    let policy = Policy::default();
+    let mut case = opened(&policy, 4_900, 3, soft());
+    // Retry 2 goes out; its worker dies before the result is in.
+    let timer = *case
+        .timers
+        .iter()
+        .find(|t| t.kind == TimerKind::Retry { attempt: 2 })
+        .unwrap();
+    case = decide(&policy, Some(&case), &due(timer), timer.at)
+        .case
+        .unwrap();
+    assert!(case.retry_under_way.is_some());
+    // Then Stripe's first decline is read at last: a stolen card.
+    let late = Input::Charge(Box::new(Charge {
+        attempt: 1,
+        at: at(NOW),
+        result: hard(),
+        fees: Vec::new(),
+    }));
+    let later = timer.at + SignedDuration::from_mins(1);
+    let case = decide(&policy, Some(&case), &late, later).case.unwrap();
+    assert_eq!(case.state, State::AwaitingCustomer);
+    // The retry is not made again (a new try of a stolen card, if the first call never reached
+    // Stripe), and the case is not left without a plan: its end decision waits for the final
+    // notice, whose nudge is planned.
+    assert_eq!(case.retry_under_way, None);
+    assert!(
+        !case
+            .timers
+            .iter()
+            .any(|t| matches!(t.kind, TimerKind::Retry { .. })),
+        "{:?}",
+        case.timers
+    );
+    assert!(!case.timers.is_empty(), "a case with nothing planned");
+    assert!(
+        case.timeline
+            .iter()
+            .any(|e| e.detail.contains("retry 2 (under way since")),
+        "{:#?}",
+        case.timeline
+    );
+}
+
+#[test]
+fn a_final_notice_whose_first_try_never_reports_back_is_tried_again_and_no_decision_counts_from_it()
+{
+    // The worker marked the notice and died, or failed before any channel was asked (the store
+    // did not answer): no result comes back.
+    let (policy, case) = final_notice_going_out();
+    let first = sent(&case, NudgeKind::FinalNotice).unwrap();
+    assert_eq!(
+        decide_timer(&case),
+        None,
+        "no decision counted from a notice that may never have gone out"
+    );
+    let again = case
+        .timers
+        .iter()
+        .find(|t| {
+            t.kind
+                == TimerKind::Nudge {
+                    nudge: NudgeKind::FinalNotice,
+                    tier: 1,
+                }
+        })
+        .copied()
+        .expect("the notice is tried once more");
+    assert_eq!(again.at, first + SignedDuration::from_hours(1));
+    let decision = decide(&policy, Some(&case), &due(again), again.at);
+    assert_eq!(
+        decision.actions,
+        [Action::Nudge {
+            kind: NudgeKind::FinalNotice,
+            tier: 1
+        }]
+    );
+    let case = decision.case.unwrap();
+    assert_eq!(case.timeline.last().unwrap().what, "nudge tried again");
+    assert_eq!(decide_timer(&case), None);
 }
 
 #[test]

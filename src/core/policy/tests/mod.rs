@@ -31,6 +31,22 @@ fn due(timer: Timer) -> Input {
     }
 }
 
+/// What the worker reports when a nudge's email went out at `at`.
+fn delivered(kind: NudgeKind, tier: u32, at: Timestamp) -> Input {
+    Input::Nudged {
+        kind,
+        tier,
+        at,
+        template: format!("en/{}-{tier}", kind.as_str()),
+        results: vec![NudgeResult {
+            channel: Channel::Email,
+            sent: true,
+            passing: false,
+            note: String::new(),
+        }],
+    }
+}
+
 fn now() -> Timestamp {
     Timestamp::from_second(NOW).unwrap()
 }
