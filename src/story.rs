@@ -449,6 +449,24 @@ mod tests {
                 timer.at,
             );
             case = fired.case.unwrap();
+            // The worker reports each nudge it sends: these went out.
+            for action in fired.actions {
+                if let crate::policy::Action::Nudge { kind, tier } = action {
+                    let sent = Input::Nudged {
+                        kind,
+                        tier,
+                        at: timer.at,
+                        template: format!("en/{}-{tier}", kind.as_str()),
+                        results: vec![crate::policy::NudgeResult {
+                            channel: crate::policy::Channel::Email,
+                            sent: true,
+                            passing: false,
+                            note: String::new(),
+                        }],
+                    };
+                    case = decide(&policy, Some(&case), &sent, timer.at).case.unwrap();
+                }
+            }
             if timer.kind == TimerKind::Decide {
                 let ended = Input::Ended {
                     at: timer.at,

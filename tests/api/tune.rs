@@ -89,10 +89,10 @@ fn tuning_beats_or_keeps_the_base_on_held_out_customers_and_keeps_the_limits() {
 
     let share = row(&table, "share of the oracle's revenue, net of fees");
     let (held_base, held_tuned) = (number(&share[2]), number(&share[3]));
-    assert!(
-        held_tuned >= held_base,
-        "the tuned policy does worse on held-out customers:\n{table}"
-    );
+    // What is written never does worse on the held-out customers than the base: the search's best
+    // when it holds there, else the base itself, saying why.
+    let kept_base = table.contains("The base policy is kept: the best of the search did worse");
+    assert_eq!(held_tuned < held_base, kept_base, "{table}");
     assert!(number(&share[1]) >= number(&share[0]), "{table}");
     assert_eq!(row(&table, "network-rule breaches")[1], "0", "{table}");
     assert!(
@@ -123,6 +123,11 @@ fn tuning_beats_or_keeps_the_base_on_held_out_customers_and_keeps_the_limits() {
     );
     if changes.is_empty() {
         assert_eq!(tuned, recoup::policy::Policy::shipped());
+        assert_eq!(
+            written.contains("# The base policy is kept"),
+            kept_base,
+            "{written}"
+        );
     } else {
         assert_ne!(tuned, recoup::policy::Policy::shipped());
     }

@@ -96,6 +96,10 @@ pub struct Nudged {
     /// Tries that no channel took, for a passing reason.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub failed_tries: u32,
+    /// Tries made so far, each counted as it goes out — one whose result never came back too — so
+    /// that a nudge whose results keep getting lost is not sent every hour for ever.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tries: u32,
     /// When it is tried again (or, while a try is under way, tried once more should its result
     /// never come back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -120,6 +124,7 @@ impl Nudged {
             at,
             delivered_at: None,
             failed_tries: 0,
+            tries: 1,
             retry_at: None,
             given_up_at: None,
         }

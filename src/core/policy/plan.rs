@@ -46,7 +46,7 @@ impl Default for Plan {
     /// The timing of `docs/design/timing.md#spacing-retries`: six retries of a soft decline, 3, 7,
     /// 12, 17, 23 and 30 days after the failure (inside Stripe's recommended "8 tries within 2
     /// weeks" to "2 months" range: an empty account fills on a payday that may be a month away),
-    /// three of an ambiguous decline before it is the customer's to act on, none later than 60 days
+    /// the same six of an ambiguous decline before it is the customer's to act on, none later than 60 days
     /// after the failure (Stripe's own longest setting, 2 months), local 09:00–20:00, the 1st and the 15th as paydays, half an hour of
     /// jitter, a new card tried within five minutes, and nothing of recoup's own while Stripe's
     /// retries are on.
@@ -58,7 +58,7 @@ impl Default for Plan {
         };
         Self {
             soft: days(&[3, 4, 5, 5, 6, 7]),
-            ambiguous: days(&[3, 4, 7]),
+            ambiguous: days(&[3, 4, 5, 5, 6, 7]),
             max_attempts: 8,
             within: SignedDuration::from_hours(60 * 24),
             window: Window {

@@ -7,8 +7,8 @@ use jiff::Timestamp;
 use super::duration::human;
 use super::replan::{plan_decision, plan_nudge};
 use super::{
-    Action, Case, Decision, Entry, NudgeKind, Nudged, Policy, RETRY_UNDER_WAY, RetryUnderWay,
-    State, Timer, TimerKind, budget, ending, time, timing,
+    Action, Case, Decision, Entry, NudgeKind, Nudged, Policy, RETRY_GAPS, RETRY_UNDER_WAY,
+    RetryUnderWay, State, Timer, TimerKind, budget, ending, time, timing,
 };
 
 pub(super) fn on_timer(
@@ -280,13 +280,30 @@ fn fire_nudge(
         return Decision::save(case);
     }
     let (what, try_) = match retry {
+        Some(i) if case.nudged[i].tries as usize > RETRY_GAPS.len() => {
+            // As many tries as a nudge gets, and the results of some never came back: recoup
+            // stops, rather than send it every hour for ever.
+            let nudged = &mut case.nudged[i];
+            let tries = nudged.tries;
+            nudged.retry_at = None;
+            nudged.given_up_at = Some(now);
+            let next = plan_nudge(policy, &mut case) + &plan_decision(policy, &mut case);
+            case.record(Entry {
+                at: now,
+                what: "nudge given up".to_owned(),
+                detail: format!(
+                    "{} tier {tier}: {tries} tries made, not all reported back{next}",
+                    kind.as_str()
+                ),
+                event: None,
+            });
+            return Decision::save(case);
+        }
         Some(i) => {
             let nudged = &mut case.nudged[i];
+            nudged.tries += 1;
             nudged.retry_at = Some(time::later(now, RETRY_UNDER_WAY));
-            (
-                "nudge tried again",
-                format!(", try {}", nudged.failed_tries + 1),
-            )
+            ("nudge tried again", format!(", try {}", nudged.tries))
         }
         None => {
             let mut going_out = Nudged::going_out(kind, tier, now);
@@ -295,7 +312,13 @@ fn fire_nudge(
             ("nudge due", String::new())
         }
     };
-    let next = plan_nudge(policy, &mut case) + &plan_decision(policy, &mut case);
+    // The pending nudge is this one, once more, for when its result does not come back: said so,
+    // rather than as the plan's next message.
+    plan_nudge(policy, &mut case);
+    let once_more = time::later(now, RETRY_UNDER_WAY);
+    let next = case
+        .words(|| format!("; tried once more at {once_more} if its result does not come back"))
+        + &plan_decision(policy, &mut case);
     case.record(Entry {
         at: now,
         what: what.to_owned(),

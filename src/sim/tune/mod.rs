@@ -395,10 +395,27 @@ pub fn run(
         candidates: found.evaluated,
         ended,
     };
-    let (document, changes) = space.edit(&found.point, Some(&measured.effect()));
-    let written = format!("{}\n{document}", header(options, &changes, &measured));
+    // The held-out customers decide whether the search's best is kept: one that does worse there
+    // than the base fitted the training customers, not the population, and the base is written.
+    let generalised = measured.held_out.1.share >= measured.held_out.0.share;
+    let (kept, kept_policy) = if generalised {
+        (found.point.clone(), tuned)
+    } else {
+        let base_point = space.base();
+        let (_, base_policy) = space.policy(&base_point)?;
+        (base_point, base_policy)
+    };
+    let (document, changes) = space.edit(&kept, Some(&measured.effect()));
+    let mut header = header(options, &changes, &measured);
+    if !generalised {
+        header = header.replace(
+            NOTHING_CHANGED,
+            &format!("{}\n", not_generalised(&measured)),
+        );
+    }
+    let written = format!("{header}\n{document}");
     // What is written must read back as the policy that was measured.
-    if file::parse(&written, &options.out.display().to_string())? != tuned {
+    if file::parse(&written, &options.out.display().to_string())? != kept_policy {
         bail!("internal: the tuned file does not read back as the policy measured");
     }
     if let Some(path) = &options.chart {
@@ -418,7 +435,10 @@ pub fn run(
         started.elapsed().as_secs_f64(),
         ended.says()
     );
-    if changes.is_empty() {
+    if !generalised {
+        printed += &not_generalised(&measured).replace("# ", "");
+        printed += "\n";
+    } else if changes.is_empty() {
         printed += "No change beat the base policy: the file written is the base policy.\n";
     }
     for change in &changes {
@@ -607,11 +627,27 @@ fn header(options: &Options, changes: &[Change], measured: &Measured) -> String 
     text += &line("Held-out customers", &measured.held_out);
     text += &line("Training customers", &measured.train);
     text += &match changes.len() {
-        0 => "# Nothing changed: no candidate beat the base policy.\n".to_owned(),
+        0 => NOTHING_CHANGED.to_owned(),
         1 => "# 1 value changed: a \"tuned:\" comment above it says what it was.\n".to_owned(),
         n => format!("# {n} values changed: a \"tuned:\" comment above each says what it was.\n"),
     };
     text
+}
+
+/// The file's word when the base is written unchanged because no candidate beat it.
+const NOTHING_CHANGED: &str = "# Nothing changed: no candidate beat the base policy.\n";
+
+/// Why the base was written although the search found a better policy for its customers.
+fn not_generalised(measured: &Measured) -> String {
+    let (base, tuned) = &measured.held_out;
+    format!(
+        "# The base policy is kept: the best of the search did worse on the held-out customers \
+         ({} → {} of the oracle's revenue net of fees), so it fitted the searched customers, not \
+         the population. A larger population (or a different --holdout) may find a change that \
+         holds.",
+        percent(base.share),
+        percent(tuned.share)
+    )
 }
 
 fn file_name(path: &Path) -> String {

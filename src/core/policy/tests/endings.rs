@@ -1067,6 +1067,31 @@ fn a_final_notice_whose_first_try_never_reports_back_is_tried_again_and_no_decis
 }
 
 #[test]
+fn a_final_notice_whose_results_never_come_back_is_given_up_after_six_tries() {
+    let (policy, mut case) = final_notice_going_out();
+    let mut tries = 1;
+    for _ in 0..10 {
+        let Some(timer) = case
+            .timers
+            .iter()
+            .find(|t| matches!(t.kind, TimerKind::Nudge { .. }))
+            .copied()
+        else {
+            break;
+        };
+        let decision = decide(&policy, Some(&case), &due(timer), timer.at);
+        tries += decision.actions.len();
+        case = decision.case.unwrap();
+    }
+    assert_eq!(tries, 6, "six tries, not one an hour for ever");
+    assert_eq!(case.timeline.last().unwrap().what, "nudge given up");
+    assert!(
+        decide_timer(&case).is_some(),
+        "the decision counts from then"
+    );
+}
+
+#[test]
 fn an_undelivered_final_notice_is_tried_again_in_daytime_and_grace_counts_from_its_delivery() {
     let (policy, case) = final_notice_going_out();
     let first = sent(&case, NudgeKind::FinalNotice).unwrap();
