@@ -95,7 +95,7 @@ fn step_reporting(
             }
             Action::Nudge { kind, tier } => {
                 if reported(kind) {
-                    let sent = super::delivered(kind, tier, timer.at);
+                    let sent = emailed(kind, tier, timer.at, true, false);
                     case = decide(policy, Some(&case), &sent, timer.at).case.unwrap();
                 }
                 asked.push(action);
@@ -923,27 +923,6 @@ fn a_dashboard_resume_that_arrives_before_its_pause_holds_nothing_and_the_newest
             "{:#?}",
             after.timeline
         );
-    }
-}
-
-/// One try of a nudge at `at`, on email, sent or refused (for a passing reason or for good).
-fn emailed(kind: NudgeKind, tier: u32, at: Timestamp, sent: bool, passing: bool) -> Input {
-    let note = match (sent, passing) {
-        (true, _) => "",
-        (false, true) => "SMTP: 451 4.3.2 try again later",
-        (false, false) => "SMTP: 550 5.1.1 no such mailbox",
-    };
-    Input::Nudged {
-        kind,
-        tier,
-        at,
-        template: format!("en/{}-{tier}", kind.as_str()),
-        results: vec![NudgeResult {
-            channel: Channel::Email,
-            sent,
-            passing,
-            note: note.into(),
-        }],
     }
 }
 

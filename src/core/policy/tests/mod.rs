@@ -31,8 +31,14 @@ fn due(timer: Timer) -> Input {
     }
 }
 
-/// What the worker reports when a nudge's email went out at `at`.
-fn delivered(kind: NudgeKind, tier: u32, at: Timestamp) -> Input {
+/// One try of a nudge at `at`, on email, as the worker reports it: sent, or refused (for a passing
+/// reason or for good).
+fn emailed(kind: NudgeKind, tier: u32, at: Timestamp, sent: bool, passing: bool) -> Input {
+    let note = match (sent, passing) {
+        (true, _) => "",
+        (false, true) => "SMTP: 451 4.3.2 try again later",
+        (false, false) => "SMTP: 550 5.1.1 no such mailbox",
+    };
     Input::Nudged {
         kind,
         tier,
@@ -40,9 +46,9 @@ fn delivered(kind: NudgeKind, tier: u32, at: Timestamp) -> Input {
         template: format!("en/{}-{tier}", kind.as_str()),
         results: vec![NudgeResult {
             channel: Channel::Email,
-            sent: true,
-            passing: false,
-            note: String::new(),
+            sent,
+            passing,
+            note: note.into(),
         }],
     }
 }

@@ -40,7 +40,7 @@ fn fire_delivered(policy: &Policy, case: &Case) -> (Case, Vec<Action>) {
     let mut case = decision.case.unwrap();
     for action in &decision.actions {
         if let Action::Nudge { kind, tier } = *action {
-            let sent = super::delivered(kind, tier, timer.at);
+            let sent = super::emailed(kind, tier, timer.at, true, false);
             case = decide(policy, Some(&case), &sent, timer.at).case.unwrap();
         }
     }
