@@ -402,22 +402,29 @@ impl Run {
         let dispute = |kind, id: String, status, created| {
             dispute_event(kind, &id, &disputed, &charge, status, created)
         };
+        // Every dispute opens the same way, ten minutes on; how and when it closes is the twist.
+        let (opened_id, closed_id) = (
+            self.event_id("dispute", n),
+            self.event_id("dispute_closed", n),
+        );
+        let opened = || {
+            dispute(
+                "charge.dispute.created",
+                opened_id.clone(),
+                "needs_response",
+                now + 600,
+            )
+        };
+        let closed = |status, at| dispute("charge.dispute.closed", closed_id.clone(), status, at);
         match twist {
             Twist::DisputeClosedFirst => {
-                let created = dispute(
-                    "charge.dispute.created",
-                    self.event_id("dispute", n),
-                    "needs_response",
-                    now + 600,
-                );
-                let closed = dispute(
+                self.send(
+                    n,
                     "charge.dispute.closed",
-                    self.event_id("dispute_closed", n),
-                    "won",
-                    now + 1_200,
+                    closed("won", now + 1_200),
+                    now + 1,
                 );
-                self.send(n, "charge.dispute.closed", closed, now + 1);
-                self.send(n, "charge.dispute.created", created, now + STEP + 1);
+                self.send(n, "charge.dispute.created", opened(), now + STEP + 1);
             }
             Twist::DisputeClosedLater => {
                 let status = if self.rng.random_bool(0.5) {
@@ -425,29 +432,16 @@ impl Run {
                 } else {
                     "lost"
                 };
-                let created = dispute(
-                    "charge.dispute.created",
-                    self.event_id("dispute", n),
-                    "needs_response",
-                    now + 600,
-                );
-                let closed = dispute(
+                self.send(n, "charge.dispute.created", opened(), now + 600);
+                self.send(
+                    n,
                     "charge.dispute.closed",
-                    self.event_id("dispute_closed", n),
-                    status,
+                    closed(status, now + 2 * DAY),
                     now + 2 * DAY,
                 );
-                self.send(n, "charge.dispute.created", created, now + 600);
-                self.send(n, "charge.dispute.closed", closed, now + 2 * DAY);
             }
             Twist::DisputeLeftOpen => {
-                let created = dispute(
-                    "charge.dispute.created",
-                    self.event_id("dispute", n),
-                    "needs_response",
-                    now + 600,
-                );
-                self.send(n, "charge.dispute.created", created, now + 600);
+                self.send(n, "charge.dispute.created", opened(), now + 600);
             }
             Twist::ResumedBeforePaused => {
                 let mut paused = subscription.clone();
