@@ -85,11 +85,10 @@ async fn scan<S: Store>(worker: &Worker<S>, stopped: &watch::Receiver<bool>) -> 
         .take_due(LATER, now, VISITS_PER_LOOK)
         .await
         .map_err(|e| e.to_string())?;
-    for customer in deferred {
-        if !customers.contains(&customer) {
-            customers.push(customer);
-        }
-    }
+    // Each customer once: a deferred one may also be in today's scan (a set, not a search of a
+    // list of every customer per deferred one).
+    customers.extend(deferred);
+    let customers: std::collections::BTreeSet<String> = customers.into_iter().collect();
     let mut stopping = stopped.clone();
     let shutdown = async move {
         let _ = stopping.wait_for(|s| *s).await;
