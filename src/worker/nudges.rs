@@ -50,8 +50,9 @@ async fn send_one<S: Store>(
     let plan = policy.nudges_for(case);
     let zone = timing::zone(&case.customer_timezone);
     let now = worker.clock.now().await.map_err(|e| e.to_string())?;
-    // A retry reaches a customer whom the first try did not: it was counted then already.
-    let first_try = marked.failed_tries == 0;
+    // A retry reaches a customer whom the first try did not, and a try made again after a lost
+    // result may have reached them already: either was counted with the first try.
+    let first_try = marked.tries <= 1 && marked.failed_tries == 0;
     if let Some(today) = NudgePlan::capped_day(kind, &zone, now).filter(|_| first_try) {
         let count = worker
             .store

@@ -282,9 +282,10 @@ struct Run {
     sent: Vec<Sent>,
     agenda: BinaryHeap<Reverse<(i64, u64, usize)>>,
     actions: Vec<Action>,
-    /// What the run last told recoup of each invoice's status and subscription: a change found in
-    /// the fake (recoup's charge, pause, cancellation, write-off) is reported as Stripe would.
-    invoice_seen: HashMap<usize, &'static str>,
+    /// What the run last told recoup of each invoice's status and attempts, and of its
+    /// subscription: a change found in the fake (recoup's charge, declined or paid, pause,
+    /// cancellation, write-off) is reported as Stripe would.
+    invoice_seen: HashMap<usize, (&'static str, u32)>,
     subscription_seen: HashMap<usize, Subscription>,
     dashboard_paused: HashSet<String>,
     restart_markers: Vec<String>,
@@ -371,7 +372,7 @@ impl Run {
                 fingerprint: story.decline.fingerprint,
             },
         );
-        self.invoice_seen.insert(n, "open");
+        self.invoice_seen.insert(n, ("open", 1));
         self.subscription_seen.insert(n, subscription.clone());
         let (twist, pays_after) = (story.twist, story.customer_pays_after);
         let failed = invoice_event(
@@ -484,19 +485,32 @@ impl Run {
         let mut echoed = 0;
         for n in 0..self.born {
             let invoice = self.stripe.invoice(&self.stories[n].invoice);
+            let seen = invoice.as_ref().map(|i| (i.status, i.attempt_count));
             if let Some(invoice) = invoice
-                && self.invoice_seen.get(&n) != Some(&invoice.status)
+                && self.invoice_seen.get(&n).copied() != seen
             {
-                self.invoice_seen.insert(n, invoice.status);
+                let (status, attempts) = self.invoice_seen[&n];
+                self.invoice_seen
+                    .insert(n, (invoice.status, invoice.attempt_count));
+                // Stripe reports every failed payment attempt, recoup's own included: a charge
+                // whose answer recoup lost still reaches its case.
+                let failed = if status == "open" && invoice.status == "open" {
+                    attempts + 1..=invoice.attempt_count
+                } else {
+                    1..=0
+                };
                 let kind = match invoice.status {
                     "paid" => Some("invoice.paid"),
                     "uncollectible" => Some("invoice.marked_uncollectible"),
                     _ => None,
                 };
-                if let Some(kind) = kind {
+                let reported = failed
+                    .map(|attempt| ("invoice.payment_failed", attempt))
+                    .chain(kind.map(|kind| (kind, invoice.attempt_count)));
+                for (kind, attempt) in reported.collect::<Vec<_>>() {
                     let id = self.event_id("invoice", n);
                     let mut event = invoice_event(kind, &id, &self.stories[n], now);
-                    event["data"]["object"]["attempt_count"] = invoice.attempt_count.into();
+                    event["data"]["object"]["attempt_count"] = attempt.into();
                     self.send(n, kind, event, now);
                     echoed += 1;
                 }

@@ -121,11 +121,16 @@ pub(super) fn on_nudge_held(
     tier: u32,
     until: Timestamp,
 ) -> Decision {
-    let Some(position) = case
-        .nudged
-        .iter()
-        .position(|n| n.kind == kind && n.tier == tier)
-    else {
+    // Only a first try is counted against the day, so only a first try can be held back: a hold
+    // that comes back late, after another try was made or a channel took the nudge, is stale and
+    // must not take back what the customer got.
+    let Some(position) = case.nudged.iter().position(|n| {
+        n.kind == kind
+            && n.tier == tier
+            && n.tries <= 1
+            && n.failed_tries == 0
+            && n.delivered_at.is_none()
+    }) else {
         return Decision::unchanged();
     };
     let mut case = case.clone();

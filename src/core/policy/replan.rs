@@ -106,7 +106,8 @@ fn plan_retry(policy: &Policy, case: &mut Case) -> String {
             };
             case.words(|| {
                 format!(
-                    "; retry {} (under way since {}) is not made again: the case no longer                      retries; had it reached Stripe, Stripe's event will say what it came to",
+                    "; retry {} (under way since {}) is not made again: the case no longer \
+                     retries; had it reached Stripe, Stripe's event will say what it came to",
                     under_way.attempt, under_way.at
                 )
             })

@@ -192,6 +192,40 @@ fn a_nudge_held_by_the_daily_cap_goes_out_the_next_day_in_the_window() {
 }
 
 #[test]
+fn a_hold_that_comes_back_after_the_nudge_was_delivered_or_tried_again_takes_nothing_back() {
+    let held = |case: &Case| {
+        let until = Timestamp::from_second(NOW + 86_400).unwrap();
+        let hold = Input::NudgeHeld {
+            kind: NudgeKind::PaymentFailed,
+            tier: 1,
+            until,
+        };
+        decide(&Policy::default(), Some(case), &hold, now())
+    };
+    // A worker took the first try, another worker delivered it meanwhile: the late hold is stale.
+    let (delivered, _) = fire_delivered(&Policy::default(), &opened_in("UTC", &[]));
+    assert!(delivered.nudged[0].delivered_at.is_some());
+    assert_eq!(
+        held(&delivered).case,
+        None,
+        "a delivered nudge was taken back"
+    );
+    // The first try's result never came back and it was tried again: that try is not counted
+    // against the day, so a hold of it can only be the first try's, late.
+    let (fired, _) = fire(&opened_in("UTC", &[]));
+    let timer = nudge_timer(&fired).unwrap();
+    let again = decide(&Policy::default(), Some(&fired), &due(timer), timer.at)
+        .case
+        .unwrap();
+    assert_eq!(again.nudged[0].tries, 2);
+    assert_eq!(
+        held(&again).case,
+        None,
+        "a nudge tried again was taken back"
+    );
+}
+
+#[test]
 fn deliveries_are_recorded_per_channel_once() {
     let (fired, _) = fire(&opened_in("UTC", &[]));
     let at = fired.nudged[0].at;
