@@ -441,6 +441,10 @@ pub struct Case {
     /// The policy segment the invoice fell in when the case opened; `None`: the policy's own plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<String>,
+    /// The experiment arm the customer was put in when the case opened (`None`: no experiment
+    /// ran); its plan is the arm's ([`crate::policy::experiment`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arm: Option<super::Assignment>,
     /// Nudges the policy sent out (whatever became of them on each channel: see `nudges`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nudged: Vec<Nudged>,

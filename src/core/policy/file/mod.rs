@@ -50,6 +50,12 @@ impl fmt::Display for PolicyError {
 /// Where the shipped policy file lives in a checkout, and the name errors in it are reported under.
 pub const SHIPPED_PATH: &str = "config/policy.toml";
 
+/// The policy file of the fixed "retry after 3, 5 and 7 days" schedule: what every `recoup
+/// simulate` report compares with, and the plan of an experiment's holdout arm.
+pub const BASELINE_PATH: &str = "config/baseline-3-5-7.toml";
+/// The same file, built in, for a recoup run outside its source tree.
+pub const BASELINE: &str = include_str!("../../../../config/baseline-3-5-7.toml");
+
 /// The shipped `config/policy.toml`, built into the binary.
 const SHIPPED: &str = include_str!("../../../../config/policy.toml");
 
