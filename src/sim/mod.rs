@@ -109,7 +109,7 @@ where
     let (learning, alone): (Vec<_>, Vec<_>) = contenders
         .iter()
         .enumerate()
-        .partition(|(_, c)| c.policy.learning.enabled);
+        .partition(|(_, c)| c.policy.learns());
     let alone_contenders: Vec<&Contender> = alone.iter().map(|(_, c)| *c).collect();
     std::thread::scope(|scope| {
         let learners: Vec<_> = learning

@@ -184,7 +184,14 @@ fn compare(arm: &ArmCounts, holdout: &ArmCounts) -> Comparison {
 /// then each arm against the holdout.
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "experiment {:?}", report.experiment);
+    let _ = match &report.holdout {
+        Some(holdout) => writeln!(
+            out,
+            "experiment {:?}, holdout arm {holdout:?} (the baseline plan)",
+            report.experiment
+        ),
+        None => writeln!(out, "experiment {:?}", report.experiment),
+    };
     let _ = writeln!(
         out,
         "{:<16} {:>6} {:>9} {:>9} {:>8} {:>9} {:>8} {:>6}  revenue recovered (per invoice)",
@@ -199,15 +206,10 @@ pub fn render(report: &Report) -> String {
             .iter()
             .map(|r| format!("{} {} ({:.0})", r.recovered, r.currency, r.per_invoice))
             .collect();
-        let name = if arm.holdout {
-            format!("{} (holdout)", arm.arm)
-        } else {
-            arm.arm.clone()
-        };
         let _ = writeln!(
             out,
             "{:<16} {:>5.0}% {:>9} {:>9} {:>8} {:>9} {:>8} {:>6}  {}",
-            name,
+            arm.arm,
             arm.share * 100.0,
             arm.invoices,
             arm.recovered,

@@ -177,14 +177,7 @@ impl Reader<'_> {
             return Ok(None);
         }
         let raw = written.remove(0);
-        let name = raw.name.get_ref().trim().to_owned();
-        if name.is_empty() {
-            return Err((self.at)(
-                raw.name.span(),
-                "experiment[0].name",
-                "an experiment needs a name, which its report and its cases show".into(),
-            ));
-        }
+        let name = self.label(&raw.name, "experiment[0].name", "an experiment")?;
         let key = match &raw.key {
             Some(key) if key.get_ref().trim().is_empty() => {
                 return Err((self.at)(
@@ -243,6 +236,29 @@ impl Reader<'_> {
         Ok(Some(Experiment { name, key, arms }))
     }
 
+    /// The name of an experiment or an arm: what the report, the cases and the store's counters
+    /// (`<arm>|<field>`) call it, so letters, digits, spaces, `-`, `_` and `.` only.
+    fn label(
+        &self,
+        written: &Spanned<String>,
+        key: &str,
+        what: &str,
+    ) -> Result<String, PolicyError> {
+        let name = written.get_ref().trim();
+        let allowed = |c: char| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.');
+        if name.is_empty() || !name.chars().all(allowed) {
+            return Err((self.at)(
+                written.span(),
+                key,
+                format!(
+                    "{name:?}: {what} needs a name of letters, digits, spaces, '-', '_' and '.', \
+                     which the report and the cases show"
+                ),
+            ));
+        }
+        Ok(name.to_owned())
+    }
+
     /// One `[[experiment.arm]]`: the baseline plan for a holdout, else its tables over the policy's
     /// own plan and over each segment's.
     fn arm(
@@ -253,14 +269,7 @@ impl Reader<'_> {
         segments: &[Segment],
         networks: &Arc<Networks>,
     ) -> Result<Arm, PolicyError> {
-        let name = raw.name.get_ref().trim().to_owned();
-        if name.is_empty() {
-            return Err((self.at)(
-                raw.name.span(),
-                &format!("{key}.name"),
-                "an arm needs a name, which the report and its cases show".into(),
-            ));
-        }
+        let name = self.label(&raw.name, &format!("{key}.name"), "an arm")?;
         let share = *raw.share.get_ref();
         if !(share > 0.0 && share <= 1.0) {
             return Err((self.at)(

@@ -616,6 +616,10 @@ fn every_bad_experiment_is_named_with_its_line_and_key() {
             "p.toml:17: experiment[0].arm[0].share: 0 is out of range",
         ),
         (
+            EXPERIMENTING.replace("name = \"gentle\"\nshare", "name = \"a|b\"\nshare"),
+            "p.toml:21: experiment[0].arm[1].name: \"a|b\": an arm needs a name of letters",
+        ),
+        (
             format!("{EXPERIMENTING}\n[[experiment]]\nname = \"again\"\narm = []\n"),
             "experiment[1]: one experiment runs at a time",
         ),
