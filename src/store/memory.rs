@@ -488,20 +488,10 @@ impl Experiments for MemoryStore {
             .or_default();
         // The same two steps as the Redis script: the outcome once, the recovery once.
         if first {
-            counts.add(&Contribution {
-                recovered: None,
-                ..contribution.clone()
-            });
+            counts.add_outcome(contribution);
         }
-        if recovery {
-            counts.recovered += 1;
-            let revenue = counts
-                .revenue
-                .entry(contribution.currency.clone())
-                .or_default();
-            let amount = contribution.recovered.unwrap_or_default();
-            revenue.sum += amount;
-            revenue.sum_squares += (amount as f64).powi(2);
+        if let Some(amount) = contribution.recovered.filter(|_| recovery) {
+            counts.add_recovery(&contribution.currency, amount);
         }
         Ok(first || recovery)
     }

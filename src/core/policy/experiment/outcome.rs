@@ -83,19 +83,31 @@ pub struct ArmCounts {
 }
 
 impl ArmCounts {
-    /// Counts one final invoice.
+    /// Counts one final invoice: its outcome and, when it was recovered, its recovery.
     pub fn add(&mut self, c: &Contribution) {
+        self.add_outcome(c);
+        if let Some(amount) = c.recovered {
+            self.add_recovery(&c.currency, amount);
+        }
+    }
+
+    /// Counts a final invoice's outcome, all but its recovery: counted once, when the case is
+    /// first final.
+    pub fn add_outcome(&mut self, c: &Contribution) {
         self.invoices += 1;
-        self.recovered += u64::from(c.recovered.is_some());
         self.attempts += u64::from(c.attempts);
         self.nudges += u64::from(c.nudges);
         self.lost += u64::from(c.lost);
-        let revenue = self.revenue.entry(c.currency.clone()).or_default();
-        revenue.invoices += 1;
-        if let Some(amount) = c.recovered {
-            revenue.sum += amount;
-            revenue.sum_squares += (amount as f64).powi(2);
-        }
+        self.revenue.entry(c.currency.clone()).or_default().invoices += 1;
+    }
+
+    /// Counts an invoice's recovery of `amount`: counted once, when the case is recovered — with
+    /// its outcome, or later (a paused subscription whose customer pays).
+    pub fn add_recovery(&mut self, currency: &str, amount: i64) {
+        self.recovered += 1;
+        let revenue = self.revenue.entry(currency.to_owned()).or_default();
+        revenue.sum += amount;
+        revenue.sum_squares += (amount as f64).powi(2);
     }
 
     /// Adds another tally of the same arm (a simulation's threads, say).

@@ -1,5 +1,6 @@
 use super::*;
 use crate::policy::networks::{Counts, Dates, Fee, Key, Rule};
+use crate::policy::tests::experiments::EXPERIMENTING;
 use crate::policy::timing::Window;
 use crate::policy::*;
 
@@ -512,35 +513,6 @@ fn every_bad_networks_value_is_named_with_its_line_and_key() {
     let error = super::networks(wait, "n.toml").unwrap_err();
     assert_eq!(error.key, "code[0].wait");
 }
-
-/// A policy with a segment and an experiment: a holdout and a gentler arm without learning.
-const EXPERIMENTING: &str = r#"version = 1
-[retries]
-soft = ["2d", "3d"]
-
-[[segment]]
-name = "high value"
-amount_at_least = 50000
-[segment.end]
-exhausted = { action = "pause" }
-
-[[experiment]]
-name = "gentle"
-key = "gentle-2026"
-
-[[experiment.arm]]
-name = "holdout"
-share = 0.2
-holdout = true
-
-[[experiment.arm]]
-name = "gentle"
-share = 0.8
-[experiment.arm.retries]
-soft = ["5d"]
-[experiment.arm.learning]
-enabled = false
-"#;
 
 #[test]
 fn an_arm_overrides_what_it_names_over_each_plan_and_a_holdout_takes_the_baseline() {

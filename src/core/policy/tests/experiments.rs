@@ -3,27 +3,33 @@
 
 use super::*;
 
-const POLICY: &str = r#"version = 1
+/// A policy with a segment and an experiment: a holdout and a gentler arm without learning.
+pub(crate) const EXPERIMENTING: &str = r#"version = 1
+[retries]
+soft = ["2d", "3d"]
+
 [[segment]]
 name = "high value"
-amount_at_least = 1
+amount_at_least = 1000
 [segment.end]
 exhausted = { action = "pause" }
 
 [[experiment]]
 name = "gentle"
+key = "gentle-2026"
 
 [[experiment.arm]]
 name = "holdout"
-share = 0.5
+share = 0.2
 holdout = true
 
 [[experiment.arm]]
-name = "fewer"
-share = 0.5
+name = "gentle"
+share = 0.8
 [experiment.arm.retries]
 soft = ["5d"]
-max_attempts = 2
+[experiment.arm.learning]
+enabled = false
 "#;
 
 /// The case a failed invoice of `customer` opens.
@@ -41,7 +47,7 @@ fn opened_for(policy: &Policy, customer: &str) -> Case {
 
 #[test]
 fn a_case_opens_in_its_customers_arm_and_is_dunned_by_it() {
-    let policy = crate::policy::file::parse(POLICY, "p.toml").unwrap();
+    let policy = crate::policy::file::parse(EXPERIMENTING, "p.toml").unwrap();
     let experiment = policy.experiment.as_ref().unwrap();
     // One customer of each arm.
     let customer_in = |arm: &str| {
@@ -51,22 +57,26 @@ fn a_case_opens_in_its_customers_arm_and_is_dunned_by_it() {
             .unwrap()
     };
     let holdout = opened_for(&policy, &customer_in("holdout"));
-    let fewer = opened_for(&policy, &customer_in("fewer"));
+    let gentle = opened_for(&policy, &customer_in("gentle"));
     assert_eq!(holdout.arm.as_ref().unwrap().arm, "holdout");
     assert!(holdout.arm.as_ref().unwrap().holdout);
-    assert_eq!(fewer.arm.as_ref().unwrap().arm, "fewer");
+    assert_eq!(gentle.arm.as_ref().unwrap().arm, "gentle");
     // The timeline says it, in words.
     assert!(
-        fewer.timeline[0]
+        gentle.timeline[0]
             .detail
-            .contains("experiment \"gentle\": they are in arm \"fewer\""),
+            .contains("experiment \"gentle\": they are in arm \"gentle\""),
         "{:?}",
-        fewer.timeline[0]
+        gentle.timeline[0]
     );
     // The arm's plan over the segment's; the holdout's is the baseline, whatever the segment.
-    assert_eq!(fewer.segment.as_deref(), Some("high value"));
-    assert_eq!(policy.plan_for(&fewer).max_attempts, 2);
-    assert_eq!(policy.ending_for(&fewer), &policy.segments[0].ending);
+    assert_eq!(gentle.segment.as_deref(), Some("high value"));
+    assert_eq!(
+        policy.plan_for(&gentle).soft,
+        [SignedDuration::from_hours(120)]
+    );
+    assert!(!policy.learning_for(&gentle).enabled && policy.learning.enabled);
+    assert_eq!(policy.ending_for(&gentle), &policy.segments[0].ending);
     let baseline = crate::policy::file::parse(
         crate::policy::file::BASELINE,
         crate::policy::file::BASELINE_PATH,
@@ -80,7 +90,7 @@ fn a_case_opens_in_its_customers_arm_and_is_dunned_by_it() {
         experiment: None,
         ..policy.clone()
     };
-    assert_eq!(ended.plan_for(&fewer), &ended.segments[0].plan);
+    assert_eq!(ended.plan_for(&gentle), &ended.segments[0].plan);
 }
 
 #[test]
