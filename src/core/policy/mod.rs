@@ -151,7 +151,8 @@ impl Policy {
     /// policy's (segments have no learning of their own).
     pub fn learning_for(&self, case: &Case) -> &Learning {
         self.treatment_of(case)
-            .map_or(&self.learning, |t| &t.learning)
+            .and_then(|t| t.learning.as_ref())
+            .unwrap_or(&self.learning)
     }
 
     /// Whether any case of the policy's may be timed by evidence: the policy's own learning, or
@@ -162,7 +163,7 @@ impl Policy {
                 e.arms.iter().any(|a| {
                     std::iter::once(&a.own)
                         .chain(&a.segments)
-                        .any(|t| t.learning.enabled)
+                        .any(|t| t.learning.as_ref().is_some_and(|l| l.enabled))
                 })
             })
     }

@@ -34,7 +34,9 @@ pub struct Treatment {
     pub plan: Plan,
     pub nudges: NudgePlan,
     pub ending: EndPlan,
-    pub learning: Learning,
+    /// Set by an arm's `[learning]` (and the holdout's baseline); `None`: the policy's own
+    /// `[learning]`, as it stands — so `recoup simulate --learn off` turns it off for such arms too.
+    pub learning: Option<Learning>,
 }
 
 /// A running experiment: customers split into arms by share.
@@ -155,7 +157,7 @@ mod tests {
             plan: Plan::default(),
             nudges: NudgePlan::default(),
             ending: EndPlan::default(),
-            learning: Learning::default(),
+            learning: None,
         }
     }
 

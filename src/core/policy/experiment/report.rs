@@ -288,14 +288,14 @@ mod tests {
     use super::super::outcome::Contribution;
     use super::super::{Arm, Treatment};
     use super::*;
-    use crate::policy::{EndPlan, Learning, NudgePlan, Plan};
+    use crate::policy::{EndPlan, NudgePlan, Plan};
 
     fn experiment() -> Experiment {
         let treatment = Treatment {
             plan: Plan::default(),
             nudges: NudgePlan::default(),
             ending: EndPlan::default(),
-            learning: Learning::default(),
+            learning: None,
         };
         let arm = |name: &str, holdout: bool| Arm {
             name: name.to_owned(),

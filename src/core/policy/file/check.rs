@@ -86,17 +86,19 @@ impl Reader<'_> {
             "learning",
             Learning::default(),
         )?;
+        // The policy's learning stays out of its treatment: a segment or arm that does not set
+        // `[learning]` follows the policy's, whatever it is turned to later (`simulate --learn`).
         let own = Treatment {
             plan,
             nudges,
             ending,
-            learning,
+            learning: None,
         };
         let mut segments: Vec<Segment> = Vec::new();
         for (n, raw) in raw.segment.unwrap_or_default().into_iter().enumerate() {
             let key = format!("segment[{n}]");
             let name_at = raw.name.span();
-            let segment = self.segment(raw, &key, &own)?;
+            let segment = self.segment(raw, &key, &own, &learning)?;
             if segments.iter().any(|s| s.name == segment.name) {
                 return Err((self.at)(
                     name_at,
@@ -107,7 +109,9 @@ impl Reader<'_> {
             segments.push(segment);
         }
         let experiment = match raw.experiment {
-            Some(experiments) => self.experiment(experiments, &own, &segments, &networks)?,
+            Some(experiments) => {
+                self.experiment(experiments, (&own, &learning), &segments, &networks)?
+            }
             None => None,
         };
         Ok(Policy {
@@ -117,7 +121,7 @@ impl Reader<'_> {
             nudges: own.nudges,
             ending: own.ending,
             disputes,
-            learning: own.learning,
+            learning,
             experiment,
             evidence: Default::default(),
         })
@@ -125,12 +129,14 @@ impl Reader<'_> {
 
     /// What `tables` set over `base`, the tables' keys under `key`: what they set replaces, what
     /// they leave out stays. How a segment's plan is made from the policy's own, and an experiment
-    /// arm's from either.
+    /// arm's from either. A `[learning]` table is read over `base`'s learning, else the policy's
+    /// (`learning`).
     fn treatment(
         &self,
         tables: &RawOverrides,
         key: &str,
         base: &Treatment,
+        learning: &Learning,
     ) -> Result<Treatment, PolicyError> {
         Ok(Treatment {
             plan: self.retries(
@@ -148,11 +154,14 @@ impl Reader<'_> {
                 &format!("{key}.end"),
                 base.ending,
             )?,
-            learning: self.learning(
-                tables.learning.clone().unwrap_or_default(),
-                &format!("{key}.learning"),
-                base.learning.clone(),
-            )?,
+            learning: match &tables.learning {
+                Some(raw) => Some(self.learning(
+                    raw.clone(),
+                    &format!("{key}.learning"),
+                    base.learning.clone().unwrap_or_else(|| learning.clone()),
+                )?),
+                None => base.learning.clone(),
+            },
         })
     }
 
@@ -160,7 +169,7 @@ impl Reader<'_> {
     fn experiment(
         &self,
         mut written: Vec<RawExperiment>,
-        own: &Treatment,
+        own: (&Treatment, &Learning),
         segments: &[Segment],
         networks: &Arc<Networks>,
     ) -> Result<Option<Experiment>, PolicyError> {
@@ -265,7 +274,7 @@ impl Reader<'_> {
         &self,
         raw: super::shape::RawArm,
         key: &str,
-        own: &Treatment,
+        (own, learning): (&Treatment, &Learning),
         segments: &[Segment],
         networks: &Arc<Networks>,
     ) -> Result<Arm, PolicyError> {
@@ -318,16 +327,16 @@ impl Reader<'_> {
                     plan: s.plan.clone(),
                     nudges: s.nudges.clone(),
                     ending: s.ending,
-                    learning: own.learning.clone(),
+                    learning: None,
                 };
-                self.treatment(&tables, key, &base)
+                self.treatment(&tables, key, &base, learning)
             })
             .collect::<Result<_, _>>()?;
         Ok(Arm {
             name,
             share,
             holdout,
-            own: self.treatment(&tables, key, own)?,
+            own: self.treatment(&tables, key, own, learning)?,
             segments: over_segments,
         })
     }
@@ -558,7 +567,13 @@ impl Reader<'_> {
         })
     }
 
-    fn segment(&self, raw: RawSegment, key: &str, own: &Treatment) -> Result<Segment, PolicyError> {
+    fn segment(
+        &self,
+        raw: RawSegment,
+        key: &str,
+        own: &Treatment,
+        learning: &Learning,
+    ) -> Result<Segment, PolicyError> {
         let name = raw.name.get_ref().trim().to_owned();
         if name.is_empty() {
             return Err((self.at)(
@@ -602,7 +617,7 @@ impl Reader<'_> {
             end: raw.end,
             learning: None,
         };
-        let treatment = self.treatment(&tables, key, own)?;
+        let treatment = self.treatment(&tables, key, own, learning)?;
         Ok(Segment {
             name,
             when,
@@ -854,6 +869,6 @@ fn baseline(networks: &Arc<Networks>) -> Treatment {
         plan: policy.plan,
         nudges: policy.nudges,
         ending: policy.ending,
-        learning: policy.learning,
+        learning: Some(policy.learning),
     }
 }

@@ -123,7 +123,25 @@ pub fn describe(policy: &Policy) -> String {
         policy.nudges.window.start_hour,
         policy.nudges.window.end_hour,
         ends(&policy.ending),
-    )
+    ) + &policy.experiment.as_ref().map_or(String::new(), |e| {
+        let arms: Vec<String> = e
+            .arms
+            .iter()
+            .map(|a| {
+                format!(
+                    "{:?} {}%{}",
+                    a.name,
+                    (a.share * 100.0 * 100.0).round() / 100.0,
+                    if a.holdout {
+                        " (holdout: the baseline plan)"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect();
+        format!("; experiment {:?}: {}", e.name, arms.join(", "))
+    })
 }
 
 /// What an end plan does, in a few words.

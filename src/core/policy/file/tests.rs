@@ -531,11 +531,11 @@ fn an_arm_overrides_what_it_names_over_each_plan_and_a_holdout_takes_the_baselin
     assert_eq!(holdout.own.plan, baseline.plan);
     assert_eq!(holdout.own.nudges, baseline.nudges);
     assert_eq!(holdout.segments[0].ending, baseline.ending);
-    assert!(!holdout.own.learning.enabled);
+    assert_eq!(holdout.own.learning, Some(baseline.learning.clone()));
     // The arm replaces the gaps and learning it names, over the policy's own plan...
     assert_eq!(gentle.own.plan.soft, [SignedDuration::from_hours(120)]);
     assert_eq!(gentle.own.plan.max_attempts, policy.plan.max_attempts);
-    assert!(!gentle.own.learning.enabled && policy.learning.enabled);
+    assert!(gentle.own.learning.as_ref().is_some_and(|l| !l.enabled) && policy.learning.enabled);
     assert_eq!(gentle.own.nudges, policy.nudges);
     // ...and over the segment's: the segment's pause stays.
     assert_eq!(
@@ -544,6 +544,29 @@ fn an_arm_overrides_what_it_names_over_each_plan_and_a_holdout_takes_the_baselin
     );
     assert_eq!(gentle.segments[0].ending, policy.segments[0].ending);
     assert_ne!(gentle.segments[0].ending, gentle.own.ending);
+    assert!(
+        describe(&policy).ends_with(
+            "; experiment \"gentle\": \"holdout\" 20% (holdout: the baseline plan), \"gentle\" 80%"
+        ),
+        "{}",
+        describe(&policy)
+    );
+    // An arm that sets no [learning] follows the policy's, as `simulate --learn off` turns it.
+    let mut following = parse(
+        &EXPERIMENTING.replace("[experiment.arm.learning]\nenabled = false\n", ""),
+        "p.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        following.experiment.as_ref().unwrap().arms[1].own.learning,
+        None
+    );
+    assert!(following.learns());
+    following.learning.enabled = false;
+    assert!(
+        !following.learns(),
+        "the holdout's baseline does not learn either"
+    );
     // Without a key, customers are keyed by the name.
     let unkeyed = parse(
         &EXPERIMENTING.replace("key = \"gentle-2026\"\n", ""),
