@@ -1,5 +1,5 @@
 //! The support API under `/api/v1`: cases by invoice, customer or subscription; support's hold,
-//! resume and retry; and the test clock. Also its OpenAPI document, `GET /api/openapi.json`.
+//! resume and retry; the experiments' report; and the test clock. Also its OpenAPI document, `GET /api/openapi.json`.
 //!
 //! A case changes only through `decide`: support actions are inputs like any event, applied with
 //! compare-and-set, each recording the name of the token that made it and the reason given. They

@@ -1,6 +1,6 @@
 //! Experiment arms' counters in Redis: one hash per experiment, `recoup:{exp:<experiment>}:counts`,
 //! whose fields are `<arm>|invoices`, `|recovered`, `|attempts`, `|nudges`, `|lost` and, per
-//! currency, `<arm>|<currency>|invoices`, `|sum` and `|squares` — eight fields an arm and three a
+//! currency, `<arm>|<currency>|invoices`, `|sum` and `|squares` — five fields an arm and three per
 //! currency, whatever the number of invoices. Beside it, per counted invoice, two marks
 //! (`…:final:<invoice>`, `…:recovered:<invoice>`) that make counting idempotent; each is kept for
 //! the case retention and a day more, renewed whenever the case is counted again, so it outlives
