@@ -247,7 +247,8 @@ pub struct CaseDecision {
     /// When it was made (for a failed one: when it was last tried).
     #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
-    /// The policy rule that chose it: the segment (or the policy's own) and the situation.
+    /// The policy rule that chose it: the segment (or the policy's own), the experiment arm if any,
+    /// and the situation.
     pub rule: String,
     pub reason: String,
     /// The change in Stripe's words: `pause_collection[behavior]=keep_as_draft`, …

@@ -77,6 +77,12 @@ fn a_case_opens_in_its_customers_arm_and_is_dunned_by_it() {
     );
     assert!(!policy.learning_for(&gentle).enabled && policy.learning.enabled);
     assert_eq!(policy.ending_for(&gentle), &policy.segments[0].ending);
+    // An end decision names the plan it came from.
+    let (_, rule, _) = crate::policy::ending::choose(&policy, &gentle);
+    assert!(
+        rule.starts_with("segment \"high value\", experiment arm \"gentle\": "),
+        "{rule}"
+    );
     let baseline = crate::policy::file::parse(
         crate::policy::file::BASELINE,
         crate::policy::file::BASELINE_PATH,
@@ -85,6 +91,11 @@ fn a_case_opens_in_its_customers_arm_and_is_dunned_by_it() {
     assert_eq!(policy.plan_for(&holdout), &baseline.plan);
     assert_eq!(policy.ending_for(&holdout), &baseline.ending);
     assert!(!policy.learning_for(&holdout).enabled);
+    let (_, rule, _) = crate::policy::ending::choose(&policy, &holdout);
+    assert!(
+        rule.starts_with("experiment arm \"holdout\" (the baseline plan): "),
+        "{rule}"
+    );
     // A policy without the experiment any more gives the case its segment's plan again.
     let ended = Policy {
         experiment: None,
