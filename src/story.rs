@@ -51,6 +51,20 @@ pub fn tell(case: &Case, policy: &Policy, card: &[Try], now: Timestamp) -> Told 
             .clone()
             .unwrap_or_else(|| "none (the policy's own plan)".to_owned()),
     ));
+    if let Some(assigned) = &case.arm {
+        let plan = if assigned.holdout {
+            "the holdout: the plain baseline plan"
+        } else {
+            "its variant of the plan"
+        };
+        facts.push((
+            "Experiment",
+            format!(
+                "{:?}, arm {:?} ({plan}, for every invoice of the customer)",
+                assigned.experiment, assigned.arm
+            ),
+        ));
+    }
     if let Some(decline) = &case.decline {
         facts.push((
             "Decline",

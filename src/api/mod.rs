@@ -1,5 +1,5 @@
 //! The support API under `/api/v1`: cases by invoice, customer or subscription; support's hold,
-//! resume and retry; and the test clock. Also its OpenAPI document, `GET /api/openapi.json`.
+//! resume and retry; the experiments' report; and the test clock. Also its OpenAPI document, `GET /api/openapi.json`.
 //!
 //! A case changes only through `decide`: support actions are inputs like any event, applied with
 //! compare-and-set, each recording the name of the token that made it and the reason given. They
@@ -33,6 +33,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use self::auth::{Caller, Tokens};
 use crate::clock::{Clock, ClockError, Reading};
 use crate::http::{ErrorBody, error_response};
+use crate::policy::experiment::report::Report;
 use crate::policy::{Case, Input, Policy, Support, SupportAct};
 use crate::store::{self, Cards, StoreError, TestClock, Timers};
 use crate::telemetry::metric;
@@ -48,7 +49,9 @@ pub struct Api<S> {
 }
 
 /// The `/api/v1` routes, behind the token check, and their OpenAPI document beside them.
-pub fn routes<S: store::Cases + Cards + store::Outcomes + TestClock + Timers + 'static>(
+pub fn routes<
+    S: store::Cases + Cards + store::Outcomes + store::Experiments + TestClock + Timers + 'static,
+>(
     api: Arc<Api<S>>,
     tokens: Tokens,
 ) -> Router {
@@ -65,6 +68,7 @@ pub fn routes<S: store::Cases + Cards + store::Outcomes + TestClock + Timers + '
         .route("/api/v1/invoices/{id}/resume", post(resume::<S>))
         .route("/api/v1/invoices/{id}/retry", post(retry::<S>))
         .route("/api/v1/clock/advance", post(advance_clock::<S>))
+        .route("/api/v1/experiments", get(experiments::<S>))
         .with_state(api)
         .layer(middleware::from_fn_with_state(tokens, auth::require_token));
     Router::new()
@@ -80,7 +84,7 @@ pub fn routes<S: store::Cases + Cards + store::Outcomes + TestClock + Timers + '
 #[derive(OpenApi)]
 #[openapi(
     info(title = "recoup", version = env!("CARGO_PKG_VERSION")),
-    paths(invoice, customer, subscription, hold, resume, retry, advance_clock),
+    paths(invoice, customer, subscription, hold, resume, retry, advance_clock, experiments),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -208,7 +212,9 @@ type WhyBody = Result<Json<Why>, JsonRejection>;
         (status = 503, description = "The store cannot answer", body = ErrorBody),
     )
 )]
-async fn hold<S: store::Cases + Cards + store::Outcomes + TestClock + Timers>(
+async fn hold<
+    S: store::Cases + Cards + store::Outcomes + store::Experiments + TestClock + Timers,
+>(
     State(api): State<Arc<Api<S>>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
@@ -232,7 +238,9 @@ async fn hold<S: store::Cases + Cards + store::Outcomes + TestClock + Timers>(
         (status = 503, description = "The store cannot answer", body = ErrorBody),
     )
 )]
-async fn resume<S: store::Cases + Cards + store::Outcomes + TestClock + Timers>(
+async fn resume<
+    S: store::Cases + Cards + store::Outcomes + store::Experiments + TestClock + Timers,
+>(
     State(api): State<Arc<Api<S>>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
@@ -256,7 +264,9 @@ async fn resume<S: store::Cases + Cards + store::Outcomes + TestClock + Timers>(
         (status = 503, description = "The store cannot answer", body = ErrorBody),
     )
 )]
-async fn retry<S: store::Cases + Cards + store::Outcomes + TestClock + Timers>(
+async fn retry<
+    S: store::Cases + Cards + store::Outcomes + store::Experiments + TestClock + Timers,
+>(
     State(api): State<Arc<Api<S>>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
@@ -267,7 +277,9 @@ async fn retry<S: store::Cases + Cards + store::Outcomes + TestClock + Timers>(
 
 /// Applies a support action to the invoice's case: the case as saved (202 for a retry, which a
 /// worker makes within moments), or 409 with the reason the policy refused it.
-async fn support<S: store::Cases + Cards + store::Outcomes + TestClock + Timers>(
+async fn support<
+    S: store::Cases + Cards + store::Outcomes + store::Experiments + TestClock + Timers,
+>(
     api: &Api<S>,
     caller: Caller,
     id: &str,
@@ -355,6 +367,31 @@ async fn support<S: store::Cases + Cards + store::Outcomes + TestClock + Timers>
             tracing::error!("support action on {id}: {e}");
             error_response(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
         }
+    }
+}
+
+/// The policy's experiments, each with its arms' figures.
+#[derive(Serialize, ToSchema)]
+struct Experiments {
+    /// Empty when the policy runs no experiment; at most one runs at a time.
+    experiments: Vec<Report>,
+}
+
+/// What each arm of the policy's experiment recovered, against its holdout, with 95% intervals
+/// (`docs/user-guide/experiments.md`). Counts only invoices whose outcome is final.
+#[utoipa::path(
+    get,
+    path = "/api/v1/experiments",
+    responses(
+        (status = 200, description = "The experiments' reports", body = Experiments),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 503, description = "The store cannot answer", body = ErrorBody),
+    )
+)]
+async fn experiments<S: store::Experiments>(State(api): State<Arc<Api<S>>>) -> Response {
+    match store::experiment_reports(&api.store, &api.policy).await {
+        Ok(experiments) => Json(Experiments { experiments }).into_response(),
+        Err(e) => unavailable(e),
     }
 }
 

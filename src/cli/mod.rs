@@ -6,13 +6,14 @@
 //!
 //! `src/main.rs` only parses the arguments ([`Cli`]), starts the runtime and calls [`run`]; each
 //! command's body is in a module of its own here: `serve`, `clock`, `deadletters`, `policy`
-//! (policy check), `simulate`, `tune`, `status`, `webhook` (webhook send), `backfill`, `reconcile` and
+//! (policy check), `simulate`, `tune`, `status`, `experiments`, `webhook` (webhook send), `backfill`, `reconcile` and
 //! `learn`;
 //! `demo` is [`crate::demo`].
 
 mod backfill;
 mod clock;
 mod deadletters;
+mod experiments;
 mod learn;
 mod policy;
 mod reconcile;
@@ -101,6 +102,15 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// What each arm of the policy's experiment recovered against its holdout, with 95% confidence
+    /// intervals, from the counters in the same Redis as `serve`; invoices count once final.
+    Experiments {
+        /// Print the API's report JSON instead.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
     /// Fetch the events recoup may have missed (webhooks that never arrived) from Stripe's events
     /// API and store each exactly as a delivered webhook: an event recoup has changes nothing.
     Backfill {
@@ -181,6 +191,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Simulate(args) => simulate::run(args),
         Command::Tune(args) => tune::run(args).await,
         Command::Status { id, json, config } => status::run(&id, json, config).await,
+        Command::Experiments { json, config } => experiments::run(json, config).await,
         Command::Backfill { since, config } => backfill::run(since, config).await,
         Command::Reconcile { dry_run, config } => reconcile::run(dry_run, config).await,
         Command::Demo => {

@@ -129,7 +129,7 @@ pub fn run(options: &Options) -> anyhow::Result<String> {
             seed,
             profile,
         } => {
-            if contenders.iter().any(|c| c.policy.learning.enabled) {
+            if contenders.iter().any(|c| c.policy.learns()) {
                 // A learning policy plays customers in the order of their first failure; the
                 // generator makes them in no such order, so they are kept and sorted.
                 let customers = options.source.load()?;

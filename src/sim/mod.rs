@@ -38,10 +38,7 @@ use self::tally::{Population, Tally};
 use self::world::World;
 use crate::policy::{Evidence, Policy};
 
-/// The policy file of the fixed "retry after 3, 5 and 7 days" schedule every report compares with.
-pub const BASELINE_PATH: &str = "config/baseline-3-5-7.toml";
-/// The same file, built in, for a recoup run outside its source tree.
-pub const BASELINE: &str = include_str!("../../config/baseline-3-5-7.toml");
+pub use crate::policy::file::{BASELINE, BASELINE_PATH};
 
 /// Customers handed to a simulating thread at a time: enough to make the hand-over cheap.
 const CHUNK: usize = 256;
@@ -112,7 +109,7 @@ where
     let (learning, alone): (Vec<_>, Vec<_>) = contenders
         .iter()
         .enumerate()
-        .partition(|(_, c)| c.policy.learning.enabled);
+        .partition(|(_, c)| c.policy.learns());
     let alone_contenders: Vec<&Contender> = alone.iter().map(|(_, c)| *c).collect();
     std::thread::scope(|scope| {
         let learners: Vec<_> = learning

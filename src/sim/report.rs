@@ -13,6 +13,7 @@ use super::Contender;
 use super::chart::Curve;
 use super::tally::{DAYS, Population, Rate, Tally};
 use crate::notify::templates::format_amount;
+use crate::policy::experiment::report as experiment;
 
 /// Everything `recoup simulate` found.
 #[derive(Debug, Clone, Serialize)]
@@ -83,6 +84,9 @@ pub struct PolicyReport {
     pub by_segment: BTreeMap<String, RateReport>,
     /// Revenue recovered by the end of each day after the failures (day 0 = nothing yet).
     pub cumulative_revenue_by_day: BTreeMap<String, Vec<i64>>,
+    /// The policy's experiment, arm by arm, with the same report `recoup experiments` prints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<experiment::Report>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -210,6 +214,11 @@ impl PolicyReport {
         }
         let usd = |micros: i64| micros as f64 / 1_000_000.0;
         Self {
+            experiment: contender
+                .policy
+                .experiment
+                .as_ref()
+                .map(|e| experiment::report(e, &tally.by_arm)),
             name: contender.name.clone(),
             path: contender.path.display().to_string(),
             recovered_invoices: tally.recovered,
@@ -449,7 +458,14 @@ impl fmt::Display for Report {
                 ));
             }
         }
-        render(f, &self.policies, &rows)
+        render(f, &self.policies, &rows)?;
+        for policy in &self.policies {
+            if let Some(report) = &policy.experiment {
+                writeln!(f, "\nThe experiment of {}:", policy.name)?;
+                write!(f, "{}", experiment::render(report))?;
+            }
+        }
+        Ok(())
     }
 }
 

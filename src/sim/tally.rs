@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use super::oracle;
 use super::population::FailedInvoice;
 use super::world::{CustomerResult, HORIZON};
+use crate::policy::experiment::outcome::{ArmCounts, Contribution};
 use crate::policy::{Policy, RecoveredBy};
 
 /// Whole hours from the failure to the payment, up to the horizon: the days-to-recover histogram.
@@ -56,6 +57,9 @@ pub struct Tally {
     pub hours_to_recover: Vec<u64>,
     /// Revenue recovered on each day after the failure (day 0 = the first 24 hours), by currency.
     pub daily_revenue: BTreeMap<String, Vec<i64>>,
+    /// By the arm of the policy's experiment, counted as `serve` counts them; every simulated
+    /// invoice is final at the horizon.
+    pub by_arm: BTreeMap<String, ArmCounts>,
 }
 
 impl Default for Tally {
@@ -78,6 +82,7 @@ impl Default for Tally {
             by_segment: BTreeMap::new(),
             hours_to_recover: vec![0; HOURS],
             daily_revenue: BTreeMap::new(),
+            by_arm: BTreeMap::new(),
         }
     }
 }
@@ -156,6 +161,18 @@ impl Tally {
                 rate.recovered += u64::from(recovered);
             };
             count(self.by_class.entry(outcome.class.as_str()).or_default());
+            if let (Some(arm), Some(experiment)) = (outcome.arm, &policy.experiment) {
+                self.by_arm
+                    .entry(experiment.arms[arm].name.clone())
+                    .or_default()
+                    .add(&Contribution {
+                        currency: invoice.currency.clone(),
+                        recovered: outcome.recovered.map(|_| invoice.amount_due),
+                        attempts: outcome.attempts,
+                        nudges: outcome.nudges,
+                        lost: outcome.canceled || result.gave_up,
+                    });
+            }
             let segment = outcome
                 .segment
                 .map_or("", |s| policy.segments[s].name.as_str());
@@ -218,6 +235,9 @@ impl Tally {
             let mine = self.by_class.entry(class).or_default();
             mine.invoices += rate.invoices;
             mine.recovered += rate.recovered;
+        }
+        for (arm, counts) in &other.by_arm {
+            self.by_arm.entry(arm.clone()).or_default().merge(counts);
         }
         for (segment, rate) in &other.by_segment {
             let mine = self.by_segment.entry(segment.clone()).or_default();

@@ -368,3 +368,95 @@ proptest::proptest! {
         }
     }
 }
+
+/// The shipped policy, static, running an experiment: half the customers held out on the baseline.
+fn experimenting() -> Contender {
+    let text = format!(
+        "{}\n[[experiment]]\nname = \"proof\"\n\n[[experiment.arm]]\nname = \"holdout\"\nshare = \
+         0.5\nholdout = true\n\n[[experiment.arm]]\nname = \"recoup\"\nshare = 0.5\n",
+        include_str!("../../config/policy.toml")
+            .replace("[learning]\nenabled = true", "[learning]\nenabled = false")
+    );
+    Contender {
+        name: "experimenting".to_owned(),
+        path: PathBuf::from("experimenting.toml"),
+        policy: crate::policy::file::parse(&text, "experimenting.toml").unwrap(),
+    }
+}
+
+#[test]
+fn an_experiment_splits_a_synthetic_population_and_its_holdout_does_what_the_baseline_does() {
+    let contender = experimenting();
+    let experiment = contender.policy.experiment.clone().unwrap();
+    let customers: Vec<_> = synthetic::population(3_000, 7).collect();
+    // Every invoice of a customer is in the customer's arm, the one `serve` would give them.
+    let (mut held_out, mut treated) = (Vec::new(), Vec::new());
+    for customer in &customers {
+        let result = world::simulate(&contender.policy, Arc::from(customer.clone()));
+        let want = experiment
+            .arms
+            .iter()
+            .position(|a| *a == *experiment.assign(&customer[0].customer_id));
+        // A customer who cancelled has no case for their later invoices, as in `serve`.
+        assert!(want.is_some() && result.invoices[0].arm == want);
+        assert!(
+            result
+                .invoices
+                .iter()
+                .all(|i| i.arm == want || (i.arm.is_none() && result.gave_up))
+        );
+        match want {
+            Some(0) => held_out.push(customer.clone()),
+            _ => treated.push(customer.clone()),
+        }
+    }
+    let outcome = |contenders: &[Contender], customers: &[Vec<FailedInvoice>]| {
+        let outcome = run(
+            contenders,
+            || customers.iter().cloned().map(Ok),
+            2,
+            |_| Ok(()),
+        )
+        .unwrap();
+        Report::new(
+            "synthetic".to_owned(),
+            contenders,
+            &outcome.population,
+            &outcome.tallies,
+        )
+    };
+    let report = outcome(std::slice::from_ref(&contender), &customers);
+    println!("{report}");
+    let arms = &report.policies[0].experiment.as_ref().unwrap().arms;
+    // Every invoice with a case is final at the horizon and counted in its arm; invoices a
+    // customer who cancelled never got are not.
+    let counted = arms.iter().map(|a| a.invoices).sum::<u64>();
+    assert!(counted <= report.population.invoices && counted > report.population.invoices * 9 / 10);
+    // The holdout's customers fare exactly as under the baseline policy file; the other arm's as
+    // under the policy without the experiment.
+    let baseline = outcome(&[baseline()], &held_out);
+    assert_eq!(arms[0].recovered, baseline.policies[0].recovered_invoices);
+    let mut plain = contender.clone();
+    plain.policy.experiment = None;
+    let plain = outcome(&[plain], &treated);
+    assert_eq!(arms[1].recovered, plain.policies[0].recovered_invoices);
+    assert_eq!(
+        arms[1]
+            .revenue
+            .iter()
+            .map(|r| (r.currency.clone(), r.recovered))
+            .collect::<std::collections::BTreeMap<_, _>>(),
+        plain.policies[0].recovered_revenue
+    );
+    // Enough invoices for an interval, and what the lift seen would need.
+    let versus = arms[1].versus_holdout.as_ref().unwrap();
+    assert!(versus.enough_data);
+    let rate = versus.rate_difference.unwrap();
+    assert!(rate.low < rate.estimate && rate.estimate < rate.high);
+    assert!(versus.invoices_needed.is_some());
+    assert!(
+        report
+            .to_string()
+            .contains("The experiment of experimenting:")
+    );
+}

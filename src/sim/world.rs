@@ -61,6 +61,11 @@ pub struct InvoiceResult {
     pub class: DeclineClass,
     /// The policy's segment for the invoice (an index into `policy.segments`).
     pub segment: Option<usize>,
+    /// The customer's arm of the policy's experiment (an index into its arms), assigned by the
+    /// same function as in `serve`.
+    pub arm: Option<usize>,
+    /// Dunning ended with the subscription canceled (the end decision).
+    pub canceled: bool,
     /// Paid within the horizon: by whom and how long after the failure.
     pub recovered: Option<(RecoveredBy, SignedDuration)>,
     /// recoup's own charge attempts (Stripe's failed first attempt not counted).
@@ -171,6 +176,8 @@ impl World {
                 )
                 .class,
                 segment: None,
+                arm: None,
+                canceled: false,
                 recovered: None,
                 attempts: 0,
                 nudges: 0,
@@ -246,7 +253,10 @@ impl World {
     }
 
     /// What became of the customer.
-    pub fn finish(self) -> CustomerResult {
+    pub fn finish(mut self) -> CustomerResult {
+        for (result, case) in self.results.iter_mut().zip(&self.cases) {
+            result.canceled = case.as_ref().is_some_and(|c| c.state == State::Canceled);
+        }
         CustomerResult {
             invoices: self.results,
             gave_up: self.gave_up,
@@ -340,6 +350,11 @@ impl World {
             .as_ref()
             .and_then(|c| c.segment.as_deref())
             .and_then(|name| policy.segments.iter().position(|s| s.name == name));
+        self.results[i].arm = self.cases[i]
+            .as_ref()
+            .and_then(|c| policy.arm_of(c))
+            .zip(policy.experiment.as_ref())
+            .and_then(|(arm, experiment)| experiment.arms.iter().position(|a| a == arm));
         let card = self.cards[0].card.clone();
         self.note_try(0, i, 1, at, Some(&invoice.first_decline));
         let declined = declined(&invoice.first_decline, card);

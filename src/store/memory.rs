@@ -17,14 +17,15 @@ use tokio::time::Instant;
 
 use super::{
     Arrival, Arrivals, Cards, Cases, Claim, Counters, DeadLetter, EARLY_EVENTS_KEPT, EarlyEvents,
-    Failure, Health, Inbox, InboxEntry, Ingest, MAX_FAILURES, Outcomes, Parked, Saved, Session,
-    Sessions, StoreError, TIMER_SHARDS, TestClock, Timers, codec, in_created_order, newest_first,
-    shard_of,
+    Experiments, Failure, Health, Inbox, InboxEntry, Ingest, MAX_FAILURES, Outcomes, Parked, Saved,
+    Session, Sessions, StoreError, TIMER_SHARDS, TestClock, Timers, codec, in_created_order,
+    newest_first, shard_of,
 };
 use crate::event::Event;
 use crate::policy::budget::CardHistory;
+use crate::policy::experiment::outcome::{ArmCounts, Contribution};
 use crate::policy::learning::Observation;
-use crate::policy::{Case, Evidence};
+use crate::policy::{Assignment, Case, Evidence};
 
 /// A store that lives as long as the process; clones share it.
 #[derive(Clone, Default)]
@@ -42,6 +43,9 @@ impl std::fmt::Debug for MemoryStore {
 #[derive(Default)]
 struct Inner {
     evidence: Evidence,
+    /// Experiment arms' counters by experiment and arm, and the (experiment, invoice, what) counted.
+    arms: HashMap<String, BTreeMap<String, ArmCounts>>,
+    arms_counted: HashSet<(String, String, &'static str)>,
     seen: HashSet<String>,
     next_entry: u64,
     inbox: BTreeMap<u64, Slot>,
@@ -461,6 +465,47 @@ impl Outcomes for MemoryStore {
     async fn replace_evidence(&self, evidence: &Evidence) -> Result<(), StoreError> {
         self.lock().evidence = evidence.clone();
         Ok(())
+    }
+}
+
+impl Experiments for MemoryStore {
+    async fn count_final(
+        &self,
+        arm: &Assignment,
+        invoice_id: &str,
+        contribution: &Contribution,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let mark = |what| (arm.experiment.clone(), invoice_id.to_owned(), what);
+        let first = inner.arms_counted.insert(mark("final"));
+        let recovery =
+            contribution.recovered.is_some() && inner.arms_counted.insert(mark("recovered"));
+        let counts = inner
+            .arms
+            .entry(arm.experiment.clone())
+            .or_default()
+            .entry(arm.arm.clone())
+            .or_default();
+        // The same two steps as the Redis script: the outcome once, the recovery once.
+        if first {
+            counts.add_outcome(contribution);
+        }
+        if let Some(amount) = contribution.recovered.filter(|_| recovery) {
+            counts.add_recovery(&contribution.currency, amount);
+        }
+        Ok(first || recovery)
+    }
+
+    async fn arm_counts(
+        &self,
+        experiment: &str,
+    ) -> Result<BTreeMap<String, ArmCounts>, StoreError> {
+        Ok(self
+            .lock()
+            .arms
+            .get(experiment)
+            .cloned()
+            .unwrap_or_default())
     }
 }
 

@@ -5,7 +5,8 @@
 //! The store is split into roles, one trait each, so a part's signature says what it may do with
 //! Redis: [`Health`] (does it answer), [`Inbox`] (verified events, exactly once), [`Cases`] (cases,
 //! compare-and-set, and the indexes support looks them up by), [`Cards`] (card histories),
-//! [`Counters`] (counts, once-only marks and leases that expire by themselves), [`EarlyEvents`]
+//! [`Counters`] (counts, once-only marks and leases that expire by themselves), [`Outcomes`]
+//! (what attempts came to), [`Experiments`] (what each experiment arm's invoices came to), [`EarlyEvents`]
 //! (events about a customer that came before their case), [`Timers`]
 //! (claiming due wake-ups), [`TestClock`] and [`Sessions`] (the status page's sign-ins). [`Store`]
 //! is every role together, for the parts that need them all
@@ -27,8 +28,9 @@ pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 use crate::event::Event;
 use crate::policy::budget::{CardHistory, Try};
+use crate::policy::experiment::outcome::{ArmCounts, Contribution};
 use crate::policy::learning::Observation;
-use crate::policy::{Case, Evidence};
+use crate::policy::{Assignment, Case, Evidence};
 
 /// How many due-time sets the timers are spread over. Fixed: a case's shard is part of its keys,
 /// so changing this would strand the timers already stored.
@@ -460,6 +462,32 @@ pub trait Outcomes: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// What each experiment arm's invoices came to (`docs/user-guide/experiments.md`): counters per
+/// arm that the worker adds a case to once its outcome is final, and the report reads whole. Their
+/// number is fixed by the arms and currencies, not by the invoices counted; the report never scans
+/// cases.
+///
+/// Counting is idempotent per invoice: a case's final outcome is counted once however many times
+/// its final state is saved (a retried save, a later event on a closed case), and its recovery once
+/// more if it is recovered after an earlier final state (a paused subscription whose customer pays
+/// later). The marks that make it so are kept at least as long as the case itself.
+pub trait Experiments: Send + Sync {
+    /// Counts what the final case of `invoice_id` adds to its arm, unless it was counted already;
+    /// whether anything was added.
+    fn count_final(
+        &self,
+        arm: &Assignment,
+        invoice_id: &str,
+        contribution: &Contribution,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The counters of each arm of `experiment` that counted anything, by arm name.
+    fn arm_counts(
+        &self,
+        experiment: &str,
+    ) -> impl Future<Output = Result<std::collections::BTreeMap<String, ArmCounts>, StoreError>> + Send;
+}
+
 /// How many events about one customer [`EarlyEvents`] keeps: the newest, enough for every card,
 /// time zone, subscription and dispute event a customer makes in the weeks before a failure.
 pub const EARLY_EVENTS_KEPT: usize = 20;
@@ -605,6 +633,7 @@ pub trait Store:
     + Cards
     + Counters
     + Outcomes
+    + Experiments
     + EarlyEvents
     + Timers
     + TestClock
@@ -623,6 +652,7 @@ impl<S> Store for S where
         + Cards
         + Counters
         + Outcomes
+        + Experiments
         + EarlyEvents
         + Timers
         + TestClock
@@ -697,6 +727,21 @@ pub async fn card_tries<S: Cards>(store: &S, case: &Case) -> Result<Vec<Try>, St
         Some(card) => Ok(store.load_card(&card.fingerprint).await?.tries),
         None => Ok(Vec::new()),
     }
+}
+
+/// The report of the policy's experiment from its arms' counters (`recoup experiments` and
+/// `GET /api/v1/experiments`); none when the policy runs no experiment.
+pub async fn experiment_reports<S: Experiments>(
+    store: &S,
+    policy: &crate::policy::Policy,
+) -> Result<Vec<crate::policy::experiment::report::Report>, StoreError> {
+    let Some(experiment) = &policy.experiment else {
+        return Ok(Vec::new());
+    };
+    let counts = store.arm_counts(&experiment.name).await?;
+    Ok(vec![crate::policy::experiment::report::report(
+        experiment, &counts,
+    )])
 }
 
 /// Newest first, as the status API lists cases.

@@ -11,6 +11,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::clock::Clock;
 use crate::policy::budget::{self, CardHistory, Try};
+use crate::policy::experiment::outcome::Contribution;
 use crate::policy::learning::Observation;
 use crate::policy::networks::Charged;
 use crate::policy::{
@@ -18,7 +19,7 @@ use crate::policy::{
     RecoveredBy, State, TimerKind, await_results, decide,
 };
 use crate::processor::Processor;
-use crate::store::{Cards, Cases, Outcomes, Saved, TestClock, Timers};
+use crate::store::{Cards, Cases, Experiments, Outcomes, Saved, TestClock, Timers};
 use crate::telemetry::metric;
 
 use super::{Applied, ApplyError, MAX_CONFLICTS, renewing};
@@ -63,7 +64,7 @@ struct Decided {
     card: Option<CardHistory>,
 }
 
-impl<S: Cases + Cards + Outcomes + TestClock + Timers> Engine<'_, S> {
+impl<S: Cases + Cards + Outcomes + Experiments + TestClock + Timers> Engine<'_, S> {
     /// Loads the case, decides, charges what the decision asks for, and saves with compare-and-set,
     /// again on fresh state after a conflict.
     ///
@@ -140,6 +141,7 @@ impl<S: Cases + Cards + Outcomes + TestClock + Timers> Engine<'_, S> {
                         case.version = version;
                         record_firings(&decided.fired, now);
                         record_progress(before, &case);
+                        self.count_in_experiment(&case).await;
                         let mut actions = decided.actions;
                         actions.extend(then);
                         return Ok(Applied {
@@ -205,6 +207,26 @@ impl<S: Cases + Cards + Outcomes + TestClock + Timers> Engine<'_, S> {
                 Ok(true)
             }
             Saved::Conflict => Ok(false),
+        }
+    }
+
+    /// Counts a saved case in its experiment arm once its outcome is final. Asked on every save of
+    /// a final case, not only the one that made it final: the store counts an invoice once, so a
+    /// count a store error lost is made by the case's next save instead of never.
+    async fn count_in_experiment(&self, case: &Case) {
+        let (Some(arm), Some(contribution)) = (&case.arm, Contribution::of(case)) else {
+            return;
+        };
+        if let Err(e) = self
+            .store
+            .count_final(arm, &case.invoice_id, &contribution)
+            .await
+        {
+            tracing::warn!(
+                invoice = %case.invoice_id,
+                experiment = %arm.experiment,
+                "cannot count the case's outcome in its experiment arm (counted on its next save): {e}"
+            );
         }
     }
 

@@ -10,6 +10,7 @@ mod deadletters;
 mod decisions;
 mod early;
 mod echoes;
+mod experiments;
 mod fake_stripe;
 mod helpers;
 mod learning;

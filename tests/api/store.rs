@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use recoup::policy::{Case, Timer, TimerKind};
+use recoup::policy::experiment::outcome::Contribution;
+use recoup::policy::{Assignment, Case, Timer, TimerKind};
 use recoup::store::{
     Arrival, Arrivals, EARLY_EVENTS_KEEP, EARLY_EVENTS_KEPT, EarlyEvents, Failure, Inbox, Ingest,
     MemoryStore, RedisStore, Saved, Session, Store, TIMER_SHARDS,
@@ -65,6 +66,7 @@ store_suite!(
     a_session_lasts_until_it_expires_or_is_closed,
     a_mark_is_seen_and_what_waits_is_taken_when_due_by_one_taker,
     a_customers_early_events_are_kept_capped_each_once_in_stripes_order,
+    a_final_case_counts_in_its_arm_once_and_a_later_recovery_once_more,
 );
 
 const LONG: Duration = Duration::from_secs(60);
@@ -578,4 +580,88 @@ async fn redis_remembers_events_in_compact_sets_for_the_whole_dedupe_window() {
         );
     }
     assert_eq!(members, events, "one fingerprint per event");
+}
+
+async fn a_final_case_counts_in_its_arm_once_and_a_later_recovery_once_more<S: Store>(store: &S) {
+    let arm = |name: &str| Assignment {
+        experiment: "proof".to_owned(),
+        arm: name.to_owned(),
+        holdout: name == "holdout",
+    };
+    let paid = |amount: i64| Contribution {
+        currency: "usd".to_owned(),
+        recovered: Some(amount),
+        attempts: 2,
+        nudges: 1,
+        lost: false,
+    };
+    assert!(
+        store
+            .count_final(&arm("quick"), "in_1", &paid(4900))
+            .await
+            .unwrap()
+    );
+    // The same final case saved again (a retried save, a later event): not counted again.
+    assert!(
+        !store
+            .count_final(&arm("quick"), "in_1", &paid(4900))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .count_final(&arm("quick"), "in_2", &paid(100))
+            .await
+            .unwrap()
+    );
+    // Paused first, recovered later: the outcome once, the recovery once more.
+    let paused = Contribution {
+        recovered: None,
+        lost: false,
+        currency: "eur".to_owned(),
+        ..paid(0)
+    };
+    assert!(
+        store
+            .count_final(&arm("holdout"), "in_3", &paused)
+            .await
+            .unwrap()
+    );
+    let recovered = Contribution {
+        recovered: Some(2500),
+        ..paused.clone()
+    };
+    assert!(
+        store
+            .count_final(&arm("holdout"), "in_3", &recovered)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .count_final(&arm("holdout"), "in_3", &recovered)
+            .await
+            .unwrap()
+    );
+
+    let counts = store.arm_counts("proof").await.unwrap();
+    let quick = &counts["quick"];
+    assert_eq!(
+        (
+            quick.invoices,
+            quick.recovered,
+            quick.attempts,
+            quick.nudges,
+            quick.lost
+        ),
+        (2, 2, 4, 2, 0)
+    );
+    let usd = quick.revenue["usd"];
+    assert_eq!((usd.invoices, usd.sum), (2, 5000));
+    assert_eq!(usd.sum_squares, 4900.0 * 4900.0 + 100.0 * 100.0);
+    let holdout = &counts["holdout"];
+    assert_eq!((holdout.invoices, holdout.recovered), (1, 1));
+    assert_eq!(holdout.revenue["eur"].sum, 2500);
+    // Another experiment's counters are its own.
+    assert!(store.arm_counts("other").await.unwrap().is_empty());
 }

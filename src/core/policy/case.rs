@@ -247,7 +247,8 @@ pub struct CaseDecision {
     /// When it was made (for a failed one: when it was last tried).
     #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
-    /// The policy rule that chose it: the segment (or the policy's own) and the situation.
+    /// The policy rule that chose it: the segment (or the policy's own), the experiment arm if any,
+    /// and the situation.
     pub rule: String,
     pub reason: String,
     /// The change in Stripe's words: `pause_collection[behavior]=keep_as_draft`, …
@@ -441,6 +442,10 @@ pub struct Case {
     /// The policy segment the invoice fell in when the case opened; `None`: the policy's own plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<String>,
+    /// The experiment arm the customer was put in when the case opened (`None`: no experiment
+    /// ran); its plan is the arm's ([`crate::policy::experiment`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arm: Option<super::Assignment>,
     /// Nudges the policy sent out (whatever became of them on each channel: see `nudges`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nudged: Vec<Nudged>,

@@ -217,6 +217,12 @@ pub fn choose(policy: &Policy, case: &Case) -> (End, String, String) {
             || "the policy's own".to_owned(),
             |s| format!("segment {s:?}"),
         );
+    // The plan an experiment arm gave the case is named too: a holdout's is the baseline's alone.
+    let segment = match policy.arm_of(case) {
+        Some(arm) if arm.holdout => format!("experiment arm {:?} (the baseline plan)", arm.name),
+        Some(arm) => format!("{segment}, experiment arm {:?}", arm.name),
+        None => segment,
+    };
     let class = case
         .decline
         .as_ref()

@@ -289,6 +289,10 @@ fn open(
         segment: policy
             .segment_for(invoice, customer, at)
             .map(|s| s.name.clone()),
+        arm: policy
+            .experiment
+            .as_ref()
+            .map(|e| e.assignment(&invoice.customer)),
         opened_at: now,
         version: 0,
     }
@@ -351,7 +355,11 @@ fn describe(event: &Event, invoice: &Invoice, before: Option<State>, case: &Case
         (Some(before), _) if before == after => format!("case stays {}", after.as_str()),
         (Some(before), _) => format!("case {} → {}", before.as_str(), after.as_str()),
     };
-    format!("{amount}; {change}")
+    let arm = match (before, &case.arm) {
+        (None, Some(assigned)) => format!("; {}", assigned.sentence()),
+        _ => String::new(),
+    };
+    format!("{amount}; {change}{arm}")
         + match (event.kind, after) {
             (EventKind::InvoicePaid | EventKind::InvoicePaymentSucceeded, State::Closed) => {
                 " (paid before any failure was seen)"

@@ -25,6 +25,7 @@ pub mod duration;
 mod ended;
 pub mod ending;
 mod events;
+pub mod experiment;
 pub mod expiring;
 pub mod file;
 mod hold;
@@ -50,6 +51,7 @@ pub use self::charge::{Charge, ChargeResult, Declined};
 use self::ended::{on_ended, on_resumed};
 pub use self::ending::{DisputePlan, End, EndOrder, EndPlan, EndResult, PauseBehavior};
 use self::events::on_event;
+pub use self::experiment::{Arm, Assignment, Experiment, Treatment};
 pub use self::hold::{Support, SupportAct, retry_allowed};
 pub use self::learning::{Evidence, Learning, RetryChoice};
 pub use self::networks::Networks;
@@ -83,6 +85,8 @@ pub struct Policy {
     pub disputes: DisputePlan,
     /// Whether and how retries are timed by what earlier attempts came to.
     pub learning: Learning,
+    /// The experiment customers are split by, if one runs (`[[experiment]]`).
+    pub experiment: Option<Experiment>,
     /// What earlier attempts came to: learned by `serve` from Stripe's answers, by `simulate` as
     /// its virtual time passes; empty in a policy just read from its file.
     pub evidence: Arc<Evidence>,
@@ -99,6 +103,7 @@ impl Default for Policy {
             ending: EndPlan::default(),
             disputes: DisputePlan::default(),
             learning: Learning::default(),
+            experiment: None,
             evidence: Arc::default(),
         }
     }
@@ -117,25 +122,78 @@ impl Policy {
             .find(|s| s.when.matches(invoice, customer, at))
     }
 
-    /// The plan of the case's segment; the policy's own when it has none (or the policy no longer
-    /// has a segment of that name).
+    /// The plan of the case's experiment arm, else of its segment, else the policy's own (also when
+    /// the policy no longer has a segment or arm of the name the case keeps).
     pub fn plan_for(&self, case: &Case) -> &Plan {
-        self.segment_of(case).map_or(&self.plan, |s| &s.plan)
+        self.treatment_of(case).map_or_else(
+            || self.segment_of(case).map_or(&self.plan, |s| &s.plan),
+            |t| &t.plan,
+        )
     }
 
-    /// The nudges of the case's segment, or the policy's own.
+    /// The nudges of the case's arm, else of its segment, else the policy's own.
     pub fn nudges_for(&self, case: &Case) -> &NudgePlan {
-        self.segment_of(case).map_or(&self.nudges, |s| &s.nudges)
+        self.treatment_of(case).map_or_else(
+            || self.segment_of(case).map_or(&self.nudges, |s| &s.nudges),
+            |t| &t.nudges,
+        )
     }
 
-    /// What happens when dunning runs out for the case's segment, or the policy's own.
+    /// What happens when dunning runs out for the case's arm, else its segment, else the policy's.
     pub fn ending_for(&self, case: &Case) -> &EndPlan {
-        self.segment_of(case).map_or(&self.ending, |s| &s.ending)
+        self.treatment_of(case).map_or_else(
+            || self.segment_of(case).map_or(&self.ending, |s| &s.ending),
+            |t| &t.ending,
+        )
+    }
+
+    /// Whether and how the case's retries are timed by evidence: its arm's learning, else the
+    /// policy's (segments have no learning of their own).
+    pub fn learning_for(&self, case: &Case) -> &Learning {
+        self.treatment_of(case)
+            .and_then(|t| t.learning.as_ref())
+            .unwrap_or(&self.learning)
+    }
+
+    /// Whether any case of the policy's may be timed by evidence: the policy's own learning, or
+    /// an experiment arm's.
+    pub fn learns(&self) -> bool {
+        self.learning.enabled
+            || self.experiment.as_ref().is_some_and(|e| {
+                e.arms.iter().any(|a| {
+                    std::iter::once(&a.own)
+                        .chain(&a.segments)
+                        .any(|t| t.learning.as_ref().is_some_and(|l| l.enabled))
+                })
+            })
     }
 
     fn segment_of(&self, case: &Case) -> Option<&Segment> {
+        self.segment_index(case).map(|n| &self.segments[n])
+    }
+
+    fn segment_index(&self, case: &Case) -> Option<usize> {
         let name = case.segment.as_deref()?;
-        self.segments.iter().find(|s| s.name == name)
+        self.segments.iter().position(|s| s.name == name)
+    }
+
+    /// The experiment arm a case's customer was put in when it opened, if the policy still runs
+    /// that experiment and arm.
+    pub fn arm_of(&self, case: &Case) -> Option<&Arm> {
+        let assigned = case.arm.as_ref()?;
+        self.experiment
+            .as_ref()
+            .filter(|e| e.name == assigned.experiment)?
+            .arms
+            .iter()
+            .find(|a| a.name == assigned.arm)
+    }
+
+    /// What the case's arm does with the case's segment: the arm's overrides over the segment's
+    /// plan (or the holdout's baseline, whatever the segment).
+    fn treatment_of(&self, case: &Case) -> Option<&Treatment> {
+        self.arm_of(case)
+            .map(|arm| arm.treatment(self.segment_index(case)))
     }
 }
 

@@ -38,7 +38,7 @@ fn plan_retry(policy: &Policy, case: &mut Case) -> String {
     let next = match case.state {
         State::Retrying => Some(policy.plan_for(case).next_retry(case).map(|next| {
             let (next, chosen) = learning::retime(
-                &policy.learning,
+                policy.learning_for(case),
                 &policy.evidence,
                 policy.plan_for(case),
                 case,

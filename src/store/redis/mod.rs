@@ -17,6 +17,8 @@
 //! | `recoup:lease:<name>` | string | who holds a lease (a backfill's), expiring by itself |
 //! | `recoup:early:{<customer>}` | list | events about the customer (JSON), newest first, capped (see [`EarlyEvents`]) |
 //! | `recoup:session:<sha-256 of the cookie's id>` | string | a status page session (JSON), expiring with it |
+//! | `recoup:{exp:<experiment>}:counts` | hash | an experiment's counters per arm (see `experiments.rs`) |
+//! | `recoup:{exp:<experiment>}:final:<invoice>`, `…:recovered:<invoice>` | string | the invoice was counted, kept a little longer than its case |
 //!
 //! Keys that one script touches share a hash tag — the inbox's `{inbox}`, a case's shard `{t<n>}` —
 //! so every script also runs on Redis Cluster. Every operation is bounded by `redis.timeout_ms`,
@@ -46,9 +48,9 @@ use tokio::sync::{Mutex, OnceCell};
 
 use super::{
     Arrival, Arrivals, Cards, Cases, Claim, Counters, DeadLetter, EARLY_EVENTS_KEEP,
-    EARLY_EVENTS_KEPT, EarlyEvents, Failure, Health, INBOX_FORMAT, Inbox, InboxEntry, Ingest,
-    MAX_FAILURES, Outcomes, Parked, Saved, Session, Sessions, StoreError, TIMER_SHARDS, TestClock,
-    Timers, codec, fnv1a, in_created_order, newest_first, shard_of,
+    EARLY_EVENTS_KEPT, EarlyEvents, Experiments, Failure, Health, INBOX_FORMAT, Inbox, InboxEntry,
+    Ingest, MAX_FAILURES, Outcomes, Parked, Saved, Session, Sessions, StoreError, TIMER_SHARDS,
+    TestClock, Timers, codec, fnv1a, in_created_order, newest_first, shard_of,
 };
 use crate::config::RedisSettings;
 use crate::event::Event;
@@ -58,6 +60,7 @@ use crate::policy::budget::CardHistory;
 mod cases;
 mod connection;
 mod early;
+mod experiments;
 mod inbox;
 mod outcomes;
 mod sessions;
@@ -66,6 +69,7 @@ mod timers;
 pub use self::connection::Risk;
 use self::connection::*;
 pub use self::early::early_key;
+pub use self::experiments::counts_key;
 pub use self::sessions::session_key;
 
 /// The inbox stream that workers consume.
@@ -166,6 +170,7 @@ struct Scripts {
     fail_wake: Script,
     unpark: Script,
     forget: Script,
+    count_final: Script,
 }
 
 /// A handle on Redis; cheap to clone, shared by every request and worker task.
@@ -213,6 +218,7 @@ impl RedisStore {
                 fail_wake: Script::new(include_str!("../scripts/fail_wake.lua")),
                 unpark: Script::new(include_str!("../scripts/unpark.lua")),
                 forget: Script::new(include_str!("../scripts/forget.lua")),
+                count_final: Script::new(include_str!("../scripts/count_final.lua")),
             }),
             settings: settings.clone(),
             timeout,

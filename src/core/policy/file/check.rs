@@ -8,16 +8,16 @@ use jiff::SignedDuration;
 use toml::Spanned;
 
 use super::shape::{
-    Raw, RawEnd, RawEndAction, RawLearning, RawNudges, RawRetries, RawRule, RawSegment,
-    RawThreshold,
+    Raw, RawEnd, RawEndAction, RawExperiment, RawLearning, RawNudges, RawOverrides, RawRetries,
+    RawRule, RawSegment, RawThreshold,
 };
-use super::{FORMAT, PolicyError};
+use super::{BASELINE, BASELINE_PATH, FORMAT, PolicyError, parse_with};
 use crate::policy::duration::{human, parse_duration};
 use crate::policy::networks::{Counts, Dates, Fee, Key, Networks, Rule};
 use crate::policy::timing::Window;
 use crate::policy::{
-    Channel, DisputePlan, End, EndPlan, Learning, Match, NudgeKind, NudgePlan, PauseBehavior, Plan,
-    Policy, Segment, Step, Threshold,
+    Arm, Channel, DisputePlan, End, EndPlan, Experiment, Learning, Match, NudgeKind, NudgePlan,
+    PauseBehavior, Plan, Policy, Segment, Step, Threshold, Treatment,
 };
 
 pub(super) type At<'a> = &'a dyn Fn(std::ops::Range<usize>, &str, String) -> PolicyError;
@@ -81,11 +81,24 @@ impl Reader<'_> {
                 .and_then(|d| d.stop_card_when_lost)
                 .unwrap_or(DisputePlan::default().stop_card_when_lost),
         };
+        let learning = self.learning(
+            raw.learning.unwrap_or_default(),
+            "learning",
+            Learning::default(),
+        )?;
+        // The policy's learning stays out of its treatment: a segment or arm that does not set
+        // `[learning]` follows the policy's, whatever it is turned to later (`simulate --learn`).
+        let own = Treatment {
+            plan,
+            nudges,
+            ending,
+            learning: None,
+        };
         let mut segments: Vec<Segment> = Vec::new();
         for (n, raw) in raw.segment.unwrap_or_default().into_iter().enumerate() {
             let key = format!("segment[{n}]");
             let name_at = raw.name.span();
-            let segment = self.segment(raw, &key, (&plan, &nudges, &ending))?;
+            let segment = self.segment(raw, &key, &own, &learning)?;
             if segments.iter().any(|s| s.name == segment.name) {
                 return Err((self.at)(
                     name_at,
@@ -95,42 +108,267 @@ impl Reader<'_> {
             }
             segments.push(segment);
         }
-        let learning = self.learning(raw.learning.unwrap_or_default())?;
+        let experiment = match raw.experiment {
+            Some(experiments) => {
+                self.experiment(experiments, (&own, &learning), &segments, &networks)?
+            }
+            None => None,
+        };
         Ok(Policy {
-            plan,
+            plan: own.plan,
             networks,
             segments,
-            nudges,
-            ending,
+            nudges: own.nudges,
+            ending: own.ending,
             disputes,
             learning,
+            experiment,
             evidence: Default::default(),
         })
     }
 
-    /// The `[learning]` table.
-    fn learning(&self, raw: RawLearning) -> Result<Learning, PolicyError> {
-        let default = Learning::default();
+    /// What `tables` set over `base`, the tables' keys under `key`: what they set replaces, what
+    /// they leave out stays. How a segment's plan is made from the policy's own, and an experiment
+    /// arm's from either. A `[learning]` table is read over `base`'s learning, else the policy's
+    /// (`learning`).
+    fn treatment(
+        &self,
+        tables: &RawOverrides,
+        key: &str,
+        base: &Treatment,
+        learning: &Learning,
+    ) -> Result<Treatment, PolicyError> {
+        Ok(Treatment {
+            plan: self.retries(
+                tables.retries.clone().unwrap_or_default(),
+                &format!("{key}.retries"),
+                base.plan.clone(),
+            )?,
+            nudges: self.nudges(
+                tables.nudges.clone().unwrap_or_default(),
+                &format!("{key}.nudges"),
+                base.nudges.clone(),
+            )?,
+            ending: self.ending(
+                tables.end.clone().unwrap_or_default(),
+                &format!("{key}.end"),
+                base.ending,
+            )?,
+            learning: match &tables.learning {
+                Some(raw) => Some(self.learning(
+                    raw.clone(),
+                    &format!("{key}.learning"),
+                    base.learning.clone().unwrap_or_else(|| learning.clone()),
+                )?),
+                None => base.learning.clone(),
+            },
+        })
+    }
+
+    /// The `[[experiment]]` tables: at most one, whose arms' shares add up to 1.
+    fn experiment(
+        &self,
+        mut written: Vec<RawExperiment>,
+        own: (&Treatment, &Learning),
+        segments: &[Segment],
+        networks: &Arc<Networks>,
+    ) -> Result<Option<Experiment>, PolicyError> {
+        if let Some(second) = written.get(1) {
+            return Err((self.at)(
+                second.name.span(),
+                "experiment[1]",
+                "one experiment runs at a time: two would change the same customers' plans, and \
+                 neither's difference could be told from the other's"
+                    .into(),
+            ));
+        }
+        if written.is_empty() {
+            return Ok(None);
+        }
+        let raw = written.remove(0);
+        let name = self.label(&raw.name, "experiment[0].name", "an experiment")?;
+        let key = match &raw.key {
+            Some(key) if key.get_ref().trim().is_empty() => {
+                return Err((self.at)(
+                    key.span(),
+                    "experiment[0].key",
+                    "an empty key; leave it out to key customers by the experiment's name".into(),
+                ));
+            }
+            Some(key) => key.get_ref().clone(),
+            None => name.clone(),
+        };
+        if raw.arm.len() < 2 {
+            return Err((self.at)(
+                raw.name.span(),
+                "experiment[0].arm",
+                format!(
+                    "{} arm(s); an experiment compares at least two ([[experiment.arm]] tables)",
+                    raw.arm.len()
+                ),
+            ));
+        }
+        let mut arms: Vec<Arm> = Vec::new();
+        for (n, written) in raw.arm.into_iter().enumerate() {
+            let key = format!("experiment[0].arm[{n}]");
+            let at = written.name.span();
+            let arm = self.arm(written, &key, own, segments, networks)?;
+            if arms.iter().any(|a| a.name == arm.name) {
+                return Err((self.at)(
+                    at.clone(),
+                    &format!("{key}.name"),
+                    format!("{:?} names two arms", arm.name),
+                ));
+            }
+            if arm.holdout && arms.iter().any(|a| a.holdout) {
+                return Err((self.at)(
+                    at,
+                    &format!("{key}.holdout"),
+                    "a second holdout; an experiment has at most one, which every other arm is \
+                     compared with"
+                        .into(),
+                ));
+            }
+            arms.push(arm);
+        }
+        let total: f64 = arms.iter().map(|a| a.share).sum();
+        if (total - 1.0).abs() > 1e-6 {
+            return Err((self.at)(
+                raw.name.span(),
+                "experiment[0].arm.share",
+                format!(
+                    "the arms' shares add up to {total}; they must add up to 1 (every customer is \
+                     in exactly one arm)"
+                ),
+            ));
+        }
+        Ok(Some(Experiment { name, key, arms }))
+    }
+
+    /// The name of an experiment or an arm: what the report, the cases and the store's counters
+    /// (`<arm>|<field>`) call it, so letters, digits, spaces, `-`, `_` and `.` only.
+    fn label(
+        &self,
+        written: &Spanned<String>,
+        key: &str,
+        what: &str,
+    ) -> Result<String, PolicyError> {
+        let name = written.get_ref().trim();
+        let allowed = |c: char| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.');
+        if name.is_empty() || !name.chars().all(allowed) {
+            return Err((self.at)(
+                written.span(),
+                key,
+                format!(
+                    "{name:?}: {what} needs a name of letters, digits, spaces, '-', '_' and '.', \
+                     which the report and the cases show"
+                ),
+            ));
+        }
+        Ok(name.to_owned())
+    }
+
+    /// One `[[experiment.arm]]`: the baseline plan for a holdout, else its tables over the policy's
+    /// own plan and over each segment's.
+    fn arm(
+        &self,
+        raw: super::shape::RawArm,
+        key: &str,
+        (own, learning): (&Treatment, &Learning),
+        segments: &[Segment],
+        networks: &Arc<Networks>,
+    ) -> Result<Arm, PolicyError> {
+        let name = self.label(&raw.name, &format!("{key}.name"), "an arm")?;
+        let share = *raw.share.get_ref();
+        if !(share > 0.0 && share <= 1.0) {
+            return Err((self.at)(
+                raw.share.span(),
+                &format!("{key}.share"),
+                format!("{share} is out of range; allowed: more than 0, at most 1"),
+            ));
+        }
+        let holdout = raw.holdout.as_ref().is_some_and(|h| *h.get_ref());
+        let tables = RawOverrides {
+            retries: raw.retries,
+            nudges: raw.nudges,
+            end: raw.end,
+            learning: raw.learning,
+        };
+        if holdout {
+            let named = [
+                ("retries", tables.retries.is_some()),
+                ("nudges", tables.nudges.is_some()),
+                ("end", tables.end.is_some()),
+                ("learning", tables.learning.is_some()),
+            ];
+            if let Some((table, _)) = named.iter().find(|(_, set)| *set) {
+                return Err((self.at)(
+                    raw.name.span(),
+                    &format!("{key}.{table}"),
+                    format!(
+                        "a holdout gets the baseline plan ({BASELINE_PATH}) whole; it takes no \
+                         [experiment.arm.{table}] table"
+                    ),
+                ));
+            }
+            let baseline = baseline(networks);
+            return Ok(Arm {
+                name,
+                share,
+                holdout,
+                segments: vec![baseline.clone(); segments.len()],
+                own: baseline,
+            });
+        }
+        let over_segments = segments
+            .iter()
+            .map(|s| {
+                let base = Treatment {
+                    plan: s.plan.clone(),
+                    nudges: s.nudges.clone(),
+                    ending: s.ending,
+                    learning: None,
+                };
+                self.treatment(&tables, key, &base, learning)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Arm {
+            name,
+            share,
+            holdout,
+            own: self.treatment(&tables, key, own, learning)?,
+            segments: over_segments,
+        })
+    }
+
+    /// A `[learning]` table over `default`.
+    fn learning(
+        &self,
+        raw: RawLearning,
+        prefix: &str,
+        default: Learning,
+    ) -> Result<Learning, PolicyError> {
+        let key = |name: &str| format!("{prefix}.{name}");
         let hours = SignedDuration::from_hours;
         Ok(Learning {
             enabled: raw.enabled.unwrap_or(default.enabled),
             explore: match raw.explore {
-                Some(n) => self.number(&n, "learning.explore", 0..=50)?,
+                Some(n) => self.number(&n, &key("explore"), 0..=50)?,
                 None => default.explore,
             },
             min_evidence: match raw.min_evidence {
-                Some(n) => self.number(&n, "learning.min_evidence", 0..=1_000_000)?,
+                Some(n) => self.number(&n, &key("min_evidence"), 0..=1_000_000)?,
                 None => default.min_evidence,
             },
             min_gap: self.duration_or(
                 raw.min_gap,
-                "learning.min_gap",
+                &key("min_gap"),
                 hours(1)..=hours(7 * 24),
                 default.min_gap,
             )?,
             look_ahead: self.duration_or(
                 raw.look_ahead,
-                "learning.look_ahead",
+                &key("look_ahead"),
                 hours(24)..=hours(30 * 24),
                 default.look_ahead,
             )?,
@@ -333,7 +571,8 @@ impl Reader<'_> {
         &self,
         raw: RawSegment,
         key: &str,
-        (plan, nudges, ending): (&Plan, &NudgePlan, &EndPlan),
+        own: &Treatment,
+        learning: &Learning,
     ) -> Result<Segment, PolicyError> {
         let name = raw.name.get_ref().trim().to_owned();
         if name.is_empty() {
@@ -372,20 +611,19 @@ impl Reader<'_> {
             past_failures_at_least: count(&raw.past_failures_at_least, "past_failures_at_least")?,
             past_failures_below: count(&raw.past_failures_below, "past_failures_below")?,
         };
+        let tables = RawOverrides {
+            retries: raw.retries,
+            nudges: raw.nudges,
+            end: raw.end,
+            learning: None,
+        };
+        let treatment = self.treatment(&tables, key, own, learning)?;
         Ok(Segment {
             name,
             when,
-            plan: self.retries(
-                raw.retries.unwrap_or_default(),
-                &format!("{key}.retries"),
-                plan.clone(),
-            )?,
-            nudges: self.nudges(
-                raw.nudges.unwrap_or_default(),
-                &format!("{key}.nudges"),
-                nudges.clone(),
-            )?,
-            ending: self.ending(raw.end.unwrap_or_default(), &format!("{key}.end"), *ending)?,
+            plan: treatment.plan,
+            nudges: treatment.nudges,
+            ending: treatment.ending,
         })
     }
 
@@ -619,5 +857,18 @@ impl Reader<'_> {
             dates: Dates::default(),
             source: "the policy file".to_owned(),
         })
+    }
+}
+
+/// The holdout's plan: the baseline `recoup simulate` sets beside every policy
+/// ([`BASELINE_PATH`], built in), under the policy's network rules.
+fn baseline(networks: &Arc<Networks>) -> Treatment {
+    let policy = parse_with(BASELINE, BASELINE_PATH, Arc::clone(networks))
+        .expect("the built-in baseline policy is valid");
+    Treatment {
+        plan: policy.plan,
+        nudges: policy.nudges,
+        ending: policy.ending,
+        learning: Some(policy.learning),
     }
 }

@@ -50,6 +50,12 @@ impl fmt::Display for PolicyError {
 /// Where the shipped policy file lives in a checkout, and the name errors in it are reported under.
 pub const SHIPPED_PATH: &str = "config/policy.toml";
 
+/// The policy file of the fixed "retry after 3, 5 and 7 days" schedule: what every `recoup
+/// simulate` report compares with, and the plan of an experiment's holdout arm.
+pub const BASELINE_PATH: &str = "config/baseline-3-5-7.toml";
+/// The same file, built in, for a recoup run outside its source tree.
+pub const BASELINE: &str = include_str!("../../../../config/baseline-3-5-7.toml");
+
 /// The shipped `config/policy.toml`, built into the binary.
 const SHIPPED: &str = include_str!("../../../../config/policy.toml");
 
@@ -117,7 +123,25 @@ pub fn describe(policy: &Policy) -> String {
         policy.nudges.window.start_hour,
         policy.nudges.window.end_hour,
         ends(&policy.ending),
-    )
+    ) + &policy.experiment.as_ref().map_or(String::new(), |e| {
+        let arms: Vec<String> = e
+            .arms
+            .iter()
+            .map(|a| {
+                format!(
+                    "{:?} {}%{}",
+                    a.name,
+                    (a.share * 100.0 * 100.0).round() / 100.0,
+                    if a.holdout {
+                        " (holdout: the baseline plan)"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect();
+        format!("; experiment {:?}: {}", e.name, arms.join(", "))
+    })
 }
 
 /// What an end plan does, in a few words.

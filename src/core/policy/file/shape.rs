@@ -19,9 +19,43 @@ pub(super) struct Raw {
     pub(super) end: Option<RawEnd>,
     pub(super) disputes: Option<RawDisputes>,
     pub(super) learning: Option<RawLearning>,
+    pub(super) experiment: Option<Vec<RawExperiment>>,
 }
 
-#[derive(Deserialize, Default)]
+/// An `[[experiment]]` table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawExperiment {
+    pub(super) name: Spanned<String>,
+    pub(super) key: Option<Spanned<String>>,
+    pub(super) arm: Vec<RawArm>,
+}
+
+/// An `[[experiment.arm]]` table: a holdout, or the tables it overrides.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawArm {
+    pub(super) name: Spanned<String>,
+    pub(super) share: Spanned<f64>,
+    pub(super) holdout: Option<Spanned<bool>>,
+    pub(super) retries: Option<RawRetries>,
+    pub(super) nudges: Option<RawNudges>,
+    pub(super) end: Option<RawEnd>,
+    pub(super) learning: Option<RawLearning>,
+}
+
+/// The tables a segment or an experiment arm sets over the plan it starts from (a segment sets no
+/// `learning`). Not a serde shape of its own: `deny_unknown_fields` does not work through
+/// `flatten`, so each table keeps its fields and hands them over in one of these.
+#[derive(Default, Clone)]
+pub(super) struct RawOverrides {
+    pub(super) retries: Option<RawRetries>,
+    pub(super) nudges: Option<RawNudges>,
+    pub(super) end: Option<RawEnd>,
+    pub(super) learning: Option<RawLearning>,
+}
+
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLearning {
     pub(super) enabled: Option<bool>,
@@ -31,7 +65,7 @@ pub(super) struct RawLearning {
     pub(super) look_ahead: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawEnd {
     pub(super) grace: Option<Spanned<String>>,
@@ -39,7 +73,7 @@ pub(super) struct RawEnd {
     pub(super) no_new_card: Option<RawEndAction>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawEndAction {
     pub(super) action: Spanned<String>,
@@ -54,7 +88,7 @@ pub(super) struct RawDisputes {
     pub(super) stop_card_when_lost: Option<bool>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNudges {
     pub(super) window: Option<Spanned<Vec<Spanned<i64>>>>,
@@ -64,7 +98,7 @@ pub(super) struct RawNudges {
     pub(super) step: Option<Vec<RawStep>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStep {
     pub(super) kind: Spanned<String>,
@@ -91,7 +125,7 @@ pub(super) struct RawSegment {
     pub(super) end: Option<RawEnd>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRetries {
     pub(super) soft: Option<Vec<Spanned<String>>>,

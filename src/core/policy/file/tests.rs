@@ -1,5 +1,6 @@
 use super::*;
 use crate::policy::networks::{Counts, Dates, Fee, Key, Rule};
+use crate::policy::tests::experiments::EXPERIMENTING;
 use crate::policy::timing::Window;
 use crate::policy::*;
 
@@ -511,4 +512,118 @@ fn every_bad_networks_value_is_named_with_its_line_and_key() {
                 codes = [\"25\"]\nmeans = \"wait\"\nsource = \"s\"\n";
     let error = super::networks(wait, "n.toml").unwrap_err();
     assert_eq!(error.key, "code[0].wait");
+}
+
+#[test]
+fn an_arm_overrides_what_it_names_over_each_plan_and_a_holdout_takes_the_baseline() {
+    let policy = parse(EXPERIMENTING, "p.toml").unwrap();
+    let experiment = policy.experiment.as_ref().unwrap();
+    assert_eq!(
+        (experiment.name.as_str(), experiment.key.as_str()),
+        ("gentle", "gentle-2026")
+    );
+    let [holdout, gentle] = experiment.arms.as_slice() else {
+        panic!("two arms");
+    };
+    // The holdout is the simulator's baseline, whole, in and out of segments.
+    let baseline = parse(BASELINE, BASELINE_PATH).unwrap();
+    assert!(holdout.holdout);
+    assert_eq!(holdout.own.plan, baseline.plan);
+    assert_eq!(holdout.own.nudges, baseline.nudges);
+    assert_eq!(holdout.segments[0].ending, baseline.ending);
+    assert_eq!(holdout.own.learning, Some(baseline.learning.clone()));
+    // The arm replaces the gaps and learning it names, over the policy's own plan...
+    assert_eq!(gentle.own.plan.soft, [SignedDuration::from_hours(120)]);
+    assert_eq!(gentle.own.plan.max_attempts, policy.plan.max_attempts);
+    assert!(gentle.own.learning.as_ref().is_some_and(|l| !l.enabled) && policy.learning.enabled);
+    assert_eq!(gentle.own.nudges, policy.nudges);
+    // ...and over the segment's: the segment's pause stays.
+    assert_eq!(
+        gentle.segments[0].plan.soft,
+        [SignedDuration::from_hours(120)]
+    );
+    assert_eq!(gentle.segments[0].ending, policy.segments[0].ending);
+    assert_ne!(gentle.segments[0].ending, gentle.own.ending);
+    assert!(
+        describe(&policy).ends_with(
+            "; experiment \"gentle\": \"holdout\" 20% (holdout: the baseline plan), \"gentle\" 80%"
+        ),
+        "{}",
+        describe(&policy)
+    );
+    // An arm that sets no [learning] follows the policy's, as `simulate --learn off` turns it.
+    let mut following = parse(
+        &EXPERIMENTING.replace("[experiment.arm.learning]\nenabled = false\n", ""),
+        "p.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        following.experiment.as_ref().unwrap().arms[1].own.learning,
+        None
+    );
+    assert!(following.learns());
+    following.learning.enabled = false;
+    assert!(
+        !following.learns(),
+        "the holdout's baseline does not learn either"
+    );
+    // Without a key, customers are keyed by the name.
+    let unkeyed = parse(
+        &EXPERIMENTING.replace("key = \"gentle-2026\"\n", ""),
+        "p.toml",
+    )
+    .unwrap();
+    assert_eq!(unkeyed.experiment.unwrap().key, "gentle");
+}
+
+#[test]
+fn every_bad_experiment_is_named_with_its_line_and_key() {
+    let cases = [
+        (
+            EXPERIMENTING.replace("share = 0.8", "share = 0.7"),
+            "p.toml:12: experiment[0].arm.share: the arms' shares add up to",
+        ),
+        (
+            EXPERIMENTING.replace("name = \"gentle\"\nshare", "name = \"holdout\"\nshare"),
+            "p.toml:21: experiment[0].arm[1].name: \"holdout\" names two arms",
+        ),
+        (
+            EXPERIMENTING.replace("share = 0.8\n", "share = 0.8\nholdout = true\n"),
+            "experiment[0].arm[1].retries: a holdout gets the baseline plan",
+        ),
+        (
+            EXPERIMENTING.replace(
+                "[experiment.arm.retries]\nsoft = [\"5d\"]\n[experiment.arm.learning]\nenabled = false\n",
+                "holdout = true\n",
+            ),
+            "experiment[0].arm[1].holdout: a second holdout",
+        ),
+        (
+            EXPERIMENTING.replace("[experiment.arm.learning]", "colour = \"blue\"\n[experiment.arm.learning]"),
+            "p.toml:25: unknown field `colour`",
+        ),
+        (
+            EXPERIMENTING.replace("soft = [\"5d\"]", "soft = [\"5m\"]"),
+            "p.toml:24: experiment[0].arm[1].retries.soft[0]: \"5m\" is out of range",
+        ),
+        (
+            EXPERIMENTING.replace("share = 0.2", "share = 0"),
+            "p.toml:17: experiment[0].arm[0].share: 0 is out of range",
+        ),
+        (
+            EXPERIMENTING.replace("name = \"gentle\"\nshare", "name = \"a|b\"\nshare"),
+            "p.toml:21: experiment[0].arm[1].name: \"a|b\": an arm needs a name of letters",
+        ),
+        (
+            format!("{EXPERIMENTING}\n[[experiment]]\nname = \"again\"\narm = []\n"),
+            "experiment[1]: one experiment runs at a time",
+        ),
+    ];
+    for (text, said) in cases {
+        let err = error(&text).to_string();
+        assert!(
+            err.starts_with("p.toml") && err.contains(said),
+            "{err}\nwanted: {said}"
+        );
+    }
 }

@@ -934,6 +934,7 @@ fn the_customers_own_time_zone_moves_the_planned_retry_into_their_daytime() {
 
 mod charges;
 mod endings;
+pub(crate) mod experiments;
 mod extremes;
 mod learning;
 mod nudges;
