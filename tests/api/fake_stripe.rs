@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -514,8 +514,17 @@ impl Drop for FakeStripe {
 }
 
 fn template(name: &str) -> Value {
-    let path = format!("{}/fixtures/stripe/{name}.json", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    // Read and parsed once per object type: a chaos run answers hundreds of thousands of calls,
+    // and parsing Stripe's example invoice for each held the ledger's lock for most of the run.
+    static TEMPLATES: OnceLock<Mutex<HashMap<String, Value>>> = OnceLock::new();
+    let mut templates = TEMPLATES.get_or_init(Mutex::default).lock().unwrap();
+    templates
+        .entry(name.to_owned())
+        .or_insert_with(|| {
+            let path = format!("{}/fixtures/stripe/{name}.json", env!("CARGO_MANIFEST_DIR"));
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+        })
+        .clone()
 }
 
 /// Stripe's answer to a request it could not take: rate limited, or failing on its side.
@@ -1234,21 +1243,23 @@ async fn list_invoices(
     let status = query_values(&query, "status").into_iter().next();
     let method = query_values(&query, "collection_method").into_iter().next();
     let customer = query_values(&query, "customer").into_iter().next();
-    let mut ids: Vec<&String> = ledger.invoices.keys().collect();
+    // Filtered before they are rendered: a customer's paid invoices are asked for at every case
+    // opening, and rendering every invoice of a chaos run's thousands for each made it quadratic.
+    let mut ids: Vec<&String> = ledger
+        .invoices
+        .iter()
+        .filter(|(_, i)| status.as_ref().is_none_or(|s| i.status == s.as_str()))
+        .filter(|(_, i)| customer.as_ref().is_none_or(|c| i.customer == *c))
+        .map(|(id, _)| id)
+        .collect();
     ids.sort_by(|a, b| b.cmp(a));
     let invoices = ids
         .into_iter()
         .map(|id| invoice_json(id, &ledger.invoices[id], false))
-        .filter(|i| status.as_ref().is_none_or(|s| i["status"] == s.as_str()))
         .filter(|i| {
             method
                 .as_ref()
                 .is_none_or(|m| i["collection_method"] == m.as_str())
-        })
-        .filter(|i| {
-            customer
-                .as_ref()
-                .is_none_or(|c| i["customer"] == c.as_str())
         })
         .collect();
     page(invoices, &query, "/v1/invoices")
