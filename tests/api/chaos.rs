@@ -494,11 +494,8 @@ impl Run {
                     .insert(n, (invoice.status, invoice.attempt_count));
                 // Stripe reports every failed payment attempt, recoup's own included: a charge
                 // whose answer recoup lost still reaches its case.
-                let failed = if status == "open" && invoice.status == "open" {
-                    attempts + 1..=invoice.attempt_count
-                } else {
-                    1..=0
-                };
+                let still_open = status == "open" && invoice.status == "open";
+                let failed = (attempts + 1..=invoice.attempt_count).filter(|_| still_open);
                 let kind = match invoice.status {
                     "paid" => Some("invoice.paid"),
                     "uncollectible" => Some("invoice.marked_uncollectible"),
