@@ -16,7 +16,9 @@ use std::time::Instant;
 use futures_util::{StreamExt, stream};
 use jiff::SignedDuration;
 use recoup::store::redis::{SEEN_PREFIX, case_key};
-use recoup::store::{Inbox, Ingest};
+use recoup::policy::learning::Observation;
+use recoup::policy::{Decline, DeclineClass};
+use recoup::store::{Inbox, Ingest, Outcomes};
 use redis::AsyncCommands;
 
 const IN_FLIGHT: usize = 256;
@@ -146,6 +148,74 @@ async fn main() {
     println!(
         "  rest:          {:.0} bytes (Redis's key table, allocator)",
         per_case - the_case - indexes - seen - wake_up
+    );
+
+    evidence(&store, &mut raw).await;
+}
+
+/// Learning's evidence: what counting attempts' outcomes adds to Redis, and how fast it goes. Its
+/// size is fixed by the groups (reason × country) and their moments' slots, not by the attempts.
+async fn evidence(store: &recoup::store::RedisStore, raw: &mut redis::aio::MultiplexedConnection) {
+    let attempts: u64 = std::env::var("ATTEMPTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200_000);
+    const COUNTRIES: u64 = 40;
+    let failed_at = support::now() - SignedDuration::from_hours(24 * 60);
+    let (case, _) = support::worked_case(0, failed_at, support::now());
+    // One case per reason learning counts: insufficient funds, another soft decline, ambiguous.
+    let reasons: Vec<_> = [
+        ("insufficient_funds", DeclineClass::Soft),
+        ("processing_error", DeclineClass::Soft),
+        ("do_not_honor", DeclineClass::Ambiguous),
+    ]
+    .into_iter()
+    .map(|(code, class)| {
+        let mut case = case.clone();
+        case.decline = Some(Decline {
+            code: Some(code.to_owned()),
+            class,
+            advice_code: None,
+            network_advice_code: None,
+            network_wait: None,
+        });
+        case
+    })
+    .collect();
+    let observations: Vec<Observation> = (0..attempts)
+        .map(|n| {
+            let mut case = reasons[(n % 3) as usize].clone();
+            case.country = Some(format!("C{}", n / 3 % COUNTRIES));
+            // Every hour of two months after the failure, over and over.
+            let at = failed_at + SignedDuration::from_hours((n % (24 * 60)) as i64);
+            Observation::of(&case, at, n % 7 == 0).expect("a retried decline is counted")
+        })
+        .collect();
+    let before = used_memory(raw).await;
+    let started = Instant::now();
+    stream::iter(&observations)
+        .map(|observation| async move { store.record_outcome(observation).await.unwrap() })
+        .buffer_unordered(IN_FLIGHT)
+        .collect::<()>()
+        .await;
+    let took = started.elapsed();
+    let grown = used_memory(raw).await - before;
+    let fields: u64 = redis::cmd("HLEN")
+        .arg("recoup:evidence")
+        .query_async(raw)
+        .await
+        .unwrap();
+    let hash = memory_usage(raw, "recoup:evidence").await;
+    println!(
+        "evidence:        {attempts} attempts in {} groups (3 reasons × {COUNTRIES} countries, and \
+         all countries): {:.0} KiB in Redis ({fields} fields; used_memory {:.0} KiB more), counted \
+         at {:.0} attempts/s ({:.1} µs each with {IN_FLIGHT} in flight); its size is fixed by the \
+         groups, not the attempts",
+        3 * (COUNTRIES + 1),
+        hash as f64 / 1024.0,
+        grown as f64 / 1024.0,
+        attempts as f64 / took.as_secs_f64(),
+        took.as_secs_f64() * 1e6 / attempts as f64
     );
 }
 

@@ -146,7 +146,8 @@ async fn main() {
     let firing = elapsed.as_secs_f64() / backlog as f64;
     let (learned, planned) = (learning_cost(true), learning_cost(false));
     println!(
-        "learning:   a declined attempt's next retry planned in {:.1} µs with learning on,          {:.1} µs off: learning adds {:.1} µs an attempt, {:.0}% of one timer firing ({:.0} µs)",
+        "learning:   a declined attempt's next retry planned in {:.1} µs with learning on, \
+         {:.1} µs off: learning adds {:.1} µs an attempt, {:.0}% of one timer firing ({:.0} µs)",
         learned * 1e6,
         planned * 1e6,
         (learned - planned) * 1e6,
