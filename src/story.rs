@@ -92,7 +92,11 @@ pub fn tell(case: &Case, policy: &Policy, card: &[Try], now: Timestamp) -> Told 
     for hold in &case.holds {
         facts.push((
             "On hold",
-            format!("{} (since {})", hold.reason, when(hold.at, zone)),
+            format!(
+                "{} (since {})",
+                local_times(&hold.reason, zone),
+                when(hold.at, zone)
+            ),
         ));
     }
     let attempts = case
@@ -147,7 +151,7 @@ pub fn tell(case: &Case, policy: &Policy, card: &[Try], now: Timestamp) -> Told 
             .as_deref()
             .map(|n| format!(" ({n})"))
             .unwrap_or_default();
-        format!(
+        let told = format!(
             "{} on {}: {} — {}; {}. Outcome: {}{note}",
             d.action.as_str(),
             when(d.at, zone),
@@ -155,12 +159,19 @@ pub fn tell(case: &Case, policy: &Policy, card: &[Try], now: Timestamp) -> Told 
             d.rule,
             d.reason,
             d.outcome.as_str().replace('_', " ")
-        )
+        );
+        local_times(&told, zone)
     });
     let timeline = case
         .timeline
         .iter()
-        .map(|e| (when(e.at, zone), e.what.clone(), e.detail.clone()))
+        .map(|e| {
+            (
+                when(e.at, zone),
+                e.what.clone(),
+                local_times(&e.detail, zone),
+            )
+        })
         .collect();
     Told {
         title: format!("{} · {amount} · {}", case.invoice_id, case.state.as_str()),
@@ -168,7 +179,7 @@ pub fn tell(case: &Case, policy: &Policy, card: &[Try], now: Timestamp) -> Told 
         attempts,
         nudges,
         decision,
-        next: next(case, policy, card, now),
+        next: local_times(&next(case, policy, card, now), zone),
         timeline,
     }
 }
@@ -198,6 +209,39 @@ pub fn when(at: Timestamp, zone_name: &str) -> String {
         local.strftime("%a %Y-%m-%d %H:%M"),
         utc.strftime("%H:%M")
     )
+}
+
+/// Words the core wrote, with each instant in them (RFC 3339 in UTC, as the store and the API keep
+/// them) told like every other time here: [`when`], in the customer's zone, to the minute. Told
+/// when read rather than stored so, so the JSON stays machine-readable and old cases read the same.
+fn local_times(words: &str, zone_name: &str) -> String {
+    let mut told = String::with_capacity(words.len());
+    let mut rest = words;
+    while let Some(start) = rest.find(|c: char| c.is_ascii_digit()) {
+        let (before, from) = rest.split_at(start);
+        told.push_str(before);
+        // An instant's characters; what follows (`:`, `.`, `;`) may be the sentence's own, so the
+        // longest prefix that reads as an instant is the instant.
+        let word = from
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, ':' | '.' | '+' | '-')))
+            .unwrap_or(from.len());
+        let instant = (1..=word)
+            .rev()
+            .find_map(|end| Some((from[..end].parse::<Timestamp>().ok()?, end)));
+        let end = match instant {
+            Some((at, end)) => {
+                told.push_str(&when(at, zone_name));
+                end
+            }
+            None => {
+                told.push_str(&from[..word]);
+                word
+            }
+        };
+        rest = &from[end..];
+    }
+    told.push_str(rest);
+    told
 }
 
 /// The plain sentence for what happens next, and why.
@@ -492,6 +536,49 @@ mod tests {
         }
         assert_eq!(case.state, State::Canceled);
         insta::assert_snapshot!(told(&case, &policy));
+    }
+
+    #[test]
+    fn the_timeline_tells_its_instants_in_the_customers_time() {
+        let policy = Policy::shipped();
+        let case = declined(&policy, "insufficient_funds");
+        let told = tell(&case, &policy, &[], at(NOW + 60));
+        let details: Vec<&str> = told.timeline.iter().map(|(_, _, d)| d.as_str()).collect();
+        assert!(
+            details
+                .iter()
+                .all(|d| !d.contains("Z:") && !d.contains(".457")),
+            "{details:#?}"
+        );
+        assert!(
+            details[1].contains("next retry Sun 2026-11-15 09:25 America/Chicago (15:25 UTC): "),
+            "{details:#?}"
+        );
+        // Stored as it was written: machine-readable for the API, and old cases still render.
+        assert!(
+            case.timeline[1]
+                .detail
+                .contains("next retry 2026-11-15T15:25:46.457Z: ")
+        );
+    }
+
+    #[test]
+    fn an_instant_inside_words_is_told_in_the_zone_and_the_rest_kept() {
+        assert_eq!(
+            local_times(
+                "retry at 2026-11-02T16:00:00Z. in_1QaZ4, 2026-11-05T15:25:46.457Z: (3 of 6) \
+                 until 2026-12-02T15:00:00Z; 15:00 4900 usd",
+                "America/Chicago"
+            ),
+            "retry at Mon 2026-11-02 10:00 America/Chicago (16:00 UTC). in_1QaZ4, \
+             Thu 2026-11-05 09:25 America/Chicago (15:25 UTC): (3 of 6) \
+             until Wed 2026-12-02 09:00 America/Chicago (15:00 UTC); 15:00 4900 usd"
+        );
+        assert_eq!(
+            local_times("due 2026-11-02T16:00:00Z", "UTC"),
+            "due Mon 2026-11-02 16:00 UTC"
+        );
+        assert_eq!(local_times("no time — here", "UTC"), "no time — here");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::fault::Fault;
 use super::{Inputs, Worker, expiring, note_try, nudges, store_backoff};
 use crate::event::{Event, EventKind, EventObject, Invoice};
 use crate::policy::budget::Try;
-use crate::policy::{Card, Case, Charge, ChargeResult, Input, Outcome, State};
+use crate::policy::{Card, Case, Charge, ChargeResult, Input, State};
 use crate::store::{Failure, InboxEntry, Store};
 use crate::telemetry::metric;
 
@@ -404,11 +404,7 @@ async fn learn_decline<S: Store>(
     case: &Case,
 ) -> Result<(), Fault> {
     let attempt = invoice.attempt_count.max(1);
-    let unexplained = case
-        .attempts
-        .iter()
-        .any(|a| a.number == attempt && a.outcome == Outcome::Failed && a.decline_code.is_none());
-    if !unexplained || case.state.is_final() {
+    if !case.decline_unread(attempt) || case.state.is_final() {
         return Ok(());
     }
     let found = worker

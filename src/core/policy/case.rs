@@ -585,6 +585,14 @@ impl Case {
             .any(|e| e.event.as_deref() == Some(event_id))
     }
 
+    /// Whether attempt `number` failed and why is not known yet: Stripe's failure events carry no
+    /// decline, and the worker reads it from the payment intent next, as the attempt's result.
+    pub fn decline_unread(&self, number: u32) -> bool {
+        self.attempts
+            .iter()
+            .any(|a| a.number == number && a.outcome == Outcome::Failed && a.decline_code.is_none())
+    }
+
     /// Words for the timeline: `text()`, or nothing for a case that keeps none (`untold`), whose
     /// story would cost more to write than the decisions it explains.
     pub fn words(&self, text: impl FnOnce() -> String) -> String {

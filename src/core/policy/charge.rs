@@ -16,7 +16,7 @@ use super::decline::{self, Signals};
 use super::events::record_attempt;
 use super::hold;
 use super::networks::Charged;
-use super::replan::{replan, settle};
+use super::replan::{Telling, replan_telling, settle};
 use super::{
     Attempt, Card, Case, Closure, Decision, Decline, DeclineClass, Entry, Hold, HoldBy, Outcome,
     Policy, RecoveredBy, State,
@@ -109,6 +109,13 @@ pub(super) fn on_charge(policy: &Policy, case: &Case, charge: &Charge) -> Decisi
     if next.retry_under_way.is_some_and(|r| r.attempt == attempt) {
         next.retry_under_way = None;
     }
+    // The decline of the latest failure, whose line left the plan to it (Stripe's events carry
+    // none).
+    let latest = case.attempts.iter().all(|a| a.number <= attempt);
+    let telling = match charge.result {
+        ChargeResult::Declined(_) if latest && case.decline_unread(attempt) => Telling::DeclineRead,
+        _ => Telling::Changes,
+    };
     let (what, detail) = match &charge.result {
         ChargeResult::Paid => {
             record_attempt(&mut next, attempt, at, Outcome::Succeeded, None);
@@ -218,7 +225,7 @@ pub(super) fn on_charge(policy: &Policy, case: &Case, charge: &Charge) -> Decisi
         }
     };
     settle(&mut next);
-    let (planned, actions) = replan(policy, &mut next, at);
+    let (planned, actions) = replan_telling(policy, &mut next, at, telling);
     // Told twice (a redo, or Stripe's webhook and recoup's own result), a result changes nothing.
     if next == *case {
         return Decision::unchanged();

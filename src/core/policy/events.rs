@@ -6,7 +6,7 @@
 
 use jiff::Timestamp;
 
-use super::replan::{replan, settle};
+use super::replan::{Telling, replan, replan_telling, settle};
 use super::{
     Attempt, BilledTo, Card, Case, Closure, CustomerFacts, Decision, EndAction, Entry,
     NewPaymentMethod, Outcome, Policy, State, hold, nudge, timing,
@@ -46,6 +46,7 @@ pub(super) fn on_event(
     };
     let at = Timestamp::from_second(event.created).unwrap_or(now);
     let before = case.map(|c| c.state);
+    let mut telling = Telling::Changes;
     let mut case = case
         .cloned()
         .unwrap_or_else(|| open(policy, invoice, customer, fact.opening_state(), at, now));
@@ -59,13 +60,12 @@ pub(super) fn on_event(
                     .and_then(|t| Timestamp::from_second(t).ok());
                 case.amount_remaining = remaining(invoice);
             }
-            record_attempt(
-                &mut case,
-                invoice.attempt_count.max(1),
-                at,
-                Outcome::Failed,
-                None,
-            );
+            let attempt = invoice.attempt_count.max(1);
+            record_attempt(&mut case, attempt, at, Outcome::Failed, None);
+            // The plan follows the latest decline: an older failure's leaves it as it is.
+            if case.decline_unread(attempt) && case.attempts.iter().all(|a| a.number <= attempt) {
+                telling = Telling::DeclineUnread;
+            }
             // A payment method the customer added after this failure already answers it.
             let answered = case.new_payment_method.as_ref().is_some_and(|c| c.at > at);
             if needs_customer && !answered && case.state == State::Retrying {
@@ -88,7 +88,7 @@ pub(super) fn on_event(
         }
     }
     settle(&mut case);
-    let (planned, actions) = replan(policy, &mut case, at);
+    let (planned, actions) = replan_telling(policy, &mut case, at, telling);
     let detail = case.words(|| describe(event, invoice, before, &case)) + &planned;
     case.record(Entry {
         at,

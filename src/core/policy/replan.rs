@@ -31,9 +31,21 @@ pub(super) fn settle(case: &mut Case) {
     }
 }
 
+/// How an input's timeline line tells the retry plan; the plan itself is the same whichever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Telling {
+    /// When it changes.
+    Changes,
+    /// Its time only: the latest failure's decline, which the plan follows, is still to be read
+    /// (see [`Case::decline_unread`]), and the line of that decline tells the plan with its reason.
+    DeclineUnread,
+    /// Even when its time stays: the input is the decline the plan was waiting for.
+    DeclineRead,
+}
+
 /// Keeps exactly one pending retry, the plan's next, while the case is retrying, and none otherwise;
 /// the plan depends on the facts, not on their arrival order. Returns what to add to the timeline.
-fn plan_retry(policy: &Policy, case: &mut Case) -> String {
+fn plan_retry(policy: &Policy, case: &mut Case, telling: Telling) -> String {
     let mut choice = None;
     let next = match case.state {
         State::Retrying => Some(policy.plan_for(case).next_retry(case).map(|next| {
@@ -89,10 +101,16 @@ fn plan_retry(policy: &Policy, case: &mut Case) -> String {
             };
             case.timers.push(timer);
             case.next_attempt_at = Some(next.at);
-            if before == Some(timer) {
-                String::new()
-            } else {
-                case.words(|| format!("; next retry {}: {}", next.at, next.why))
+            match telling {
+                _ if before == Some(timer) && telling != Telling::DeclineRead => String::new(),
+                Telling::DeclineUnread => case.words(|| {
+                    format!(
+                        "; next retry {} for now: the decline's details are read from Stripe \
+                         next, and the plan follows them",
+                        next.at
+                    )
+                }),
+                _ => case.words(|| format!("; next retry {}: {}", next.at, next.why)),
             }
         }
         Some(Err(none)) => case.words(|| format!("; no retry: {none}")),
@@ -151,11 +169,21 @@ fn is_retry(timer: &Timer) -> bool {
 /// once a customer who heard from recoup has paid. Returns what to add to the timeline, and the
 /// actions.
 pub(super) fn replan(policy: &Policy, case: &mut Case, at: Timestamp) -> (String, Vec<Action>) {
+    replan_telling(policy, case, at, Telling::Changes)
+}
+
+/// [`replan`], its retry told as `telling` says.
+pub(super) fn replan_telling(
+    policy: &Policy,
+    case: &mut Case,
+    at: Timestamp,
+    telling: Telling,
+) -> (String, Vec<Action>) {
     // A held case keeps its timers; the plan is made again when the hold ends.
     if case.state == State::OnHold {
         return (String::new(), Vec::new());
     }
-    let mut note = plan_retry(policy, case);
+    let mut note = plan_retry(policy, case, telling);
     note += &plan_nudge(policy, case);
     note += &plan_decision(policy, case);
     plan_resume(case);

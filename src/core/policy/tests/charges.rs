@@ -91,6 +91,58 @@ fn the_decline_of_stripes_attempt_sets_class_card_and_plan() {
     );
 }
 
+/// Stripe's failure event carries no decline: the worker reads it next, as the attempt's result.
+/// The opening line does not explain a plan for a decline not yet known, and the line of the
+/// decline tells the plan with its reason — even when the time stays — so the timeline reads as
+/// one story. What the policy decides is the same either way.
+#[test]
+fn the_opening_leaves_the_retry_plan_to_the_decline_read_next() {
+    let opened = run(&[failed("evt_f1", NOW, 1)]).unwrap();
+    let first = &opened.timeline[0].detail;
+    assert!(!first.contains("ambiguous"), "{first}");
+    assert!(
+        first.contains(" for now: the decline's details are read from Stripe next"),
+        "{first}"
+    );
+    assert_eq!(kinds(&opened.timers), [TimerKind::Retry { attempt: 2 }]);
+
+    let soft = apply(
+        &opened,
+        &charge(1, NOW, declined_on("insufficient_funds", None, "visa")),
+    );
+    let said = &soft.timeline.last().unwrap().detail;
+    assert!(
+        said.contains(": retry 1 of 6 for a soft decline: "),
+        "{said}"
+    );
+
+    let ambiguous = apply(
+        &opened,
+        &charge(1, NOW, declined_on("do_not_honor", None, "visa")),
+    );
+    assert_eq!(ambiguous.timers, opened.timers, "the time stays");
+    let said = &ambiguous.timeline.last().unwrap().detail;
+    assert!(
+        said.contains(": retry 1 of 6 for an ambiguous decline: "),
+        "{said}"
+    );
+
+    // A failure whose decline recoup already has (its own attempt's result came first) is told
+    // as before, with the plan's reason.
+    let (fired, timer) = fired();
+    let known = apply(
+        &fired,
+        &charge(
+            2,
+            timer.at.as_second(),
+            declined_on("do_not_honor", None, "visa"),
+        ),
+    );
+    let late = apply(&known, &failed("evt_f2", timer.at.as_second(), 2));
+    let said = &late.timeline.last().unwrap().detail;
+    assert!(!said.contains("read from Stripe next"), "{said}");
+}
+
 #[test]
 fn an_older_attempts_decline_does_not_replace_the_latest() {
     let (fired, timer) = fired();
