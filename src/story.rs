@@ -212,8 +212,8 @@ pub fn when(at: Timestamp, zone_name: &str) -> String {
 }
 
 /// Words the core wrote, with each instant in them (RFC 3339 in UTC, as the store and the API keep
-/// them) told like every other time here: [`when`], in the customer's zone, to the minute. Told
-/// when read rather than stored so, so the JSON stays machine-readable and old cases read the same.
+/// them) told like every other time here: [`when`], in the customer's zone, to the minute — when
+/// read, not when stored, so the JSON stays machine-readable and old cases read the same.
 fn local_times(words: &str, zone_name: &str) -> String {
     let mut told = String::with_capacity(words.len());
     let mut rest = words;
