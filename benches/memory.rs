@@ -15,9 +15,9 @@ use std::time::Instant;
 
 use futures_util::{StreamExt, stream};
 use jiff::SignedDuration;
-use recoup::store::redis::{SEEN_PREFIX, case_key};
 use recoup::policy::learning::Observation;
 use recoup::policy::{Decline, DeclineClass};
+use recoup::store::redis::{SEEN_PREFIX, case_key};
 use recoup::store::{Inbox, Ingest, Outcomes};
 use redis::AsyncCommands;
 
@@ -172,13 +172,7 @@ async fn evidence(store: &recoup::store::RedisStore, raw: &mut redis::aio::Multi
     .into_iter()
     .map(|(code, class)| {
         let mut case = case.clone();
-        case.decline = Some(Decline {
-            code: Some(code.to_owned()),
-            class,
-            advice_code: None,
-            network_advice_code: None,
-            network_wait: None,
-        });
+        case.decline = Some(Decline::of_code(code, class));
         case
     })
     .collect();

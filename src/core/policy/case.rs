@@ -95,6 +95,19 @@ pub struct Decline {
     pub network_wait: Option<SignedDuration>,
 }
 
+impl Decline {
+    /// A decline known only by its code and class: no advice, no network wait.
+    pub fn of_code(code: &str, class: DeclineClass) -> Self {
+        Self {
+            code: Some(code.to_owned()),
+            class,
+            advice_code: None,
+            network_advice_code: None,
+            network_wait: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {

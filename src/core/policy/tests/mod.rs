@@ -397,13 +397,7 @@ fn declined(retries: u32, class: DeclineClass, code: &str, zone: &str) -> Case {
             errors: 0,
         });
     }
-    case.decline = Some(Decline {
-        code: Some(code.to_owned()),
-        class,
-        advice_code: None,
-        network_advice_code: None,
-        network_wait: None,
-    });
+    case.decline = Some(Decline::of_code(code, class));
     case.customer_timezone = zone.to_owned();
     case
 }
