@@ -1050,12 +1050,7 @@ fn a_final_notice_whose_results_never_come_back_is_given_up_after_six_tries() {
     let (policy, mut case) = final_notice_going_out();
     let mut tries = 1;
     for _ in 0..10 {
-        let Some(timer) = case
-            .timers
-            .iter()
-            .find(|t| matches!(t.kind, TimerKind::Nudge { .. }))
-            .copied()
-        else {
+        let Some(timer) = nudge_timer(&case) else {
             break;
         };
         let decision = decide(&policy, Some(&case), &due(timer), timer.at);
@@ -1100,11 +1095,7 @@ fn an_undelivered_final_notice_is_tried_again_in_daytime_and_grace_counts_from_i
     // Two more tries find the mail server still busy; the fourth is delivered.
     let mut delivered_at = None;
     for try_ in 2..=4 {
-        let timer = *case
-            .timers
-            .iter()
-            .find(|t| matches!(t.kind, TimerKind::Nudge { .. }))
-            .expect("a retry is planned");
+        let timer = nudge_timer(&case).expect("a retry is planned");
         let local = timer.at.to_zoned(timing::zone(&case.customer_timezone));
         assert!(
             (9..20).contains(&local.hour()),
@@ -1191,12 +1182,7 @@ fn a_final_notice_refused_for_good_or_out_of_tries_is_given_up_and_grace_counts_
     for _ in 0..=RETRY_GAPS.len() {
         let busy = emailed(NudgeKind::FinalNotice, 1, at, false, true);
         case = decide(&policy, Some(&case), &busy, at).case.unwrap();
-        let Some(timer) = case
-            .timers
-            .iter()
-            .find(|t| matches!(t.kind, TimerKind::Nudge { .. }))
-            .copied()
-        else {
+        let Some(timer) = nudge_timer(&case) else {
             break;
         };
         case = decide(&policy, Some(&case), &due(timer), timer.at)

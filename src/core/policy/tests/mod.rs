@@ -31,6 +31,14 @@ fn due(timer: Timer) -> Input {
     }
 }
 
+/// The case's pending nudge timer, if any.
+fn nudge_timer(case: &Case) -> Option<Timer> {
+    case.timers
+        .iter()
+        .find(|t| matches!(t.kind, TimerKind::Nudge { .. }))
+        .copied()
+}
+
 /// One try of a nudge at `at`, on email, as the worker reports it: sent, or refused (for a passing
 /// reason or for good).
 fn emailed(kind: NudgeKind, tier: u32, at: Timestamp, sent: bool, passing: bool) -> Input {

@@ -18,13 +18,6 @@ fn opened_in(zone: &str, metadata: &[(&str, &str)]) -> Case {
         .unwrap()
 }
 
-fn nudge_timer(case: &Case) -> Option<Timer> {
-    case.timers
-        .iter()
-        .find(|t| matches!(t.kind, TimerKind::Nudge { .. }))
-        .copied()
-}
-
 /// Fires the case's nudge timer and returns the case and what it asked for.
 fn fire(case: &Case) -> (Case, Vec<Action>) {
     let timer = nudge_timer(case).expect("a nudge is planned");
