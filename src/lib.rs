@@ -6,7 +6,8 @@
 //!
 //! - [`config`] — typed settings from `config/recoup.toml` and the environment;
 //! - [`webhook`] — signature verification, the typed events, `POST /webhooks/stripe`;
-//! - [`policy`] — every decision, as pure functions over a case;
+//! - [`policy`] — every decision, as pure functions over a case; [`dashboard`] — what recovery
+//!   came to per day and over a period, from counters;
 //! - [`store`] — Redis: dedupe and the inbox, in one atomic step; cases, timers and card histories;
 //! - [`worker`] — the scheduler and executors: inbox, timers, charges, nudges, decisions;
 //! - [`processor`] — Stripe, as the worker calls it; [`notify`] — the nudge channels; [`links`] —
@@ -26,7 +27,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 // The pure core lives in its own crate (src/core); its modules read as if they were here.
-pub use recoup_core::{event, policy, redact};
+pub use recoup_core::{dashboard, event, policy, redact};
 
 pub mod api;
 pub mod backfill;

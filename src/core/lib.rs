@@ -1,5 +1,6 @@
-//! recoup's pure core: what Stripe told recoup ([`event`]) and what recoup decides about it
-//! ([`policy`]), and keeping credentials out of the words it keeps ([`redact`]).
+//! recoup's pure core: what Stripe told recoup ([`event`]), what recoup decides about it
+//! ([`policy`]), what recovery came to over a period ([`dashboard`]), and keeping credentials out
+//! of the words it keeps ([`redact`]).
 //!
 //! Everything here is plain data in, decisions out. Nothing reads a clock, touches Redis, speaks
 //! HTTP, reads a file or logs — the time is an argument, and the shell (the `recoup` crate) does
@@ -10,6 +11,7 @@
 // Tests may unwrap: a panic there is the failure report. Production code may not.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod dashboard;
 pub mod event;
 pub mod policy;
 pub mod redact;

@@ -64,8 +64,8 @@ pub use self::opened::LinkOutcome;
 use self::opened::on_link_opened;
 pub use self::plan::{NextRetry, Plan};
 pub use self::segment::{CustomerFacts, Match, Segment, Threshold};
-pub use self::timers::await_results;
 use self::timers::on_timer;
+pub use self::timers::{HELD_BACK_BY_NETWORK, await_results};
 use crate::event::{Event, EventObject, Invoice};
 
 /// What a case's timers and retries are tuned by: `config/policy.toml`, read by [`file`].

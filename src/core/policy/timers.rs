@@ -11,6 +11,10 @@ use super::{
     RetryUnderWay, State, Timer, TimerKind, budget, ending, time, timing,
 };
 
+/// The timeline's words for a retry the card networks' rules refused at its time (moved later, or
+/// dropped): what the dashboard counts network refusals by.
+pub const HELD_BACK_BY_NETWORK: &str = "retry held back by a network rule";
+
 pub(super) fn on_timer(
     policy: &Policy,
     case: &Case,
@@ -102,7 +106,7 @@ pub(super) fn on_timer(
         let ending = plan_decision(policy, &mut case);
         case.record(Entry {
             at: now,
-            what: "retry held back by a network rule".to_owned(),
+            what: HELD_BACK_BY_NETWORK.to_owned(),
             detail: detail + &ending,
             event: None,
         });
