@@ -1,5 +1,5 @@
 //! The support API under `/api/v1`: cases by invoice, customer or subscription; support's hold,
-//! resume and retry; the experiments' report; and the test clock. Also its OpenAPI document, `GET /api/openapi.json`.
+//! resume and retry; the experiments' report; the recovery dashboard; and the test clock. Also its OpenAPI document, `GET /api/openapi.json`.
 //!
 //! A case changes only through `decide`: support actions are inputs like any event, applied with
 //! compare-and-set, each recording the name of the token that made it and the reason given. They
@@ -19,8 +19,8 @@ pub mod auth;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Extension, Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,10 +28,11 @@ use axum::{Json, middleware};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use self::auth::{Caller, Tokens};
 use crate::clock::{Clock, ClockError, Reading};
+use crate::dashboard::period::{Period, PeriodError, Summary};
 use crate::http::{ErrorBody, error_response};
 use crate::policy::experiment::report::Report;
 use crate::policy::{Case, Input, Policy, Support, SupportAct};
@@ -50,7 +51,14 @@ pub struct Api<S> {
 
 /// The `/api/v1` routes, behind the token check, and their OpenAPI document beside them.
 pub fn routes<
-    S: store::Cases + Cards + store::Outcomes + store::Experiments + TestClock + Timers + 'static,
+    S: store::Cases
+        + Cards
+        + store::Outcomes
+        + store::Experiments
+        + store::Dashboard
+        + TestClock
+        + Timers
+        + 'static,
 >(
     api: Arc<Api<S>>,
     tokens: Tokens,
@@ -69,6 +77,7 @@ pub fn routes<
         .route("/api/v1/invoices/{id}/retry", post(retry::<S>))
         .route("/api/v1/clock/advance", post(advance_clock::<S>))
         .route("/api/v1/experiments", get(experiments::<S>))
+        .route("/api/v1/dashboard", get(dashboard::<S>))
         .with_state(api)
         .layer(middleware::from_fn_with_state(tokens, auth::require_token));
     Router::new()
@@ -84,7 +93,17 @@ pub fn routes<
 #[derive(OpenApi)]
 #[openapi(
     info(title = "recoup", version = env!("CARGO_PKG_VERSION")),
-    paths(invoice, customer, subscription, hold, resume, retry, advance_clock, experiments),
+    paths(
+        invoice,
+        customer,
+        subscription,
+        hold,
+        resume,
+        retry,
+        advance_clock,
+        experiments,
+        dashboard
+    ),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -213,7 +232,13 @@ type WhyBody = Result<Json<Why>, JsonRejection>;
     )
 )]
 async fn hold<
-    S: store::Cases + Cards + store::Outcomes + store::Experiments + TestClock + Timers,
+    S: store::Cases
+        + Cards
+        + store::Outcomes
+        + store::Experiments
+        + store::Dashboard
+        + TestClock
+        + Timers,
 >(
     State(api): State<Arc<Api<S>>>,
     Extension(caller): Extension<Caller>,
@@ -239,7 +264,13 @@ async fn hold<
     )
 )]
 async fn resume<
-    S: store::Cases + Cards + store::Outcomes + store::Experiments + TestClock + Timers,
+    S: store::Cases
+        + Cards
+        + store::Outcomes
+        + store::Experiments
+        + store::Dashboard
+        + TestClock
+        + Timers,
 >(
     State(api): State<Arc<Api<S>>>,
     Extension(caller): Extension<Caller>,
@@ -265,7 +296,13 @@ async fn resume<
     )
 )]
 async fn retry<
-    S: store::Cases + Cards + store::Outcomes + store::Experiments + TestClock + Timers,
+    S: store::Cases
+        + Cards
+        + store::Outcomes
+        + store::Experiments
+        + store::Dashboard
+        + TestClock
+        + Timers,
 >(
     State(api): State<Arc<Api<S>>>,
     Extension(caller): Extension<Caller>,
@@ -278,7 +315,13 @@ async fn retry<
 /// Applies a support action to the invoice's case: the case as saved (202 for a retry, which a
 /// worker makes within moments), or 409 with the reason the policy refused it.
 async fn support<
-    S: store::Cases + Cards + store::Outcomes + store::Experiments + TestClock + Timers,
+    S: store::Cases
+        + Cards
+        + store::Outcomes
+        + store::Experiments
+        + store::Dashboard
+        + TestClock
+        + Timers,
 >(
     api: &Api<S>,
     caller: Caller,
@@ -392,6 +435,84 @@ async fn experiments<S: store::Experiments>(State(api): State<Arc<Api<S>>>) -> R
     match store::experiment_reports(&api.store, &api.policy).await {
         Ok(experiments) => Json(Experiments { experiments }).into_response(),
         Err(e) => unavailable(e),
+    }
+}
+
+/// The period a dashboard is asked for; both ends included, both optional.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PeriodQuery {
+    /// The first day, `YYYY-MM-DD` (UTC): 29 days before `to` by default.
+    pub from: Option<String>,
+    /// The last day, `YYYY-MM-DD` (UTC): today on the scheduler's clock by default.
+    pub to: Option<String>,
+}
+
+/// The recovery dashboard of a period.
+#[derive(Serialize, ToSchema)]
+pub struct Recovery {
+    /// What the period's daily counters come to (`docs/user-guide/dashboard.md`).
+    pub figures: Summary,
+    /// The policy's experiment, as `GET /api/v1/experiments` gives it: every final invoice since
+    /// it began, not only the period's (its counters are not kept by day).
+    pub experiments: Vec<Report>,
+}
+
+/// Why a dashboard cannot be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum DashboardError {
+    /// The period asked for is not one there is to show (a 400).
+    #[error(transparent)]
+    Period(#[from] PeriodError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl<S: store::Dashboard + store::Experiments + TestClock> Api<S> {
+    /// The recovery dashboard of the period `from` to `to` ask for: by default the last 30 days,
+    /// today by the scheduler's clock included. The API and the status page both show this.
+    pub async fn dashboard(
+        &self,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Recovery, DashboardError> {
+        let now = self.clock.now().await?;
+        let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+        let period = Period::choose(from, to, today, self.store.days_kept())?;
+        let days = self.store.days(&period).await?;
+        Ok(Recovery {
+            figures: Summary::of(&period, &days),
+            experiments: store::experiment_reports(&self.store, &self.policy).await?,
+        })
+    }
+}
+
+/// What recovery came to over a period, from the daily counters: recovery rate, revenue, who paid,
+/// days to recover, and breakdowns by decline class, segment, nudge, end decision and network
+/// refusals; with the experiments' reports (`docs/user-guide/dashboard.md`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/dashboard",
+    params(PeriodQuery),
+    responses(
+        (status = 200, description = "The period's figures", body = Recovery),
+        (status = 400, description = "Not a period there is to show: a date that is not YYYY-MM-DD, `from` after `to`, or days older or more than are kept", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 503, description = "The store cannot answer", body = ErrorBody),
+    )
+)]
+async fn dashboard<S: store::Dashboard + store::Experiments + TestClock>(
+    State(api): State<Arc<Api<S>>>,
+    query: Result<Query<PeriodQuery>, QueryRejection>,
+) -> Response {
+    let Query(PeriodQuery { from, to }) = match query {
+        Ok(query) => query,
+        Err(rejection) => return error_response(StatusCode::BAD_REQUEST, &rejection.body_text()),
+    };
+    match api.dashboard(from.as_deref(), to.as_deref()).await {
+        Ok(recovery) => Json(recovery).into_response(),
+        Err(DashboardError::Period(e)) => error_response(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(DashboardError::Store(e)) => unavailable(e),
     }
 }
 

@@ -113,6 +113,9 @@ pub struct RedisSettings {
     /// How long a case is kept once dunning is over for it (recovered, paused, canceled, closed,
     /// nothing left to do), with its index entries; then it is forgotten.
     pub case_retention_secs: u64,
+    /// How many days of the recovery dashboard's daily counters are kept, today included: the
+    /// longest period the dashboard shows (`docs/user-guide/dashboard.md`).
+    pub dashboard_days: u32,
 }
 
 impl Default for RedisSettings {
@@ -123,6 +126,7 @@ impl Default for RedisSettings {
             timeout_ms: 1000,
             dedupe_ttl_secs: 30 * 24 * 3600,
             case_retention_secs: 90 * 24 * 3600,
+            dashboard_days: crate::store::DASHBOARD_DAYS,
         }
     }
 }
@@ -151,6 +155,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("timeout_ms", &self.timeout_ms)
             .field("dedupe_ttl_secs", &self.dedupe_ttl_secs)
             .field("case_retention_secs", &self.case_retention_secs)
+            .field("dashboard_days", &self.dashboard_days)
             .finish()
     }
 }
@@ -620,6 +625,12 @@ impl Settings {
             r.case_retention_secs,
             1..=10 * 365 * 86_400,
             "between 1 and 315360000 seconds (10 years); 7776000 (90 days) by default",
+        )?;
+        within(
+            "redis.dashboard_days (RECOUP_REDIS__DASHBOARD_DAYS)",
+            r.dashboard_days,
+            1..=3_650,
+            "between 1 and 3650 days (10 years); 400 by default",
         )?;
         const THREE_DAYS: u64 = 3 * 24 * 3600;
         if r.dedupe_ttl_secs < THREE_DAYS {

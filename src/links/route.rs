@@ -40,7 +40,7 @@ use crate::api::Api;
 use crate::page;
 use crate::policy::{Input, LinkOutcome};
 use crate::processor::{InvoicePage, Processor};
-use crate::store::{Cards, Cases, Experiments, Outcomes, TestClock, Timers};
+use crate::store::{Cards, Cases, Dashboard, Experiments, Outcomes, TestClock, Timers};
 use crate::telemetry::metric;
 use crate::worker::{Engine, Inputs};
 
@@ -66,7 +66,9 @@ struct Served<S> {
 
 /// `GET /fix/{token}`. Without `fix` (no `RECOUP_LINK_SECRET` on this process) every link gets a
 /// page saying it does not work here (404).
-pub fn routes<S: Cases + Cards + Outcomes + Experiments + TestClock + Timers + 'static>(
+pub fn routes<
+    S: Cases + Cards + Outcomes + Experiments + Dashboard + TestClock + Timers + 'static,
+>(
     fix: Option<Fix<S>>,
 ) -> Router {
     let served = Arc::new(Served {
@@ -173,7 +175,7 @@ impl Shown {
 /// `HEAD /fix/{token}`: what a link checker or mail scanner asks before (or instead of) opening a
 /// link. The token is checked and the status told, but no Stripe call is made and nothing is
 /// recorded: only a real opening creates a portal session.
-async fn peek<S: Cases + Cards + Outcomes + Experiments + TestClock + Timers>(
+async fn peek<S: Cases + Cards + Outcomes + Experiments + Dashboard + TestClock + Timers>(
     State(served): State<Arc<Served<S>>>,
     Path(token): Path<String>,
 ) -> Response {
@@ -191,7 +193,7 @@ async fn peek<S: Cases + Cards + Outcomes + Experiments + TestClock + Timers>(
     }
 }
 
-async fn open<S: Cases + Cards + Outcomes + Experiments + TestClock + Timers>(
+async fn open<S: Cases + Cards + Outcomes + Experiments + Dashboard + TestClock + Timers>(
     State(served): State<Arc<Served<S>>>,
     Path(token): Path<String>,
 ) -> Response {
@@ -240,7 +242,7 @@ async fn open<S: Cases + Cards + Outcomes + Experiments + TestClock + Timers>(
     }
 }
 
-impl<S: Cases + Cards + Outcomes + Experiments + TestClock + Timers> Fix<S> {
+impl<S: Cases + Cards + Outcomes + Experiments + Dashboard + TestClock + Timers> Fix<S> {
     /// Where the link leads: the URL of a fresh portal session, or the page to show instead.
     async fn settle(&self, claims: &Claims) -> Result<String, Shown> {
         if let Some(invoice_id) = &claims.invoice_id {

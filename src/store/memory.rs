@@ -12,15 +12,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use jiff::civil::Date;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{
-    Arrival, Arrivals, Cards, Cases, Claim, Counters, DeadLetter, EARLY_EVENTS_KEPT, EarlyEvents,
-    Experiments, Failure, Health, Inbox, InboxEntry, Ingest, MAX_FAILURES, Outcomes, Parked, Saved,
-    Session, Sessions, StoreError, TIMER_SHARDS, TestClock, Timers, codec, in_created_order,
-    newest_first, shard_of,
+    Arrival, Arrivals, Cards, Cases, Claim, Counters, DASHBOARD_DAYS, Dashboard, DeadLetter,
+    EARLY_EVENTS_KEPT, EarlyEvents, Experiments, Failure, Health, Inbox, InboxEntry, Ingest,
+    MAX_FAILURES, Outcomes, Parked, Saved, Session, Sessions, StoreError, TIMER_SHARDS, TestClock,
+    Timers, codec, in_created_order, newest_first, shard_of,
 };
+use crate::dashboard::day::{self, DayCounts};
+use crate::dashboard::period::Period;
 use crate::event::Event;
 use crate::policy::budget::CardHistory;
 use crate::policy::experiment::outcome::{ArmCounts, Contribution};
@@ -46,6 +49,10 @@ struct Inner {
     /// Experiment arms' counters by experiment and arm, and the (experiment, invoice, what) counted.
     arms: HashMap<String, BTreeMap<String, ArmCounts>>,
     arms_counted: HashSet<(String, String, &'static str)>,
+    /// The dashboard's counters by day (kept for the life of the process), and the (invoice, what)
+    /// counted.
+    days: BTreeMap<Date, DayCounts>,
+    days_counted: HashSet<(String, &'static str)>,
     seen: HashSet<String>,
     next_entry: u64,
     inbox: BTreeMap<u64, Slot>,
@@ -506,6 +513,47 @@ impl Experiments for MemoryStore {
             .get(experiment)
             .cloned()
             .unwrap_or_default())
+    }
+}
+
+impl Dashboard for MemoryStore {
+    async fn count_day(
+        &self,
+        day: Date,
+        invoice_id: &str,
+        contribution: &day::Contribution,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let first = inner.days_counted.insert((invoice_id.to_owned(), "final"));
+        let recovery = !contribution.recovery.is_empty()
+            && inner
+                .days_counted
+                .insert((invoice_id.to_owned(), "recovered"));
+        if !(first || recovery) {
+            return Ok(false);
+        }
+        // The same two steps as the Redis script: the outcome once, the recovery once.
+        let counts = inner.days.entry(day).or_default();
+        let outcome = contribution.outcome.iter().filter(|_| first);
+        let recovered = contribution.recovery.iter().filter(|_| recovery);
+        for (field, n) in outcome.chain(recovered) {
+            counts.add(field.clone(), *n);
+        }
+        Ok(true)
+    }
+
+    async fn days(&self, period: &Period) -> Result<BTreeMap<Date, DayCounts>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .days
+            .range(period.from..=period.to)
+            .map(|(day, counts)| (*day, counts.clone()))
+            .collect())
+    }
+
+    /// Everything is kept; a period is still bounded as Redis bounds it by default.
+    fn days_kept(&self) -> u32 {
+        DASHBOARD_DAYS
     }
 }
 

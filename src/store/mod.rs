@@ -6,7 +6,8 @@
 //! Redis: [`Health`] (does it answer), [`Inbox`] (verified events, exactly once), [`Cases`] (cases,
 //! compare-and-set, and the indexes support looks them up by), [`Cards`] (card histories),
 //! [`Counters`] (counts, once-only marks and leases that expire by themselves), [`Outcomes`]
-//! (what attempts came to), [`Experiments`] (what each experiment arm's invoices came to), [`EarlyEvents`]
+//! (what attempts came to), [`Experiments`] (what each experiment arm's invoices came to),
+//! [`Dashboard`] (what each day's final invoices came to), [`EarlyEvents`]
 //! (events about a customer that came before their case), [`Timers`]
 //! (claiming due wake-ups), [`TestClock`] and [`Sessions`] (the status page's sign-ins). [`Store`]
 //! is every role together, for the parts that need them all
@@ -23,9 +24,12 @@ use std::future::Future;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use jiff::civil::Date;
 
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
+use crate::dashboard::day::{self, DayCounts};
+use crate::dashboard::period::Period;
 use crate::event::Event;
 use crate::policy::budget::{CardHistory, Try};
 use crate::policy::experiment::outcome::{ArmCounts, Contribution};
@@ -488,6 +492,39 @@ pub trait Experiments: Send + Sync {
     ) -> impl Future<Output = Result<std::collections::BTreeMap<String, ArmCounts>, StoreError>> + Send;
 }
 
+/// How many days of [`Dashboard`] counters are kept unless `redis.dashboard_days` says otherwise:
+/// a year and a month, so the same month of last year is still there to compare with.
+pub const DASHBOARD_DAYS: u32 = 400;
+
+/// The recovery dashboard's counters (`docs/user-guide/dashboard.md`): one set per day that the
+/// worker adds a case to once its outcome is final, and that the dashboard reads a period of. Their
+/// number is fixed by what the days saw (states, currencies, decline classes, segments, nudges, end
+/// actions, card brands), not by the invoices counted; the dashboard never scans cases.
+///
+/// Counting is idempotent per invoice, with the same promise as [`Experiments`]: a case's outcome
+/// is counted once however many times its final state is saved, and its recovery once more if it
+/// is recovered after an earlier final state — each on the day it is counted. A day's counters are
+/// forgotten once they are older than [`Dashboard::days_kept`].
+pub trait Dashboard: Send + Sync {
+    /// Adds what the final case of `invoice_id` contributes to the counters of `day`, unless it
+    /// was counted already; whether anything was added.
+    fn count_day(
+        &self,
+        day: Date,
+        invoice_id: &str,
+        contribution: &day::Contribution,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The counters of each day of `period` that counted anything.
+    fn days(
+        &self,
+        period: &Period,
+    ) -> impl Future<Output = Result<std::collections::BTreeMap<Date, DayCounts>, StoreError>> + Send;
+
+    /// How many days of counters are kept, today included: the longest period there is to read.
+    fn days_kept(&self) -> u32;
+}
+
 /// How many events about one customer [`EarlyEvents`] keeps: the newest, enough for every card,
 /// time zone, subscription and dispute event a customer makes in the weeks before a failure.
 pub const EARLY_EVENTS_KEPT: usize = 20;
@@ -634,6 +671,7 @@ pub trait Store:
     + Counters
     + Outcomes
     + Experiments
+    + Dashboard
     + EarlyEvents
     + Timers
     + TestClock
@@ -653,6 +691,7 @@ impl<S> Store for S where
         + Counters
         + Outcomes
         + Experiments
+        + Dashboard
         + EarlyEvents
         + Timers
         + TestClock

@@ -10,6 +10,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::clock::Clock;
+use crate::dashboard::day;
 use crate::policy::budget::{self, CardHistory, Try};
 use crate::policy::experiment::outcome::Contribution;
 use crate::policy::learning::Observation;
@@ -19,7 +20,7 @@ use crate::policy::{
     RecoveredBy, State, TimerKind, await_results, decide,
 };
 use crate::processor::Processor;
-use crate::store::{Cards, Cases, Experiments, Outcomes, Saved, TestClock, Timers};
+use crate::store::{Cards, Cases, Dashboard, Experiments, Outcomes, Saved, TestClock, Timers};
 use crate::telemetry::metric;
 
 use super::{Applied, ApplyError, MAX_CONFLICTS, renewing};
@@ -64,7 +65,7 @@ struct Decided {
     card: Option<CardHistory>,
 }
 
-impl<S: Cases + Cards + Outcomes + Experiments + TestClock + Timers> Engine<'_, S> {
+impl<S: Cases + Cards + Outcomes + Experiments + Dashboard + TestClock + Timers> Engine<'_, S> {
     /// Loads the case, decides, charges what the decision asks for, and saves with compare-and-set,
     /// again on fresh state after a conflict.
     ///
@@ -141,7 +142,7 @@ impl<S: Cases + Cards + Outcomes + Experiments + TestClock + Timers> Engine<'_, 
                         case.version = version;
                         record_firings(&decided.fired, now);
                         record_progress(before, &case);
-                        self.count_in_experiment(&case).await;
+                        self.count_final(&case, now).await;
                         let mut actions = decided.actions;
                         actions.extend(then);
                         return Ok(Applied {
@@ -210,23 +211,36 @@ impl<S: Cases + Cards + Outcomes + Experiments + TestClock + Timers> Engine<'_, 
         }
     }
 
-    /// Counts a saved case in its experiment arm once its outcome is final. Asked on every save of
-    /// a final case, not only the one that made it final: the store counts an invoice once, so a
-    /// count a store error lost is made by the case's next save instead of never.
-    async fn count_in_experiment(&self, case: &Case) {
-        let (Some(arm), Some(contribution)) = (&case.arm, Contribution::of(case)) else {
-            return;
-        };
-        if let Err(e) = self
-            .store
-            .count_final(arm, &case.invoice_id, &contribution)
-            .await
+    /// Counts a saved case once its outcome is final: in its experiment arm, and in the dashboard's
+    /// counters of the day, `now`'s UTC date on the scheduler's clock. Asked on every save of a
+    /// final case, not only the one that made it final: the store counts an invoice once, so a
+    /// count a store error lost is made by the case's next save instead of never (on that save's
+    /// day). Best effort: a count never holds up the case.
+    async fn count_final(&self, case: &Case, now: Timestamp) {
+        if let (Some(arm), Some(contribution)) = (&case.arm, Contribution::of(case))
+            && let Err(e) = self
+                .store
+                .count_final(arm, &case.invoice_id, &contribution)
+                .await
         {
             tracing::warn!(
                 invoice = %case.invoice_id,
                 experiment = %arm.experiment,
                 "cannot count the case's outcome in its experiment arm (counted on its next save): {e}"
             );
+        }
+        if let Some(contribution) = day::Contribution::of(case) {
+            let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+            if let Err(e) = self
+                .store
+                .count_day(today, &case.invoice_id, &contribution)
+                .await
+            {
+                tracing::warn!(
+                    invoice = %case.invoice_id,
+                    "cannot count the case's outcome on the dashboard (counted on its next save): {e}"
+                );
+            }
         }
     }
 

@@ -19,6 +19,8 @@
 //! | `recoup:session:<sha-256 of the cookie's id>` | string | a status page session (JSON), expiring with it |
 //! | `recoup:{exp:<experiment>}:counts` | hash | an experiment's counters per arm (see `experiments.rs`) |
 //! | `recoup:{exp:<experiment>}:final:<invoice>`, `…:recovered:<invoice>` | string | the invoice was counted, kept a little longer than its case |
+//! | `recoup:{dash}:day:<YYYY-MM-DD>` | hash | the recovery dashboard's counters of a day (see `dashboard.rs`) |
+//! | `recoup:{dash}:final:<invoice>`, `…:recovered:<invoice>` | string | the invoice was counted on the dashboard, kept a little longer than its case |
 //!
 //! Keys that one script touches share a hash tag — the inbox's `{inbox}`, a case's shard `{t<n>}` —
 //! so every script also runs on Redis Cluster. Every operation is bounded by `redis.timeout_ms`,
@@ -47,7 +49,7 @@ use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Script, 
 use tokio::sync::{Mutex, OnceCell};
 
 use super::{
-    Arrival, Arrivals, Cards, Cases, Claim, Counters, DeadLetter, EARLY_EVENTS_KEEP,
+    Arrival, Arrivals, Cards, Cases, Claim, Counters, Dashboard, DeadLetter, EARLY_EVENTS_KEEP,
     EARLY_EVENTS_KEPT, EarlyEvents, Experiments, Failure, Health, INBOX_FORMAT, Inbox, InboxEntry,
     Ingest, MAX_FAILURES, Outcomes, Parked, Saved, Session, Sessions, StoreError, TIMER_SHARDS,
     TestClock, Timers, codec, fnv1a, in_created_order, newest_first, shard_of,
@@ -59,6 +61,7 @@ use crate::policy::budget::CardHistory;
 
 mod cases;
 mod connection;
+mod dashboard;
 mod early;
 mod experiments;
 mod inbox;
@@ -68,6 +71,7 @@ mod timers;
 
 pub use self::connection::Risk;
 use self::connection::*;
+pub use self::dashboard::day_key;
 pub use self::early::early_key;
 pub use self::experiments::counts_key;
 pub use self::sessions::session_key;
@@ -171,6 +175,7 @@ struct Scripts {
     unpark: Script,
     forget: Script,
     count_final: Script,
+    count_day: Script,
 }
 
 /// A handle on Redis; cheap to clone, shared by every request and worker task.
@@ -219,6 +224,7 @@ impl RedisStore {
                 unpark: Script::new(include_str!("../scripts/unpark.lua")),
                 forget: Script::new(include_str!("../scripts/forget.lua")),
                 count_final: Script::new(include_str!("../scripts/count_final.lua")),
+                count_day: Script::new(include_str!("../scripts/count_day.lua")),
             }),
             settings: settings.clone(),
             timeout,
