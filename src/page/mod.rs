@@ -1,5 +1,6 @@
 //! The status page at `/`: support signs in with an API token, looks up an invoice, customer or
-//! subscription, and reads its cases told as `recoup status` tells them ([`crate::story`]).
+//! subscription, and reads its cases told as `recoup status` tells them ([`crate::story`]); and,
+//! behind the same sign-in, the recovery dashboard at `/dashboard` ([`dashboard`]).
 //!
 //! **Sessions.** The token is posted once to `/signin` and never leaves the server again: a valid
 //! one opens a server-side session ([`Sessions`]: Redis, for [`SESSION_LIFETIME`]) under a random
@@ -19,7 +20,7 @@
 //! nothing. A post that the browser marks as coming from another site (`Sec-Fetch-Site`) is refused
 //! before that. `SameSite=Strict` alone would stop most of this; the tokens do not rely on it.
 //!
-//! **The page.** One template with HTML auto-escaping on, so whatever came from Stripe or was typed
+//! **The page.** Templates with HTML auto-escaping on (a layout, the look-up page, the dashboard), so whatever came from Stripe or was typed
 //! into a case (ids, decline codes, hold reasons) is shown as text and never read as markup; and
 //! its Content-Security-Policy allows no script at all (the page has none), only its own
 //! stylesheet, and forms that post back to recoup.
@@ -45,11 +46,20 @@ use subtle::ConstantTimeEq;
 use crate::api::Api;
 use crate::api::auth::{Caller, Tokens};
 use crate::store::{
-    self, Arrivals, Cards, Cases, IdKind, Inbox, LookupError, Session, Sessions, TestClock,
+    self, Arrivals, Cards, Cases, Dashboard, Experiments, IdKind, Inbox, LookupError, Session,
+    Sessions, TestClock,
 };
 use crate::story::{self, Told};
 
-const TEMPLATE: &str = include_str!("page.html");
+mod chart;
+mod dashboard;
+
+/// The page's templates, by name: the layout every page extends, and the pages.
+const TEMPLATES: [(&str, &str); 3] = [
+    ("layout.html", include_str!("layout.html")),
+    ("page.html", include_str!("page.html")),
+    ("dashboard.html", include_str!("dashboard.html")),
+];
 /// Inline, so the page is one response; allowed by its hash in the CSP rather than by
 /// `'unsafe-inline'`, so a `<style>` that got into the page some other way would not apply.
 const STYLE: &str = include_str!("page.css");
@@ -103,8 +113,10 @@ struct View<'a> {
     events: Option<String>,
 }
 
-/// `/`, `/signin` and `/signout`, every answer uncached and under the CSP.
-pub fn routes<S: Cases + Cards + Inbox + TestClock + Sessions + 'static>(
+/// `/`, `/dashboard`, `/signin` and `/signout`, every answer uncached and under the CSP.
+pub fn routes<
+    S: Cases + Cards + Inbox + TestClock + Sessions + Dashboard + Experiments + 'static,
+>(
     api: Arc<Api<S>>,
     tokens: Tokens,
 ) -> Router {
@@ -115,6 +127,7 @@ pub fn routes<S: Cases + Cards + Inbox + TestClock + Sessions + 'static>(
     });
     Router::new()
         .route("/", get(home::<S>))
+        .route("/dashboard", get(dashboard::dashboard::<S>))
         .route("/signin", post(sign_in::<S>))
         .route("/signout", post(sign_out::<S>))
         .with_state(page)
@@ -417,7 +430,12 @@ impl<S> Page<S> {
     }
 
     fn render(&self, status: StatusCode, view: &View) -> Response {
-        match render(&self.templates, view) {
+        self.render_as("page.html", status, view)
+    }
+
+    /// The template `name` with `view`, or a plain error page when it cannot be rendered.
+    fn render_as(&self, name: &str, status: StatusCode, view: &impl Serialize) -> Response {
+        match render(&self.templates, name, view) {
             Ok(html) => (status, Html(html)).into_response(),
             Err(e) => {
                 tracing::error!("status page: {e:#}");
@@ -480,23 +498,34 @@ fn ago(at: Timestamp, now: Timestamp) -> String {
 }
 
 fn templates() -> Environment<'static> {
-    html_templates("page.html", TEMPLATE)
+    html_environment(&TEMPLATES)
 }
 
 /// One HTML template of recoup's own, with everything inserted escaped.
 pub(crate) fn html_templates(name: &'static str, source: &'static str) -> Environment<'static> {
+    html_environment(&[(name, source)])
+}
+
+/// HTML templates of recoup's own, which may extend one another, with everything inserted escaped.
+fn html_environment(sources: &[(&'static str, &'static str)]) -> Environment<'static> {
     let mut templates = Environment::new();
     templates.set_auto_escape_callback(|_| AutoEscape::Html);
     // A name the template uses and the view lacks is an error, not a silently empty page.
     templates.set_undefined_behavior(UndefinedBehavior::Strict);
-    templates
-        .add_template(name, source)
-        .unwrap_or_else(|e| panic!("the template {name} does not parse: {e}"));
+    for &(name, source) in sources {
+        templates
+            .add_template(name, source)
+            .unwrap_or_else(|e| panic!("the template {name} does not parse: {e}"));
+    }
     templates
 }
 
-fn render(templates: &Environment, view: &View) -> Result<String, minijinja::Error> {
-    templates.get_template("page.html")?.render(context! {
+fn render(
+    templates: &Environment,
+    name: &str,
+    view: &impl Serialize,
+) -> Result<String, minijinja::Error> {
+    templates.get_template(name)?.render(context! {
         // Trusted: recoup's own stylesheet, which the CSP allows by its hash.
         style => Value::from_safe_string(STYLE.to_owned()),
         ..Value::from(Serde(view))
@@ -529,7 +558,7 @@ mod tests {
             cases: vec![told(markup)],
             ..View::default()
         };
-        let html = render(&templates(), &view).unwrap();
+        let html = render(&templates(), "page.html", &view).unwrap();
         assert!(!html.contains("<script"), "{html}");
         assert!(!html.contains("<img"), "{html}");
         // The page's title, who, the id and the problem; the case's title, next, fact, attempt,
@@ -572,7 +601,7 @@ mod tests {
             refused: Some("that token is not valid"),
             ..View::default()
         };
-        let html = render(&templates(), &view).unwrap();
+        let html = render(&templates(), "page.html", &view).unwrap();
         assert!(html.contains(r#"<form method="post" action="/signin""#));
         assert!(html.contains(r#"type="password""#));
         assert!(html.contains("that token is not valid"));
