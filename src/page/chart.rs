@@ -114,18 +114,26 @@ pub fn daily(days: &[Daily]) -> Chart {
             text: most.to_string(),
         },
     ];
-    // The first and the last day under the axis, and one between on a long period.
-    let mut marked: Vec<usize> = vec![0, days.len().saturating_sub(1)];
+    // The first and the last day under the axis, flush with the plot's edges so neither is cut
+    // off, and one between on a long period.
+    let last = days.len().saturating_sub(1);
+    let mut marked = vec![(0, LEFT, "start")];
     if days.len() > 14 {
-        marked.insert(1, days.len() / 2);
+        marked.push((
+            days.len() / 2,
+            LEFT + slot * (days.len() / 2) as f64 + slot / 2.0,
+            "middle",
+        ));
     }
-    marked.dedup();
-    for i in marked {
+    if last > 0 {
+        marked.push((last, width, "end"));
+    }
+    for (i, x, anchor) in marked {
         if let Some(day) = days.get(i) {
             labels.push(Label {
-                x: px(LEFT + slot * (i as f64 + 0.5)),
+                x: px(x),
                 y: height - 6.0,
-                anchor: "middle",
+                anchor,
                 text: day.date.to_string(),
             });
         }

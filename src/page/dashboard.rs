@@ -43,7 +43,6 @@ struct Shown {
     period: String,
     headline: Vec<(&'static str, String)>,
     daily: Chart,
-    by_class: Chart,
     tables: Vec<Table>,
     /// Each experiment's report, as `recoup experiments` prints it.
     experiments: Vec<String>,
@@ -56,6 +55,8 @@ struct Table {
     note: &'static str,
     head: Vec<&'static str>,
     rows: Vec<Vec<String>>,
+    /// The table drawn, when a picture says it faster.
+    chart: Option<Chart>,
 }
 
 pub(super) async fn dashboard<S: Dashboard + Experiments + TestClock + Sessions>(
@@ -203,12 +204,18 @@ fn shown(recovery: &Recovery) -> Shown {
             note: "the class of the invoice's latest decline; unknown when none was read",
             head: vec!["Decline class", "Final invoices", "Recovered", "Rate"],
             rows: group_rows(&f.by_decline_class, str::to_owned),
+            chart: Some(chart::groups(
+                "Final invoices and recoveries by decline class",
+                &f.by_decline_class,
+                str::to_owned,
+            )),
         },
         Table {
             title: "By segment",
             note: "the policy segment the invoice fell in when its case opened",
             head: vec!["Segment", "Final invoices", "Recovered", "Rate"],
             rows: group_rows(&f.by_segment, segment),
+            chart: None,
         },
         Table {
             title: "By nudge",
@@ -235,24 +242,28 @@ fn shown(recovery: &Recovery) -> Shown {
                     ]
                 })
                 .collect(),
+            chart: None,
         },
         Table {
             title: "Final states",
             note: "how final invoices ended",
             head: vec!["State", "Final invoices"],
             rows: counts(&f.final_states),
+            chart: None,
         },
         Table {
             title: "End decisions",
             note: "decisions carried out (or found done in Stripe) when dunning ran out",
             head: vec!["Action", "Final invoices"],
             rows: counts(&f.end_decisions),
+            chart: None,
         },
         Table {
             title: "Network refusals",
             note: "retries the card networks' rules held back (moved later or dropped)",
             head: vec!["Card brand", "Retries held back"],
             rows: counts(&f.network_refusals),
+            chart: None,
         },
     ];
     Shown {
@@ -264,11 +275,6 @@ fn shown(recovery: &Recovery) -> Shown {
         ),
         headline,
         daily: chart::daily(&f.daily),
-        by_class: chart::groups(
-            "Final invoices and recoveries by decline class",
-            &f.by_decline_class,
-            str::to_owned,
-        ),
         tables,
         experiments: recovery.experiments.iter().map(report::render).collect(),
     }

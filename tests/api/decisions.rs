@@ -63,7 +63,7 @@ pub(crate) async fn app() -> (TestApp, tempfile::TempDir) {
 }
 
 /// The app on the test clock with `policy` and more environment.
-async fn app_with(policy: &str, extra: &[(&str, &str)]) -> (TestApp, tempfile::TempDir) {
+pub(crate) async fn app_with(policy: &str, extra: &[(&str, &str)]) -> (TestApp, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("policy.toml");
     std::fs::write(&path, policy).unwrap();

@@ -6,6 +6,7 @@
 mod backfill;
 mod chaos;
 mod credentials;
+mod dashboard;
 mod deadletters;
 mod decisions;
 mod early;

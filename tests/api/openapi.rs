@@ -16,7 +16,7 @@ const SUBSCRIPTION: &str = "sub_1QaZ3pB7WZ01zgkW5hJx2Lq0";
 
 /// Every route under `/api/v1`: one served but missing here, or listed here but not documented,
 /// fails the test.
-const ROUTES: [(&str, &str); 8] = [
+const ROUTES: [(&str, &str); 9] = [
     ("get", "/api/v1/invoices/{id}"),
     ("get", "/api/v1/customers/{id}"),
     ("get", "/api/v1/subscriptions/{id}"),
@@ -25,6 +25,7 @@ const ROUTES: [(&str, &str); 8] = [
     ("post", "/api/v1/invoices/{id}/retry"),
     ("post", "/api/v1/clock/advance"),
     ("get", "/api/v1/experiments"),
+    ("get", "/api/v1/dashboard"),
 ];
 
 const METHODS: [&str; 8] = [
@@ -373,9 +374,10 @@ async fn a_case_fits_the_documented_schemas_on_every_route() {
     let why = json!({"reason": "checking the document"});
     let seconds = json!({"seconds": 60});
     // In this order the case is held, refused a retry while held, resumed and retried.
-    let steps: [(&str, &str, &str, Option<&Value>, u16); 9] = [
+    let steps: [(&str, &str, &str, Option<&Value>, u16); 10] = [
         ("get", "/api/v1/invoices/{id}", INVOICE, None, 200),
         ("get", "/api/v1/experiments", "", None, 200),
+        ("get", "/api/v1/dashboard", "", None, 200),
         ("get", "/api/v1/customers/{id}", CUSTOMER, None, 200),
         ("get", "/api/v1/subscriptions/{id}", SUBSCRIPTION, None, 200),
         ("post", "/api/v1/clock/advance", "", Some(&seconds), 200),

@@ -1,6 +1,6 @@
 //! The status page as support uses it: in Debian's Chromium, headless, driven through chromedriver
-//! (WebDriver) — sign in, look up a case, read it, sign out — and its server-side session, its
-//! forms' anti-forgery tokens and its headers as plain HTTP shows them.
+//! (WebDriver) — sign in, look up a case, read it, read the recovery dashboard, sign out — and its
+//! server-side session, its forms' anti-forgery tokens and its headers as plain HTTP shows them.
 
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
@@ -12,11 +12,14 @@ use fantoccini::wd::Capabilities;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use recoup::server::Role;
+use recoup::store::RedisStore;
 use serde_json::json;
 
+use crate::dashboard::count_busy_day;
 use crate::fake_stripe::{Decline, Invoice};
 use crate::helpers::{
-    API_TOKEN, API_TOKENS, Recoup, TestApp, free_port, header, plain_http, wait_until,
+    API_TOKEN, API_TOKENS, Recoup, TestApp, free_port, header, plain_http, redis_settings,
+    wait_until,
 };
 
 const INVOICE: &str = "in_1QaZ4rB7WZ01zgkWpAgE5t7s";
@@ -215,11 +218,7 @@ async fn in_a_browser_support_signs_in_and_reads_a_case_whose_markup_stays_text(
         "the stylesheet applies (its hash is the one the CSP allows): {color}"
     );
 
-    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let png = browser.screenshot().await.unwrap();
-    assert!(png.starts_with(b"\x89PNG"));
-    std::fs::write(artifacts.join("status-page.png"), png).unwrap();
+    save_screenshot("status-page.png", &browser.screenshot().await.unwrap());
 
     browser
         .find(Locator::Css("form.signout button"))
@@ -234,6 +233,96 @@ async fn in_a_browser_support_signs_in_and_reads_a_case_whose_markup_stays_text(
         .for_element(Locator::Css("form.signin"))
         .await
         .expect("signing out shows the sign-in form again");
+    browser.close().await.unwrap();
+}
+
+/// Where the browser tests keep their screenshots.
+fn save_screenshot(name: &str, png: &[u8]) {
+    assert!(png.starts_with(b"\x89PNG"));
+    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(artifacts.join(name), png).unwrap();
+}
+
+#[tokio::test]
+async fn in_a_browser_support_reads_the_recovery_dashboard_drawn_without_script() {
+    let app = TestApp::spawn_as(Role::Receiver, &[("RECOUP_API_TOKENS", API_TOKENS)]).await;
+    // Three busy days of final invoices: today, yesterday and five days ago (UTC).
+    let store = RedisStore::connect(&redis_settings(&app.redis))
+        .await
+        .unwrap();
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    for (ago, invoices) in [(0, 60), (1, 30), (5, 45)] {
+        let day = today.checked_sub(jiff::Span::new().days(ago)).unwrap();
+        count_busy_day(&store, day, invoices, "browser").await;
+    }
+    let driver = ChromeDriver::start().await;
+    let browser = driver.browser().await;
+
+    // Signed out, the dashboard is the sign-in form; signed in, the header links to it.
+    browser.goto(&app.url("/dashboard")).await.unwrap();
+    submit(&browser, "signin", "token", API_TOKEN, "form.lookup").await;
+    browser
+        .find(Locator::LinkText("Dashboard"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("svg.chart"))
+        .await
+        .expect("the dashboard draws its charts");
+    let text = shown(&browser).await;
+    // Two of every three busy invoices were recovered: 40 + 20 + 30 of 60 + 30 + 45.
+    for figure in [
+        "Recovery dashboard",
+        "66.7% (90 recovered of 135 final invoices)",
+        "(30 days, UTC)",
+        "Days to recover",
+        "By nudge",
+        "The policy runs no experiment.",
+    ] {
+        assert!(text.contains(figure), "{figure:?} in {text}");
+    }
+    assert_eq!(browser.title().await.unwrap(), "recoup · dashboard");
+    // Each of the three days has its bars; the stylesheet colours them (its hash is allowed).
+    let daily = browser
+        .find(Locator::Css("svg.chart"))
+        .await
+        .unwrap()
+        .find_all(Locator::Css("rect"))
+        .await
+        .unwrap();
+    assert_eq!(
+        daily.len(),
+        6,
+        "a final and a recovered bar on each of three days"
+    );
+    let recovered = browser
+        .find(Locator::Css("svg.chart rect.recovered"))
+        .await
+        .unwrap();
+    let fill = recovered.css_value("fill").await.unwrap();
+    assert!(fill.contains("47, 111, 214"), "{fill}");
+    save_screenshot("dashboard.png", &browser.screenshot().await.unwrap());
+
+    // Another period, asked for in the address: yesterday alone.
+    let yesterday = today.yesterday().unwrap();
+    browser
+        .goto(&app.url(&format!("/dashboard?from={yesterday}&to={yesterday}")))
+        .await
+        .unwrap();
+    let text = shown(&browser).await;
+    assert!(
+        text.contains("66.7% (20 recovered of 30 final invoices)"),
+        "{text}"
+    );
+    assert!(text.contains("(1 day, UTC)"), "{text}");
     browser.close().await.unwrap();
 }
 
