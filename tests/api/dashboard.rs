@@ -443,6 +443,15 @@ async fn a_busy_days_counters_cost_redis_a_few_kib_however_many_invoices_it_had(
         println!("a day of {invoices} final invoices: {fields} fields, {bytes} bytes");
         sizes.push((fields, bytes));
     }
+    // Beside the days, each counted invoice's mark, until its case is forgotten.
+    let mark: i64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(format!("recoup:{{dash}}:final:in_1000_{day}_999"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    println!("an invoice's mark: {mark} bytes");
+    assert!((40..200).contains(&mark), "{mark}");
     // Every realistic field is there after the first thousand; four times the invoices add none.
     assert_eq!(sizes[0].0, sizes[1].0, "{sizes:?}");
     assert!(sizes[0].0 > 100, "a realistically full day: {sizes:?}");
