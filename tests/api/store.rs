@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
+use jiff::civil::date;
 use jiff::{SignedDuration, Timestamp};
+use recoup::dashboard::day::{self, Field, Money};
+use recoup::dashboard::period::Period;
 use recoup::policy::experiment::outcome::Contribution;
 use recoup::policy::{Assignment, Case, Timer, TimerKind};
 use recoup::store::{
@@ -67,6 +70,7 @@ store_suite!(
     a_mark_is_seen_and_what_waits_is_taken_when_due_by_one_taker,
     a_customers_early_events_are_kept_capped_each_once_in_stripes_order,
     a_final_case_counts_in_its_arm_once_and_a_later_recovery_once_more,
+    a_final_case_counts_on_its_day_once_and_a_later_recovery_on_its_own_day,
 );
 
 const LONG: Duration = Duration::from_secs(60);
@@ -664,4 +668,71 @@ async fn a_final_case_counts_in_its_arm_once_and_a_later_recovery_once_more<S: S
     assert_eq!(holdout.revenue["eur"].sum, 2500);
     // Another experiment's counters are its own.
     assert!(store.arm_counts("other").await.unwrap().is_empty());
+}
+
+async fn a_final_case_counts_on_its_day_once_and_a_later_recovery_on_its_own_day<S: Store>(
+    store: &S,
+) {
+    let (monday, tuesday, friday) = (date(2026, 11, 30), date(2026, 12, 1), date(2026, 12, 4));
+    let ended = |state: &str| {
+        vec![
+            (Field::Invoices, 1),
+            (Field::State(state.to_owned()), 1),
+            (Field::Currency("usd".to_owned(), Money::Due), 4900),
+        ]
+    };
+    let recovery = vec![
+        (Field::Recovered, 1),
+        (Field::Currency("usd".to_owned(), Money::Recovered), 4900),
+        (Field::Days(3), 1),
+    ];
+    let recovered = day::Contribution {
+        outcome: ended("recovered"),
+        recovery: recovery.clone(),
+    };
+    assert!(store.count_day(monday, "in_1", &recovered).await.unwrap());
+    // Saved again, even on a later day: not counted again.
+    assert!(!store.count_day(monday, "in_1", &recovered).await.unwrap());
+    assert!(!store.count_day(tuesday, "in_1", &recovered).await.unwrap());
+    // Paused on Monday, recovered on Friday: the outcome on Monday, the recovery on Friday.
+    let paused = day::Contribution {
+        outcome: ended("paused"),
+        recovery: Vec::new(),
+    };
+    assert!(store.count_day(monday, "in_2", &paused).await.unwrap());
+    let paid_later = day::Contribution {
+        outcome: ended("paused"),
+        recovery,
+    };
+    assert!(store.count_day(friday, "in_2", &paid_later).await.unwrap());
+    assert!(!store.count_day(friday, "in_2", &paid_later).await.unwrap());
+
+    let week = Period {
+        from: monday,
+        to: friday,
+    };
+    let days = store.days(&week).await.unwrap();
+    assert_eq!(days.keys().copied().collect::<Vec<_>>(), [monday, friday]);
+    let (mon, fri) = (&days[&monday], &days[&friday]);
+    assert_eq!(
+        (mon.get(&Field::Invoices), mon.get(&Field::Recovered)),
+        (2, 1)
+    );
+    assert_eq!(mon.get(&Field::State("paused".to_owned())), 1);
+    assert_eq!(
+        mon.get(&Field::Currency("usd".to_owned(), Money::Due)),
+        9800
+    );
+    assert_eq!(
+        (fri.get(&Field::Invoices), fri.get(&Field::Recovered)),
+        (0, 1)
+    );
+    assert_eq!(fri.get(&Field::Days(3)), 1);
+    // A period reads only its own days.
+    let tuesday_only = Period {
+        from: tuesday,
+        to: tuesday,
+    };
+    assert!(store.days(&tuesday_only).await.unwrap().is_empty());
+    assert_eq!(store.days_kept(), recoup::store::DASHBOARD_DAYS);
 }
