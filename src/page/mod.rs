@@ -20,9 +20,10 @@
 //! nothing. A post that the browser marks as coming from another site (`Sec-Fetch-Site`) is refused
 //! before that. `SameSite=Strict` alone would stop most of this; the tokens do not rely on it.
 //!
-//! **The page.** Templates with HTML auto-escaping on (a layout, the look-up page, the dashboard), so whatever came from Stripe or was typed
-//! into a case (ids, decline codes, hold reasons) is shown as text and never read as markup; and
-//! its Content-Security-Policy allows no script at all (the page has none), only its own
+//! **The page.** Templates with HTML auto-escaping on (a layout, the look-up page, the dashboard),
+//! so whatever came from Stripe or was typed into a case (ids, decline codes, hold reasons) is
+//! shown as text and never read as markup; and its Content-Security-Policy allows no script at all
+//! (the pages have none; the dashboard's charts are SVG drawn on the server), only its own
 //! stylesheet, and forms that post back to recoup.
 
 use std::sync::{Arc, LazyLock};

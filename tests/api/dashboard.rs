@@ -338,7 +338,7 @@ fn busy(n: usize) -> Contribution {
         "hard",
     ]);
     let segment = pick(&["", "", "annual", "enterprise", "monthly small"]);
-    let recovered = n % 3 != 0;
+    let recovered = !n.is_multiple_of(3);
     let state = if recovered {
         "recovered".to_owned()
     } else {
@@ -380,7 +380,7 @@ fn busy(n: usize) -> Contribution {
             1,
         ));
     }
-    if n % 7 == 0 {
+    if n.is_multiple_of(7) {
         outcome.push((Field::Refused(pick(&["visa", "mastercard"])), 1));
     }
     let recovery = if recovered {
