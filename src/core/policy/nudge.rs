@@ -247,8 +247,9 @@ impl NudgePlan {
 
     /// The customer's local day a nudge of `kind` at `at` counts toward under the daily cap, which
     /// is counted per customer and local day across all their invoices; `None` for the thank-you
-    /// and the update link the customer asked for, which are never held back. The worker counts in the store, the simulator in memory; both ask
-    /// here which day, and [`Self::held_by_day_cap`] whether it is spent.
+    /// and the update link the customer asked for, which are never held back. The worker counts in
+    /// the store, the simulator in memory; both ask here which day, and
+    /// [`Self::held_by_day_cap`] whether it is spent.
     pub fn capped_day(kind: NudgeKind, zone: &TimeZone, at: Timestamp) -> Option<Date> {
         kind.capped().then(|| customer_day(zone, at))
     }
