@@ -202,10 +202,17 @@ impl Application {
                      (/fix/…) with a page saying they do not work here"
                 );
             }
+            // Answering needs no Stripe call: only the link secret.
+            let feedback = link_keys.clone().map(|keys| links::Feedback {
+                keys,
+                api: api.clone(),
+                limits: Default::default(),
+            });
             routes = routes
                 .merge(webhook::routes(receiver, settings.server.body_limit_bytes))
                 .merge(api::routes(api.clone(), tokens.clone()))
                 .merge(links::routes(fix))
+                .merge(links::feedback::routes(feedback))
                 .merge(page::routes(api, tokens));
         }
         let processor = processor.filter(|_| role.works());

@@ -89,6 +89,22 @@ pub fn tell(case: &Case, policy: &Policy, card: &[Try], now: Timestamp) -> Told 
             format!("opened {times}, first {}", when(first, zone)),
         ));
     }
+    if let Some(answer) = &case.answer {
+        let wrote = answer
+            .text
+            .as_deref()
+            .map(|t| format!(", writing {t:?}"))
+            .unwrap_or_default();
+        facts.push((
+            "Answer",
+            format!(
+                "{:?}{wrote} ({}; {})",
+                answer.answer.words(),
+                when(answer.at, zone),
+                answer.reaction.as_str().replace('_', " ")
+            ),
+        ));
+    }
     for hold in &case.holds {
         facts.push((
             "On hold",
@@ -475,6 +491,27 @@ mod tests {
             "{told}"
         );
         assert!(told.contains("update link opened"), "{told}");
+    }
+
+    #[test]
+    fn the_customers_answer_is_a_fact_of_the_case() {
+        let policy = Policy::shipped();
+        let case = declined(&policy, "do_not_honor");
+        let answered = Input::Answered {
+            at: at(NOW + 300),
+            answer: crate::policy::Answer::CantPayNow,
+            text: Some("payday is the 15th".into()),
+        };
+        let case = decide(&policy, Some(&case), &answered, at(NOW + 300))
+            .case
+            .unwrap();
+        let told = told(&case, &policy);
+        assert!(
+            told.contains(
+                "Answer       \"I can't pay right now\", writing \"payday is the 15th\" ("
+            ) && told.contains("; retry on payday)"),
+            "{told}"
+        );
     }
 
     #[test]

@@ -68,6 +68,13 @@ pub mod metric {
     /// Counter: update links opened (`GET /fix/…`), by `outcome` (`portal`, `already_paid`,
     /// `nothing_to_pay`, `unavailable`, `invalid`, `expired`, `limited`, `off`).
     pub const LINK_OPENINGS: &str = "recoup_link_openings_total";
+    /// Counter: feedback pages served (`GET` and `POST /feedback/…`), by `outcome` (`form`,
+    /// `answered`, `bad_form`, `already_answered`, `invalid`, `expired`, `limited`, `unavailable`,
+    /// `off`).
+    pub const FEEDBACK_PAGES: &str = "recoup_feedback_pages_total";
+    /// Counter: answers recorded on the feedback page, by `answer` (`card_changed`,
+    /// `cant_pay_now`, `want_to_cancel`, `something_else`).
+    pub const FEEDBACK_ANSWERS: &str = "recoup_feedback_answers_total";
     /// Counter: due retries a card network's budget held back or dropped, by `brand`.
     pub const NETWORK_REFUSALS: &str = "recoup_network_refusals_total";
     /// Gauge (a running total, in US dollars): the card networks' estimated fees for recoup's

@@ -168,18 +168,25 @@ pub async fn run() -> anyhow::Result<Summary> {
     let addr = listener.local_addr()?;
     let policy = Policy::shipped();
     let link_keys = LinkKeys::new(&[SecretString::from(LINK_SECRET)]).expect("one key");
+    let api = Arc::new(Api {
+        store: store.clone(),
+        clock: clock.clone(),
+        policy: Arc::new(policy.clone()),
+    });
     let fix = links::Fix {
         keys: link_keys.clone(),
         processor: stripe.clone(),
-        api: Arc::new(Api {
-            store: store.clone(),
-            clock: clock.clone(),
-            policy: Arc::new(policy.clone()),
-        }),
+        api: api.clone(),
+        limits: Default::default(),
+    };
+    let feedback = links::Feedback {
+        keys: link_keys.clone(),
+        api,
         limits: Default::default(),
     };
     let routes = webhook::routes(receiver, 1 << 20)
         .merge(links::routes(Some(fix)))
+        .merge(links::feedback::routes(Some(feedback)))
         .merge(
             Router::new()
                 .route("/demo/nudges", post(read_nudge))

@@ -1,5 +1,6 @@
 //! Update links: the `update_url` a nudge carries for a card problem, `<RECOUP_PUBLIC_URL>/fix/<token>`,
-//! and the page that opens it ([`route`]).
+//! and the page that opens it ([`route`]). Feedback links, `<RECOUP_PUBLIC_URL>/feedback/<token>`
+//! ("What's in the way?", [`feedback`]), are tokens of the same kind for another [`Purpose`].
 //!
 //! Stripe's billing portal sessions are short-lived and expire when not visited soon ("create
 //! sessions on demand"), so a nudge read the next morning must not carry one. It carries recoup's
@@ -32,6 +33,7 @@
 //! `/fix/…`), and why the page answers with `Referrer-Policy: no-referrer` so the token does not
 //! follow the customer to Stripe.
 
+pub mod feedback;
 pub mod limit;
 pub mod route;
 
@@ -42,16 +44,44 @@ use jiff::{SignedDuration, Timestamp};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
+pub use self::feedback::Feedback;
 pub use self::route::{Fix, routes};
 
 /// Bytes of the MAC kept in a token.
 const MAC_LEN: usize = 16;
 const VERSION: u8 = 1;
-/// What every MAC is computed over first, so a key used for something else proves nothing here.
-const CONTEXT: &[u8] = b"recoup update link\0";
 /// No token recoup makes is longer (two ids of at most 255 bytes, base64url): anything longer is
 /// refused before any work is done on it.
 const MAX_TOKEN: usize = 720;
+
+/// What a link is for. Each purpose has its own path and its own context string, which every MAC
+/// is computed over first: a key used for something else proves nothing here, and a token made
+/// for one purpose is refused (as invalid) for the other — an update link does not answer the
+/// feedback page, nor a feedback link open the billing portal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `/fix/…`: opens the billing portal to update the payment method.
+    Update,
+    /// `/feedback/…`: "What's in the way?" ([`feedback`]).
+    Feedback,
+}
+
+impl Purpose {
+    fn context(self) -> &'static [u8] {
+        match self {
+            Purpose::Update => b"recoup update link\0",
+            Purpose::Feedback => b"recoup feedback link\0",
+        }
+    }
+
+    /// The path the link's token is appended to.
+    fn path(self) -> &'static str {
+        match self {
+            Purpose::Update => "fix",
+            Purpose::Feedback => "feedback",
+        }
+    }
+}
 
 /// What a valid token names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,18 +115,19 @@ impl LinkKeys {
         (!keys.is_empty()).then(|| Self(keys.to_vec()))
     }
 
-    fn mac(key: &SecretString, payload: &[u8]) -> Hmac<Sha256> {
+    fn mac(key: &SecretString, purpose: Purpose, payload: &[u8]) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(key.expose_secret().as_bytes())
             .expect("HMAC takes a key of any length");
-        mac.update(CONTEXT);
+        mac.update(purpose.context());
         mac.update(payload);
         mac
     }
 
-    /// A token naming the customer and invoice, valid until `expires_at`, under the newest key;
-    /// `None` for an id longer than 255 bytes (Stripe's are far shorter).
+    /// A token for `purpose` naming the customer and invoice, valid until `expires_at`, under the
+    /// newest key; `None` for an id longer than 255 bytes (Stripe's are far shorter).
     pub fn sign(
         &self,
+        purpose: Purpose,
         customer_id: &str,
         invoice_id: Option<&str>,
         expires_at: Timestamp,
@@ -109,14 +140,22 @@ impl LinkKeys {
             payload.push(u8::try_from(id.len()).ok()?);
             payload.extend(id.as_bytes());
         }
-        let mac = Self::mac(&self.0[0], &payload).finalize().into_bytes();
+        let mac = Self::mac(&self.0[0], purpose, &payload)
+            .finalize()
+            .into_bytes();
         payload.extend(&mac[..MAC_LEN]);
         Some(URL_SAFE_NO_PAD.encode(payload))
     }
 
-    /// What `token` names, if one of the keys signed it and it has not expired at `now`. The MAC is
-    /// checked (in constant time, under every key) before anything else in the token is read.
-    pub fn verify(&self, token: &str, now: Timestamp) -> Result<Claims, LinkError> {
+    /// What `token` names, if one of the keys signed it for `purpose` and it has not expired at
+    /// `now`. The MAC is checked (in constant time, under every key) before anything else in the
+    /// token is read.
+    pub fn verify(
+        &self,
+        purpose: Purpose,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<Claims, LinkError> {
         if token.len() > MAX_TOKEN {
             return Err(LinkError::Invalid);
         }
@@ -128,7 +167,7 @@ impl LinkKeys {
         };
         let (payload, presented) = bytes.split_at(split);
         let signed = self.0.iter().any(|key| {
-            Self::mac(key, payload)
+            Self::mac(key, purpose, payload)
                 .verify_truncated_left(presented)
                 .is_ok()
         });
@@ -170,7 +209,8 @@ fn parse(payload: &[u8], mac: &[u8]) -> Option<Claims> {
     })
 }
 
-/// Makes the update links nudges carry: `<public URL>/fix/<token>`, valid for `lifetime`.
+/// Makes the links nudges carry: `<public URL>/fix/<token>` and `<public URL>/feedback/<token>`,
+/// valid for `lifetime`.
 #[derive(Clone)]
 pub struct Links {
     keys: LinkKeys,
@@ -187,16 +227,20 @@ impl Links {
         }
     }
 
-    /// The link for a nudge sent at `now` about the customer's invoice (or about no invoice).
+    /// The link for `purpose` of a nudge sent at `now` about the customer's invoice (or about no
+    /// invoice).
     pub fn url(
         &self,
+        purpose: Purpose,
         customer_id: &str,
         invoice_id: Option<&str>,
         now: Timestamp,
     ) -> Option<String> {
         let expires_at = now.checked_add(self.lifetime).ok()?;
-        let token = self.keys.sign(customer_id, invoice_id, expires_at)?;
-        Some(format!("{}/fix/{token}", self.base))
+        let token = self
+            .keys
+            .sign(purpose, customer_id, invoice_id, expires_at)?;
+        Some(format!("{}/{}/{token}", self.base, purpose.path()))
     }
 }
 
@@ -221,19 +265,23 @@ mod tests {
         let keys = keys(&[NEW]);
         let token = keys
             .sign(
+                Purpose::Update,
                 "cus_R3cvP0qK8yWm2d",
                 Some("in_1QaZ4rB7WZ01zgkWfT9s8KpM"),
                 at(2_000),
             )
             .unwrap();
-        let claims = keys.verify(&token, at(1_999)).unwrap();
+        let claims = keys.verify(Purpose::Update, &token, at(1_999)).unwrap();
         assert_eq!(claims.customer_id, "cus_R3cvP0qK8yWm2d");
         assert_eq!(
             claims.invoice_id.as_deref(),
             Some("in_1QaZ4rB7WZ01zgkWfT9s8KpM")
         );
         assert_eq!(claims.expires_at, at(2_000));
-        assert_eq!(keys.verify(&token, at(2_000)), Err(LinkError::Expired));
+        assert_eq!(
+            keys.verify(Purpose::Update, &token, at(2_000)),
+            Err(LinkError::Expired)
+        );
 
         // Opaque and URL-safe: no id in plain sight, nothing to escape, short enough for an SMS.
         assert!(!token.contains("cus_") && !token.contains("in_"), "{token}");
@@ -244,24 +292,40 @@ mod tests {
         );
         assert!(token.len() < 100, "{} characters", token.len());
 
-        let card = keys.sign("cus_1", None, at(2_000)).unwrap();
-        assert_eq!(keys.verify(&card, at(0)).unwrap().invoice_id, None);
+        let card = keys
+            .sign(Purpose::Update, "cus_1", None, at(2_000))
+            .unwrap();
+        assert_eq!(
+            keys.verify(Purpose::Update, &card, at(0))
+                .unwrap()
+                .invoice_id,
+            None
+        );
     }
 
     #[test]
     fn a_forged_or_damaged_token_is_invalid() {
         let keys = keys(&[NEW]);
-        let token = keys.sign("cus_1", Some("in_1"), at(2_000)).unwrap();
-        let other = self::keys(&[OLD])
-            .sign("cus_1", Some("in_1"), at(2_000))
+        let token = keys
+            .sign(Purpose::Update, "cus_1", Some("in_1"), at(2_000))
             .unwrap();
-        assert_eq!(keys.verify(&other, at(0)), Err(LinkError::Invalid));
+        let other = self::keys(&[OLD])
+            .sign(Purpose::Update, "cus_1", Some("in_1"), at(2_000))
+            .unwrap();
+        assert_eq!(
+            keys.verify(Purpose::Update, &other, at(0)),
+            Err(LinkError::Invalid)
+        );
         // Every single changed character (another customer, another expiry, another MAC) fails.
         for i in 0..token.len() {
             let mut bytes = token.clone().into_bytes();
             bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
             let changed = String::from_utf8(bytes).unwrap();
-            assert_eq!(keys.verify(&changed, at(0)), Err(LinkError::Invalid), "{i}");
+            assert_eq!(
+                keys.verify(Purpose::Update, &changed, at(0)),
+                Err(LinkError::Invalid),
+                "{i}"
+            );
         }
         for junk in [
             "",
@@ -271,26 +335,57 @@ mod tests {
             "not base64!",
             &token[..token.len() - 2],
         ] {
-            assert_eq!(keys.verify(junk, at(0)), Err(LinkError::Invalid), "{junk}");
+            assert_eq!(
+                keys.verify(Purpose::Update, junk, at(0)),
+                Err(LinkError::Invalid),
+                "{junk}"
+            );
         }
         // An expired forgery is still a forgery, not an expired link.
-        assert_eq!(keys.verify(&other, at(5_000)), Err(LinkError::Invalid));
+        assert_eq!(
+            keys.verify(Purpose::Update, &other, at(5_000)),
+            Err(LinkError::Invalid)
+        );
     }
 
     #[test]
     fn keys_rotate_newest_first_and_every_one_verifies() {
-        let before = keys(&[OLD]).sign("cus_1", Some("in_1"), at(2_000)).unwrap();
+        let before = keys(&[OLD])
+            .sign(Purpose::Update, "cus_1", Some("in_1"), at(2_000))
+            .unwrap();
         let rotated = keys(&[NEW, OLD]);
         assert!(
-            rotated.verify(&before, at(0)).is_ok(),
+            rotated.verify(Purpose::Update, &before, at(0)).is_ok(),
             "links already sent keep working"
         );
-        let after = rotated.sign("cus_1", Some("in_1"), at(2_000)).unwrap();
+        let after = rotated
+            .sign(Purpose::Update, "cus_1", Some("in_1"), at(2_000))
+            .unwrap();
         assert!(
-            keys(&[NEW]).verify(&after, at(0)).is_ok(),
+            keys(&[NEW]).verify(Purpose::Update, &after, at(0)).is_ok(),
             "the newest key signs"
         );
-        assert_eq!(keys(&[OLD]).verify(&after, at(0)), Err(LinkError::Invalid));
+        assert_eq!(
+            keys(&[OLD]).verify(Purpose::Update, &after, at(0)),
+            Err(LinkError::Invalid)
+        );
+    }
+
+    #[test]
+    fn a_token_answers_only_the_purpose_it_was_made_for() {
+        let keys = keys(&[NEW]);
+        for (made, asked) in [
+            (Purpose::Update, Purpose::Feedback),
+            (Purpose::Feedback, Purpose::Update),
+        ] {
+            let token = keys.sign(made, "cus_1", Some("in_1"), at(2_000)).unwrap();
+            assert!(keys.verify(made, &token, at(0)).is_ok());
+            assert_eq!(
+                keys.verify(asked, &token, at(0)),
+                Err(LinkError::Invalid),
+                "a {made:?} token is no {asked:?} token"
+            );
+        }
     }
 
     #[test]
@@ -300,11 +395,26 @@ mod tests {
             "https://billing.acme.example/",
             SignedDuration::from_hours(30 * 24),
         );
-        let url = links.url("cus_1", Some("in_1"), at(1_000)).unwrap();
+        let url = links
+            .url(Purpose::Update, "cus_1", Some("in_1"), at(1_000))
+            .unwrap();
         let token = url
             .strip_prefix("https://billing.acme.example/fix/")
             .unwrap();
-        let claims = keys(&[NEW]).verify(token, at(1_000)).unwrap();
+        let claims = keys(&[NEW])
+            .verify(Purpose::Update, token, at(1_000))
+            .unwrap();
         assert_eq!(claims.expires_at, at(1_000 + 30 * 86_400));
+        let feedback = links
+            .url(Purpose::Feedback, "cus_1", Some("in_1"), at(1_000))
+            .unwrap();
+        let token = feedback
+            .strip_prefix("https://billing.acme.example/feedback/")
+            .unwrap();
+        assert!(
+            keys(&[NEW])
+                .verify(Purpose::Feedback, token, at(1_000))
+                .is_ok()
+        );
     }
 }

@@ -35,7 +35,7 @@ use axum::{Router, middleware};
 use minijinja::{Environment, Value, context};
 
 use super::limit::{Limited, Limits};
-use super::{Claims, LinkError, LinkKeys};
+use super::{Claims, LinkError, LinkKeys, Purpose};
 use crate::api::Api;
 use crate::page;
 use crate::policy::{Input, LinkOutcome};
@@ -45,7 +45,8 @@ use crate::telemetry::metric;
 use crate::worker::{Engine, Inputs};
 
 const TEMPLATE: &str = include_str!("fix.html");
-const STYLE: &str = include_str!("fix.css");
+/// The stylesheet of the link pages (this one's and the feedback page's), allowed by its hash.
+pub(super) const STYLE: &str = include_str!("fix.css");
 
 static CONTENT_SECURITY_POLICY: LazyLock<HeaderValue> =
     LazyLock::new(|| page::content_security_policy(STYLE, "'none'"));
@@ -81,8 +82,13 @@ pub fn routes<
         .layer(middleware::map_response(guard))
 }
 
-/// A customer's payment page: never cached, framed, indexed, or passed on as a referrer.
-async fn guard(mut response: Response) -> Response {
+async fn guard(response: Response) -> Response {
+    private(response, &CONTENT_SECURITY_POLICY)
+}
+
+/// A customer's page reached by a link: never cached, framed, indexed, or passed on as a referrer;
+/// `csp` says what else it may do (post a form to itself, or nothing).
+pub(super) fn private(mut response: Response, csp: &HeaderValue) -> Response {
     let headers = response.headers_mut();
     for (name, value) in [
         (header::CACHE_CONTROL, "no-store"),
@@ -92,10 +98,7 @@ async fn guard(mut response: Response) -> Response {
     ] {
         headers.insert(name, HeaderValue::from_static(value));
     }
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        CONTENT_SECURITY_POLICY.clone(),
-    );
+    headers.insert(header::CONTENT_SECURITY_POLICY, csp.clone());
     response
 }
 
@@ -183,7 +186,7 @@ async fn peek<S: Cases + Cards + Outcomes + Experiments + Dashboard + TestClock 
         return served.show(Shown::NotHere);
     };
     let verified = match fix.api.clock.now().await {
-        Ok(now) => fix.keys.verify(&token, now),
+        Ok(now) => fix.keys.verify(Purpose::Update, &token, now),
         Err(_) => return served.show(Shown::Unavailable),
     };
     match verified {
@@ -207,7 +210,7 @@ async fn open<S: Cases + Cards + Outcomes + Experiments + Dashboard + TestClock 
             return served.show(Shown::Unavailable);
         }
     };
-    let claims = match fix.keys.verify(&token, now) {
+    let claims = match fix.keys.verify(Purpose::Update, &token, now) {
         Ok(claims) => claims,
         Err(LinkError::Invalid) => return served.show(Shown::Invalid),
         Err(LinkError::Expired) => return served.show(Shown::Expired),

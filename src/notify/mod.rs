@@ -40,6 +40,8 @@ pub struct Nudge {
     pub currency: String,
     /// The one-click fix: a billing portal session, or the hosted invoice page.
     pub update_url: Option<String>,
+    /// "What's in the way?": the customer's feedback link, when the nudge carries one.
+    pub feedback_url: Option<String>,
     pub to: Recipient,
     pub message: Rendered,
 }

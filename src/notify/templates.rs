@@ -26,6 +26,7 @@ pub const REQUIRED: &[&str] = &[
     "card_expiring-1",
     "final_notice-1",
     "recovered-1",
+    "update_link-1",
 ];
 
 /// What a template can say. Every field is always there (an absent date is an empty string), so a
@@ -39,6 +40,10 @@ pub struct Context {
     pub plan: String,
     /// The one-click fix: the billing portal or the hosted invoice page.
     pub update_url: String,
+    /// "What's in the way?": the page where the customer can say why they have not paid
+    /// (`<RECOUP_PUBLIC_URL>/feedback/…`), or empty: a thank-you, an expiring card, the update
+    /// link they asked for, or feedback off in the policy (`[feedback] enabled`).
+    pub feedback_url: String,
     /// The business, as the From address names it.
     pub business: String,
     /// The next retry, in the customer's time zone, or empty.
@@ -61,7 +66,7 @@ pub struct Rendered {
     pub subject: String,
     pub text: String,
     pub html: String,
-    /// The short form for SMS: the subject and the link.
+    /// The short form for SMS: the subject and the link (and the feedback link, when there is one).
     pub sms: String,
 }
 
@@ -196,10 +201,13 @@ impl Templates {
             .and_then(|rest| rest.split_once('\n'))
             .ok_or("the text template must start with a \"Subject: …\" line")?;
         let subject = subject.trim().to_owned();
-        let sms = match context.update_url.as_str() {
+        let mut sms = match context.update_url.as_str() {
             "" => subject.clone(),
             url => format!("{subject} {url}"),
         };
+        if !context.feedback_url.is_empty() {
+            sms = format!("{sms} Something in the way? {}", context.feedback_url);
+        }
         Ok(Rendered {
             template: format!("{language}/{stem}"),
             locale: language.to_owned(),
@@ -369,6 +377,7 @@ mod tests {
             amount: format_amount(4900, "usd", "en"),
             plan: "Pro monthly".into(),
             update_url: "https://billing.stripe.com/p/session/test_1".into(),
+            feedback_url: String::new(),
             business: "Acme".into(),
             next_attempt: "Tuesday, 1 December 2026, 09:10".into(),
             consequence: "paused".into(),
@@ -433,6 +442,50 @@ mod tests {
             .render("recovered-1", &["pt-BR".to_owned()], &context())
             .unwrap();
         assert_eq!(fallback.locale, "en");
+    }
+
+    #[test]
+    fn a_nudge_with_a_feedback_link_asks_whats_in_the_way_and_one_without_does_not() {
+        let templates = shipped();
+        let asking = Context {
+            feedback_url: "https://billing.acme.example/feedback/AbC-d_e".into(),
+            ..context()
+        };
+        for kind in [
+            "payment_failed-1",
+            "payment_failed-2",
+            "payment_failed-3",
+            "action_required-1",
+            "action_required-2",
+            "final_notice-1",
+        ] {
+            let english = templates.render(kind, &[], &asking).unwrap();
+            assert!(
+                english.text.contains(
+                    "Something in the way? Tell us: https://billing.acme.example/feedback/AbC-d_e"
+                ),
+                "{kind}: {}",
+                english.text
+            );
+            assert!(
+                english
+                    .html
+                    .contains("Something in the way? <a href=\"https:&#x2f;&#x2f;billing.acme.example&#x2f;feedback&#x2f;AbC-d_e\""),
+                "{kind}: {}",
+                english.html
+            );
+            assert!(
+                english.sms.ends_with(
+                    "Something in the way? https://billing.acme.example/feedback/AbC-d_e"
+                )
+            );
+            let german = templates.render(kind, &["de".to_owned()], &asking).unwrap();
+            assert!(german.text.contains("Steht etwas im Weg?"), "{kind}");
+            let silent = templates.render(kind, &[], &context()).unwrap();
+            assert!(!silent.text.contains("Something in the way"), "{kind}");
+            assert!(!silent.html.contains("feedback"), "{kind}");
+            assert!(!silent.sms.contains("Something in the way"), "{kind}");
+        }
     }
 
     #[test]

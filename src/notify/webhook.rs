@@ -40,6 +40,7 @@ impl Webhook {
             "amount_due": nudge.amount_due,
             "currency": nudge.currency,
             "update_url": nudge.update_url,
+            "feedback_url": nudge.feedback_url,
             "template": nudge.message.template,
             "locale": nudge.message.locale,
             "subject": nudge.message.subject,

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{
-    Arrival, Arrivals, Cards, Cases, Claim, Counters, DASHBOARD_DAYS, Dashboard, DeadLetter,
+    Answers, Arrival, Arrivals, Cards, Cases, Claim, Counters, DASHBOARD_DAYS, Dashboard, DeadLetter,
     EARLY_EVENTS_KEPT, EarlyEvents, Experiments, Failure, Health, Inbox, InboxEntry, Ingest,
     MAX_FAILURES, Outcomes, Parked, Saved, Session, Sessions, StoreError, TIMER_SHARDS, TestClock,
     Timers, codec, in_created_order, newest_first, shard_of,
@@ -83,6 +83,8 @@ struct Inner {
     leases: HashMap<String, (String, Instant)>,
     /// The status page's sessions, each with when it expires.
     sessions: HashMap<String, (Session, Instant)>,
+    /// Feedback links answered, by MAC, each with when its mark expires.
+    answered: HashMap<[u8; 16], Instant>,
 }
 
 struct Slot {
@@ -650,6 +652,34 @@ impl EarlyEvents for MemoryStore {
     async fn early_events(&self, customer_id: &str) -> Result<Vec<Event>, StoreError> {
         let kept = self.lock().early.get(customer_id).cloned();
         Ok(in_created_order(kept.unwrap_or_default().into()))
+    }
+}
+
+impl Answers for MemoryStore {
+    async fn mark_answered(&self, link: &[u8; 16], keep: Duration) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        // Expired marks go when a new one comes, as sessions do.
+        inner.answered.retain(|_, until| *until > now);
+        if inner.answered.contains_key(link) {
+            return Ok(false);
+        }
+        inner.answered.insert(*link, now + keep);
+        Ok(true)
+    }
+
+    async fn answered(&self, link: &[u8; 16]) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        Ok(self
+            .lock()
+            .answered
+            .get(link)
+            .is_some_and(|until| *until > now))
+    }
+
+    async fn unmark_answered(&self, link: &[u8; 16]) -> Result<(), StoreError> {
+        self.lock().answered.remove(link);
+        Ok(())
     }
 }
 

@@ -9,7 +9,8 @@
 //! (what attempts came to), [`Experiments`] (what each experiment arm's invoices came to),
 //! [`Dashboard`] (what each day's final invoices came to), [`EarlyEvents`]
 //! (events about a customer that came before their case), [`Timers`]
-//! (claiming due wake-ups), [`TestClock`] and [`Sessions`] (the status page's sign-ins). [`Store`]
+//! (claiming due wake-ups), [`TestClock`], [`Sessions`] (the status page's sign-ins) and
+//! [`Answers`] (feedback links already answered). [`Store`]
 //! is every role together, for the parts that need them all
 //! (the worker); code holding a concrete store imports the roles whose methods it calls.
 //! [`RedisStore`] is production and [`MemoryStore`] serves the one-process modes and fast tests;
@@ -661,6 +662,32 @@ pub trait Sessions: Send + Sync {
     fn close_session(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Feedback links answered: each link answers once.
+///
+/// Kept under the link's MAC — what identifies one link without holding on to its token, which is
+/// a bearer credential — until the link expires: while it works a used link cannot answer again,
+/// and after that nothing is kept (an expired link is refused by its signature alone). A role of its
+/// own, not [`Counters::first_time`]: an answer that could not be recorded on its case gives its
+/// mark back, so the customer can try again.
+pub trait Answers: Send + Sync {
+    /// Marks the link with MAC `link` as answered, for `keep`, if it was not already, atomically;
+    /// whether this was the first answer.
+    fn mark_answered(
+        &self,
+        link: &[u8; 16],
+        keep: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Whether the link was answered (and its mark is still kept).
+    fn answered(&self, link: &[u8; 16]) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives the mark back: the answer was not recorded after all.
+    fn unmark_answered(
+        &self,
+        link: &[u8; 16],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// Every role of the store together, for the parts that need them all (the worker, the service);
 /// a part that needs fewer names only those.
 pub trait Store:
@@ -676,6 +703,7 @@ pub trait Store:
     + Timers
     + TestClock
     + Sessions
+    + Answers
     + Clone
     + Send
     + Sync
@@ -696,6 +724,7 @@ impl<S> Store for S where
         + Timers
         + TestClock
         + Sessions
+        + Answers
         + Clone
         + Send
         + Sync

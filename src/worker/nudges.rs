@@ -8,13 +8,15 @@
 //! email's Message-ID). Then the customer's count for their local day is taken — atomically, in the store, so a
 //! burst of failures across a customer's invoices cannot get past the daily cap; a retry is not
 //! counted again — the customer is read from Stripe for their name, address and language, the
-//! update link is made (recoup's own `/fix/…` link, see [`crate::links`]), and the message is
+//! update link is made (recoup's own `/fix/…` link, see [`crate::links`]) and the feedback link
+//! (`/feedback/…`, "What's in the way?", see [`crate::links::feedback`]), and the message is
 //! rendered and delivered on the plan's channels. What became of this try goes back into the case
 //! as `Input::Nudged` (or `Input::NudgeHeld` when the customer's day is used up); when no channel
 //! took it for a passing reason, the policy plans the next try, and it comes back here as the same
 //! nudge, with the same id.
 
 use super::{Inputs, Worker};
+use crate::links::Purpose;
 use crate::notify::templates::{Context, format_amount, format_date, format_time};
 use crate::notify::{Delivery, Nudge, Recipient};
 use crate::policy::{Action, BilledTo, Case, Channel, Input, NudgeKind, NudgePlan, NudgeResult};
@@ -110,7 +112,7 @@ pub(super) struct About<'a> {
     pub billed_to: Option<&'a BilledTo>,
 }
 
-/// Reads the customer, makes the fix link, renders the message in the customer's language and
+/// Reads the customer, makes the fix and feedback links, renders the message in the customer's language and
 /// delivers it on the plan's channels; says which template it was and how each channel fared.
 pub(super) async fn deliver<S: Store>(
     worker: &Worker<S>,
@@ -133,6 +135,7 @@ pub(super) async fn deliver<S: Store>(
         customer.email = customer.email.or_else(|| billed.email.clone());
     }
     let update_url = update_url(worker, kind, about).await;
+    let feedback_url = feedback_url(worker, kind, about).await;
     let notifier = &worker.notifier;
     let kind_tier = format!("{}-{tier}", kind.as_str());
     let language = notifier
@@ -148,6 +151,7 @@ pub(super) async fn deliver<S: Store>(
         amount: format_amount(about.amount_due, about.currency, &language),
         plan: String::new(),
         update_url: update_url.clone().unwrap_or_default(),
+        feedback_url: feedback_url.clone().unwrap_or_default(),
         business: notifier.business().to_owned(),
         next_attempt: when(about.next_attempt, format_time),
         consequence: about.consequence.to_owned(),
@@ -171,6 +175,7 @@ pub(super) async fn deliver<S: Store>(
         amount_due: about.amount_due,
         currency: about.currency.to_owned(),
         update_url,
+        feedback_url,
         to: Recipient {
             name: customer.name.clone(),
             email: customer.email.clone(),
@@ -229,10 +234,32 @@ async fn update_url<S: Store>(
             ),
         }
     }
+    link(worker, Purpose::Update, about).await
+}
+
+/// Where the customer can tell what is in the way of paying (recoup's `/feedback/…` page): only in
+/// a nudge about an invoice that asks them to pay — not the thank-you, nor the update link they
+/// asked for on that page — and only while the policy's `[feedback]` is enabled.
+async fn feedback_url<S: Store>(
+    worker: &Worker<S>,
+    kind: NudgeKind,
+    about: &About<'_>,
+) -> Option<String> {
+    let asks = !matches!(kind, NudgeKind::Recovered | NudgeKind::UpdateLink);
+    if !asks || about.invoice_id.is_none() || !worker.policy().feedback.enabled {
+        return None;
+    }
+    link(worker, Purpose::Feedback, about).await
+}
+
+/// A link of recoup's own for `purpose`, made now; `None` (and a warning) without a public URL and
+/// link secret, or a clock.
+async fn link<S: Store>(worker: &Worker<S>, purpose: Purpose, about: &About<'_>) -> Option<String> {
     let Some(links) = &worker.links else {
         tracing::warn!(
             customer = about.customer_id,
-            "no update link for a nudge: RECOUP_PUBLIC_URL and RECOUP_LINK_SECRET are not set"
+            ?purpose,
+            "no link for a nudge: RECOUP_PUBLIC_URL and RECOUP_LINK_SECRET are not set"
         );
         return None;
     };
@@ -241,12 +268,13 @@ async fn update_url<S: Store>(
         Err(e) => {
             tracing::warn!(
                 customer = about.customer_id,
-                "no update link for a nudge: {e}"
+                ?purpose,
+                "no link for a nudge: {e}"
             );
             return None;
         }
     };
-    links.url(about.customer_id, about.invoice_id, now)
+    links.url(purpose, about.customer_id, about.invoice_id, now)
 }
 
 async fn apply<S: Store>(worker: &Worker<S>, case: &Case, input: &Input) -> Result<(), String> {

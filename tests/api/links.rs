@@ -15,12 +15,12 @@ use crate::helpers::{
 };
 use crate::smtp_sink::SmtpSink;
 
-const CUSTOMER: &str = "cus_R3cvP0qK8yWm2d";
+pub(crate) const CUSTOMER: &str = "cus_R3cvP0qK8yWm2d";
 const DAY: i64 = 86_400;
 
 /// recoup with nudges on (the shipped policy), email through a real SMTP server, update links
 /// under [`PUBLIC_URL`], and a customer Stripe knows.
-async fn nudging_app() -> (TestApp, SmtpSink) {
+pub(crate) async fn nudging_app() -> (TestApp, SmtpSink) {
     let (app, sink) = crate::nudges::emailing_app().await;
     // A card good for years: no expiring-card nudge among the ones these tests read.
     app.stripe
@@ -31,10 +31,21 @@ async fn nudging_app() -> (TestApp, SmtpSink) {
 /// Fails `invoice` (every retry declines too), moves a day on and returns the update link of the
 /// first nudge, as the customer's mail shows it.
 async fn nudged(app: &TestApp, sink: &SmtpSink, invoice: &str) -> String {
-    let mut stripe_invoice = Invoice::failed(CUSTOMER, Decline::visa("insufficient_funds"));
+    link_in(&nudged_mail(app, sink, invoice, "insufficient_funds").await)
+}
+
+/// Fails `invoice` with `decline_code` (every retry declines alike), moves a day on and returns
+/// the text of the first nudge, as the customer's mail shows it.
+pub(crate) async fn nudged_mail(
+    app: &TestApp,
+    sink: &SmtpSink,
+    invoice: &str,
+    decline_code: &'static str,
+) -> String {
+    let mut stripe_invoice = Invoice::failed(CUSTOMER, Decline::visa(decline_code));
     stripe_invoice.outcomes.extend(
         std::iter::repeat_with(|| {
-            crate::fake_stripe::Outcome::Decline(Decline::visa("insufficient_funds"))
+            crate::fake_stripe::Outcome::Decline(Decline::visa(decline_code))
         })
         .take(12),
     );
@@ -50,7 +61,7 @@ async fn nudged(app: &TestApp, sink: &SmtpSink, invoice: &str) -> String {
         c["timeline"].to_string().contains("nudge delivered")
     })
     .await;
-    link_in(&sink.mails()[0].text())
+    sink.mails()[0].text()
 }
 
 /// The update link in a message's text.
@@ -62,7 +73,7 @@ fn link_in(text: &str) -> String {
 }
 
 /// What a browser that does not follow redirects gets for `link`, asked of the app itself.
-async fn open(app: &impl Recoup, link: &str) -> reqwest::Response {
+pub(crate) async fn open(app: &impl Recoup, link: &str) -> reqwest::Response {
     let path = link.strip_prefix(PUBLIC_URL).unwrap_or(link);
     plain_http().get(app.url(path)).send().await.unwrap()
 }

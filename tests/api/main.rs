@@ -13,6 +13,7 @@ mod early;
 mod echoes;
 mod experiments;
 mod fake_stripe;
+mod feedback;
 mod helpers;
 mod learning;
 mod links;

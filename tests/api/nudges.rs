@@ -85,6 +85,7 @@ fn nudge(notifier: &Notifier, kind_tier: &str, locales: &[&str], to: Recipient) 
         amount_due: 4900,
         currency: "usd".into(),
         update_url: Some(context.update_url.clone()),
+        feedback_url: None,
         to,
         message: notifier
             .templates

@@ -67,6 +67,7 @@ store_suite!(
     the_newest_event_is_remembered_by_how_it_came_and_the_backfill_mark_only_moves_forward,
     a_lease_has_one_holder_until_given_back_or_run_out,
     a_session_lasts_until_it_expires_or_is_closed,
+    a_feedback_link_is_answered_once_until_its_mark_expires_or_is_given_back,
     a_mark_is_seen_and_what_waits_is_taken_when_due_by_one_taker,
     a_customers_early_events_are_kept_capped_each_once_in_stripes_order,
     a_final_case_counts_in_its_arm_once_and_a_later_recovery_once_more,
@@ -460,6 +461,44 @@ async fn a_session_lasts_until_it_expires_or_is_closed<S: Store>(store: &S) {
     // A session is forgotten when its time runs out.
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(store.session("key-bo").await.unwrap(), None);
+}
+
+async fn a_feedback_link_is_answered_once_until_its_mark_expires_or_is_given_back<S: Store>(
+    store: &S,
+) {
+    let (link, other) = ([7_u8; 16], [8_u8; 16]);
+    assert!(!store.answered(&link).await.unwrap());
+    assert!(
+        store.mark_answered(&link, LONG).await.unwrap(),
+        "the first answer"
+    );
+    assert!(
+        !store.mark_answered(&link, LONG).await.unwrap(),
+        "a second one is refused"
+    );
+    assert!(store.answered(&link).await.unwrap());
+    assert!(
+        !store.answered(&other).await.unwrap(),
+        "each link is its own"
+    );
+
+    // An answer that was not recorded gives its mark back; the link answers again.
+    store.unmark_answered(&link).await.unwrap();
+    assert!(!store.answered(&link).await.unwrap());
+    assert!(store.mark_answered(&link, LONG).await.unwrap());
+
+    // A mark is kept as long as its link works, then forgotten.
+    assert!(
+        store
+            .mark_answered(&other, Duration::from_millis(200))
+            .await
+            .unwrap()
+    );
+    crate::helpers::wait_until("the mark to expire", Duration::from_secs(5), || async {
+        !store.answered(&other).await.unwrap()
+    })
+    .await;
+    assert!(store.mark_answered(&other, LONG).await.unwrap());
 }
 
 async fn a_customers_early_events_are_kept_capped_each_once_in_stripes_order<S: Store>(store: &S) {

@@ -165,6 +165,8 @@ pub enum NudgeKind {
     ActionRequired,
     FinalNotice,
     Recovered,
+    /// The update link again, because the customer answered that their card changed.
+    UpdateLink,
 }
 
 impl NudgeKind {
@@ -175,7 +177,14 @@ impl NudgeKind {
             NudgeKind::ActionRequired => "action_required",
             NudgeKind::FinalNotice => "final_notice",
             NudgeKind::Recovered => "recovered",
+            NudgeKind::UpdateLink => "update_link",
         }
+    }
+
+    /// Whether the caps count it: every nudge but the thank-you and the update link the customer
+    /// asked for (see `NudgePlan::next`).
+    pub fn capped(self) -> bool {
+        !matches!(self, NudgeKind::Recovered | NudgeKind::UpdateLink)
     }
 }
 
@@ -524,6 +533,10 @@ pub struct Case {
     /// How many times the customer opened one of the case's update links.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub link_opens: u32,
+    /// The customer's latest answer to "What's in the way?" on a nudge's feedback link
+    /// (`<RECOUP_PUBLIC_URL>/feedback/…`), and what the policy did about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<super::CustomerAnswer>,
     /// The customer's billing country (ISO 3166-1 alpha-2), as Stripe showed it when the case
     /// opened: the evidence retries are timed by is kept by country.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -257,6 +257,10 @@ pub fn choose(policy: &Policy, case: &Case) -> (End, String, String) {
             ),
         }
     };
+    let situation = match case.ends_on_request() {
+        Some(_) => "the customer asked to cancel",
+        None => situation,
+    };
     let notice = case
         .nudged
         .iter()
@@ -267,10 +271,16 @@ pub fn choose(policy: &Policy, case: &Case) -> (End, String, String) {
             (None, None) => format!("; final notice {}", n.at),
         })
         .unwrap_or_default();
-    let mut reason = format!(
-        "{failed} attempt(s) failed, {last}{notice}; {} grace",
-        human(plan.grace)
-    );
+    let mut reason = match case.ends_on_request() {
+        Some(at) => format!(
+            "the customer asked to cancel on the feedback link at {at}; {failed} attempt(s) \
+             failed, {last}"
+        ),
+        None => format!(
+            "{failed} attempt(s) failed, {last}{notice}; {} grace",
+            human(plan.grace)
+        ),
+    };
     let end = if end.needs_subscription() && case.subscription_id.is_none() {
         reason += "; the invoice belongs to no subscription, so it is left past due";
         End::LeavePastDue
@@ -291,6 +301,11 @@ pub fn due(policy: &Policy, case: &Case) -> Option<Timestamp> {
     }
     if !matches!(case.state, State::Retrying | State::AwaitingCustomer) {
         return None;
+    }
+    // The customer asked to cancel and the policy ends the subscription at once: now, once a
+    // retry under way has come back.
+    if let Some(asked) = case.ends_on_request() {
+        return case.retry_under_way.is_none().then_some(asked);
     }
     let retrying = case
         .timers

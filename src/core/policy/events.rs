@@ -277,6 +277,7 @@ fn open(
         resumption: None,
         link_opened_at: None,
         link_opens: 0,
+        answer: None,
         country: customer
             .country
             .as_deref()

@@ -27,6 +27,7 @@ pub mod ending;
 mod events;
 pub mod experiment;
 pub mod expiring;
+pub mod feedback;
 pub mod file;
 mod hold;
 pub mod learning;
@@ -52,6 +53,8 @@ use self::ended::{on_ended, on_resumed};
 pub use self::ending::{DisputePlan, End, EndOrder, EndPlan, EndResult, PauseBehavior};
 use self::events::on_event;
 pub use self::experiment::{Arm, Assignment, Experiment, Treatment};
+use self::feedback::on_answered;
+pub use self::feedback::{Answer, CustomerAnswer, FeedbackPlan, Reaction};
 pub use self::hold::{Support, SupportAct, retry_allowed};
 pub use self::learning::{Evidence, Learning, RetryChoice};
 pub use self::networks::Networks;
@@ -83,6 +86,8 @@ pub struct Policy {
     pub ending: EndPlan,
     /// What a lost dispute means for retries.
     pub disputes: DisputePlan,
+    /// Whether nudges carry the feedback link, and what each answer on it does (`[feedback]`).
+    pub feedback: FeedbackPlan,
     /// Whether and how retries are timed by what earlier attempts came to.
     pub learning: Learning,
     /// The experiment customers are split by, if one runs (`[[experiment]]`).
@@ -102,6 +107,7 @@ impl Default for Policy {
             nudges: NudgePlan::default(),
             ending: EndPlan::default(),
             disputes: DisputePlan::default(),
+            feedback: FeedbackPlan::default(),
             learning: Learning::default(),
             experiment: None,
             evidence: Arc::default(),
@@ -244,6 +250,13 @@ pub enum Input {
     /// The customer opened an update link recoup sent them for the case's invoice, and where it
     /// led them.
     LinkOpened { at: Timestamp, outcome: LinkOutcome },
+    /// The customer answered "What's in the way?" on the feedback link of one of the case's nudges,
+    /// perhaps with a few words of their own.
+    Answered {
+        at: Timestamp,
+        answer: Answer,
+        text: Option<String>,
+    },
 }
 
 /// Something to do for the decided case: Stripe calls (`Retry`, `End`, `Resume`) are made before
@@ -330,6 +343,9 @@ pub fn decide(policy: &Policy, case: Option<&Case>, input: &Input, now: Timestam
         ),
         Input::LinkOpened { at, outcome } => case.map_or_else(Decision::unchanged, |case| {
             on_link_opened(case, *at, *outcome)
+        }),
+        Input::Answered { at, answer, text } => case.map_or_else(Decision::unchanged, |case| {
+            on_answered(policy, case, *at, *answer, text.as_deref())
         }),
     }
 }

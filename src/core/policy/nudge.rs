@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::timing::{self, Window};
-use super::{Case, Channel, DeclineClass, NudgeKind, State};
+use super::{Case, Channel, DeclineClass, NudgeKind, Reaction, State};
 
 /// When the messages go out, and on which channels.
 #[derive(Debug, Clone, PartialEq)]
@@ -170,8 +170,12 @@ impl NudgePlan {
     /// The next nudge of `case` and when, or `None` when nothing more is due.
     /// A nudge waiting to be tried again comes first: the case holds one pending nudge at a time.
     pub fn next(&self, case: &Case) -> Option<(NudgeKind, u32, Timestamp)> {
-        // A case on hold (a dispute, a support hold) hears nothing until it is released.
-        let held = case.state == State::OnHold;
+        // A case on hold (a dispute, a support hold) hears nothing until it is released; a
+        // customer who said they cannot pay right now nothing until their payday's retry has come
+        // to something, and one whose subscription ends at their request nothing more.
+        let held = case.state == State::OnHold
+            || case.nudges_wait_for_payday()
+            || case.ends_on_request().is_some();
         // Once the case is over only the thank-you is still worth delivering.
         let over = case.state.is_final();
         let retry = case
@@ -182,6 +186,15 @@ impl NudgePlan {
             .find_map(|n| n.retry_at.map(|at| (n.kind, n.tier, at)));
         if held || retry.is_some() {
             return retry.filter(|_| !held);
+        }
+        // The customer answered that their card changed: the update link goes out at once, once.
+        // Outside the steps, the per-case and daily caps and quiet hours — they asked for it a
+        // moment ago, on a page of ours — and it cannot repeat, so it cannot flood anyone.
+        if let Some(answer) = case.answered(Reaction::SendUpdateLink)
+            && !over
+            && !case.has_nudged(NudgeKind::UpdateLink, 1)
+        {
+            return Some((NudgeKind::UpdateLink, 1, answer.at));
         }
         let first_failure = case.failed_at?;
         if over || self.spent(case) >= self.per_case {
@@ -195,7 +208,7 @@ impl NudgePlan {
                 NudgeKind::PaymentFailed => !confirm,
                 NudgeKind::ActionRequired => confirm,
                 NudgeKind::FinalNotice => true,
-                NudgeKind::CardExpiring | NudgeKind::Recovered => false,
+                NudgeKind::CardExpiring | NudgeKind::Recovered | NudgeKind::UpdateLink => false,
             })
             .filter(|s| !case.has_nudged(s.kind, s.tier))
             .min_by_key(|s| s.after)?;
@@ -233,11 +246,12 @@ impl NudgePlan {
     }
 
     /// The customer's local day a nudge of `kind` at `at` counts toward under the daily cap, which
-    /// is counted per customer and local day across all their invoices; `None` for the thank-you,
-    /// which is never held back. The worker counts in the store, the simulator in memory; both ask
-    /// here which day, and [`Self::held_by_day_cap`] whether it is spent.
+    /// is counted per customer and local day across all their invoices; `None` for the thank-you
+    /// and the update link the customer asked for, which are never held back. The worker counts in
+    /// the store, the simulator in memory; both ask here which day, and
+    /// [`Self::held_by_day_cap`] whether it is spent.
     pub fn capped_day(kind: NudgeKind, zone: &TimeZone, at: Timestamp) -> Option<Date> {
-        (kind != NudgeKind::Recovered).then(|| customer_day(zone, at))
+        kind.capped().then(|| customer_day(zone, at))
     }
 
     /// Whether a nudge due at `now` must wait for the customer's next local day, and until when:
@@ -255,13 +269,10 @@ impl NudgePlan {
         tomorrow.to_zoned(zone.clone()).ok().map(|z| z.timestamp())
     }
 
-    /// Nudges that count toward the per-case cap: all but the thank-you.
+    /// Nudges that count toward the per-case cap: all but the thank-you and the update link the
+    /// customer asked for.
     fn spent(&self, case: &Case) -> u32 {
-        let spent = case
-            .nudged
-            .iter()
-            .filter(|n| n.kind != NudgeKind::Recovered)
-            .count();
+        let spent = case.nudged.iter().filter(|n| n.kind.capped()).count();
         u32::try_from(spent).unwrap_or(u32::MAX)
     }
 }

@@ -172,6 +172,12 @@ impl Plan {
                 retry.attempt, retry.at
             ));
         }
+        if case.ends_on_request().is_some() {
+            return Err(
+                "the customer asked to cancel on the feedback link: no retry on the schedule"
+                    .to_owned(),
+            );
+        }
         let class = case
             .decline
             .as_ref()
@@ -192,11 +198,15 @@ impl Plan {
         };
         // Mastercard's advice 24–30 names the shortest wait it tolerates; a shorter gap gives way.
         let network_wait = network_wait(case);
-        let payday = case
-            .decline
-            .as_ref()
-            .and_then(|d| d.code.as_deref())
-            .is_some_and(|code| code == "insufficient_funds");
+        // The customer said they cannot pay right now: the retry waits for their next payday
+        // after saying so, in place of the gap (the networks' shortest wait still holds).
+        let answered = case.retry_waits_for_payday();
+        let payday = answered.is_some()
+            || case
+                .decline
+                .as_ref()
+                .and_then(|d| d.code.as_deref())
+                .is_some_and(|code| code == "insufficient_funds");
         // The customer's own paydays, when their earlier invoices tell them, before the policy's.
         let paydays = if case.paydays.is_empty() {
             &self.paydays
@@ -212,7 +222,11 @@ impl Plan {
         };
         // Jitter after placing: cases moved to a window's opening would otherwise all land on its
         // first second. Near the window's close the jitter is dropped rather than spill out of it.
-        let placed = place(time::later(last.at, gap.max(network_wait)));
+        let from = match answered {
+            Some(at) => at.max(time::later(last.at, network_wait)),
+            None => time::later(last.at, gap.max(network_wait)),
+        };
+        let placed = place(from);
         let jittered = time::later(
             placed,
             timing::jitter(&case.invoice_id, attempt, self.jitter),
@@ -238,6 +252,25 @@ impl Plan {
         } else {
             "in the customer's daytime"
         };
+        if answered.is_some() {
+            let paydays = if case.paydays.is_empty() {
+                "the policy's paydays"
+            } else {
+                "the days their earlier invoices were paid on"
+            };
+            return Ok(NextRetry {
+                at,
+                attempt,
+                prompted: false,
+                why: case.words(|| {
+                    format!(
+                        "the customer answered they cannot pay right now: moved to their next \
+                         payday ({paydays}), {:02}:00–{:02}:00 {}",
+                        self.window.start_hour, self.window.end_hour, case.customer_timezone
+                    )
+                }),
+            });
+        }
         Ok(NextRetry {
             at,
             attempt,

@@ -103,7 +103,8 @@ pub(super) fn on_timer(
         {
             case.retry_under_way = None;
         }
-        let ending = plan_decision(policy, &mut case);
+        // Nudges paused for a payday retry the networks dropped go on.
+        let ending = plan_nudge(policy, &mut case) + &plan_decision(policy, &mut case);
         case.record(Entry {
             at: now,
             what: HELD_BACK_BY_NETWORK.to_owned(),
@@ -240,7 +241,11 @@ fn fire_nudge(
     tier: u32,
     now: Timestamp,
 ) -> Decision {
-    let opening = policy.nudges_for(&case).into_window(&case, now);
+    // The update link the customer asked for goes out while they are there to read it.
+    let opening = match kind {
+        NudgeKind::UpdateLink => now,
+        _ => policy.nudges_for(&case).into_window(&case, now),
+    };
     let retry = case
         .nudged
         .iter()

@@ -17,6 +17,7 @@
 //! | `recoup:lease:<name>` | string | who holds a lease (a backfill's), expiring by itself |
 //! | `recoup:early:{<customer>}` | list | events about the customer (JSON), newest first, capped (see [`EarlyEvents`]) |
 //! | `recoup:session:<sha-256 of the cookie's id>` | string | a status page session (JSON), expiring with it |
+//! | `recoup:answered:<hex MAC of a feedback link>` | string | the feedback link was answered, kept until it expires |
 //! | `recoup:{exp:<experiment>}:counts` | hash | an experiment's counters per arm (see `experiments.rs`) |
 //! | `recoup:{exp:<experiment>}:final:<invoice>`, `…:recovered:<invoice>` | string | the invoice was counted, kept a little longer than its case |
 //! | `recoup:{dash}:day:<YYYY-MM-DD>` | hash | the recovery dashboard's counters of a day (see `dashboard.rs`) |
@@ -49,7 +50,7 @@ use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Script, 
 use tokio::sync::{Mutex, OnceCell};
 
 use super::{
-    Arrival, Arrivals, Cards, Cases, Claim, Counters, Dashboard, DeadLetter, EARLY_EVENTS_KEEP,
+    Answers, Arrival, Arrivals, Cards, Cases, Claim, Counters, Dashboard, DeadLetter, EARLY_EVENTS_KEEP,
     EARLY_EVENTS_KEPT, EarlyEvents, Experiments, Failure, Health, INBOX_FORMAT, Inbox, InboxEntry,
     Ingest, MAX_FAILURES, Outcomes, Parked, Saved, Session, Sessions, StoreError, TIMER_SHARDS,
     TestClock, Timers, codec, fnv1a, in_created_order, newest_first, shard_of,
@@ -74,7 +75,7 @@ use self::connection::*;
 pub use self::dashboard::day_key;
 pub use self::early::early_key;
 pub use self::experiments::counts_key;
-pub use self::sessions::session_key;
+pub use self::sessions::{answered_key, session_key};
 
 /// The inbox stream that workers consume.
 pub const INBOX_STREAM: &str = "recoup:{inbox}:stream";

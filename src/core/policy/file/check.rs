@@ -8,16 +8,16 @@ use jiff::SignedDuration;
 use toml::Spanned;
 
 use super::shape::{
-    Raw, RawEnd, RawEndAction, RawExperiment, RawLearning, RawNudges, RawOverrides, RawRetries,
-    RawRule, RawSegment, RawThreshold,
+    Raw, RawEnd, RawEndAction, RawExperiment, RawFeedback, RawLearning, RawNudges, RawOverrides,
+    RawRetries, RawRule, RawSegment, RawThreshold,
 };
 use super::{BASELINE, BASELINE_PATH, FORMAT, PolicyError, parse_with};
 use crate::policy::duration::{human, parse_duration};
 use crate::policy::networks::{Counts, Dates, Fee, Key, Networks, Rule};
 use crate::policy::timing::Window;
 use crate::policy::{
-    Arm, Channel, DisputePlan, End, EndPlan, Experiment, Learning, Match, NudgeKind, NudgePlan,
-    PauseBehavior, Plan, Policy, Segment, Step, Threshold, Treatment,
+    Arm, Channel, DisputePlan, End, EndPlan, Experiment, FeedbackPlan, Learning, Match, NudgeKind,
+    NudgePlan, PauseBehavior, Plan, Policy, Reaction, Segment, Step, Threshold, Treatment,
 };
 
 pub(super) type At<'a> = &'a dyn Fn(std::ops::Range<usize>, &str, String) -> PolicyError;
@@ -81,6 +81,7 @@ impl Reader<'_> {
                 .and_then(|d| d.stop_card_when_lost)
                 .unwrap_or(DisputePlan::default().stop_card_when_lost),
         };
+        let feedback = self.feedback(raw.feedback.unwrap_or_default())?;
         let learning = self.learning(
             raw.learning.unwrap_or_default(),
             "learning",
@@ -121,6 +122,7 @@ impl Reader<'_> {
             nudges: own.nudges,
             ending: own.ending,
             disputes,
+            feedback,
             learning,
             experiment,
             evidence: Default::default(),
@@ -393,6 +395,39 @@ impl Reader<'_> {
     }
 
     /// One end action, with only the options that belong to it.
+    /// `[feedback]`: each answer's reaction, one of those that make sense for it.
+    fn feedback(&self, raw: RawFeedback) -> Result<FeedbackPlan, PolicyError> {
+        let default = FeedbackPlan::default();
+        let reaction = |written: Option<Spanned<String>>, key: &str, allowed: &[Reaction], or| {
+            written.map_or(Ok(or), |written| {
+                let names: Vec<(&str, Reaction)> =
+                    allowed.iter().map(|r| (r.as_str(), *r)).collect();
+                self.choice(&written, &format!("feedback.{key}"), &names)
+            })
+        };
+        Ok(FeedbackPlan {
+            enabled: raw.enabled.unwrap_or(default.enabled),
+            card_changed: reaction(
+                raw.card_changed,
+                "card_changed",
+                &[Reaction::SendUpdateLink, Reaction::Record],
+                default.card_changed,
+            )?,
+            cant_pay_now: reaction(
+                raw.cant_pay_now,
+                "cant_pay_now",
+                &[Reaction::RetryOnPayday, Reaction::Record],
+                default.cant_pay_now,
+            )?,
+            want_to_cancel: reaction(
+                raw.want_to_cancel,
+                "want_to_cancel",
+                &[Reaction::StopDunning, Reaction::EndNow, Reaction::Record],
+                default.want_to_cancel,
+            )?,
+        })
+    }
+
     fn end(&self, raw: RawEndAction, key: &str) -> Result<End, PolicyError> {
         #[derive(Clone, Copy)]
         enum Kind {

@@ -18,6 +18,7 @@ pub(super) struct Raw {
     pub(super) nudges: Option<RawNudges>,
     pub(super) end: Option<RawEnd>,
     pub(super) disputes: Option<RawDisputes>,
+    pub(super) feedback: Option<RawFeedback>,
     pub(super) learning: Option<RawLearning>,
     pub(super) experiment: Option<Vec<RawExperiment>>,
 }
@@ -86,6 +87,15 @@ pub(super) struct RawEndAction {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDisputes {
     pub(super) stop_card_when_lost: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFeedback {
+    pub(super) enabled: Option<bool>,
+    pub(super) card_changed: Option<Spanned<String>>,
+    pub(super) cant_pay_now: Option<Spanned<String>>,
+    pub(super) want_to_cancel: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default, Clone)]

@@ -627,3 +627,31 @@ fn every_bad_experiment_is_named_with_its_line_and_key() {
         );
     }
 }
+
+#[test]
+fn feedback_reactions_are_read_and_each_answer_takes_only_its_own() {
+    let policy = parse(
+        "version = 1\n[feedback]\nenabled = false\ncard_changed = \"record\"\n\
+         want_to_cancel = \"end_now\"\n",
+        "p.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        policy.feedback,
+        FeedbackPlan {
+            enabled: false,
+            card_changed: Reaction::Record,
+            cant_pay_now: Reaction::RetryOnPayday,
+            want_to_cancel: Reaction::EndNow,
+        }
+    );
+    let wrong = error("version = 1\n[feedback]\ncant_pay_now = \"end_now\"\n");
+    assert_eq!(wrong.line, Some(3));
+    assert_eq!(wrong.key, "feedback.cant_pay_now");
+    assert_eq!(
+        wrong.problem,
+        "\"end_now\" is not allowed; allowed: \"retry_on_payday\", \"record\""
+    );
+    let unknown = error("version = 1\n[feedback]\nsomething_else = \"record\"\n");
+    assert!(unknown.problem.contains("unknown field"), "{unknown}");
+}

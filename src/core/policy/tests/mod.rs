@@ -938,6 +938,7 @@ mod charges;
 mod endings;
 pub(crate) mod experiments;
 mod extremes;
+mod feedback;
 mod learning;
 mod nudges;
 mod opened;
