@@ -52,9 +52,9 @@ use crate::notify::templates::format_date;
 use crate::page;
 use crate::policy::feedback::MAX_TEXT;
 use crate::policy::{Answer, Case, Input, Reaction, timing};
-use crate::store::{Answers, Cards, Cases, Experiments, Outcomes, TestClock, Timers};
+use crate::store::Answers;
 use crate::telemetry::metric;
-use crate::worker::{Engine, Inputs};
+use crate::worker::{Decides, Engine, Inputs};
 
 const TEMPLATE: &str = include_str!("feedback.html");
 
@@ -75,15 +75,9 @@ struct Served<S> {
 }
 
 /// The store roles answering uses: recording on the case, and the single-use marks.
-pub trait FeedbackStore:
-    Cases + Cards + Outcomes + Experiments + TestClock + Timers + Answers + 'static
-{
-}
+pub trait FeedbackStore: Decides + Answers + 'static {}
 
-impl<S> FeedbackStore for S where
-    S: Cases + Cards + Outcomes + Experiments + TestClock + Timers + Answers + 'static
-{
-}
+impl<S: Decides + Answers + 'static> FeedbackStore for S {}
 
 /// `GET`, `HEAD` and `POST /feedback/{token}`. Without `feedback` (no `RECOUP_LINK_SECRET` on this
 /// process) every link gets a page saying it does not work here (404).

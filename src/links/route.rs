@@ -40,9 +40,8 @@ use crate::api::Api;
 use crate::page;
 use crate::policy::{Input, LinkOutcome};
 use crate::processor::{InvoicePage, Processor};
-use crate::store::{Cards, Cases, Dashboard, Experiments, Outcomes, TestClock, Timers};
 use crate::telemetry::metric;
-use crate::worker::{Engine, Inputs};
+use crate::worker::{Decides, Engine, Inputs};
 
 const TEMPLATE: &str = include_str!("fix.html");
 /// The stylesheet of the link pages (this one's and the feedback page's), allowed by its hash.
@@ -67,11 +66,7 @@ struct Served<S> {
 
 /// `GET /fix/{token}`. Without `fix` (no `RECOUP_LINK_SECRET` on this process) every link gets a
 /// page saying it does not work here (404).
-pub fn routes<
-    S: Cases + Cards + Outcomes + Experiments + Dashboard + TestClock + Timers + 'static,
->(
-    fix: Option<Fix<S>>,
-) -> Router {
+pub fn routes<S: Decides + 'static>(fix: Option<Fix<S>>) -> Router {
     let served = Arc::new(Served {
         fix,
         templates: templates(),
@@ -178,7 +173,7 @@ impl Shown {
 /// `HEAD /fix/{token}`: what a link checker or mail scanner asks before (or instead of) opening a
 /// link. The token is checked and the status told, but no Stripe call is made and nothing is
 /// recorded: only a real opening creates a portal session.
-async fn peek<S: Cases + Cards + Outcomes + Experiments + Dashboard + TestClock + Timers>(
+async fn peek<S: Decides>(
     State(served): State<Arc<Served<S>>>,
     Path(token): Path<String>,
 ) -> Response {
@@ -196,7 +191,7 @@ async fn peek<S: Cases + Cards + Outcomes + Experiments + Dashboard + TestClock 
     }
 }
 
-async fn open<S: Cases + Cards + Outcomes + Experiments + Dashboard + TestClock + Timers>(
+async fn open<S: Decides>(
     State(served): State<Arc<Served<S>>>,
     Path(token): Path<String>,
 ) -> Response {
@@ -245,7 +240,7 @@ async fn open<S: Cases + Cards + Outcomes + Experiments + Dashboard + TestClock 
     }
 }
 
-impl<S: Cases + Cards + Outcomes + Experiments + Dashboard + TestClock + Timers> Fix<S> {
+impl<S: Decides> Fix<S> {
     /// Where the link leads: the URL of a fresh portal session, or the page to show instead.
     async fn settle(&self, claims: &Claims) -> Result<String, Shown> {
         if let Some(invoice_id) = &claims.invoice_id {

@@ -17,10 +17,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{
-    Answers, Arrival, Arrivals, Cards, Cases, Claim, Counters, DASHBOARD_DAYS, Dashboard, DeadLetter,
-    EARLY_EVENTS_KEPT, EarlyEvents, Experiments, Failure, Health, Inbox, InboxEntry, Ingest,
-    MAX_FAILURES, Outcomes, Parked, Saved, Session, Sessions, StoreError, TIMER_SHARDS, TestClock,
-    Timers, codec, in_created_order, newest_first, shard_of,
+    Answers, Arrival, Arrivals, Cards, Cases, Claim, Counters, DASHBOARD_DAYS, Dashboard,
+    DeadLetter, EARLY_EVENTS_KEPT, EarlyEvents, Experiments, Failure, Health, Inbox, InboxEntry,
+    Ingest, MAX_FAILURES, Outcomes, Parked, Saved, Session, Sessions, StoreError, TIMER_SHARDS,
+    TestClock, Timers, codec, in_created_order, newest_first, shard_of,
 };
 use crate::dashboard::day::{self, DayCounts};
 use crate::dashboard::period::Period;

@@ -65,7 +65,14 @@ struct Decided {
     card: Option<CardHistory>,
 }
 
-impl<S: Cases + Cards + Outcomes + Experiments + Dashboard + TestClock + Timers> Engine<'_, S> {
+/// What applying an input to a case needs of the store: the case and its card, the evidence, the
+/// final outcome's counters, the clock and the wake-ups. Whatever records something on a case from
+/// outside the worker (an update link opened, a customer's answer) asks for this.
+pub trait Decides: Cases + Cards + Outcomes + Experiments + Dashboard + TestClock + Timers {}
+
+impl<S: Cases + Cards + Outcomes + Experiments + Dashboard + TestClock + Timers> Decides for S {}
+
+impl<S: Decides> Engine<'_, S> {
     /// Loads the case, decides, charges what the decision asks for, and saves with compare-and-set,
     /// again on fresh state after a conflict.
     ///

@@ -58,7 +58,7 @@ use crate::processor::{Listings, Processor};
 use crate::store::{Store, StoreError};
 
 pub(crate) use self::engine::note_try;
-pub use self::engine::{Engine, Inputs};
+pub use self::engine::{Decides, Engine, Inputs};
 
 /// The longest a worker keeps retrying one input against a hot case before giving up on it for now
 /// (the entry or timer then comes back after its lease).

@@ -50,10 +50,11 @@ use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Script, 
 use tokio::sync::{Mutex, OnceCell};
 
 use super::{
-    Answers, Arrival, Arrivals, Cards, Cases, Claim, Counters, Dashboard, DeadLetter, EARLY_EVENTS_KEEP,
-    EARLY_EVENTS_KEPT, EarlyEvents, Experiments, Failure, Health, INBOX_FORMAT, Inbox, InboxEntry,
-    Ingest, MAX_FAILURES, Outcomes, Parked, Saved, Session, Sessions, StoreError, TIMER_SHARDS,
-    TestClock, Timers, codec, fnv1a, in_created_order, newest_first, shard_of,
+    Answers, Arrival, Arrivals, Cards, Cases, Claim, Counters, Dashboard, DeadLetter,
+    EARLY_EVENTS_KEEP, EARLY_EVENTS_KEPT, EarlyEvents, Experiments, Failure, Health, INBOX_FORMAT,
+    Inbox, InboxEntry, Ingest, MAX_FAILURES, Outcomes, Parked, Saved, Session, Sessions,
+    StoreError, TIMER_SHARDS, TestClock, Timers, codec, fnv1a, in_created_order, newest_first,
+    shard_of,
 };
 use crate::config::RedisSettings;
 use crate::event::Event;
