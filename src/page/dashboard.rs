@@ -121,6 +121,14 @@ fn days(days: Option<Days>) -> String {
     }
 }
 
+/// An answer as the customer saw it on the feedback page.
+fn answer(name: &str) -> String {
+    crate::policy::Answer::ALL
+        .into_iter()
+        .find(|a| a.as_str() == name)
+        .map_or_else(|| name.to_owned(), |a| a.words().to_owned())
+}
+
 /// A segment's name as the page shows it: the empty one is the policy's own plan.
 fn segment(name: &str) -> String {
     if name.is_empty() {
@@ -215,6 +223,13 @@ fn shown(recovery: &Recovery) -> Shown {
             note: "the policy segment the invoice fell in when its case opened",
             head: vec!["Segment", "Final invoices", "Recovered", "Rate"],
             rows: group_rows(&f.by_segment, segment),
+            chart: None,
+        },
+        Table {
+            title: "What customers said",
+            note: "final invoices whose customer answered \"What's in the way?\" (their latest answer), and of them recovered",
+            head: vec!["Answer", "Final invoices", "Recovered", "Rate"],
+            rows: group_rows(&f.by_answer, answer),
             chart: None,
         },
         Table {

@@ -109,6 +109,9 @@ pub enum Field {
     End(String),
     /// `refused|<card brand>`: retries the card networks' rules held back (moved or dropped).
     Refused(String),
+    /// `answer|<answer>|invoices`, `…|recovered`: invoices whose customer answered "What's in the
+    /// way?" (their latest answer), and of them recovered.
+    Answer(String, Of),
 }
 
 impl Field {
@@ -138,6 +141,7 @@ impl Field {
             Field::Nudge(n, o) => format!("nudge|{}|{}|{}|{}", n.channel, n.kind, n.tier, of(o)),
             Field::End(action) => format!("end|{action}"),
             Field::Refused(brand) => format!("refused|{brand}"),
+            Field::Answer(answer, o) => format!("answer|{answer}|{}", of(o)),
         }
     }
 
@@ -192,6 +196,10 @@ impl Field {
             }
             ("end", action) if !action.is_empty() => Field::End(action.to_owned()),
             ("refused", brand) if !brand.is_empty() => Field::Refused(brand.to_owned()),
+            ("answer", rest) => {
+                let (answer, of) = keyed(rest)?;
+                Field::Answer(answer, of)
+            }
             _ => return None,
         })
     }
@@ -289,6 +297,12 @@ impl Contribution {
                 .iter()
                 .map(|n| (Field::Nudge(n.clone(), Of::Invoices), 1)),
         );
+        let answer = case.answer.as_ref().map(|a| a.answer.as_str().to_owned());
+        outcome.extend(
+            answer
+                .iter()
+                .map(|a| (Field::Answer(a.clone(), Of::Invoices), 1)),
+        );
         if let Some(decision) = case.decision.as_ref().filter(|d| d.outcome.done()) {
             outcome.push((Field::End(decision.action.as_str().to_owned()), 1));
         }
@@ -319,6 +333,7 @@ impl Contribution {
                 let days = u32::try_from(days).unwrap_or(u32::MAX).min(LONGEST_DAY + 1);
                 recovery.push((Field::Days(days), 1));
             }
+            recovery.extend(answer.map(|a| (Field::Answer(a, Of::Recovered), 1)));
             // Nudges stop once an invoice is paid, so each one it got came before its recovery.
             recovery.extend(
                 nudges
@@ -393,6 +408,7 @@ mod tests {
             Field::Nudge(key, Of::Recovered),
             Field::End("mark_uncollectible".to_owned()),
             Field::Refused("mastercard".to_owned()),
+            Field::Answer("cant_pay_now".to_owned(), Of::Recovered),
         ];
         for field in fields {
             assert_eq!(
@@ -520,6 +536,36 @@ mod tests {
         case.decision.as_mut().unwrap().outcome = DecisionOutcome::NotCarriedOut;
         let c = Contribution::of(&case).unwrap();
         assert!(!c.outcome.iter().any(|(f, _)| matches!(f, Field::End(_))));
+    }
+
+    #[test]
+    fn a_customers_answer_counts_with_the_invoice_and_its_recovery() {
+        let mut case = failed_case();
+        case.state = State::Canceled;
+        case.answer = Some(crate::policy::CustomerAnswer {
+            answer: crate::policy::Answer::WantToCancel,
+            text: None,
+            at: at(30),
+            reaction: crate::policy::Reaction::StopDunning,
+        });
+        let c = Contribution::of(&case).unwrap();
+        let answered = Field::Answer("want_to_cancel".to_owned(), Of::Invoices);
+        assert!(c.outcome.contains(&(answered, 1)));
+        assert!(c.recovery.is_empty());
+        case.state = State::Recovered;
+        case.answer.as_mut().unwrap().answer = crate::policy::Answer::CantPayNow;
+        let c = Contribution::of(&case).unwrap();
+        let recovered = Field::Answer("cant_pay_now".to_owned(), Of::Recovered);
+        assert!(c.recovery.contains(&(recovered, 1)));
+        // No answer, no answer counter.
+        case.answer = None;
+        let c = Contribution::of(&case).unwrap();
+        assert!(
+            !c.outcome
+                .iter()
+                .chain(&c.recovery)
+                .any(|(f, _)| matches!(f, Field::Answer(..)))
+        );
     }
 
     #[test]

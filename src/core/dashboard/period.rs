@@ -121,6 +121,9 @@ pub struct Summary {
     pub end_decisions: Vec<Count>,
     /// Retries the card networks' rules held back (moved later or dropped), by card brand.
     pub network_refusals: Vec<Count>,
+    /// By the customer's latest answer to "What's in the way?" (`card_changed`, `cant_pay_now`,
+    /// `want_to_cancel`, `something_else`): only invoices whose customer answered.
+    pub by_answer: Vec<Group>,
     /// Each day of the period, oldest first.
     pub daily: Vec<Daily>,
 }
@@ -250,6 +253,7 @@ impl Summary {
         let mut histogram = BTreeMap::new();
         let mut classes: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         let mut segments: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let mut answers: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         let mut nudges = BTreeMap::new();
         let (mut states, mut ends, mut refusals) =
             (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
@@ -293,6 +297,9 @@ impl Summary {
                 }
                 Field::End(action) => *ends.entry(action.clone()).or_default() += whole(n),
                 Field::Refused(brand) => *refusals.entry(brand.clone()).or_default() += whole(n),
+                Field::Answer(answer, of) => {
+                    tally(answers.entry(answer.clone()).or_default(), of, whole(n));
+                }
             }
         }
         let invoices = whole(total.get(&Field::Invoices));
@@ -313,6 +320,7 @@ impl Summary {
             final_states: counts(states),
             by_decline_class: groups(classes),
             by_segment: groups(segments),
+            by_answer: groups(answers),
             by_nudge: nudges
                 .into_iter()
                 .map(|(key, (invoices, recovered))| NudgeGroup {
