@@ -383,6 +383,20 @@ fn busy(n: usize) -> Contribution {
     if n.is_multiple_of(7) {
         outcome.push((Field::Refused(pick(&["visa", "mastercard"])), 1));
     }
+    // One customer in five answered the feedback link.
+    let answer = n.is_multiple_of(5).then(|| {
+        pick(&[
+            "card_changed",
+            "cant_pay_now",
+            "want_to_cancel",
+            "something_else",
+        ])
+    });
+    outcome.extend(
+        answer
+            .iter()
+            .map(|a| (Field::Answer(a.clone(), Of::Invoices), 1)),
+    );
     let recovery = if recovered {
         let mut recovery = vec![
             (Field::Recovered, 1),
@@ -400,6 +414,7 @@ fn busy(n: usize) -> Contribution {
                 .into_iter()
                 .map(|k| (Field::Nudge(k, Of::Recovered), 1)),
         );
+        recovery.extend(answer.map(|a| (Field::Answer(a, Of::Recovered), 1)));
         recovery
     } else {
         Vec::new()

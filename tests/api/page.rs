@@ -285,6 +285,8 @@ async fn in_a_browser_support_reads_the_recovery_dashboard_drawn_without_script(
         "(30 days, UTC)",
         "Days to recover",
         "By nudge",
+        "What customers said",
+        "I can't pay right now",
         "The policy runs no experiment.",
     ] {
         assert!(text.contains(figure), "{figure:?} in {text}");
