@@ -36,9 +36,9 @@ use crate::dashboard::period::{Period, PeriodError, Summary};
 use crate::http::{ErrorBody, error_response};
 use crate::policy::experiment::report::Report;
 use crate::policy::{Case, Input, Policy, Support, SupportAct};
-use crate::store::{self, Cards, StoreError, TestClock, Timers};
+use crate::store::{self, StoreError, TestClock, Timers};
 use crate::telemetry::metric;
-use crate::worker::{Applied, Engine, Inputs};
+use crate::worker::{Applied, Decides, Engine, Inputs};
 
 /// What the API reads, and the policy support actions are decided by. Of the store it uses cases,
 /// card histories (for a support retry's network budget), the test clock and, to move that clock,
@@ -50,19 +50,7 @@ pub struct Api<S> {
 }
 
 /// The `/api/v1` routes, behind the token check, and their OpenAPI document beside them.
-pub fn routes<
-    S: store::Cases
-        + Cards
-        + store::Outcomes
-        + store::Experiments
-        + store::Dashboard
-        + TestClock
-        + Timers
-        + 'static,
->(
-    api: Arc<Api<S>>,
-    tokens: Tokens,
-) -> Router {
+pub fn routes<S: Decides + 'static>(api: Arc<Api<S>>, tokens: Tokens) -> Router {
     let document = Bytes::from(
         Document::openapi()
             .to_json()
@@ -231,15 +219,7 @@ type WhyBody = Result<Json<Why>, JsonRejection>;
         (status = 503, description = "The store cannot answer", body = ErrorBody),
     )
 )]
-async fn hold<
-    S: store::Cases
-        + Cards
-        + store::Outcomes
-        + store::Experiments
-        + store::Dashboard
-        + TestClock
-        + Timers,
->(
+async fn hold<S: Decides>(
     State(api): State<Arc<Api<S>>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
@@ -263,15 +243,7 @@ async fn hold<
         (status = 503, description = "The store cannot answer", body = ErrorBody),
     )
 )]
-async fn resume<
-    S: store::Cases
-        + Cards
-        + store::Outcomes
-        + store::Experiments
-        + store::Dashboard
-        + TestClock
-        + Timers,
->(
+async fn resume<S: Decides>(
     State(api): State<Arc<Api<S>>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
@@ -295,15 +267,7 @@ async fn resume<
         (status = 503, description = "The store cannot answer", body = ErrorBody),
     )
 )]
-async fn retry<
-    S: store::Cases
-        + Cards
-        + store::Outcomes
-        + store::Experiments
-        + store::Dashboard
-        + TestClock
-        + Timers,
->(
+async fn retry<S: Decides>(
     State(api): State<Arc<Api<S>>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
@@ -314,15 +278,7 @@ async fn retry<
 
 /// Applies a support action to the invoice's case: the case as saved (202 for a retry, which a
 /// worker makes within moments), or 409 with the reason the policy refused it.
-async fn support<
-    S: store::Cases
-        + Cards
-        + store::Outcomes
-        + store::Experiments
-        + store::Dashboard
-        + TestClock
-        + Timers,
->(
+async fn support<S: Decides>(
     api: &Api<S>,
     caller: Caller,
     id: &str,

@@ -46,7 +46,7 @@ use serde::Serialize;
 
 use super::limit::{Limited, Limits};
 use super::route::{STYLE, private};
-use super::{Claims, LinkError, LinkKeys, Purpose};
+use super::{Claims, LinkKeys, Purpose, Refusal};
 use crate::api::Api;
 use crate::notify::templates::format_date;
 use crate::page;
@@ -116,6 +116,16 @@ enum Shown {
     Limited(Duration),
     Unavailable,
     NotHere,
+}
+
+impl From<Refusal> for Shown {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Invalid => Shown::Invalid,
+            Refusal::Expired => Shown::Expired,
+            Refusal::Unavailable => Shown::Unavailable,
+        }
+    }
 }
 
 impl Shown {
@@ -285,15 +295,10 @@ impl<S: FeedbackStore> Feedback<S> {
     /// The link's claims at the scheduler's now, once it passes its signature, expiry and rate
     /// limit; else the page to show.
     async fn admit(&self, token: &str) -> Result<(Claims, jiff::Timestamp), Shown> {
-        let now = self.api.clock.now().await.map_err(|e| {
-            tracing::error!("feedback link: cannot read the clock: {e}");
-            Shown::Unavailable
-        })?;
-        let claims = match self.keys.verify(Purpose::Feedback, token, now) {
-            Ok(claims) => claims,
-            Err(LinkError::Invalid) => return Err(Shown::Invalid),
-            Err(LinkError::Expired) => return Err(Shown::Expired),
-        };
+        let (claims, now) = self
+            .keys
+            .check(&self.api.clock, Purpose::Feedback, token, "feedback link")
+            .await?;
         if let Err(Limited::Link { retry_after } | Limited::Busy { retry_after }) =
             self.limits.open(claims.mac)
         {
@@ -388,14 +393,18 @@ async fn peek<S: FeedbackStore>(
     let Some(feedback) = &served.feedback else {
         return served.show(Shown::NotHere);
     };
-    let verified = match feedback.api.clock.now().await {
-        Ok(now) => feedback.keys.verify(Purpose::Feedback, &token, now),
-        Err(_) => return served.show(Shown::Unavailable),
-    };
-    match verified {
+    match feedback
+        .keys
+        .check(
+            &feedback.api.clock,
+            Purpose::Feedback,
+            &token,
+            "feedback link",
+        )
+        .await
+    {
         Ok(_) => StatusCode::OK.into_response(),
-        Err(LinkError::Invalid) => served.show(Shown::Invalid),
-        Err(LinkError::Expired) => served.show(Shown::Expired),
+        Err(refusal) => served.show(refusal.into()),
     }
 }
 

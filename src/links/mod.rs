@@ -44,6 +44,9 @@ use jiff::{SignedDuration, Timestamp};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
+use crate::clock::Clock;
+use crate::store::TestClock;
+
 pub use self::feedback::Feedback;
 pub use self::route::{Fix, routes};
 
@@ -109,7 +112,38 @@ pub enum LinkError {
 #[derive(Clone)]
 pub struct LinkKeys(Vec<SecretString>);
 
+/// Why a link's page refuses it before anything is done with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Not a token of this purpose recoup made: damaged, cut short, forged, or another purpose's.
+    Invalid,
+    /// A real token whose time ran out.
+    Expired,
+    /// The scheduler's clock could not be read (the store did not answer): try again shortly.
+    Unavailable,
+}
+
 impl LinkKeys {
+    /// Verifies `token` for `purpose` against the scheduler's clock, the one that signed it: what
+    /// it names and the time read, or why its page refuses it. `what` names the link in the log.
+    pub(crate) async fn check<S: TestClock>(
+        &self,
+        clock: &Clock<S>,
+        purpose: Purpose,
+        token: &str,
+        what: &str,
+    ) -> Result<(Claims, Timestamp), Refusal> {
+        let now = clock.now().await.map_err(|e| {
+            tracing::error!("{what}: cannot read the clock: {e}");
+            Refusal::Unavailable
+        })?;
+        match self.verify(purpose, token, now) {
+            Ok(claims) => Ok((claims, now)),
+            Err(LinkError::Invalid) => Err(Refusal::Invalid),
+            Err(LinkError::Expired) => Err(Refusal::Expired),
+        }
+    }
+
     /// `None` without a key (`RECOUP_LINK_SECRET` unset).
     pub fn new(keys: &[SecretString]) -> Option<Self> {
         (!keys.is_empty()).then(|| Self(keys.to_vec()))

@@ -35,7 +35,7 @@ use axum::{Router, middleware};
 use minijinja::{Environment, Value, context};
 
 use super::limit::{Limited, Limits};
-use super::{Claims, LinkError, LinkKeys, Purpose};
+use super::{Claims, LinkKeys, Purpose, Refusal};
 use crate::api::Api;
 use crate::page;
 use crate::policy::{Input, LinkOutcome};
@@ -109,6 +109,16 @@ enum Shown {
     NotHere,
 }
 
+impl From<Refusal> for Shown {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Invalid => Shown::Invalid,
+            Refusal::Expired => Shown::Expired,
+            Refusal::Unavailable => Shown::Unavailable,
+        }
+    }
+}
+
 impl Shown {
     fn status(self) -> StatusCode {
         match self {
@@ -180,14 +190,13 @@ async fn peek<S: Decides>(
     let Some(fix) = &served.fix else {
         return served.show(Shown::NotHere);
     };
-    let verified = match fix.api.clock.now().await {
-        Ok(now) => fix.keys.verify(Purpose::Update, &token, now),
-        Err(_) => return served.show(Shown::Unavailable),
-    };
-    match verified {
+    match fix
+        .keys
+        .check(&fix.api.clock, Purpose::Update, &token, "update link")
+        .await
+    {
         Ok(_) => StatusCode::OK.into_response(),
-        Err(LinkError::Invalid) => served.show(Shown::Invalid),
-        Err(LinkError::Expired) => served.show(Shown::Expired),
+        Err(refusal) => served.show(refusal.into()),
     }
 }
 
@@ -198,17 +207,13 @@ async fn open<S: Decides>(
     let Some(fix) = &served.fix else {
         return served.show(Shown::NotHere);
     };
-    let now = match fix.api.clock.now().await {
-        Ok(now) => now,
-        Err(e) => {
-            tracing::error!("update link: cannot read the clock: {e}");
-            return served.show(Shown::Unavailable);
-        }
-    };
-    let claims = match fix.keys.verify(Purpose::Update, &token, now) {
-        Ok(claims) => claims,
-        Err(LinkError::Invalid) => return served.show(Shown::Invalid),
-        Err(LinkError::Expired) => return served.show(Shown::Expired),
+    let (claims, now) = match fix
+        .keys
+        .check(&fix.api.clock, Purpose::Update, &token, "update link")
+        .await
+    {
+        Ok(checked) => checked,
+        Err(refusal) => return served.show(refusal.into()),
     };
     if let Err(limited) = fix.limits.open(claims.mac) {
         let (Limited::Link { retry_after } | Limited::Busy { retry_after }) = limited;
