@@ -34,11 +34,7 @@ impl Dashboard for RedisStore {
         invoice_id: &str,
         contribution: &Contribution,
     ) -> Result<bool, StoreError> {
-        let keep = self
-            .settings
-            .case_retention_secs
-            .saturating_add(86_400)
-            .saturating_mul(1000);
+        let keep = self.mark_keep_ms();
         // The first midnight after the day's last kept day, in UTC.
         let forget_at = day
             .checked_add(jiff::Span::new().days(i64::from(self.days_kept())))

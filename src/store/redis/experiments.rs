@@ -24,6 +24,17 @@ pub fn counts_key(experiment: &str) -> String {
     format!("{}:counts", prefix(experiment))
 }
 
+impl RedisStore {
+    /// How long a "counted" mark is kept, in milliseconds: the case retention and a day more, so
+    /// the mark outlives the case it guards and a late save of the case cannot count it twice.
+    pub(super) fn mark_keep_ms(&self) -> u64 {
+        self.settings
+            .case_retention_secs
+            .saturating_add(86_400)
+            .saturating_mul(1000)
+    }
+}
+
 impl Experiments for RedisStore {
     async fn count_final(
         &self,
@@ -31,11 +42,7 @@ impl Experiments for RedisStore {
         invoice_id: &str,
         contribution: &Contribution,
     ) -> Result<bool, StoreError> {
-        let keep = self
-            .settings
-            .case_retention_secs
-            .saturating_add(86_400)
-            .saturating_mul(1000);
+        let keep = self.mark_keep_ms();
         let prefix = prefix(&arm.experiment);
         let (amount, square) = match contribution.recovered {
             Some(amount) => (amount.to_string(), (amount as f64).powi(2).to_string()),
