@@ -68,6 +68,19 @@ impl Policy {
 }
 
 /// What a policy sets, on one line, as `recoup policy check` confirms it.
+/// The feedback link's part of [`describe`]: whether nudges carry it, and each answer's reaction.
+fn feedback(plan: &super::FeedbackPlan) -> String {
+    if !plan.enabled {
+        return "; feedback link: off".to_owned();
+    }
+    format!(
+        "; feedback link: card_changed → {}, cant_pay_now → {}, want_to_cancel → {}",
+        plan.card_changed.as_str(),
+        plan.cant_pay_now.as_str(),
+        plan.want_to_cancel.as_str()
+    )
+}
+
 pub fn describe(policy: &Policy) -> String {
     let gaps = |gaps: &[SignedDuration]| {
         gaps.iter()
@@ -123,25 +136,26 @@ pub fn describe(policy: &Policy) -> String {
         policy.nudges.window.start_hour,
         policy.nudges.window.end_hour,
         ends(&policy.ending),
-    ) + &policy.experiment.as_ref().map_or(String::new(), |e| {
-        let arms: Vec<String> = e
-            .arms
-            .iter()
-            .map(|a| {
-                format!(
-                    "{:?} {}%{}",
-                    a.name,
-                    (a.share * 100.0 * 100.0).round() / 100.0,
-                    if a.holdout {
-                        " (holdout: the baseline plan)"
-                    } else {
-                        ""
-                    }
-                )
-            })
-            .collect();
-        format!("; experiment {:?}: {}", e.name, arms.join(", "))
-    })
+    ) + &feedback(&policy.feedback)
+        + &policy.experiment.as_ref().map_or(String::new(), |e| {
+            let arms: Vec<String> = e
+                .arms
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{:?} {}%{}",
+                        a.name,
+                        (a.share * 100.0 * 100.0).round() / 100.0,
+                        if a.holdout {
+                            " (holdout: the baseline plan)"
+                        } else {
+                            ""
+                        }
+                    )
+                })
+                .collect();
+            format!("; experiment {:?}: {}", e.name, arms.join(", "))
+        })
 }
 
 /// What an end plan does, in a few words.

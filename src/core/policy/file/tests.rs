@@ -385,6 +385,15 @@ fn segments_inherit_the_policys_plan_and_replace_what_they_set() {
         "{}",
         super::describe(&policy)
     );
+    // The feedback link's reactions, at their defaults here.
+    assert!(
+        super::describe(&policy).contains(
+            "; feedback link: card_changed → send_update_link, cant_pay_now → retry_on_payday, \
+             want_to_cancel → stop_dunning"
+        ),
+        "{}",
+        super::describe(&policy)
+    );
 }
 
 /// A valid networks file with one rule, whose `key = value` line `line` is replaced.
