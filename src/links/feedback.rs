@@ -45,7 +45,7 @@ use minijinja::{Environment, Value, context};
 use serde::Serialize;
 
 use super::limit::{Limited, Limits};
-use super::route::{STYLE, private};
+use super::route::{STYLE, TEMPLATE as FIX, private};
 use super::{Claims, LinkKeys, Purpose, Refusal};
 use crate::api::Api;
 use crate::notify::templates::format_date;
@@ -79,12 +79,17 @@ pub trait FeedbackStore: Decides + Answers + 'static {}
 
 impl<S: Decides + Answers + 'static> FeedbackStore for S {}
 
+/// The feedback page: the update link's page (`fix.html`) with the question's form in it.
+fn templates() -> minijinja::Environment<'static> {
+    page::html_environment(&[("fix.html", FIX), ("feedback.html", TEMPLATE)])
+}
+
 /// `GET`, `HEAD` and `POST /feedback/{token}`. Without `feedback` (no `RECOUP_LINK_SECRET` on this
 /// process) every link gets a page saying it does not work here (404).
 pub fn routes<S: FeedbackStore>(feedback: Option<Feedback<S>>) -> Router {
     let served = Arc::new(Served {
         feedback,
-        templates: page::html_templates("feedback.html", TEMPLATE),
+        templates: templates(),
     });
     Router::new()
         .route(
@@ -553,7 +558,7 @@ mod tests {
     fn every_page_renders_and_the_customers_words_are_escaped() {
         let served: Served<()> = Served {
             feedback: None,
-            templates: page::html_templates("feedback.html", TEMPLATE),
+            templates: templates(),
         };
         let pages = [
             Shown::blank(),

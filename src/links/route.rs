@@ -43,7 +43,7 @@ use crate::processor::{InvoicePage, Processor};
 use crate::telemetry::metric;
 use crate::worker::{Decides, Engine, Inputs};
 
-const TEMPLATE: &str = include_str!("fix.html");
+pub(super) const TEMPLATE: &str = include_str!("fix.html");
 /// The stylesheet of the link pages (this one's and the feedback page's), allowed by its hash.
 pub(super) const STYLE: &str = include_str!("fix.css");
 

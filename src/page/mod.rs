@@ -508,7 +508,7 @@ pub(crate) fn html_templates(name: &'static str, source: &'static str) -> Enviro
 }
 
 /// HTML templates of recoup's own, which may extend one another, with everything inserted escaped.
-fn html_environment(sources: &[(&'static str, &'static str)]) -> Environment<'static> {
+pub(crate) fn html_environment(sources: &[(&'static str, &'static str)]) -> Environment<'static> {
     let mut templates = Environment::new();
     templates.set_auto_escape_callback(|_| AutoEscape::Html);
     // A name the template uses and the view lacks is an error, not a silently empty page.
