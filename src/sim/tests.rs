@@ -223,11 +223,12 @@ fn the_report_of_the_hand_written_population_adds_up_every_invoice() {
 
 #[test]
 fn a_customers_invoices_share_the_nudge_count_and_the_new_card() {
-    // Two invoices a month apart: the second one's nudges add to the first one's, and the new
-    // card the customer adds after two nudges pays both.
+    // Two invoices of two subscriptions a day apart: the second one's nudges add to the first
+    // one's, and the new card the customer adds after two nudges pays both.
     let first = invoice(&customers(RULES), "in_new_card")[0].clone();
     let mut second = first.clone();
     second.invoice_id = "in_new_card_2".to_owned();
+    second.subscription_id = Some("sub_new_2".to_owned());
     second.failed_at = first.failed_at + SignedDuration::from_hours(24);
     let result = world::simulate(&Policy::shipped(), vec![first, second].into());
     let recovered: Vec<bool> = result
@@ -242,6 +243,25 @@ fn a_customers_invoices_share_the_nudge_count_and_the_new_card() {
     assert_eq!(nudges, 2);
     let after = result.invoices[0].recovered.unwrap().1;
     assert!(after < SignedDuration::from_hours(72), "{after:?}");
+}
+
+#[test]
+fn a_renewal_failing_while_the_last_invoice_is_unpaid_is_one_conversation() {
+    // The same subscription's next invoice fails a day later: its note and final notice are the
+    // first invoice's (`NudgePlan::covered_by`), so the customer hears two messages in all, and
+    // adds the card after the second — the first invoice's final notice, 30 days on.
+    let first = invoice(&customers(RULES), "in_new_card")[0].clone();
+    let mut renewal = first.clone();
+    renewal.invoice_id = "in_new_card_2".to_owned();
+    renewal.failed_at = first.failed_at + SignedDuration::from_hours(24);
+    let result = world::simulate(&Policy::shipped(), vec![first, renewal].into());
+    let nudges: Vec<u32> = result.invoices.iter().map(|r| r.nudges).collect();
+    assert_eq!(nudges, [2, 0]);
+    let after = result.invoices[1]
+        .recovered
+        .expect("the new card pays it")
+        .1;
+    assert!(after > SignedDuration::from_hours(29 * 24), "{after:?}");
 }
 
 #[test]

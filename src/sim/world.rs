@@ -11,7 +11,7 @@
 //! - a nudge reaches the customer, who may add a card after enough of them (the ones sent in their
 //!   quiet hours, 21:00–08:00 local, are read and resented but do not persuade) or give up after too
 //!   many; the daily cap per customer is the policy's own ([`NudgePlan::held_by_day_cap`]), as the
-//!   worker applies it;
+//!   worker applies it, and so is one conversation per subscription ([`NudgePlan::covered_by`]);
 //! - an end decision is carried out as asked; a write-off stops the customer paying by themselves.
 //!
 //! The policy never sees the truth behind these answers; it sees the events, charges and nudge
@@ -639,6 +639,19 @@ impl World {
         if !case.has_nudged(kind, tier) {
             return;
         }
+        let plan = policy.nudges_for(case);
+        // The worker looks among the subscription's cases in the store; here they are all at hand.
+        let others = self.cases.iter().flatten();
+        if let Some(cover) = plan.covered_by(case, (kind, tier), others, now) {
+            let covered = Input::NudgeCovered {
+                kind,
+                tier,
+                at: now,
+                cover,
+            };
+            self.apply(policy, i, &covered, now);
+            return;
+        }
         // The thank-you is not a nudge the customer weighs: it counts toward nothing.
         let Some(today) = NudgePlan::capped_day(kind, &self.zone, now) else {
             return;
@@ -648,7 +661,6 @@ impl World {
             _ => 1,
         };
         self.day = Some((today, sent_today));
-        let plan = policy.nudges_for(case);
         if let Some(until) = plan.held_by_day_cap(&self.zone, now, sent_today) {
             self.apply(policy, i, &Input::NudgeHeld { kind, tier, until }, now);
             return;

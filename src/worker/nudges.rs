@@ -19,7 +19,9 @@ use super::{Inputs, Worker};
 use crate::links::Purpose;
 use crate::notify::templates::{Context, format_amount, format_date, format_time};
 use crate::notify::{Delivery, Nudge, Recipient};
-use crate::policy::{Action, BilledTo, Case, Channel, Input, NudgeKind, NudgePlan, NudgeResult};
+use crate::policy::{
+    Action, BilledTo, Case, Channel, Cover, Input, NudgeKind, NudgePlan, NudgeResult,
+};
 use crate::policy::{ending, timing};
 use crate::processor::InvoicePage;
 use crate::store::Store;
@@ -55,6 +57,15 @@ async fn send_one<S: Store>(
     // A retry reaches a customer whom the first try did not, and a try made again after a lost
     // result may have reached them already: either was counted with the first try.
     let first_try = marked.tries <= 1 && marked.failed_tries == 0;
+    if first_try && let Some(cover) = covered(worker, case, (kind, tier), now).await {
+        let covered = Input::NudgeCovered {
+            kind,
+            tier,
+            at: now,
+            cover,
+        };
+        return apply(worker, case, &covered).await;
+    }
     if let Some(today) = NudgePlan::capped_day(kind, &zone, now).filter(|_| first_try) {
         let count = worker
             .store
@@ -90,6 +101,31 @@ async fn send_one<S: Store>(
         results,
     };
     apply(worker, case, &delivered).await
+}
+
+/// The message about another unpaid invoice of the case's subscription that speaks for this nudge,
+/// if one does ([`NudgePlan::covered_by`]), read from the subscription's cases when the nudge's kind
+/// can be covered at all. A store that does not answer sends the nudge: one message too many beats
+/// none.
+async fn covered<S: Store>(
+    worker: &Worker<S>,
+    case: &Case,
+    nudge: (NudgeKind, u32),
+    now: jiff::Timestamp,
+) -> Option<Cover> {
+    let policy = worker.policy();
+    let plan = policy.nudges_for(case);
+    let subscription = case
+        .subscription_id
+        .as_deref()
+        .filter(|_| plan.coverable(nudge.0))?;
+    match worker.store.cases_of_subscription(subscription).await {
+        Ok(others) => plan.covered_by(case, nudge, &others, now),
+        Err(e) => {
+            tracing::warn!(invoice = %case.invoice_id, "the subscription's other cases not read, so the nudge goes out: {e}");
+            None
+        }
+    }
 }
 
 /// Who and what a nudge is about.

@@ -561,8 +561,19 @@ impl TestApp {
     /// Sets up `stripe_invoice` in the fake Stripe, delivers the failure of its first attempt, and
     /// returns the case once recoup has read the decline behind it.
     pub async fn fail(&self, invoice_id: &str, stripe_invoice: Invoice) -> serde_json::Value {
+        self.fail_at(invoice_id, stripe_invoice, unix_now()).await
+    }
+
+    /// As [`Self::fail`], the failure made at `created` (Unix seconds): the test clock's now, for a
+    /// failure whose plan must lie ahead of a clock already moved on.
+    pub async fn fail_at(
+        &self,
+        invoice_id: &str,
+        stripe_invoice: Invoice,
+        created: i64,
+    ) -> serde_json::Value {
         self.stripe.add_invoice(invoice_id, stripe_invoice);
-        self.deliver(failure_of(invoice_id)).await;
+        self.deliver(failure_at(invoice_id, created)).await;
         self.case_when(invoice_id, |c| c["decline"]["class"].is_string())
             .await
     }
@@ -686,11 +697,16 @@ pub fn invoice_event(
 /// Stripe's failure of the invoice's first attempt, just now, naming the payment intent the fake
 /// shows the decline on.
 pub fn failure_of(invoice_id: &str) -> Vec<u8> {
+    failure_at(invoice_id, unix_now())
+}
+
+/// As [`failure_of`], made at `created` (Unix seconds).
+pub fn failure_at(invoice_id: &str, created: i64) -> Vec<u8> {
     let mut event: serde_json::Value = serde_json::from_slice(&invoice_event(
         "invoice.payment_failed",
         &format!("evt_failed_{invoice_id}"),
         invoice_id,
-        unix_now(),
+        created,
         1,
     ))
     .unwrap();

@@ -52,7 +52,7 @@ async fn an_outcome_through_stripe_becomes_evidence_that_times_a_later_retry_and
     assert!(!story.contains("earlier attempts"), "{story}");
 
     // Its retry is paid: one outcome, counted in Redis and read back by the worker.
-    app.advance_clock(20 * DAY).await;
+    let now = app.advance_clock(20 * DAY).await;
     app.case_when("in_learn_first", |c| c["state"] == "recovered")
         .await;
     wait_until(
@@ -62,11 +62,14 @@ async fn an_outcome_through_stripe_becomes_evidence_that_times_a_later_retry_and
     )
     .await;
 
-    // A later failure's retry is chosen by that evidence, and its timeline says why.
+    // A later failure's retry is chosen by that evidence, and its timeline says why. It fails at
+    // the test clock's now, so its retry lies ahead and is not made (and counted) before the
+    // evidence is exported below.
     let later = app
-        .fail(
+        .fail_at(
             "in_learn_later",
             Invoice::failed("cus_learn_2", Decline::visa("insufficient_funds")),
+            now.as_second(),
         )
         .await;
     let story = later["timeline"].to_string();
@@ -79,13 +82,13 @@ async fn an_outcome_through_stripe_becomes_evidence_that_times_a_later_retry_and
         "{story}"
     );
     assert!(story.contains("the static plan said"), "{story}");
-    // A retry was planned at that moment. (Its failure carries the wall clock's time while the test
-    // clock is 20 days on, so the moment may already be due and the retry made by now: the plan is
-    // read from the timeline, not from `next_attempt_at`.)
+    // A retry was planned at that moment, still ahead.
     assert!(
         story.contains("next retry ") && story.contains("retry 1 chosen by"),
         "{later}"
     );
+    let next: jiff::Timestamp = later["next_attempt_at"].as_str().unwrap().parse().unwrap();
+    assert!(next > now, "{later}");
 
     // What was learned leaves with `learn export` and is shown by `learn show`.
     let exported = dir.path().join("evidence.txt");

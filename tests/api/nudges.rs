@@ -18,8 +18,8 @@ use secrecy::SecretString;
 
 use crate::fake_stripe::{Customer, Decline, Invoice, Outcome, Subscription};
 use crate::helpers::{
-    API_TOKENS, LINKS, PUBLIC_URL, Recoup, TestApp, failure_of, invoice_event, metric_value,
-    wait_until,
+    API_TOKENS, LINKS, PUBLIC_URL, Recoup, TestApp, failure_at, failure_of, invoice_event,
+    metric_value, wait_until,
 };
 use crate::smtp_sink::SmtpSink;
 
@@ -536,16 +536,34 @@ async fn a_soft_decline_gets_its_nudges_in_daytime_and_a_thank_you_when_paid() {
     );
 }
 
+/// Fails the first attempt of `invoice`, of the customer's `subscription`, at `created` (Unix
+/// seconds), as `TestApp::fail_at` does for the fixture's subscription.
+async fn fail_of(
+    app: &TestApp,
+    invoice: &str,
+    subscription: &str,
+    created: i64,
+) -> serde_json::Value {
+    app.stripe.add_invoice(
+        invoice,
+        Invoice::failed(CUSTOMER, Decline::visa("insufficient_funds")),
+    );
+    let mut failure: serde_json::Value =
+        serde_json::from_slice(&failure_at(invoice, created)).unwrap();
+    failure["data"]["object"]["parent"]["subscription_details"]["subscription"] =
+        subscription.into();
+    app.deliver(serde_json::to_vec(&failure).unwrap()).await;
+    app.case_when(invoice, |c| c["decline"]["class"].is_string())
+        .await
+}
+
 #[tokio::test]
 async fn a_burst_of_failures_for_one_customer_gets_one_nudge_a_day() {
     let (app, sink) = nudging_app().await;
     let invoices = ["in_burst_1", "in_burst_2", "in_burst_3"];
-    for invoice in invoices {
-        app.fail(
-            invoice,
-            Invoice::failed(CUSTOMER, Decline::visa("insufficient_funds")),
-        )
-        .await;
+    // Three subscriptions: the same one's invoices would be one conversation (the next test).
+    for (n, invoice) in invoices.into_iter().enumerate() {
+        fail_of(&app, invoice, &format!("sub_burst_{n}"), unix_now()).await;
     }
 
     app.advance_into_daytime(DAY, "America/Chicago").await;
@@ -567,6 +585,39 @@ async fn a_burst_of_failures_for_one_customer_gets_one_nudge_a_day() {
         "the customer's one nudge a day went to one invoice"
     );
     assert_eq!(sink.mails().len(), 1);
+}
+
+#[tokio::test]
+async fn a_renewal_that_fails_while_the_last_invoice_is_unpaid_gets_no_second_note() {
+    let (app, sink) = nudging_app().await;
+    let chicago = "America/Chicago";
+    fail_of(&app, "in_month_1", "sub_monthly", unix_now()).await;
+    app.advance_into_daytime(DAY, chicago).await;
+    emails(&sink, 1).await;
+    app.case_when("in_month_1", |c| story(c).contains("nudge delivered"))
+        .await;
+
+    // The next renewal fails too, on the same dead card, while the first is still unpaid.
+    let now = app.advance_clock(1).await;
+    fail_of(&app, "in_month_2", "sub_monthly", now.as_second()).await;
+    app.advance_into_daytime(DAY, chicago).await;
+    let renewal = app
+        .case_when("in_month_2", |c| story(c).contains("nudge covered"))
+        .await;
+    let said = story(&renewal);
+    assert!(
+        said.contains("payment_failed tier 1 not sent: the customer had it at")
+            && said
+                .contains("about in_month_1, another unpaid invoice of subscription sub_monthly"),
+        "{said}"
+    );
+    assert_eq!(
+        renewal["nudged"][0]["covered_by"], "in_month_1",
+        "{renewal}"
+    );
+    // Its final notice is still planned: the conversation goes on, once.
+    assert!(said.contains("final_notice"), "{said}");
+    assert_eq!(dunning(&sink).len(), 1, "{:?}", subjects(&sink));
 }
 
 /// Everything the case's timeline says, as one string.

@@ -265,10 +265,11 @@ pub fn choose(policy: &Policy, case: &Case) -> (End, String, String) {
         .nudged
         .iter()
         .find(|n| n.kind == NudgeKind::FinalNotice)
-        .map(|n| match (n.delivered_at, n.given_up_at) {
-            (Some(at), _) => format!("; final notice delivered {at}"),
-            (None, Some(at)) => format!("; final notice never delivered (given up {at})"),
-            (None, None) => format!("; final notice {}", n.at),
+        .map(|n| match (n.delivered_at, n.given_up_at, &n.covered_by) {
+            (Some(at), _, Some(by)) => format!("; final notice covered {at} by {by}'s"),
+            (Some(at), _, None) => format!("; final notice delivered {at}"),
+            (None, Some(at), _) => format!("; final notice never delivered (given up {at})"),
+            (None, None, _) => format!("; final notice {}", n.at),
         })
         .unwrap_or_default();
     let mut reason = match case.ends_on_request() {

@@ -59,10 +59,10 @@ pub use self::hold::{Support, SupportAct, retry_allowed};
 pub use self::learning::{Evidence, Learning, RetryChoice};
 pub use self::networks::Networks;
 pub use self::nudge::{
-    CardOnFile, NudgePlan, NudgeResult, Nudged, RETRY_GAPS, RETRY_UNDER_WAY, Step, card_expired,
-    contact_window,
+    CardOnFile, Cover, NudgePlan, NudgeResult, Nudged, RETRY_GAPS, RETRY_UNDER_WAY, Step,
+    card_expired, contact_window,
 };
-use self::nudged::{on_nudge_held, on_nudged};
+use self::nudged::{on_nudge_covered, on_nudge_held, on_nudged};
 pub use self::opened::LinkOutcome;
 use self::opened::on_link_opened;
 pub use self::plan::{NextRetry, Plan};
@@ -235,6 +235,14 @@ pub enum Input {
         tier: u32,
         until: Timestamp,
     },
+    /// A due nudge was not sent at `at`: the customer had the same message about another unpaid
+    /// invoice of the subscription ([`NudgePlan::covered_by`]).
+    NudgeCovered {
+        kind: NudgeKind,
+        tier: u32,
+        at: Timestamp,
+        cover: Cover,
+    },
     /// What carrying out the case's end decision in Stripe came to.
     Ended { at: Timestamp, result: EndResult },
     /// What resuming the collection recoup paused came to.
@@ -321,6 +329,14 @@ pub fn decide(policy: &Policy, case: Option<&Case>, input: &Input, now: Timestam
         }),
         Input::NudgeHeld { kind, tier, until } => case.map_or_else(Decision::unchanged, |case| {
             on_nudge_held(policy, case, *kind, *tier, *until)
+        }),
+        Input::NudgeCovered {
+            kind,
+            tier,
+            at,
+            cover,
+        } => case.map_or_else(Decision::unchanged, |case| {
+            on_nudge_covered(policy, case, (*kind, *tier), *at, cover)
         }),
         Input::Ended { at, result } => case.map_or_else(Decision::unchanged, |case| {
             on_ended(policy, case, *at, result)

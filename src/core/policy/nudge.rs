@@ -33,6 +33,10 @@ pub struct NudgePlan {
     pub per_customer_per_day: u32,
     /// The channels every nudge goes out on (those configured; SMS only to customers who opted in).
     pub channels: Vec<Channel>,
+    /// How long a note that a payment failed, or a final notice, that the customer had about one
+    /// invoice of a subscription speaks for the subscription's other unpaid invoices
+    /// ([`Self::covered_by`]); zero gives every invoice its own.
+    pub once_per_subscription: SignedDuration,
 }
 
 /// One message of the plan.
@@ -50,7 +54,9 @@ impl Default for NudgePlan {
     /// the end decision (a reminder between them lost more customers to nagging than its revenue
     /// was worth: `config/policy.toml`); for a payment to confirm, a note at once and a reminder
     /// after 2 days. Local 09:00–20:00, at most one nudge a day per customer and 3 per case, on
-    /// every configured channel.
+    /// every configured channel. One conversation per subscription for 60 days: a renewal that
+    /// fails while the last one is still unpaid is the same problem, not news
+    /// (`docs/user-guide/nudges.md#one-conversation-per-subscription`).
     fn default() -> Self {
         let step = |kind, tier, hours| Step {
             kind,
@@ -71,8 +77,17 @@ impl Default for NudgePlan {
             per_case: 3,
             per_customer_per_day: 1,
             channels: vec![Channel::Email, Channel::Sms, Channel::Webhook],
+            once_per_subscription: SignedDuration::from_hours(60 * 24),
         }
     }
+}
+
+/// Another invoice's message that speaks for a case's due nudge: the customer had the same kind
+/// and tier about `invoice_id`, of the same subscription, at `at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cover {
+    pub invoice_id: String,
+    pub at: Timestamp,
 }
 
 /// A nudge the policy handed to the channels: the same kind and tier never goes out twice, but a
@@ -82,7 +97,7 @@ impl Default for NudgePlan {
 /// never comes back is made once more then); delivered once `delivered_at` is; undeliverable once
 /// `given_up_at` is. A nudge with none of the three was recorded by an older recoup, which marked a
 /// first try without a later one: it counts from `at`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Nudged {
     pub kind: NudgeKind,
     pub tier: u32,
@@ -109,6 +124,11 @@ pub struct Nudged {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub given_up_at: Option<Timestamp>,
+    /// Not sent: the same message about this other invoice of the subscription spoke for it
+    /// ([`NudgePlan::covered_by`]); `delivered_at` is when that was found, what the end decision's
+    /// grace counts from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covered_by: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -127,7 +147,13 @@ impl Nudged {
             tries: 1,
             retry_at: None,
             given_up_at: None,
+            covered_by: None,
         }
+    }
+
+    /// Whether a channel took it for this case (not another invoice's message speaking for it).
+    pub fn reached(&self) -> Option<Timestamp> {
+        self.delivered_at.filter(|_| self.covered_by.is_none())
     }
 
     /// When the nudge's fate was settled — delivered, or given up on — or `None` while it is still
@@ -269,10 +295,61 @@ impl NudgePlan {
         tomorrow.to_zoned(zone.clone()).ok().map(|z| z.timestamp())
     }
 
-    /// Nudges that count toward the per-case cap: all but the thank-you and the update link the
-    /// customer asked for.
+    /// The message about another invoice of `case`'s subscription that speaks for its due nudge of
+    /// `kind` and `tier` at `now`, if one does: among `others` (the subscription's cases, as the
+    /// worker reads them from the store and the simulator holds them), the latest delivery of the
+    /// same message within [`Self::once_per_subscription`], about an invoice still unpaid — once
+    /// that invoice is paid, a renewal that fails is news again. Only the messages about the
+    /// subscription's standing speak for others ([`Self::coverable`]): the note that a payment
+    /// failed and the final notice (whose consequence, a cancellation or a pause, is the
+    /// subscription's); a payment to confirm is one invoice's own.
+    pub fn covered_by<'a>(
+        &self,
+        case: &Case,
+        (kind, tier): (NudgeKind, u32),
+        others: impl IntoIterator<Item = &'a Case>,
+        now: Timestamp,
+    ) -> Option<Cover> {
+        let subscription = case
+            .subscription_id
+            .as_ref()
+            .filter(|_| self.coverable(kind))?;
+        others
+            .into_iter()
+            .filter(|other| {
+                other.invoice_id != case.invoice_id
+                    && other.subscription_id.as_ref() == Some(subscription)
+                    && !matches!(other.state, State::Recovered | State::Closed)
+            })
+            .filter_map(|other| {
+                let at = other
+                    .nudged
+                    .iter()
+                    .find(|n| n.kind == kind && n.tier == tier)?
+                    .reached()?;
+                let recent = at <= now && now.duration_since(at) <= self.once_per_subscription;
+                recent.then(|| Cover {
+                    invoice_id: other.invoice_id.clone(),
+                    at,
+                })
+            })
+            .max_by_key(|cover| cover.at)
+    }
+
+    /// Whether another invoice's message can speak for a nudge of `kind` ([`Self::covered_by`]).
+    pub fn coverable(&self, kind: NudgeKind) -> bool {
+        matches!(kind, NudgeKind::PaymentFailed | NudgeKind::FinalNotice)
+            && !self.once_per_subscription.is_zero()
+    }
+
+    /// Nudges that count toward the per-case cap: all but the thank-you, the update link the
+    /// customer asked for, and those another invoice's message spoke for.
     fn spent(&self, case: &Case) -> u32 {
-        let spent = case.nudged.iter().filter(|n| n.kind.capped()).count();
+        let spent = case
+            .nudged
+            .iter()
+            .filter(|n| n.kind.capped() && n.covered_by.is_none())
+            .count();
         u32::try_from(spent).unwrap_or(u32::MAX)
     }
 }

@@ -11,7 +11,7 @@ use jiff::Timestamp;
 
 use super::nudge::RETRY_GAPS;
 use super::replan::{plan_decision, plan_nudge};
-use super::{Case, Decision, Entry, Nudge, NudgeKind, NudgeResult, Policy, time};
+use super::{Case, Cover, Decision, Entry, Nudge, NudgeKind, NudgeResult, Policy, time};
 
 /// The timeline's words for a try's outcome: what a repeated report is recognised by.
 const DELIVERED: &str = "nudge delivered";
@@ -113,6 +113,41 @@ pub(super) fn on_nudged(
     Decision::save(case)
 }
 
+/// The customer had this message about another unpaid invoice of the subscription: it is not sent
+/// again, and counts as said from `at` (the end decision's grace after a final notice counts from
+/// then, so the customer always has the whole grace after recoup last had something to tell them).
+pub(super) fn on_nudge_covered(
+    policy: &Policy,
+    case: &Case,
+    (kind, tier): (NudgeKind, u32),
+    at: Timestamp,
+    cover: &Cover,
+) -> Decision {
+    let Some(position) = first_try(case, kind, tier) else {
+        return Decision::unchanged();
+    };
+    let mut case = case.clone();
+    let nudged = &mut case.nudged[position];
+    nudged.delivered_at = Some(at);
+    nudged.retry_at = None;
+    nudged.covered_by = Some(cover.invoice_id.clone());
+    let next = plan_nudge(policy, &mut case) + &plan_decision(policy, &mut case);
+    let subscription = case.subscription_id.clone().unwrap_or_default();
+    case.record(Entry {
+        at,
+        what: "nudge covered".to_owned(),
+        detail: format!(
+            "{} tier {tier} not sent: the customer had it at {} about {}, another unpaid invoice \
+             of subscription {subscription}{next}",
+            kind.as_str(),
+            cover.at,
+            cover.invoice_id
+        ),
+        event: None,
+    });
+    Decision::save(case)
+}
+
 /// The customer already had their day's nudges: the nudge waits for `until` and goes out then.
 pub(super) fn on_nudge_held(
     policy: &Policy,
@@ -121,16 +156,7 @@ pub(super) fn on_nudge_held(
     tier: u32,
     until: Timestamp,
 ) -> Decision {
-    // Only a first try is counted against the day, so only a first try can be held back: a hold
-    // that comes back late, after another try was made or a channel took the nudge, is stale and
-    // must not take back what the customer got.
-    let Some(position) = case.nudged.iter().position(|n| {
-        n.kind == kind
-            && n.tier == tier
-            && n.tries <= 1
-            && n.failed_tries == 0
-            && n.delivered_at.is_none()
-    }) else {
+    let Some(position) = first_try(case, kind, tier) else {
         return Decision::unchanged();
     };
     let mut case = case.clone();
@@ -148,4 +174,18 @@ pub(super) fn on_nudge_held(
         event: None,
     });
     Decision::save(case)
+}
+
+/// Where the nudge of `kind` and `tier` is on its first try, not yet delivered. Only a first try is
+/// counted against the day or looked up among the subscription's other invoices, so only a first
+/// try can be held back or covered: an answer that comes back late, after another try was made or
+/// a channel took the nudge, is stale and must not take back what the customer got.
+fn first_try(case: &Case, kind: NudgeKind, tier: u32) -> Option<usize> {
+    case.nudged.iter().position(|n| {
+        n.kind == kind
+            && n.tier == tier
+            && n.tries <= 1
+            && n.failed_tries == 0
+            && n.delivered_at.is_none()
+    })
 }

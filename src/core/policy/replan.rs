@@ -188,11 +188,11 @@ pub(super) fn replan_telling(
     note += &plan_decision(policy, case);
     plan_resume(case);
     let mut actions = Vec::new();
-    // A customer no nudge could ever reach did not hear from recoup: nothing to thank them for.
-    let heard = case
-        .nudged
-        .iter()
-        .any(|n| n.kind != NudgeKind::Recovered && n.given_up_at.is_none());
+    // A customer no nudge could ever reach did not hear from recoup about this invoice (nor one
+    // whose every message was another invoice's): nothing to thank them for.
+    let heard = case.nudged.iter().any(|n| {
+        n.kind != NudgeKind::Recovered && n.given_up_at.is_none() && n.covered_by.is_none()
+    });
     if case.state == State::Recovered && heard && !case.has_nudged(NudgeKind::Recovered, 1) {
         case.nudged
             .push(Nudged::going_out(NudgeKind::Recovered, 1, at));

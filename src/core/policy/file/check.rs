@@ -571,6 +571,12 @@ impl Reader<'_> {
                 Some(n) => self.number(&n, &format!("{prefix}.per_customer_per_day"), 1..=10)?,
                 None => default.per_customer_per_day,
             },
+            once_per_subscription: self.duration_or(
+                raw.once_per_subscription,
+                &format!("{prefix}.once_per_subscription"),
+                SignedDuration::ZERO..=SignedDuration::from_hours(120 * 24),
+                default.once_per_subscription,
+            )?,
             channels,
         })
     }

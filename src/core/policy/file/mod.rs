@@ -93,7 +93,7 @@ pub fn describe(policy: &Policy) -> String {
         "format {FORMAT}; soft declines retried after {}; ambiguous after {}; at most {} attempts \
          within {}; a new card tried after {}; {}; local {:02}:00–{:02}:00, paydays {:?}, jitter \
          {}; network rules: {} dated rows; segments: {}; nudges: {} ({} a case, {} a customer a day, local \
-         {:02}:00–{:02}:00); at the end: {}",
+         {:02}:00–{:02}:00, {}); at the end: {}",
         gaps(&plan.soft),
         gaps(&plan.ambiguous),
         plan.max_attempts,
@@ -135,6 +135,14 @@ pub fn describe(policy: &Policy) -> String {
         policy.nudges.per_customer_per_day,
         policy.nudges.window.start_hour,
         policy.nudges.window.end_hour,
+        if policy.nudges.once_per_subscription.is_zero() {
+            "each invoice its own messages".to_owned()
+        } else {
+            format!(
+                "one conversation per subscription for {}",
+                human(policy.nudges.once_per_subscription)
+            )
+        },
         ends(&policy.ending),
     ) + &feedback(&policy.feedback)
         + &policy.experiment.as_ref().map_or(String::new(), |e| {

@@ -104,6 +104,7 @@ pub(super) struct RawNudges {
     pub(super) window: Option<Spanned<Vec<Spanned<i64>>>>,
     pub(super) per_case: Option<Spanned<i64>>,
     pub(super) per_customer_per_day: Option<Spanned<i64>>,
+    pub(super) once_per_subscription: Option<Spanned<String>>,
     pub(super) channels: Option<Vec<Spanned<String>>>,
     pub(super) step: Option<Vec<RawStep>>,
 }

@@ -372,3 +372,133 @@ fn a_thank_you_no_channel_took_is_tried_again_after_the_case_is_over_and_a_remin
     );
     assert!(again.at >= at + SignedDuration::from_hours(1));
 }
+
+/// Case `invoice_id` of the fixture's subscription, opened at `NOW`, its first nudge due.
+fn of_subscription(invoice_id: &str) -> Case {
+    let mut case = opened_in("UTC", &[]);
+    case.invoice_id = invoice_id.to_owned();
+    case
+}
+
+#[test]
+fn a_renewal_failing_while_the_last_is_unpaid_is_not_told_the_same_twice() {
+    let policy = Policy::default();
+    let plan = policy.nudges_for(&of_subscription("in_b"));
+    let (first, _) = fire_delivered(&policy, &of_subscription("in_a"));
+    let told = first.nudged[0].delivered_at.unwrap();
+    let second = of_subscription("in_b");
+    let timer = nudge_timer(&second).unwrap();
+    let fired = decide(&policy, Some(&second), &due(timer), timer.at)
+        .case
+        .unwrap();
+    let nudge = (NudgeKind::PaymentFailed, 1);
+    let cover = plan
+        .covered_by(&fired, nudge, [&first, &fired], timer.at)
+        .expect("in_a's note speaks for in_b's");
+    assert_eq!(
+        cover,
+        Cover {
+            invoice_id: "in_a".into(),
+            at: told
+        }
+    );
+    let covered = Input::NudgeCovered {
+        kind: nudge.0,
+        tier: nudge.1,
+        at: timer.at,
+        cover,
+    };
+    let case = decide(&policy, Some(&fired), &covered, timer.at)
+        .case
+        .unwrap();
+    assert_eq!(case.nudged[0].covered_by.as_deref(), Some("in_a"));
+    assert!(
+        case.nudges.is_empty(),
+        "nothing went out: {:?}",
+        case.nudges
+    );
+    let said = &case.timeline.last().unwrap().detail;
+    assert!(
+        said.contains("payment_failed tier 1 not sent: the customer had it at")
+            && said.contains("about in_a, another unpaid invoice of subscription sub_"),
+        "{said}"
+    );
+    // The plan goes on to the final notice, which a covered note does not count against the case.
+    let next = nudge_timer(&case).unwrap();
+    assert_eq!(
+        next.kind,
+        TimerKind::Nudge {
+            nudge: NudgeKind::FinalNotice,
+            tier: 1
+        }
+    );
+    // A cover that comes back after the nudge went out is stale.
+    assert_eq!(decide(&policy, Some(&case), &covered, timer.at).case, None);
+}
+
+#[test]
+fn only_an_unpaid_invoices_recent_note_of_the_same_subscription_speaks_for_another() {
+    let policy = Policy::default();
+    let plan = policy.nudges_for(&of_subscription("in_b"));
+    let (first, _) = fire_delivered(&policy, &of_subscription("in_a"));
+    let second = of_subscription("in_b");
+    let at = first.nudged[0].delivered_at.unwrap();
+    let covered = |other: &Case, nudge: (NudgeKind, u32), now: Timestamp| {
+        plan.covered_by(&second, nudge, [other], now).is_some()
+    };
+    let note = (NudgeKind::PaymentFailed, 1);
+    assert!(covered(&first, note, at));
+    let day = SignedDuration::from_hours(24);
+    assert!(covered(&first, note, at + 60 * day));
+    assert!(!covered(&first, note, at + 61 * day), "too long ago");
+    assert!(!covered(&first, (NudgeKind::FinalNotice, 1), at), "not had");
+    let mut paid = first.clone();
+    paid.state = State::Recovered;
+    assert!(!covered(&paid, note, at), "paid: a new failure is news");
+    let mut elsewhere = first.clone();
+    elsewhere.subscription_id = Some("sub_other".into());
+    assert!(!covered(&elsewhere, note, at));
+    let mut itself = first.clone();
+    itself.invoice_id = "in_b".into();
+    assert!(!covered(&itself, note, at));
+    // A payment to confirm is the invoice's own, and a plan may give each invoice its own.
+    let mut confirm = first.clone();
+    confirm.nudged[0].kind = NudgeKind::ActionRequired;
+    assert!(!covered(&confirm, (NudgeKind::ActionRequired, 1), at));
+    let own = NudgePlan {
+        once_per_subscription: SignedDuration::ZERO,
+        ..plan.clone()
+    };
+    assert_eq!(own.covered_by(&second, note, [&first], at), None);
+    // A message that was itself covered speaks for nothing: only what reached the customer does.
+    let mut hearsay = first.clone();
+    hearsay.nudged[0].covered_by = Some("in_z".into());
+    assert!(!covered(&hearsay, note, at));
+}
+
+#[test]
+fn a_covered_final_notice_gives_the_whole_grace_from_when_it_was_covered() {
+    let policy = Policy::default();
+    let case = of_subscription("in_b");
+    let final_notice = (NudgeKind::FinalNotice, 1);
+    let mut fired = case.clone();
+    fired
+        .nudged
+        .push(Nudged::going_out(final_notice.0, 1, now()));
+    let later = now() + SignedDuration::from_hours(24 * 40);
+    let cover = Cover {
+        invoice_id: "in_a".into(),
+        at: now(),
+    };
+    let covered = Input::NudgeCovered {
+        kind: final_notice.0,
+        tier: final_notice.1,
+        at: later,
+        cover,
+    };
+    let case = decide(&policy, Some(&fired), &covered, later).case.unwrap();
+    // What the end decision's grace counts from (`ending::due`): the cover, not the other notice.
+    let notice = case.nudged.last().unwrap();
+    assert_eq!(notice.settled_at(), Some(later));
+    assert_eq!(notice.reached(), None, "no channel took it for this case");
+}
