@@ -213,6 +213,19 @@ impl Fact {
     }
 }
 
+/// The customer's likely paydays: the days of the month their earlier invoices were paid on, but
+/// for the day this one failed on. That is its renewal day — an invoice paid when it was billed
+/// says when it was billed, not when money comes in — and the money was not there on it this time.
+fn paydays(customer: &CustomerFacts, timezone: &str, failed_at: Timestamp) -> Vec<u8> {
+    let billed_on = failed_at.to_zoned(timing::zone(timezone)).day();
+    customer
+        .payment_days
+        .iter()
+        .copied()
+        .filter(|day| i8::try_from(*day) != Ok(billed_on))
+        .collect()
+}
+
 /// A new case for `invoice`, whose first event happened `at`.
 fn open(
     policy: &Policy,
@@ -231,6 +244,7 @@ fn open(
             .as_deref()
             .or(invoice.customer_country.as_deref()),
     );
+    let paydays = paydays(customer, &timezone, at);
     Case {
         invoice_id: invoice.id.clone().unwrap_or_default(),
         customer_id: invoice.customer.clone(),
@@ -283,7 +297,7 @@ fn open(
             .as_deref()
             .or(invoice.customer_country.as_deref())
             .map(str::to_ascii_uppercase),
-        paydays: customer.payment_days.clone(),
+        paydays,
         retry_choice: None,
         nudges_held_until: None,
         untold: false,

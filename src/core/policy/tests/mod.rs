@@ -469,6 +469,25 @@ fn insufficient_funds_waits_for_a_payday() {
 }
 
 #[test]
+fn the_day_an_invoice_renews_on_is_not_taken_for_a_payday() {
+    // Paid before on the 20th, and on the day of the month this invoice failed on: that one is its
+    // renewal day (an invoice paid when billed), and the money was not there on it this time.
+    let Input::Event(event) = failed("evt_f1", NOW, 1) else {
+        unreachable!()
+    };
+    let renews_on = now().to_zoned(jiff::tz::TimeZone::UTC).day();
+    let mut customer = CustomerFacts::default();
+    customer.metadata.insert("timezone".into(), "UTC".into());
+    let other = if renews_on == 20 { 21 } else { 20 };
+    customer.payment_days = vec![u8::try_from(renews_on).unwrap(), other];
+    let opening = Input::Opening(event, Box::new(customer));
+    let case = decide(&Policy::default(), None, &opening, now())
+        .case
+        .unwrap();
+    assert_eq!(case.paydays, [other]);
+}
+
+#[test]
 fn no_retry_for_a_decline_that_time_does_not_fix() {
     for class in [
         DeclineClass::Hard,
