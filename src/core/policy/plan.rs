@@ -213,12 +213,18 @@ impl Plan {
         } else {
             &case.paydays
         };
-        let place = |t| {
-            if payday {
-                timing::on_payday(t, &zone, paydays, self.window)
-            } else {
-                timing::into_window(t, &zone, self.window)
+        let end = time::later(first_failure, self.within);
+        // No payday left before the end: the retry keeps its place after the gap rather than
+        // being given up — an attempt that may find the money beats none.
+        let mut no_payday_left = false;
+        let mut place = |t| {
+            let daytime = timing::into_window(t, &zone, self.window);
+            if !payday {
+                return daytime;
             }
+            let on_payday = timing::on_payday(t, &zone, paydays, self.window);
+            no_payday_left = on_payday > end && daytime <= end;
+            if no_payday_left { daytime } else { on_payday }
         };
         // Jitter after placing: cases moved to a window's opening would otherwise all land on its
         // first second. Near the window's close the jitter is dropped rather than spill out of it.
@@ -236,7 +242,7 @@ impl Plan {
         } else {
             placed
         };
-        if at > time::later(first_failure, self.within) {
+        if at > end {
             return Err(case.words(|| {
                 format!(
                     "no retry left: the next would fall after the policy's {} from the first \
@@ -245,7 +251,9 @@ impl Plan {
                 )
             }));
         }
-        let when = if payday && !case.paydays.is_empty() {
+        let when = if no_payday_left {
+            "in the customer's daytime: no payday of theirs is left before the policy's end"
+        } else if payday && !case.paydays.is_empty() {
             "on the customer's next payday (the days their earlier invoices were paid on)"
         } else if payday {
             "on the next payday"

@@ -504,6 +504,41 @@ fn no_retry_for_a_decline_that_time_does_not_fix() {
 }
 
 #[test]
+fn an_insufficient_funds_retry_with_no_payday_left_before_the_end_is_made_after_its_gap() {
+    // Failed at NOW, retried once a day later; paydays only on the 28th, and 10 days to go.
+    let mut case = declined(1, DeclineClass::Soft, "insufficient_funds", "UTC");
+    let failure_day = now().to_zoned(jiff::tz::TimeZone::UTC).day();
+    let payday: i8 = if (18..=28).contains(&failure_day) {
+        10
+    } else {
+        28
+    };
+    case.paydays = vec![payday.unsigned_abs()];
+    let plan = Plan {
+        within: SignedDuration::from_hours(10 * 24),
+        ..Plan::default()
+    };
+    let next = plan.next_retry(&case).unwrap();
+    let gap = plan.soft[1];
+    assert!(next.at >= case.attempts[1].at + gap, "{}", next.at);
+    assert!(next.at <= now() + plan.within, "{}", next.at);
+    assert_ne!(next.at.to_zoned(jiff::tz::TimeZone::UTC).day(), payday);
+    assert!(
+        next.why
+            .contains("no payday of theirs is left before the policy's end"),
+        "{}",
+        next.why
+    );
+    // With a payday still ahead it waits for it, as before.
+    let roomy = Plan {
+        within: SignedDuration::from_hours(45 * 24),
+        ..Plan::default()
+    };
+    let next = roomy.next_retry(&case).unwrap();
+    assert_eq!(next.at.to_zoned(jiff::tz::TimeZone::UTC).day(), payday);
+}
+
+#[test]
 fn the_attempt_cap_and_the_overall_window_end_the_plan() {
     let case = declined(1, DeclineClass::Soft, "processing_error", "UTC");
     let capped = Plan {
