@@ -56,14 +56,10 @@ impl Source {
                 invoices,
                 seed,
                 profile,
-            } => {
-                // The generator makes customers in no particular order of time.
-                let mut customers: Vec<_> = synthetic::population(*invoices, *seed)
-                    .map(|c| profile.apply(c))
-                    .collect();
-                customers.sort_by_key(|c| c.iter().map(|i| i.failed_at).min());
-                Ok(customers)
-            }
+            } => Ok(synthetic::Arrivals::new(*invoices, *seed)
+                .customers()
+                .map(|c| profile.apply(c))
+                .collect()),
         }
     }
 }
@@ -131,14 +127,10 @@ pub fn run(options: &Options) -> anyhow::Result<String> {
         } => {
             if contenders.iter().any(|c| c.policy.learns()) {
                 // A learning policy plays customers in the order of their first failure; the
-                // generator makes them in no such order, so they are kept and sorted.
-                let customers = options.source.load()?;
-                super::run(
-                    &contenders,
-                    || customers.iter().cloned().map(Ok),
-                    threads,
-                    &mut write,
-                )
+                // generator makes them in no such order.
+                let arrivals = synthetic::Arrivals::new(*invoices, *seed);
+                let customers = || arrivals.customers().map(|c| Ok(profile.apply(c)));
+                super::run(&contenders, customers, threads, &mut write)
             } else {
                 let made = || synthetic::population(*invoices, *seed).map(|c| profile.apply(c));
                 super::run(&contenders, || made().map(Ok), threads, &mut write)

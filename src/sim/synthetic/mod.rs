@@ -33,6 +33,8 @@
 //!
 //! The population is a stream: [`population`] yields one customer (their invoices, consecutive,
 //! as the simulator requires) at a time, so a million invoices take no more memory than one.
+//! [`Arrivals`] yields the same customers in the order of their first failure, keeping some 48
+//! bytes a customer.
 //! It is deterministic: the only randomness is a ChaCha8 generator seeded from `seed`, draws are
 //! integers (no platform-dependent floating-point functions), and the calendar is fixed, so a
 //! `(invoices, seed)` pair names the same population on every machine.
@@ -60,12 +62,78 @@ use super::population::{CardTruth, CardUpdate, DeclineTruth, FailedInvoice, Fund
 /// Exactly `invoices` invoices in all; the same `(invoices, seed)` always gives the same
 /// population.
 pub fn population(invoices: u64, seed: u64) -> impl Iterator<Item = Vec<FailedInvoice>> + Send {
-    Generator {
-        rng: ChaCha8Rng::seed_from_u64(seed),
-        calendar: Calendar::new(),
-        left: invoices,
-        customers: 0,
-        invoices: 0,
+    Generator::new(invoices, seed)
+}
+
+/// The same population as [`population`], customer by customer in the order of their first
+/// failure (the generator's order breaks ties): the order a learning policy plays them in.
+///
+/// The generator makes customers in no order of time, and keeping them all to sort them would
+/// hold the whole population (gigabytes for a million invoices). A first pass instead keeps where
+/// each customer starts in the generator's stream — its position and counters, some 48 bytes a
+/// customer — and [`Arrivals::customers`] makes each customer again from there, as often as
+/// asked: the random stream is seekable, so a customer made again is the very same one.
+pub struct Arrivals {
+    invoices: u64,
+    seed: u64,
+    /// Every customer's start, sorted by first failure, then by the generator's order.
+    starts: Vec<Start>,
+}
+
+/// Where one customer starts in the generator's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Start {
+    /// The customer's first failure, in Unix seconds.
+    first_failure: i64,
+    /// Customers made before this one.
+    customers: u64,
+    /// Invoices made before this one's.
+    invoices: u64,
+    /// The generator's word position before this customer's first draw.
+    word_pos: u128,
+}
+
+impl Arrivals {
+    /// Makes the population once, keeping only where each customer starts.
+    pub fn new(invoices: u64, seed: u64) -> Self {
+        let mut generator = Generator::new(invoices, seed);
+        let mut starts = Vec::new();
+        loop {
+            let (customers, made, word_pos) = (
+                generator.customers,
+                generator.invoices,
+                generator.rng.get_word_pos(),
+            );
+            let Some(customer) = generator.next() else {
+                break;
+            };
+            // A customer's invoices fail a billing period apart, the first one first.
+            starts.push(Start {
+                first_failure: customer[0].failed_at.as_second(),
+                customers,
+                invoices: made,
+                word_pos,
+            });
+        }
+        starts.sort_unstable();
+        Self {
+            invoices,
+            seed,
+            starts,
+        }
+    }
+
+    /// Every customer, in the order of their first failure.
+    pub fn customers(&self) -> impl Iterator<Item = Vec<FailedInvoice>> + Send + '_ {
+        let mut generator = Generator::new(self.invoices, self.seed);
+        self.starts.iter().filter_map(move |start| {
+            generator.rng.set_word_pos(start.word_pos);
+            generator.customers = start.customers;
+            generator.invoices = start.invoices;
+            // As many invoices left as when the customer was first made: its count draws the same.
+            generator.left = self.invoices - start.invoices;
+            generator.next()
+        })
     }
 }
 
@@ -228,6 +296,16 @@ impl Iterator for Generator {
 }
 
 impl Generator {
+    fn new(invoices: u64, seed: u64) -> Self {
+        Generator {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            calendar: Calendar::new(),
+            left: invoices,
+            customers: 0,
+            invoices: 0,
+        }
+    }
+
     fn next_invoice_id(&mut self) -> String {
         self.invoices += 1;
         id("in_", self.invoices)

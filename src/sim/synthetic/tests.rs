@@ -220,3 +220,13 @@ fn behaviours_are_each_present_in_a_plausible_share() {
     let fourth_nudge = share(&|i| i.updates_card.is_some_and(|u| u.after_nudges == 4));
     assert!(first_nudge > 2.0 * fourth_nudge);
 }
+
+#[test]
+fn arrivals_are_the_population_in_the_order_of_the_first_failure() {
+    let mut sorted: Vec<_> = population(3_000, 9).collect();
+    // A stable sort: the generator's order breaks ties.
+    sorted.sort_by_key(|c| c[0].failed_at);
+    let arrivals = Arrivals::new(3_000, 9);
+    assert_eq!(arrivals.customers().collect::<Vec<_>>(), sorted);
+    assert_eq!(arrivals.customers().count(), sorted.len());
+}
