@@ -153,6 +153,9 @@ pub struct World {
     observed: Vec<Observation>,
     /// Moments played, to catch a policy that reschedules itself forever.
     moments: u32,
+    /// The next moment, worked out once after each step (nothing else changes the world between
+    /// steps); `None` once nothing more happens to this customer.
+    upcoming: Option<(Timestamp, Moment)>,
 }
 
 impl World {
@@ -191,7 +194,7 @@ impl World {
             .map(|u| first.failed_at + reply(u.reply_hours));
         let zone = timing::zone(&first.timezone);
         let count = invoices.len();
-        Self {
+        let mut world = Self {
             networks,
             invoices,
             zone,
@@ -207,20 +210,20 @@ impl World {
             gave_up: false,
             observed: Vec::new(),
             moments: 0,
-        }
+            upcoming: None,
+        };
+        world.upcoming = world.next_moment();
+        world
     }
 
     /// When the next moment is; `None` once nothing more happens to this customer.
     pub fn next_at(&self) -> Option<Timestamp> {
-        if self.gave_up {
-            return None;
-        }
-        self.next_moment().map(|(at, _)| at)
+        self.upcoming.map(|(at, _)| at)
     }
 
     /// Plays the next moment under `policy`; returns when the one after is, if any.
     pub fn step(&mut self, policy: &Policy) -> Option<Timestamp> {
-        let (at, moment) = self.next_moment().filter(|_| !self.gave_up)?;
+        let (at, moment) = self.upcoming?;
         self.moments += 1;
         assert!(
             self.moments <= MAX_MOMENTS,
@@ -239,6 +242,7 @@ impl World {
                 self.apply(policy, i, &Input::Timer { timer, card }, at);
             }
         }
+        self.upcoming = self.next_moment().filter(|_| !self.gave_up);
         self.next_at()
     }
 
@@ -562,16 +566,16 @@ impl World {
     fn breaks_a_rule(&self, on: usize, i: usize, attempt: u32, now: Timestamp) -> Option<Breach> {
         let card = &self.cards[on];
         let invoice_id = &self.invoices[i].invoice_id;
-        let earlier: Vec<&Try> = card.tries.iter().filter(|t| t.at <= now).collect();
-        let rule = if let Some(stop) = earlier.iter().find(|t| t.never) {
+        let mut earlier = card.tries.iter().filter(|t| t.at <= now);
+        let rule = if let Some(stop) = earlier.clone().find(|t| t.never) {
             Some((
                 "retry after a never-retry decline".to_owned(),
-                vec![(*stop).clone()],
+                vec![stop.clone()],
             ))
-        } else if let Some(wait) = earlier.iter().find(|t| t.wait.is_some_and(|w| now < w)) {
+        } else if let Some(wait) = earlier.find(|t| t.wait.is_some_and(|w| now < w)) {
             Some((
                 "retry before the network's advised wait".to_owned(),
-                vec![(*wait).clone()],
+                vec![wait.clone()],
             ))
         } else {
             let made = self.try_of(i, attempt, now, true);
