@@ -43,10 +43,12 @@ pub struct Plan {
 }
 
 impl Default for Plan {
-    /// The timing of `docs/design/timing.md#spacing-retries`: six retries of a soft decline, 3, 7,
-    /// 12, 17, 23 and 30 days after the failure (inside Stripe's recommended "8 tries within 2
-    /// weeks" to "2 months" range: an empty account fills on a payday that may be a month away),
-    /// the same six of an ambiguous decline before it is the customer's to act on, none later than 60 days
+    /// The timing of `docs/design/timing.md#spacing-retries`: eight retries of a soft decline, 3,
+    /// 7, 12, 17, 23, 30, 37 and 44 days after the failure (inside Stripe's recommended "8 tries
+    /// within 2 weeks" to "2 months" range: an empty account fills on a payday that may be a month
+    /// away, and retries the evidence moves earlier leave the last payday of the two months out
+    /// with six), the same eight of an ambiguous decline before it is the customer's to act on, at
+    /// most 10 attempts in all, none later than 60 days
     /// after the failure (Stripe's own longest setting, 2 months), local 09:00–20:00, the 1st and the 15th as paydays, half an hour of
     /// jitter, a new card tried within five minutes, and nothing of recoup's own while Stripe's
     /// retries are on.
@@ -57,9 +59,9 @@ impl Default for Plan {
                 .collect()
         };
         Self {
-            soft: days(&[3, 4, 5, 5, 6, 7]),
-            ambiguous: days(&[3, 4, 5, 5, 6, 7]),
-            max_attempts: 8,
+            soft: days(&[3, 4, 5, 5, 6, 7, 7, 7]),
+            ambiguous: days(&[3, 4, 5, 5, 6, 7, 7, 7]),
+            max_attempts: 10,
             within: SignedDuration::from_hours(60 * 24),
             window: Window {
                 start_hour: 9,

@@ -112,7 +112,7 @@ fn the_opening_leaves_the_retry_plan_to_the_decline_read_next() {
     );
     let said = &soft.timeline.last().unwrap().detail;
     assert!(
-        said.contains(": retry 1 of 6 for a soft decline: "),
+        said.contains(": retry 1 of 8 for a soft decline: "),
         "{said}"
     );
 
@@ -123,7 +123,7 @@ fn the_opening_leaves_the_retry_plan_to_the_decline_read_next() {
     assert_eq!(ambiguous.timers, opened.timers, "the time stays");
     let said = &ambiguous.timeline.last().unwrap().detail;
     assert!(
-        said.contains(": retry 1 of 6 for an ambiguous decline: "),
+        said.contains(": retry 1 of 8 for an ambiguous decline: "),
         "{said}"
     );
 

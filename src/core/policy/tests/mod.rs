@@ -414,7 +414,7 @@ fn declined(retries: u32, class: DeclineClass, code: &str, zone: &str) -> Case {
 fn a_soft_decline_is_retried_on_the_plans_gaps_until_they_run_out() {
     let plan = Plan::default();
     let mut gaps_seen = Vec::new();
-    for retries in 0..6 {
+    for retries in 0..8 {
         let case = declined(
             retries,
             DeclineClass::Soft,
@@ -431,13 +431,13 @@ fn a_soft_decline_is_retried_on_the_plans_gaps_until_they_run_out() {
     }
     assert_eq!(
         gaps_seen,
-        [3, 4, 5, 5, 6, 7],
+        [3, 4, 5, 5, 6, 7, 7, 7],
         "whole days waited before each retry"
     );
-    let spent = declined(6, DeclineClass::Soft, "processing_error", "Europe/Paris");
+    let spent = declined(8, DeclineClass::Soft, "processing_error", "Europe/Paris");
     assert_eq!(
         plan.next_retry(&spent).unwrap_err(),
-        "no retry left: the plan has 6 for a soft decline"
+        "no retry left: the plan has 8 for a soft decline"
     );
 }
 
