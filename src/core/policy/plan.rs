@@ -216,24 +216,24 @@ impl Plan {
             &case.paydays
         };
         let end = time::later(first_failure, self.within);
-        // No payday left before the end: the retry keeps its place after the gap rather than
-        // being given up — an attempt that may find the money beats none.
-        let mut no_payday_left = false;
-        let mut place = |t| {
-            let daytime = timing::into_window(t, &zone, self.window);
-            if !payday {
-                return daytime;
-            }
-            let on_payday = timing::on_payday(t, &zone, paydays, self.window);
-            no_payday_left = on_payday > end && daytime <= end;
-            if no_payday_left { daytime } else { on_payday }
-        };
-        // Jitter after placing: cases moved to a window's opening would otherwise all land on its
-        // first second. Near the window's close the jitter is dropped rather than spill out of it.
         let from = match answered {
             Some(at) => at.max(time::later(last.at, network_wait)),
             None => time::later(last.at, gap.max(network_wait)),
         };
+        // No payday left before the end: the retry keeps its place after the gap rather than
+        // being given up — an attempt that may find the money beats none.
+        let no_payday_left = payday
+            && timing::on_payday(from, &zone, paydays, self.window) > end
+            && timing::into_window(from, &zone, self.window) <= end;
+        let place = |t| {
+            if payday && !no_payday_left {
+                timing::on_payday(t, &zone, paydays, self.window)
+            } else {
+                timing::into_window(t, &zone, self.window)
+            }
+        };
+        // Jitter after placing: cases moved to a window's opening would otherwise all land on its
+        // first second. Near the window's close the jitter is dropped rather than spill out of it.
         let placed = place(from);
         let jittered = time::later(
             placed,
