@@ -63,7 +63,7 @@ fn tuning_beats_or_keeps_the_base_on_held_out_customers_and_keeps_the_limits() {
         "--budget",
         "10m",
         "--max-attempts-per-invoice",
-        "2.5",
+        "3",
         "--max-lost-to-nagging",
         "0.05",
         "--out",
@@ -96,7 +96,7 @@ fn tuning_beats_or_keeps_the_base_on_held_out_customers_and_keeps_the_limits() {
     assert!(number(&share[1]) >= number(&share[0]), "{table}");
     assert_eq!(row(&table, "network-rule breaches")[1], "0", "{table}");
     assert!(
-        number(&row(&table, "attempts per invoice")[1]) <= 2.5,
+        number(&row(&table, "attempts per invoice")[1]) <= 3.0,
         "{table}"
     );
     let lost = row(&table, "customers lost to nagging");
@@ -241,4 +241,37 @@ fn bad_input_and_limits_no_policy_keeps_are_one_line_errors_and_write_nothing() 
         assert!(output.stdout.is_empty(), "{all:?}");
         assert!(!out.exists(), "{all:?} wrote {}", out.display());
     }
+}
+
+#[test]
+fn a_base_over_the_limits_is_no_fallback_and_what_keeps_them_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tuned.toml");
+    let output = tune(&[
+        "--synthetic",
+        "2000",
+        "--seed",
+        "5",
+        "--max-candidates",
+        "12",
+        "--max-attempts-per-invoice",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let table = text(&output.stdout);
+    assert!(output.status.success(), "{}\n{table}", text(&output.stderr));
+    let attempts = row(&table, "attempts per invoice");
+    assert!(
+        number(&attempts[0]) > 2.0,
+        "the shipped policy spends more: {table}"
+    );
+    assert!(number(&attempts[1]) <= 2.0, "{table}");
+    assert!(
+        table.contains("The base policy breaks the limits asked for (")
+            && table.contains("(at most 2)"),
+        "{table}"
+    );
+    assert!(!table.contains("The base policy is kept"), "{table}");
+    assert_ne!(policy(&out), recoup::policy::Policy::shipped());
 }

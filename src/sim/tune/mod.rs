@@ -396,8 +396,11 @@ pub fn run(
         ended,
     };
     // The held-out customers decide whether the search's best is kept: one that does worse there
-    // than the base fitted the training customers, not the population, and the base is written.
-    let generalised = measured.held_out.1.share >= measured.held_out.0.share;
+    // than the base fitted the training customers, not the population, and the base is written —
+    // unless the base itself breaks the limits asked for, when it is no fallback at all.
+    let base_broke = options.constraints.broken(&base_train, customers);
+    let generalised =
+        !base_broke.is_empty() || measured.held_out.1.share >= measured.held_out.0.share;
     let (kept, kept_policy) = if generalised {
         (found.point.clone(), tuned)
     } else {
@@ -438,6 +441,13 @@ pub fn run(
     if !generalised {
         printed += &not_generalised(&measured).replace("# ", "");
         printed += "\n";
+    } else if !base_broke.is_empty() {
+        let _ = writeln!(
+            printed,
+            "The base policy breaks the limits asked for ({}), so the best of the search that keeps \
+             them is written, whatever it gives up against the base.",
+            base_broke.join(", ")
+        );
     } else if changes.is_empty() {
         printed += "No change beat the base policy: the file written is the base policy.\n";
     }
