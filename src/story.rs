@@ -432,6 +432,7 @@ mod tests {
                 card: Some(crate::policy::Card {
                     fingerprint: "Xt5EWLLDS7FJjR1c".into(),
                     brand: "visa".into(),
+                    expires_at: None,
                 }),
                 ..Declined::default()
             }),

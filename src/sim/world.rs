@@ -39,7 +39,7 @@ use crate::policy::networks::{Charged, Networks};
 use crate::policy::{
     Action, Card, Case, Channel, Charge, ChargeResult, CustomerFacts, DeclineClass, Declined, End,
     EndResult, Input, NudgeKind, NudgePlan, NudgeResult, Policy, RecoveredBy, State, Timer,
-    card_expired, decide, timing,
+    card_expired, card_expires_at, decide, timing,
 };
 
 /// How long after its failure an invoice is followed; nothing later counts.
@@ -166,6 +166,9 @@ impl World {
             card: Card {
                 fingerprint: first.card.fingerprint.clone(),
                 brand: first.card.brand.clone(),
+                expires_at: first.card.exp_month.zip(first.card.exp_year).and_then(
+                    |(month, year)| card_expires_at(u32::from(month), u32::try_from(year).ok()?),
+                ),
             },
             tries: Vec::new(),
         };
@@ -378,6 +381,7 @@ impl World {
         let card = Card {
             fingerprint: format!("{}:new", old.fingerprint),
             brand: old.brand.clone(),
+            expires_at: None,
         };
         let customer = self.invoices[0].customer_id.clone();
         let event = Event {

@@ -11,7 +11,7 @@ use super::fault::Fault;
 use super::{Inputs, Worker, expiring, note_try, nudges, store_backoff};
 use crate::event::{Event, EventKind, EventObject, Invoice};
 use crate::policy::budget::Try;
-use crate::policy::{Card, Case, Charge, ChargeResult, Input, State};
+use crate::policy::{Case, Charge, ChargeResult, Input, State};
 use crate::store::{Failure, InboxEntry, Store};
 use crate::telemetry::metric;
 
@@ -261,10 +261,7 @@ async fn dispute_input<S: Store>(
     };
     let input = Input::Dispute {
         event: Box::new(event.clone()),
-        card: card.map(|c| Card {
-            fingerprint: c.fingerprint,
-            brand: c.brand,
-        }),
+        card,
     };
     Ok(Some((customer, input)))
 }

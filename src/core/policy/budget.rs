@@ -586,6 +586,7 @@ mod tests {
             card: Some(super::super::Card {
                 fingerprint: "fp".into(),
                 brand: "mastercard".into(),
+                expires_at: None,
             }),
             ..super::super::Declined::default()
         };

@@ -397,6 +397,12 @@ pub struct Card {
     pub fingerprint: String,
     /// `visa`, `mastercard`, … as Stripe names the brand.
     pub brand: String,
+    /// When the card stops working: the first moment after its expiry month
+    /// ([`card_expires_at`](super::card_expires_at)), when Stripe showed it. No retry on it is
+    /// planned for later: it would be declined as expired whatever the customer's balance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Timestamp>,
 }
 
 /// Who an invoice was addressed to (its `customer_name` and `customer_email`).

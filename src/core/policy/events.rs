@@ -121,6 +121,10 @@ fn on_customer_event(policy: &Policy, case: Option<&Case>, event: &Event) -> Dec
                 Some(Card {
                     fingerprint: c.fingerprint.clone()?,
                     brand: c.brand.clone()?,
+                    expires_at: c
+                        .exp_month
+                        .zip(c.exp_year)
+                        .and_then(|(month, year)| super::card_expires_at(month, year)),
                 })
             });
             (pm.customer.as_deref(), Some(&pm.id), card, None)

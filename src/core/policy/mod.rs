@@ -60,7 +60,7 @@ pub use self::learning::{Evidence, Learning, RetryChoice};
 pub use self::networks::Networks;
 pub use self::nudge::{
     CardOnFile, Cover, NudgePlan, NudgeResult, Nudged, RETRY_GAPS, RETRY_UNDER_WAY, Step,
-    card_expired, contact_window,
+    card_expired, card_expires_at, contact_window,
 };
 use self::nudged::{on_nudge_covered, on_nudge_held, on_nudged};
 pub use self::opened::LinkOutcome;

@@ -380,17 +380,17 @@ pub fn contact_window(written: &str) -> Option<Window> {
 /// Whether a card expiring `exp_month`/`exp_year` no longer works at `at`: cards are good through
 /// the last day of their expiry month (counted in UTC, a few hours' caution either way).
 pub fn card_expired(exp_month: u32, exp_year: u32, at: Timestamp) -> bool {
+    card_expires_at(exp_month, exp_year).is_some_and(|expires| expires <= at)
+}
+
+/// The first moment a card expiring `exp_month`/`exp_year` no longer works: the start of the
+/// following month, UTC. `None` for a date out of range.
+pub fn card_expires_at(exp_month: u32, exp_year: u32) -> Option<Timestamp> {
     let month = i8::try_from(exp_month).unwrap_or(12).clamp(1, 12);
-    let year = i16::try_from(exp_year).unwrap_or(i16::MAX);
-    let Ok(first) = jiff::civil::Date::new(year, month, 1) else {
-        return false;
-    };
-    let Ok(after) = first.checked_add(jiff::Span::new().months(1)) else {
-        return false;
-    };
-    after
-        .to_zoned(TimeZone::UTC)
-        .is_ok_and(|after| after.timestamp() <= at)
+    let year = i16::try_from(exp_year).ok()?;
+    let first = jiff::civil::Date::new(year, month, 1).ok()?;
+    let after = first.checked_add(jiff::Span::new().months(1)).ok()?;
+    after.to_zoned(TimeZone::UTC).ok().map(|z| z.timestamp())
 }
 
 /// A customer's card as Stripe shows it, for the expiring-card nudge.

@@ -43,15 +43,14 @@ pub struct Plan {
 }
 
 impl Default for Plan {
-    /// The timing of `docs/design/timing.md#spacing-retries`: eight retries of a soft decline, 3,
-    /// 7, 12, 17, 23, 30, 37 and 44 days after the failure (inside Stripe's recommended "8 tries
-    /// within 2 weeks" to "2 months" range: an empty account fills on a payday that may be a month
-    /// away, and retries the evidence moves earlier leave the last payday of the two months out
-    /// with six), the same eight of an ambiguous decline before it is the customer's to act on, at
-    /// most 10 attempts in all, none later than 60 days
-    /// after the failure (Stripe's own longest setting, 2 months), local 09:00–20:00, the 1st and the 15th as paydays, half an hour of
-    /// jitter, a new card tried within five minutes, and nothing of recoup's own while Stripe's
-    /// retries are on.
+    /// The timing of `docs/design/timing.md#spacing-retries`: twelve retries of a soft decline,
+    /// every 3 to 5 days (days 3, 6, 9, 13, 17, 21, 26, 31, 36, 41, 46 and 51 after the failure:
+    /// money that lands is often gone within a day or two, so frequent tries find more of it than
+    /// long waits for the likely day), eight of an ambiguous decline (days 3, 7, 12, 17, 23, 30, 37
+    /// and 44) before it is the customer's to act on, at most 14 attempts in all, none later than 60
+    /// days after the failure (Stripe's own longest setting, 2 months) or once the card has expired,
+    /// local 09:00–20:00, the 1st and the 15th as paydays, half an hour of jitter, a new card tried
+    /// within five minutes, and nothing of recoup's own while Stripe's retries are on.
     fn default() -> Self {
         let days = |d: &[i64]| {
             d.iter()
@@ -59,9 +58,9 @@ impl Default for Plan {
                 .collect()
         };
         Self {
-            soft: days(&[3, 4, 5, 5, 6, 7, 7, 7]),
+            soft: days(&[3, 3, 3, 4, 4, 4, 5, 5, 5, 5, 5, 5]),
             ambiguous: days(&[3, 4, 5, 5, 6, 7, 7, 7]),
-            max_attempts: 10,
+            max_attempts: 14,
             within: SignedDuration::from_hours(60 * 24),
             window: Window {
                 start_hour: 9,
@@ -111,12 +110,12 @@ impl Plan {
             // 10 minutes, doubling with each error in a row.
             let wait = AFTER_ERROR * 2_i32.pow(last.errors.saturating_sub(1).min(16));
             let at = timing::into_window(time::later(last.at, wait), &zone, self.window);
-            if at > time::later(first_failure, self.within) {
+            let end = self.end(case, first_failure);
+            if at > end.at {
                 return Err(format!(
-                    "attempt {} reached no result and the policy's {} from the first failure are \
-                     over",
+                    "attempt {} reached no result and its next try would fall after {}",
                     last.number,
-                    human(self.within)
+                    end.words(self)
                 ));
             }
             return Ok(NextRetry {
@@ -215,7 +214,7 @@ impl Plan {
         } else {
             &case.paydays
         };
-        let end = time::later(first_failure, self.within);
+        let end = self.end(case, first_failure);
         let from = match answered {
             Some(at) => at.max(time::later(last.at, network_wait)),
             None => time::later(last.at, gap.max(network_wait)),
@@ -223,8 +222,8 @@ impl Plan {
         // No payday left before the end: the retry keeps its place after the gap rather than
         // being given up — an attempt that may find the money beats none.
         let no_payday_left = payday
-            && timing::on_payday(from, &zone, paydays, self.window) > end
-            && timing::into_window(from, &zone, self.window) <= end;
+            && timing::on_payday(from, &zone, paydays, self.window) > end.at
+            && timing::into_window(from, &zone, self.window) <= end.at;
         let place = |t| {
             if payday && !no_payday_left {
                 timing::on_payday(t, &zone, paydays, self.window)
@@ -244,12 +243,11 @@ impl Plan {
         } else {
             placed
         };
-        if at > end {
+        if at > end.at {
             return Err(case.words(|| {
                 format!(
-                    "no retry left: the next would fall after the policy's {} from the first \
-                     failure",
-                    human(self.within)
+                    "no retry left: the next would fall after {}",
+                    end.words(self)
                 )
             }));
         }
@@ -300,6 +298,52 @@ impl Plan {
                 )
             }),
         })
+    }
+}
+
+/// The last moment a retry of a case can be: the policy's `within` after the first failure, or
+/// earlier, the moment before the card expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct End {
+    pub at: Timestamp,
+    /// The card's expiry comes first.
+    expiry: bool,
+}
+
+impl End {
+    /// What it is, in words, for a plan that has no retry left before it.
+    fn words(self, plan: &Plan) -> String {
+        if self.expiry {
+            format!(
+                "the card's expiry ({} UTC): only a new card can pay now",
+                time::later(self.at, SignedDuration::from_secs(1)).strftime("%Y-%m-%d %H:%M")
+            )
+        } else {
+            format!("the policy's {} from the first failure", human(plan.within))
+        }
+    }
+}
+
+impl Plan {
+    /// When the retries of `case`, which first failed at `first_failure`, end.
+    pub(super) fn end(&self, case: &Case, first_failure: Timestamp) -> End {
+        let within = time::later(first_failure, self.within);
+        // A retry at the expiry's very moment is declined: the second before it is the last.
+        match case
+            .card
+            .as_ref()
+            .and_then(|c| c.expires_at)
+            .map(|at| time::later(at, SignedDuration::from_secs(-1)))
+        {
+            Some(expires) if expires < within => End {
+                at: expires,
+                expiry: true,
+            },
+            _ => End {
+                at: within,
+                expiry: false,
+            },
+        }
     }
 }
 

@@ -416,6 +416,7 @@ impl Stripe {
                 Some(Card {
                     fingerprint: card.fingerprint?,
                     brand: card.brand?,
+                    expires_at: expires_at(card.exp_month, card.exp_year),
                 })
             });
         Ok(Some(DisputedCharge {
@@ -544,6 +545,7 @@ fn declined(error: &ApiErrors) -> Declined {
             Some(Card {
                 fingerprint: card.fingerprint.clone()?,
                 brand: card.brand.clone(),
+                expires_at: expires_at(card.exp_month, card.exp_year),
             })
         });
     Declined {
@@ -569,6 +571,14 @@ fn brief(error: &StripeError) -> String {
         ),
         other => other.to_string(),
     }
+}
+
+/// When a card Stripe shows with `exp_month`/`exp_year` stops working.
+fn expires_at(exp_month: i64, exp_year: i64) -> Option<jiff::Timestamp> {
+    crate::policy::card_expires_at(
+        u32::try_from(exp_month).ok()?,
+        u32::try_from(exp_year).ok()?,
+    )
 }
 
 #[cfg(test)]
@@ -628,7 +638,9 @@ mod tests {
             read.card,
             Some(Card {
                 fingerprint: "fp_mc_1".into(),
-                brand: "mastercard".into()
+                brand: "mastercard".into(),
+                // The card shows 08/2030: it works through August.
+                expires_at: Some("2030-09-01T00:00:00Z".parse().unwrap()),
             })
         );
 

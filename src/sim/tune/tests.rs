@@ -47,15 +47,16 @@ fn a_changed_value_is_written_where_it_was_and_commented() {
     );
     assert_eq!(
         changes[0].was,
-        r#"["3d", "4d", "5d", "5d", "6d", "7d", "7d", "7d"]"#
+        r#"["3d", "3d", "3d", "4d", "4d", "4d", "5d", "5d", "5d", "5d", "5d", "5d"]"#
     );
     // The gaps left alone keep their spelling; the one changed is in days.
-    assert_eq!(changes[0].now, r#"["3d", "9d", "5d", "5d"]"#);
+    assert_eq!(changes[0].now, r#"["3d", "9d", "3d", "4d"]"#);
     let text = document.to_string();
     assert!(
         text.contains(
-            "# tuned: was [\"3d\", \"4d\", \"5d\", \"5d\", \"6d\", \"7d\", \"7d\", \"7d\"] — with \
-             the other changes, measured\nsoft = [\"3d\", \"9d\", \"5d\", \"5d\"]\n"
+            "# tuned: was [\"3d\", \"3d\", \"3d\", \"4d\", \"4d\", \"4d\", \"5d\", \"5d\", \"5d\", \
+             \"5d\", \"5d\", \"5d\"] — with the other changes, measured\nsoft = [\"3d\", \"9d\", \
+             \"3d\", \"4d\"]\n"
         ),
         "{text}"
     );

@@ -205,8 +205,11 @@ pub fn retime(
         &zone,
         plan.window,
     );
-    let latest =
-        time::later(earliest, learning.look_ahead).min(time::later(first_failure, plan.within));
+    let latest = time::later(earliest, learning.look_ahead).min(plan.end(case, first_failure).at);
+    // No candidate fits before the end (the card expires first): the static plan's retry stands.
+    if earliest > latest {
+        return (next, None);
+    }
     let groups = Groups::new(evidence, reason, case.country.as_deref());
     let explore = explores(&case.invoice_id, next.attempt, learning.explore);
     let last_hour = at_hour(last.at, &zone);

@@ -27,6 +27,7 @@ fn declined_on(decline_code: &str, advice_code: Option<&str>, brand: &str) -> Ch
         card: Some(Card {
             fingerprint: "fp_1".to_owned(),
             brand: brand.to_owned(),
+            expires_at: None,
         }),
         ..Declined::default()
     })
@@ -112,7 +113,7 @@ fn the_opening_leaves_the_retry_plan_to_the_decline_read_next() {
     );
     let said = &soft.timeline.last().unwrap().detail;
     assert!(
-        said.contains(": retry 1 of 8 for a soft decline: "),
+        said.contains(": retry 1 of 12 for a soft decline: "),
         "{said}"
     );
 
@@ -406,7 +407,9 @@ fn a_new_card_becomes_the_card_whose_budget_the_retry_spends() {
         carded.card,
         Some(Card {
             fingerprint: "Qm8ZvN2pLk4TyR7w".into(),
-            brand: "visa".into()
+            brand: "visa".into(),
+            // The card shows 03/2029: it works through March.
+            expires_at: Some("2029-04-01T00:00:00Z".parse().unwrap()),
         })
     );
 }

@@ -179,7 +179,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     /// Whatever the evidence, a learned retry keeps the plan's attempt number, stays inside the
-    /// customer's window and the policy's `within`, waits at least `min_gap` and any Mastercard
+    /// customer's window, the policy's `within` and the card's expiry, waits at least `min_gap` and any Mastercard
     /// wait, and comes out the same twice.
     #[test]
     fn whatever_the_evidence_a_learned_retry_keeps_every_bound(
@@ -189,9 +189,12 @@ proptest! {
         retries in 0u32..4,
         advice in prop::option::of(prop::sample::select(vec!["24", "25", "26", "27"])),
         zone in prop::sample::select(vec!["America/New_York", "Asia/Tokyo", "Europe/Berlin", "UTC"]),
+        expires_in_hours in prop::option::of(1i64..1_500),
     ) {
         let mut case = declined(retries, DeclineClass::Soft, "insufficient_funds", zone);
         case.country = Some("US".to_owned());
+        let expires = expires_in_hours.map(|hours| case.attempts.last().unwrap().at + SignedDuration::from_hours(hours));
+        case.card = Some(Card { fingerprint: "fp_1".into(), brand: "visa".into(), expires_at: expires });
         let opened = case.opened_at;
         if let Some(decline) = case.decline.as_mut() {
             decline.network_advice_code = advice.map(str::to_owned);
@@ -218,6 +221,7 @@ proptest! {
         let wait = case.decline.as_ref().and_then(|d| d.network_wait).unwrap_or(SignedDuration::ZERO);
         prop_assert!(next.at >= last + policy.learning.min_gap.min(static_next.at.duration_since(last)).max(wait));
         prop_assert!(next.at <= case.failed_at.unwrap() + plan.within);
+        prop_assert!(expires.is_none_or(|expires| next.at < expires), "{} after the card expires", next.at);
         let local = next.at.to_zoned(timing::zone(zone));
         prop_assert!((9..20).contains(&local.hour()), "{}", local);
     }

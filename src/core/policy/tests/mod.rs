@@ -414,7 +414,7 @@ fn declined(retries: u32, class: DeclineClass, code: &str, zone: &str) -> Case {
 fn a_soft_decline_is_retried_on_the_plans_gaps_until_they_run_out() {
     let plan = Plan::default();
     let mut gaps_seen = Vec::new();
-    for retries in 0..8 {
+    for retries in 0..12 {
         let case = declined(
             retries,
             DeclineClass::Soft,
@@ -431,13 +431,13 @@ fn a_soft_decline_is_retried_on_the_plans_gaps_until_they_run_out() {
     }
     assert_eq!(
         gaps_seen,
-        [3, 4, 5, 5, 6, 7, 7, 7],
+        [3, 3, 3, 4, 4, 4, 5, 5, 5, 5, 5, 5],
         "whole days waited before each retry"
     );
-    let spent = declined(8, DeclineClass::Soft, "processing_error", "Europe/Paris");
+    let spent = declined(12, DeclineClass::Soft, "processing_error", "Europe/Paris");
     assert_eq!(
         plan.next_retry(&spent).unwrap_err(),
-        "no retry left: the plan has 8 for a soft decline"
+        "no retry left: the plan has 12 for a soft decline"
     );
 }
 
@@ -559,6 +559,43 @@ fn the_attempt_cap_and_the_overall_window_end_the_plan() {
     );
 }
 
+#[test]
+fn no_retry_is_planned_after_the_card_expires() {
+    // Soft-declined at NOW, retried once a day later; the card stops working 4 days after NOW.
+    let mut case = declined(1, DeclineClass::Soft, "insufficient_funds", "UTC");
+    let expires = now() + SignedDuration::from_hours(4 * 24);
+    case.card = Some(Card {
+        fingerprint: "fp_1".into(),
+        brand: "visa".into(),
+        expires_at: Some(expires),
+    });
+    let plan = Plan::default();
+    // The next payday or the gap would come after the expiry: the retry comes before it, in the
+    // customer's daytime, after no payday (none is left before the end).
+    match plan.next_retry(&case) {
+        Ok(next) => {
+            assert!(next.at < expires, "{} not before {expires}", next.at);
+            assert!(
+                next.at >= case.attempts[1].at + plan.soft[1].min(SignedDuration::from_hours(24))
+            );
+        }
+        Err(why) => assert!(why.contains("the card's expiry"), "{why}"),
+    }
+    // Once the expiry is nearer than any gap, the plan says so instead of planning a retry that
+    // would be declined as expired.
+    case.card.as_mut().unwrap().expires_at =
+        Some(case.attempts[1].at + SignedDuration::from_hours(1));
+    let none = plan.next_retry(&case).unwrap_err();
+    assert!(
+        none.starts_with("no retry left: the next would fall after the card's expiry ("),
+        "{none}"
+    );
+    assert!(none.ends_with("only a new card can pay now"), "{none}");
+    // A card without a known expiry is retried as before.
+    case.card.as_mut().unwrap().expires_at = None;
+    assert!(plan.next_retry(&case).is_ok());
+}
+
 proptest! {
     /// Whatever the history, class, decline and zone: the plan never retries a decline time does not
     /// fix, never plans outside the customer's daytime, never before the gap or after its window,
@@ -577,12 +614,15 @@ proptest! {
         ],
         start_hour in 0u8..23,
         hours in 1u8..12,
+        expires_in_days in prop::option::of(0i64..70),
     ) {
         let plan = Plan {
             window: timing::Window { start_hour, end_hour: (start_hour + hours).min(24) },
             ..Plan::default()
         };
-        let case = declined(retries, class, code, zone);
+        let mut case = declined(retries, class, code, zone);
+        let expires = expires_in_days.map(|days| now() + SignedDuration::from_hours(24 * days));
+        case.card = Some(Card { fingerprint: "fp_1".into(), brand: "visa".into(), expires_at: expires });
         let next = plan.next_retry(&case);
         prop_assert_eq!(&next, &plan.next_retry(&case));
         let Ok(next) = next else { return Ok(()) };
@@ -595,6 +635,7 @@ proptest! {
         let last = case.attempts.last().unwrap();
         prop_assert!(next.at >= last.at + plan.soft[0].min(plan.ambiguous[0]));
         prop_assert!(next.at <= case.failed_at.unwrap() + plan.within);
+        prop_assert!(expires.is_none_or(|expires| next.at < expires), "{} after the expiry", next.at);
         prop_assert!(next.attempt <= plan.max_attempts);
     }
 }
