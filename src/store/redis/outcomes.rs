@@ -1,7 +1,7 @@
 //! The evidence in Redis: one hash, `recoup:evidence`, whose fields are
 //! `<reason>|<country or *>|<slot>|t` (tries) and `…|p` (payments). An attempt adds to at most 24
 //! fields in one pipeline; a worker reads the hash whole every minute. Its size is fixed by the
-//! groups seen: 160 fields a group, under 3 × 250 groups — a few megabytes at the very most,
+//! groups seen: 166 fields a group, under 3 × 250 groups — a few megabytes at the very most,
 //! whatever the number of attempts.
 
 // keys, scripts and helpers of `mod.rs` in scope.

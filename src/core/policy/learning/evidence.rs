@@ -4,8 +4,8 @@
 //! of its *group* — the reason the invoice first failed ([`Reason`]) in the customer's country,
 //! and the same reason in every country — one counter per feature value of the attempt's moment:
 //! the local day of the month, the weekday, the local hour, how far the customer's own payday was
-//! ([`Moment::payday`]) and how long after the failure it was. A group is 80 pairs of counters
-//! (640 bytes) whatever the number of attempts, and there are at most 3 reasons × 250 countries of
+//! ([`Moment::payday`]: days after it, or 1–3 days before the next) and how long after the failure
+//! it was. A group is 83 pairs of counters (664 bytes) whatever the number of attempts, and there are at most 3 reasons × 250 countries of
 //! them: under half a megabyte for any history. Old evidence fades by halving: once a group holds
 //! [`FADE_AT`] tries, every counter of it is halved, so the recent past always weighs at least as
 //! much as everything before it.
@@ -31,15 +31,17 @@ const WEEKDAY: usize = 32; // 7, Monday first
 const HOUR: usize = 39; // 24 local hours
 const PAYDAY: usize = 63; // 0..=7 days after the customer's payday, 8: no payday known
 const SINCE: usize = 72; // 8 spans of time since the failure
-pub(super) const SLOTS: usize = 80;
+const BEFORE: usize = 80; // 1..=3 days before the customer's payday (after the rest: older counts keep their slots)
+pub(super) const SLOTS: usize = 83;
 
 /// What a feature is called in an explanation and an export, and where its values start.
-pub(super) const FEATURES: [(&str, usize, usize); 5] = [
+pub(super) const FEATURES: [(&str, usize, usize); 6] = [
     ("day", DAY, 31),
     ("weekday", WEEKDAY, 7),
     ("hour", HOUR, 24),
     ("payday", PAYDAY, 9),
     ("since", SINCE, 8),
+    ("before", BEFORE, 3),
 ];
 
 /// Where "days since the failure" ends each span: up to a day, 2, 3, 5, 8, 14, 21, and beyond.
@@ -87,7 +89,7 @@ impl Moment {
                 DAY + day - 1,
                 WEEKDAY + weekday,
                 HOUR + hour,
-                PAYDAY + Self::payday(case, local.date()),
+                Self::payday(case, local.date()),
                 SINCE + since(case, at),
             ],
         }
@@ -108,18 +110,29 @@ impl Moment {
         self
     }
 
-    /// Days since the customer's latest likely payday on or before `date` (0 on the day, up to
-    /// 7 for a week or more); 8 when no payday of theirs is known.
+    /// Where `date` falls in the customer's pay cycle: on their likely payday, or 1–3 days
+    /// before one (the days their earlier invoices were paid on are often a day or more after the
+    /// money came, so the money may be there before them), else the days since the latest one (up
+    /// to 7 for a week or more); "no payday known" when none is.
     fn payday(case: &Case, date: jiff::civil::Date) -> usize {
         if case.paydays.is_empty() {
-            return 8;
+            return PAYDAY + 8;
         }
-        (0..7)
-            .find(|back| {
-                date.checked_sub(jiff::Span::new().days(*back))
-                    .is_ok_and(|d| timing::is_payday(d, &case.paydays))
+        let payday = |days: i64| {
+            date.checked_add(jiff::Span::new().days(days))
+                .is_ok_and(|d| timing::is_payday(d, &case.paydays))
+        };
+        if payday(0) {
+            return PAYDAY;
+        }
+        if let Some(ahead) = (1..=3).find(|&ahead| payday(ahead)) {
+            return BEFORE + usize::try_from(ahead - 1).unwrap_or(0);
+        }
+        (1..7)
+            .find(|&back| payday(-back))
+            .map_or(PAYDAY + 7, |back| {
+                PAYDAY + usize::try_from(back).unwrap_or(7)
             })
-            .map_or(7, |back| usize::try_from(back).unwrap_or(7))
     }
 
     /// The moment's words for one feature, for an explanation: "day 25", "Friday", "14:00".
@@ -137,7 +150,12 @@ impl Moment {
                 0 => "their payday".to_owned(),
                 8 => "no known payday".to_owned(),
                 7 => "a week or more after their payday".to_owned(),
+                1 => "the day after their payday".to_owned(),
                 n => format!("{n} days after their payday"),
+            },
+            s if s >= BEFORE => match s - BEFORE {
+                0 => "the day before their payday".to_owned(),
+                n => format!("{} days before their payday", n + 1),
             },
             s => {
                 let span = s - SINCE;
@@ -274,7 +292,11 @@ impl Evidence {
                 for value in 0..len {
                     let slot = start + value;
                     if counts.tries[slot] > 0 {
-                        let shown = if name == "day" { value + 1 } else { value };
+                        let shown = if matches!(name, "day" | "before") {
+                            value + 1
+                        } else {
+                            value
+                        };
                         text += &format!(
                             "{reason} {country} {name} {shown} {} {}\n",
                             counts.tries[slot], counts.paid[slot]
@@ -319,11 +341,15 @@ impl Evidence {
                     .iter()
                     .find(|(name, _, _)| *name == feature)
                     .and_then(|&(name, start, len)| {
-                        let value = if name == "day" { value.checked_sub(1)? } else { value };
+                        let value = if matches!(name, "day" | "before") {
+                            value.checked_sub(1)?
+                        } else {
+                            value
+                        };
                         (value < len).then_some(start + value)
                     })
                     .ok_or_else(|| {
-                        fail("unknown feature or value (all 0, day 1–31, weekday 0–6, hour 0–23, payday 0–8, since 0–7)")
+                        fail("unknown feature or value (all 0, day 1–31, weekday 0–6, hour 0–23, payday 0–8, since 0–7, before 1–3)")
                     })?,
             };
             let count = |word: &str| {

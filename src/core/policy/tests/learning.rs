@@ -7,7 +7,7 @@ use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 
 use super::*;
-use crate::policy::learning::{Evidence, Reason, retime};
+use crate::policy::learning::{Evidence, Moment, Reason, retime};
 
 /// Evidence where attempts on `day` of the month paid `paid` times in `tries`, and every other
 /// day of the month none of its tries, for insufficient funds in the US.
@@ -173,6 +173,47 @@ fn evidence_reads_back_what_it_wrote_and_names_a_bad_line() {
             "{error}"
         );
     }
+}
+
+#[test]
+fn the_days_before_a_customers_payday_are_counted_apart_and_read_back() {
+    let mut case = insufficient_funds_in_the_us();
+    // Their earlier invoices were paid on the 15th: money may come a day or three before.
+    case.paydays = vec![15];
+    let at = |day: i8| {
+        jiff::civil::date(2027, 1, day)
+            .at(12, 0, 0, 0)
+            .to_zoned(timing::zone("America/New_York"))
+            .unwrap()
+            .timestamp()
+    };
+    let payday_slot = |day| Moment::of(&case, at(day)).slots[3];
+    let words = |day| Moment::words(payday_slot(day));
+    assert_eq!(words(15), "their payday");
+    assert_eq!(words(14), "the day before their payday");
+    assert_eq!(words(12), "3 days before their payday");
+    assert_eq!(words(16), "the day after their payday");
+    assert_eq!(words(18), "3 days after their payday");
+    // Four days before the 15th is 27 days after the last one.
+    assert_eq!(words(11), "a week or more after their payday");
+    assert_ne!(payday_slot(12), payday_slot(11));
+
+    let mut evidence = Evidence::default();
+    for (day, paid) in [(14, true), (13, false), (12, true), (15, false)] {
+        evidence.record(&case, at(day), paid);
+    }
+    let text = evidence.export();
+    assert!(
+        text.contains("insufficient_funds US before 1 1 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("insufficient_funds US before 3 1 1\n"),
+        "{text}"
+    );
+    assert_eq!(Evidence::parse(&text), Ok(evidence));
+    let error = Evidence::parse("soft US before 4 1 0\n").unwrap_err();
+    assert!(error.contains("before 1–3"), "{error}");
 }
 
 proptest! {
