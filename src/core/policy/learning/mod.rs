@@ -246,16 +246,16 @@ pub fn retime(
         let local = next.at.to_zoned(zone.clone());
         candidates.push((next.at, local.date(), local.hour()));
     }
-    let scored: Vec<Scored> = candidates.iter().map(&mut score).collect();
     // Best first; ties go to the earlier moment, so the order of candidates never decides.
     let better = |a: &&Scored, b: &&Scored| a.value.total_cmp(&b.value).then(b.at.cmp(&a.at));
-    let Some(best) = scored.iter().max_by(better) else {
-        return (next, None);
-    };
-    let at = best.at;
     // Nobody reads the reasons of a case that keeps no story (a simulated one): the choice is
-    // all it needs, and writing them would cost more than making it.
+    // all it needs, and writing them (or keeping every score for the runner-up) would cost more
+    // than making it.
     if case.untold {
+        let Some(best) = candidates.iter().map(&mut score).max_by(|a, b| better(&a, &b)) else {
+            return (next, None);
+        };
+        let at = best.at;
         let choice = RetryChoice {
             attempt: next.attempt,
             after: last.at,
@@ -271,6 +271,11 @@ pub fn retime(
             Some(choice),
         );
     }
+    let scored: Vec<Scored> = candidates.iter().map(&mut score).collect();
+    let Some(best) = scored.iter().max_by(better) else {
+        return (next, None);
+    };
+    let at = best.at;
     let best_date = best.date;
     let best = &best.estimate;
     let zone_name = &case.customer_timezone;
@@ -432,21 +437,23 @@ impl<'a> Groups<'a> {
         // How far the strongest factor moved it, either way: a lift of ×2 and one of ×0.5 are
         // as strong.
         let mut strongest_moved = 1.0f64;
-        let mut log_lifts = 0.0f64;
+        let mut lifts = 1.0f64;
         let factors = moment.factors();
         for &slot in factors {
             let all = rate(self.all, slot, base_all);
             let own = rate(self.own, slot, all * base / base_all);
             let lift = own / base;
-            log_lifts += lift.ln();
+            lifts *= lift;
             let moved = lift.max(1.0 / lift);
             if moved > strongest_moved {
                 strongest_moved = moved;
                 strongest = (lift, Some(slot));
             }
         }
-        // The geometric mean of the lifts, not their product: see the module's doc.
-        let lift = (log_lifts / factors.len().max(1) as f64).exp();
+        // The geometric mean of the lifts, not their product: see the module's doc. (One root of
+        // their product, not a logarithm of each: four lifts between 1/60 and 60 stay far inside
+        // the floats' range.)
+        let lift = lifts.powf(1.0 / factors.len().max(1) as f64);
         Estimate {
             chance: (base * lift).clamp(0.0005, 0.95),
             tries: self.own.map_or(0, |c| c.tries[0]),
