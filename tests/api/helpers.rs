@@ -496,8 +496,13 @@ pub trait Recoup {
             };
             day.at(12, 0, 0, 0).to_zoned(zone).unwrap().timestamp()
         };
-        self.advance_clock(target.as_second() - now.as_second())
-            .await
+        // Already there (a one-second move in the zone's daytime): the clock moves no further, as
+        // it refuses a move of nothing.
+        let step = target.as_second() - now.as_second();
+        if step < 1 {
+            return now;
+        }
+        self.advance_clock(step).await
     }
 }
 

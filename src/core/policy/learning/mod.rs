@@ -252,7 +252,11 @@ pub fn retime(
     // all it needs, and writing them (or keeping every score for the runner-up) would cost more
     // than making it.
     if case.untold {
-        let Some(best) = candidates.iter().map(&mut score).max_by(|a, b| better(&a, &b)) else {
+        let Some(best) = candidates
+            .iter()
+            .map(&mut score)
+            .max_by(|a, b| better(&a, &b))
+        else {
             return (next, None);
         };
         let at = best.at;
