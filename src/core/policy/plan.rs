@@ -95,6 +95,27 @@ impl Plan {
         }
     }
 
+    /// When the retries of `case`, which first failed at `first_failure`, end.
+    pub(super) fn end(&self, case: &Case, first_failure: Timestamp) -> End {
+        let within = time::later(first_failure, self.within);
+        // A retry at the expiry's very moment is declined: the second before it is the last.
+        match case
+            .card
+            .as_ref()
+            .and_then(|c| c.expires_at)
+            .map(|at| time::later(at, SignedDuration::from_secs(-1)))
+        {
+            Some(expires) if expires < within => End {
+                at: expires,
+                expiry: true,
+            },
+            _ => End {
+                at: within,
+                expiry: false,
+            },
+        }
+    }
+
     /// The next retry of `case`, or why there is none.
     pub fn next_retry(&self, case: &Case) -> Result<NextRetry, String> {
         let last = case.attempts.last().ok_or("no failed attempt yet")?;
@@ -320,29 +341,6 @@ impl End {
             )
         } else {
             format!("the policy's {} from the first failure", human(plan.within))
-        }
-    }
-}
-
-impl Plan {
-    /// When the retries of `case`, which first failed at `first_failure`, end.
-    pub(super) fn end(&self, case: &Case, first_failure: Timestamp) -> End {
-        let within = time::later(first_failure, self.within);
-        // A retry at the expiry's very moment is declined: the second before it is the last.
-        match case
-            .card
-            .as_ref()
-            .and_then(|c| c.expires_at)
-            .map(|at| time::later(at, SignedDuration::from_secs(-1)))
-        {
-            Some(expires) if expires < within => End {
-                at: expires,
-                expiry: true,
-            },
-            _ => End {
-                at: within,
-                expiry: false,
-            },
         }
     }
 }

@@ -5,10 +5,10 @@
 //! and the same reason in every country — one counter per feature value of the attempt's moment:
 //! the local day of the month, the weekday, the local hour, how far the customer's own payday was
 //! ([`Moment::payday`]: days after it, or 1–3 days before the next) and how long after the failure
-//! it was. A group is 83 pairs of counters (664 bytes) whatever the number of attempts, and there are at most 3 reasons × 250 countries of
-//! them: under half a megabyte for any history. Old evidence fades by halving: once a group holds
-//! [`FADE_AT`] tries, every counter of it is halved, so the recent past always weighs at least as
-//! much as everything before it.
+//! it was. A group is 83 pairs of counters (664 bytes) whatever the number of attempts, and there
+//! are at most 3 reasons × 250 countries of them: under half a megabyte for any history. Old
+//! evidence fades by halving: once a group holds [`FADE_AT`] tries, every counter of it is halved,
+//! so the recent past always weighs at least as much as everything before it.
 //!
 //! Nothing here knows the truth behind an attempt: only what the attempt came to, the way Stripe
 //! answered it.
@@ -31,7 +31,8 @@ const WEEKDAY: usize = 32; // 7, Monday first
 const HOUR: usize = 39; // 24 local hours
 const PAYDAY: usize = 63; // 0..=7 days after the customer's payday, 8: no payday known
 const SINCE: usize = 72; // 8 spans of time since the failure
-const BEFORE: usize = 80; // 1..=3 days before the customer's payday (after the rest: older counts keep their slots)
+// 1..=3 days before the customer's payday: after the rest, so older counts keep their slots.
+const BEFORE: usize = 80;
 pub(super) const SLOTS: usize = 83;
 
 /// What a feature is called in an explanation and an export, and where its values start.
@@ -195,6 +196,12 @@ impl Observation {
     }
 }
 
+/// The value an export gives a feature's first slot: days of the month and days before a payday
+/// count from 1, the rest from 0.
+fn first_value(feature: &str) -> usize {
+    usize::from(matches!(feature, "day" | "before"))
+}
+
 /// The span of time since the case's failure that `at` falls in.
 fn since(case: &Case, at: Timestamp) -> usize {
     let days = case
@@ -292,11 +299,7 @@ impl Evidence {
                 for value in 0..len {
                     let slot = start + value;
                     if counts.tries[slot] > 0 {
-                        let shown = if matches!(name, "day" | "before") {
-                            value + 1
-                        } else {
-                            value
-                        };
+                        let shown = value + first_value(name);
                         text += &format!(
                             "{reason} {country} {name} {shown} {} {}\n",
                             counts.tries[slot], counts.paid[slot]
@@ -341,11 +344,7 @@ impl Evidence {
                     .iter()
                     .find(|(name, _, _)| *name == feature)
                     .and_then(|&(name, start, len)| {
-                        let value = if matches!(name, "day" | "before") {
-                            value.checked_sub(1)?
-                        } else {
-                            value
-                        };
+                        let value = value.checked_sub(first_value(name))?;
                         (value < len).then_some(start + value)
                     })
                     .ok_or_else(|| {

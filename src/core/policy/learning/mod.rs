@@ -15,9 +15,9 @@
 //! posterior mean whose prior is the coarser group, so thin evidence says little and rich
 //! evidence speaks for itself. Each feature of the moment (day of the month, weekday, local hour,
 //! days after or before the customer's own payday) has a lift, its own shrunk rate over the
-//! group's, and the group's rate is multiplied by the geometric mean of the lifts: a day of the month that
-//! paid three times as often as the rest, on an ordinary weekday, hour and payday distance, lifts
-//! the estimate by 3^¼. Not by their product: the features are one thing — where the customer's
+//! group's, and the group's rate is multiplied by the geometric mean of the lifts: a day of the
+//! month that paid three times as often as the rest, on an ordinary weekday, hour and payday
+//! distance, lifts the estimate by 3^¼. Not by their product: the features are one thing — where the customer's
 //! money is in its cycle — seen from several sides (a payday is a day of the month, a weekday
 //! and a distance from their payday at once), so multiplying them counted the same evidence up
 //! to four times, and a moment strong on all four sides drowned everything else. (Measured
