@@ -472,7 +472,13 @@ impl World {
                         result,
                         fees,
                     };
+                    let paid_on = (charge.result == ChargeResult::Paid)
+                        .then(|| self.cards.last().map(|c| c.card.fingerprint.clone()))
+                        .flatten();
                     self.apply(policy, i, &Input::Charge(Box::new(charge)), now);
+                    if let Some(fingerprint) = paid_on {
+                        self.tell_card_paid(policy, i, fingerprint, now);
+                    }
                 }
                 Action::Nudge { kind, tier } => self.nudge(policy, i, kind, tier, now),
                 Action::End(end) => {
@@ -486,6 +492,21 @@ impl World {
                     let result = EndResult::Done { already: false };
                     self.apply(policy, i, &Input::Resumed { at: now, result }, now);
                 }
+            }
+        }
+    }
+
+    /// A retry of invoice `i` went through on the card `fingerprint`: the customer's other open
+    /// invoices hear of it, as the worker tells them ([`Input::CardPaid`]).
+    fn tell_card_paid(&mut self, policy: &Policy, i: usize, fingerprint: String, at: Timestamp) {
+        let input = Input::CardPaid {
+            invoice_id: self.invoices[i].invoice_id.clone(),
+            fingerprint,
+            at,
+        };
+        for other in 0..self.invoices.len() {
+            if other != i && self.takes_part(other, at) {
+                self.apply(policy, other, &input, at);
             }
         }
     }
@@ -648,7 +669,7 @@ impl World {
             return;
         }
         let plan = policy.nudges_for(case);
-        // The worker looks among the subscription's cases in the store; here they are all at hand.
+        // The worker reads the customer's cases from the store; here they are all at hand.
         let others = self.cases.iter().flatten();
         if let Some(cover) = plan.covered_by(case, (kind, tier), others, now) {
             let covered = Input::NudgeCovered {

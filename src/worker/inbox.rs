@@ -183,6 +183,21 @@ async fn process<S: Store>(worker: &Worker<S>, entry: &InboxEntry) -> Result<(),
     for invoice_id in cases_touched(worker, event).await? {
         let input = input_for(worker, event, &invoice_id).await?;
         let applied = apply(worker, &invoice_id, &input).await?;
+        // Stripe's word that a retry paid tells the customer's other cases even when the retry's
+        // own firing could not (it is told once more when it did: that changes nothing).
+        if event.kind == EventKind::InvoicePaid {
+            let case = match &applied.case {
+                Some(case) => Some(case.clone()),
+                None => worker
+                    .store
+                    .load_case(&invoice_id)
+                    .await
+                    .map_err(Fault::from_store)?,
+            };
+            if let Some(case) = case {
+                super::card_paid::tell(worker, &case).await;
+            }
+        }
         if let EventObject::Invoice(invoice) = &event.object
             && is_failure(event.kind)
         {

@@ -30,6 +30,7 @@
 //! retires its consumer name when it holds nothing pending. A worker killed outright leaves its
 //! claims to run out; another worker takes them over one lease later.
 
+mod card_paid;
 mod engine;
 mod expiring;
 mod fault;

@@ -103,10 +103,10 @@ async fn send_one<S: Store>(
     apply(worker, case, &delivered).await
 }
 
-/// The message about another unpaid invoice of the case's subscription that speaks for this nudge,
-/// if one does ([`NudgePlan::covered_by`]), read from the subscription's cases when the nudge's kind
-/// can be covered at all. A store that does not answer sends the nudge: one message too many beats
-/// none.
+/// What speaks for this nudge so that it is not sent, if anything does ([`NudgePlan::covered_by`]:
+/// the same message about another invoice of the subscription, or the customer's spent budget),
+/// read from the customer's cases when the nudge's kind can be held back at all. A store that does
+/// not answer sends the nudge: one message too many beats none.
 async fn covered<S: Store>(
     worker: &Worker<S>,
     case: &Case,
@@ -115,14 +115,13 @@ async fn covered<S: Store>(
 ) -> Option<Cover> {
     let policy = worker.policy();
     let plan = policy.nudges_for(case);
-    let subscription = case
-        .subscription_id
-        .as_deref()
-        .filter(|_| plan.coverable(nudge.0))?;
-    match worker.store.cases_of_subscription(subscription).await {
+    if !plan.coverable(nudge.0) && !plan.budgeted(nudge.0) {
+        return None;
+    }
+    match worker.store.cases_of_customer(&case.customer_id).await {
         Ok(others) => plan.covered_by(case, nudge, &others, now),
         Err(e) => {
-            tracing::warn!(invoice = %case.invoice_id, "the subscription's other cases not read, so the nudge goes out: {e}");
+            tracing::warn!(invoice = %case.invoice_id, "the customer's other cases not read, so the nudge goes out: {e}");
             None
         }
     }

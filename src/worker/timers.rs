@@ -13,6 +13,7 @@ use jiff::Timestamp;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use super::{Inputs, Worker, nudges, store_backoff};
+use crate::policy::Action;
 use crate::store::{Claim, Failure, Store, TIMER_SHARDS};
 use crate::telemetry::metric;
 
@@ -86,6 +87,13 @@ async fn wake<S: Store>(worker: Arc<Worker<S>>, claim: Claim, _slot: OwnedSemaph
         Ok(Ok(applied)) => {
             if let Some(case) = &applied.case {
                 nudges::send(&worker, case, &applied.actions).await;
+                if applied
+                    .actions
+                    .iter()
+                    .any(|a| matches!(a, Action::Retry { .. }))
+                {
+                    super::card_paid::tell(&worker, case).await;
+                }
             }
             return;
         }

@@ -504,11 +504,23 @@ async fn two_invoices_on_one_card_share_its_network_budget() {
     }
 
     app.advance_clock(10 * DAY).await;
+    for invoice in invoices {
+        app.case_when(invoice, |c| {
+            c["state"] == "recovered" || c["timeline"].to_string().contains("network rule")
+        })
+        .await;
+    }
+    // The retry that paid brings the other's forward to half an hour later (`card paid another
+    // invoice`): the budget holds it back again then.
+    app.advance_clock(3600).await;
     let mut held_back = 0;
     for invoice in invoices {
         let case = app
             .case_when(invoice, |c| {
-                c["state"] == "recovered" || c["timeline"].to_string().contains("network rule")
+                c["state"] == "recovered"
+                    || c["timers"]
+                        .as_array()
+                        .is_some_and(|t| t.iter().all(|t| t["kind"] != "retry"))
             })
             .await;
         let story = case["timeline"].to_string();
@@ -540,6 +552,72 @@ async fn two_invoices_on_one_card_share_its_network_budget() {
         metrics.contains("recoup_network_refusals_total{brand=\"visa\"}"),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn a_retry_paying_one_invoice_brings_forward_the_next_retry_of_another_on_the_card() {
+    let app = app().await;
+    let (first, second) = ("in_card_paid_first", "in_card_paid_second");
+    app.fail(
+        first,
+        Invoice::failed(CUSTOMER, Decline::visa("generic_decline")),
+    )
+    .await;
+    // The second fails two days later on the same card: its first retry is due five days after
+    // the first failure at the earliest, two after the first invoice's.
+    let now = app.advance_clock(2 * DAY).await;
+    let planned = app
+        .fail_at(
+            second,
+            Invoice::failed(CUSTOMER, Decline::visa("generic_decline")),
+            now.as_second(),
+        )
+        .await;
+    let scheduled: jiff::Timestamp = planned["next_attempt_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        scheduled >= now + jiff::SignedDuration::from_hours(3 * 24),
+        "{planned}"
+    );
+
+    // Two days on, the first invoice's retry has come due and paid; the second, told of it, has
+    // its retry half an hour after that payment, a day before its own schedule.
+    let moved_on = app.advance_clock(2 * DAY).await;
+    assert!(moved_on < scheduled);
+    let paid = app.case_when(first, |c| c["state"] == "recovered").await;
+    assert_eq!(paid["recovered_by"], "retry");
+    let told = app.case_when(second, |c| c["card_paid"].is_object()).await;
+    let paid_at: jiff::Timestamp = paid["paid_at"].as_str().unwrap().parse().unwrap();
+    let next: jiff::Timestamp = told["next_attempt_at"].as_str().unwrap().parse().unwrap();
+    // In the customer's daytime: the payment may have come at the window's close.
+    let due = recoup::policy::timing::into_window(
+        paid_at + recoup::policy::AFTER_CARD_PAID,
+        &recoup::policy::timing::zone("America/New_York"),
+        recoup::policy::Plan::default().window,
+    );
+    assert_eq!(next, due, "{told}");
+    assert!(next < scheduled);
+    let story = told["timeline"].to_string();
+    assert!(
+        story.contains("card paid another invoice")
+            && story.contains("a retry of in_card_paid_first went through on the same card"),
+        "{story}"
+    );
+    app.advance_clock(next.duration_since(moved_on).as_secs() + 60)
+        .await;
+    let told = app.case_when(second, |c| c["state"] == "recovered").await;
+    assert_eq!(told["recovered_by"], "retry");
+    assert_eq!(
+        attempts(&told),
+        vec![
+            (1, "failed".into(), Some("generic_decline".into())),
+            (2, "succeeded".into(), None)
+        ]
+    );
+    assert_eq!(app.stripe.pay_requests(second).len(), 1);
 }
 
 #[tokio::test]

@@ -462,6 +462,10 @@ pub struct Case {
     /// failed: the best moment to retry, whatever the old card's decline was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_payment_method: Option<NewPaymentMethod>,
+    /// The latest payment a retry of another of the customer's invoices made on the case's card:
+    /// the next retry follows it ([`super::card_paid`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card_paid: Option<super::CardPaid>,
     /// The latest retry fired; until an attempt of that number is recorded, the plan waits for its
     /// result instead of planning it again, and a later try takes the next attempt number (and so
     /// a fresh idempotency key).

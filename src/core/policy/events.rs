@@ -271,6 +271,7 @@ fn open(
         paid_first: false,
         closure: None,
         new_payment_method: None,
+        card_paid: None,
         stripe_retries_at: None,
         retry_under_way: None,
         card: None,

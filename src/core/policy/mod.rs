@@ -18,6 +18,7 @@
 //! being fed back in as [`Input::Timer`], and only while the case still holds it.
 
 pub mod budget;
+mod card_paid;
 mod case;
 mod charge;
 pub mod decline;
@@ -47,6 +48,8 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
+use self::card_paid::on_card_paid;
+pub use self::card_paid::{AFTER_CARD_PAID, CardPaid};
 pub use self::case::*;
 pub use self::charge::{Charge, ChargeResult, Declined};
 use self::ended::{on_ended, on_resumed};
@@ -59,7 +62,7 @@ pub use self::hold::{Support, SupportAct, retry_allowed};
 pub use self::learning::{Evidence, Learning, RetryChoice};
 pub use self::networks::Networks;
 pub use self::nudge::{
-    CardOnFile, Cover, NudgePlan, NudgeResult, Nudged, RETRY_GAPS, RETRY_UNDER_WAY, Step,
+    CardOnFile, Cover, Covered, NudgePlan, NudgeResult, Nudged, RETRY_GAPS, RETRY_UNDER_WAY, Step,
     card_expired, card_expires_at, contact_window,
 };
 use self::nudged::{on_nudge_covered, on_nudge_held, on_nudged};
@@ -258,6 +261,13 @@ pub enum Input {
     /// The customer opened an update link recoup sent them for the case's invoice, and where it
     /// led them.
     LinkOpened { at: Timestamp, outcome: LinkOutcome },
+    /// A retry of another of the customer's invoices, `invoice_id`, went through at `at` on the card
+    /// `fingerprint`: the customer's money is there now.
+    CardPaid {
+        invoice_id: String,
+        fingerprint: String,
+        at: Timestamp,
+    },
     /// The customer answered "What's in the way?" on the feedback link of one of the case's nudges,
     /// perhaps with a few words of their own.
     Answered {
@@ -359,6 +369,13 @@ pub fn decide(policy: &Policy, case: Option<&Case>, input: &Input, now: Timestam
         ),
         Input::LinkOpened { at, outcome } => case.map_or_else(Decision::unchanged, |case| {
             on_link_opened(case, *at, *outcome)
+        }),
+        Input::CardPaid {
+            invoice_id,
+            fingerprint,
+            at,
+        } => case.map_or_else(Decision::unchanged, |case| {
+            on_card_paid(policy, case, invoice_id, fingerprint, *at)
         }),
         Input::Answered { at, answer, text } => case.map_or_else(Decision::unchanged, |case| {
             on_answered(policy, case, *at, *answer, text.as_deref())

@@ -34,9 +34,14 @@ pub struct NudgePlan {
     /// The channels every nudge goes out on (those configured; SMS only to customers who opted in).
     pub channels: Vec<Channel>,
     /// How long a note that a payment failed, or a final notice, that the customer had about one
-    /// invoice of a subscription speaks for the subscription's other unpaid invoices
+    /// invoice of a subscription speaks for the subscription's other invoices
     /// ([`Self::covered_by`]); zero gives every invoice its own.
     pub once_per_subscription: SignedDuration,
+    /// The customer's budget: no note that a payment failed and no request to confirm one goes
+    /// out to a customer who had this many messages within `per_customer_within`, whichever
+    /// invoices they were about (0: no budget). The final notice always goes out.
+    pub per_customer: u32,
+    pub per_customer_within: SignedDuration,
 }
 
 /// One message of the plan.
@@ -55,8 +60,10 @@ impl Default for NudgePlan {
     /// was worth: `config/policy.toml`); for a payment to confirm, a note at once and a reminder
     /// after 2 days. Local 09:00–20:00, at most one nudge a day per customer and 3 per case, on
     /// every configured channel. One conversation per subscription for 60 days: a renewal that
-    /// fails while the last one is still unpaid is the same problem, not news
-    /// (`docs/user-guide/nudges.md#one-conversation-per-subscription`).
+    /// fails within 60 days of the last one's note is the same problem, not news
+    /// (`docs/user-guide/nudges.md#one-conversation-per-subscription`). And a customer's budget of
+    /// two messages in 90 days, whatever the invoices, before a note or a request is left unsent
+    /// (`docs/user-guide/nudges.md#a-budget-per-customer`).
     fn default() -> Self {
         let step = |kind, tier, hours| Step {
             kind,
@@ -78,16 +85,29 @@ impl Default for NudgePlan {
             per_customer_per_day: 1,
             channels: vec![Channel::Email, Channel::Sms, Channel::Webhook],
             once_per_subscription: SignedDuration::from_hours(60 * 24),
+            per_customer: 2,
+            per_customer_within: SignedDuration::from_hours(90 * 24),
         }
     }
 }
 
-/// Another invoice's message that speaks for a case's due nudge: the customer had the same kind
-/// and tier about `invoice_id`, of the same subscription, at `at`.
+/// What speaks for a case's due nudge, so that it is not sent: the message the customer had about
+/// `invoice_id` at `at` (the latest one, for a spent budget).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cover {
     pub invoice_id: String,
     pub at: Timestamp,
+    pub why: Covered,
+}
+
+/// Why a due nudge is not sent ([`NudgePlan::covered_by`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Covered {
+    /// The same message about another invoice of the subscription.
+    Conversation,
+    /// The customer's budget is spent: they had this many messages within
+    /// [`NudgePlan::per_customer_within`].
+    Budget(u32),
 }
 
 /// A nudge the policy handed to the channels: the same kind and tier never goes out twice, but a
@@ -295,15 +315,35 @@ impl NudgePlan {
         tomorrow.to_zoned(zone.clone()).ok().map(|z| z.timestamp())
     }
 
-    /// The message about another invoice of `case`'s subscription that speaks for its due nudge of
-    /// `kind` and `tier` at `now`, if one does: among `others` (the subscription's cases, as the
-    /// worker reads them from the store and the simulator holds them), the latest delivery of the
-    /// same message within [`Self::once_per_subscription`], about an invoice still unpaid — once
-    /// that invoice is paid, a renewal that fails is news again. Only the messages about the
-    /// subscription's standing speak for others ([`Self::coverable`]): the note that a payment
-    /// failed and the final notice (whose consequence, a cancellation or a pause, is the
-    /// subscription's); a payment to confirm is one invoice's own.
+    /// What speaks for `case`'s due nudge of `kind` and `tier` at `now`, so that it is not sent,
+    /// among `others` (the customer's cases, as the worker reads them from the store and the
+    /// simulator holds them):
+    ///
+    /// - **One conversation per subscription:** the latest delivery of the same message about
+    ///   another invoice of the subscription within [`Self::once_per_subscription`]. Only the
+    ///   messages about the subscription's standing speak for others ([`Self::coverable`]): the note
+    ///   that a payment failed (a renewal failing a month after the last did is the same problem,
+    ///   whether or not the last was paid since) and the final notice, while its invoice is unpaid
+    ///   (its consequence, a cancellation or a pause, is the subscription's). A payment to confirm
+    ///   is one invoice's own.
+    /// - **The customer's budget:** a note that a payment failed or a request to confirm one, when
+    ///   the customer had [`Self::per_customer`] messages within [`Self::per_customer_within`]
+    ///   (those sent, whichever invoices they were about; not the thank-yous, the update links
+    ///   they asked for or the messages left unsent). Every message more risks the customer more
+    ///   than it wins: a customer who stops reading leaves. The final notice is never held back by
+    ///   the budget: it is the last word before the end decision, which counts its grace from it.
     pub fn covered_by<'a>(
+        &self,
+        case: &Case,
+        (kind, tier): (NudgeKind, u32),
+        others: impl IntoIterator<Item = &'a Case> + Clone,
+        now: Timestamp,
+    ) -> Option<Cover> {
+        self.conversation(case, (kind, tier), others.clone(), now)
+            .or_else(|| self.budget_spent(kind, others, now))
+    }
+
+    fn conversation<'a>(
         &self,
         case: &Case,
         (kind, tier): (NudgeKind, u32),
@@ -319,7 +359,8 @@ impl NudgePlan {
             .filter(|other| {
                 other.invoice_id != case.invoice_id
                     && other.subscription_id.as_ref() == Some(subscription)
-                    && !matches!(other.state, State::Recovered | State::Closed)
+                    && (kind == NudgeKind::PaymentFailed
+                        || !matches!(other.state, State::Recovered | State::Closed))
             })
             .filter_map(|other| {
                 let at = other
@@ -331,15 +372,47 @@ impl NudgePlan {
                 recent.then(|| Cover {
                     invoice_id: other.invoice_id.clone(),
                     at,
+                    why: Covered::Conversation,
                 })
             })
             .max_by_key(|cover| cover.at)
+    }
+
+    fn budget_spent<'a>(
+        &self,
+        kind: NudgeKind,
+        customers_cases: impl IntoIterator<Item = &'a Case>,
+        now: Timestamp,
+    ) -> Option<Cover> {
+        if !self.budgeted(kind) {
+            return None;
+        }
+        let sent: Vec<(&str, Timestamp)> = customers_cases
+            .into_iter()
+            .flat_map(|c| c.nudged.iter().map(move |n| (c.invoice_id.as_str(), n)))
+            .filter(|(_, n)| n.kind.capped() && n.covered_by.is_none())
+            .filter_map(|(invoice, n)| n.reached().map(|at| (invoice, at)))
+            .filter(|(_, at)| *at <= now && now.duration_since(*at) <= self.per_customer_within)
+            .collect();
+        let spent = u32::try_from(sent.len()).unwrap_or(u32::MAX);
+        let (invoice_id, at) = sent.into_iter().max_by_key(|(_, at)| *at)?;
+        (spent >= self.per_customer).then(|| Cover {
+            invoice_id: invoice_id.to_owned(),
+            at,
+            why: Covered::Budget(spent),
+        })
     }
 
     /// Whether another invoice's message can speak for a nudge of `kind` ([`Self::covered_by`]).
     pub fn coverable(&self, kind: NudgeKind) -> bool {
         matches!(kind, NudgeKind::PaymentFailed | NudgeKind::FinalNotice)
             && !self.once_per_subscription.is_zero()
+    }
+
+    /// Whether the customer's budget can hold back a nudge of `kind` ([`Self::covered_by`]).
+    pub fn budgeted(&self, kind: NudgeKind) -> bool {
+        matches!(kind, NudgeKind::PaymentFailed | NudgeKind::ActionRequired)
+            && self.per_customer > 0
     }
 
     /// Nudges that count toward the per-case cap: all but the thank-you, the update link the

@@ -9,9 +9,10 @@
 
 use jiff::Timestamp;
 
+use super::duration::human;
 use super::nudge::RETRY_GAPS;
 use super::replan::{plan_decision, plan_nudge};
-use super::{Case, Cover, Decision, Entry, Nudge, NudgeKind, NudgeResult, Policy, time};
+use super::{Case, Cover, Covered, Decision, Entry, Nudge, NudgeKind, NudgeResult, Policy, time};
 
 /// The timeline's words for a try's outcome: what a repeated report is recognised by.
 const DELIVERED: &str = "nudge delivered";
@@ -132,17 +133,25 @@ pub(super) fn on_nudge_covered(
     nudged.retry_at = None;
     nudged.covered_by = Some(cover.invoice_id.clone());
     let next = plan_nudge(policy, &mut case) + &plan_decision(policy, &mut case);
-    let subscription = case.subscription_id.clone().unwrap_or_default();
-    case.record(Entry {
-        at,
-        what: "nudge covered".to_owned(),
-        detail: format!(
-            "{} tier {tier} not sent: the customer had it at {} about {}, another unpaid invoice \
-             of subscription {subscription}{next}",
-            kind.as_str(),
+    let why = match cover.why {
+        Covered::Conversation => format!(
+            "the customer had it at {} about {}, another invoice of subscription {}",
+            cover.at,
+            cover.invoice_id,
+            case.subscription_id.as_deref().unwrap_or_default()
+        ),
+        Covered::Budget(spent) => format!(
+            "the customer had {spent} messages within {}, the most the policy sends a customer \
+             (the latest at {} about {})",
+            human(policy.nudges_for(&case).per_customer_within),
             cover.at,
             cover.invoice_id
         ),
+    };
+    case.record(Entry {
+        at,
+        what: "nudge covered".to_owned(),
+        detail: format!("{} tier {tier} not sent: {why}{next}", kind.as_str()),
         event: None,
     });
     Decision::save(case)

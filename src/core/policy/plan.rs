@@ -12,7 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 use super::duration::human;
 use super::time;
 use super::timing::{self, Window};
-use super::{Case, DeclineClass, Outcome};
+use super::{AFTER_CARD_PAID, Case, DeclineClass, Outcome};
 
 /// How long after an attempt that reached no result (Stripe unreachable, or refusing for a reason
 /// that is not the card's) it is made again, with the same idempotency key.
@@ -236,6 +236,34 @@ impl Plan {
             &case.paydays
         };
         let end = self.end(case, first_failure);
+        // A retry of another invoice just went through on the card: this one follows it at once.
+        if let Some(paid) = case.card_paid_since_last_attempt() {
+            let at = timing::into_window(
+                time::later(paid.at, AFTER_CARD_PAID).max(time::later(last.at, network_wait)),
+                &zone,
+                self.window,
+            );
+            if at <= end.at {
+                return Ok(NextRetry {
+                    at,
+                    attempt,
+                    prompted: true,
+                    why: case.words(|| {
+                        format!(
+                            "retry {} of {} for {} decline: a retry of {} went through on the \
+                             same card at {}, so the money is there now — tried {} later, in the \
+                             customer's daytime",
+                            retries_so_far + 1,
+                            gaps.len(),
+                            article(class.as_str()),
+                            paid.invoice_id,
+                            paid.at,
+                            human(AFTER_CARD_PAID)
+                        )
+                    }),
+                });
+            }
+        }
         let from = match answered {
             Some(at) => at.max(time::later(last.at, network_wait)),
             None => time::later(last.at, gap.max(network_wait)),

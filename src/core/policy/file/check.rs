@@ -577,6 +577,16 @@ impl Reader<'_> {
                 SignedDuration::ZERO..=SignedDuration::from_hours(120 * 24),
                 default.once_per_subscription,
             )?,
+            per_customer: match raw.per_customer {
+                Some(n) => self.number(&n, &format!("{prefix}.per_customer"), 0..=50)?,
+                None => default.per_customer,
+            },
+            per_customer_within: self.duration_or(
+                raw.per_customer_within,
+                &format!("{prefix}.per_customer_within"),
+                SignedDuration::from_hours(24)..=SignedDuration::from_hours(365 * 24),
+                default.per_customer_within,
+            )?,
             channels,
         })
     }

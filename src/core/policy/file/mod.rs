@@ -93,7 +93,7 @@ pub fn describe(policy: &Policy) -> String {
         "format {FORMAT}; soft declines retried after {}; ambiguous after {}; at most {} attempts \
          within {}; a new card tried after {}; {}; local {:02}:00–{:02}:00, paydays {:?}, jitter \
          {}; network rules: {} dated rows; segments: {}; nudges: {} ({} a case, {} a customer a day, local \
-         {:02}:00–{:02}:00, {}); at the end: {}",
+         {:02}:00–{:02}:00, {}, {}); at the end: {}",
         gaps(&plan.soft),
         gaps(&plan.ambiguous),
         plan.max_attempts,
@@ -141,6 +141,15 @@ pub fn describe(policy: &Policy) -> String {
             format!(
                 "one conversation per subscription for {}",
                 human(policy.nudges.once_per_subscription)
+            )
+        },
+        if policy.nudges.per_customer == 0 {
+            "no budget per customer".to_owned()
+        } else {
+            format!(
+                "a customer's notes and requests held back after {} messages within {}",
+                policy.nudges.per_customer,
+                human(policy.nudges.per_customer_within)
             )
         },
         ends(&policy.ending),

@@ -105,6 +105,8 @@ pub(super) struct RawNudges {
     pub(super) per_case: Option<Spanned<i64>>,
     pub(super) per_customer_per_day: Option<Spanned<i64>>,
     pub(super) once_per_subscription: Option<Spanned<String>>,
+    pub(super) per_customer: Option<Spanned<i64>>,
+    pub(super) per_customer_within: Option<Spanned<String>>,
     pub(super) channels: Option<Vec<Spanned<String>>>,
     pub(super) step: Option<Vec<RawStep>>,
 }

@@ -181,10 +181,11 @@ pub struct Observation {
 
 impl Observation {
     /// An attempt of `case` at `at`; `None` for a case no retry plan learns for (a hard decline),
-    /// and for an attempt on the customer's new payment method: that one says what a new card
-    /// does, not what the moment does for the card that failed.
+    /// for an attempt on the customer's new payment method (that one says what a new card does,
+    /// not what the moment does for the card that failed), and for one that followed another
+    /// invoice's payment on the card (that payment chose the moment, not the moment's features).
     pub fn of(case: &Case, at: Timestamp, paid: bool) -> Option<Self> {
-        if case.answered_by_new_card() {
+        if case.answered_by_new_card() || case.card_paid_since_last_attempt().is_some() {
             return None;
         }
         Some(Self {

@@ -1029,6 +1029,7 @@ fn the_customers_own_time_zone_moves_the_planned_retry_into_their_daytime() {
     );
 }
 
+mod card_paid;
 mod charges;
 mod endings;
 pub(crate) mod experiments;

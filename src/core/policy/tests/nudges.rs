@@ -399,7 +399,8 @@ fn a_renewal_failing_while_the_last_is_unpaid_is_not_told_the_same_twice() {
         cover,
         Cover {
             invoice_id: "in_a".into(),
-            at: told
+            at: told,
+            why: Covered::Conversation
         }
     );
     let covered = Input::NudgeCovered {
@@ -420,7 +421,7 @@ fn a_renewal_failing_while_the_last_is_unpaid_is_not_told_the_same_twice() {
     let said = &case.timeline.last().unwrap().detail;
     assert!(
         said.contains("payment_failed tier 1 not sent: the customer had it at")
-            && said.contains("about in_a, another unpaid invoice of subscription sub_"),
+            && said.contains("about in_a, another invoice of subscription sub_"),
         "{said}"
     );
     // The plan goes on to the final notice, which a covered note does not count against the case.
@@ -437,7 +438,7 @@ fn a_renewal_failing_while_the_last_is_unpaid_is_not_told_the_same_twice() {
 }
 
 #[test]
-fn only_an_unpaid_invoices_recent_note_of_the_same_subscription_speaks_for_another() {
+fn only_a_recent_note_of_the_same_subscription_speaks_for_another() {
     let policy = Policy::default();
     let plan = policy.nudges_for(&of_subscription("in_b"));
     let (first, _) = fire_delivered(&policy, &of_subscription("in_a"));
@@ -452,9 +453,17 @@ fn only_an_unpaid_invoices_recent_note_of_the_same_subscription_speaks_for_anoth
     assert!(covered(&first, note, at + 60 * day));
     assert!(!covered(&first, note, at + 61 * day), "too long ago");
     assert!(!covered(&first, (NudgeKind::FinalNotice, 1), at), "not had");
+    // Paid since, its note still speaks for a renewal failing a month on: the same problem. Its
+    // final notice does not: the consequence it told of is off.
     let mut paid = first.clone();
     paid.state = State::Recovered;
-    assert!(!covered(&paid, note, at), "paid: a new failure is news");
+    assert!(covered(&paid, note, at), "paid since");
+    let final_notice = (NudgeKind::FinalNotice, 1);
+    let mut notice = first.clone();
+    notice.nudged[0].kind = NudgeKind::FinalNotice;
+    assert!(covered(&notice, final_notice, at));
+    notice.state = State::Recovered;
+    assert!(!covered(&notice, final_notice, at), "paid: no consequence");
     let mut elsewhere = first.clone();
     elsewhere.subscription_id = Some("sub_other".into());
     assert!(!covered(&elsewhere, note, at));
@@ -489,6 +498,7 @@ fn a_covered_final_notice_gives_the_whole_grace_from_when_it_was_covered() {
     let cover = Cover {
         invoice_id: "in_a".into(),
         at: now(),
+        why: Covered::Conversation,
     };
     let covered = Input::NudgeCovered {
         kind: final_notice.0,
@@ -501,4 +511,79 @@ fn a_covered_final_notice_gives_the_whole_grace_from_when_it_was_covered() {
     let notice = case.nudged.last().unwrap();
     assert_eq!(notice.settled_at(), Some(later));
     assert_eq!(notice.reached(), None, "no channel took it for this case");
+}
+
+#[test]
+fn a_customer_who_had_their_budget_of_messages_gets_no_note_or_request_but_the_final_notice() {
+    let policy = Policy::default();
+    let day = SignedDuration::from_hours(24);
+    // Two messages delivered to the customer, about invoices of two other subscriptions.
+    let told = |invoice: &str, subscription: &str, kind: NudgeKind, at: Timestamp| {
+        let mut case = of_subscription(invoice);
+        case.subscription_id = Some(subscription.into());
+        let mut nudged = Nudged::going_out(kind, 1, at);
+        nudged.delivered_at = Some(at);
+        case.nudged.push(nudged);
+        case
+    };
+    let a = told("in_a", "sub_a", NudgeKind::PaymentFailed, now());
+    let b = told("in_b", "sub_b", NudgeKind::FinalNotice, now() + 10 * day);
+    let case = of_subscription("in_c");
+    let plan = policy.nudges_for(&case);
+    assert_eq!((plan.per_customer, plan.per_customer_within), (2, 90 * day));
+    let at = now() + 20 * day;
+    let note = (NudgeKind::PaymentFailed, 1);
+    let cover = plan.covered_by(&case, note, [&a, &b, &case], at);
+    assert_eq!(
+        cover,
+        Some(Cover {
+            invoice_id: "in_b".into(),
+            at: now() + 10 * day,
+            why: Covered::Budget(2)
+        }),
+        "the latest of the two is named"
+    );
+    let request = (NudgeKind::ActionRequired, 2);
+    assert!(plan.covered_by(&case, request, [&a, &b], at).is_some());
+    // The final notice is the last word before the end decision: never held back by the budget.
+    let final_notice = (NudgeKind::FinalNotice, 1);
+    assert_eq!(plan.covered_by(&case, final_notice, [&a, &b], at), None);
+    // One message is within the budget; so is what fell out of the 90 days.
+    assert_eq!(plan.covered_by(&case, note, [&b], at), None);
+    assert_eq!(
+        plan.covered_by(&case, note, [&a, &b], now() + 91 * day),
+        None
+    );
+    // Thank-yous, update links asked for and messages left unsent are not counted.
+    let mut thanks = told("in_d", "sub_d", NudgeKind::Recovered, now());
+    assert_eq!(plan.covered_by(&case, note, [&thanks, &b], at), None);
+    thanks.nudged[0].kind = NudgeKind::PaymentFailed;
+    thanks.nudged[0].covered_by = Some("in_z".into());
+    assert_eq!(plan.covered_by(&case, note, [&thanks, &b], at), None);
+    let none = NudgePlan {
+        per_customer: 0,
+        ..plan.clone()
+    };
+    assert_eq!(none.covered_by(&case, note, [&a, &b], at), None);
+    // The timeline says why, in one sentence.
+    let timer = nudge_timer(&case).unwrap();
+    let fired = decide(&policy, Some(&case), &due(timer), timer.at)
+        .case
+        .unwrap();
+    let covered = Input::NudgeCovered {
+        kind: note.0,
+        tier: note.1,
+        at,
+        cover: cover.unwrap(),
+    };
+    let case = decide(&policy, Some(&fired), &covered, at).case.unwrap();
+    assert!(case.nudges.is_empty(), "nothing went out");
+    let said = &case.timeline.last().unwrap().detail;
+    assert!(
+        said.starts_with(
+            "payment_failed tier 1 not sent: the customer had 2 messages within 90 days, the most \
+             the policy sends a customer (the latest at"
+        ) && said.contains("about in_b)"),
+        "{said}"
+    );
 }
