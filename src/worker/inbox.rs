@@ -185,18 +185,10 @@ async fn process<S: Store>(worker: &Worker<S>, entry: &InboxEntry) -> Result<(),
         let applied = apply(worker, &invoice_id, &input).await?;
         // Stripe's word that a retry paid tells the customer's other cases even when the retry's
         // own firing could not (it is told once more when it did: that changes nothing).
-        if event.kind == EventKind::InvoicePaid {
-            let case = match &applied.case {
-                Some(case) => Some(case.clone()),
-                None => worker
-                    .store
-                    .load_case(&invoice_id)
-                    .await
-                    .map_err(Fault::from_store)?,
-            };
-            if let Some(case) = case {
-                super::card_paid::tell(worker, &case).await;
-            }
+        if event.kind == EventKind::InvoicePaid
+            && let Some(case) = case_after(worker, applied.case.clone(), &invoice_id).await?
+        {
+            super::card_paid::tell(worker, &case).await;
         }
         if let EventObject::Invoice(invoice) = &event.object
             && is_failure(event.kind)
@@ -205,15 +197,7 @@ async fn process<S: Store>(worker: &Worker<S>, entry: &InboxEntry) -> Result<(),
             // the events it saw, and an entry retried after a replay cut short completes it.
             replay_early(worker, &invoice.customer, &invoice_id).await?;
             // A redelivered or retried entry changes nothing, but its decline may still be unread.
-            let case = match applied.case {
-                Some(case) => Some(case),
-                None => worker
-                    .store
-                    .load_case(&invoice_id)
-                    .await
-                    .map_err(Fault::from_store)?,
-            };
-            if let Some(case) = case {
+            if let Some(case) = case_after(worker, applied.case, &invoice_id).await? {
                 learn_decline(worker, event, invoice, &case).await?;
             }
         }
@@ -388,6 +372,23 @@ async fn input_for<S: Store>(
         .count();
     customer.past_failures = u32::try_from(earlier).unwrap_or(u32::MAX);
     Ok(Input::Opening(Box::new(event.clone()), Box::new(customer)))
+}
+
+/// The case as an entry left it: the one it saved, or (when it changed nothing, as a redelivered
+/// entry does) the one in the store.
+async fn case_after<S: Store>(
+    worker: &Worker<S>,
+    saved: Option<Case>,
+    invoice_id: &str,
+) -> Result<Option<Case>, Fault> {
+    match saved {
+        Some(case) => Ok(Some(case)),
+        None => worker
+            .store
+            .load_case(invoice_id)
+            .await
+            .map_err(Fault::from_store),
+    }
 }
 
 async fn apply<S: Store>(
