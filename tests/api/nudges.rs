@@ -619,6 +619,47 @@ async fn a_renewal_that_fails_while_the_last_invoice_is_unpaid_gets_no_second_no
     assert_eq!(dunning(&sink).len(), 1, "{:?}", subjects(&sink));
 }
 
+#[tokio::test]
+async fn a_customer_who_had_two_messages_gets_no_third_note_whatever_the_subscription() {
+    let (app, sink) = nudging_app().await;
+    let chicago = "America/Chicago";
+    let invoices = ["in_budget_1", "in_budget_2", "in_budget_3"];
+    for (n, invoice) in invoices.into_iter().enumerate() {
+        fail_of(&app, invoice, &format!("sub_budget_{n}"), unix_now()).await;
+    }
+    // One a day (the daily cap): the first two notes go out on two days...
+    app.advance_into_daytime(DAY, chicago).await;
+    emails(&sink, 1).await;
+    app.advance_into_daytime(DAY, chicago).await;
+    emails(&sink, 2).await;
+    // ...and the third, on the third, is left unsent: the customer's budget is spent.
+    app.advance_into_daytime(DAY, chicago).await;
+    let mut covered = Vec::new();
+    for invoice in invoices {
+        let case = app
+            .case_when(invoice, |c| {
+                let said = story(c);
+                said.contains("nudge delivered") || said.contains("nudge covered")
+            })
+            .await;
+        let said = story(&case);
+        if said.contains("nudge covered") {
+            assert!(
+                said.contains(
+                    "payment_failed tier 1 not sent: the customer had 2 messages within 90 days, \
+                     the most the policy sends a customer"
+                ),
+                "{said}"
+            );
+            // The final notice is still planned: the budget never holds it back.
+            assert!(said.contains("final_notice"), "{said}");
+            covered.push(invoice);
+        }
+    }
+    assert_eq!(covered.len(), 1, "{covered:?}");
+    assert_eq!(dunning(&sink).len(), 2, "{:?}", subjects(&sink));
+}
+
 /// Everything the case's timeline says, as one string.
 fn story(case: &serde_json::Value) -> String {
     case["timeline"].to_string()
