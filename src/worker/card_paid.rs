@@ -30,15 +30,11 @@ pub(super) async fn tell<S: Store>(worker: &Worker<S>, case: &Case) {
         fingerprint: card.fingerprint.clone(),
         at,
     };
-    let same_card = |other: &Case| {
-        other
-            .card
-            .as_ref()
-            .is_some_and(|c| c.fingerprint == card.fingerprint)
-    };
+    // The policy says which cases the payment concerns (the same card, still retrying); the
+    // worker only spares it the cases that are over.
     for other in others
         .iter()
-        .filter(|o| o.invoice_id != case.invoice_id && o.state == State::Retrying && same_card(o))
+        .filter(|o| o.invoice_id != case.invoice_id && !o.state.is_final())
     {
         match worker.apply(&other.invoice_id, Inputs::One(&input)).await {
             Ok(applied) => {

@@ -114,8 +114,8 @@ pub(super) fn on_nudged(
     Decision::save(case)
 }
 
-/// The customer had this message about another unpaid invoice of the subscription: it is not sent
-/// again, and counts as said from `at` (the end decision's grace after a final notice counts from
+/// Something spoke for this message ([`Covered`]: the same message about another invoice of the
+/// subscription, or the customer's spent budget): it is not sent, and counts as said from `at` (the end decision's grace after a final notice counts from
 /// then, so the customer always has the whole grace after recoup last had something to tell them).
 pub(super) fn on_nudge_covered(
     policy: &Policy,
