@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use jiff::civil::Weekday;
+use jiff::civil::{Date, Weekday};
 
 use super::Reason;
 use crate::policy::{Case, timing};
@@ -82,15 +82,23 @@ impl Moment {
     /// The moment `at` for `case`, on the customer's own clock.
     pub fn of(case: &Case, at: Timestamp) -> Self {
         let local = at.to_zoned(timing::zone(&case.customer_timezone));
-        let day = usize::try_from(local.day()).unwrap_or(1).clamp(1, 31);
-        let weekday = usize::from(local.weekday().to_monday_zero_offset().unsigned_abs());
-        let hour = usize::try_from(local.hour()).unwrap_or(0).min(23);
+        let date = local.date();
+        let payday = PayCycle::new(case, date, date).slot(date);
+        Self::on(date, local.hour(), payday, case, at)
+    }
+
+    /// The moment at local `hour` of `date` (`at` on the universal clock), which falls at `payday`
+    /// in the customer's pay cycle ([`PayCycle::slot`]).
+    pub fn on(date: Date, hour: i8, payday: usize, case: &Case, at: Timestamp) -> Self {
+        let day = usize::try_from(date.day()).unwrap_or(1).clamp(1, 31);
+        let weekday = usize::from(date.weekday().to_monday_zero_offset().unsigned_abs());
+        let hour = usize::try_from(hour).unwrap_or(0).min(23);
         Self {
             slots: [
                 DAY + day - 1,
                 WEEKDAY + weekday,
                 HOUR + hour,
-                Self::payday(case, local.date()),
+                payday,
                 SINCE + since(case, at),
             ],
         }
@@ -100,40 +108,8 @@ impl Moment {
     /// customer's payday. The time since the failure is counted and shown but not used: which
     /// retries are made when after a failure is the plan's doing, so its rates mostly measure the
     /// plan (the customers still unpaid three weeks on are the hard ones), not the moment.
-    pub fn factors(&self) -> &[usize] {
-        &self.slots[..4]
-    }
-
-    /// The same day's features at another moment of it, `hour` local.
-    pub fn at(mut self, case: &Case, at: Timestamp, hour: i8) -> Self {
-        self.slots[2] = HOUR + usize::try_from(hour).unwrap_or(0).min(23);
-        self.slots[4] = SINCE + since(case, at);
-        self
-    }
-
-    /// Where `date` falls in the customer's pay cycle: on their likely payday, or 1–3 days
-    /// before one (the days their earlier invoices were paid on are often a day or more after the
-    /// money came, so the money may be there before them), else the days since the latest one (up
-    /// to 7 for a week or more); "no payday known" when none is.
-    fn payday(case: &Case, date: jiff::civil::Date) -> usize {
-        if case.paydays.is_empty() {
-            return PAYDAY + 8;
-        }
-        let payday = |days: i64| {
-            date.checked_add(jiff::Span::new().days(days))
-                .is_ok_and(|d| timing::is_payday(d, &case.paydays))
-        };
-        if payday(0) {
-            return PAYDAY;
-        }
-        if let Some(ahead) = (1..=3).find(|&ahead| payday(ahead)) {
-            return BEFORE + usize::try_from(ahead - 1).unwrap_or(0);
-        }
-        (1..7)
-            .find(|&back| payday(-back))
-            .map_or(PAYDAY + 7, |back| {
-                PAYDAY + usize::try_from(back).unwrap_or(7)
-            })
+    pub fn factors(&self) -> [usize; 4] {
+        [self.slots[0], self.slots[1], self.slots[2], self.slots[3]]
     }
 
     /// The moment's words for one feature, for an explanation: "day 25", "Friday", "14:00".
@@ -212,6 +188,66 @@ fn since(case: &Case, at: Timestamp) -> usize {
         .iter()
         .position(|&end| days < end)
         .unwrap_or(SINCE_SPANS.len())
+}
+
+/// Where a date falls in the customer's pay cycle, given whether the date `n` days from it is one
+/// of their likely paydays: on one, or 1–3 days before one (the days their earlier invoices were
+/// paid on are often a day or more after the money came, so the money may be there before them),
+/// else the days since the latest one (up to 7 for a week or more).
+fn payday_slot(payday: impl Fn(i64) -> bool) -> usize {
+    if payday(0) {
+        return PAYDAY;
+    }
+    if let Some(ahead) = (1..=3).find(|&ahead| payday(ahead)) {
+        return BEFORE + usize::try_from(ahead - 1).unwrap_or(0);
+    }
+    (1..7)
+        .find(|&back| payday(-back))
+        .map_or(PAYDAY + 7, |back| {
+            PAYDAY + usize::try_from(back).unwrap_or(7)
+        })
+}
+
+/// Where each of a run of local dates falls in a case's pay cycle ([`Moment`]'s payday slot), worked
+/// out together: a choice scores three weeks of days, and each alone would test ten dates for a
+/// payday.
+pub struct PayCycle {
+    /// The first date the table covers: six days before the first date asked about.
+    first: Date,
+    /// Whether each date from `first` on is a likely payday; empty when none is known.
+    paydays: Vec<bool>,
+}
+
+impl PayCycle {
+    /// The pay cycle of `case` around the dates `from` to `to`.
+    pub fn new(case: &Case, from: Date, to: Date) -> Self {
+        let first = from.checked_sub(jiff::Span::new().days(6)).unwrap_or(from);
+        let mut paydays = Vec::new();
+        if !case.paydays.is_empty() {
+            let mut date = first;
+            while date <= to.checked_add(jiff::Span::new().days(3)).unwrap_or(to) {
+                paydays.push(timing::is_payday(date, &case.paydays));
+                let Ok(next) = date.tomorrow() else { break };
+                date = next;
+            }
+        }
+        Self { first, paydays }
+    }
+
+    /// Where `date` falls: "no payday known" when the case knows none, and as if no date outside
+    /// the table were a payday.
+    pub fn slot(&self, date: Date) -> usize {
+        if self.paydays.is_empty() {
+            return PAYDAY + 8;
+        }
+        let from_first = date.duration_since(self.first).as_hours() / 24;
+        payday_slot(|days| {
+            usize::try_from(from_first + days)
+                .ok()
+                .and_then(|n| self.paydays.get(n))
+                .is_some_and(|&payday| payday)
+        })
+    }
 }
 
 /// A group of evidence: a reason, in one country (`None`: in all of them).

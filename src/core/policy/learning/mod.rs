@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use self::evidence::{Counts, Evidence, FADE_AT, Group, Moment, Observation};
+use self::evidence::{PayCycle, SLOTS};
 use super::duration::human;
 use super::{Case, DeclineClass, NextRetry, Plan, time, timing};
 
@@ -148,26 +149,6 @@ pub struct RetryChoice {
     pub why: String,
 }
 
-/// The estimated chance of an attempt at one moment, and what it rests on.
-#[derive(Debug, Clone, PartialEq)]
-struct Estimate {
-    chance: f64,
-    /// The tries of the case's country and reason it rests on (0: only other countries').
-    tries: u32,
-    /// The factor that moved it most, and its feature's slot (`None`: none moved it).
-    strongest: (f64, Option<usize>),
-}
-
-impl Estimate {
-    /// The factor that moved it most, in words ("day 25 of the month ×2.8").
-    fn strongest(&self) -> String {
-        match self.strongest {
-            (lift, Some(slot)) => format!("{} ×{lift:.1}", Moment::words(slot)),
-            (_, None) => "no moment stands out".to_owned(),
-        }
-    }
-}
-
 /// The retry the static plan chose, moved to the moment the evidence favours when learning
 /// applies; the case's earlier choice for the same attempt when it has one.
 pub fn retime(
@@ -213,50 +194,44 @@ pub fn retime(
     let groups = Groups::new(evidence, reason, case.country.as_deref());
     let explore = explores(&case.invoice_id, next.attempt, learning.explore);
     let last_hour = at_hour(last.at, &zone);
-    // The features of a day's moments differ only in the hour and the time since the failure:
-    // the rest is worked out once a day.
-    let mut day: Option<(jiff::civil::Date, Moment)> = None;
-    let mut score = |&(at, date, hour): &(Timestamp, jiff::civil::Date, i8)| {
-        let moment = match day {
-            Some((seen, moment)) if seen == date => moment.at(case, at, hour),
-            _ => {
-                let moment = Moment::of(case, at);
-                day = Some((date, moment));
-                moment
-            }
-        };
-        let estimate = groups.estimate(&moment);
-        let mut value = estimate.chance;
+    let mut candidates = candidates(earliest, latest, &zone, plan.window);
+    if next.at <= latest {
+        let local = next.at.to_zoned(zone.clone());
+        candidates.push((next.at, local.date(), local.hour()));
+    }
+    let dates = candidates.iter().map(|&(_, date, _)| date);
+    let (Some(first), Some(last_date)) = (dates.clone().min(), dates.max()) else {
+        return (next, None);
+    };
+    let cycle = PayCycle::new(case, first, last_date);
+    // The discount of `days` is DAILY_DISCOUNT^days, as an `exp` (half a `powf`).
+    let per_day = DAILY_DISCOUNT.ln();
+    let score = |&(at, date, hour): &(Timestamp, jiff::civil::Date, i8)| {
+        let moment = Moment::on(date, hour, cycle.slot(date), case, at);
+        let chance = groups.chance(&moment);
+        let mut value = chance;
         if explore {
-            value += 2.0 * (value * (1.0 - value) / (f64::from(estimate.tries) + 1.0)).sqrt();
+            value += 2.0 * (value * (1.0 - value) / (f64::from(groups.tries) + 1.0)).sqrt();
         }
         if hour == last_hour {
             value *= SAME_HOUR;
         }
         let days = at.duration_since(earliest).as_secs_f64().max(0.0) / 86_400.0;
         Scored {
-            value: value * DAILY_DISCOUNT.powf(days),
+            value: value * (days * per_day).exp(),
             at,
             date,
-            estimate,
+            moment,
+            chance,
         }
     };
-    let mut candidates = candidates(earliest, latest, &zone, plan.window);
-    if next.at <= latest {
-        let local = next.at.to_zoned(zone.clone());
-        candidates.push((next.at, local.date(), local.hour()));
-    }
     // Best first; ties go to the earlier moment, so the order of candidates never decides.
     let better = |a: &&Scored, b: &&Scored| a.value.total_cmp(&b.value).then(b.at.cmp(&a.at));
     // Nobody reads the reasons of a case that keeps no story (a simulated one): the choice is
     // all it needs, and writing them (or keeping every score for the runner-up) would cost more
     // than making it.
     if case.untold {
-        let Some(best) = candidates
-            .iter()
-            .map(&mut score)
-            .max_by(|a, b| better(&a, &b))
-        else {
+        let Some(best) = candidates.iter().map(&score).max_by(|a, b| better(&a, &b)) else {
             return (next, None);
         };
         let at = best.at;
@@ -275,13 +250,12 @@ pub fn retime(
             Some(choice),
         );
     }
-    let scored: Vec<Scored> = candidates.iter().map(&mut score).collect();
+    let scored: Vec<Scored> = candidates.iter().map(&score).collect();
     let Some(best) = scored.iter().max_by(better) else {
         return (next, None);
     };
     let at = best.at;
     let best_date = best.date;
-    let best = &best.estimate;
     let zone_name = &case.customer_timezone;
     let local = |t: Timestamp| {
         t.to_zoned(zone.clone())
@@ -292,15 +266,9 @@ pub fn retime(
         .iter()
         .filter(|s| s.date != best_date)
         .max_by(better)
-        .map(|s| {
-            format!(
-                "; runner-up {} at {:.0}%",
-                local(s.at),
-                s.estimate.chance * 100.0
-            )
-        })
+        .map(|s| format!("; runner-up {} at {:.0}%", local(s.at), s.chance * 100.0))
         .unwrap_or_default();
-    let rested = match best.tries {
+    let rested = match groups.tries {
         0 => format!(
             "{} tries of {} declines in all countries",
             evidence.tries(reason),
@@ -319,7 +287,7 @@ pub fn retime(
         next.attempt - 1,
         local(at),
         best.chance * 100.0,
-        best.strongest(),
+        groups.strongest(&best.moment),
         if explore {
             "; this retry explores moments little tried"
         } else {
@@ -361,7 +329,9 @@ struct Scored {
     at: Timestamp,
     /// Its local date.
     date: jiff::civil::Date,
-    estimate: Estimate,
+    moment: Moment,
+    /// Its estimated chance of success.
+    chance: f64,
 }
 
 /// Every second local hour inside the window, on each day from `earliest` to `latest`, with its
@@ -378,20 +348,24 @@ fn candidates(
         if start.timestamp() > latest {
             break;
         }
-        // On a day the clocks do not change (almost all), every hour is the day's offset away
-        // from UTC: one look-up of the zone a day instead of one an hour.
-        let offset = start.offset();
-        let steady = zone.to_offset(time::later(
-            start.timestamp(),
-            SignedDuration::from_hours(25),
-        )) == offset;
+        // On a day that starts at midnight and whose clocks do not change (almost all), the local
+        // hour h is h hours after the day's start: one look-up of the zone a day, not one an hour.
+        let steady = start.hour() == 0
+            && zone.to_offset(time::later(
+                start.timestamp(),
+                SignedDuration::from_hours(25),
+            )) == start.offset();
         for hour in (window.start_hour..window.end_hour.min(24)).step_by(2) {
             let hour = i8::try_from(hour).unwrap_or(0);
-            let local = day.at(hour, 0, 0, 0);
             let at = if steady {
-                offset.to_timestamp(local)
+                Ok(time::later(
+                    start.timestamp(),
+                    SignedDuration::from_hours(i64::from(hour)),
+                ))
             } else {
-                local.to_zoned(zone.clone()).map(|z| z.timestamp())
+                day.at(hour, 0, 0, 0)
+                    .to_zoned(zone.clone())
+                    .map(|z| z.timestamp())
             };
             let Ok(at) = at else {
                 continue;
@@ -410,58 +384,75 @@ fn candidates(
     found
 }
 
-/// A case's two groups of evidence: its reason in its country, and in all countries.
-struct Groups<'a> {
-    reason: Reason,
-    own: Option<&'a Counts>,
-    all: Option<&'a Counts>,
+/// What a case's evidence says of each moment: its base rate, and each feature value's lift.
+///
+/// A choice scores a hundred-odd candidate moments that share a few dozen feature values, so
+/// each value's lift is worked out once, when the groups are read, not once per moment.
+struct Groups {
+    /// The reason's rate in the case's country, shrunk toward all countries'.
+    base: f64,
+    /// Each slot's lift over `base` (1 for the slots no estimate multiplies).
+    lift: [f64; SLOTS],
+    /// The tries of the case's country and reason (0: only other countries').
+    tries: u32,
 }
 
-impl<'a> Groups<'a> {
-    fn new(evidence: &'a Evidence, reason: Reason, country: Option<&str>) -> Self {
+impl Groups {
+    /// The case's two groups of evidence: its reason in its country, and in all countries.
+    fn new(evidence: &Evidence, reason: Reason, country: Option<&str>) -> Self {
         let get = |country: Option<String>| evidence.groups.get(&Group { reason, country });
-        Self {
-            reason,
-            own: country.and_then(|c| get(Some(c.to_ascii_uppercase()))),
-            all: get(None),
-        }
-    }
-
-    fn estimate(&self, moment: &Moment) -> Estimate {
+        let own = country.and_then(|c| get(Some(c.to_ascii_uppercase())));
+        let all = get(None);
         let rate = |counts: Option<&Counts>, slot: usize, parent: f64| {
             let (tries, paid) = counts.map_or((0.0, 0.0), |c| {
                 (f64::from(c.tries[slot]), f64::from(c.paid[slot]))
             });
             (paid + PRIOR_WEIGHT * parent) / (tries + PRIOR_WEIGHT)
         };
-        let prior = self.reason.prior();
-        let base_all = rate(self.all, 0, prior);
-        let base = rate(self.own, 0, base_all);
-        let mut strongest = (1.0f64, None);
-        // How far the strongest factor moved it, either way: a lift of ×2 and one of ×0.5 are
-        // as strong.
+        let base_all = rate(all, 0, reason.prior());
+        let base = rate(own, 0, base_all);
+        let mut lift = [1.0; SLOTS];
+        for (slot, lift) in lift.iter_mut().enumerate().skip(1) {
+            let all = rate(all, slot, base_all);
+            *lift = rate(own, slot, all * base / base_all) / base;
+        }
+        Self {
+            base,
+            lift,
+            tries: own.map_or(0, |c| c.tries[0]),
+        }
+    }
+
+    /// The estimated chance of an attempt at `moment`.
+    fn chance(&self, moment: &Moment) -> f64 {
+        // The geometric mean of the four lifts, not their product: see the module's doc. (The
+        // fourth root of their product, as two square roots, which cost a tenth of a `powf`:
+        // four lifts between 1/60 and 60 stay far inside the floats' range.)
+        let lifts: f64 = moment
+            .factors()
+            .map(|slot| self.lift[slot])
+            .iter()
+            .product();
+        let lift = lifts.sqrt().sqrt();
+        (self.base * lift).clamp(0.0005, 0.95)
+    }
+
+    /// The factor that moved a moment's estimate most, either way (a lift of ×2 and one of ×0.5
+    /// are as strong), in words: "day 25 of the month ×2.8".
+    fn strongest(&self, moment: &Moment) -> String {
+        let mut strongest = None;
         let mut strongest_moved = 1.0f64;
-        let mut lifts = 1.0f64;
-        let factors = moment.factors();
-        for &slot in factors {
-            let all = rate(self.all, slot, base_all);
-            let own = rate(self.own, slot, all * base / base_all);
-            let lift = own / base;
-            lifts *= lift;
+        for slot in moment.factors() {
+            let lift = self.lift[slot];
             let moved = lift.max(1.0 / lift);
             if moved > strongest_moved {
                 strongest_moved = moved;
-                strongest = (lift, Some(slot));
+                strongest = Some((lift, slot));
             }
         }
-        // The geometric mean of the lifts, not their product: see the module's doc. (One root of
-        // their product, not a logarithm of each: four lifts between 1/60 and 60 stay far inside
-        // the floats' range.)
-        let lift = lifts.powf(1.0 / factors.len().max(1) as f64);
-        Estimate {
-            chance: (base * lift).clamp(0.0005, 0.95),
-            tries: self.own.map_or(0, |c| c.tries[0]),
-            strongest,
+        match strongest {
+            Some((lift, slot)) => format!("{} ×{lift:.1}", Moment::words(slot)),
+            None => "no moment stands out".to_owned(),
         }
     }
 }
