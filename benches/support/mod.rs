@@ -21,7 +21,7 @@ use recoup::store::{Cases, RedisStore, Saved};
 pub struct Declining;
 
 impl Processor for Declining {
-    fn charge<'a>(&'a self, _: &'a str, _: u32) -> BoxFuture<'a, ChargeResult> {
+    fn charge<'a>(&'a self, _: &'a str, _: u32, _: Option<&'a str>) -> BoxFuture<'a, ChargeResult> {
         Box::pin(async {
             ChargeResult::Declined(Declined {
                 code: Some("card_declined".to_owned()),

@@ -114,7 +114,12 @@ impl DemoStripe {
 }
 
 impl Processor for DemoStripe {
-    fn charge<'a>(&'a self, invoice_id: &'a str, _: u32) -> BoxFuture<'a, ChargeResult> {
+    fn charge<'a>(
+        &'a self,
+        invoice_id: &'a str,
+        _: u32,
+        _: Option<&'a str>,
+    ) -> BoxFuture<'a, ChargeResult> {
         self.call();
         let result = if self.paid(invoice_id) {
             ChargeResult::NotOpen {

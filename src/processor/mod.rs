@@ -27,9 +27,15 @@ use crate::policy::{Card, ChargeResult, CustomerFacts, Declined, EndAction, EndO
 /// Where charges go.
 pub trait Processor: Send + Sync + 'static {
     /// Makes attempt `attempt` on the invoice: reads it first and charges it only while it is
-    /// `open`. Never fails: a call that could not be made is [`ChargeResult::Failed`], for the
-    /// policy to try again with the same key.
-    fn charge<'a>(&'a self, invoice_id: &'a str, attempt: u32) -> BoxFuture<'a, ChargeResult>;
+    /// `open`, on `payment_method` when given (the customer's new card, which the subscription's
+    /// own default may not be), else on the invoice's default. Never fails: a call that could not
+    /// be made is [`ChargeResult::Failed`], for the policy to try again with the same key.
+    fn charge<'a>(
+        &'a self,
+        invoice_id: &'a str,
+        attempt: u32,
+        payment_method: Option<&'a str>,
+    ) -> BoxFuture<'a, ChargeResult>;
 
     /// The decline of the invoice's latest failed payment, read from its payment intent
     /// (`payment_intent` when the event named it, else found through the invoice's payments);

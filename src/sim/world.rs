@@ -39,7 +39,7 @@ use crate::policy::networks::{Charged, Networks};
 use crate::policy::{
     Action, Card, Case, Channel, Charge, ChargeResult, CustomerFacts, DeclineClass, Declined, End,
     EndResult, Input, NudgeKind, NudgePlan, NudgeResult, Policy, RecoveredBy, State, Timer,
-    card_expired, card_expires_at, decide, timing,
+    card_expired, card_expires_at, decide, newer_card, timing,
 };
 
 /// How long after its failure an invoice is followed; nothing later counts.
@@ -144,6 +144,8 @@ pub struct World {
     /// The failed card first, the new one once the customer added it.
     cards: Vec<CardState>,
     new_card_at: Option<Timestamp>,
+    /// Stripe's `payment_method.attached` for the card the customer gave, once they gave it.
+    card_given: Option<Event>,
     nudges_seen: u32,
     nudges_read: u32,
     /// The customer's local day and how many nudges it brought.
@@ -207,6 +209,7 @@ impl World {
             paid_unprompted: vec![false; count],
             cards: vec![card],
             new_card_at,
+            card_given: None,
             nudges_seen: 0,
             nudges_read: 0,
             day: None,
@@ -372,6 +375,12 @@ impl World {
             fees: Vec::new(),
         };
         self.apply(policy, i, &Input::Charge(Box::new(first)), at);
+        // The worker tells once the decline is read, a moment after the failure, from the events
+        // it kept about the customer: here, the card they gave.
+        let told = at + SignedDuration::from_secs(1);
+        if let Some(newer) = newer_card(&self.card_given, told) {
+            self.apply(policy, i, &newer, told);
+        }
     }
 
     /// The customer adds a new card: every invoice still open hears of it, as from Stripe's
@@ -405,6 +414,7 @@ impl World {
             card,
             tries: Vec::new(),
         });
+        self.card_given = Some(event.clone());
         let input = Input::Event(Box::new(event));
         for i in 0..self.invoices.len() {
             if self.takes_part(i, at) {

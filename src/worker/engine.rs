@@ -429,7 +429,10 @@ impl<S: Decides> Engine<'_, S> {
             Try::new(at, &invoice_id, attempt, declined).of(case.still_due(), &case.currency)
         };
         metrics::counter!(metric::ACTIONS, "action" => "retry").increment(1);
-        let result = processor.charge(&case.invoice_id, attempt).await;
+        // The customer's newest card, when they gave one for this invoice: it may not be the
+        // subscription's default, which Stripe would charge otherwise.
+        let method = case.new_payment_method.as_ref().map(|m| m.id.as_str());
+        let result = processor.charge(&case.invoice_id, attempt, method).await;
         metrics::counter!(metric::CHARGES, "result" => result.as_str()).increment(1);
         tracing::info!(invoice = %case.invoice_id, attempt, result = result.as_str(), "charge attempt");
         // The try is recorded on the card it was made on (the decline names it; otherwise the

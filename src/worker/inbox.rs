@@ -198,7 +198,8 @@ async fn process<S: Store>(worker: &Worker<S>, entry: &InboxEntry) -> Result<(),
             replay_early(worker, &invoice.customer, &invoice_id).await?;
             // A redelivered or retried entry changes nothing, but its decline may still be unread.
             if let Some(case) = case_after(worker, applied.case, &invoice_id).await? {
-                learn_decline(worker, event, invoice, &case).await?;
+                let case = learn_decline(worker, event, invoice, case).await?;
+                super::newer_card::tell(worker, &case).await;
             }
         }
     }
@@ -409,16 +410,17 @@ async fn apply<S: Store>(
 /// Stripe's failure events (`event`, about `invoice`) say that an attempt failed, not why: the decline (and the card it came
 /// from) is read from the payment intent and fed in as that attempt's result, so the plan follows
 /// the real decline class from the first failure on. Stripe being unreachable defers the entry; a
-/// payment Stripe has no decline for leaves the decline unknown (`ambiguous` to the plan).
+/// payment Stripe has no decline for leaves the decline unknown (`ambiguous` to the plan). Returns
+/// the case as it left it.
 async fn learn_decline<S: Store>(
     worker: &Worker<S>,
     event: &Event,
     invoice: &Invoice,
-    case: &Case,
-) -> Result<(), Fault> {
+    case: Case,
+) -> Result<Case, Fault> {
     let attempt = invoice.attempt_count.max(1);
     if !case.decline_unread(attempt) || case.state.is_final() {
-        return Ok(());
+        return Ok(case);
     }
     let found = worker
         .processor
@@ -426,17 +428,17 @@ async fn learn_decline<S: Store>(
         .await;
     let declined = match found {
         Ok(Some(declined)) => declined,
-        Ok(None) => return Ok(()),
+        Ok(None) => return Ok(case),
         Err(e) if e.passing => return Err(Fault::Passing(e.message)),
         Err(e) => {
             tracing::warn!(invoice = %case.invoice_id, attempt, "no decline details: {e}");
-            return Ok(());
+            return Ok(case);
         }
     };
     let at = Timestamp::from_second(event.created).unwrap_or(case.opened_at);
     if let Some(card) = &declined.card {
         let networks = Arc::clone(&worker.policy().networks);
-        let tried = Try::of_case(case, attempt, at).declined_as(&declined, &networks);
+        let tried = Try::of_case(&case, attempt, at).declined_as(&declined, &networks);
         note_try(&worker.store, &networks, &card.fingerprint, tried).await;
     }
     let input = Input::Charge(Box::new(Charge {
@@ -446,7 +448,8 @@ async fn learn_decline<S: Store>(
         // Stripe's own attempt: the ledger counts what recoup's attempts cost.
         fees: Vec::new(),
     }));
-    apply(worker, &case.invoice_id, &input).await.map(drop)
+    let applied = apply(worker, &case.invoice_id, &input).await?;
+    Ok(applied.case.unwrap_or(case))
 }
 
 /// The cases an event is for: an invoice event's own case; a payment method's or a customer's

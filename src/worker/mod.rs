@@ -39,6 +39,7 @@ mod learning;
 mod locks;
 pub mod loops;
 mod missed;
+mod newer_card;
 mod nudges;
 mod retention;
 mod timers;

@@ -67,8 +67,13 @@ impl Echoing {
 }
 
 impl Processor for Echoing {
-    fn charge<'a>(&'a self, invoice_id: &'a str, attempt: u32) -> BoxFuture<'a, ChargeResult> {
-        self.stripe.charge(invoice_id, attempt)
+    fn charge<'a>(
+        &'a self,
+        invoice_id: &'a str,
+        attempt: u32,
+        payment_method: Option<&'a str>,
+    ) -> BoxFuture<'a, ChargeResult> {
+        self.stripe.charge(invoice_id, attempt, payment_method)
     }
 
     fn last_decline<'a>(

@@ -621,6 +621,64 @@ async fn a_retry_paying_one_invoice_brings_forward_the_next_retry_of_another_on_
 }
 
 #[tokio::test]
+async fn an_invoice_failing_on_a_card_the_customer_already_replaced_is_charged_on_the_new_one() {
+    let app = app().await;
+    let (first, second) = ("in_newer_card_first", "in_newer_card_second");
+    // A stolen card: no retry on it, the customer is asked for a new one, and gives it.
+    app.fail(
+        first,
+        Invoice::failed(CUSTOMER, Decline::visa("stolen_card")),
+    )
+    .await;
+    let mut attached: Value =
+        serde_json::from_slice(&crate::helpers::fixture("payment_method.attached")).unwrap();
+    attached["created"] = (unix_now() + 60).into();
+    assert_eq!(
+        app.deliver(serde_json::to_vec(&attached).unwrap())
+            .await
+            .status,
+        200
+    );
+    app.advance_clock(10 * 60).await;
+    let paid = app.case_when(first, |c| c["state"] == "recovered").await;
+    assert_eq!(paid["recovered_by"], "retry");
+    let method = "payment_method=pm_1QbB9kB7WZ01zgkWnEw2Card";
+    let charged = app.stripe.pay_requests(first);
+    assert!(
+        charged.iter().all(|r| r.body.contains(method)),
+        "{charged:?}"
+    );
+
+    // A month on, the subscription's renewal fails on the old card: its own default was never
+    // changed. The case hears of the card the customer gave and charges it five minutes later.
+    let now = app.advance_clock(30 * DAY).await;
+    app.fail_at(
+        second,
+        Invoice::failed(CUSTOMER, Decline::visa("stolen_card")),
+        now.as_second(),
+    )
+    .await;
+    let told = app
+        .case_when(second, |c| {
+            c["timeline"].to_string().contains("customer's newer card")
+        })
+        .await;
+    let story = told["timeline"].to_string();
+    assert!(
+        story.contains("the customer gave the card pm_1QbB9kB7WZ01zgkWnEw2Card on another invoice"),
+        "{story}"
+    );
+    let next: jiff::Timestamp = told["next_attempt_at"].as_str().unwrap().parse().unwrap();
+    assert!(next <= now + jiff::SignedDuration::from_mins(6), "{told}");
+    app.advance_clock(10 * 60).await;
+    let recovered = app.case_when(second, |c| c["state"] == "recovered").await;
+    assert_eq!(recovered["recovered_by"], "retry");
+    let charged = app.stripe.pay_requests(second);
+    assert_eq!(charged.len(), 1);
+    assert!(charged[0].body.contains(method), "{charged:?}");
+}
+
+#[tokio::test]
 async fn a_case_opens_in_the_customers_time_zone_and_the_segment_of_their_tenure() {
     let (app, _policy) = app_with_policy(
         "version = 1\n\n[[segment]]\nname = \"loyal\"\ntenure_months_at_least = 24\n\

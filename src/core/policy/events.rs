@@ -11,7 +11,7 @@ use super::{
     Attempt, BilledTo, Card, Case, Closure, CustomerFacts, Decision, EndAction, Entry,
     NewPaymentMethod, Outcome, Policy, State, hold, nudge, timing,
 };
-use crate::event::{Event, EventKind, EventObject, Invoice};
+use crate::event::{Event, EventKind, EventObject, Invoice, PaymentMethod};
 
 pub(super) fn on_event(
     policy: &Policy,
@@ -116,19 +116,7 @@ fn on_customer_event(policy: &Policy, case: Option<&Case>, event: &Event) -> Dec
         (
             EventObject::PaymentMethod(pm),
             EventKind::PaymentMethodAttached | EventKind::PaymentMethodAutomaticallyUpdated,
-        ) => {
-            let card = pm.card.as_ref().and_then(|c| {
-                Some(Card {
-                    fingerprint: c.fingerprint.clone()?,
-                    brand: c.brand.clone()?,
-                    expires_at: c
-                        .exp_month
-                        .zip(c.exp_year)
-                        .and_then(|(month, year)| super::card_expires_at(month, year)),
-                })
-            });
-            (pm.customer.as_deref(), Some(&pm.id), card, None)
-        }
+        ) => (pm.customer.as_deref(), Some(&pm.id), card_of(pm), None),
         (EventObject::Customer(customer), EventKind::CustomerUpdated) => (
             Some(customer.id.as_str()),
             customer
@@ -197,6 +185,19 @@ fn on_customer_event(policy: &Policy, case: Option<&Case>, event: &Event) -> Dec
         actions,
         refused: None,
     }
+}
+
+/// The card a payment method is, when Stripe's event gave its fingerprint and brand.
+pub(super) fn card_of(pm: &PaymentMethod) -> Option<Card> {
+    let card = pm.card.as_ref()?;
+    Some(Card {
+        fingerprint: card.fingerprint.clone()?,
+        brand: card.brand.clone()?,
+        expires_at: card
+            .exp_month
+            .zip(card.exp_year)
+            .and_then(|(month, year)| super::card_expires_at(month, year)),
+    })
 }
 
 /// What an invoice event establishes about the case, independent of when it arrived.

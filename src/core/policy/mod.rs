@@ -33,6 +33,7 @@ pub mod file;
 mod hold;
 pub mod learning;
 pub mod networks;
+mod newer_card;
 mod nudge;
 mod nudged;
 mod opened;
@@ -61,6 +62,7 @@ pub use self::feedback::{Answer, CustomerAnswer, FeedbackPlan, Reaction};
 pub use self::hold::{Support, SupportAct, retry_allowed};
 pub use self::learning::{Evidence, Learning, RetryChoice};
 pub use self::networks::Networks;
+pub use self::newer_card::newer_card;
 pub use self::nudge::{
     CardOnFile, Cover, Covered, NudgePlan, NudgeResult, Nudged, RETRY_GAPS, RETRY_UNDER_WAY, Step,
     card_expired, card_expires_at, contact_window,
@@ -268,6 +270,14 @@ pub enum Input {
         fingerprint: String,
         at: Timestamp,
     },
+    /// The customer gave the card `card` (payment method `method`) on another of their invoices
+    /// at `since`, after the card this case's invoice failed on; the case hears of it at `at`.
+    NewerCard {
+        method: String,
+        card: Card,
+        since: Timestamp,
+        at: Timestamp,
+    },
     /// The customer answered "What's in the way?" on the feedback link of one of the case's nudges,
     /// perhaps with a few words of their own.
     Answered {
@@ -376,6 +386,14 @@ pub fn decide(policy: &Policy, case: Option<&Case>, input: &Input, now: Timestam
             at,
         } => case.map_or_else(Decision::unchanged, |case| {
             on_card_paid(policy, case, invoice_id, fingerprint, *at)
+        }),
+        Input::NewerCard {
+            method,
+            card,
+            since,
+            at,
+        } => case.map_or_else(Decision::unchanged, |case| {
+            newer_card::on_newer_card(policy, case, method, card, *since, *at)
         }),
         Input::Answered { at, answer, text } => case.map_or_else(Decision::unchanged, |case| {
             on_answered(policy, case, *at, *answer, text.as_deref())

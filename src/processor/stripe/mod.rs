@@ -113,7 +113,12 @@ impl Stripe {
             .await
     }
 
-    async fn charge_invoice(&self, invoice_id: &str, attempt: u32) -> ChargeResult {
+    async fn charge_invoice(
+        &self,
+        invoice_id: &str,
+        attempt: u32,
+        payment_method: Option<&str>,
+    ) -> ChargeResult {
         let failed = |what: &str, e: &StripeError| ChargeResult::Failed {
             error: format!("{what}: {}", brief(e)),
         };
@@ -150,8 +155,11 @@ impl Stripe {
         };
         let paid = self
             .call("pay invoice", || async {
-                PayInvoice::new(invoice_id)
-                    .customize()
+                let mut pay = PayInvoice::new(invoice_id);
+                if let Some(method) = payment_method {
+                    pay = pay.payment_method(method);
+                }
+                pay.customize()
                     .request_strategy(RequestStrategy::Idempotent(key.clone()))
                     .send(&self.client)
                     .await
@@ -427,8 +435,13 @@ impl Stripe {
 }
 
 impl Processor for Stripe {
-    fn charge<'a>(&'a self, invoice_id: &'a str, attempt: u32) -> BoxFuture<'a, ChargeResult> {
-        Box::pin(self.charge_invoice(invoice_id, attempt))
+    fn charge<'a>(
+        &'a self,
+        invoice_id: &'a str,
+        attempt: u32,
+        payment_method: Option<&'a str>,
+    ) -> BoxFuture<'a, ChargeResult> {
+        Box::pin(self.charge_invoice(invoice_id, attempt, payment_method))
     }
 
     fn last_decline<'a>(

@@ -1036,5 +1036,6 @@ pub(crate) mod experiments;
 mod extremes;
 mod feedback;
 mod learning;
+mod newer_card;
 mod nudges;
 mod opened;
