@@ -9,7 +9,7 @@
 
 use jiff::Timestamp;
 
-use super::{Inputs, Worker, nudges};
+use super::Worker;
 use crate::policy::{Case, Input, RecoveredBy, State};
 use crate::store::Store;
 
@@ -36,15 +36,8 @@ pub(super) async fn tell<S: Store>(worker: &Worker<S>, case: &Case) {
         .iter()
         .filter(|o| o.invoice_id != case.invoice_id && !o.state.is_final())
     {
-        match worker.apply(&other.invoice_id, Inputs::One(&input)).await {
-            Ok(applied) => {
-                if let Some(told) = &applied.case {
-                    nudges::send(worker, told, &applied.actions).await;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(invoice = %other.invoice_id, paid = %case.invoice_id, "not told of the payment on its card: {e}");
-            }
+        if let Err(e) = worker.apply_one(&other.invoice_id, &input).await {
+            tracing::warn!(invoice = %other.invoice_id, paid = %case.invoice_id, "not told of the payment on its card: {e}");
         }
     }
 }

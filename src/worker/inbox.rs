@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use super::fault::Fault;
-use super::{Inputs, Worker, expiring, note_try, nudges, store_backoff};
+use super::{Worker, expiring, note_try, store_backoff};
 use crate::event::{Event, EventKind, EventObject, Invoice};
 use crate::policy::budget::Try;
 use crate::policy::{Case, Charge, ChargeResult, Input, State};
@@ -397,14 +397,10 @@ async fn apply<S: Store>(
     invoice_id: &str,
     input: &Input,
 ) -> Result<super::Applied, Fault> {
-    let applied = worker
-        .apply(invoice_id, Inputs::One(input))
+    worker
+        .apply_one(invoice_id, input)
         .await
-        .map_err(Fault::from)?;
-    if let Some(case) = &applied.case {
-        nudges::send(worker, case, &applied.actions).await;
-    }
-    Ok(applied)
+        .map_err(Fault::from)
 }
 
 /// Stripe's failure events (`event`, about `invoice`) say that an attempt failed, not why: the decline (and the card it came

@@ -55,7 +55,7 @@ use crate::clock::Clock;
 use crate::config::WorkerSettings;
 use crate::links::Links;
 use crate::notify::Notifier;
-use crate::policy::{Action, Case, Policy};
+use crate::policy::{Action, Case, Input, Policy};
 use crate::processor::{Listings, Processor};
 use crate::store::{Store, StoreError};
 
@@ -288,6 +288,16 @@ impl<S: Store> Worker<S> {
             lease: Some(self.settings.lease()),
         };
         engine.apply(invoice_id, inputs).await
+    }
+
+    /// Applies one input to a case and sends the nudges its decision asks for: what every input
+    /// from outside a timer's firing does.
+    async fn apply_one(&self, invoice_id: &str, input: &Input) -> Result<Applied, ApplyError> {
+        let applied = self.apply(invoice_id, Inputs::One(input)).await?;
+        if let Some(case) = &applied.case {
+            nudges::send(self, case, &applied.actions).await;
+        }
+        Ok(applied)
     }
 }
 

@@ -8,7 +8,7 @@
 //! policy takes the card once and ignores it after. Best effort: a case that is not told waits for
 //! the customer as before.
 
-use super::{Inputs, Worker, nudges};
+use super::Worker;
 use crate::policy::{Case, newer_card};
 use crate::store::Store;
 
@@ -34,14 +34,7 @@ pub(super) async fn tell<S: Store>(worker: &Worker<S>, case: &Case) {
     let Some(input) = newer_card(&events, now) else {
         return;
     };
-    match worker.apply(&case.invoice_id, Inputs::One(&input)).await {
-        Ok(applied) => {
-            if let Some(told) = &applied.case {
-                nudges::send(worker, told, &applied.actions).await;
-            }
-        }
-        Err(e) => {
-            tracing::warn!(invoice = %case.invoice_id, "not told of the customer's newer card: {e}");
-        }
+    if let Err(e) = worker.apply_one(&case.invoice_id, &input).await {
+        tracing::warn!(invoice = %case.invoice_id, "not told of the customer's newer card: {e}");
     }
 }
