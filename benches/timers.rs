@@ -183,7 +183,7 @@ fn learning_cost(learning: bool) -> f64 {
     // A population's worth of evidence about such declines over the moments of two months: more
     // than learning needs to choose.
     let mut evidence = recoup::policy::Evidence::default();
-    let known = recoup::policy::decide(&policy, Some(&case), &declined, now)
+    let known = recoup::policy::decide(&policy, Some(case.clone()), &declined, now)
         .case
         .unwrap();
     for n in 0..50_000i64 {
@@ -193,7 +193,7 @@ fn learning_cost(learning: bool) -> f64 {
     policy.evidence = Arc::new(evidence);
     let started = Instant::now();
     for _ in 0..DECIDES {
-        let decided = recoup::policy::decide(&policy, Some(&case), &declined, now)
+        let decided = recoup::policy::decide(&policy, Some(case.clone()), &declined, now)
             .case
             .unwrap();
         assert_eq!(

@@ -438,7 +438,9 @@ mod tests {
             }),
             fees: Vec::new(),
         }));
-        decide(policy, Some(&case), &charge, at(NOW)).case.unwrap()
+        decide(policy, Some(case.clone()), &charge, at(NOW))
+            .case
+            .unwrap()
     }
 
     fn told(case: &Case, policy: &Policy) -> String {
@@ -469,7 +471,7 @@ mod tests {
             at: at(NOW + 600),
             act: SupportAct::Hold,
         }));
-        let held = decide(&policy, Some(&case), &hold, at(NOW + 600))
+        let held = decide(&policy, Some(case.clone()), &hold, at(NOW + 600))
             .case
             .unwrap();
         insta::assert_snapshot!(told(&held, &policy));
@@ -484,7 +486,9 @@ mod tests {
                 at: at(NOW + minutes * 60),
                 outcome: crate::policy::LinkOutcome::Portal,
             };
-            case = decide(&policy, Some(&case), &opened, at(NOW)).case.unwrap();
+            case = decide(&policy, Some(case.clone()), &opened, at(NOW))
+                .case
+                .unwrap();
         }
         let told = told(&case, &policy);
         assert!(
@@ -503,7 +507,7 @@ mod tests {
             answer: crate::policy::Answer::CantPayNow,
             text: Some("payday is the 15th".into()),
         };
-        let case = decide(&policy, Some(&case), &answered, at(NOW + 300))
+        let case = decide(&policy, Some(case.clone()), &answered, at(NOW + 300))
             .case
             .unwrap();
         let told = told(&case, &policy);
@@ -525,7 +529,9 @@ mod tests {
             result: ChargeResult::Paid,
             fees: Vec::new(),
         }));
-        let recovered = decide(&policy, Some(&case), &paid, at(NOW)).case.unwrap();
+        let recovered = decide(&policy, Some(case.clone()), &paid, at(NOW))
+            .case
+            .unwrap();
         insta::assert_snapshot!(told(&recovered, &policy));
     }
 
@@ -537,7 +543,7 @@ mod tests {
         while let Some(timer) = case.timers.iter().min_by_key(|t| t.at).copied() {
             let fired = decide(
                 &policy,
-                Some(&case),
+                Some(case.clone()),
                 &Input::Timer {
                     timer,
                     card: Vec::new(),
@@ -560,7 +566,9 @@ mod tests {
                             note: String::new(),
                         }],
                     };
-                    case = decide(&policy, Some(&case), &sent, timer.at).case.unwrap();
+                    case = decide(&policy, Some(case.clone()), &sent, timer.at)
+                        .case
+                        .unwrap();
                 }
             }
             if timer.kind == TimerKind::Decide {
@@ -568,7 +576,9 @@ mod tests {
                     at: timer.at,
                     result: EndResult::Done { already: false },
                 };
-                case = decide(&policy, Some(&case), &ended, timer.at).case.unwrap();
+                case = decide(&policy, Some(case.clone()), &ended, timer.at)
+                    .case
+                    .unwrap();
                 break;
             }
         }

@@ -447,8 +447,9 @@ impl World {
 
     /// Decides `input` for invoice `i`'s case and answers every action the decision asks for.
     fn apply(&mut self, policy: &Policy, i: usize, input: &Input, now: Timestamp) {
-        let decision = decide(policy, self.cases[i].as_ref(), input, now);
+        let decision = decide(policy, self.cases[i].take(), input, now);
         let Some(mut case) = decision.case else {
+            self.cases[i] = decision.unchanged;
             return;
         };
         // Nobody reads a simulated case's story; writing it would be most of the work.

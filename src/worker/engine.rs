@@ -108,7 +108,7 @@ impl<S: Decides> Engine<'_, S> {
             let now = self.clock.now().await?;
             let decided = match inputs {
                 Inputs::One(input) => {
-                    let decision = decide(self.policy, stored.as_ref(), input, now);
+                    let decision = decide(self.policy, stored, input, now);
                     Decided {
                         case: decision.case,
                         actions: decision.actions,
@@ -294,23 +294,28 @@ impl<S: Decides> Engine<'_, S> {
                 timer,
                 card: tries.clone(),
             };
-            let decision = decide(self.policy, Some(&current), &input, now);
-            if let Some(next) = decision.case {
-                // A due retry that asked for no charge on a case not held was refused by a network.
-                let refused = matches!(timer.kind, TimerKind::Retry { .. })
-                    && current.state != State::OnHold
-                    && !decision
-                        .actions
-                        .iter()
-                        .any(|a| matches!(a, Action::Retry { .. }));
-                if let (true, Some(card)) = (refused, &current.card) {
-                    metrics::counter!(metric::NETWORK_REFUSALS, "brand" => card.brand.clone())
-                        .increment(1);
-                }
-                current = next;
-                fired.push(timer.at);
-                actions.extend(decision.actions);
+            // A due retry that asks for no charge on a case not held was refused by a network:
+            // counted by the card's brand as it was when the retry came due.
+            let brand = (matches!(timer.kind, TimerKind::Retry { .. })
+                && current.state != State::OnHold)
+                .then(|| current.card.as_ref().map(|c| c.brand.clone()))
+                .flatten();
+            let decision = decide(self.policy, Some(current), &input, now);
+            let refused = !decision
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::Retry { .. }));
+            let changed = decision.case.is_some();
+            if let (true, true, Some(brand)) = (changed, refused, brand) {
+                metrics::counter!(metric::NETWORK_REFUSALS, "brand" => brand).increment(1);
             }
+            if changed {
+                fired.push(timer.at);
+                actions.extend(decision.actions.iter().copied());
+            }
+            current = decision
+                .into_case()
+                .expect("a case given to decide comes back");
         }
         if fired.is_empty() {
             metrics::counter!(metric::STALE_WAKEUPS).increment(1);
@@ -404,11 +409,11 @@ impl<S: Decides> Engine<'_, S> {
         }
         let mut then = Vec::new();
         for made in made.iter() {
-            let decision = decide(self.policy, Some(&case), &made.input, made.at);
-            if let Some(next) = decision.case {
-                case = next;
-                then.extend(decision.actions);
-            }
+            let decision = decide(self.policy, Some(case), &made.input, made.at);
+            then.extend(decision.actions.iter().copied());
+            case = decision
+                .into_case()
+                .expect("a case given to decide comes back");
         }
         Ok((case, then))
     }

@@ -46,7 +46,7 @@ impl Case {
 /// `fingerprint`.
 pub(super) fn on_card_paid(
     policy: &Policy,
-    case: &Case,
+    case: Case,
     invoice_id: &str,
     fingerprint: &str,
     at: Timestamp,
@@ -57,9 +57,9 @@ pub(super) fn on_card_paid(
         .is_some_and(|card| card.fingerprint == fingerprint);
     let known = case.card_paid.as_ref().is_some_and(|paid| paid.at >= at);
     if case.invoice_id == invoice_id || !same_card || known || case.state != State::Retrying {
-        return Decision::unchanged();
+        return Decision::unchanged(case);
     }
-    let mut next = case.clone();
+    let mut next = case;
     next.card_paid = Some(CardPaid {
         invoice_id: invoice_id.to_owned(),
         at,
@@ -72,8 +72,7 @@ pub(super) fn on_card_paid(
         event: None,
     });
     Decision {
-        case: Some(next),
         actions,
-        refused: None,
+        ..Decision::save(next)
     }
 }

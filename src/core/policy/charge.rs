@@ -103,12 +103,8 @@ fn fee_words(fees: &[Charged]) -> String {
     format!("; estimated network fee {}", fees.join(" + "))
 }
 
-pub(super) fn on_charge(policy: &Policy, case: &Case, charge: &Charge) -> Decision {
-    let mut next = case.clone();
+pub(super) fn on_charge(policy: &Policy, case: Case, charge: &Charge) -> Decision {
     let Charge { attempt, at, .. } = *charge;
-    if next.retry_under_way.is_some_and(|r| r.attempt == attempt) {
-        next.retry_under_way = None;
-    }
     // The decline of the latest failure, whose line left the plan to it (Stripe's events carry
     // none).
     let latest = case.attempts.iter().all(|a| a.number <= attempt);
@@ -116,6 +112,16 @@ pub(super) fn on_charge(policy: &Policy, case: &Case, charge: &Charge) -> Decisi
         ChargeResult::Declined(_) if latest && case.decline_unread(attempt) => Telling::DeclineRead,
         _ => Telling::Changes,
     };
+    // Told twice (a redo, or Stripe's webhook and recoup's own result), a result changes nothing.
+    // Only a result for an attempt the case already holds, or an invoice no longer open, can be
+    // told twice — any other adds an attempt — so only then is the case copied to compare.
+    let repeat = matches!(charge.result, ChargeResult::NotOpen { .. })
+        || case.attempts.iter().any(|a| a.number == attempt);
+    let before = repeat.then(|| case.clone());
+    let mut next = case;
+    if next.retry_under_way.is_some_and(|r| r.attempt == attempt) {
+        next.retry_under_way = None;
+    }
     let (what, detail) = match &charge.result {
         ChargeResult::Paid => {
             record_attempt(&mut next, attempt, at, Outcome::Succeeded, None);
@@ -226,9 +232,8 @@ pub(super) fn on_charge(policy: &Policy, case: &Case, charge: &Charge) -> Decisi
     };
     settle(&mut next);
     let (planned, actions) = replan_telling(policy, &mut next, at, telling);
-    // Told twice (a redo, or Stripe's webhook and recoup's own result), a result changes nothing.
-    if next == *case {
-        return Decision::unchanged();
+    if let Some(before) = before.filter(|before| *before == next) {
+        return Decision::unchanged(before);
     }
     next.record(Entry {
         at,
@@ -237,8 +242,7 @@ pub(super) fn on_charge(policy: &Policy, case: &Case, charge: &Charge) -> Decisi
         event: None,
     });
     Decision {
-        case: Some(next),
         actions,
-        refused: None,
+        ..Decision::save(next)
     }
 }

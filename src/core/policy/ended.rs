@@ -13,21 +13,15 @@ use super::{
 
 /// What carrying out the decision came to: the case is `paused` or `canceled` (or closed, for an
 /// invoice written off); a decision Stripe's state overtook is recorded and nothing else done.
-pub(super) fn on_ended(
-    policy: &Policy,
-    case: &Case,
-    at: Timestamp,
-    result: &EndResult,
-) -> Decision {
-    let Some(decision) = case
+pub(super) fn on_ended(policy: &Policy, case: Case, at: Timestamp, result: &EndResult) -> Decision {
+    let Some(mut decision) = case
         .decision
-        .as_ref()
+        .clone()
         .filter(|d| d.outcome == DecisionOutcome::UnderWay)
     else {
-        return Decision::unchanged();
+        return Decision::unchanged(case);
     };
-    let mut next = case.clone();
-    let mut decision = decision.clone();
+    let mut next = case;
     let (what, detail) = match result {
         EndResult::Done { already } => {
             decision.outcome = if *already {
@@ -111,15 +105,15 @@ pub(super) fn on_ended(
 }
 
 /// What resuming the paused collection came to.
-pub(super) fn on_resumed(case: &Case, at: Timestamp, result: &EndResult) -> Decision {
+pub(super) fn on_resumed(case: Case, at: Timestamp, result: &EndResult) -> Decision {
     let settled = case
         .resumption
         .as_ref()
         .is_some_and(|r| !r.outcome.to_redo());
     if settled {
-        return Decision::unchanged();
+        return Decision::unchanged(case);
     }
-    let mut next = case.clone();
+    let mut next = case;
     let (outcome, note, detail) = match result {
         EndResult::Done { .. } => (
             DecisionOutcome::CarriedOut,

@@ -15,21 +15,23 @@ use crate::event::{Event, EventKind, EventObject, Invoice, PaymentMethod};
 
 pub(super) fn on_event(
     policy: &Policy,
-    case: Option<&Case>,
+    case: Option<Case>,
     event: &Event,
     customer: Option<&CustomerFacts>,
     now: Timestamp,
 ) -> Decision {
-    if case.is_some_and(|c| c.has_seen(&event.id)) {
-        return Decision::unchanged();
-    }
+    let case = match case {
+        Some(case) if case.has_seen(&event.id) => return Decision::unchanged(case),
+        case => case,
+    };
     let invoice = match (&event.object, case) {
-        (EventObject::Invoice(invoice), _) if invoice.id.is_some() => invoice,
+        (EventObject::Invoice(invoice), case) if invoice.id.is_some() => (invoice, case),
         (EventObject::Subscription(subscription), Some(case)) => {
             return hold::on_subscription(policy, case, event, subscription);
         }
-        _ => return on_customer_event(policy, case, event),
+        (_, case) => return on_customer_event(policy, case, event),
     };
+    let (invoice, case) = invoice;
     let fact = match event.kind {
         EventKind::InvoicePaymentFailed | EventKind::InvoicePaymentActionRequired => Fact::Failed {
             needs_customer: event.kind == EventKind::InvoicePaymentActionRequired,
@@ -37,19 +39,20 @@ pub(super) fn on_event(
         EventKind::InvoicePaid | EventKind::InvoicePaymentSucceeded => Fact::Paid,
         EventKind::InvoiceVoided => Fact::Closed("voided in Stripe"),
         EventKind::InvoiceMarkedUncollectible
-            if case.is_some_and(|c| c.decided(EndAction::MarkUncollectible)) =>
+            if case
+                .as_ref()
+                .is_some_and(|c| c.decided(EndAction::MarkUncollectible)) =>
         {
             Fact::Closed("marked uncollectible by recoup's decision")
         }
         EventKind::InvoiceMarkedUncollectible => Fact::Closed("marked uncollectible in Stripe"),
-        _ => return Decision::unchanged(),
+        _ => return case.map_or_else(Decision::default, Decision::unchanged),
     };
     let at = Timestamp::from_second(event.created).unwrap_or(now);
-    let before = case.map(|c| c.state);
+    let before = case.as_ref().map(|c| c.state);
     let mut telling = Telling::Changes;
-    let mut case = case
-        .cloned()
-        .unwrap_or_else(|| open(policy, invoice, customer, fact.opening_state(), at, now));
+    let mut case =
+        case.unwrap_or_else(|| open(policy, invoice, customer, fact.opening_state(), at, now));
     match fact {
         Fact::Failed { needs_customer } => {
             case.failed_at = Some(case.failed_at.map_or(at, |f| f.min(at)));
@@ -97,21 +100,22 @@ pub(super) fn on_event(
         event: Some(event.id.clone()),
     });
     Decision {
-        case: Some(case),
         actions,
-        refused: None,
+        ..Decision::save(case)
     }
 }
 
 /// An event about the case's customer: a new payment method — the best moment to retry, even for
 /// a decline no schedule retries, as the old card's decline says nothing about the new one — or the
 /// customer's own time zone, which moves the planned retry into their daytime.
-fn on_customer_event(policy: &Policy, case: Option<&Case>, event: &Event) -> Decision {
-    // A paused customer's new card is the way back: it is retried like any other.
-    let Some(case) = case.filter(|c| !c.state.is_final() || c.state == State::Paused) else {
-        return Decision::unchanged();
+fn on_customer_event(policy: &Policy, case: Option<Case>, event: &Event) -> Decision {
+    let Some(case) = case else {
+        return Decision::default();
     };
-    let before = case;
+    // A paused customer's new card is the way back: it is retried like any other.
+    if case.state.is_final() && case.state != State::Paused {
+        return Decision::unchanged(case);
+    }
     let (customer, method, card, zone) = match (&event.object, event.kind) {
         (
             EventObject::PaymentMethod(pm),
@@ -129,23 +133,25 @@ fn on_customer_event(policy: &Policy, case: Option<&Case>, event: &Event) -> Dec
                 customer.country.as_deref(),
             ),
         ),
-        _ => return Decision::unchanged(),
+        _ => return Decision::unchanged(case),
     };
     if customer != Some(case.customer_id.as_str()) {
-        return Decision::unchanged();
+        return Decision::unchanged(case);
     }
     let at = Timestamp::from_second(event.created).unwrap_or(case.opened_at);
     // The newest `customer.updated` says where the customer is, whatever order they arrive in.
     let zone = zone.filter(|_| case.zone_as_of.is_none_or(|seen| seen <= at));
-    let mut case = case.clone();
+    let mut case = case;
+    let zone_as_of = case.zone_as_of;
     if zone.is_some() {
         case.zone_as_of = Some(at);
     }
     let zone = zone.filter(|zone| *zone != case.customer_timezone);
     if method.is_none() && zone.is_none() {
-        return Decision {
-            case: Some(case).filter(|c| c.zone_as_of != before.zone_as_of),
-            ..Decision::unchanged()
+        return if case.zone_as_of == zone_as_of {
+            Decision::unchanged(case)
+        } else {
+            Decision::save(case)
         };
     }
     let mut notes = Vec::new();
@@ -181,9 +187,8 @@ fn on_customer_event(policy: &Policy, case: Option<&Case>, event: &Event) -> Dec
         event: Some(event.id.clone()),
     });
     Decision {
-        case: Some(case),
         actions,
-        refused: None,
+        ..Decision::save(case)
     }
 }
 

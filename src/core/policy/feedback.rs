@@ -213,7 +213,7 @@ impl Case {
 /// reaction stamped on it and carried out by planning again, and the timeline told both.
 pub(super) fn on_answered(
     policy: &Policy,
-    case: &Case,
+    case: Case,
     at: Timestamp,
     answer: Answer,
     text: Option<&str>,
@@ -228,16 +228,14 @@ pub(super) fn on_answered(
     } else {
         policy.feedback.reaction(answer)
     };
-    let mut next = case.clone();
+    let state = case.state;
+    let mut next = case;
     let wrote = text
         .as_deref()
         .map(|t| format!(" and wrote {t:?}"))
         .unwrap_or_default();
     let then = if over {
-        format!(
-            "the case is already {}, so nothing changes",
-            case.state.as_str()
-        )
+        format!("the case is already {}, so nothing changes", state.as_str())
     } else {
         reaction.words().to_owned()
     };

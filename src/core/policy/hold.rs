@@ -53,16 +53,17 @@ impl SupportAct {
     }
 }
 
-pub(super) fn on_support(policy: &Policy, case: &Case, support: &Support) -> Decision {
+pub(super) fn on_support(policy: &Policy, case: Case, support: &Support) -> Decision {
     let Support { by, reason, at, .. } = support;
-    let mut next = case.clone();
+    let mut next = case;
     let what = match &support.act {
         SupportAct::Hold => {
-            if case.state.is_final() {
-                return refused(format!(
+            if next.state.is_final() {
+                let why = format!(
                     "the case is {}: there is no dunning to hold",
-                    case.state.as_str()
-                ));
+                    next.state.as_str()
+                );
+                return refused(next, why);
             }
             hold(
                 &mut next,
@@ -76,15 +77,16 @@ pub(super) fn on_support(policy: &Policy, case: &Case, support: &Support) -> Dec
         }
         SupportAct::Resume => {
             let support_held = |h: &Hold| matches!(h.by, HoldBy::Support { .. });
-            if !case.holds.iter().any(support_held) {
-                return refused(match case.holds.first() {
+            if !next.holds.iter().any(support_held) {
+                let why = match next.holds.first() {
                     Some(other) => format!(
                         "support holds nothing here; the case is on hold for another reason \
                          ({}), which ends by itself",
                         other.reason
                     ),
-                    None => format!("the case is {}, not on hold", case.state.as_str()),
-                });
+                    None => format!("the case is {}, not on hold", next.state.as_str()),
+                };
+                return refused(next, why);
             }
             next.holds.retain(|h| !support_held(h));
             // An attempt held after errors in a row is tried afresh, its count started again.
@@ -94,8 +96,8 @@ pub(super) fn on_support(policy: &Policy, case: &Case, support: &Support) -> Dec
             "support resumed dunning"
         }
         SupportAct::Retry { card } => {
-            if let Err(why) = retry_allowed(policy, case, card, *at) {
-                return refused(why);
+            if let Err(why) = retry_allowed(policy, &next, card, *at) {
+                return refused(next, why);
             }
             next.retry_requested = Some(RetryRequest {
                 by: by.clone(),
@@ -117,9 +119,8 @@ pub(super) fn on_support(policy: &Policy, case: &Case, support: &Support) -> Dec
         event: None,
     });
     Decision {
-        case: Some(next),
         actions,
-        refused: None,
+        ..Decision::save(next)
     }
 }
 
@@ -219,12 +220,13 @@ pub fn retry_allowed(
 /// policy says so.
 pub(super) fn on_dispute(
     policy: &Policy,
-    case: &Case,
+    case: Case,
     event: &Event,
     dispute: &Dispute,
     card: Option<&Card>,
 ) -> Decision {
     let at = Timestamp::from_second(event.created).unwrap_or(case.opened_at);
+    // Disputes are rare: a copy tells whether the event changed anything.
     let mut next = case.clone();
     let by = HoldBy::Dispute {
         dispute: dispute.id.clone(),
@@ -240,7 +242,7 @@ pub(super) fn on_dispute(
     let detail = match event.kind {
         EventKind::ChargeDisputeCreated => {
             if case.state.is_final() || case.holds.iter().any(|h| h.by == by) {
-                return Decision::unchanged();
+                return Decision::unchanged(case);
             }
             if case.holds_ended.iter().any(|h| h.by == by) {
                 // Stripe sent the closing after the opening, but it arrived first.
@@ -259,7 +261,7 @@ pub(super) fn on_dispute(
         }
         _ => {
             if case.state.is_final() && !case.holds.iter().any(|h| h.by == by) {
-                return Decision::unchanged();
+                return Decision::unchanged(case);
             }
             next.holds.retain(|h| h.by != by);
             end_hold(
@@ -297,8 +299,8 @@ pub(super) fn on_dispute(
             *state = State::AwaitingCustomer;
         }
     }
-    if next == *case {
-        return Decision::unchanged();
+    if next == case {
+        return Decision::unchanged(case);
     }
     after_event(policy, next, event, at, detail + &released)
 }
@@ -309,29 +311,30 @@ pub(super) fn on_dispute(
 /// find it and leave it).
 pub(super) fn on_subscription(
     policy: &Policy,
-    case: &Case,
+    case: Case,
     event: &Event,
     subscription: &Subscription,
 ) -> Decision {
     if case.subscription_id.as_deref() != Some(subscription.id.as_str()) {
-        return Decision::unchanged();
+        return Decision::unchanged(case);
     }
     let at = Timestamp::from_second(event.created).unwrap_or(case.opened_at);
     if case.subscription_as_of.is_some_and(|seen| at < seen) {
         // An older snapshot than one already applied: what it says is no longer so.
-        return Decision::unchanged();
+        return Decision::unchanged(case);
     }
     let ended = event.kind == EventKind::CustomerSubscriptionDeleted
         || matches!(
             subscription.status.as_str(),
             "canceled" | "incomplete_expired"
         );
+    // Subscription events are few: a copy tells whether one changed anything.
     let mut next = case.clone();
     next.subscription_as_of = Some(at);
     // Nothing to tell, but the snapshot's time is kept, so an older one cannot undo what it says.
-    let quietly = |next: Case| {
-        if next == *case {
-            Decision::unchanged()
+    let quietly = |next: Case, case: Case| {
+        if next == case {
+            Decision::unchanged(case)
         } else {
             Decision::save(next)
         }
@@ -347,7 +350,7 @@ pub(super) fn on_subscription(
             State::Canceled | State::Recovered | State::Closed
         ) || case.decided(EndAction::Cancel)
         {
-            return Decision::unchanged();
+            return Decision::unchanged(case);
         }
         if next.closure.is_none() {
             next.closure = Some(Closure {
@@ -366,7 +369,7 @@ pub(super) fn on_subscription(
             || case.holds.iter().any(|h| h.by == by)
             || case.decided(EndAction::Pause)
         {
-            return quietly(next);
+            return quietly(next, case);
         }
         hold(
             &mut next,
@@ -393,11 +396,11 @@ pub(super) fn on_subscription(
     } else if subscription.cancel_at_period_end && !case.state.is_final() {
         let noted = "set to cancel at the end of its period in Stripe";
         if case.timeline.iter().any(|e| e.detail.contains(noted)) {
-            return quietly(next);
+            return quietly(next, case);
         }
         format!("subscription {} {noted}", subscription.id)
     } else {
-        return quietly(next);
+        return quietly(next, case);
     };
     let released = release_if_free(&mut next);
     after_event(policy, next, event, at, detail + &released)
@@ -457,10 +460,10 @@ fn release_if_free(case: &mut Case) -> String {
     format!("; hold over, the case is {} again", case.state.as_str())
 }
 
-fn refused(why: String) -> Decision {
+/// Support's act refused for `why`: the case goes back as it came.
+fn refused(case: Case, why: String) -> Decision {
     Decision {
-        case: None,
-        actions: Vec::new(),
         refused: Some(why),
+        ..Decision::unchanged(case)
     }
 }

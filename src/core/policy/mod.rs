@@ -2,7 +2,9 @@
 //!
 //! [`decide`] takes the policy, the case as it stands (or `None` for an invoice recoup has not seen),
 //! one [`Input`] and the scheduler's "now", and returns a [`Decision`]: the case as it must be saved
-//! and the [`Action`]s to carry out afterwards. Nothing in here reads a clock, touches Redis or
+//! and the [`Action`]s to carry out afterwards. The case is taken by value and changed in place —
+//! a case is a few dozen strings and lists, and copying it for every input was a tenth of the
+//! simulator's time — so an input that changes nothing hands it back untouched. Nothing in here reads a clock, touches Redis or
 //! speaks HTTP, which is what lets the same code run in `serve`, in tests and on a virtual clock.
 //!
 //! Two rules make cases safe against Stripe's delivery habits (late, twice, out of order):
@@ -311,93 +313,89 @@ pub struct Decision {
     pub actions: Vec<Action>,
     /// Why a support action was refused (nothing is saved then).
     pub refused: Option<String>,
+    /// The case as it came in, handed back when the input changed nothing (`case` is `None`).
+    pub unchanged: Option<Case>,
 }
 
 impl Decision {
-    fn unchanged() -> Self {
-        Self::default()
+    /// Nothing to save: `case` goes back as it came.
+    fn unchanged(case: Case) -> Self {
+        Self {
+            unchanged: Some(case),
+            ..Self::default()
+        }
     }
 
     fn save(case: Case) -> Self {
         Self {
             case: Some(case),
-            actions: Vec::new(),
-            refused: None,
+            ..Self::default()
         }
+    }
+
+    /// The case after the input, changed or not: what a caller keeps (`None` only when there was
+    /// no case and the input opened none).
+    pub fn into_case(self) -> Option<Case> {
+        self.case.or(self.unchanged)
     }
 }
 
 /// Decides what `input` means for `case` at `now`.
-pub fn decide(policy: &Policy, case: Option<&Case>, input: &Input, now: Timestamp) -> Decision {
+pub fn decide(policy: &Policy, case: Option<Case>, input: &Input, now: Timestamp) -> Decision {
+    let Some(case) = case else {
+        return match input {
+            Input::Event(event) => on_event(policy, None, event, None, now),
+            Input::Opening(event, customer) => on_event(policy, None, event, Some(customer), now),
+            Input::Support(_) => Decision {
+                refused: Some("recoup has no case for this invoice".to_owned()),
+                ..Decision::default()
+            },
+            _ => Decision::default(),
+        };
+    };
     match input {
-        Input::Event(event) => on_event(policy, case, event, None, now),
-        Input::Opening(event, customer) => on_event(policy, case, event, Some(customer), now),
-        Input::Timer { timer, card } => case.map_or_else(Decision::unchanged, |case| {
-            on_timer(policy, case, timer, card, now)
-        }),
-        Input::Charge(charge) => case.map_or_else(Decision::unchanged, |case| {
-            charge::on_charge(policy, case, charge)
-        }),
+        Input::Event(event) => on_event(policy, Some(case), event, None, now),
+        Input::Opening(event, customer) => on_event(policy, Some(case), event, Some(customer), now),
+        Input::Timer { timer, card } => on_timer(policy, case, timer, card, now),
+        Input::Charge(charge) => charge::on_charge(policy, case, charge),
         Input::Nudged {
             kind,
             tier,
             at,
             template,
             results,
-        } => case.map_or_else(Decision::unchanged, |case| {
-            on_nudged(policy, case, (*kind, *tier), *at, template, results)
-        }),
-        Input::NudgeHeld { kind, tier, until } => case.map_or_else(Decision::unchanged, |case| {
-            on_nudge_held(policy, case, *kind, *tier, *until)
-        }),
+        } => on_nudged(policy, case, (*kind, *tier), *at, template, results),
+        Input::NudgeHeld { kind, tier, until } => on_nudge_held(policy, case, *kind, *tier, *until),
         Input::NudgeCovered {
             kind,
             tier,
             at,
             cover,
-        } => case.map_or_else(Decision::unchanged, |case| {
-            on_nudge_covered(policy, case, (*kind, *tier), *at, cover)
-        }),
-        Input::Ended { at, result } => case.map_or_else(Decision::unchanged, |case| {
-            on_ended(policy, case, *at, result)
-        }),
-        Input::Resumed { at, result } => {
-            case.map_or_else(Decision::unchanged, |case| on_resumed(case, *at, result))
-        }
-        Input::Dispute { event, card } => match (case, &event.object) {
-            (Some(case), EventObject::Dispute(dispute)) if !case.has_seen(&event.id) => {
+        } => on_nudge_covered(policy, case, (*kind, *tier), *at, cover),
+        Input::Ended { at, result } => on_ended(policy, case, *at, result),
+        Input::Resumed { at, result } => on_resumed(case, *at, result),
+        Input::Dispute { event, card } => match &event.object {
+            EventObject::Dispute(dispute) if !case.has_seen(&event.id) => {
                 hold::on_dispute(policy, case, event, dispute, card.as_ref())
             }
-            _ => Decision::unchanged(),
+            _ => Decision::unchanged(case),
         },
-        Input::Support(support) => case.map_or_else(
-            || Decision {
-                refused: Some("recoup has no case for this invoice".to_owned()),
-                ..Decision::unchanged()
-            },
-            |case| hold::on_support(policy, case, support),
-        ),
-        Input::LinkOpened { at, outcome } => case.map_or_else(Decision::unchanged, |case| {
-            on_link_opened(case, *at, *outcome)
-        }),
+        Input::Support(support) => hold::on_support(policy, case, support),
+        Input::LinkOpened { at, outcome } => on_link_opened(case, *at, *outcome),
         Input::CardPaid {
             invoice_id,
             fingerprint,
             at,
-        } => case.map_or_else(Decision::unchanged, |case| {
-            on_card_paid(policy, case, invoice_id, fingerprint, *at)
-        }),
+        } => on_card_paid(policy, case, invoice_id, fingerprint, *at),
         Input::NewerCard {
             method,
             card,
             since,
             at,
-        } => case.map_or_else(Decision::unchanged, |case| {
-            newer_card::on_newer_card(policy, case, method, card, *since, *at)
-        }),
-        Input::Answered { at, answer, text } => case.map_or_else(Decision::unchanged, |case| {
+        } => newer_card::on_newer_card(policy, case, method, card, *since, *at),
+        Input::Answered { at, answer, text } => {
             on_answered(policy, case, *at, *answer, text.as_deref())
-        }),
+        }
     }
 }
 

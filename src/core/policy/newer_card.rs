@@ -23,7 +23,7 @@ use crate::event::{Event, EventKind, EventObject};
 /// and `at` is when the case hears of it.
 pub(super) fn on_newer_card(
     policy: &Policy,
-    case: &Case,
+    case: Case,
     method: &str,
     card: &Card,
     since: Timestamp,
@@ -41,9 +41,9 @@ pub(super) fn on_newer_card(
             || (known.id == method && case.answered_by_new_card())
     });
     if !open || same_card || known {
-        return Decision::unchanged();
+        return Decision::unchanged(case);
     }
-    let mut next = case.clone();
+    let mut next = case;
     // Arriving now, for the case: the plan retries a payment method newer than its last attempt.
     next.new_payment_method = Some(NewPaymentMethod {
         id: method.to_owned(),
@@ -65,9 +65,8 @@ pub(super) fn on_newer_card(
         event: None,
     });
     Decision {
-        case: Some(next),
         actions,
-        refused: None,
+        ..Decision::save(next)
     }
 }
 

@@ -22,7 +22,7 @@ const NOT_DELIVERED: &str = "nudge not delivered";
 /// timeline says in one sentence how every channel fared and what happens next.
 pub(super) fn on_nudged(
     policy: &Policy,
-    case: &Case,
+    case: Case,
     (kind, tier): (NudgeKind, u32),
     at: Timestamp,
     template: &str,
@@ -39,12 +39,12 @@ pub(super) fn on_nudged(
         .iter()
         .position(|n| n.kind == kind && n.tier == tier)
     else {
-        return Decision::unchanged();
+        return Decision::unchanged(case);
     };
     if told {
-        return Decision::unchanged();
+        return Decision::unchanged(case);
     }
-    let mut case = case.clone();
+    let mut case = case;
     for result in results.iter().filter(|r| r.sent) {
         case.nudges.push(Nudge {
             at,
@@ -119,15 +119,15 @@ pub(super) fn on_nudged(
 /// then, so the customer always has the whole grace after recoup last had something to tell them).
 pub(super) fn on_nudge_covered(
     policy: &Policy,
-    case: &Case,
+    case: Case,
     (kind, tier): (NudgeKind, u32),
     at: Timestamp,
     cover: &Cover,
 ) -> Decision {
-    let Some(position) = first_try(case, kind, tier) else {
-        return Decision::unchanged();
+    let Some(position) = first_try(&case, kind, tier) else {
+        return Decision::unchanged(case);
     };
-    let mut case = case.clone();
+    let mut case = case;
     let nudged = &mut case.nudged[position];
     nudged.delivered_at = Some(at);
     nudged.retry_at = None;
@@ -160,15 +160,15 @@ pub(super) fn on_nudge_covered(
 /// The customer already had their day's nudges: the nudge waits for `until` and goes out then.
 pub(super) fn on_nudge_held(
     policy: &Policy,
-    case: &Case,
+    case: Case,
     kind: NudgeKind,
     tier: u32,
     until: Timestamp,
 ) -> Decision {
-    let Some(position) = first_try(case, kind, tier) else {
-        return Decision::unchanged();
+    let Some(position) = first_try(&case, kind, tier) else {
+        return Decision::unchanged(case);
     };
-    let mut case = case.clone();
+    let mut case = case;
     let held_at = case.nudged.remove(position).at;
     case.nudges_held_until = Some(until);
     let next = plan_nudge(policy, &mut case) + &plan_decision(policy, &mut case);

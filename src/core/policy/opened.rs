@@ -41,11 +41,11 @@ impl LinkOutcome {
     }
 }
 
-pub(super) fn on_link_opened(case: &Case, at: Timestamp, outcome: LinkOutcome) -> Decision {
-    let mut next = case.clone();
-    next.link_opened_at = Some(case.link_opened_at.map_or(at, |first| first.min(at)));
-    next.link_opens = case.link_opens.saturating_add(1);
-    let last_told = case
+pub(super) fn on_link_opened(case: Case, at: Timestamp, outcome: LinkOutcome) -> Decision {
+    let mut next = case;
+    next.link_opened_at = Some(next.link_opened_at.map_or(at, |first| first.min(at)));
+    next.link_opens = next.link_opens.saturating_add(1);
+    let last_told = next
         .timeline
         .iter()
         .rev()

@@ -127,7 +127,7 @@ mod tests {
     fn applied(case: Option<&Case>, made: Event) -> Case {
         decide(
             &Policy::default(),
-            case,
+            case.cloned(),
             &Input::Event(Box::new(made)),
             at(NOW),
         )

@@ -308,8 +308,7 @@ pub(super) fn conclude(policy: &Policy, mut case: Case, mut entry: Entry) -> Dec
     entry.detail += &planned;
     case.record(entry);
     Decision {
-        case: Some(case),
         actions,
-        refused: None,
+        ..Decision::save(case)
     }
 }

@@ -17,15 +17,15 @@ pub const HELD_BACK_BY_NETWORK: &str = "retry held back by a network rule";
 
 pub(super) fn on_timer(
     policy: &Policy,
-    case: &Case,
+    case: Case,
     timer: &Timer,
     card: &[budget::Try],
     now: Timestamp,
 ) -> Decision {
     let Some(held) = case.timers.iter().position(|t| t == timer) else {
-        return Decision::unchanged();
+        return Decision::unchanged(case);
     };
-    let mut case = case.clone();
+    let mut case = case;
     case.timers.remove(held);
     if case.state == State::OnHold {
         // The plan is made again from the facts when the hold ends.
@@ -46,9 +46,8 @@ pub(super) fn on_timer(
         TimerKind::Decide => return decide_end(policy, case, timer.at),
         TimerKind::Resume => {
             return Decision {
-                case: Some(case),
                 actions: vec![Action::Resume],
-                refused: None,
+                ..Decision::save(case)
             };
         }
     };
@@ -162,9 +161,8 @@ pub(super) fn on_timer(
         event: None,
     });
     Decision {
-        case: Some(case),
         actions: vec![Action::Retry { attempt }],
-        refused: None,
+        ..Decision::save(case)
     }
 }
 
@@ -221,9 +219,8 @@ fn decide_end(policy: &Policy, mut case: Case, at: Timestamp) -> Decision {
         event: None,
     });
     Decision {
-        case: Some(case),
         actions,
-        refused: None,
+        ..Decision::save(case)
     }
 }
 
@@ -335,9 +332,8 @@ fn fire_nudge(
         event: None,
     });
     Decision {
-        case: Some(case),
         actions: vec![Action::Nudge { kind, tier }],
-        refused: None,
+        ..Decision::save(case)
     }
 }
 

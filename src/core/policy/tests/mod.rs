@@ -6,6 +6,15 @@ use crate::event::wire::{Parsed, parse};
 
 const NOW: i64 = 1_793_548_900;
 
+/// [`super::decide`] as these tests read it: the case lent, not given, and a decision that saves
+/// nothing equal to [`Decision::default`] (the case it would hand back left out).
+fn decide(policy: &Policy, case: Option<&Case>, input: &Input, now: Timestamp) -> Decision {
+    Decision {
+        unchanged: None,
+        ..super::decide(policy, case.cloned(), input, now)
+    }
+}
+
 /// The default policy without its nudges: most of these tests are about retries, and a nudge timer
 /// beside each retry would only blur what they check.
 fn retries_only() -> Policy {
@@ -732,7 +741,7 @@ fn a_new_card_is_tried_within_minutes_even_after_a_hard_decline() {
         // The same delivery again changes nothing.
         assert_eq!(
             decide(&retries_only(), Some(&case), &input, now()),
-            Decision::unchanged()
+            Decision::default()
         );
     }
 }
@@ -744,17 +753,17 @@ fn card_events_change_only_open_cases_of_their_own_customer() {
     other.customer_id = "cus_someone_else".into();
     assert_eq!(
         decide(&retries_only(), Some(&other), &input, now()),
-        Decision::unchanged()
+        Decision::default()
     );
     let mut paid = declined(0, DeclineClass::Hard, "lost_card", "UTC");
     paid.state = State::Recovered;
     assert_eq!(
         decide(&retries_only(), Some(&paid), &input, now()),
-        Decision::unchanged()
+        Decision::default()
     );
     assert_eq!(
         decide(&retries_only(), None, &input, now()),
-        Decision::unchanged(),
+        Decision::default(),
         "a card event never opens a case"
     );
     // A card that came before the last attempt was already tried: the plan goes on as before.
@@ -1012,7 +1021,7 @@ fn the_customers_own_time_zone_moves_the_planned_retry_into_their_daytime() {
     ] {
         assert_eq!(
             decide(&policy, Some(&opened), &quiet, now()),
-            Decision::unchanged()
+            Decision::default()
         );
     }
     // The zone it already has only moves the time as of which it is known (an older update that
