@@ -26,11 +26,12 @@ use crate::telemetry::metric;
 use super::{Applied, ApplyError, MAX_CONFLICTS, renewing};
 
 /// Which inputs to feed a case: one given input, or every timer of the case that is due.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Inputs<'a> {
     One(&'a Input),
-    /// With the case as the claim read it, if it did (`Some(None)`: there is no case).
-    DueTimers(Option<Option<&'a Case>>),
+    /// With the case as the claim read it, if it did (`Some(None)`: there is no case), handed
+    /// over so the firing decides on it without a copy.
+    DueTimers(Option<Option<Box<Case>>>),
 }
 
 /// What [`Engine::apply`] works with: of the store, cases, card histories and the clock.
@@ -94,9 +95,9 @@ impl<S: Decides> Engine<'_, S> {
             .without_max_times()
             .build();
         // What the caller already read serves the first try; after a conflict only a fresh read will.
-        let mut known = match inputs {
-            Inputs::DueTimers(known) => known.map(|case| case.cloned()),
-            Inputs::One(_) => None,
+        let (input, mut known) = match inputs {
+            Inputs::One(input) => (Some(input), None),
+            Inputs::DueTimers(known) => (None, known.map(|case| case.map(|case| *case))),
         };
         let mut made = Vec::new();
         for _ in 0..MAX_CONFLICTS {
@@ -106,8 +107,8 @@ impl<S: Decides> Engine<'_, S> {
             };
             let before = stored.as_ref().map(|c| (c.state, c.failed_at.is_some()));
             let now = self.clock.now().await?;
-            let decided = match inputs {
-                Inputs::One(input) => {
+            let decided = match input {
+                Some(input) => {
                     let decision = decide(self.policy, stored, input, now);
                     Decided {
                         case: decision.case,
@@ -117,7 +118,7 @@ impl<S: Decides> Engine<'_, S> {
                         card: None,
                     }
                 }
-                Inputs::DueTimers(_) => match stored {
+                None => match stored {
                     Some(stored) => self.fire_due(stored, now).await?,
                     None => {
                         return Ok(Applied {

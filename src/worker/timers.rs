@@ -78,8 +78,7 @@ pub(super) async fn run<S: Store>(worker: Arc<Worker<S>>, mut stopped: watch::Re
 async fn wake<S: Store>(worker: Arc<Worker<S>>, claim: Claim, _slot: OwnedSemaphorePermit) {
     let Claim { invoice_id, case } = claim;
     // An unreadable case is read again by `apply`, which reports it as the store error it is.
-    let known = case.ok();
-    let due = Inputs::DueTimers(known.as_ref().map(Option::as_ref));
+    let due = Inputs::DueTimers(case.ok().map(|case| case.map(Box::new)));
     let fired = std::panic::AssertUnwindSafe(worker.apply(&invoice_id, due))
         .catch_unwind()
         .await;
