@@ -30,12 +30,7 @@ async fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(100_000);
     let store = support::store().await;
-    let url = std::env::var("REDIS_URL").unwrap();
-    let mut raw = redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut raw = support::raw().await;
 
     // Warm up what exists once per deployment (scripts, the inbox stream and its group), so the
     // figure is what each case adds.

@@ -282,12 +282,7 @@ async fn cpu_seconds() -> (f64, f64) {
     // The fields after the command name, which is in parentheses and may hold spaces.
     let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
     let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    let url = std::env::var("REDIS_URL").unwrap();
-    let mut conn = redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = support::raw().await;
     let info: String = redis::cmd("INFO")
         .arg("cpu")
         .query_async(&mut conn)
@@ -303,12 +298,7 @@ async fn cpu_seconds() -> (f64, f64) {
 }
 
 async fn pending_timers() -> u64 {
-    let url = std::env::var("REDIS_URL").unwrap();
-    let mut conn = redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = support::raw().await;
     let mut total = 0;
     for shard in 0..TIMER_SHARDS {
         total += redis::cmd("ZCARD")

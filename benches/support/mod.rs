@@ -98,17 +98,23 @@ pub async fn store() -> RedisStore {
     RedisStore::connect(&settings).await.expect("Redis answers")
 }
 
+/// A plain connection to the same Redis, for what the benchmarks read beside the store (`INFO`,
+/// the due sets).
+pub async fn raw() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url())
+        .expect("a Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis answers")
+}
+
 /// Waits (up to ten minutes) until Redis is not rewriting its append-only file, and returns how long
 /// that took. Seeding a million cases makes Redis rewrite a gigabyte of AOF in a forked child,
 /// which on a small machine takes a core for tens of seconds; a measurement should say whether it
 /// ran beside that or not.
 pub async fn settle() -> std::time::Duration {
     let started = std::time::Instant::now();
-    let client = redis::Client::open(redis_url()).expect("a Redis URL");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("Redis answers");
+    let mut conn = raw().await;
     while started.elapsed() < std::time::Duration::from_secs(600) {
         let info: String = redis::cmd("INFO")
             .arg("persistence")
