@@ -158,7 +158,7 @@ mod tests {
     }
 
     #[test]
-    fn a_case_saved_with_a_retry_under_way_is_compressed_faster_in_the_same_format() {
+    fn a_case_saved_with_a_retry_under_way_is_compressed_at_its_own_level_in_the_same_format() {
         let mut case = case();
         case.retry_under_way = Some(crate::policy::RetryUnderWay {
             attempt: 2,

@@ -26,7 +26,7 @@ use crate::telemetry::metric;
 use super::{Applied, ApplyError, MAX_CONFLICTS, renewing};
 
 /// Which inputs to feed a case: one given input, or every timer of the case that is due.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Inputs<'a> {
     One(&'a Input),
     /// With the case as the claim read it, if it did (`Some(None)`: there is no case), handed

@@ -24,14 +24,13 @@ pub(super) fn on_event(
         Some(case) if case.has_seen(&event.id) => return Decision::unchanged(case),
         case => case,
     };
-    let invoice = match (&event.object, case) {
+    let (invoice, case) = match (&event.object, case) {
         (EventObject::Invoice(invoice), case) if invoice.id.is_some() => (invoice, case),
         (EventObject::Subscription(subscription), Some(case)) => {
             return hold::on_subscription(policy, case, event, subscription);
         }
         (_, case) => return on_customer_event(policy, case, event),
     };
-    let (invoice, case) = invoice;
     let fact = match event.kind {
         EventKind::InvoicePaymentFailed | EventKind::InvoicePaymentActionRequired => Fact::Failed {
             needs_customer: event.kind == EventKind::InvoicePaymentActionRequired,

@@ -4,8 +4,9 @@
 //! one [`Input`] and the scheduler's "now", and returns a [`Decision`]: the case as it must be saved
 //! and the [`Action`]s to carry out afterwards. The case is taken by value and changed in place —
 //! a case is a few dozen strings and lists, and copying it for every input was a tenth of the
-//! simulator's time — so an input that changes nothing hands it back untouched. Nothing in here reads a clock, touches Redis or
-//! speaks HTTP, which is what lets the same code run in `serve`, in tests and on a virtual clock.
+//! simulator's time — so an input that changes nothing hands it back untouched. Nothing in here
+//! reads a clock, touches Redis or speaks HTTP, which is what lets the same code run in `serve`,
+//! in tests and on a virtual clock.
 //!
 //! Two rules make cases safe against Stripe's delivery habits (late, twice, out of order):
 //!
