@@ -3,6 +3,8 @@
 //! final outcomes counted in Redis, and the report — through the API and `recoup experiments` —
 //! with its numbers and intervals checked on hand-built outcomes.
 
+use std::time::Duration;
+
 use recoup::policy::experiment::outcome::Contribution;
 use recoup::policy::file::parse;
 use recoup::policy::{Assignment, Experiment};
@@ -13,7 +15,7 @@ use serde_json::Value;
 use crate::fake_stripe::{Decline, FakeStripe, Invoice};
 use crate::helpers::{
     API_TOKENS, Recoup, RecoupProcess, TestApp, TestRedis, failure_of, invoice_event, output_of,
-    recoup_command, redis_settings, unix_now,
+    recoup_command, redis_settings, unix_now, wait_until,
 };
 
 /// A retry a day after an ambiguous decline, at any hour, no nudges, no learning; half the
@@ -180,7 +182,17 @@ async fn an_experiment_with_a_holdout_runs_end_to_end_and_keeps_each_customer_in
         .case_when("in_exp_q2", |c| c["state"] == "recovered")
         .await;
 
-    // The counters are read as each arm's figures.
+    // The counters are read as each arm's figures. An outcome is counted just after its case is
+    // saved, so the report may trail the case by a moment: wait for the last one to be counted.
+    wait_until(
+        "every final case to be counted",
+        Duration::from_secs(10),
+        || async {
+            let (holdout, treated, _) = report(&second).await;
+            treated["invoices"] == 2 && holdout["invoices"] == 1
+        },
+    )
+    .await;
     let (holdout, treated, whole) = report(&second).await;
     assert_eq!(
         (

@@ -1048,10 +1048,14 @@ async fn a_partly_paid_invoice_is_nudged_and_counted_for_what_is_still_due() {
     // The retry pays: the recovery counts what was still due, not the whole invoice.
     app.advance_clock(4 * DAY).await;
     app.case_when(invoice, |c| c["state"] == "recovered").await;
+    // Counted just after the case is saved: wait for the count, then check it is the right one.
+    let sample = "recoup_recovered_amount_total{currency=\"chf\"}";
+    wait_until(
+        "the recovery in the metrics",
+        Duration::from_secs(10),
+        || async { metric_value(&app.get("/metrics").await.text, sample) > 0 },
+    )
+    .await;
     let metrics = app.get("/metrics").await.text;
-    assert_eq!(
-        metric_value(&metrics, "recoup_recovered_amount_total{currency=\"chf\"}"),
-        2_900,
-        "{metrics}"
-    );
+    assert_eq!(metric_value(&metrics, sample), 2_900, "{metrics}");
 }

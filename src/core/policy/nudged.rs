@@ -67,11 +67,18 @@ pub(super) fn on_nudged(
     };
     let delivered = results.iter().any(|r| r.sent);
     let passing = results.iter().any(|r| !r.sent && r.passing);
+    // A try whose result comes back late — its worker stalled while a later try went out — finds
+    // the nudge delivered (or given up) already: it is told, and takes nothing back. Tried again,
+    // a delivered final notice would count as unsettled and the end decision would never come.
+    let settled = {
+        let nudged = &case.nudged[position];
+        nudged.delivered_at.is_some() || nudged.given_up_at.is_some()
+    };
     // The next try, when no channel took this one for a passing reason and tries are left.
     let failed_tries = case.nudged[position].failed_tries;
     let retry_at = RETRY_GAPS
         .get(failed_tries as usize)
-        .filter(|_| passing && !delivered)
+        .filter(|_| passing && !delivered && !settled)
         .map(|&gap| {
             let plan = policy.nudges_for(&case);
             plan.into_window(&case, time::later(at, gap))
@@ -83,6 +90,8 @@ pub(super) fn on_nudged(
         nudged.delivered_at.get_or_insert(at);
         nudged.retry_at = None;
         String::new()
+    } else if settled {
+        "; another try of it was settled first, so nothing changes".to_owned()
     } else if let Some(retry_at) = retry_at {
         nudged.failed_tries += 1;
         nudged.retry_at = Some(retry_at);

@@ -1154,6 +1154,52 @@ fn an_undelivered_final_notice_is_tried_again_in_daytime_and_grace_counts_from_i
     );
 }
 
+/// Found by the chaos run: the first try's worker stalled with its result (the mail server had
+/// said "try later") while the retry went out and was delivered; the stale result, applied last,
+/// made the delivered notice look unsettled again, and the end decision was never planned.
+#[test]
+fn a_late_failed_try_of_a_delivered_final_notice_takes_nothing_back() {
+    let (policy, case) = final_notice_going_out();
+    let first = sent(&case, NudgeKind::FinalNotice).unwrap();
+    // The first try's timer comes due again while its result is still out: the second try.
+    let redo = nudge_timer(&case).expect("a try under way keeps a timer");
+    let second = decide(&policy, Some(&case), &due(redo), redo.at)
+        .case
+        .unwrap();
+    let delivered = emailed(NudgeKind::FinalNotice, 1, redo.at, true, true);
+    let case = decide(&policy, Some(&second), &delivered, redo.at)
+        .case
+        .unwrap();
+    let decision_at = decide_timer(&case).expect("grace counts from the delivery");
+
+    let late = emailed(NudgeKind::FinalNotice, 1, first, false, true);
+    let after = decide(&policy, Some(&case), &late, redo.at).case.unwrap();
+    let notice = after
+        .nudged
+        .iter()
+        .find(|n| n.kind == NudgeKind::FinalNotice)
+        .unwrap();
+    assert_eq!(notice.delivered_at, Some(redo.at));
+    assert_eq!((notice.retry_at, notice.failed_tries), (None, 0));
+    assert_eq!(
+        decide_timer(&after),
+        Some(decision_at),
+        "{:?}",
+        after.timers
+    );
+    assert_eq!(
+        nudge_timer(&after),
+        None,
+        "a delivered notice is not tried again"
+    );
+    let said = after
+        .timeline
+        .iter()
+        .find(|e| e.what == "nudge not delivered")
+        .unwrap();
+    assert!(said.detail.contains("settled first"), "{}", said.detail);
+}
+
 #[test]
 fn a_final_notice_refused_for_good_or_out_of_tries_is_given_up_and_grace_counts_from_then() {
     let (policy, case) = final_notice_going_out();
