@@ -418,7 +418,11 @@ mod tests {
         let case = decide(
             policy,
             None,
-            &Input::Opening(event, Box::new(customer)),
+            &Input::Opening {
+                event,
+                customer: Box::new(customer),
+                untold: false,
+            },
             at(NOW),
         )
         .case

@@ -353,7 +353,12 @@ impl World {
         self.apply(
             policy,
             i,
-            &Input::Opening(Box::new(event), Box::new(customer)),
+            &Input::Opening {
+                event: Box::new(event),
+                customer: Box::new(customer),
+                // Nobody reads a simulated case's story; writing it would be most of the work.
+                untold: true,
+            },
             at,
         );
         self.results[i].segment = self.cases[i]
@@ -448,15 +453,10 @@ impl World {
     /// Decides `input` for invoice `i`'s case and answers every action the decision asks for.
     fn apply(&mut self, policy: &Policy, i: usize, input: &Input, now: Timestamp) {
         let decision = decide(policy, self.cases[i].take(), input, now);
-        let Some(mut case) = decision.case else {
+        let Some(case) = decision.case else {
             self.cases[i] = decision.unchanged;
             return;
         };
-        // Nobody reads a simulated case's story; writing it would be most of the work.
-        if !case.untold {
-            case.untold = true;
-            case.timeline = Vec::new();
-        }
         if case.state == State::Recovered && self.results[i].recovered.is_none() {
             let paid = case.paid_at.unwrap_or(now);
             let after = paid.duration_since(self.invoices[i].failed_at);

@@ -372,7 +372,11 @@ async fn input_for<S: Store>(
         .filter(|c| c.invoice_id != invoice_id && c.failed_at.is_some_and(|f| f <= failed_at))
         .count();
     customer.past_failures = u32::try_from(earlier).unwrap_or(u32::MAX);
-    Ok(Input::Opening(Box::new(event.clone()), Box::new(customer)))
+    Ok(Input::Opening {
+        event: Box::new(event.clone()),
+        customer: Box::new(customer),
+        untold: false,
+    })
 }
 
 /// The case as an entry left it: the one it saved, or (when it changed nothing, as a redelivered

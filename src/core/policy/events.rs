@@ -13,11 +13,13 @@ use super::{
 };
 use crate::event::{Event, EventKind, EventObject, Invoice, PaymentMethod};
 
+/// An invoice event, or a customer's, for `case`. `opening`: what Stripe shows of the invoice's
+/// customer, and whether the case the event opens keeps no story ([`super::Input::Opening`]).
 pub(super) fn on_event(
     policy: &Policy,
     case: Option<Case>,
     event: &Event,
-    customer: Option<&CustomerFacts>,
+    opening: Option<(&CustomerFacts, bool)>,
     now: Timestamp,
 ) -> Decision {
     let case = match case {
@@ -51,7 +53,7 @@ pub(super) fn on_event(
     let before = case.as_ref().map(|c| c.state);
     let mut telling = Telling::Changes;
     let mut case =
-        case.unwrap_or_else(|| open(policy, invoice, customer, fact.opening_state(), at, now));
+        case.unwrap_or_else(|| open(policy, invoice, opening, fact.opening_state(), at, now));
     match fact {
         Fact::Failed { needs_customer } => {
             case.failed_at = Some(case.failed_at.map_or(at, |f| f.min(at)));
@@ -239,13 +241,13 @@ fn paydays(customer: &CustomerFacts, timezone: &str, failed_at: Timestamp) -> Ve
 fn open(
     policy: &Policy,
     invoice: &Invoice,
-    customer: Option<&CustomerFacts>,
+    opening: Option<(&CustomerFacts, bool)>,
     state: State,
     at: Timestamp,
     now: Timestamp,
 ) -> Case {
     let unknown = CustomerFacts::default();
-    let customer = customer.unwrap_or(&unknown);
+    let (customer, untold) = opening.unwrap_or((&unknown, false));
     let timezone = timing::zone_name(
         customer.metadata.get("timezone").map(String::as_str),
         customer
@@ -310,7 +312,7 @@ fn open(
         paydays,
         retry_choice: None,
         nudges_held_until: None,
-        untold: false,
+        untold,
         segment: policy
             .segment_for(invoice, customer, at)
             .map(|s| s.name.clone()),

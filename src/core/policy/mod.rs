@@ -218,8 +218,13 @@ pub enum Input {
     Event(Box<Event>),
     /// An invoice event that may open a case, with what Stripe shows of the invoice's customer:
     /// the worker reads the customer first, so that a case opens in the customer's own time zone
-    /// and segment. Once the case exists it is the plain event.
-    Opening(Box<Event>, Box<CustomerFacts>),
+    /// and segment. Once the case exists it is the plain event. `untold`: the case it opens keeps
+    /// no timeline ([`Case::untold`]) — the simulator's, whose stories nobody reads.
+    Opening {
+        event: Box<Event>,
+        customer: Box<CustomerFacts>,
+        untold: bool,
+    },
     /// One of the case's own timers came due. `card` holds the recent tries on the case's card
     /// (empty while the card is not known), over which the networks' budgets are counted.
     Timer {
@@ -346,7 +351,11 @@ pub fn decide(policy: &Policy, case: Option<Case>, input: &Input, now: Timestamp
     let Some(case) = case else {
         return match input {
             Input::Event(event) => on_event(policy, None, event, None, now),
-            Input::Opening(event, customer) => on_event(policy, None, event, Some(customer), now),
+            Input::Opening {
+                event,
+                customer,
+                untold,
+            } => on_event(policy, None, event, Some((&**customer, *untold)), now),
             Input::Support(_) => Decision {
                 refused: Some("recoup has no case for this invoice".to_owned()),
                 ..Decision::default()
@@ -356,7 +365,11 @@ pub fn decide(policy: &Policy, case: Option<Case>, input: &Input, now: Timestamp
     };
     match input {
         Input::Event(event) => on_event(policy, Some(case), event, None, now),
-        Input::Opening(event, customer) => on_event(policy, Some(case), event, Some(customer), now),
+        Input::Opening {
+            event,
+            customer,
+            untold,
+        } => on_event(policy, Some(case), event, Some((&**customer, *untold)), now),
         Input::Timer { timer, card } => on_timer(policy, case, timer, card, now),
         Input::Charge(charge) => charge::on_charge(policy, case, charge),
         Input::Nudged {

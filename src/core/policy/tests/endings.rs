@@ -49,7 +49,11 @@ fn opened(policy: &Policy, amount_due: i64, tenure_months: i64, first: ChargeRes
     let case = decide(
         policy,
         None,
-        &Input::Opening(event, Box::new(customer)),
+        &Input::Opening {
+            event,
+            customer: Box::new(customer),
+            untold: false,
+        },
         now(),
     )
     .case

@@ -489,7 +489,11 @@ fn the_day_an_invoice_renews_on_is_not_taken_for_a_payday() {
     customer.metadata.insert("timezone".into(), "UTC".into());
     let other = if renews_on == 20 { 21 } else { 20 };
     customer.payment_days = vec![u8::try_from(renews_on).unwrap(), other];
-    let opening = Input::Opening(event, Box::new(customer));
+    let opening = Input::Opening {
+        event,
+        customer: Box::new(customer),
+        untold: false,
+    };
     let case = decide(&Policy::default(), None, &opening, now())
         .case
         .unwrap();
@@ -819,7 +823,11 @@ fn a_case_opens_in_its_customers_time_zone_and_a_segment_of_their_tenure() {
         created: Some(now() - SignedDuration::from_hours(25 * 31 * 24)),
         ..CustomerFacts::default()
     };
-    let opening = Input::Opening(event.clone(), Box::new(customer.clone()));
+    let opening = Input::Opening {
+        event: event.clone(),
+        customer: Box::new(customer.clone()),
+        untold: false,
+    };
     let case = decide(&policy, None, &opening, now()).case.unwrap();
     assert_eq!(case.customer_timezone, "Asia/Tokyo");
     assert_eq!(case.segment.as_deref(), Some("two years and more"));
@@ -834,7 +842,11 @@ fn a_case_opens_in_its_customers_time_zone_and_a_segment_of_their_tenure() {
         past_failures: 1,
         ..customer.clone()
     };
-    let opening = Input::Opening(event.clone(), Box::new(again));
+    let opening = Input::Opening {
+        event: event.clone(),
+        customer: Box::new(again),
+        untold: false,
+    };
     assert_eq!(
         decide(&policy, None, &opening, now()).case.unwrap().segment,
         None

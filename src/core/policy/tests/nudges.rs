@@ -12,7 +12,11 @@ fn opened_in(zone: &str, metadata: &[(&str, &str)]) -> Case {
     for (key, value) in metadata {
         customer.metadata.insert((*key).into(), (*value).into());
     }
-    let opening = Input::Opening(event, Box::new(customer));
+    let opening = Input::Opening {
+        event,
+        customer: Box::new(customer),
+        untold: false,
+    };
     decide(&Policy::default(), None, &opening, now())
         .case
         .unwrap()
