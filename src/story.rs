@@ -136,7 +136,7 @@ pub fn tell(case: &Case, policy: &Policy, card: &[Try], now: Timestamp) -> Told 
                     format!(
                         "declined: {code} ({}, {})",
                         class.class.as_str(),
-                        class.because
+                        class.because()
                     )
                 }
                 (Outcome::Failed, None) => "failed".to_owned(),

@@ -14,9 +14,10 @@ use crate::policy::{DeclineClass, Networks, card_expired, decline};
 /// Whether a perfect, rule-abiding policy could recover `invoice` within the horizon.
 pub fn recoverable(invoice: &FailedInvoice) -> bool {
     let horizon = invoice.failed_at + HORIZON;
+    let networks = Networks::built_in();
     let first = decline::classify(
         &signals(&invoice.first_decline, &invoice.card.brand),
-        &Networks::built_in(),
+        &networks,
         invoice.failed_at,
     );
     // A decline the networks forbid retrying leaves the card dead whatever else is known.

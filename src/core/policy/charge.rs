@@ -171,7 +171,7 @@ pub(super) fn on_charge(policy: &Policy, case: Case, charge: &Charge) -> Decisio
                     "attempt {attempt}{card}: {}, {} ({})",
                     declined.best_code().as_deref().unwrap_or("no code"),
                     classified.class.as_str(),
-                    classified.because
+                    classified.because()
                 )
             });
             ("attempt declined", detail)

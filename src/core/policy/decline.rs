@@ -16,7 +16,7 @@
 use jiff::{SignedDuration, Timestamp};
 
 use super::DeclineClass;
-use super::networks::{Means, Networks};
+use super::networks::{Code, Means, Networks};
 
 /// The decline signals Stripe reports, as they came.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,62 +36,87 @@ pub struct Signals<'a> {
 
 /// The class of a decline, the signal that decided it, and how long the network asks to wait.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Classified {
+pub struct Classified<'a> {
     pub class: DeclineClass,
-    /// Which signal decided, in words a support agent can repeat: `advice_code do_not_try_again`.
-    pub because: String,
     /// Mastercard advice 24–30: no retry before this much time has passed since the decline.
     pub not_before: Option<SignedDuration>,
+    /// The signal that decided, kept as it came: its words are made only when a timeline asks
+    /// ([`Classified::because`]) — the networks' budgets classify every try they count.
+    signal: Signal<'a>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal<'a> {
+    Advice(&'a str),
+    Network(&'a Code, &'a str),
+    Code(&'a str),
+    Unknown(&'a str),
+}
+
+impl Classified<'_> {
+    /// Which signal decided, in words a support agent can repeat: `advice_code do_not_try_again`.
+    pub fn because(&self) -> String {
+        match self.signal {
+            Signal::Advice(advice) => format!("advice_code {advice}"),
+            Signal::Network(row, code) => {
+                let brand = super::plan::capitalised(&row.brand);
+                match row.category {
+                    Some(category) => {
+                        format!("{brand} category {category} decline (response {code})")
+                    }
+                    None => format!("{brand} advice {code}"),
+                }
+            }
+            Signal::Code(code) => format!("decline code {code}"),
+            Signal::Unknown(code) => format!("decline code {code} (not one recoup knows: ambiguous)"),
+        }
+    }
 }
 
 /// Classifies one decline made at `at`, reading the network's own codes as `networks` has them
 /// that day; see the module documentation for the order of the signals.
-pub fn classify(signals: &Signals<'_>, networks: &Networks, at: Timestamp) -> Classified {
+pub fn classify<'a>(
+    signals: &Signals<'a>,
+    networks: &'a Networks,
+    at: Timestamp,
+) -> Classified<'a> {
     let meaning = networks.meaning(signals, at);
     let not_before = meaning.and_then(|(row, _)| match row.means {
         Means::Wait(wait) => Some(wait),
         Means::Never | Means::NewCard | Means::Retry => None,
     });
-    let decided = |class, because: String| Classified {
-        class,
-        because,
-        not_before,
-    };
     let advice = signals
         .advice_code
-        .and_then(|a| by_advice(a).map(|class| (class, format!("advice_code {a}"))));
+        .and_then(|a| by_advice(a).map(|class| (class, Signal::Advice(a))));
     let network = meaning.map(|(row, code)| {
         let class = match row.means {
             Means::Never => DeclineClass::Hard,
             Means::NewCard => DeclineClass::CardData,
             Means::Retry | Means::Wait(_) => DeclineClass::Soft,
         };
-        let brand = super::plan::capitalised(&row.brand);
-        let because = match row.category {
-            Some(category) => format!("{brand} category {category} decline (response {code})"),
-            None => format!("{brand} advice {code}"),
-        };
-        (class, because)
+        (class, Signal::Network(row, code))
     });
     let codes = [signals.decline_code, signals.code]
         .into_iter()
         .flatten()
-        .find_map(|c| by_code(c).map(|class| (class, format!("decline code {c}"))));
+        .find_map(|c| by_code(c).map(|class| (class, Signal::Code(c))));
 
     let found = [advice, network, codes];
     let hard = found
         .iter()
         .flatten()
         .find(|(class, _)| *class == DeclineClass::Hard);
-    match hard.or_else(|| found.iter().flatten().next()) {
-        Some((class, because)) => decided(*class, because.clone()),
-        None => {
+    let (class, signal) = hard
+        .or_else(|| found.iter().flatten().next())
+        .copied()
+        .unwrap_or_else(|| {
             let code = signals.decline_code.or(signals.code).unwrap_or("none");
-            decided(
-                DeclineClass::Ambiguous,
-                format!("decline code {code} (not one recoup knows: ambiguous)"),
-            )
-        }
+            (DeclineClass::Ambiguous, Signal::Unknown(code))
+        });
+    Classified {
+        class,
+        not_before,
+        signal,
     }
 }
 
@@ -150,8 +175,10 @@ mod tests {
     use super::*;
 
     /// A decline in 2027, under the built-in network rules.
-    fn classified(signals: &Signals<'_>) -> Classified {
-        classify(signals, &Networks::built_in(), on("2027-01-15"))
+    fn classified<'a>(signals: &Signals<'a>) -> Classified<'a> {
+        static NETWORKS: std::sync::LazyLock<std::sync::Arc<Networks>> =
+            std::sync::LazyLock::new(Networks::built_in);
+        classify(signals, &NETWORKS, on("2027-01-15"))
     }
 
     fn on(day: &str) -> Timestamp {
@@ -174,7 +201,7 @@ mod tests {
         assert_eq!(before.class, DeclineClass::Ambiguous, "{before:?}");
         let after = classify(&response("57"), &networks, on("2026-10-25"));
         assert_eq!(after.class, DeclineClass::Hard);
-        assert_eq!(after.because, "Visa category 1 decline (response 57)");
+        assert_eq!(after.because(), "Visa category 1 decline (response 57)");
         assert_eq!(
             classify(&response("83"), &networks, on("2026-10-25")).class,
             DeclineClass::Soft
@@ -276,7 +303,7 @@ mod tests {
         };
         let classified = classified(&soft_by_code);
         assert_eq!(classified.class, DeclineClass::CardData);
-        assert_eq!(classified.because, "advice_code confirm_card_data");
+        assert_eq!(classified.because(), "advice_code confirm_card_data");
 
         let ambiguous_by_code = Signals {
             advice_code: Some("try_again_later"),
@@ -325,7 +352,7 @@ mod tests {
         };
         let classified = classified(&mac_03);
         assert_eq!(classified.class, DeclineClass::Hard);
-        assert_eq!(classified.because, "Mastercard advice 03");
+        assert_eq!(classified.because(), "Mastercard advice 03");
 
         let visa_stolen = Signals {
             advice_code: Some("try_again_later"),
@@ -349,7 +376,7 @@ mod tests {
         let classified = classified(&decline("brand_new_code"));
         assert_eq!(classified.class, DeclineClass::Ambiguous);
         assert!(
-            classified.because.contains("brand_new_code"),
+            classified.because().contains("brand_new_code"),
             "{classified:?}"
         );
     }
@@ -376,15 +403,15 @@ mod tests {
             };
             let classified = classified(&signals);
             // Mastercard's advice is read on a Mastercard, Visa's categories on a Visa.
-            let mac = mac.filter(|_| visa.is_none());
+            let mac = mac.as_deref().filter(|_| visa.is_none());
             let forbids = advice == Some("do_not_try_again")
-                || matches!(mac.as_deref(), Some("03" | "21"))
+                || matches!(mac, Some("03" | "21"))
                 || matches!(visa, Some("41" | "R1"))
                 || by_code(&code) == Some(DeclineClass::Hard);
             prop_assert_eq!(forbids, classified.class == DeclineClass::Hard, "{:?}", classified);
             let known = by_code(&code).is_some()
                 || advice.and_then(by_advice).is_some()
-                || mac.as_deref().is_some_and(|m| {
+                || mac.is_some_and(|m| {
                     matches!(m, "01" | "02" | "03" | "04" | "21" | "24" | "25" | "26" | "27" | "28" | "29" | "30")
                 });
             if !known {
