@@ -500,7 +500,7 @@ mod tests {
             brand: "mastercard".to_owned(),
             expires_at: None,
         });
-        case.decision = Some(CaseDecision {
+        case.decision = Some(Box::new(CaseDecision {
             action: EndAction::Cancel,
             at: at(500),
             rule: "policy: retries exhausted".to_owned(),
@@ -509,7 +509,7 @@ mod tests {
             resumes_at: None,
             outcome: DecisionOutcome::CarriedOut,
             note: None,
-        });
+        }));
         for hour in [10, 20] {
             case.record(Entry {
                 at: at(hour),
@@ -543,12 +543,12 @@ mod tests {
     fn a_customers_answer_counts_with_the_invoice_and_its_recovery() {
         let mut case = failed_case();
         case.state = State::Canceled;
-        case.answer = Some(crate::policy::CustomerAnswer {
+        case.answer = Some(Box::new(crate::policy::CustomerAnswer {
             answer: crate::policy::Answer::WantToCancel,
             text: None,
             at: at(30),
             reaction: crate::policy::Reaction::StopDunning,
-        });
+        }));
         let c = Contribution::of(&case).unwrap();
         let answered = Field::Answer("want_to_cancel".to_owned(), Of::Invoices);
         assert!(c.outcome.contains(&(answered, 1)));

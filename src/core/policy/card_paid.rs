@@ -37,7 +37,7 @@ impl Case {
     /// attempt (an older one was followed already).
     pub fn card_paid_since_last_attempt(&self) -> Option<&CardPaid> {
         self.card_paid
-            .as_ref()
+            .as_deref()
             .filter(|paid| self.attempts.iter().all(|a| a.at < paid.at))
     }
 }
@@ -60,10 +60,10 @@ pub(super) fn on_card_paid(
         return Decision::unchanged(case);
     }
     let mut next = case;
-    next.card_paid = Some(CardPaid {
+    next.card_paid = Some(Box::new(CardPaid {
         invoice_id: invoice_id.to_owned(),
         at,
-    });
+    }));
     let (planned, actions) = replan(policy, &mut next, at);
     next.record(Entry {
         at,

@@ -443,7 +443,7 @@ pub struct Case {
     pub nudges: Vec<Nudge>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovered_by: Option<RecoveredBy>,
-    pub decision: Option<CaseDecision>,
+    pub decision: Option<Box<CaseDecision>>,
     pub timers: Vec<Timer>,
     pub timeline: Vec<Entry>,
     /// When Stripe first reported a failed payment (the `created` time of the earliest
@@ -457,15 +457,15 @@ pub struct Case {
     /// only place where arrival order, not Stripe's clock, decides.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paid_first: bool,
-    pub closure: Option<Closure>,
+    pub closure: Option<Box<Closure>>,
     /// The latest payment method the customer added or made their default after the invoice
     /// failed: the best moment to retry, whatever the old card's decline was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub new_payment_method: Option<NewPaymentMethod>,
+    pub new_payment_method: Option<Box<NewPaymentMethod>>,
     /// The latest payment a retry of another of the customer's invoices made on the case's card:
     /// the next retry follows it ([`super::card_paid`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub card_paid: Option<super::CardPaid>,
+    pub card_paid: Option<Box<super::CardPaid>>,
     /// The latest retry fired; until an attempt of that number is recorded, the plan waits for its
     /// result instead of planning it again, and a later try takes the next attempt number (and so
     /// a fresh idempotency key).
@@ -477,7 +477,7 @@ pub struct Case {
     /// The experiment arm the customer was put in when the case opened (`None`: no experiment
     /// ran); its plan is the arm's ([`crate::policy::experiment`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub arm: Option<super::Assignment>,
+    pub arm: Option<Box<super::Assignment>>,
     /// Nudges the policy sent out (whatever became of them on each channel: see `nudges`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nudged: Vec<Nudged>,
@@ -528,13 +528,13 @@ pub struct Case {
     pub zone_as_of: Option<Timestamp>,
     /// The latest retry support asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_requested: Option<RetryRequest>,
+    pub retry_requested: Option<Box<RetryRequest>>,
     /// The latest dispute of the customer that they won, when the policy stops the card for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lost_dispute: Option<LostDispute>,
+    pub lost_dispute: Option<Box<LostDispute>>,
     /// Collection resumed (or not) after recoup had paused it and the invoice was paid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resumption: Option<Resumption>,
+    pub resumption: Option<Box<Resumption>>,
     /// When the customer first opened an update link recoup sent them for this invoice
     /// (`<RECOUP_PUBLIC_URL>/fix/…`): the first sign that a nudge was read and acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -546,7 +546,7 @@ pub struct Case {
     /// The customer's latest answer to "What's in the way?" on a nudge's feedback link
     /// (`<RECOUP_PUBLIC_URL>/feedback/…`), and what the policy did about it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub answer: Option<super::CustomerAnswer>,
+    pub answer: Option<Box<super::CustomerAnswer>>,
     /// The customer's billing country (ISO 3166-1 alpha-2), as Stripe showed it when the case
     /// opened: the evidence retries are timed by is kept by country.
     #[serde(default, skip_serializing_if = "Option::is_none")]

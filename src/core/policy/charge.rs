@@ -180,10 +180,10 @@ pub(super) fn on_charge(policy: &Policy, case: Case, charge: &Charge) -> Decisio
             if status == "paid" {
                 next.paid_at = Some(next.paid_at.map_or(at, |p| p.min(at)));
             } else if next.closure.is_none() {
-                next.closure = Some(Closure {
+                next.closure = Some(Box::new(Closure {
                     at,
                     reason: format!("invoice is {status} in Stripe"),
-                });
+                }));
             }
             (
                 "retry skipped",

@@ -68,7 +68,9 @@ impl Classified<'_> {
                 }
             }
             Signal::Code(code) => format!("decline code {code}"),
-            Signal::Unknown(code) => format!("decline code {code} (not one recoup knows: ambiguous)"),
+            Signal::Unknown(code) => {
+                format!("decline code {code} (not one recoup knows: ambiguous)")
+            }
         }
     }
 }

@@ -33,16 +33,16 @@ pub(super) fn on_ended(policy: &Policy, case: Case, at: Timestamp, result: &EndR
                 EndAction::Pause => next.state = State::Paused,
                 EndAction::Cancel => next.state = State::Canceled,
                 EndAction::MarkUncollectible => {
-                    next.closure.get_or_insert(Closure {
+                    next.closure.get_or_insert(Box::new(Closure {
                         at,
                         reason: "marked uncollectible by recoup's decision".to_owned(),
-                    });
+                    }));
                 }
                 EndAction::LeavePastDue => {
-                    next.closure.get_or_insert(Closure {
+                    next.closure.get_or_insert(Box::new(Closure {
                         at,
                         reason: "left past due by recoup's decision: dunning is over".to_owned(),
-                    });
+                    }));
                 }
             }
             let how = if *already {
@@ -58,10 +58,10 @@ pub(super) fn on_ended(policy: &Policy, case: Case, at: Timestamp, result: &EndR
             if status == "paid" {
                 next.paid_at = Some(next.paid_at.map_or(at, |p| p.min(at)));
             } else {
-                next.closure.get_or_insert(Closure {
+                next.closure.get_or_insert(Box::new(Closure {
                     at,
                     reason: format!("invoice is {status} in Stripe"),
-                });
+                }));
             }
             (
                 "decision not carried out",
@@ -71,10 +71,10 @@ pub(super) fn on_ended(policy: &Policy, case: Case, at: Timestamp, result: &EndR
         EndResult::Changed { now } => {
             decision.outcome = DecisionOutcome::NotCarriedOut;
             decision.note = Some(now.clone());
-            next.closure.get_or_insert(Closure {
+            next.closure.get_or_insert(Box::new(Closure {
                 at,
                 reason: format!("{now}: recoup leaves the subscription as it is"),
-            });
+            }));
             (
                 "decision not carried out",
                 format!("read right before acting: {now}; recoup leaves it as it is"),
@@ -136,7 +136,7 @@ pub(super) fn on_resumed(case: Case, at: Timestamp, result: &EndResult) -> Decis
         DecisionOutcome::NotCarriedOut => "collection left as it is",
         _ => "collection resumed",
     };
-    next.resumption = Some(Resumption { at, outcome, note });
+    next.resumption = Some(Box::new(Resumption { at, outcome, note }));
     plan_resume(&mut next);
     next.record(Entry {
         at,

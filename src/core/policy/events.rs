@@ -84,10 +84,10 @@ pub(super) fn on_event(
         }
         Fact::Closed(reason) => {
             if case.closure.as_ref().is_none_or(|c| at < c.at) {
-                case.closure = Some(Closure {
+                case.closure = Some(Box::new(Closure {
                     at,
                     reason: reason.to_owned(),
-                });
+                }));
             }
         }
     }
@@ -167,10 +167,10 @@ fn on_customer_event(policy: &Policy, case: Option<Case>, event: &Event) -> Deci
             .as_ref()
             .is_none_or(|known| known.at <= at)
         {
-            case.new_payment_method = Some(NewPaymentMethod {
+            case.new_payment_method = Some(Box::new(NewPaymentMethod {
                 id: method.clone(),
                 at,
-            });
+            }));
         }
         // The new card is the one the retry will charge: its network budget is the one to keep.
         if let Some(card) = card {
@@ -319,7 +319,7 @@ fn open(
         arm: policy
             .experiment
             .as_ref()
-            .map(|e| e.assignment(&invoice.customer)),
+            .map(|e| Box::new(e.assignment(&invoice.customer))),
         opened_at: now,
         version: 0,
     }

@@ -175,7 +175,7 @@ pub struct CustomerAnswer {
 impl Case {
     /// The customer's answer, if the policy reacted to it with `reaction`.
     pub(super) fn answered(&self, reaction: Reaction) -> Option<&CustomerAnswer> {
-        self.answer.as_ref().filter(|a| a.reaction == reaction)
+        self.answer.as_deref().filter(|a| a.reaction == reaction)
     }
 
     /// The customer said they cannot pay now, and no attempt has been made since: the next retry
@@ -239,12 +239,12 @@ pub(super) fn on_answered(
     } else {
         reaction.words().to_owned()
     };
-    next.answer = Some(CustomerAnswer {
+    next.answer = Some(Box::new(CustomerAnswer {
         answer,
         text,
         at,
         reaction,
-    });
+    }));
     let entry = Entry {
         at,
         what: "customer answered".to_owned(),
@@ -259,12 +259,12 @@ pub(super) fn on_answered(
         return Decision::save(next);
     }
     if reaction == Reaction::StopDunning {
-        next.closure.get_or_insert(Closure {
+        next.closure.get_or_insert(Box::new(Closure {
             at,
             reason: "the customer asked to cancel (feedback link): dunning stopped, the \
                      subscription left to the business"
                 .to_owned(),
-        });
+        }));
     }
     conclude(policy, next, entry)
 }

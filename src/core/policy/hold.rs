@@ -99,11 +99,11 @@ pub(super) fn on_support(policy: &Policy, case: Case, support: &Support) -> Deci
             if let Err(why) = retry_allowed(policy, &next, card, *at) {
                 return refused(next, why);
             }
-            next.retry_requested = Some(RetryRequest {
+            next.retry_requested = Some(Box::new(RetryRequest {
                 by: by.clone(),
                 reason: reason.clone(),
                 at: *at,
-            });
+            }));
             "support asked for a retry now"
         }
     };
@@ -274,11 +274,11 @@ pub(super) fn on_dispute(
             );
             let lost = dispute.status == "lost";
             if lost && policy.disputes.stop_card_when_lost {
-                next.lost_dispute = Some(LostDispute {
+                next.lost_dispute = Some(Box::new(LostDispute {
                     dispute: dispute.id.clone(),
                     card: card.map(|c| c.fingerprint.clone()),
                     at,
-                });
+                }));
             }
             let effect = match (lost, policy.disputes.stop_card_when_lost) {
                 (true, true) => "; the customer won it, so the disputed card is not charged again",
@@ -353,10 +353,10 @@ pub(super) fn on_subscription(
             return Decision::unchanged(case);
         }
         if next.closure.is_none() {
-            next.closure = Some(Closure {
+            next.closure = Some(Box::new(Closure {
                 at,
                 reason: format!("subscription {} canceled in Stripe", subscription.id),
-            });
+            }));
         }
         format!(
             "subscription {} is {} in Stripe: dunning stops",

@@ -45,10 +45,10 @@ pub(super) fn on_newer_card(
     }
     let mut next = case;
     // Arriving now, for the case: the plan retries a payment method newer than its last attempt.
-    next.new_payment_method = Some(NewPaymentMethod {
+    next.new_payment_method = Some(Box::new(NewPaymentMethod {
         id: method.to_owned(),
         at,
-    });
+    }));
     next.card = Some(card.clone());
     if next.state == State::AwaitingCustomer {
         next.state = State::Retrying;

@@ -211,7 +211,7 @@ fn decide_end(policy: &Policy, mut case: Case, at: Timestamp) -> Decision {
     };
     // Leaving an invoice past due changes nothing in Stripe; the worker answers it without a call.
     let actions = vec![Action::End(end)];
-    case.decision = Some(decision);
+    case.decision = Some(Box::new(decision));
     case.record(Entry {
         at,
         what: what.to_owned(),

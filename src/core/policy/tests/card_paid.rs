@@ -49,10 +49,10 @@ fn a_retry_paying_another_invoice_on_the_card_brings_the_next_retry_to_half_an_h
     );
     assert_eq!(
         told.card_paid,
-        Some(CardPaid {
+        Some(Box::new(CardPaid {
             invoice_id: "in_other".into(),
             at: paid
-        })
+        }))
     );
     let entry = told.timeline.last().unwrap();
     assert_eq!(entry.what, "card paid another invoice");
@@ -113,10 +113,10 @@ fn another_card_an_older_payment_or_a_case_not_retrying_changes_nothing() {
     );
     // A payment before the last attempt was followed already: the schedule stands.
     let mut old = case.clone();
-    old.card_paid = Some(CardPaid {
+    old.card_paid = Some(Box::new(CardPaid {
         invoice_id: "in_other".into(),
         at: last - SignedDuration::from_hours(1),
-    });
+    }));
     assert_eq!(
         policy.plan.next_retry(&old).unwrap().at,
         policy.plan.next_retry(&case).unwrap().at
@@ -124,9 +124,9 @@ fn another_card_an_older_payment_or_a_case_not_retrying_changes_nothing() {
     // No retry left on the plan: the payment adds none.
     let spent = declined(12, DeclineClass::Soft, "insufficient_funds", "UTC");
     let mut spent_told = spent.clone();
-    spent_told.card_paid = Some(CardPaid {
+    spent_told.card_paid = Some(Box::new(CardPaid {
         invoice_id: "in_other".into(),
         at: spent.attempts.last().unwrap().at + SignedDuration::from_hours(1),
-    });
+    }));
     assert!(policy.plan.next_retry(&spent_told).is_err());
 }

@@ -94,18 +94,18 @@ fn a_case_already_on_that_card_or_over_or_knowing_a_newer_one_is_not_moved() {
     assert_eq!(decide(&policy, Some(&over), &input, at).case, None);
     // The case has had a new payment method since that card came.
     let mut knows = case.clone();
-    knows.new_payment_method = Some(NewPaymentMethod {
+    knows.new_payment_method = Some(Box::new(NewPaymentMethod {
         id: "pm_newest".into(),
         at: since + SignedDuration::from_hours(1),
-    });
+    }));
     assert_eq!(decide(&policy, Some(&knows), &input, at).case, None);
     // The case heard of the card before its invoice failed on the old one (the customer's event,
     // replayed when it opened): the failure came after, so the card is tried.
     let mut heard = case.clone();
-    heard.new_payment_method = Some(NewPaymentMethod {
+    heard.new_payment_method = Some(Box::new(NewPaymentMethod {
         id: "pm_new".into(),
         at: since,
-    });
+    }));
     let tried = decide(&policy, Some(&heard), &input, at).case.unwrap();
     assert_eq!(
         tried.timers,
