@@ -103,9 +103,7 @@ impl Try {
         let classified = super::decline::classify(&signals, networks, self.at);
         self.declined = true;
         self.never = classified.class == super::DeclineClass::Hard;
-        self.never_fee = networks
-            .meaning(&signals, self.at)
-            .map_or(Fee::ZERO, |(row, _)| row.fee);
+        self.never_fee = classified.network.map_or(Fee::ZERO, |row| row.fee);
         self.wait = classified.not_before.map(|wait| time::later(self.at, wait));
         self
     }

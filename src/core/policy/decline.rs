@@ -40,6 +40,9 @@ pub struct Classified<'a> {
     pub class: DeclineClass,
     /// Mastercard advice 24–30: no retry before this much time has passed since the decline.
     pub not_before: Option<SignedDuration>,
+    /// The networks' own row for the decline's codes, whichever signal decided: what a retry after
+    /// it costs ([`Code::fee`]).
+    pub network: Option<&'a Code>,
     /// The signal that decided, kept as it came: its words are made only when a timeline asks
     /// ([`Classified::because`]) — the networks' budgets classify every try they count.
     signal: Signal<'a>,
@@ -118,6 +121,7 @@ pub fn classify<'a>(
     Classified {
         class,
         not_before,
+        network: meaning.map(|(row, _)| row),
         signal,
     }
 }

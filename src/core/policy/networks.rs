@@ -277,11 +277,12 @@ impl Networks {
             let brand_fits = signals
                 .brand
                 .is_none_or(|b| row.brand == "*" || row.brand.eq_ignore_ascii_case(b));
-            if !brand_fits || !row.dates.hold_at(at) {
+            if !brand_fits {
                 return None;
             }
+            // The code first: a row's dates cost a time zone conversion, its codes a comparison.
             let code = row.codes.iter().find(|c| c.eq_ignore_ascii_case(written))?;
-            Some((row, code.as_str()))
+            row.dates.hold_at(at).then_some((row, code.as_str()))
         })
     }
 
