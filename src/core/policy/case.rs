@@ -488,8 +488,9 @@ pub struct Case {
     /// The customer's own contact hours, from their metadata (`contact_window = "18-22"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact_window: Option<Window>,
-    /// Keeps no timeline: set by `recoup simulate`, where nobody reads a case's story and no event
-    /// arrives twice (the timeline is what recognises a repeated event). Never stored.
+    /// Keeps no timeline: `recoup simulate` opens its cases so ([`super::Input::Opening`]), as nobody
+    /// reads their stories and no event arrives twice (the timeline is what recognises a repeated
+    /// event). Never stored.
     #[serde(skip)]
     pub untold: bool,
     /// The case's next nudge waits until then: the per-customer daily cap held one back, or one
