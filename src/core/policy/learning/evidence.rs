@@ -90,18 +90,28 @@ impl Moment {
     /// The moment at local `hour` of `date` (`at` on the universal clock), which falls at `payday`
     /// in the customer's pay cycle ([`PayCycle::slot`]).
     pub fn on(date: Date, hour: i8, payday: usize, case: &Case, at: Timestamp) -> Self {
-        let day = usize::try_from(date.day()).unwrap_or(1).clamp(1, 31);
-        let weekday = usize::from(date.weekday().to_monday_zero_offset().unsigned_abs());
-        let hour = usize::try_from(hour).unwrap_or(0).min(23);
+        let [day, weekday] = Self::date_slots(date);
         Self {
             slots: [
-                DAY + day - 1,
-                WEEKDAY + weekday,
-                HOUR + hour,
+                day,
+                weekday,
+                Self::hour_slot(hour),
                 payday,
                 SINCE + since(case, at),
             ],
         }
+    }
+
+    /// The slots of a local date: its day of the month and its weekday.
+    pub fn date_slots(date: Date) -> [usize; 2] {
+        let day = usize::try_from(date.day()).unwrap_or(1).clamp(1, 31);
+        let weekday = usize::from(date.weekday().to_monday_zero_offset().unsigned_abs());
+        [DAY + day - 1, WEEKDAY + weekday]
+    }
+
+    /// The slot of a local hour.
+    pub fn hour_slot(hour: i8) -> usize {
+        HOUR + usize::try_from(hour).unwrap_or(0).min(23)
     }
 
     /// The features an estimate multiplies: day of the month, weekday, hour and days after the

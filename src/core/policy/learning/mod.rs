@@ -194,34 +194,40 @@ pub fn retime(
     let groups = Groups::new(evidence, reason, case.country.as_deref());
     let explore = explores(&case.invoice_id, next.attempt, learning.explore);
     let last_hour = at_hour(last.at, &zone);
-    let mut candidates = candidates(earliest, latest, &zone, plan.window);
+    let mut candidates = Candidates::between(earliest, latest, &zone, plan.window);
     if next.at <= latest {
         let local = next.at.to_zoned(zone.clone());
-        candidates.push((next.at, local.date(), local.hour()));
+        candidates.push(next.at, local.date(), local.hour());
     }
-    let dates = candidates.iter().map(|&(_, date, _)| date);
-    let (Some(first), Some(last_date)) = (dates.clone().min(), dates.max()) else {
+    let (Some(&first), Some(&last_date)) =
+        (candidates.days.iter().min(), candidates.days.iter().max())
+    else {
         return (next, None);
     };
     let cycle = PayCycle::new(case, first, last_date);
+    // What each day's evidence says, worked out once a day, not once for each of its hours.
+    let days: Vec<DayLifts> = candidates
+        .days
+        .iter()
+        .map(|&date| groups.day(date, cycle.slot(date)))
+        .collect();
     // The discount of `days` is DAILY_DISCOUNT^days, as an `exp` (half a `powf`).
     let per_day = DAILY_DISCOUNT.ln();
-    let score = |&(at, date, hour): &(Timestamp, jiff::civil::Date, i8)| {
-        let moment = Moment::on(date, hour, cycle.slot(date), case, at);
-        let chance = groups.chance(&moment);
+    let score = |candidate: &Candidate| {
+        let chance = groups.chance(&days[candidate.day], candidate.hour);
         let mut value = chance;
         if explore {
             value += 2.0 * (value * (1.0 - value) / (f64::from(groups.tries) + 1.0)).sqrt();
         }
-        if hour == last_hour {
+        if candidate.hour == last_hour {
             value *= SAME_HOUR;
         }
-        let days = at.duration_since(earliest).as_secs_f64().max(0.0) / 86_400.0;
+        let waited = candidate.at.duration_since(earliest).as_secs_f64().max(0.0) / 86_400.0;
         Scored {
-            value: value * (days * per_day).exp(),
-            at,
-            date,
-            moment,
+            value: value * (waited * per_day).exp(),
+            at: candidate.at,
+            day: candidate.day,
+            hour: candidate.hour,
             chance,
         }
     };
@@ -231,7 +237,12 @@ pub fn retime(
     // all it needs, and writing them (or keeping every score for the runner-up) would cost more
     // than making it.
     if case.untold {
-        let Some(best) = candidates.iter().map(&score).max_by(|a, b| better(&a, &b)) else {
+        let Some(best) = candidates
+            .moments
+            .iter()
+            .map(&score)
+            .max_by(|a, b| better(&a, &b))
+        else {
             return (next, None);
         };
         let at = best.at;
@@ -250,12 +261,13 @@ pub fn retime(
             Some(choice),
         );
     }
-    let scored: Vec<Scored> = candidates.iter().map(&score).collect();
+    let scored: Vec<Scored> = candidates.moments.iter().map(&score).collect();
     let Some(best) = scored.iter().max_by(better) else {
         return (next, None);
     };
     let at = best.at;
-    let best_date = best.date;
+    let best_date = candidates.days[best.day];
+    let best_moment = Moment::on(best_date, best.hour, days[best.day].payday, case, at);
     let zone_name = &case.customer_timezone;
     let local = |t: Timestamp| {
         t.to_zoned(zone.clone())
@@ -264,7 +276,7 @@ pub fn retime(
     };
     let runner_up = scored
         .iter()
-        .filter(|s| s.date != best_date)
+        .filter(|s| candidates.days[s.day] != best_date)
         .max_by(better)
         .map(|s| format!("; runner-up {} at {:.0}%", local(s.at), s.chance * 100.0))
         .unwrap_or_default();
@@ -287,7 +299,7 @@ pub fn retime(
         next.attempt - 1,
         local(at),
         best.chance * 100.0,
-        groups.strongest(&best.moment),
+        groups.strongest(&best_moment),
         if explore {
             "; this retry explores moments little tried"
         } else {
@@ -327,61 +339,104 @@ fn at_hour(at: Timestamp, zone: &jiff::tz::TimeZone) -> i8 {
 struct Scored {
     value: f64,
     at: Timestamp,
-    /// Its local date.
-    date: jiff::civil::Date,
-    moment: Moment,
+    /// Its local day, as an index into [`Candidates::days`], and its local hour.
+    day: usize,
+    hour: i8,
     /// Its estimated chance of success.
     chance: f64,
 }
 
-/// Every second local hour inside the window, on each day from `earliest` to `latest`, with its
-/// local date and hour (which scoring needs, and which cost a time-zone lookup to work out again).
-fn candidates(
-    earliest: Timestamp,
-    latest: Timestamp,
-    zone: &jiff::tz::TimeZone,
-    window: timing::Window,
-) -> Vec<(Timestamp, jiff::civil::Date, i8)> {
-    let mut found = Vec::new();
-    let mut day = earliest.to_zoned(zone.clone()).date();
-    while let Ok(start) = day.to_zoned(zone.clone()) {
-        if start.timestamp() > latest {
-            break;
-        }
-        // On a day that starts at midnight and whose clocks do not change (almost all), the local
-        // hour h is h hours after the day's start: one look-up of the zone a day, not one an hour.
-        let steady = start.hour() == 0
-            && zone.to_offset(time::later(
-                start.timestamp(),
-                SignedDuration::from_hours(25),
-            )) == start.offset();
-        for hour in (window.start_hour..window.end_hour.min(24)).step_by(2) {
-            let hour = i8::try_from(hour).unwrap_or(0);
-            let at = if steady {
-                Ok(time::later(
-                    start.timestamp(),
-                    SignedDuration::from_hours(i64::from(hour)),
-                ))
-            } else {
-                day.at(hour, 0, 0, 0)
-                    .to_zoned(zone.clone())
-                    .map(|z| z.timestamp())
-            };
-            let Ok(at) = at else {
-                continue;
-            };
-            if earliest <= at && at <= latest {
-                found.push((at, day, hour));
+/// The moments a choice scores, by the local day each falls on: a day's evidence is read once
+/// for all of its hours.
+struct Candidates {
+    /// The local dates the moments fall on, each once.
+    days: Vec<jiff::civil::Date>,
+    moments: Vec<Candidate>,
+}
+
+/// One candidate moment: its time, the index of its local date in [`Candidates::days`] and its
+/// local hour (which scoring needs, and which cost a time-zone lookup to work out again).
+struct Candidate {
+    at: Timestamp,
+    day: usize,
+    hour: i8,
+}
+
+impl Candidates {
+    /// Every second local hour inside the window, on each day from `earliest` to `latest`.
+    fn between(
+        earliest: Timestamp,
+        latest: Timestamp,
+        zone: &jiff::tz::TimeZone,
+        window: timing::Window,
+    ) -> Self {
+        let hours = || {
+            (window.start_hour..window.end_hour.min(24))
+                .step_by(2)
+                .map(|hour| i8::try_from(hour).unwrap_or(0))
+        };
+        let days =
+            usize::try_from(latest.duration_since(earliest).as_hours() / 24 + 2).unwrap_or(0);
+        let mut found = Self {
+            days: Vec::with_capacity(days),
+            moments: Vec::with_capacity(days * hours().count()),
+        };
+        let mut day = earliest.to_zoned(zone.clone()).date();
+        while let Ok(start) = day.to_zoned(zone.clone()) {
+            if start.timestamp() > latest {
+                break;
             }
+            // On a day that starts at midnight and whose clocks do not change (almost all), the
+            // local hour h is h hours after the day's start: one look-up of the zone a day, not
+            // one an hour.
+            let steady = start.hour() == 0
+                && zone.to_offset(time::later(
+                    start.timestamp(),
+                    SignedDuration::from_hours(25),
+                )) == start.offset();
+            for hour in hours() {
+                // Midnight in any zone is a whole second, so this is the day's start plus `hour`
+                // hours to the nanosecond, for a few instructions less than a duration's sum.
+                let at = if steady {
+                    Timestamp::from_second(start.timestamp().as_second() + 3600 * i64::from(hour))
+                } else {
+                    day.at(hour, 0, 0, 0)
+                        .to_zoned(zone.clone())
+                        .map(|z| z.timestamp())
+                };
+                if let Some(at) = at.ok().filter(|at| earliest <= *at && *at <= latest) {
+                    found.push(at, day, hour);
+                }
+            }
+            let Ok(next) = day.tomorrow() else { break };
+            day = next;
         }
-        let Ok(next) = day.tomorrow() else { break };
-        day = next;
+        if found.moments.is_empty() {
+            let local = earliest.to_zoned(zone.clone());
+            found.push(earliest, local.date(), local.hour());
+        }
+        found
     }
-    if found.is_empty() {
-        let local = earliest.to_zoned(zone.clone());
-        found.push((earliest, local.date(), local.hour()));
+
+    /// Adds the moment `at`, at local `hour` of `date`.
+    fn push(&mut self, at: Timestamp, date: jiff::civil::Date, hour: i8) {
+        let day = match self.days.iter().rposition(|&d| d == date) {
+            Some(day) => day,
+            None => {
+                self.days.push(date);
+                self.days.len() - 1
+            }
+        };
+        self.moments.push(Candidate { at, day, hour });
     }
-    found
+}
+
+/// What the evidence says of one local date: the product of its day of the month's and its
+/// weekday's lifts, and its payday slot and that slot's lift.
+struct DayLifts {
+    date: f64,
+    payday: usize,
+    payday_lift: f64,
 }
 
 /// What a case's evidence says of each moment: its base rate, and each feature value's lift.
@@ -423,16 +478,23 @@ impl Groups {
         }
     }
 
-    /// The estimated chance of an attempt at `moment`.
-    fn chance(&self, moment: &Moment) -> f64 {
-        // The geometric mean of the four lifts, not their product: see the module's doc. (The
-        // fourth root of their product, as two square roots, which cost a tenth of a `powf`:
-        // four lifts between 1/60 and 60 stay far inside the floats' range.)
-        let lifts: f64 = moment
-            .factors()
-            .map(|slot| self.lift[slot])
-            .iter()
-            .product();
+    /// What the evidence says of `date`, which falls at `payday` in the customer's pay cycle.
+    fn day(&self, date: jiff::civil::Date, payday: usize) -> DayLifts {
+        let [day, weekday] = Moment::date_slots(date);
+        DayLifts {
+            date: self.lift[day] * self.lift[weekday],
+            payday,
+            payday_lift: self.lift[payday],
+        }
+    }
+
+    /// The estimated chance of an attempt at local `hour` on a day the evidence says `day` of.
+    fn chance(&self, day: &DayLifts, hour: i8) -> f64 {
+        // The geometric mean of the four lifts (day of the month, weekday, hour, payday), not
+        // their product: see the module's doc. (The fourth root of their product, as two square
+        // roots, which cost a tenth of a `powf`: four lifts between 1/60 and 60 stay far inside
+        // the floats' range.)
+        let lifts = day.date * self.lift[Moment::hour_slot(hour)] * day.payday_lift;
         let lift = lifts.sqrt().sqrt();
         (self.base * lift).clamp(0.0005, 0.95)
     }
