@@ -211,10 +211,15 @@ pub fn retime(
         .iter()
         .map(|&date| groups.day(date, cycle.slot(date)))
         .collect();
-    // The discount of `days` is DAILY_DISCOUNT^days, as an `exp` (half a `powf`).
+    // The discount of waiting from `earliest` to `at`: DAILY_DISCOUNT^days, as an `exp` (half a
+    // `powf`).
     let per_day = DAILY_DISCOUNT.ln();
+    let discount = |at: Timestamp| {
+        let waited = at.duration_since(earliest).as_secs_f64().max(0.0) / 86_400.0;
+        (waited * per_day).exp()
+    };
     let score = |candidate: &Candidate| {
-        let chance = groups.chance(&days[candidate.day], candidate.hour);
+        let chance = groups.chance(&days[candidate.day], groups.hour(candidate.hour));
         let mut value = chance;
         if explore {
             value += 2.0 * (value * (1.0 - value) / (f64::from(groups.tries) + 1.0)).sqrt();
@@ -222,9 +227,8 @@ pub fn retime(
         if candidate.hour == last_hour {
             value *= SAME_HOUR;
         }
-        let waited = candidate.at.duration_since(earliest).as_secs_f64().max(0.0) / 86_400.0;
         Scored {
-            value: value * (waited * per_day).exp(),
+            value: value * discount(candidate.at),
             at: candidate.at,
             day: candidate.day,
             hour: candidate.hour,
@@ -237,12 +241,45 @@ pub fn retime(
     // all it needs, and writing them (or keeping every score for the runner-up) would cost more
     // than making it.
     if case.untold {
-        let Some(best) = candidates
+        // A day whose best imaginable moment — its hours' most favoured one, at its first
+        // moment's discount, with the widest exploring bonus — cannot beat the best moment found
+        // so far is not scored: the same choice as scoring it, for most days' work saved (later
+        // days carry more discount). Each step of the bound is a monotone float operation on
+        // larger inputs than the moment's own, so it is never below a moment's value; the
+        // margin is for the `exp` of arguments a few hours apart.
+        let top_hour = candidates
             .moments
             .iter()
-            .map(&score)
-            .max_by(|a, b| better(&a, &b))
-        else {
+            .map(|c| groups.hour(c.hour))
+            .fold(0.0, f64::max);
+        let bonus = if explore {
+            2.0 * (0.25 / (f64::from(groups.tries) + 1.0)).sqrt()
+        } else {
+            0.0
+        };
+        let mut best: Option<Scored> = None;
+        let mut day = usize::MAX;
+        let mut beaten = false;
+        for candidate in &candidates.moments {
+            if candidate.day != day {
+                day = candidate.day;
+                let bound = (groups.chance(&days[day], top_hour) + bonus)
+                    * discount(candidate.at)
+                    * (1.0 + 1e-9);
+                beaten = best.as_ref().is_some_and(|best| bound < best.value);
+            }
+            if beaten {
+                continue;
+            }
+            let scored = score(candidate);
+            if best
+                .as_ref()
+                .is_none_or(|best| better(&&scored, &best).is_ge())
+            {
+                best = Some(scored);
+            }
+        }
+        let Some(best) = best else {
             return (next, None);
         };
         let at = best.at;
@@ -382,34 +419,51 @@ impl Candidates {
             moments: Vec::with_capacity(days * hours().count()),
         };
         let mut day = earliest.to_zoned(zone.clone()).date();
-        while let Ok(start) = day.to_zoned(zone.clone()) {
-            if start.timestamp() > latest {
+        // A day's start and offset, known without a look-up when the day before was steady.
+        let mut carried: Option<(Timestamp, jiff::tz::Offset)> = None;
+        loop {
+            let (start, offset, midnight) = match carried.take() {
+                Some((start, offset)) => (start, offset, true),
+                None => {
+                    let Ok(start) = day.to_zoned(zone.clone()) else {
+                        break;
+                    };
+                    (start.timestamp(), start.offset(), start.hour() == 0)
+                }
+            };
+            if start > latest {
                 break;
             }
-            // On a day that starts at midnight and whose clocks do not change (almost all), the
-            // local hour h is h hours after the day's start: one look-up of the zone a day, not
-            // one an hour.
-            let steady = start.hour() == 0
-                && zone.to_offset(time::later(
-                    start.timestamp(),
-                    SignedDuration::from_hours(25),
-                )) == start.offset();
+            // On a day that starts at midnight and whose clocks do not change for 25 hours
+            // (almost all), the local hour h is h hours after the day's start, and the next day
+            // starts 24 hours after it: one look-up of the zone a day, not one an hour.
+            let steady = midnight
+                && zone.to_offset(time::later(start, SignedDuration::from_hours(25))) == offset;
             for hour in hours() {
                 // Midnight in any zone is a whole second, so this is the day's start plus `hour`
                 // hours to the nanosecond, for a few instructions less than a duration's sum.
                 let at = if steady {
-                    Timestamp::from_second(start.timestamp().as_second() + 3600 * i64::from(hour))
+                    Timestamp::from_second(start.as_second() + 3600 * i64::from(hour))
                 } else {
                     day.at(hour, 0, 0, 0)
                         .to_zoned(zone.clone())
                         .map(|z| z.timestamp())
                 };
                 if let Some(at) = at.ok().filter(|at| earliest <= *at && *at <= latest) {
-                    found.push(at, day, hour);
+                    if found.days.last() != Some(&day) {
+                        found.days.push(day);
+                    }
+                    let day = found.days.len() - 1;
+                    found.moments.push(Candidate { at, day, hour });
                 }
             }
             let Ok(next) = day.tomorrow() else { break };
             day = next;
+            if steady {
+                carried = Timestamp::from_second(start.as_second() + 86_400)
+                    .ok()
+                    .map(|start| (start, offset));
+            }
         }
         if found.moments.is_empty() {
             let local = earliest.to_zoned(zone.clone());
@@ -488,13 +542,19 @@ impl Groups {
         }
     }
 
-    /// The estimated chance of an attempt at local `hour` on a day the evidence says `day` of.
-    fn chance(&self, day: &DayLifts, hour: i8) -> f64 {
+    /// The lift of a local hour.
+    fn hour(&self, hour: i8) -> f64 {
+        self.lift[Moment::hour_slot(hour)]
+    }
+
+    /// The estimated chance of an attempt at an hour of lift `hour` on a day the evidence says
+    /// `day` of.
+    fn chance(&self, day: &DayLifts, hour: f64) -> f64 {
         // The geometric mean of the four lifts (day of the month, weekday, hour, payday), not
         // their product: see the module's doc. (The fourth root of their product, as two square
         // roots, which cost a tenth of a `powf`: four lifts between 1/60 and 60 stay far inside
         // the floats' range.)
-        let lifts = day.date * self.lift[Moment::hour_slot(hour)] * day.payday_lift;
+        let lifts = day.date * hour * day.payday_lift;
         let lift = lifts.sqrt().sqrt();
         (self.base * lift).clamp(0.0005, 0.95)
     }

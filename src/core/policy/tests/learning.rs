@@ -12,6 +12,11 @@ use crate::policy::learning::{Evidence, Moment, Reason, retime};
 /// Evidence where attempts on `day` of the month paid `paid` times in `tries`, and every other
 /// day of the month none of its tries, for insufficient funds in the US.
 fn evidence_paying_on(day: i8, tries: u32, paid: u32) -> Evidence {
+    evidence_paying_on_hours(day, tries, paid, 1)
+}
+
+/// The same, with the tries spread over `hours` hours of the day from 15:00 UTC on.
+fn evidence_paying_on_hours(day: i8, tries: u32, paid: u32, hours: u32) -> Evidence {
     let mut evidence = Evidence::default();
     let mut case = declined(
         0,
@@ -22,7 +27,8 @@ fn evidence_paying_on(day: i8, tries: u32, paid: u32) -> Evidence {
     case.country = Some("US".to_owned());
     let start = Timestamp::from_second(NOW).unwrap();
     for n in 0..tries * 30 {
-        let at = start + SignedDuration::from_hours(i64::from(n % 30) * 24 + 15);
+        let hour = i64::from(n / 30 % hours.max(1));
+        let at = start + SignedDuration::from_hours(i64::from(n % 30) * 24 + 15 + hour);
         let local = at.to_zoned(timing::zone("America/New_York"));
         evidence.record(&case, at, local.day() == day && n / 30 < paid);
     }
@@ -221,7 +227,8 @@ proptest! {
 
     /// Whatever the evidence, a learned retry keeps the plan's attempt number, stays inside the
     /// customer's window, the policy's `within` and the card's expiry, waits at least `min_gap` and any Mastercard
-    /// wait, and comes out the same twice.
+    /// wait, and comes out the same twice — and the same for a case that keeps no story, whose
+    /// choice skips the days that cannot win.
     #[test]
     fn whatever_the_evidence_a_learned_retry_keeps_every_bound(
         day in 1i8..=28,
@@ -231,6 +238,8 @@ proptest! {
         advice in prop::option::of(prop::sample::select(vec!["24", "25", "26", "27"])),
         zone in prop::sample::select(vec!["America/New_York", "Asia/Tokyo", "Europe/Berlin", "UTC"]),
         expires_in_hours in prop::option::of(1i64..1_500),
+        explore in any::<bool>(),
+        hours in 1u32..10,
     ) {
         let mut case = declined(retries, DeclineClass::Soft, "insufficient_funds", zone);
         case.country = Some("US".to_owned());
@@ -248,7 +257,8 @@ proptest! {
                 decline::classify(&signals, &crate::policy::Networks::built_in(), opened).not_before
             });
         }
-        let policy = learning_policy(evidence_paying_on(day, tries.max(12), tries * paid_share / 100));
+        let mut policy = learning_policy(evidence_paying_on_hours(day, tries.max(12), tries * paid_share / 100, hours));
+        policy.learning.explore = if explore { 100 } else { 0 };
         let plan = policy.plan_for(&case);
         let Ok(static_next) = plan.next_retry(&case) else {
             return Ok(());
@@ -256,6 +266,9 @@ proptest! {
         let once = retime(&policy.learning, &policy.evidence, plan, &case, static_next.clone());
         let twice = retime(&policy.learning, &policy.evidence, plan, &case, static_next.clone());
         prop_assert_eq!(&once, &twice);
+        let untold = Case { untold: true, ..case.clone() };
+        let (untold_next, _) = retime(&policy.learning, &policy.evidence, plan, &untold, static_next.clone());
+        prop_assert_eq!(untold_next.at, once.0.at);
         let next = once.0;
         let last = case.attempts.last().unwrap().at;
         prop_assert_eq!(next.attempt, static_next.attempt);
