@@ -209,6 +209,31 @@ impl EndResult {
 /// The rule and end action that apply to `case` if dunning ends now, and why.
 pub fn choose(policy: &Policy, case: &Case) -> (End, String, String) {
     let plan = policy.ending_for(case);
+    let class = case
+        .decline
+        .as_ref()
+        .map_or(DeclineClass::Ambiguous, |d| d.class);
+    let (end, situation) = if card_stopped(case) {
+        (
+            plan.no_new_card,
+            "a card the customer won a dispute on, and no new card",
+        )
+    } else {
+        match class {
+            DeclineClass::Soft | DeclineClass::Ambiguous => (plan.exhausted, "retries exhausted"),
+            DeclineClass::CardData | DeclineClass::ActionRequired | DeclineClass::Hard => (
+                plan.no_new_card,
+                "a decline no retry fixes, and no new card",
+            ),
+        }
+    };
+    let unsubscribed = end.needs_subscription() && case.subscription_id.is_none();
+    let end = if unsubscribed { End::LeavePastDue } else { end };
+    // The rule and the reason are words for support; a case that keeps no story (the
+    // simulator's) is given none.
+    if case.untold {
+        return (end, String::new(), String::new());
+    }
     let segment = case
         .segment
         .as_deref()
@@ -223,10 +248,6 @@ pub fn choose(policy: &Policy, case: &Case) -> (End, String, String) {
         Some(arm) => format!("{segment}, experiment arm {:?}", arm.name),
         None => segment,
     };
-    let class = case
-        .decline
-        .as_ref()
-        .map_or(DeclineClass::Ambiguous, |d| d.class);
     let failed = case
         .attempts
         .iter()
@@ -243,20 +264,6 @@ pub fn choose(policy: &Policy, case: &Case) -> (End, String, String) {
             )
         })
         .unwrap_or_else(|| "no decline details".to_owned());
-    let (end, situation) = if card_stopped(case) {
-        (
-            plan.no_new_card,
-            "a card the customer won a dispute on, and no new card",
-        )
-    } else {
-        match class {
-            DeclineClass::Soft | DeclineClass::Ambiguous => (plan.exhausted, "retries exhausted"),
-            DeclineClass::CardData | DeclineClass::ActionRequired | DeclineClass::Hard => (
-                plan.no_new_card,
-                "a decline no retry fixes, and no new card",
-            ),
-        }
-    };
     let situation = match case.ends_on_request() {
         Some(_) => "the customer asked to cancel",
         None => situation,
@@ -282,12 +289,9 @@ pub fn choose(policy: &Policy, case: &Case) -> (End, String, String) {
             human(plan.grace)
         ),
     };
-    let end = if end.needs_subscription() && case.subscription_id.is_none() {
+    if unsubscribed {
         reason += "; the invoice belongs to no subscription, so it is left past due";
-        End::LeavePastDue
-    } else {
-        end
-    };
+    }
     (end, format!("{segment}: {situation}"), reason)
 }
 

@@ -28,12 +28,17 @@ pub(super) fn on_nudged(
     template: &str,
     results: &[NudgeResult],
 ) -> Decision {
-    let heading = format!("{} tier {tier} ({template}):", kind.as_str());
-    let told = case.timeline.iter().any(|e| {
-        (e.what == DELIVERED || e.what == NOT_DELIVERED)
-            && e.at == at
-            && e.detail.starts_with(&heading)
-    });
+    let heading = || format!("{} tier {tier} ({template}):", kind.as_str());
+    // An empty timeline holds no result told before: a case that keeps none (the simulator's)
+    // does not write the heading to look for.
+    let told = !case.timeline.is_empty() && {
+        let heading = heading();
+        case.timeline.iter().any(|e| {
+            (e.what == DELIVERED || e.what == NOT_DELIVERED)
+                && e.at == at
+                && e.detail.starts_with(&heading)
+        })
+    };
     let Some(position) = case
         .nudged
         .iter()
@@ -53,17 +58,19 @@ pub(super) fn on_nudged(
             tier,
         });
     }
-    let outcomes: Vec<String> = results
-        .iter()
-        .map(|r| match (r.sent, r.note.as_str()) {
-            (true, _) => format!("{} sent", r.channel.as_str()),
-            (false, note) => format!("{} not sent ({note})", r.channel.as_str()),
-        })
-        .collect();
-    let outcomes = if outcomes.is_empty() {
-        "no channel is set up".to_owned()
-    } else {
-        outcomes.join(", ")
+    let outcomes = || {
+        let outcomes: Vec<String> = results
+            .iter()
+            .map(|r| match (r.sent, r.note.as_str()) {
+                (true, _) => format!("{} sent", r.channel.as_str()),
+                (false, note) => format!("{} not sent ({note})", r.channel.as_str()),
+            })
+            .collect();
+        if outcomes.is_empty() {
+            "no channel is set up".to_owned()
+        } else {
+            outcomes.join(", ")
+        }
     };
     let delivered = results.iter().any(|r| r.sent);
     let passing = results.iter().any(|r| !r.sent && r.passing);
@@ -117,7 +124,7 @@ pub(super) fn on_nudged(
     case.record(Entry {
         at,
         what: if delivered { DELIVERED } else { NOT_DELIVERED }.to_owned(),
-        detail: format!("{heading} {outcomes}{then}{next}"),
+        detail: case.words(|| format!("{} {}{then}{next}", heading(), outcomes())),
         event: None,
     });
     Decision::save(case)
@@ -142,7 +149,7 @@ pub(super) fn on_nudge_covered(
     nudged.retry_at = None;
     nudged.covered_by = Some(cover.invoice_id.clone());
     let next = plan_nudge(policy, &mut case) + &plan_decision(policy, &mut case);
-    let why = match cover.why {
+    let why = || match cover.why {
         Covered::Conversation => format!(
             "the customer had it at {} about {}, another invoice of subscription {}",
             cover.at,
@@ -160,7 +167,7 @@ pub(super) fn on_nudge_covered(
     case.record(Entry {
         at,
         what: "nudge covered".to_owned(),
-        detail: format!("{} tier {tier} not sent: {why}{next}", kind.as_str()),
+        detail: case.words(|| format!("{} tier {tier} not sent: {}{next}", kind.as_str(), why())),
         event: None,
     });
     Decision::save(case)
@@ -184,11 +191,13 @@ pub(super) fn on_nudge_held(
     case.record(Entry {
         at: held_at,
         what: "nudge held back".to_owned(),
-        detail: format!(
-            "{} tier {tier}: the customer already had {} nudge(s) today{next}",
-            kind.as_str(),
-            policy.nudges_for(&case).per_customer_per_day
-        ),
+        detail: case.words(|| {
+            format!(
+                "{} tier {tier}: the customer already had {} nudge(s) today{next}",
+                kind.as_str(),
+                policy.nudges_for(&case).per_customer_per_day
+            )
+        }),
         event: None,
     });
     Decision::save(case)

@@ -197,13 +197,15 @@ fn describe_timer(kind: TimerKind) -> String {
 fn decide_end(policy: &Policy, mut case: Case, at: Timestamp) -> Decision {
     let retried = case.decision.is_some();
     let (end, decision) = ending::decision(policy, &case, at);
-    let detail = format!(
-        "{}: {} — {}; {}",
-        end.action().as_str(),
-        end.how(),
-        decision.rule,
-        decision.reason
-    );
+    let detail = case.words(|| {
+        format!(
+            "{}: {} — {}; {}",
+            end.action().as_str(),
+            end.how(),
+            decision.rule,
+            decision.reason
+        )
+    });
     let what = if retried {
         "decision tried again"
     } else {
@@ -257,7 +259,8 @@ fn fire_nudge(
         case.record(Entry {
             at: now,
             what: "nudge not sent again".to_owned(),
-            detail: format!("{} tier {tier} was delivered already{next}", kind.as_str()),
+            detail: case
+                .words(|| format!("{} tier {tier} was delivered already{next}", kind.as_str())),
             event: None,
         });
         return Decision::save(case);
@@ -276,11 +279,13 @@ fn fire_nudge(
         case.record(Entry {
             at: now,
             what: "nudge moved out of quiet hours".to_owned(),
-            detail: format!(
-                "{} tier {tier} came due in the customer's quiet hours: it waits for their window \
-                 to open at {opening}{next}",
-                kind.as_str()
-            ),
+            detail: case.words(|| {
+                format!(
+                    "{} tier {tier} came due in the customer's quiet hours: it waits for their \
+                     window to open at {opening}{next}",
+                    kind.as_str()
+                )
+            }),
             event: None,
         });
         return Decision::save(case);
@@ -297,10 +302,12 @@ fn fire_nudge(
             case.record(Entry {
                 at: now,
                 what: "nudge given up".to_owned(),
-                detail: format!(
-                    "{} tier {tier}: {tries} tries made, not all reported back{next}",
-                    kind.as_str()
-                ),
+                detail: case.words(|| {
+                    format!(
+                        "{} tier {tier}: {tries} tries made, not all reported back{next}",
+                        kind.as_str()
+                    )
+                }),
                 event: None,
             });
             return Decision::save(case);
@@ -309,13 +316,13 @@ fn fire_nudge(
             let nudged = &mut case.nudged[i];
             nudged.tries += 1;
             nudged.retry_at = Some(time::later(now, RETRY_UNDER_WAY));
-            ("nudge tried again", format!(", try {}", nudged.tries))
+            ("nudge tried again", Some(nudged.tries))
         }
         None => {
             let mut going_out = Nudged::going_out(kind, tier, now);
             going_out.retry_at = Some(time::later(now, RETRY_UNDER_WAY));
             case.nudged.push(going_out);
-            ("nudge due", String::new())
+            ("nudge due", None)
         }
     };
     // The pending nudge is this one, once more, for when its result does not come back: said so,
@@ -328,7 +335,10 @@ fn fire_nudge(
     case.record(Entry {
         at: now,
         what: what.to_owned(),
-        detail: format!("{} tier {tier}{try_}{next}", kind.as_str()),
+        detail: case.words(|| {
+            let try_ = try_.map(|n| format!(", try {n}")).unwrap_or_default();
+            format!("{} tier {tier}{try_}{next}", kind.as_str())
+        }),
         event: None,
     });
     Decision {
