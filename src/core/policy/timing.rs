@@ -99,6 +99,10 @@ pub fn zone(name: &str) -> TimeZone {
     const KEPT: usize = 8;
     RECENT.with_borrow_mut(|recent| {
         if let Some(at) = recent.iter().position(|(n, _)| n == name) {
+            // Most look-ups ask for the zone asked for last: it stays where it is.
+            if at == 0 {
+                return recent[0].1.clone();
+            }
             let found = recent.remove(at);
             let zone = found.1.clone();
             recent.insert(0, found);
