@@ -490,7 +490,8 @@ pub struct Case {
     pub contact_window: Option<Window>,
     /// Keeps no timeline: `recoup simulate` opens its cases so ([`super::Input::Opening`]), as nobody
     /// reads their stories and no event arrives twice (the timeline is what recognises a repeated
-    /// event). Never stored.
+    /// event). Its words are not written at all ([`Case::words`]), nor its end decision's rule and
+    /// reason, support's words. Never stored.
     #[serde(skip)]
     pub untold: bool,
     /// The case's next nudge waits until then: the per-customer daily cap held one back, or one
