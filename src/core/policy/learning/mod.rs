@@ -258,12 +258,15 @@ pub fn retime(
             0.0
         };
         let mut best: Option<Scored> = None;
-        let mut day = usize::MAX;
+        // The day of the run of moments the bound is for, and the moment whose discount it took:
+        // a run's later moments wait longer. (The static plan's moment, added last, can fall
+        // before the moments of its day: it starts a run of its own.)
+        let mut run: Option<(usize, Timestamp)> = None;
         let mut beaten = false;
         for candidate in &candidates.moments {
-            if candidate.day != day {
-                day = candidate.day;
-                let bound = (groups.chance(&days[day], top_hour) + bonus)
+            if run.is_none_or(|(day, from)| candidate.day != day || candidate.at < from) {
+                run = Some((candidate.day, candidate.at));
+                let bound = (groups.chance(&days[candidate.day], top_hour) + bonus)
                     * discount(candidate.at)
                     * (1.0 + 1e-9);
                 beaten = best.as_ref().is_some_and(|best| bound < best.value);
