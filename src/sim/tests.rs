@@ -480,3 +480,37 @@ fn an_experiment_splits_a_synthetic_population_and_its_holdout_does_what_the_bas
             .contains("The experiment of experimenting:")
     );
 }
+
+#[test]
+fn a_renewal_is_retried_on_the_day_the_customers_last_invoice_was_paid() {
+    // The customer pays their first invoice through the portal on 20 March, none of the
+    // policy's paydays; the renewal a month later fails with money on 20 April only. As the
+    // worker reads the customer's paid invoices from Stripe when a case opens, the simulator
+    // tells the renewal's case the day this run saw the first one paid on: its
+    // `insufficient_funds` retry waits for the 20th, where without it the retries go to the
+    // policy's paydays (the 15th, then the 1st of May) and miss the money.
+    let policy = Policy::shipped();
+    let mut first = invoice(&customers(RULES), "in_funds_hit")[0].clone();
+    first.funds = Vec::new();
+    first.pays_unprompted_at = Some("2026-03-20T12:00:00Z".parse().unwrap());
+    assert!(!policy.plan.paydays.contains(&20));
+    let mut renewal = first.clone();
+    renewal.invoice_id = "in_funds_hit_renewal".to_owned();
+    renewal.failed_at = "2026-04-03T15:00:00Z".parse().unwrap();
+    renewal.pays_unprompted_at = None;
+    renewal.funds = vec![population::Funds {
+        from: "2026-04-20T00:00:00Z".parse().unwrap(),
+        to: "2026-04-20T20:00:00Z".parse().unwrap(),
+    }];
+
+    let both = world::simulate(&policy, vec![first, renewal.clone()].into());
+    assert!(both.invoices[0].recovered.is_some(), "{both:?}");
+    let got = &both.invoices[1];
+    assert_eq!(
+        (got.recovered.map(|r| r.0), got.attempts),
+        (Some(RecoveredBy::Retry), 1)
+    );
+
+    let unknown = world::simulate(&policy, vec![renewal].into());
+    assert_eq!(unknown.invoices[0].recovered, None, "{unknown:?}");
+}

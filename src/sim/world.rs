@@ -347,7 +347,7 @@ impl World {
                 .ok()
                 .map(|z| z.timestamp()),
             past_failures: invoice.past_failures,
-            payment_days: invoice.past_payment_days.clone(),
+            payment_days: self.payment_days(i, at),
             ..CustomerFacts::default()
         };
         self.apply(
@@ -386,6 +386,23 @@ impl World {
         if let Some(newer) = newer_card(&self.card_given, told) {
             self.apply(policy, i, &newer, told);
         }
+    }
+
+    /// The local days of the month the customer's earlier invoices were paid on after a failure,
+    /// as the worker reads them from Stripe's paid invoices when invoice `i`'s case opens at `at`:
+    /// the population's `past_payment_days` and the customer's invoices this run has seen paid.
+    fn payment_days(&self, i: usize, at: Timestamp) -> Vec<u8> {
+        let mut days = self.invoices[i].past_payment_days.clone();
+        let paid = self.cases.iter().flatten().filter_map(|case| {
+            let paid = case.paid_at.filter(|paid| *paid <= at)?;
+            (case.state == State::Recovered).then_some(paid)
+        });
+        days.extend(
+            paid.filter_map(|paid| u8::try_from(paid.to_zoned(self.zone.clone()).day()).ok()),
+        );
+        days.sort_unstable();
+        days.dedup();
+        days
     }
 
     /// The customer adds a new card: every invoice still open hears of it, as from Stripe's
