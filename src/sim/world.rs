@@ -470,8 +470,14 @@ impl World {
     /// Decides `input` for invoice `i`'s case and answers every action the decision asks for.
     fn apply(&mut self, policy: &Policy, i: usize, input: &Input, now: Timestamp) {
         let decision = decide(policy, self.cases[i].take(), input, now);
-        let Some(case) = decision.case else {
-            self.cases[i] = decision.unchanged;
+        let changed = decision.case.is_some();
+        // Put straight back where it lives: a case is a kilobyte, and each move of it a copy.
+        self.cases[i] = if changed {
+            decision.case
+        } else {
+            decision.unchanged
+        };
+        let Some(case) = self.cases[i].as_ref().filter(|_| changed) else {
             return;
         };
         if case.state == State::Recovered && self.results[i].recovered.is_none() {
@@ -482,7 +488,6 @@ impl World {
                 self.results[i].recovered = Some((by, after));
             }
         }
-        self.cases[i] = Some(case);
         for action in decision.actions {
             if self.gave_up {
                 return;
