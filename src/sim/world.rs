@@ -495,7 +495,8 @@ impl World {
             match action {
                 Action::Retry { attempt } => {
                     let (result, fees) = self.charge(i, attempt, now);
-                    if let Some(case) = &self.cases[i] {
+                    // Evidence is for a policy that learns from it; the rest never read it.
+                    if let Some(case) = self.cases[i].as_ref().filter(|_| policy.learns()) {
                         let paid = result == ChargeResult::Paid;
                         self.observed.extend(Observation::of(case, now, paid));
                     }

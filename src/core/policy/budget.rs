@@ -182,30 +182,41 @@ impl CardHistory {
 }
 
 /// The times of the tries in `history` that `rule` counts against `next` in the window ending at
-/// `at`, and whether `next` itself counts.
-fn counted(rule: &Rule, history: &[Try], next: &Try, at: Timestamp) -> (Vec<Timestamp>, bool) {
-    let mut group: Vec<&Try> = history
-        .iter()
-        .filter(|t| t.at <= at && t.shares_key(next, rule))
-        .collect();
-    if rule.resets
-        && let Some(approved) = group.iter().filter(|t| !t.declined).map(|t| t.at).max()
-    {
-        group.retain(|t| t.at > approved);
-    }
-    let first = group.iter().map(|t| t.at).min();
-    let counts = |t: &Try| match rule.counts {
+/// `at`, and whether `next` itself counts. An iterator, not a list: most callers only count them,
+/// and this runs for every rule on every planned retry.
+fn counted<'a>(
+    rule: &'a Rule,
+    history: &'a [Try],
+    next: &'a Try,
+    at: Timestamp,
+) -> (impl Iterator<Item = Timestamp> + 'a, bool) {
+    let shared = move |t: &&Try| t.at <= at && t.shares_key(next, rule);
+    // An approval resets a rule that says so: only the tries after the latest one count.
+    let approved = if rule.resets {
+        history
+            .iter()
+            .filter(shared)
+            .filter(|t| !t.declined)
+            .map(|t| t.at)
+            .max()
+    } else {
+        None
+    };
+    let group = move |t: &&Try| shared(t) && approved.is_none_or(|approved| t.at > approved);
+    let first = history.iter().filter(group).map(|t| t.at).min();
+    let counts = move |t: &Try| match rule.counts {
         Counts::Attempts => true,
         Counts::Declines => t.declined,
         // A retry is a reattempt by its number; another invoice's first try is one when a try of
         // the same key came before it.
         Counts::Reattempts => t.attempt > 1 || first.is_some_and(|f| f < t.at),
     };
-    let window = group
+    let since = time::earlier(at, rule.per);
+    let window = history
         .iter()
-        .filter(|t| t.at > time::earlier(at, rule.per) && counts(t))
-        .map(|t| t.at)
-        .collect();
+        .filter(group)
+        .filter(move |t| t.at > since && counts(t))
+        .map(|t| t.at);
     let next_counts = match rule.counts {
         Counts::Reattempts => next.attempt > 1 || first.is_some(),
         Counts::Attempts | Counts::Declines => true,
@@ -225,7 +236,7 @@ pub fn left_after(
         .rules_at(brand, next.at)
         .map(|rule| {
             let (window, counts) = counted(rule, history, next, next.at);
-            let used = u32::try_from(window.len())
+            let used = u32::try_from(window.count())
                 .unwrap_or(u32::MAX)
                 .saturating_add(u32::from(counts));
             (rule.describe(), rule.max.saturating_sub(used))
@@ -245,7 +256,8 @@ pub fn broken<'a>(
         .rules_at(brand, made.at)
         .filter(|rule| {
             let (window, counts) = counted(rule, history, made, made.at);
-            counts && window.len() >= rule.max as usize
+            let max = rule.max as usize;
+            counts && window.take(max).count() >= max
         })
         .collect()
 }
@@ -334,7 +346,8 @@ pub fn earliest_allowed(
             if rule.max == 0 {
                 return Err(rule.describe());
             }
-            let (mut window, counts) = counted(rule, history, next, at);
+            let (window, counts) = counted(rule, history, next, at);
+            let mut window: Vec<Timestamp> = window.collect();
             let allowed = rule.max as usize - usize::from(counts);
             if window.len() > allowed {
                 window.sort();
