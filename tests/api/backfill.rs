@@ -196,11 +196,9 @@ async fn a_worker_restarted_after_the_webhooks_broke_backfills_by_itself() {
     let store = RedisStore::connect(&redis_settings(&redis)).await.unwrap();
     let mut first = RecoupProcess::serve_as(&redis, "all", &env).await;
     // Its own backfill at start found nothing, and marked how far it read.
-    wait_until(
-        "the first worker's backfill",
-        Duration::from_secs(10),
-        || async { store.arrivals().await.unwrap().backfilled.is_some() },
-    )
+    wait_until("the first worker's backfill", SETTLE, || async {
+        store.arrivals().await.unwrap().backfilled.is_some()
+    })
     .await;
     assert_eq!(stripe.list_requests("/v1/events").len(), 1);
 

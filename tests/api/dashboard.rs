@@ -4,8 +4,6 @@
 //! `GET /api/v1/dashboard` and the signed-in `/dashboard` page; the periods there is nothing to
 //! show of; and what a busy day's counters cost Redis.
 
-use std::time::Duration;
-
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use recoup::dashboard::day::{Contribution, Field, LONGEST_DAY, Money, NudgeKey, Of, Payer};
@@ -16,8 +14,8 @@ use serde_json::{Value, json};
 use crate::decisions::{customer, fail_on};
 use crate::fake_stripe::{Decline, Outcome};
 use crate::helpers::{
-    API_TOKEN, Recoup, TestApp, TestRedis, invoice_event, plain_http, redis_settings, unix_now,
-    wait_until,
+    API_TOKEN, Recoup, SETTLE, TestApp, TestRedis, invoice_event, plain_http, redis_settings,
+    unix_now, wait_until,
 };
 use crate::page::session_at;
 
@@ -140,11 +138,9 @@ async fn final_outcomes_are_counted_once_on_their_day_and_the_api_and_the_page_a
     }
 
     // An outcome is counted just after its case is saved: wait for the four to be counted.
-    wait_until(
-        "the four final invoices to be counted",
-        Duration::from_secs(10),
-        || async { dashboard(&app, "").await["figures"]["invoices"] == 4 },
-    )
+    wait_until("the four final invoices to be counted", SETTLE, || async {
+        dashboard(&app, "").await["figures"]["invoices"] == 4
+    })
     .await;
     let answer = dashboard(&app, "").await;
     let f = &answer["figures"];

@@ -4,7 +4,6 @@
 //! idempotency key.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use recoup::notify::templates::format_date;
 use recoup::policy::EndAction;
@@ -16,7 +15,7 @@ use crate::fake_stripe::{
     ChargeRecord, Customer, Decline, FakeStripe, Invoice, Outcome, Subscription,
 };
 use crate::helpers::{
-    API_TOKENS, LINKS, Recoup, TestApp, failure_of, fixture, unix_now, wait_until,
+    API_TOKENS, LINKS, Recoup, SETTLE, TestApp, failure_of, fixture, unix_now, wait_until,
 };
 use crate::smtp_sink::SmtpSink;
 
@@ -323,7 +322,7 @@ grace = "2d"
 
     let zone = case["customer_timezone"].as_str().unwrap();
     app.advance_into_daytime(2 * DAY, zone).await;
-    wait_until("the final notice", Duration::from_secs(10), || async {
+    wait_until("the final notice", SETTLE, || async {
         !sink.mails().is_empty()
     })
     .await;

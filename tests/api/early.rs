@@ -2,13 +2,11 @@
 //! Stripe delivers before the `invoice.payment_failed` that opens the case they matter to are kept
 //! under the customer and replayed when the case opens.
 
-use std::time::Duration;
-
 use serde_json::Value;
 
 use crate::decisions::{app, customer, dispute_event, fail_on, failing};
 use crate::fake_stripe::ChargeRecord;
-use crate::helpers::{Recoup, TestApp, fixture, unix_now, wait_until};
+use crate::helpers::{Recoup, SETTLE, TestApp, fixture, unix_now, wait_until};
 
 const DAY: i64 = 86_400;
 
@@ -16,11 +14,9 @@ const DAY: i64 = 86_400;
 /// so only the empty inbox tells.
 async fn deliver_and_handle(app: &TestApp, event: &Value) {
     app.deliver(serde_json::to_vec(event).unwrap()).await;
-    wait_until(
-        "the event to be handled",
-        Duration::from_secs(10),
-        || async { app.redis.inbox_len().await == 0 },
-    )
+    wait_until("the event to be handled", SETTLE, || async {
+        app.redis.inbox_len().await == 0
+    })
     .await;
 }
 

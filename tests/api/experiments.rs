@@ -3,8 +3,6 @@
 //! final outcomes counted in Redis, and the report — through the API and `recoup experiments` —
 //! with its numbers and intervals checked on hand-built outcomes.
 
-use std::time::Duration;
-
 use recoup::policy::experiment::outcome::Contribution;
 use recoup::policy::file::parse;
 use recoup::policy::{Assignment, Experiment};
@@ -14,8 +12,8 @@ use serde_json::Value;
 
 use crate::fake_stripe::{Decline, FakeStripe, Invoice};
 use crate::helpers::{
-    API_TOKENS, Recoup, RecoupProcess, TestApp, TestRedis, failure_of, invoice_event, output_of,
-    recoup_command, redis_settings, unix_now, wait_until,
+    API_TOKENS, Recoup, RecoupProcess, SETTLE, TestApp, TestRedis, failure_of, invoice_event,
+    output_of, recoup_command, redis_settings, unix_now, wait_until,
 };
 
 /// A retry a day after an ambiguous decline, at any hour, no nudges, no learning; half the
@@ -186,14 +184,10 @@ async fn an_experiment_with_a_holdout_runs_end_to_end_and_keeps_each_customer_in
 
     // The counters are read as each arm's figures. An outcome is counted just after its case is
     // saved, so the report may trail the case by a moment: wait for the last one to be counted.
-    wait_until(
-        "every final case to be counted",
-        Duration::from_secs(10),
-        || async {
-            let (holdout, treated, _) = report(&second).await;
-            treated["invoices"] == 2 && holdout["invoices"] == 1
-        },
-    )
+    wait_until("every final case to be counted", SETTLE, || async {
+        let (holdout, treated, _) = report(&second).await;
+        treated["invoices"] == 2 && holdout["invoices"] == 1
+    })
     .await;
     let (holdout, treated, whole) = report(&second).await;
     assert_eq!(

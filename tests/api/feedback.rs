@@ -5,9 +5,7 @@
 //! reused or update-link token, a bad form and too many requests each get their page and change
 //! nothing.
 
-use std::time::Duration;
-
-use crate::helpers::{PUBLIC_URL, Recoup, TestApp, header, plain_http, wait_until};
+use crate::helpers::{PUBLIC_URL, Recoup, SETTLE, TestApp, header, plain_http, wait_until};
 use crate::links::{CUSTOMER, nudged_mail, nudging_app, open};
 use crate::smtp_sink::SmtpSink;
 
@@ -167,11 +165,9 @@ async fn card_changed_mails_the_update_link_again_at_once() {
     assert_eq!(status, 200);
     assert!(thanks.contains("a new link is on its way"), "{thanks}");
     // The worker sends it at once, past the daily cap the first nudge used up.
-    wait_until(
-        "the update link mailed again",
-        Duration::from_secs(10),
-        || async { sink.mails().len() == 2 },
-    )
+    wait_until("the update link mailed again", SETTLE, || async {
+        sink.mails().len() == 2
+    })
     .await;
     let again = &sink.mails()[1];
     assert_eq!(again.subject(), "Your link to update your card");

@@ -2,14 +2,12 @@
 //! worker reads it back, a later case's retry is chosen by it and its timeline says why; the
 //! evidence moves in and out with `recoup learn export|import`, and a bad file changes nothing.
 
-use std::time::Duration;
-
 use recoup::server::Role;
 
 use crate::fake_stripe::{Decline, Invoice};
 use crate::helpers::{
-    API_TOKENS, Recoup, RecoupProcess, TestApp, TestRedis, metric_value, output_of, recoup_command,
-    wait_until,
+    API_TOKENS, Recoup, RecoupProcess, SETTLE, TestApp, TestRedis, metric_value, output_of,
+    recoup_command, wait_until,
 };
 
 const DAY: i64 = 86_400;
@@ -55,11 +53,9 @@ async fn an_outcome_through_stripe_becomes_evidence_that_times_a_later_retry_and
     let now = app.advance_clock(20 * DAY).await;
     app.case_when("in_learn_first", |c| c["state"] == "recovered")
         .await;
-    wait_until(
-        "the worker to read the evidence back",
-        Duration::from_secs(10),
-        || async { metric_value(&app.get("/metrics").await.text, "recoup_evidence_attempts") >= 1 },
-    )
+    wait_until("the worker to read the evidence back", SETTLE, || async {
+        metric_value(&app.get("/metrics").await.text, "recoup_evidence_attempts") >= 1
+    })
     .await;
 
     // A later failure's retry is chosen by that evidence, and its timeline says why. It fails at
@@ -155,20 +151,16 @@ async fn a_worker_started_after_another_was_killed_reads_the_same_evidence() {
     // The evidence lives in Redis, not in the worker: a worker killed mid-run loses none of it.
     let env = [("RECOUP_WORKER__EVIDENCE_SECS", "1")];
     let first = RecoupProcess::serve_as(&redis, "worker", &env).await;
-    wait_until(
-        "the first worker to read the evidence",
-        Duration::from_secs(10),
-        || async { first.counter("recoup_evidence_attempts").await >= 40 },
-    )
+    wait_until("the first worker to read the evidence", SETTLE, || async {
+        first.counter("recoup_evidence_attempts").await >= 40
+    })
     .await;
     first.signal("KILL");
 
     let second = RecoupProcess::serve_as(&redis, "worker", &env).await;
-    wait_until(
-        "a new worker to read the same evidence",
-        Duration::from_secs(10),
-        || async { second.counter("recoup_evidence_attempts").await >= 40 },
-    )
+    wait_until("a new worker to read the same evidence", SETTLE, || async {
+        second.counter("recoup_evidence_attempts").await >= 40
+    })
     .await;
     let back = dir.path().join("back.txt");
     learn(&redis, &["export", back.to_str().unwrap()]);

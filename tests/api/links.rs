@@ -3,15 +3,13 @@
 //! portal session in the fake Stripe at that moment and answers 303 to it; a paid invoice, a forged
 //! or an expired link, too many openings each get their page and no portal session.
 
-use std::time::Duration;
-
 use recoup::config::Settings;
 use recoup::server::{Application, Role};
 
 use crate::fake_stripe::{Customer, Decline, Invoice};
 use crate::helpers::{
-    LINK_SECRET, LINKS, PUBLIC_URL, Recoup, TestApp, TestRedis, base_env, header, invoice_event,
-    plain_http, unix_now, wait_until,
+    LINK_SECRET, LINKS, PUBLIC_URL, Recoup, SETTLE, TestApp, TestRedis, base_env, header,
+    invoice_event, plain_http, unix_now, wait_until,
 };
 use crate::smtp_sink::SmtpSink;
 
@@ -51,7 +49,7 @@ pub(crate) async fn nudged_mail(
     );
     app.fail(invoice, stripe_invoice).await;
     app.advance_into_daytime(DAY, "America/Chicago").await;
-    wait_until("the first nudge", Duration::from_secs(10), || async {
+    wait_until("the first nudge", SETTLE, || async {
         !sink.mails().is_empty()
     })
     .await;
@@ -315,10 +313,7 @@ async fn a_payment_to_confirm_links_the_hosted_invoice_page() {
     app.case_when(invoice, |c| c["state"] == "awaiting_customer")
         .await;
     app.advance_into_daytime(DAY, "America/Chicago").await;
-    wait_until("the nudge", Duration::from_secs(10), || async {
-        !sink.mails().is_empty()
-    })
-    .await;
+    wait_until("the nudge", SETTLE, || async { !sink.mails().is_empty() }).await;
     let text = sink.mails()[0].text();
     assert!(
         text.contains(&format!("https://invoice.stripe.com/i/acct_test/{invoice}")),

@@ -2,14 +2,12 @@
 //! rule that starts on its day, and limits counted the way the networks count them — signed
 //! webhooks in, the worker on the test clock, charges to the fake Stripe.
 
-use std::time::Duration;
-
 use jiff::ToSpan;
 use recoup::server::Role;
 use serde_json::Value;
 
 use crate::fake_stripe::{Decline, Invoice, Outcome};
-use crate::helpers::{API_TOKENS, Recoup, TestApp, failure_of, wait_until};
+use crate::helpers::{API_TOKENS, Recoup, SETTLE, TestApp, failure_of, wait_until};
 
 const CUSTOMER: &str = "cus_R3cvP0qK8yWm2d";
 const HOUR: i64 = 3_600;
@@ -196,17 +194,13 @@ async fn mastercard_advice_25_waits_a_day_and_its_insufficient_funds_decline_cos
     );
     let sample = "recoup_network_fees_estimated_total{brand=\"mastercard\",rule=\"mastercard \
                   insufficient-funds decline\"}";
-    wait_until(
-        "the fee in the metrics",
-        Duration::from_secs(10),
-        || async {
-            app.get("/metrics")
-                .await
-                .text
-                .lines()
-                .any(|l| l.starts_with(sample))
-        },
-    )
+    wait_until("the fee in the metrics", SETTLE, || async {
+        app.get("/metrics")
+            .await
+            .text
+            .lines()
+            .any(|l| l.starts_with(sample))
+    })
     .await;
     let metrics = app.get("/metrics").await.text;
     let value: f64 = metrics

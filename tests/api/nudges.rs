@@ -18,7 +18,7 @@ use secrecy::SecretString;
 
 use crate::fake_stripe::{Customer, Decline, Invoice, Outcome, Subscription};
 use crate::helpers::{
-    API_TOKENS, LINKS, PUBLIC_URL, Recoup, TestApp, failure_at, failure_of, invoice_event,
+    API_TOKENS, LINKS, PUBLIC_URL, Recoup, SETTLE, TestApp, failure_at, failure_of, invoice_event,
     metric_value, wait_until,
 };
 use crate::smtp_sink::SmtpSink;
@@ -405,11 +405,9 @@ fn subjects(sink: &SmtpSink) -> Vec<String> {
 }
 
 async fn emails(sink: &SmtpSink, count: usize) -> Vec<String> {
-    wait_until(
-        &format!("{count} emails"),
-        Duration::from_secs(10),
-        || async { sink.mails().len() >= count },
-    )
+    wait_until(&format!("{count} emails"), SETTLE, || async {
+        sink.mails().len() >= count
+    })
     .await;
     subjects(sink)
 }
@@ -423,11 +421,9 @@ fn dunning(sink: &SmtpSink) -> Vec<String> {
 }
 
 async fn dunning_emails(sink: &SmtpSink, count: usize) {
-    wait_until(
-        &format!("{count} dunning emails"),
-        Duration::from_secs(10),
-        || async { dunning(sink).len() >= count },
-    )
+    wait_until(&format!("{count} dunning emails"), SETTLE, || async {
+        dunning(sink).len() >= count
+    })
     .await;
 }
 
@@ -873,11 +869,9 @@ async fn a_default_card_expiring_before_the_renewal_gets_one_card_expiring_nudge
     let december: jiff::Timestamp = "2026-12-20T15:00:00Z".parse().unwrap();
     app.deliver(upcoming("evt_upcoming_3", december.as_second()))
         .await;
-    wait_until(
-        "both events to be handled",
-        Duration::from_secs(10),
-        || async { app.redis.inbox_len().await == 0 },
-    )
+    wait_until("both events to be handled", SETTLE, || async {
+        app.redis.inbox_len().await == 0
+    })
     .await;
     assert_eq!(sink.mails().len(), 1, "{:?}", subjects(&sink));
 }
@@ -982,11 +976,9 @@ async fn the_daily_scan_nudges_a_subscriber_whose_card_will_expire_in_their_dayt
     // At noon in Chicago it goes out, once, to the subscriber only.
     app.advance_into_daytime(1, "America/Chicago").await;
     card_expiring_email(&sink, &format!("{:02}/{}", month.month(), month.year())).await;
-    wait_until(
-        "the waiting list to be taken",
-        Duration::from_secs(10),
-        || async { waiting_for_window(&app).await.is_empty() },
-    )
+    wait_until("the waiting list to be taken", SETTLE, || async {
+        waiting_for_window(&app).await.is_empty()
+    })
     .await;
     assert_eq!(sink.mails().len(), 1, "{:?}", subjects(&sink));
 }
@@ -1050,11 +1042,9 @@ async fn a_partly_paid_invoice_is_nudged_and_counted_for_what_is_still_due() {
     app.case_when(invoice, |c| c["state"] == "recovered").await;
     // Counted just after the case is saved: wait for the count, then check it is the right one.
     let sample = "recoup_recovered_amount_total{currency=\"chf\"}";
-    wait_until(
-        "the recovery in the metrics",
-        Duration::from_secs(10),
-        || async { metric_value(&app.get("/metrics").await.text, sample) > 0 },
-    )
+    wait_until("the recovery in the metrics", SETTLE, || async {
+        metric_value(&app.get("/metrics").await.text, sample) > 0
+    })
     .await;
     let metrics = app.get("/metrics").await.text;
     assert_eq!(metric_value(&metrics, sample), 2_900, "{metrics}");

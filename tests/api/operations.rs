@@ -1,7 +1,5 @@
 //! `/healthz`, `/readyz`, `/metrics` and request ids.
 
-use std::time::Duration;
-
 use crate::helpers::*;
 
 #[tokio::test]
@@ -130,15 +128,11 @@ async fn webhooks_are_stored_again_soon_after_a_black_hole_in_front_of_redis_end
     // kernel's quarter of an hour.
     proxy.close_hole();
     let mut n = 10;
-    wait_until(
-        "a webhook to be stored again",
-        Duration::from_secs(10),
-        || {
-            n += 1;
-            let sent = send(n);
-            async move { sent.await.status == 200 }
-        },
-    )
+    wait_until("a webhook to be stored again", SETTLE, || {
+        n += 1;
+        let sent = send(n);
+        async move { sent.await.status == 200 }
+    })
     .await;
     assert_eq!(receiver.get("/readyz").await.status, 200);
     assert!(redis.inbox_len().await >= 2);

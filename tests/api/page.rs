@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::dashboard::count_busy_day;
 use crate::fake_stripe::{Decline, Invoice};
 use crate::helpers::{
-    API_TOKEN, API_TOKENS, Recoup, TestApp, free_port, header, plain_http, redis_settings,
+    API_TOKEN, API_TOKENS, Recoup, SETTLE, TestApp, free_port, header, plain_http, redis_settings,
     wait_until,
 };
 
@@ -86,11 +86,9 @@ impl ChromeDriver {
             .process_group(0)
             .spawn()
             .expect("chromedriver starts");
-        wait_until(
-            "chromedriver to listen",
-            Duration::from_secs(10),
-            || async { TcpStream::connect(("127.0.0.1", port)).is_ok() },
-        )
+        wait_until("chromedriver to listen", SETTLE, || async {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
         .await;
         ChromeDriver { child, port }
     }

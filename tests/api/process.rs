@@ -371,11 +371,9 @@ async fn a_receiver_stores_events_and_leaves_them_for_the_workers() {
         .unwrap();
     assert_eq!(answer.status(), 200);
     let _worker = RecoupProcess::serve_as(&redis, "worker", &[]).await;
-    wait_until(
-        "the worker to take the entry",
-        Duration::from_secs(10),
-        || async { redis.inbox_len().await == 0 },
-    )
+    wait_until("the worker to take the entry", SETTLE, || async {
+        redis.inbox_len().await == 0
+    })
     .await;
 }
 
@@ -469,11 +467,9 @@ async fn a_test_clock_moved_past_the_end_of_time_panics_no_process() {
         app.deliver(fixture("invoice.payment_failed")).await.status,
         200
     );
-    wait_until(
-        "the event to be applied",
-        Duration::from_secs(10),
-        || async { redis.inbox_len().await == 0 },
-    )
+    wait_until("the event to be applied", SETTLE, || async {
+        redis.inbox_len().await == 0
+    })
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(app.child.try_wait().unwrap().is_none(), "the process died");

@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use crate::fake_stripe::{Customer, Decline, FakeStripe, Invoice, Outcome, Subscription};
 use crate::helpers::{
-    API_TOKENS, Recoup, RecoupProcess, TestApp, TestRedis, failure_of, invoice_event, unix_now,
-    wait_until,
+    API_TOKENS, Recoup, RecoupProcess, SETTLE, TestApp, TestRedis, failure_of, invoice_event,
+    unix_now, wait_until,
 };
 
 const CUSTOMER: &str = "cus_R3cvP0qK8yWm2d";
@@ -510,7 +510,7 @@ async fn two_invoices_on_one_card_share_its_network_budget() {
     // when it fires: at once, or — when the payment reaches its case first — half an hour after
     // the payment, which the retry that paid brings it forward to (`card paid another invoice`)
     // and the hour below reaches. Which comes first is the worker's race, not the test's.
-    wait_until("one retry to be paid", Duration::from_secs(10), || async {
+    wait_until("one retry to be paid", SETTLE, || async {
         app.stripe.charges().len() == 1
     })
     .await;

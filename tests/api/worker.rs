@@ -16,7 +16,7 @@ use recoup::worker::{Engine, Inputs};
 
 use crate::fake_stripe::FakeStripe;
 use crate::helpers::{
-    RecoupProcess, STRIPE_KEY, TestRedis, event, metric_value, open_case, redis_settings,
+    RecoupProcess, SETTLE, STRIPE_KEY, TestRedis, event, metric_value, open_case, redis_settings,
     wait_until,
 };
 
@@ -439,7 +439,7 @@ async fn the_test_clock_is_shared_through_redis_and_fires_timers_on_advance() {
     );
     assert!(stdout.contains("offset 259200 s"), "{stdout}");
     // The command returns once every timer that came due is claimed; firing follows at once.
-    wait_until("the timers to fire", Duration::from_secs(10), || async {
+    wait_until("the timers to fire", SETTLE, || async {
         load_all(&store, "in_later", 50)
             .await
             .iter()
@@ -479,7 +479,7 @@ async fn an_idle_inbox_leaves_the_budget_to_timers() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    wait_until("the timers to fire", Duration::from_secs(10), || async {
+    wait_until("the timers to fire", SETTLE, || async {
         load_all(&store, "in_soon", count)
             .await
             .iter()
