@@ -53,6 +53,20 @@ impl Window {
         let end = i8::try_from(self.end_hour).unwrap_or(i8::MAX).min(24);
         if start < end { start..end } else { 0..24 }
     }
+
+    /// The hours from the earlier start to the later end of the two windows: this one, widened to
+    /// take in `other`.
+    pub fn widened_by(self, other: Window) -> Window {
+        Window {
+            start_hour: self.start_hour.min(other.start_hour),
+            end_hour: self.end_hour.max(other.end_hour),
+        }
+    }
+
+    /// Whether the local `hour` is inside the window.
+    pub fn admits(self, hour: i8) -> bool {
+        self.hours().contains(&hour)
+    }
 }
 
 /// The IANA name of the customer's time zone: `metadata_timezone` when it names a zone jiff knows

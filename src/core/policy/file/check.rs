@@ -374,6 +374,10 @@ impl Reader<'_> {
                 hours(24)..=hours(30 * 24),
                 default.look_ahead,
             )?,
+            hours: match raw.hours {
+                Some(window) => self.window(&window, &key("hours"))?,
+                None => default.hours,
+            },
         })
     }
 

@@ -64,6 +64,7 @@ pub(super) struct RawLearning {
     pub(super) min_evidence: Option<Spanned<i64>>,
     pub(super) min_gap: Option<Spanned<String>>,
     pub(super) look_ahead: Option<Spanned<String>>,
+    pub(super) hours: Option<Spanned<Vec<Spanned<i64>>>>,
 }
 
 #[derive(Deserialize, Default, Clone)]

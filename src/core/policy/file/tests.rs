@@ -118,6 +118,20 @@ fn values_written_are_values_used() {
 }
 
 #[test]
+fn learning_reads_the_hours_it_may_retry_in() {
+    let policy = parse("version = 1\n[learning]\nhours = [6, 22]\n", "p.toml").unwrap();
+    assert_eq!(
+        policy.learning.hours,
+        Window {
+            start_hour: 6,
+            end_hour: 22
+        }
+    );
+    let unset = parse("version = 1\n", "p.toml").unwrap();
+    assert_eq!(unset.learning.hours, Learning::default().hours);
+}
+
+#[test]
 fn every_bad_value_is_named_with_its_line_key_and_what_is_allowed() {
     let cases: &[(&str, usize, &str, &str)] = &[
         ("version = 2", 1, "version", "allowed: 1"),
@@ -192,6 +206,18 @@ fn every_bad_value_is_named_with_its_line_key_and_what_is_allowed() {
             3,
             "retries.within",
             "allowed: 1 day to 120 days",
+        ),
+        (
+            "version = 1\n[learning]\nhours = [5, 25]",
+            3,
+            "learning.hours",
+            "allowed: 1 to 24",
+        ),
+        (
+            "version = 1\n[learning]\nhours = [7]",
+            3,
+            "learning.hours",
+            "expected [start hour, end hour]",
         ),
         (
             "version = 1\n[timing]\nwindow = [20, 9]",

@@ -114,6 +114,13 @@ impl Moment {
         HOUR + usize::try_from(hour).unwrap_or(0).min(23)
     }
 
+    /// The local hour a slot counts, when it is an hour's.
+    pub fn hour_of(slot: usize) -> Option<i8> {
+        (HOUR..PAYDAY)
+            .contains(&slot)
+            .then(|| i8::try_from(slot - HOUR).unwrap_or(0))
+    }
+
     /// The features an estimate multiplies: day of the month, weekday, hour and days after the
     /// customer's payday. The time since the failure is counted and shown but not used: which
     /// retries are made when after a failure is the plan's doing, so its rates mostly measure the

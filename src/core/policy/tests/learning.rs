@@ -100,6 +100,82 @@ fn evidence_that_a_day_pays_moves_the_retry_to_that_day_and_says_why() {
     assert_eq!(choice.at, next.at);
 }
 
+/// Evidence of insufficient funds in the US over 30 days, tried at every second local hour of
+/// `hours` in New York: attempts at `paying` paid half the time, the rest one time in twenty.
+fn evidence_by_hour(hours: std::ops::Range<i8>, paying: i8) -> Evidence {
+    let mut evidence = Evidence::default();
+    let case = insufficient_funds_in_the_us();
+    let zone = timing::zone("America/New_York");
+    let first = Timestamp::from_second(NOW)
+        .unwrap()
+        .to_zoned(zone.clone())
+        .date();
+    for day in 0..30 {
+        let date = first.checked_add(jiff::Span::new().days(day)).unwrap();
+        for hour in hours.clone().step_by(2) {
+            let at = date.at(hour, 0, 0, 0).to_zoned(zone.clone()).unwrap();
+            for n in 0..20 {
+                let paid = if hour == paying { n % 2 == 0 } else { n == 0 };
+                evidence.record(&case, at.timestamp(), paid);
+            }
+        }
+    }
+    evidence
+}
+
+#[test]
+fn evidence_that_money_is_there_before_the_window_moves_the_retry_there_and_says_so() {
+    let case = insufficient_funds_in_the_us();
+    let policy = learning_policy(evidence_by_hour(5..21, 7));
+    let plan = policy.plan_for(&case);
+    let static_next = plan.next_retry(&case).unwrap();
+    let (next, _) = retime(&policy.learning, &policy.evidence, plan, &case, static_next);
+    let local = next.at.to_zoned(timing::zone("America/New_York"));
+    assert_eq!(local.hour(), 7, "{}", next.why);
+    assert!(
+        next.why
+            .contains("America/New_York, outside the plan's 09:00–20:00, estimated"),
+        "{}",
+        next.why
+    );
+
+    // Learning kept to the plan's window does not go there, whatever the evidence.
+    let window = plan.window;
+    let mut kept = policy.clone();
+    kept.learning.hours = window;
+    let plan = kept.plan_for(&case);
+    let static_next = plan.next_retry(&case).unwrap();
+    let (next, _) = retime(&kept.learning, &kept.evidence, plan, &case, static_next);
+    let local = next.at.to_zoned(timing::zone("America/New_York"));
+    assert!((9..20).contains(&local.hour()), "{}", next.why);
+}
+
+#[test]
+fn an_hour_outside_the_window_with_no_evidence_of_its_own_does_not_win_over_the_window() {
+    // Every hour inside the window paid alike, and nothing was ever tried before 09:00. The
+    // invoice failed at 22:00, so the first moments a day later are those of the next morning:
+    // 05:00 would be as good a guess as 09:00 and come sooner, but it has shown nothing.
+    let mut case = insufficient_funds_in_the_us();
+    let zone = timing::zone("America/New_York");
+    let late = Timestamp::from_second(NOW)
+        .unwrap()
+        .to_zoned(zone.clone())
+        .date()
+        .at(22, 0, 0, 0)
+        .to_zoned(zone)
+        .unwrap()
+        .timestamp();
+    case.failed_at = Some(late);
+    case.attempts[0].at = late;
+    let policy = learning_policy(evidence_by_hour(9..20, -1));
+    let plan = policy.plan_for(&case);
+    let static_next = plan.next_retry(&case).unwrap();
+    let (next, choice) = retime(&policy.learning, &policy.evidence, plan, &case, static_next);
+    assert!(choice.is_some(), "learning chose");
+    let local = next.at.to_zoned(timing::zone("America/New_York"));
+    assert!((9..20).contains(&local.hour()), "{}", next.why);
+}
+
 #[test]
 fn thin_evidence_leaves_the_static_plan_and_so_does_learning_off() {
     let case = insufficient_funds_in_the_us();
@@ -226,7 +302,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     /// Whatever the evidence, a learned retry keeps the plan's attempt number, stays inside the
-    /// customer's window, the policy's `within` and the card's expiry, waits at least `min_gap` and any Mastercard
+    /// hours learning may retry in, the policy's `within` and the card's expiry, waits at least `min_gap` and any Mastercard
     /// wait, and comes out the same twice — and the same for a case that keeps no story, whose
     /// choice skips the days that cannot win.
     #[test]
@@ -276,7 +352,8 @@ proptest! {
         prop_assert!(next.at >= last + policy.learning.min_gap.min(static_next.at.duration_since(last)).max(wait));
         prop_assert!(next.at <= case.failed_at.unwrap() + plan.within);
         prop_assert!(expires.is_none_or(|expires| next.at < expires), "{} after the card expires", next.at);
+        // The plan's window (09:00–20:00) widened to learning's hours (05:00–21:00).
         let local = next.at.to_zoned(timing::zone(zone));
-        prop_assert!((9..20).contains(&local.hour()), "{}", local);
+        prop_assert!((5..21).contains(&local.hour()), "{}", local);
     }
 }
