@@ -46,7 +46,7 @@ const NUDGE_SECRET: &str = "whsec_recoup_demo_nudges";
 /// The key the demo's update links are signed with (its public URL is its own local port).
 const LINK_SECRET: &str = "recoup-demo-only-link-key-0123456789abcdef";
 /// The longest the demo follows its invoices on the test clock.
-const HORIZON: SignedDuration = SignedDuration::from_hours(40 * 24);
+const HORIZON: SignedDuration = SignedDuration::from_hours(60 * 24);
 
 /// One invoice of the demo: who, how much, and what its card does.
 struct Story {

@@ -107,9 +107,9 @@ fn each_rule_of_the_hand_written_population_comes_out_as_reasoned_under_the_ship
             ("in_funds_missed", None, 4, 2, false),
             // A stolen card: no retry, two nudges (1 h, the final notice), no card.
             ("in_dead_card", None, 0, 2, false),
-            // An expired card: the second nudge — the final notice, day 30, 15:00 — brings a new
+            // An expired card: the second nudge — the final notice, day 50, 15:00 — brings a new
             // card 18 h later, tried 5 minutes after it arrives.
-            ("in_new_card", Some((retry, hours(738, 5))), 1, 2, false),
+            ("in_new_card", Some((retry, hours(1218, 5))), 1, 2, false),
             // Failed at 23:30 in Tokyo: the first nudge waits for 09:00 there (9 h 30 m later), and
             // the card comes 2 h after it.
             ("in_quiet", Some((retry, hours(11, 35))), 1, 1, false),
@@ -122,7 +122,7 @@ fn each_rule_of_the_hand_written_population_comes_out_as_reasoned_under_the_ship
                 1,
                 false,
             ),
-            // The second nudge (the final notice, day 30) is one too many: the customer cancels
+            // The second nudge (the final notice, day 50) is one too many: the customer cancels
             // before the new card the same nudge would have brought.
             ("in_gives_up", None, 0, 2, true),
         ],
@@ -182,10 +182,10 @@ fn the_report_of_the_hand_written_population_adds_up_every_invoice() {
     assert_eq!((shipped.lost_to_nagging, shipped.breaches), (1, 0));
     assert!((shipped.attempts_per_invoice - 8.0 / 7.0).abs() < 1e-9);
     assert!((shipped.nudges_per_invoice - 11.0 / 7.0).abs() < 1e-9);
-    // Recovered after 11, 120, 282 and 738 whole hours: the median is the 2nd (121 h counted to
+    // Recovered after 11, 120, 282 and 1218 whole hours: the median is the 2nd (121 h counted to
     // the hour), p90 the 4th.
     assert!((shipped.days_to_recover.p50 - 121.0 / 24.0).abs() < 1e-9);
-    assert!((shipped.days_to_recover.p90 - 739.0 / 24.0).abs() < 1e-9);
+    assert!((shipped.days_to_recover.p90 - 1219.0 / 24.0).abs() < 1e-9);
     let rates: Vec<(&str, u64, u64)> = shipped
         .by_decline_class
         .iter()
@@ -204,10 +204,10 @@ fn the_report_of_the_hand_written_population_adds_up_every_invoice() {
     let usd = &shipped.cumulative_revenue_by_day["usd"];
     assert_eq!(usd.len(), 61);
     // Day by day: 11 h → by the end of day 1; 120 h → day 6 (exactly 5 days is the start of day
-    // 6); 282 h → day 12; 738 h → day 31.
+    // 6); 282 h → day 12; 1218 h → day 51.
     assert_eq!((usd[0], usd[1], usd[4], usd[5]), (0, 4900, 4900, 4900));
-    assert_eq!((usd[6], usd[12], usd[30]), (9800, 14700, 14700));
-    assert_eq!((usd[31], usd[60]), (19600, 19600));
+    assert_eq!((usd[6], usd[12], usd[50]), (9800, 14700, 14700));
+    assert_eq!((usd[51], usd[60]), (19600, 19600));
 
     let baseline = &report.policies[1];
     assert_eq!(baseline.recovered_invoices, 3);
@@ -249,7 +249,7 @@ fn a_customers_invoices_share_the_nudge_count_and_the_new_card() {
 fn a_renewal_failing_while_the_last_invoice_is_unpaid_is_one_conversation() {
     // The same subscription's next invoice fails a day later: its note and final notice are the
     // first invoice's (`NudgePlan::covered_by`), so the customer hears two messages in all, and
-    // adds the card after the second — the first invoice's final notice, 30 days on.
+    // adds the card after the second — the first invoice's final notice, 50 days on.
     let first = invoice(&customers(RULES), "in_new_card")[0].clone();
     let mut renewal = first.clone();
     renewal.invoice_id = "in_new_card_2".to_owned();
@@ -261,7 +261,7 @@ fn a_renewal_failing_while_the_last_invoice_is_unpaid_is_one_conversation() {
         .recovered
         .expect("the new card pays it")
         .1;
-    assert!(after > SignedDuration::from_hours(29 * 24), "{after:?}");
+    assert!(after > SignedDuration::from_hours(49 * 24), "{after:?}");
 }
 
 #[test]

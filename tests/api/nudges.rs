@@ -462,7 +462,7 @@ async fn a_soft_decline_gets_its_nudges_in_daytime_and_a_thank_you_when_paid() {
         "no portal session before the link is opened"
     );
 
-    // No reminder between: the next message is the final notice on day 30; a card-expiry warning
+    // No reminder between: the next message is the final notice on day 50; a card-expiry warning
     // may come between (the customer's card expires soon), which is not a dunning nudge.
     let waiting = app
         .case_when(invoice, |c| {
@@ -477,7 +477,7 @@ async fn a_soft_decline_gets_its_nudges_in_daytime_and_a_thank_you_when_paid() {
             .contains("payment_failed tier 2"),
         "{waiting}"
     );
-    app.advance_into_daytime(29 * DAY, "America/Chicago").await;
+    app.advance_into_daytime(49 * DAY, "America/Chicago").await;
     dunning_emails(&sink, 2).await;
     assert!(
         dunning(&sink)[1].starts_with("Final notice"),
@@ -490,7 +490,7 @@ async fn a_soft_decline_gets_its_nudges_in_daytime_and_a_thank_you_when_paid() {
         "invoice.paid",
         "evt_paid_nudged",
         invoice,
-        unix_now() + 31 * DAY,
+        unix_now() + 51 * DAY,
         1,
     );
     app.deliver(paid).await;

@@ -55,9 +55,10 @@ pub struct Step {
 
 impl Default for NudgePlan {
     /// Three messages at most (`docs/design/dunning-practice.md#escalate-in-tiers`): for a failed
-    /// payment a friendly note within the hour and the final notice after 30 days — a week before
-    /// the end decision (a reminder between them lost more customers to nagging than its revenue
-    /// was worth: `config/policy.toml`); for a payment to confirm, a note at once and a reminder
+    /// payment a friendly note within the hour and the final notice after 50 days — a week before
+    /// the end decision, when most invoices that will be paid have been (a reminder between them,
+    /// or the notice at 30 days, lost more customers to nagging than it won: `config/policy.toml`);
+    /// for a payment to confirm, a note at once and a reminder
     /// after 2 days. Local 09:00–20:00, at most one nudge a day per customer and 3 per case, on
     /// every configured channel. One conversation per subscription for 60 days: a renewal that
     /// fails within 60 days of the last one's note is the same problem, not news
@@ -75,7 +76,7 @@ impl Default for NudgePlan {
                 step(NudgeKind::PaymentFailed, 1, 1),
                 step(NudgeKind::ActionRequired, 1, 0),
                 step(NudgeKind::ActionRequired, 2, 2 * 24),
-                step(NudgeKind::FinalNotice, 1, 30 * 24),
+                step(NudgeKind::FinalNotice, 1, 50 * 24),
             ],
             window: Window {
                 start_hour: 9,

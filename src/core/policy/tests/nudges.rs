@@ -66,7 +66,7 @@ fn a_failed_payment_gets_its_note_in_the_customers_daytime_then_the_final_notice
         sent,
         [
             (NudgeKind::PaymentFailed, 1, 0),
-            (NudgeKind::FinalNotice, 1, 30),
+            (NudgeKind::FinalNotice, 1, 50),
         ]
     );
     assert_eq!(case.nudged.len(), 2);
