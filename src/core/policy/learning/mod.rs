@@ -3,7 +3,7 @@
 //! The static plan ([`super::Plan`]) says how many retries an invoice gets and roughly when. With
 //! learning on, each scheduled retry's moment is chosen again from what recoup's own earlier
 //! attempts came to ([`Evidence`]): the candidate moments are every second local hour inside the
-//! plan's window, widened to learning's `hours` (05:00–21:00 by default), on each day from
+//! plan's window, widened to learning's `hours` (03:00–21:00 by default), on each day from
 //! `min_gap` after the last attempt up to `look_ahead` later (never past the plan's `within`,
 //! never before a wait the card's network asked for), plus the static plan's own moment. Each is
 //! given an estimated chance of success, and the best one, discounted 2% for every day it makes
@@ -106,7 +106,7 @@ impl Default for Learning {
             min_gap: SignedDuration::from_hours(24),
             look_ahead: SignedDuration::from_hours(21 * 24),
             hours: timing::Window {
-                start_hour: 5,
+                start_hour: 3,
                 end_hour: 21,
             },
         }
