@@ -17,7 +17,7 @@
 //! | `timing.paydays` | one of [], [1], [1, 15], [1, 15, 31], [15, 31] (and the base's own) | days 1 to 31 |
 //! | `timing.jitter` | 0m to 360m | 0s to 6h |
 //! | `nudges.per_case` | 1 to 6 | 0 to 20 |
-//! | each `[[nudges.step]]`'s `after` | 0h to 48h when the base's is under 2 days, else 1d to 45d | 0s to 60d |
+//! | each `[[nudges.step]]`'s `after` | 0h to 48h when the base's is under 2 days, else 1d to 60d | 0s to 60d |
 //! | how many steps of each kind (`payment_failed`, …) are kept, first tiers first | 1 to the base's number | any |
 //! | `end.grace` | 0d to 21d | 0s to 60d |
 //!
@@ -275,7 +275,7 @@ impl Space {
                 let (unit, range) = if step.after < SignedDuration::from_hours(48) {
                     (Unit::Hours, steps(0, 48, 12, 1))
                 } else {
-                    (Unit::Days, steps(1, 45, 4, 1))
+                    (Unit::Days, steps(1, 60, 4, 1))
                 };
                 knob(
                     format!("nudges.step[{n}].after"),
