@@ -436,6 +436,7 @@ mod tests {
                 card: Some(crate::policy::Card {
                     fingerprint: "Xt5EWLLDS7FJjR1c".into(),
                     brand: "visa".into(),
+                    funding: None,
                     expires_at: None,
                 }),
                 ..Declined::default()

@@ -10,7 +10,7 @@ use clap::Subcommand;
 use super::{Failure, environment, user};
 use crate::config::Settings;
 use crate::policy::Evidence;
-use crate::policy::learning::{Counts, Group, Moment};
+use crate::policy::learning::{Counts, Funding, Group, Moment};
 use crate::store::{Outcomes, RedisStore};
 
 #[derive(Subcommand)]
@@ -21,6 +21,9 @@ pub enum LearnCommand {
         /// Only this country (ISO 3166-1 alpha-2, e.g. BR).
         #[arg(long)]
         country: Option<String>,
+        /// Only cards of this funding.
+        #[arg(long, value_parser = ["credit", "debit", "prepaid"])]
+        funding: Option<String>,
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
@@ -57,8 +60,11 @@ pub(super) async fn run(command: LearnCommand) -> Result<ExitCode, Failure> {
     let store = RedisStore::connect(&settings.redis).await.map_err(user)?;
     let mut evidence = store.load_evidence().await.map_err(user)?;
     match command {
-        LearnCommand::Show { country, .. } => {
-            print!("{}", show(&evidence, country.as_deref()));
+        LearnCommand::Show {
+            country, funding, ..
+        } => {
+            let funding = funding.as_deref().and_then(Funding::parse);
+            print!("{}", show(&evidence, country.as_deref(), funding));
         }
         LearnCommand::Export { file, .. } => {
             std::fs::write(&file, evidence.export())
@@ -94,19 +100,21 @@ fn read(file: &Path) -> Result<Evidence, Failure> {
 }
 
 /// The evidence as a table people can read: each group's attempts and payments, and its moments
-/// that paid best and worst against the group's own rate.
-pub fn show(evidence: &Evidence, country: Option<&str>) -> String {
+/// that paid best and worst against the group's own rate; only `country`'s and `funding`'s, when
+/// given.
+pub fn show(evidence: &Evidence, country: Option<&str>, funding: Option<Funding>) -> String {
     let wanted = country.map(str::to_ascii_uppercase);
     let mut text = String::new();
     let groups: Vec<(&Group, &Counts)> = evidence
         .groups
         .iter()
         .filter(|(g, _)| wanted.is_none() || g.country == wanted)
+        .filter(|(g, _)| funding.is_none() || g.funding == funding)
         .collect();
     if groups.is_empty() {
         return "nothing learned yet\n".to_owned();
     }
-    text += "reason               country   attempts   paid   rate   paid best                            paid worst\n";
+    text += "reason               country   funding   attempts   paid   rate   paid best                            paid worst\n";
     for (group, counts) in groups {
         let rate =
             |slot: usize| f64::from(counts.paid[slot]) / f64::from(counts.tries[slot].max(1));
@@ -126,9 +134,10 @@ pub fn show(evidence: &Evidence, country: Option<&str>) -> String {
         let best = tell(&moments[..moments.len().min(2)]);
         let worst = tell(&moments[moments.len().saturating_sub(2)..]);
         text += &format!(
-            "{:<20} {:<9} {:>8} {:>6} {:>5.1}%   {:<36} {}\n",
+            "{:<20} {:<9} {:<9} {:>8} {:>6} {:>5.1}%   {:<36} {}\n",
             group.reason.as_str(),
             group.country.as_deref().unwrap_or("all"),
+            group.funding.map_or("all", Funding::as_str),
             counts.tries[0],
             counts.paid[0],
             base * 100.0,

@@ -83,6 +83,7 @@ fn stories() -> Vec<Story> {
         card: Some(Card {
             fingerprint: format!("fp_demo_{code}"),
             brand: "visa".into(),
+            funding: None,
             expires_at: None,
         }),
         ..Declined::default()

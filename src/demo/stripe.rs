@@ -63,6 +63,7 @@ impl DemoStripe {
                         card: Some(Card {
                             fingerprint: format!("fp_demo_{}", s.customer),
                             brand: "visa".into(),
+                            funding: None,
                             expires_at: None,
                         }),
                         ..Declined::default()

@@ -168,6 +168,7 @@ impl World {
             card: Card {
                 fingerprint: first.card.fingerprint.clone(),
                 brand: first.card.brand.clone(),
+                funding: first.card.funding.clone(),
                 expires_at: first.card.exp_month.zip(first.card.exp_year).and_then(
                     |(month, year)| card_expires_at(u32::from(month), u32::try_from(year).ok()?),
                 ),
@@ -412,6 +413,7 @@ impl World {
         let card = Card {
             fingerprint: format!("{}:new", old.fingerprint),
             brand: old.brand.clone(),
+            funding: None,
             expires_at: None,
         };
         let customer = self.invoices[0].customer_id.clone();

@@ -91,7 +91,12 @@ async fn an_outcome_through_stripe_becomes_evidence_that_times_a_later_retry_and
     let (code, out, err) = learn(&app.redis, &["export", exported.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{out}{err}");
     let text = std::fs::read_to_string(&exported).unwrap();
-    assert!(text.contains("insufficient_funds * all 0 1 1"), "{text}");
+    assert!(text.contains("insufficient_funds * * all 0 1 1"), "{text}");
+    // Counted on the card's funding too, as Stripe's decline showed it (a credit card).
+    assert!(
+        text.contains("insufficient_funds * credit all 0 1 1"),
+        "{text}"
+    );
     let (code, shown, err) = learn(&app.redis, &["show"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(shown.contains("insufficient_funds"), "{shown}");
@@ -104,7 +109,8 @@ async fn evidence_imported_adds_to_what_redis_holds_and_a_bad_file_changes_nothi
     let good = dir.path().join("good.txt");
     std::fs::write(
         &good,
-        "# from a simulation\nsoft BR all 0 40 10\nsoft BR day 5 20 9\nsoft * all 0 40 10\n",
+        "# from a simulation\nsoft BR * all 0 40 10\nsoft BR * day 5 20 9\nsoft * * all 0 40 10\n\
+         soft BR debit all 0 12 3\n",
     )
     .unwrap();
     let (code, out, err) = learn(&redis, &["import", good.to_str().unwrap()]);
@@ -114,16 +120,18 @@ async fn evidence_imported_adds_to_what_redis_holds_and_a_bad_file_changes_nothi
         shown.contains("soft") && shown.contains("BR") && shown.contains("40"),
         "{shown}"
     );
+    let (_, shown, _) = learn(&redis, &["show", "--funding", "debit"]);
+    assert!(shown.contains("debit") && !shown.contains("40"), "{shown}");
 
     // Imported twice: the counts add up.
     learn(&redis, &["import", good.to_str().unwrap()]);
     let back = dir.path().join("back.txt");
     learn(&redis, &["export", back.to_str().unwrap()]);
     let text = std::fs::read_to_string(&back).unwrap();
-    assert!(text.contains("soft BR day 5 40 18"), "{text}");
+    assert!(text.contains("soft BR * day 5 40 18"), "{text}");
 
     let bad = dir.path().join("bad.txt");
-    std::fs::write(&bad, "soft BR all 0 40 10\nsoft BR day 40 1 1\n").unwrap();
+    std::fs::write(&bad, "soft BR * all 0 40 10\nsoft BR * day 40 1 1\n").unwrap();
     let (code, _, err) = learn(&redis, &["import", bad.to_str().unwrap()]);
     assert_eq!(code, Some(1), "{err}");
     assert!(
@@ -144,6 +152,7 @@ async fn a_worker_started_after_another_was_killed_reads_the_same_evidence() {
     let redis = TestRedis::start();
     let dir = tempfile::tempdir().unwrap();
     let evidence = dir.path().join("evidence.txt");
+    // The first version's lines, without funding, are read as every card's.
     std::fs::write(&evidence, "soft US all 0 40 10\nsoft * all 0 40 10\n").unwrap();
     let (code, out, err) = learn(&redis, &["import", evidence.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{out}{err}");
@@ -167,7 +176,7 @@ async fn a_worker_started_after_another_was_killed_reads_the_same_evidence() {
     assert!(
         std::fs::read_to_string(&back)
             .unwrap()
-            .contains("soft US all 0 40 10"),
+            .contains("soft US * all 0 40 10"),
         "nothing lost"
     );
 }

@@ -498,6 +498,7 @@ mod tests {
         case.card = Some(crate::policy::Card {
             fingerprint: "fp".to_owned(),
             brand: "mastercard".to_owned(),
+            funding: None,
             expires_at: None,
         });
         case.decision = Some(Box::new(CaseDecision {

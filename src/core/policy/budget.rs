@@ -597,6 +597,7 @@ mod tests {
             card: Some(super::super::Card {
                 fingerprint: "fp".into(),
                 brand: "mastercard".into(),
+                funding: None,
                 expires_at: None,
             }),
             ..super::super::Declined::default()

@@ -397,6 +397,11 @@ pub struct Card {
     pub fingerprint: String,
     /// `visa`, `mastercard`, … as Stripe names the brand.
     pub brand: String,
+    /// `credit`, `debit`, `prepaid` or `unknown`, as Stripe names the card's funding, when it
+    /// showed it: a credit line, an account paid into and a card topped up fill at different
+    /// moments, so learning keeps their evidence apart ([`Funding`](super::learning::Funding)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub funding: Option<String>,
     /// When the card stops working: the first moment after its expiry month
     /// ([`card_expires_at`](super::card_expires_at)), when Stripe showed it. No retry on it is
     /// planned for later: it would be declined as expired whatever the customer's balance.

@@ -199,6 +199,7 @@ pub(super) fn card_of(pm: &PaymentMethod) -> Option<Card> {
     Some(Card {
         fingerprint: card.fingerprint.clone()?,
         brand: card.brand.clone()?,
+        funding: card.funding.clone(),
         expires_at: card
             .exp_month
             .zip(card.exp_year)

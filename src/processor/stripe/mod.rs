@@ -424,6 +424,7 @@ impl Stripe {
                 Some(Card {
                     fingerprint: card.fingerprint?,
                     brand: card.brand?,
+                    funding: card.funding,
                     expires_at: expires_at(card.exp_month, card.exp_year),
                 })
             });
@@ -558,6 +559,7 @@ fn declined(error: &ApiErrors) -> Declined {
             Some(Card {
                 fingerprint: card.fingerprint.clone()?,
                 brand: card.brand.clone(),
+                funding: Some(card.funding.clone()),
                 expires_at: expires_at(card.exp_month, card.exp_year),
             })
         });
@@ -652,6 +654,7 @@ mod tests {
             Some(Card {
                 fingerprint: "fp_mc_1".into(),
                 brand: "mastercard".into(),
+                funding: Some("credit".into()),
                 // The card shows 08/2030: it works through August.
                 expires_at: Some("2030-09-01T00:00:00Z".parse().unwrap()),
             })

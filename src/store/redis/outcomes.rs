@@ -1,29 +1,49 @@
 //! The evidence in Redis: one hash, `recoup:evidence`, whose fields are
-//! `<reason>|<country or *>|<slot>|t` (tries) and `…|p` (payments). An attempt adds to at most 24
-//! fields in one pipeline; a worker reads the hash whole every minute. Its size is fixed by the
-//! groups seen: 166 fields a group, under 3 × 250 groups — a few megabytes at the very most,
-//! whatever the number of attempts.
+//! `<reason>|<country or *>|<slot>|t` (tries) and `…|p` (payments) for a group on every card, and
+//! `<reason>|<country or *>|<funding>|<slot>|t` and `…|p` for a group on cards of one funding (the
+//! first release had only the former, which keep counting where they were). An attempt adds to at
+//! most 48 fields (four groups) in one pipeline; a worker reads the hash whole every minute. Its
+//! size is fixed by the groups seen: 166 fields a group, under 3 × 251 × 4 groups — a few
+//! megabytes at the very most, whatever the number of attempts.
 
 // keys, scripts and helpers of `mod.rs` in scope.
 use super::*;
 use crate::policy::Evidence;
-use crate::policy::learning::{Counts, Group, Observation, Reason};
+use crate::policy::learning::{Counts, Funding, Group, Observation, Reason};
 
 const EVIDENCE: &str = "recoup:evidence";
 
 fn field(group: &Group, slot: usize, what: char) -> String {
     let country = group.country.as_deref().unwrap_or("*");
-    format!("{}|{country}|{slot}|{what}", group.reason.as_str())
+    let reason = group.reason.as_str();
+    match group.funding {
+        Some(funding) => format!("{reason}|{country}|{}|{slot}|{what}", funding.as_str()),
+        None => format!("{reason}|{country}|{slot}|{what}"),
+    }
+}
+
+/// The group, slot and column a field counts, when this release can read it.
+fn parse_field(name: &str) -> Option<(Group, usize, &str)> {
+    let parts: Vec<&str> = name.split('|').collect();
+    let (reason, country, funding, slot, what) = match parts[..] {
+        [reason, country, slot, what] => (reason, country, None, slot, what),
+        [reason, country, funding, slot, what] => {
+            (reason, country, Some(Funding::parse(funding)?), slot, what)
+        }
+        _ => return None,
+    };
+    let group = Group {
+        reason: Reason::parse(reason)?,
+        country: (country != "*").then(|| country.to_owned()),
+        funding,
+    };
+    Some((group, slot.parse().ok()?, what))
 }
 
 impl Outcomes for RedisStore {
     async fn record_outcome(&self, observation: &Observation) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
-        for country in [observation.country.clone(), None] {
-            let group = Group {
-                reason: observation.reason,
-                country,
-            };
+        for group in observation.groups() {
             for slot in std::iter::once(0).chain(observation.moment.slots) {
                 pipe.cmd("HINCRBY")
                     .arg(EVIDENCE)
@@ -49,18 +69,8 @@ impl Outcomes for RedisStore {
         for (name, count) in fields {
             // A field this release cannot read (a later one's, or damaged) is skipped, not fatal:
             // the evidence is advice, and the rest of it still counts.
-            let mut parts = name.split('|');
-            let (Some(reason), Some(country), Some(slot), Some(what)) =
-                (parts.next(), parts.next(), parts.next(), parts.next())
-            else {
+            let Some((group, slot, what)) = parse_field(&name) else {
                 continue;
-            };
-            let (Some(reason), Ok(slot)) = (Reason::parse(reason), slot.parse::<usize>()) else {
-                continue;
-            };
-            let group = Group {
-                reason,
-                country: (country != "*").then(|| country.to_owned()),
             };
             let counts: &mut Counts = evidence.groups.entry(group).or_default();
             let column = match what {

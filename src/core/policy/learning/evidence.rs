@@ -1,14 +1,16 @@
 //! Evidence: what recoup's own attempts came to, as counts by what Stripe showed at the time.
 //!
 //! Every attempt adds one try (and one payment, when it went through) to a fixed set of counters
-//! of its *group* — the reason the invoice first failed ([`Reason`]) in the customer's country,
-//! and the same reason in every country — one counter per feature value of the attempt's moment:
-//! the local day of the month, the weekday, the local hour, how far the customer's own payday was
-//! ([`Moment::payday`]: days after it, or 1–3 days before the next) and how long after the failure
-//! it was. A group is 83 pairs of counters (664 bytes) whatever the number of attempts, and there
-//! are at most 3 reasons × 250 countries of them: under half a megabyte for any history. Old
-//! evidence fades by halving: once a group holds [`FADE_AT`] tries, every counter of it is halved,
-//! so the recent past always weighs at least as much as everything before it.
+//! of each of its *groups* — the reason the invoice first failed ([`Reason`]), in the customer's
+//! country on cards of the failed card's funding ([`Funding`]), in that country on every card, on
+//! cards of that funding in every country, and everywhere — one counter per feature value of the
+//! attempt's moment: the local day of the month, the weekday, the local hour, how far the
+//! customer's own payday was ([`Moment::payday`]: days after it, or 1–3 days before the next) and
+//! how long after the failure it was. A group is 83 pairs of counters (664 bytes) whatever the
+//! number of attempts, and there are at most 3 reasons × 251 countries (and "every country") × 4
+//! fundings (and "every card") of them: under 2 MiB for any history. Old evidence fades by
+//! halving: once a group holds [`FADE_AT`] tries, every counter of it is halved, so the recent
+//! past always weighs at least as much as everything before it.
 //!
 //! Nothing here knows the truth behind an attempt: only what the attempt came to, the way Stripe
 //! answered it.
@@ -18,7 +20,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use jiff::civil::{Date, Weekday};
 
-use super::Reason;
+use super::{Funding, Reason};
 use crate::policy::{Case, timing};
 
 /// A group's tries that make its counters halve.
@@ -168,6 +170,7 @@ impl Moment {
 pub struct Observation {
     pub reason: Reason,
     pub country: Option<String>,
+    pub funding: Option<Funding>,
     pub moment: Moment,
     pub paid: bool,
 }
@@ -184,8 +187,23 @@ impl Observation {
         Some(Self {
             reason: Reason::of(case)?,
             country: case.country.as_deref().map(str::to_ascii_uppercase),
+            funding: Funding::of(case),
             moment: Moment::of(case, at),
             paid,
+        })
+    }
+
+    /// The groups the attempt counts in: its country on its funding's cards, its country, its
+    /// funding's cards in every country, and everywhere — those it knows.
+    pub fn groups(&self) -> impl Iterator<Item = Group> + '_ {
+        let countries = self.country.iter().cloned().map(Some).chain([None]);
+        countries.flat_map(move |country| {
+            let fundings = self.funding.into_iter().map(Some).chain([None]);
+            fundings.map(move |funding| Group {
+                reason: self.reason,
+                country: country.clone(),
+                funding,
+            })
         })
     }
 }
@@ -267,11 +285,37 @@ impl PayCycle {
     }
 }
 
-/// A group of evidence: a reason, in one country (`None`: in all of them).
+/// A group of evidence: a reason, in one country (`None`: in all of them), on cards of one
+/// funding (`None`: on every card).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Group {
     pub reason: Reason,
     pub country: Option<String>,
+    pub funding: Option<Funding>,
+}
+
+impl Group {
+    /// The group in words: "insufficient_funds declines in BR on debit cards".
+    pub fn words(&self) -> String {
+        let mut words = format!("{} declines", self.reason.as_str());
+        match &self.country {
+            Some(country) => words += &format!(" in {country}"),
+            None => words += " in all countries",
+        }
+        if let Some(funding) = self.funding {
+            words += &format!(" on {} cards", funding.as_str());
+        }
+        words
+    }
+
+    /// Every card in every country: where a reason's tries are all counted.
+    pub fn everywhere(reason: Reason) -> Self {
+        Self {
+            reason,
+            country: None,
+            funding: None,
+        }
+    }
 }
 
 /// Everything learned: counts by group.
@@ -288,16 +332,10 @@ impl Evidence {
         }
     }
 
-    /// Counts one observed attempt in its country's group and in all countries'.
+    /// Counts one observed attempt in each of its groups ([`Observation::groups`]).
     pub fn add(&mut self, observation: &Observation) {
-        for country in [observation.country.clone(), None] {
-            let counts = self
-                .groups
-                .entry(Group {
-                    reason: observation.reason,
-                    country,
-                })
-                .or_default();
+        for group in observation.groups() {
+            let counts = self.groups.entry(group).or_default();
             for slot in std::iter::once(BASE).chain(observation.moment.slots) {
                 counts.tries[slot] = counts.tries[slot].saturating_add(1);
                 counts.paid[slot] = counts.paid[slot].saturating_add(u32::from(observation.paid));
@@ -321,10 +359,7 @@ impl Evidence {
     /// All tries of `reason`, in every country.
     pub fn tries(&self, reason: Reason) -> u32 {
         self.groups
-            .get(&Group {
-                reason,
-                country: None,
-            })
+            .get(&Group::everywhere(reason))
             .map_or(0, |c| c.tries[BASE])
     }
 
@@ -340,22 +375,24 @@ impl Evidence {
     }
 
     /// The evidence as text, one line per group and feature value with tries and payments:
-    /// `insufficient_funds BR day 25 412 160`. Stable and diffable; [`Evidence::parse`] reads it.
+    /// `insufficient_funds BR debit day 25 412 160` (`*` for every country or every card). Stable
+    /// and diffable; [`Evidence::parse`] reads it.
     pub fn export(&self) -> String {
         let mut text =
-            String::from("# recoup evidence v1: reason country feature value tries paid\n");
+            String::from("# recoup evidence v2: reason country funding feature value tries paid\n");
         for (group, counts) in &self.groups {
             let country = group.country.as_deref().unwrap_or("*");
-            let reason = group.reason.as_str();
+            let funding = group.funding.map_or("*", Funding::as_str);
+            let group = format!("{} {country} {funding}", group.reason.as_str());
             let base = (counts.tries[BASE], counts.paid[BASE]);
-            text += &format!("{reason} {country} all 0 {} {}\n", base.0, base.1);
+            text += &format!("{group} all 0 {} {}\n", base.0, base.1);
             for (name, start, len) in FEATURES {
                 for value in 0..len {
                     let slot = start + value;
                     if counts.tries[slot] > 0 {
                         let shown = value + first_value(name);
                         text += &format!(
-                            "{reason} {country} {name} {shown} {} {}\n",
+                            "{group} {name} {shown} {} {}\n",
                             counts.tries[slot], counts.paid[slot]
                         );
                     }
@@ -365,7 +402,9 @@ impl Evidence {
         text
     }
 
-    /// Reads what [`Evidence::export`] wrote; a bad line is named with what is wrong.
+    /// Reads what [`Evidence::export`] wrote, and the first version's lines, which had no funding
+    /// (`insufficient_funds BR day 25 412 160`: every card); a bad line is named with what is
+    /// wrong.
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut evidence = Evidence::default();
         for (n, line) in text.lines().enumerate() {
@@ -375,10 +414,14 @@ impl Evidence {
             }
             let fail = |why: &str| format!("line {}: {why}: {line:?}", n + 1);
             let words: Vec<&str> = line.split_whitespace().collect();
-            let [reason, country, feature, value, tries, paid] = words[..] else {
-                return Err(fail(
-                    "expected six words: reason country feature value tries paid",
-                ));
+            let (reason, country, funding, feature, value, tries, paid) = match words[..] {
+                [r, c, f, feature, v, t, p] => (r, c, f, feature, v, t, p),
+                [r, c, feature, v, t, p] => (r, c, "*", feature, v, t, p),
+                _ => {
+                    return Err(fail(
+                        "expected seven words: reason country funding feature value tries paid",
+                    ));
+                }
             };
             let reason = Reason::parse(reason)
                 .ok_or_else(|| fail("unknown reason (insufficient_funds, soft or ambiguous)"))?;
@@ -388,6 +431,13 @@ impl Evidence {
                     Some(c.to_owned())
                 }
                 _ => return Err(fail("the country must be two capital letters or *")),
+            };
+            let funding = match funding {
+                "*" => None,
+                f => Some(
+                    Funding::parse(f)
+                        .ok_or_else(|| fail("the funding must be credit, debit, prepaid or *"))?,
+                ),
             };
             let value: usize = value
                 .parse()
@@ -413,10 +463,12 @@ impl Evidence {
             if paid > tries {
                 return Err(fail("more paid than tries"));
             }
-            let counts = evidence
-                .groups
-                .entry(Group { reason, country })
-                .or_default();
+            let group = Group {
+                reason,
+                country,
+                funding,
+            };
+            let counts = evidence.groups.entry(group).or_default();
             counts.tries[slot] = tries;
             counts.paid[slot] = paid;
         }

@@ -17,11 +17,14 @@
 //! paid more often than the daytime's.
 //!
 //! **The estimate, in one paragraph.** Attempts are grouped by why the invoice failed
-//! ([`Reason`]) and the customer's country. A group's rate is its payments over its tries,
-//! shrunk toward the same rate in all countries, which is shrunk toward a fixed prior: with `n`
-//! tries and `s` payments, `(s + k·parent) / (n + k)`, `k` = [`PRIOR_WEIGHT`] — a Beta-binomial
-//! posterior mean whose prior is the coarser group, so thin evidence says little and rich
-//! evidence speaks for itself. Each feature of the moment (day of the month, weekday, local hour,
+//! ([`Reason`]), how the failed card is funded ([`Funding`]) and the customer's country. A
+//! group's rate is its payments over its tries, shrunk toward the coarser group's: the country's
+//! cards of one funding toward that funding's cards in all countries, which are shrunk toward all
+//! cards everywhere, which are shrunk toward a fixed prior (a card whose funding Stripe did not
+//! show: its country's cards, toward all cards everywhere); with `n` tries and `s` payments,
+//! `(s + k·parent) / (n + k)`, `k` = [`PRIOR_WEIGHT`] — a Beta-binomial posterior mean whose
+//! prior is the coarser group, so thin evidence says little and rich evidence speaks for itself.
+//! Each feature of the moment (day of the month, weekday, local hour,
 //! days after or before the customer's own payday) has a lift, its own shrunk rate over the
 //! group's, and the group's rate is multiplied by the geometric mean of the lifts: a day of the
 //! month that paid three times as often as the rest, on an ordinary weekday, hour and payday
@@ -160,6 +163,38 @@ impl Reason {
     }
 }
 
+/// How the failed card is funded, as far as timing is concerned: a credit line frees up when its
+/// statement is paid, a debit card's account fills on payday, a prepaid card when it is topped up.
+/// Stripe's `unknown`, and a card whose funding Stripe did not show, are none of them: their
+/// evidence is their country's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Funding {
+    Credit,
+    Debit,
+    Prepaid,
+}
+
+impl Funding {
+    /// The funding of the card `case` failed on, when it is one evidence is kept for.
+    pub fn of(case: &Case) -> Option<Funding> {
+        Funding::parse(case.card.as_ref()?.funding.as_deref()?)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Funding::Credit => "credit",
+            Funding::Debit => "debit",
+            Funding::Prepaid => "prepaid",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<Funding> {
+        [Funding::Credit, Funding::Debit, Funding::Prepaid]
+            .into_iter()
+            .find(|f| f.as_str() == word)
+    }
+}
+
 /// A learned choice of a retry's moment, kept on the case so that later inputs do not move it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RetryChoice {
@@ -216,7 +251,14 @@ pub fn retime(
     if earliest > latest {
         return (next, None);
     }
-    let groups = Groups::new(evidence, reason, case.country.as_deref(), plan.window);
+    let funding = Funding::of(case);
+    let groups = Groups::new(
+        evidence,
+        reason,
+        case.country.as_deref(),
+        funding,
+        plan.window,
+    );
     let explore = explores(&case.invoice_id, next.attempt, learning.explore);
     let last_hour = at_hour(last.at, &zone);
     let mut candidates = Candidates::between(earliest, latest, &zone, hours, plan.window);
@@ -345,18 +387,33 @@ pub fn retime(
         .max_by(better)
         .map(|s| format!("; runner-up {} at {:.0}%", local(s.at), s.chance * 100.0))
         .unwrap_or_default();
-    let rested = match groups.tries {
-        0 => format!(
-            "{} tries of {} declines in all countries",
-            evidence.tries(reason),
-            reason.as_str()
-        ),
-        n => format!(
-            "{n} tries of {} declines in {}",
-            reason.as_str(),
-            case.country.as_deref().unwrap_or("?")
-        ),
+    // The finest group with tries of its own: what the estimate rests on most.
+    let country = case.country.as_deref().map(str::to_ascii_uppercase);
+    let finest = match funding {
+        Some(_) => vec![(country, funding), (None, funding)],
+        None => vec![(country, None)],
     };
+    let rested = finest
+        .into_iter()
+        .find_map(|(country, funding)| {
+            let group = Group {
+                reason,
+                country,
+                funding,
+            };
+            let tries = evidence.groups.get(&group).map_or(0, |c| c.tries[0]);
+            (tries > 0 && group != Group::everywhere(reason)).then_some((group, tries))
+        })
+        .map_or_else(
+            || {
+                format!(
+                    "{} tries of {} declines in all countries",
+                    evidence.tries(reason),
+                    reason.as_str()
+                )
+            },
+            |(group, tries)| format!("{tries} tries of {}", group.words()),
+        );
     // Learning's own hours: the evidence showed money there, or this retry explores.
     let outside = if plan.window.admits(best.hour) {
         String::new()
@@ -535,6 +592,55 @@ struct DayLifts {
     payday_lift: f64,
 }
 
+/// One group's rates, its total's (slot 0) and each feature value's, each shrunk toward what the
+/// group above it says: `(paid + k·expected) / (tries + k)`, `k` = [`PRIOR_WEIGHT`].
+struct Level {
+    rates: [f64; SLOTS],
+    /// The group's own tries.
+    tries: u32,
+}
+
+impl Level {
+    /// The group of every country and card: shrunk toward the reason's fixed prior, times
+    /// `handicap` of a slot (an hour outside the plan's window starts lower).
+    fn root(counts: Option<&Counts>, prior: f64, handicap: impl Fn(usize) -> f64) -> Self {
+        let base = shrunk(counts, 0, prior);
+        let mut rates = [base; SLOTS];
+        for (slot, rate) in rates.iter_mut().enumerate().skip(1) {
+            *rate = shrunk(counts, slot, base * handicap(slot));
+        }
+        Self {
+            rates,
+            tries: counts.map_or(0, |c| c.tries[0]),
+        }
+    }
+
+    /// A group below `parent`: its total shrunk toward the parent's, and each feature value
+    /// toward the parent's rate there scaled by the two totals (a country whose cards pay half as
+    /// often as everywhere's is expected to pay half as often on the 25th too, until its own
+    /// 25ths say otherwise).
+    fn under(counts: Option<&Counts>, parent: &Level) -> Self {
+        let base = shrunk(counts, 0, parent.rates[0]);
+        let mut rates = [base; SLOTS];
+        for (slot, rate) in rates.iter_mut().enumerate().skip(1) {
+            *rate = shrunk(counts, slot, parent.rates[slot] * base / parent.rates[0]);
+        }
+        Self {
+            rates,
+            tries: counts.map_or(0, |c| c.tries[0]),
+        }
+    }
+}
+
+/// A group's rate at `slot`, shrunk toward `expected`: a Beta-binomial posterior mean whose prior
+/// is worth [`PRIOR_WEIGHT`] tries.
+fn shrunk(counts: Option<&Counts>, slot: usize, expected: f64) -> f64 {
+    let (tries, paid) = counts.map_or((0.0, 0.0), |c| {
+        (f64::from(c.tries[slot]), f64::from(c.paid[slot]))
+    });
+    (paid + PRIOR_WEIGHT * expected) / (tries + PRIOR_WEIGHT)
+}
+
 /// What a case's evidence says of each moment: its base rate, and each feature value's lift.
 ///
 /// A choice scores a hundred-odd candidate moments that share a few dozen feature values, so
@@ -544,44 +650,61 @@ struct Groups {
     base: f64,
     /// Each slot's lift over `base` (1 for the slots no estimate multiplies).
     lift: [f64; SLOTS],
-    /// The tries of the case's country and reason (0: only other countries').
+    /// The tries of the case's own group (the reason in its country on its funding's cards, or
+    /// as much of that as the case knows).
     tries: u32,
 }
 
 impl Groups {
-    /// The case's two groups of evidence: its reason in its country, and in all countries. An
-    /// hour outside the plan's `window` starts from [`OUTSIDE_THE_WINDOW`] of the group's rate,
-    /// which its own evidence then moves.
+    /// The case's groups of evidence, each shrunk toward the one above it ([`Level`]): its reason
+    /// everywhere; on cards of its funding in every country; in its country on cards of that
+    /// funding — or, when Stripe did not show the card's funding, in its country on every card.
+    /// The finest the case knows is its estimate. An hour outside the plan's `window` starts from [`OUTSIDE_THE_WINDOW`] of the
+    /// rate everywhere, which its own evidence then moves.
     fn new(
         evidence: &Evidence,
         reason: Reason,
         country: Option<&str>,
+        funding: Option<Funding>,
         window: timing::Window,
     ) -> Self {
-        let get = |country: Option<String>| evidence.groups.get(&Group { reason, country });
-        let own = country.and_then(|c| get(Some(c.to_ascii_uppercase())));
-        let all = get(None);
-        let rate = |counts: Option<&Counts>, slot: usize, parent: f64| {
-            let (tries, paid) = counts.map_or((0.0, 0.0), |c| {
-                (f64::from(c.tries[slot]), f64::from(c.paid[slot]))
-            });
-            (paid + PRIOR_WEIGHT * parent) / (tries + PRIOR_WEIGHT)
+        let get = |country: Option<String>, funding: Option<Funding>| {
+            evidence.groups.get(&Group {
+                reason,
+                country,
+                funding,
+            })
         };
-        let base_all = rate(all, 0, reason.prior());
-        let base = rate(own, 0, base_all);
+        let country = country.map(str::to_ascii_uppercase);
+        let everywhere = Level::root(
+            get(None, None),
+            reason.prior(),
+            |slot| match Moment::hour_of(slot) {
+                Some(hour) if !window.admits(hour) => OUTSIDE_THE_WINDOW,
+                _ => 1.0,
+            },
+        );
+        // A card's funding says more of when money comes than its country does: a credit line
+        // frees up at its statement, a prepaid card when topped up, wherever they are. So a
+        // country's cards of one funding are shrunk toward that funding's cards everywhere, not
+        // toward the country's every card (measured: docs/design/learning.md#funding).
+        let on_funding = funding.map(|f| Level::under(get(None, Some(f)), &everywhere));
+        let own = match (country, on_funding) {
+            (Some(country), Some(on_funding)) => {
+                Level::under(get(Some(country), funding), &on_funding)
+            }
+            (Some(country), None) => Level::under(get(Some(country), None), &everywhere),
+            (None, Some(on_funding)) => on_funding,
+            (None, None) => everywhere,
+        };
         let mut lift = [1.0; SLOTS];
         for (slot, lift) in lift.iter_mut().enumerate().skip(1) {
-            let prior = match Moment::hour_of(slot) {
-                Some(hour) if !window.admits(hour) => base_all * OUTSIDE_THE_WINDOW,
-                _ => base_all,
-            };
-            let all = rate(all, slot, prior);
-            *lift = rate(own, slot, all * base / base_all) / base;
+            *lift = own.rates[slot] / own.rates[0];
         }
         Self {
-            base,
+            base: own.rates[0],
             lift,
-            tries: own.map_or(0, |c| c.tries[0]),
+            tries: own.tries,
         }
     }
 

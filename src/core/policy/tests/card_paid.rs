@@ -9,6 +9,7 @@ fn waiting_on_the_schedule() -> Case {
     case.card = Some(Card {
         fingerprint: "fp_shared".into(),
         brand: "visa".into(),
+        funding: None,
         expires_at: None,
     });
     let (planned, _) = replan::replan(&retries_only(), &mut case, now());

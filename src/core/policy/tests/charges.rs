@@ -27,6 +27,7 @@ fn declined_on(decline_code: &str, advice_code: Option<&str>, brand: &str) -> Ch
         card: Some(Card {
             fingerprint: "fp_1".to_owned(),
             brand: brand.to_owned(),
+            funding: None,
             expires_at: None,
         }),
         ..Declined::default()
@@ -408,6 +409,7 @@ fn a_new_card_becomes_the_card_whose_budget_the_retry_spends() {
         Some(Card {
             fingerprint: "Qm8ZvN2pLk4TyR7w".into(),
             brand: "visa".into(),
+            funding: Some("credit".into()),
             // The card shows 03/2029: it works through March.
             expires_at: Some("2029-04-01T00:00:00Z".parse().unwrap()),
         })

@@ -19,6 +19,7 @@ fn soft() -> ChargeResult {
         card: Some(Card {
             fingerprint: "fp_1".into(),
             brand: "visa".into(),
+            funding: None,
             expires_at: None,
         }),
         ..Declined::default()
@@ -544,6 +545,7 @@ fn dispute(kind: &str, id: &str, created: i64) -> Input {
         card: Some(Card {
             fingerprint: "fp_1".into(),
             brand: "visa".into(),
+            funding: None,
             expires_at: None,
         }),
     }

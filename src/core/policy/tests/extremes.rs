@@ -39,6 +39,7 @@ fn an_input(what: usize, case: Option<&Case>, created: i64, at: Timestamp) -> Op
         card: Some(Card {
             fingerprint: "fp_extreme".to_owned(),
             brand: "mastercard".to_owned(),
+            funding: None,
             expires_at: None,
         }),
         network_advice_code: Some("24".to_owned()),

@@ -20,6 +20,7 @@ fn opened(policy: &Policy) -> Case {
             card: Some(Card {
                 fingerprint: "fp_1".into(),
                 brand: "visa".into(),
+                funding: None,
                 expires_at: None,
             }),
             ..Declined::default()

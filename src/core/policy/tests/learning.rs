@@ -7,7 +7,7 @@ use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 
 use super::*;
-use crate::policy::learning::{Evidence, Moment, Reason, retime};
+use crate::policy::learning::{Evidence, Funding, Group, Moment, Reason, retime};
 
 /// Evidence where attempts on `day` of the month paid `paid` times in `tries`, and every other
 /// day of the month none of its tries, for insufficient funds in the US.
@@ -243,8 +243,12 @@ fn evidence_reads_back_what_it_wrote_and_names_a_bad_line() {
     let text = evidence.export();
     assert_eq!(Evidence::parse(&text), Ok(evidence));
     for (bad, why) in [
-        ("insufficient_funds US day 25 10", "expected six words"),
-        ("broke US day 25 10 4", "unknown reason"),
+        ("insufficient_funds US day 25 10", "expected seven words"),
+        ("broke US * day 25 10 4", "unknown reason"),
+        (
+            "soft US cash day 25 10 4",
+            "the funding must be credit, debit, prepaid or *",
+        ),
         ("soft usa day 25 10 4", "two capital letters"),
         ("soft US day 32 10 4", "unknown feature or value"),
         ("soft US hour 3 4 10", "more paid than tries"),
@@ -253,6 +257,100 @@ fn evidence_reads_back_what_it_wrote_and_names_a_bad_line() {
         assert!(
             error.starts_with("line 2: ") && error.contains(why),
             "{error}"
+        );
+    }
+}
+
+#[test]
+fn evidence_of_the_first_version_without_funding_reads_as_every_cards() {
+    let evidence =
+        Evidence::parse("insufficient_funds US day 25 10 4\nsoft * all 0 7 1\n").unwrap();
+    let us = Group {
+        reason: Reason::InsufficientFunds,
+        country: Some("US".to_owned()),
+        funding: None,
+    };
+    let counts = &evidence.groups[&us];
+    assert_eq!((counts.tries[0], counts.paid[0]), (0, 0));
+    assert!(
+        evidence
+            .export()
+            .contains("insufficient_funds US * day 25 10 4\n")
+    );
+    assert_eq!(evidence.tries(Reason::Soft), 7);
+}
+
+/// A case of insufficient funds in the US on a card of `funding`.
+fn on_card(funding: &str) -> Case {
+    let mut case = insufficient_funds_in_the_us();
+    case.card = Some(Card {
+        fingerprint: format!("fp_{funding}"),
+        brand: "visa".into(),
+        funding: Some(funding.to_owned()),
+        expires_at: None,
+    });
+    case
+}
+
+#[test]
+fn cards_of_one_funding_learn_apart_within_their_country_and_say_so() {
+    // In the US, debit cards paid on the 10th and credit cards on the 20th, 15:00 UTC.
+    let mut evidence = Evidence::default();
+    // A year of them, so that no weekday stands for the day of the month.
+    let first = jiff::civil::date(2025, 4, 1);
+    for (funding, paying) in [("debit", 10), ("credit", 20)] {
+        let case = on_card(funding);
+        for month in 0..12 {
+            for day in 0..28 {
+                let date = first
+                    .checked_add(jiff::Span::new().months(month).days(day))
+                    .unwrap();
+                let at = date
+                    .at(15, 0, 0, 0)
+                    .to_zoned(jiff::tz::TimeZone::UTC)
+                    .unwrap();
+                for n in 0..5 {
+                    evidence.record(&case, at.timestamp(), date.day() == paying && n < 4);
+                }
+            }
+        }
+    }
+    // Each attempt counted in its country on its funding's cards, its country, its funding's
+    // cards everywhere, and everywhere.
+    let group = |country: Option<&str>, funding: Option<Funding>| Group {
+        reason: Reason::InsufficientFunds,
+        country: country.map(str::to_owned),
+        funding,
+    };
+    assert_eq!(evidence.groups.len(), 6);
+    assert_eq!(
+        evidence.groups[&group(Some("US"), Some(Funding::Debit))].tries[0],
+        1680
+    );
+    assert_eq!(
+        evidence.groups[&group(None, Some(Funding::Credit))].tries[0],
+        1680
+    );
+    assert_eq!(evidence.groups[&group(Some("US"), None)].tries[0], 3360);
+    assert_eq!(evidence.tries(Reason::InsufficientFunds), 3360);
+    assert_eq!(Evidence::parse(&evidence.export()), Ok(evidence.clone()));
+
+    let policy = learning_policy(evidence);
+    for (funding, paying) in [("debit", 10), ("credit", 20)] {
+        let mut case = on_card(funding);
+        case.failed_at = Some("2026-04-02T15:00:00Z".parse().unwrap());
+        case.attempts[0].at = case.failed_at.unwrap();
+        let plan = policy.plan_for(&case);
+        let next = plan.next_retry(&case).unwrap();
+        let (next, _) = retime(&policy.learning, &policy.evidence, plan, &case, next);
+        let local = next.at.to_zoned(timing::zone("America/New_York"));
+        assert_eq!(local.day(), paying, "{funding}: {}", next.why);
+        assert!(
+            next.why.contains(&format!(
+                "from 1680 tries of insufficient_funds declines in US on {funding} cards"
+            )),
+            "{}",
+            next.why
         );
     }
 }
@@ -286,11 +384,11 @@ fn the_days_before_a_customers_payday_are_counted_apart_and_read_back() {
     }
     let text = evidence.export();
     assert!(
-        text.contains("insufficient_funds US before 1 1 1\n"),
+        text.contains("insufficient_funds US * before 1 1 1\n"),
         "{text}"
     );
     assert!(
-        text.contains("insufficient_funds US before 3 1 1\n"),
+        text.contains("insufficient_funds US * before 3 1 1\n"),
         "{text}"
     );
     assert_eq!(Evidence::parse(&text), Ok(evidence));
@@ -320,7 +418,7 @@ proptest! {
         let mut case = declined(retries, DeclineClass::Soft, "insufficient_funds", zone);
         case.country = Some("US".to_owned());
         let expires = expires_in_hours.map(|hours| case.attempts.last().unwrap().at + SignedDuration::from_hours(hours));
-        case.card = Some(Card { fingerprint: "fp_1".into(), brand: "visa".into(), expires_at: expires });
+        case.card = Some(Card { fingerprint: "fp_1".into(), brand: "visa".into(), funding: None, expires_at: expires });
         let opened = case.opened_at;
         if let Some(decline) = case.decline.as_mut() {
             decline.network_advice_code = advice.map(str::to_owned);

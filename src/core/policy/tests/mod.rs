@@ -580,6 +580,7 @@ fn no_retry_is_planned_after_the_card_expires() {
     case.card = Some(Card {
         fingerprint: "fp_1".into(),
         brand: "visa".into(),
+        funding: None,
         expires_at: Some(expires),
     });
     let plan = Plan::default();
@@ -635,7 +636,7 @@ proptest! {
         };
         let mut case = declined(retries, class, code, zone);
         let expires = expires_in_days.map(|days| now() + SignedDuration::from_hours(24 * days));
-        case.card = Some(Card { fingerprint: "fp_1".into(), brand: "visa".into(), expires_at: expires });
+        case.card = Some(Card { fingerprint: "fp_1".into(), brand: "visa".into(), funding: None, expires_at: expires });
         let next = plan.next_retry(&case);
         prop_assert_eq!(&next, &plan.next_retry(&case));
         let Ok(next) = next else { return Ok(()) };

@@ -9,6 +9,7 @@ fn card(fingerprint: &str) -> Card {
     Card {
         fingerprint: fingerprint.into(),
         brand: "visa".into(),
+        funding: None,
         expires_at: None,
     }
 }
