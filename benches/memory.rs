@@ -16,7 +16,7 @@ use std::time::Instant;
 use futures_util::{StreamExt, stream};
 use jiff::SignedDuration;
 use recoup::policy::learning::Observation;
-use recoup::policy::{Decline, DeclineClass};
+use recoup::policy::{Card, Decline, DeclineClass};
 use recoup::store::redis::{SEEN_PREFIX, case_key};
 use recoup::store::{Inbox, Ingest, Outcomes};
 use redis::AsyncCommands;
@@ -149,13 +149,15 @@ async fn main() {
 }
 
 /// Learning's evidence: what counting attempts' outcomes adds to Redis, and how fast it goes. Its
-/// size is fixed by the groups (reason × country) and their moments' slots, not by the attempts.
+/// size is fixed by the groups (reason × country × card funding) and their moments' slots, not by
+/// the attempts.
 async fn evidence(store: &recoup::store::RedisStore, raw: &mut redis::aio::MultiplexedConnection) {
     let attempts: u64 = std::env::var("ATTEMPTS")
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(200_000);
     const COUNTRIES: u64 = 40;
+    const FUNDINGS: [&str; 3] = ["credit", "debit", "prepaid"];
     let failed_at = support::now() - SignedDuration::from_hours(24 * 60);
     let (case, _) = support::worked_case(0, failed_at, support::now());
     // One case per reason learning counts: insufficient funds, another soft decline, ambiguous.
@@ -175,6 +177,12 @@ async fn evidence(store: &recoup::store::RedisStore, raw: &mut redis::aio::Multi
         .map(|n| {
             let mut case = reasons[(n % 3) as usize].clone();
             case.country = Some(format!("C{}", n / 3 % COUNTRIES));
+            case.card = Some(Card {
+                fingerprint: format!("fp_{n}"),
+                brand: "visa".to_owned(),
+                funding: Some(FUNDINGS[(n / 7 % 3) as usize].to_owned()),
+                expires_at: None,
+            });
             // Every hour of two months after the failure, over and over.
             let at = failed_at + SignedDuration::from_hours((n % (24 * 60)) as i64);
             Observation::of(&case, at, n % 7 == 0).expect("a retried decline is counted")
@@ -196,11 +204,11 @@ async fn evidence(store: &recoup::store::RedisStore, raw: &mut redis::aio::Multi
         .unwrap();
     let hash = memory_usage(raw, "recoup:evidence").await;
     println!(
-        "evidence:        {attempts} attempts in {} groups (3 reasons × {COUNTRIES} countries, and \
-         all countries): {:.0} KiB in Redis ({fields} fields; used_memory {:.0} KiB more), counted \
+        "evidence:        {attempts} attempts in {} groups (3 reasons × {COUNTRIES} countries and \
+         all countries × 3 fundings and every card): {:.0} KiB in Redis ({fields} fields; used_memory {:.0} KiB more), counted \
          at {:.0} attempts/s ({:.1} µs each with {IN_FLIGHT} in flight); its size is fixed by the \
          groups, not the attempts",
-        3 * (COUNTRIES + 1),
+        3 * (COUNTRIES + 1) * 4,
         hash as f64 / 1024.0,
         grown as f64 / 1024.0,
         attempts as f64 / took.as_secs_f64(),
