@@ -105,11 +105,12 @@ fn each_rule_of_the_hand_written_population_comes_out_as_reasoned_under_the_ship
             // the 15th and the 1st again (within 60 days) all miss it. Two nudges: 1 h and the final
             // notice.
             ("in_funds_missed", None, 4, 2, false),
-            // A stolen card: no retry, two nudges (1 h, the final notice), no card.
-            ("in_dead_card", None, 0, 2, false),
-            // An expired card: the second nudge — the final notice, day 50, 15:00 — brings a new
+            // A stolen card: no retry, three nudges (1 h, the reminder only a new card can answer
+            // on day 10, the final notice), no card.
+            ("in_dead_card", None, 0, 3, false),
+            // An expired card: the second nudge — the reminder on day 10, 15:00 — brings a new
             // card 18 h later, tried 5 minutes after it arrives.
-            ("in_new_card", Some((retry, hours(1218, 5))), 1, 2, false),
+            ("in_new_card", Some((retry, hours(258, 5))), 1, 2, false),
             // Failed at 23:30 in Tokyo: the first nudge waits for 09:00 there (9 h 30 m later), and
             // the card comes 2 h after it.
             ("in_quiet", Some((retry, hours(11, 35))), 1, 1, false),
@@ -122,7 +123,7 @@ fn each_rule_of_the_hand_written_population_comes_out_as_reasoned_under_the_ship
                 1,
                 false,
             ),
-            // The second nudge (the final notice, day 50) is one too many: the customer cancels
+            // The second nudge (the reminder on day 10) is one too many: the customer cancels
             // before the new card the same nudge would have brought.
             ("in_gives_up", None, 0, 2, true),
         ],
@@ -181,11 +182,11 @@ fn the_report_of_the_hand_written_population_adds_up_every_invoice() {
     );
     assert_eq!((shipped.lost_to_nagging, shipped.breaches), (1, 0));
     assert!((shipped.attempts_per_invoice - 8.0 / 7.0).abs() < 1e-9);
-    assert!((shipped.nudges_per_invoice - 11.0 / 7.0).abs() < 1e-9);
-    // Recovered after 11, 120, 282 and 1218 whole hours: the median is the 2nd (121 h counted to
+    assert!((shipped.nudges_per_invoice - 12.0 / 7.0).abs() < 1e-9);
+    // Recovered after 11, 120, 258 and 282 whole hours: the median is the 2nd (121 h counted to
     // the hour), p90 the 4th.
     assert!((shipped.days_to_recover.p50 - 121.0 / 24.0).abs() < 1e-9);
-    assert!((shipped.days_to_recover.p90 - 1219.0 / 24.0).abs() < 1e-9);
+    assert!((shipped.days_to_recover.p90 - 283.0 / 24.0).abs() < 1e-9);
     let rates: Vec<(&str, u64, u64)> = shipped
         .by_decline_class
         .iter()
@@ -204,10 +205,10 @@ fn the_report_of_the_hand_written_population_adds_up_every_invoice() {
     let usd = &shipped.cumulative_revenue_by_day["usd"];
     assert_eq!(usd.len(), 61);
     // Day by day: 11 h → by the end of day 1; 120 h → day 6 (exactly 5 days is the start of day
-    // 6); 282 h → day 12; 1218 h → day 51.
+    // 6); 258 h → day 11; 282 h → day 12.
     assert_eq!((usd[0], usd[1], usd[4], usd[5]), (0, 4900, 4900, 4900));
-    assert_eq!((usd[6], usd[12], usd[50]), (9800, 14700, 14700));
-    assert_eq!((usd[51], usd[60]), (19600, 19600));
+    assert_eq!((usd[6], usd[10], usd[11]), (9800, 9800, 14700));
+    assert_eq!((usd[12], usd[60]), (19600, 19600));
 
     let baseline = &report.policies[1];
     assert_eq!(baseline.recovered_invoices, 3);
@@ -247,9 +248,10 @@ fn a_customers_invoices_share_the_nudge_count_and_the_new_card() {
 
 #[test]
 fn a_renewal_failing_while_the_last_invoice_is_unpaid_is_one_conversation() {
-    // The same subscription's next invoice fails a day later: its note and final notice are the
-    // first invoice's (`NudgePlan::covered_by`), so the customer hears two messages in all, and
-    // adds the card after the second — the first invoice's final notice, 50 days on.
+    // The same subscription's next invoice fails a day later: its note is the first invoice's
+    // (`NudgePlan::covered_by`), so the customer hears two messages in all, and adds the card after
+    // the second — the first invoice's reminder (an expired card: only a new one helps), 10 days
+    // on, before the renewal's own reminder is due.
     let first = invoice(&customers(RULES), "in_new_card")[0].clone();
     let mut renewal = first.clone();
     renewal.invoice_id = "in_new_card_2".to_owned();
@@ -261,7 +263,10 @@ fn a_renewal_failing_while_the_last_invoice_is_unpaid_is_one_conversation() {
         .recovered
         .expect("the new card pays it")
         .1;
-    assert!(after > SignedDuration::from_hours(49 * 24), "{after:?}");
+    assert!(
+        (SignedDuration::from_hours(9 * 24)..SignedDuration::from_hours(10 * 24)).contains(&after),
+        "{after:?}"
+    );
 }
 
 #[test]

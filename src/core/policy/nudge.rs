@@ -45,12 +45,25 @@ pub struct NudgePlan {
 }
 
 /// One message of the plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
     pub kind: NudgeKind,
     pub tier: u32,
     /// How long after the first failure it is due.
     pub after: SignedDuration,
+    /// The declines it is for, by class (a case's latest decline); empty: every decline.
+    pub declines: Vec<DeclineClass>,
+}
+
+impl Step {
+    /// Whether the step is for `case`'s decline.
+    fn fits(&self, case: &Case) -> bool {
+        self.declines.is_empty()
+            || case
+                .decline
+                .as_ref()
+                .is_some_and(|d| self.declines.contains(&d.class))
+    }
 }
 
 impl Default for NudgePlan {
@@ -70,12 +83,17 @@ impl Default for NudgePlan {
             kind,
             tier,
             after: SignedDuration::from_hours(hours),
+            declines: Vec::new(),
         };
         Self {
             steps: vec![
                 step(NudgeKind::PaymentFailed, 1, 1),
                 step(NudgeKind::ActionRequired, 1, 0),
                 step(NudgeKind::ActionRequired, 2, 2 * 24),
+                Step {
+                    declines: vec![DeclineClass::Hard, DeclineClass::CardData],
+                    ..step(NudgeKind::PaymentFailed, 2, 10 * 24)
+                },
                 step(NudgeKind::FinalNotice, 1, 50 * 24),
             ],
             window: Window {
@@ -257,7 +275,7 @@ impl NudgePlan {
                 NudgeKind::FinalNotice => true,
                 NudgeKind::CardExpiring | NudgeKind::Recovered | NudgeKind::UpdateLink => false,
             })
-            .filter(|s| !case.has_nudged(s.kind, s.tier))
+            .filter(|s| !case.has_nudged(s.kind, s.tier) && s.fits(case))
             .min_by_key(|s| s.after)?;
         // At least 20 hours after the case's previous nudge reached the customer, whatever the
         // steps say, and not while nudges are held back (the daily cap, quiet hours).

@@ -257,8 +257,13 @@ impl Space {
                 );
                 listed_steps.push((step.kind, rank, described));
             }
-            let mut kinds: Vec<NudgeKind> = listed_steps.iter().map(|(k, _, _)| *k).collect();
-            kinds.dedup();
+            // Each kind once, in the order it first appears (its steps need not be neighbours).
+            let mut kinds: Vec<NudgeKind> = Vec::new();
+            for (kind, _, _) in &listed_steps {
+                if !kinds.contains(kind) {
+                    kinds.push(*kind);
+                }
+            }
             for kind in kinds {
                 let count = listed_steps.iter().filter(|(k, _, _)| *k == kind).count() as i64;
                 if count > 1 {

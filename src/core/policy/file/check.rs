@@ -16,8 +16,9 @@ use crate::policy::duration::{human, parse_duration};
 use crate::policy::networks::{Counts, Dates, Fee, Key, Networks, Rule};
 use crate::policy::timing::Window;
 use crate::policy::{
-    Arm, Channel, DisputePlan, End, EndPlan, Experiment, FeedbackPlan, Learning, Match, NudgeKind,
-    NudgePlan, PauseBehavior, Plan, Policy, Reaction, Segment, Step, Threshold, Treatment,
+    Arm, Channel, DeclineClass, DisputePlan, End, EndPlan, Experiment, FeedbackPlan, Learning,
+    Match, NudgeKind, NudgePlan, PauseBehavior, Plan, Policy, Reaction, Segment, Step, Threshold,
+    Treatment,
 };
 
 pub(super) type At<'a> = &'a dyn Fn(std::ops::Range<usize>, &str, String) -> PolicyError;
@@ -524,6 +525,14 @@ impl Reader<'_> {
             ("action_required", NudgeKind::ActionRequired),
             ("final_notice", NudgeKind::FinalNotice),
         ];
+        let classes = [
+            DeclineClass::Soft,
+            DeclineClass::Ambiguous,
+            DeclineClass::Hard,
+            DeclineClass::CardData,
+            DeclineClass::ActionRequired,
+        ]
+        .map(|class| (class.as_str(), class));
         let steps = match raw.step {
             None => default.steps,
             Some(steps) => steps
@@ -539,6 +548,12 @@ impl Reader<'_> {
                             &key("after"),
                             &(SignedDuration::ZERO..=SignedDuration::from_hours(60 * 24)),
                         )?,
+                        declines: step
+                            .declines
+                            .iter()
+                            .flatten()
+                            .map(|class| self.choice(class, &key("declines"), &classes))
+                            .collect::<Result<_, _>>()?,
                     })
                 })
                 .collect::<Result<_, _>>()?,

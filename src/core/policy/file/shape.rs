@@ -118,6 +118,7 @@ pub(super) struct RawStep {
     pub(super) kind: Spanned<String>,
     pub(super) tier: Spanned<i64>,
     pub(super) after: Spanned<String>,
+    pub(super) declines: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]

@@ -154,6 +154,12 @@ fn every_bad_value_is_named_with_its_line_key_and_what_is_allowed() {
             "allowed: \"keep_as_draft\", \"mark_uncollectible\", \"void\"",
         ),
         (
+            "version = 1\n[[nudges.step]]\nkind = \"payment_failed\"\ntier = 2\nafter = \"10d\"\ndeclines = [\"hard\", \"stolen\"]",
+            6,
+            "nudges.step[0].declines",
+            "allowed: \"soft\", \"ambiguous\", \"hard\", \"card_data\", \"action_required\"",
+        ),
+        (
             "version = 1\n[end]\ngrace = \"90d\"",
             3,
             "end.grace",

@@ -44,9 +44,9 @@ fn fire_delivered(policy: &Policy, case: &Case) -> (Case, Vec<Action>) {
     (case, decision.actions)
 }
 
-#[test]
-fn a_failed_payment_gets_its_note_in_the_customers_daytime_then_the_final_notice() {
-    let mut case = opened_in("America/Chicago", &[]);
+/// Every nudge `case` gets under the default policy, each delivered: kind, tier and whole days
+/// after the failure. Each goes out in the customer's daytime.
+fn nudges_sent(mut case: Case) -> (Case, Vec<(NudgeKind, u32, i64)>) {
     let mut sent = Vec::new();
     while let Some(timer) = nudge_timer(&case) {
         let local = timer.at.to_zoned(timing::zone("America/Chicago"));
@@ -62,6 +62,12 @@ fn a_failed_payment_gets_its_note_in_the_customers_daytime_then_the_final_notice
         sent.push((kind, tier, days));
         case = next;
     }
+    (case, sent)
+}
+
+#[test]
+fn a_failed_payment_gets_its_note_in_the_customers_daytime_then_the_final_notice() {
+    let (case, sent) = nudges_sent(opened_in("America/Chicago", &[]));
     assert_eq!(
         sent,
         [
@@ -76,6 +82,26 @@ fn a_failed_payment_gets_its_note_in_the_customers_daytime_then_the_final_notice
         .filter(|e| e.what == "nudge due")
         .count();
     assert_eq!(said, 2);
+}
+
+#[test]
+fn only_a_decline_no_retry_fixes_gets_the_reminder_on_day_ten() {
+    for (code, class, reminded) in [
+        ("stolen_card", DeclineClass::Hard, true),
+        ("expired_card", DeclineClass::CardData, true),
+        ("insufficient_funds", DeclineClass::Soft, false),
+        ("do_not_honor", DeclineClass::Ambiguous, false),
+    ] {
+        let mut case = opened_in("America/Chicago", &[]);
+        case.decline = Some(Decline::of_code(code, class));
+        let (_, sent) = nudges_sent(case);
+        let mut expected = vec![(NudgeKind::PaymentFailed, 1, 0)];
+        if reminded {
+            expected.push((NudgeKind::PaymentFailed, 2, 10));
+        }
+        expected.push((NudgeKind::FinalNotice, 1, 50));
+        assert_eq!(sent, expected, "{code}");
+    }
 }
 
 #[test]
