@@ -173,6 +173,15 @@ fn learning_cost(learning: bool) -> f64 {
     let now = support::now();
     let (mut case, _) = support::worked_case(0, now, now);
     case.timers.clear();
+    // A debit card in a country: a learned choice reads all three of its groups (the country's
+    // debit cards, debit cards everywhere, everywhere).
+    case.country = Some("US".to_owned());
+    case.card = Some(recoup::policy::Card {
+        fingerprint: "fp_bench".to_owned(),
+        brand: "visa".to_owned(),
+        funding: Some("debit".to_owned()),
+        expires_at: None,
+    });
     let declined = recoup::policy::Input::Charge(Box::new(recoup::policy::Charge {
         attempt: 4,
         at: now,
