@@ -14,7 +14,7 @@ const DAY: i64 = 86_400;
 /// Fails `invoice` with a decline that time may fix (its retries follow the plan's gaps, not
 /// paydays), and returns the nudge's text.
 async fn nudged(app: &TestApp, sink: &SmtpSink, invoice: &str) -> String {
-    nudged_mail(app, sink, invoice, "processing_error").await
+    nudged_mail(app, sink, invoice, "do_not_honor").await
 }
 
 /// The link under `{PUBLIC_URL}/{path}/` in a message's text.

@@ -56,19 +56,21 @@ pub struct Step {
 }
 
 impl Step {
-    /// Whether the step is for `case`'s decline.
+    /// Whether the step is for `case`'s decline. A decline not read yet (the case opened a moment
+    /// ago, or Stripe never said) is an ambiguous one: nobody can tell yet what fixes it.
     fn fits(&self, case: &Case) -> bool {
-        self.declines.is_empty()
-            || case
-                .decline
-                .as_ref()
-                .is_some_and(|d| self.declines.contains(&d.class))
+        let class = case
+            .decline
+            .as_ref()
+            .map_or(DeclineClass::Ambiguous, |d| d.class);
+        self.declines.is_empty() || self.declines.contains(&class)
     }
 }
 
 impl Default for NudgePlan {
     /// Three messages at most (`docs/design/dunning-practice.md#escalate-in-tiers`): for a failed
-    /// payment a friendly note within the hour and the final notice after 50 days — a week before
+    /// payment a friendly note — within the hour where the customer may have to act, after 4 days
+    /// for a soft decline, which a retry usually fixes first — and the final notice after 50 days — a week before
     /// the end decision, when most invoices that will be paid have been (a reminder between them,
     /// or the notice at 30 days, lost more customers to nagging than it won: `config/policy.toml`);
     /// for a payment to confirm, a note at once and a reminder after 2 days. Local 09:00–20:00, at
@@ -87,7 +89,19 @@ impl Default for NudgePlan {
         };
         Self {
             steps: vec![
-                step(NudgeKind::PaymentFailed, 1, 1),
+                Step {
+                    declines: vec![
+                        DeclineClass::Ambiguous,
+                        DeclineClass::Hard,
+                        DeclineClass::CardData,
+                        DeclineClass::ActionRequired,
+                    ],
+                    ..step(NudgeKind::PaymentFailed, 1, 1)
+                },
+                Step {
+                    declines: vec![DeclineClass::Soft],
+                    ..step(NudgeKind::PaymentFailed, 1, 4 * 24)
+                },
                 step(NudgeKind::ActionRequired, 1, 0),
                 step(NudgeKind::ActionRequired, 2, 2 * 24),
                 Step {

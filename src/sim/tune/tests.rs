@@ -38,12 +38,12 @@ fn a_changed_value_is_written_where_it_was_and_commented() {
     point[knob(&space, "retries.soft (retries)")] = 4;
     point[knob(&space, "retries.soft[1]")] = 9;
     point[knob(&space, "timing.paydays")] = 0;
-    point[knob(&space, "nudges.step[2].after")] = 3;
+    point[knob(&space, "nudges.step[3].after")] = 3;
     let (document, changes) = space.edit(&point, Some("measured"));
     let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
     assert_eq!(
         keys,
-        ["retries.soft", "timing.paydays", "nudges.step[2].after"]
+        ["retries.soft", "timing.paydays", "nudges.step[3].after"]
     );
     assert_eq!(
         changes[0].was,
@@ -76,7 +76,7 @@ fn a_changed_value_is_written_where_it_was_and_commented() {
     );
     assert!(policy.plan.paydays.is_empty());
     assert_eq!(
-        policy.nudges.steps[2].after,
+        policy.nudges.steps[3].after,
         jiff::SignedDuration::from_hours(3 * 24)
     );
     assert_eq!(policy, space.policy(&point).unwrap().1);
@@ -88,11 +88,11 @@ fn a_later_step_dropped_is_removed_and_told_above_the_first_step() {
     let mut point = space.base();
     point[knob(&space, "nudges.step (action_required steps)")] = 1;
     // The dropped step's own `after` no longer matters.
-    let after = knob(&space, "nudges.step[2].after");
+    let after = knob(&space, "nudges.step[3].after");
     assert!(!space.matters(&point, after) && space.matters(&space.base(), after));
     let (document, changes) = space.edit(&point, Some("measured"));
     assert_eq!(changes.len(), 1);
-    assert_eq!(changes[0].key, "nudges.step[2]");
+    assert_eq!(changes[0].key, "nudges.step[3]");
     assert_eq!(changes[0].was, "the action_required tier 2 step after 2d");
     let text = document.to_string();
     assert!(
@@ -112,6 +112,7 @@ fn a_later_step_dropped_is_removed_and_told_above_the_first_step() {
     assert_eq!(
         steps,
         [
+            ("payment_failed", 1),
             ("payment_failed", 1),
             ("action_required", 1),
             ("payment_failed", 2),

@@ -123,12 +123,20 @@ pub fn describe(policy: &Policy) -> String {
             .nudges
             .steps
             .iter()
-            .map(|step| format!(
-                "{} {} after {}",
-                step.kind.as_str(),
-                step.tier,
-                human(step.after)
-            ))
+            .map(|step| {
+                let declines = if step.declines.is_empty() {
+                    String::new()
+                } else {
+                    let classes: Vec<_> = step.declines.iter().map(|c| c.as_str()).collect();
+                    format!(" for {} declines", classes.join("/"))
+                };
+                format!(
+                    "{} {} after {}{declines}",
+                    step.kind.as_str(),
+                    step.tier,
+                    human(step.after)
+                )
+            })
             .collect::<Vec<_>>()
             .join(", "),
         policy.nudges.per_case,
