@@ -1,6 +1,7 @@
 //! `recoup backfill`: the events recoup may have missed, fetched from Stripe's events API and
 //! stored exactly as delivered webhooks would be ([`crate::backfill`]).
 
+use crate::cli::output::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,7 +30,7 @@ pub(super) async fn run(
     let (stripe, store) = stripe_and_store(config).await?;
     let now = Timestamp::now();
     let from = now - since;
-    println!(
+    outln!(
         "backfill: events created since {} ({:#} ago), of the {} types recoup acts on",
         from.round(jiff::Unit::Second).unwrap_or(from),
         since,
@@ -48,18 +49,18 @@ pub(super) async fn run(
             )));
         }
     };
-    println!(
+    outln!(
         "new: {} (missed by the webhooks; stored for the workers)",
         tally.new
     );
-    println!("already known: {}", tally.duplicate);
-    println!("ignored: {}", tally.ignored);
+    outln!("already known: {}", tally.duplicate);
+    outln!("ignored: {}", tally.ignored);
     if tally.invalid > 0 {
-        println!(
+        outln!(
             "refused: {} (not readable as the events recoup acts on; the webhook would have refused them too)",
             tally.invalid
         );
     }
-    println!("({} page(s) from Stripe)", tally.pages);
+    outln!("({} page(s) from Stripe)", tally.pages);
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! `recoup clock show` and `recoup clock advance`: the test clock, read from the same Redis as
 //! `serve`.
 
+use crate::cli::output::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -47,9 +48,10 @@ pub(super) async fn run(
     } else {
         "wall clock; the test clock is off"
     };
-    println!(
+    outln!(
         "now {} (offset {} s, {kind})",
-        reading.now, reading.offset_seconds
+        reading.now,
+        reading.offset_seconds
     );
     Ok(ExitCode::SUCCESS)
 }

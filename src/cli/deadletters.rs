@@ -5,6 +5,7 @@
 //! answers it as a duplicate. Replaying puts the event recoup stored back into the inbox instead
 //! (a new entry, the same event), and a parked wake-up back on the schedule, due now.
 
+use crate::cli::output::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -71,28 +72,37 @@ async fn list(store: &RedisStore, limit: usize, json: bool) -> Result<ExitCode, 
     let parked = store.parked().await.map_err(user)?;
     if json {
         let all = serde_json::json!({ "dead_letters": letters, "parked": parked });
-        println!("{all:#}");
+        outln!("{all:#}");
         return Ok(ExitCode::SUCCESS);
     }
     if letters.is_empty() && parked.is_empty() {
-        println!("no dead letters and no parked wake-ups");
+        outln!("no dead letters and no parked wake-ups");
         return Ok(ExitCode::SUCCESS);
     }
     if !letters.is_empty() {
-        println!("dead letters (newest first; replay with recoup deadletters replay ID):");
+        outln!("dead letters (newest first; replay with recoup deadletters replay ID):");
         for d in &letters {
-            println!(
+            outln!(
                 "  {}  {}  {}  at {}  {} failure(s), {} deliveries: {}",
-                d.id, d.event_id, d.event_type, d.at, d.failures, d.deliveries, d.error
+                d.id,
+                d.event_id,
+                d.event_type,
+                d.at,
+                d.failures,
+                d.deliveries,
+                d.error
             );
         }
     }
     if !parked.is_empty() {
-        println!("parked wake-ups (put back with recoup deadletters replay INVOICE):");
+        outln!("parked wake-ups (put back with recoup deadletters replay INVOICE):");
         for p in &parked {
-            println!(
+            outln!(
                 "  {}  parked at {}  {} failure(s): {}",
-                p.invoice_id, p.at, p.failures, p.error
+                p.invoice_id,
+                p.at,
+                p.failures,
+                p.error
             );
         }
     }
@@ -129,26 +139,26 @@ fn unknown(id: &str) -> Failure {
 async fn show(store: &RedisStore, id: &str, json: bool) -> Result<ExitCode, Failure> {
     let found = find(store, id).await?.ok_or_else(|| unknown(id))?;
     match (found, json) {
-        (Found::Letter(d), true) => println!("{:#}", serde_json::json!(d)),
-        (Found::Parked(p), true) => println!("{:#}", serde_json::json!(p)),
+        (Found::Letter(d), true) => outln!("{:#}", serde_json::json!(d)),
+        (Found::Parked(p), true) => outln!("{:#}", serde_json::json!(p)),
         (Found::Letter(d), false) => {
             let event = serde_json::from_str::<serde_json::Value>(&d.event)
                 .map(|e| format!("{e:#}"))
                 .unwrap_or(d.event.clone());
-            println!("dead letter {}", d.id);
-            println!("  event       {} ({})", d.event_id, d.event_type);
-            println!("  inbox entry {}", d.entry_id);
-            println!("  at          {}", d.at);
-            println!("  failures    {} ({} deliveries)", d.failures, d.deliveries);
-            println!("  last error  {}", d.error);
-            println!("  the event as stored:\n{event}");
+            outln!("dead letter {}", d.id);
+            outln!("  event       {} ({})", d.event_id, d.event_type);
+            outln!("  inbox entry {}", d.entry_id);
+            outln!("  at          {}", d.at);
+            outln!("  failures    {} ({} deliveries)", d.failures, d.deliveries);
+            outln!("  last error  {}", d.error);
+            outln!("  the event as stored:\n{event}");
         }
         (Found::Parked(p), false) => {
-            println!("parked wake-up of {}", p.invoice_id);
-            println!("  at          {}", p.at);
-            println!("  failures    {}", p.failures);
-            println!("  last error  {}", p.error);
-            println!("  recoup status {} tells its case", p.invoice_id);
+            outln!("parked wake-up of {}", p.invoice_id);
+            outln!("  at          {}", p.at);
+            outln!("  failures    {}", p.failures);
+            outln!("  last error  {}", p.error);
+            outln!("  recoup status {} tells its case", p.invoice_id);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -184,9 +194,11 @@ async fn replay(store: &RedisStore, ids: Vec<String>, all: bool) -> Result<ExitC
             Some(Found::Letter(d)) => match store.replay(&d.id).await.map_err(user)? {
                 Some(entry) => {
                     replayed += 1;
-                    println!(
+                    outln!(
                         "replayed {} ({} {}) as inbox entry {entry}",
-                        d.id, d.event_type, d.event_id
+                        d.id,
+                        d.event_type,
+                        d.event_id
                     );
                 }
                 None => missing.push(id.clone()),
@@ -198,7 +210,7 @@ async fn replay(store: &RedisStore, ids: Vec<String>, all: bool) -> Result<ExitC
                     .map_err(user)?
                 {
                     replayed += 1;
-                    println!("wake-up of {} back on the schedule, due now", p.invoice_id);
+                    outln!("wake-up of {} back on the schedule, due now", p.invoice_id);
                 } else {
                     missing.push(id.clone());
                 }
@@ -207,7 +219,7 @@ async fn replay(store: &RedisStore, ids: Vec<String>, all: bool) -> Result<ExitC
         }
     }
     if all && ids.is_empty() {
-        println!("no dead letters and no parked wake-ups");
+        outln!("no dead letters and no parked wake-ups");
     }
     match missing.first() {
         Some(first) if missing.len() == 1 => Err(unknown(first)),

@@ -1,6 +1,7 @@
 //! `recoup experiments`: what each arm of the policy's experiment recovered against its holdout,
 //! from the counters in the same Redis as `serve` (`docs/user-guide/experiments.md`).
 
+use crate::cli::output::{out, outln};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -19,18 +20,18 @@ pub(super) async fn run(json: bool, config: Option<PathBuf>) -> Result<ExitCode,
     if json {
         let printed = serde_json::to_string_pretty(&serde_json::json!({ "experiments": reports }))
             .map_err(|e| Failure::Internal(e.into()))?;
-        println!("{printed}");
+        outln!("{printed}");
         return Ok(ExitCode::SUCCESS);
     }
     if reports.is_empty() {
-        println!(
+        outln!(
             "the policy ({}) runs no experiment: add an [[experiment]] table \
              (docs/user-guide/experiments.md)",
             settings.policy.path.display()
         );
     }
     for report in &reports {
-        print!("{}", report::render(report));
+        out!("{}", report::render(report));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 //! attempts (`docs/design/learning.md`), read from the same Redis as `serve`, and moved between
 //! a simulation, staging and production as a text file.
 
+use crate::cli::output::{out, outln};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -64,12 +65,12 @@ pub(super) async fn run(command: LearnCommand) -> Result<ExitCode, Failure> {
             country, funding, ..
         } => {
             let funding = funding.as_deref().and_then(Funding::parse);
-            print!("{}", show(&evidence, country.as_deref(), funding));
+            out!("{}", show(&evidence, country.as_deref(), funding));
         }
         LearnCommand::Export { file, .. } => {
             std::fs::write(&file, evidence.export())
                 .map_err(|e| user(anyhow::anyhow!("cannot write {}: {e}", file.display())))?;
-            println!(
+            outln!(
                 "exported {} groups of evidence to {}",
                 evidence.groups.len(),
                 file.display()
@@ -83,7 +84,7 @@ pub(super) async fn run(command: LearnCommand) -> Result<ExitCode, Failure> {
                 evidence.merge(&imported);
             }
             store.replace_evidence(&evidence).await.map_err(user)?;
-            println!(
+            outln!(
                 "imported {}: {} groups of evidence now",
                 file.display(),
                 evidence.groups.len()

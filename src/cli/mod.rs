@@ -15,6 +15,7 @@ mod clock;
 mod deadletters;
 mod experiments;
 mod learn;
+pub(crate) mod output;
 mod policy;
 mod reconcile;
 mod serve;

@@ -1,5 +1,6 @@
 //! `recoup policy check`: validates a policy file and the card networks' rules it runs under.
 
+use crate::cli::output::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,7 +33,7 @@ pub(super) fn check(
         .unwrap_or_else(|| PathBuf::from(DEFAULT_POLICY_PATH));
     let networks = std::env::var_os("RECOUP_NETWORKS").map(PathBuf::from);
     let policy = config::policy::load(&path, networks.as_deref()).map_err(user)?;
-    println!(
+    outln!(
         "{}: ok — {}",
         path.display(),
         policy::file::describe(&policy)
@@ -44,22 +45,22 @@ pub(super) fn check(
             .timestamp(),
         None => jiff::Timestamp::now(),
     };
-    println!(
+    outln!(
         "\nnetwork rules in force on {} (from {}):",
         now.to_zoned(jiff::tz::TimeZone::UTC).date(),
         config::policy::networks_path(networks.as_deref())
             .map_or_else(|| "built in".to_owned(), |p| p.display().to_string())
     );
     for rule in policy.networks.in_force(now) {
-        println!("  {rule}");
+        outln!("  {rule}");
     }
     let changes = policy.networks.changes(now, 90);
     if changes.is_empty() {
-        println!("no network rule starts or ends in the next 90 days");
+        outln!("no network rule starts or ends in the next 90 days");
     } else {
-        println!("starting or ending in the next 90 days:");
+        outln!("starting or ending in the next 90 days:");
         for (day, change) in changes {
-            println!("  {day} {change}");
+            outln!("  {day} {change}");
         }
     }
     Ok(ExitCode::SUCCESS)

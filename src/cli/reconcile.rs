@@ -1,6 +1,7 @@
 //! `recoup reconcile`: Stripe's open invoices against recoup's open cases, and the events that
 //! make up the differences ([`crate::reconcile`]).
 
+use crate::cli::output::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -14,10 +15,12 @@ pub(super) async fn run(dry_run: bool, config: Option<PathBuf>) -> Result<ExitCo
     let report = reconcile::run(&store, &stripe, Timestamp::now(), dry_run)
         .await
         .map_err(user)?;
-    println!(
+    outln!(
         "reconcile: Stripe lists {} open invoice(s) it collects automatically, {} of them failed; \
          recoup has {} open case(s)",
-        report.open_invoices, report.failed_invoices, report.open_cases
+        report.open_invoices,
+        report.failed_invoices,
+        report.open_cases
     );
     for difference in &report.differences {
         let action = match (difference.kind, dry_run) {
@@ -32,19 +35,20 @@ pub(super) async fn run(dry_run: bool, config: Option<PathBuf>) -> Result<ExitCo
             }
             _ => "",
         };
-        println!(
+        outln!(
             "{action:<12} {}: {}{queued}",
-            difference.invoice_id, difference.found
+            difference.invoice_id,
+            difference.found
         );
     }
     for problem in &report.problems {
-        println!("{:<12} {problem}", "not compared");
+        outln!("{:<12} {problem}", "not compared");
     }
     let count = report.differences.len();
     match (count, dry_run) {
-        (0, _) => println!("no differences"),
-        (_, true) => println!("{count} difference(s); dry run: nothing changed"),
-        (_, false) => println!(
+        (0, _) => outln!("no differences"),
+        (_, true) => outln!("{count} difference(s); dry run: nothing changed"),
+        (_, false) => outln!(
             "{count} difference(s): their events are in the inbox; the workers open or settle the cases"
         ),
     }

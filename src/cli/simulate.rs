@@ -1,6 +1,7 @@
 //! `recoup simulate`: the real policy over a population of failed invoices on a virtual clock
 //! ([`crate::sim`]).
 
+use crate::cli::output::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -100,7 +101,7 @@ pub(super) fn run(args: SimulateArgs) -> Result<ExitCode, Failure> {
         warm: args.warm,
     };
     let printed = sim::command::run(&options).map_err(user)?;
-    print!("{printed}");
+    out!("{printed}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,6 +1,7 @@
 //! `recoup status`: an invoice's case, or every case of a customer or subscription, told as the
 //! status page tells it ([`crate::story`]), or as the API's JSON.
 
+use crate::cli::output::{out, outln};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -26,7 +27,7 @@ pub(super) async fn run(
             _ => serde_json::to_string_pretty(&serde_json::json!({ "cases": cases })),
         }
         .map_err(|e| Failure::Internal(e.into()))?;
-        println!("{printed}");
+        outln!("{printed}");
         return Ok(ExitCode::SUCCESS);
     }
     let now = Clock::new(store.clone(), settings.clock.test)
@@ -37,20 +38,23 @@ pub(super) async fn run(
     for (n, case) in cases.iter().enumerate() {
         let card = store::card_tries(&store, case).await.map_err(user)?;
         if n > 0 {
-            println!();
+            outln!();
         }
-        print!("{}", story::tell(case, &policy, &card, now));
+        out!("{}", story::tell(case, &policy, &card, now));
         if let Some(at) = store.forgotten_at(&case.invoice_id).await.map_err(user)? {
-            println!(
+            outln!(
                 "Dunning is over: recoup keeps this case until {at} (redis.case_retention_secs), \
                  then forgets it."
             );
         }
         if let Some(p) = parked.iter().find(|p| p.invoice_id == case.invoice_id) {
-            println!(
+            outln!(
                 "Its wake-up is parked since {} after {} failures ({}): nothing happens until \
                  `recoup deadletters replay {}`.",
-                p.at, p.failures, p.error, p.invoice_id
+                p.at,
+                p.failures,
+                p.error,
+                p.invoice_id
             );
         }
     }

@@ -1,6 +1,7 @@
 //! `recoup tune`: searches a policy file's knobs for the policy that recovers the most on a
 //! population ([`crate::sim::tune`]); this module is its flags, its progress display and Ctrl-C.
 
+use crate::cli::output::out;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -97,7 +98,7 @@ pub(super) async fn run(args: TuneArgs) -> Result<ExitCode, Failure> {
     .map_err(|e| Failure::Internal(e.into()))?;
     watcher.abort();
     let tuned = searched.map_err(user)?;
-    print!("{}", tuned.printed);
+    out!("{}", tuned.printed);
     Ok(match tuned.ended {
         Ended::Interrupted => ExitCode::from(130),
         Ended::Converged | Ended::Budget | Ended::Candidates => ExitCode::SUCCESS,

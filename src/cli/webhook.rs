@@ -1,5 +1,6 @@
 //! `recoup webhook send`: an event file, signed and posted exactly as Stripe would.
 
+use crate::cli::output::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -47,7 +48,7 @@ pub(super) async fn send(
     let delivery = webhook::send::send(&file, &url, secret.as_bytes(), new_id)
         .await
         .map_err(user)?;
-    println!("{} {}", delivery.status, delivery.body);
+    outln!("{} {}", delivery.status, delivery.body);
     if (200..300).contains(&delivery.status) {
         Ok(ExitCode::SUCCESS)
     } else {

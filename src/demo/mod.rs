@@ -11,6 +11,7 @@
 //! due timer to the next, so a month of dunning takes seconds. At the end each invoice's story is
 //! printed as `recoup status` tells it, with a summary.
 
+use crate::cli::output::{out, outln};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -232,7 +233,7 @@ pub async fn run() -> anyhow::Result<Summary> {
         let _ = worker_stopped.await;
     }));
 
-    println!(
+    outln!(
         "recoup demo: the receiver on http://{addr}, the shipped policy, the worker on an \
          in-memory store,\na built-in stand-in for Stripe, and the test clock. Nothing leaves this \
          machine.\n"
@@ -267,7 +268,7 @@ pub async fn run() -> anyhow::Result<Summary> {
         } else {
             "invoice.payment_action_required"
         };
-        println!(
+        outln!(
             "Stripe: {kind} for {} ({}, {}) — {}",
             story.invoice,
             story.name,
@@ -295,16 +296,16 @@ pub async fn run() -> anyhow::Result<Summary> {
                 Reaction::NewCard => {
                     if let Some(link) = customers.link(story.customer) {
                         let opened = open_link(&link).await?;
-                        println!(
+                        outln!(
                             "{}: opens the update link from the nudge → {opened}",
                             story.name
                         );
                     }
-                    println!("{}: reads the nudge and adds a new card", story.name);
+                    outln!("{}: reads the nudge and adds a new card", story.name);
                     card_event(&story, now)
                 }
                 _ => {
-                    println!("{}: reads the nudge and confirms the payment", story.name);
+                    outln!("{}: reads the nudge and confirms the payment", story.name);
                     stripe.paid_by_customer(story.invoice);
                     invoice_event("invoice.paid", &story, now)
                 }
@@ -333,11 +334,11 @@ pub async fn run() -> anyhow::Result<Summary> {
 
     let cases = load(&store, &invoices).await?;
     let now = clock.now().await?;
-    println!();
+    outln!();
     for (story, case) in stories().iter().zip(&cases) {
-        println!("──── {} — {}", story.name, story.about);
-        print!("{}", crate::story::tell(case, &policy, &[], now));
-        println!();
+        outln!("──── {} — {}", story.name, story.about);
+        out!("{}", crate::story::tell(case, &policy, &[], now));
+        outln!();
     }
     let summary = Summary {
         invoices: cases.len(),
@@ -359,7 +360,7 @@ pub async fn run() -> anyhow::Result<Summary> {
         days: now.duration_since(start).as_hours() / 24,
     };
     let due: i64 = cases.iter().map(|c| c.amount_due).sum();
-    println!(
+    outln!(
         "Summary: {} invoices, {} due; recovered {} of {} ({}); {}; {} charge attempts, {} \
          messages, {} Stripe calls; {} simulated days in {:.1} s.",
         summary.invoices,
@@ -528,7 +529,7 @@ async fn read_nudge(
         return StatusCode::BAD_REQUEST;
     };
     let customer = nudge["customer_id"].as_str().unwrap_or_default().to_owned();
-    println!(
+    outln!(
         "  nudge → {customer}: {:?} ({} tier {}, link {})",
         nudge["subject"].as_str().unwrap_or_default(),
         nudge["kind"].as_str().unwrap_or_default(),

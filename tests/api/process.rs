@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::ExitStatus;
+use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use recoup::server::Role;
@@ -476,6 +476,34 @@ async fn a_test_clock_moved_past_the_end_of_time_panics_no_process() {
     // Every loop still runs (a loop that died would turn readiness red).
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status, 200, "{}", ready.text);
+}
+
+#[test]
+fn output_to_a_reader_that_has_gone_ends_quietly() {
+    // A pipe whose reader is closed before the command starts: its first write meets a broken
+    // pipe, whatever the timing (`recoup simulate … | head` once head has its lines).
+    for args in [
+        &["policy", "check"][..],
+        &[
+            "simulate",
+            "--policy",
+            "config/policy.toml",
+            "--synthetic",
+            "200",
+        ][..],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = recoup_command()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
 }
 
 #[test]
