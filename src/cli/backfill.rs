@@ -1,7 +1,6 @@
 //! `recoup backfill`: the events recoup may have missed, fetched from Stripe's events API and
 //! stored exactly as delivered webhooks would be ([`crate::backfill`]).
 
-use crate::cli::output::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -9,6 +8,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::{Failure, stripe_and_store};
 use crate::backfill::{self, MAX_SINCE};
+use crate::cli::output::outln;
 use crate::policy::duration::parse_duration;
 
 /// `--since`: a duration of at least a second and at most 30 days.

@@ -1,13 +1,13 @@
 //! `recoup clock show` and `recoup clock advance`: the test clock, read from the same Redis as
 //! `serve`.
 
-use crate::cli::output::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
 
 use super::{Failure, environment, user};
+use crate::cli::output::outln;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::policy::duration::parse_duration;

@@ -5,7 +5,6 @@
 //! answers it as a duplicate. Replaying puts the event recoup stored back into the inbox instead
 //! (a new entry, the same event), and a parked wake-up back on the schedule, due now.
 
-use crate::cli::output::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -13,6 +12,7 @@ use clap::Subcommand;
 use jiff::Timestamp;
 
 use super::{Failure, environment, user};
+use crate::cli::output::outln;
 use crate::config::Settings;
 use crate::store::{DeadLetter, Inbox, Parked, RedisStore, Timers};
 

@@ -1,11 +1,11 @@
 //! `recoup experiments`: what each arm of the policy's experiment recovered against its holdout,
 //! from the counters in the same Redis as `serve` (`docs/user-guide/experiments.md`).
 
-use crate::cli::output::{out, outln};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{Failure, environment, user};
+use crate::cli::output::{out, outln};
 use crate::config::{self, Settings};
 use crate::policy::experiment::report;
 use crate::store::{self, RedisStore};

@@ -2,13 +2,13 @@
 //! attempts (`docs/design/learning.md`), read from the same Redis as `serve`, and moved between
 //! a simulation, staging and production as a text file.
 
-use crate::cli::output::{out, outln};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
 
 use super::{Failure, environment, user};
+use crate::cli::output::{out, outln};
 use crate::config::Settings;
 use crate::policy::Evidence;
 use crate::policy::learning::{Counts, Funding, Group, Moment};

@@ -1,12 +1,12 @@
 //! `recoup policy check`: validates a policy file and the card networks' rules it runs under.
 
-use crate::cli::output::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
 
 use super::{Failure, user};
+use crate::cli::output::outln;
 use crate::config::{self, DEFAULT_POLICY_PATH};
 use crate::policy;
 

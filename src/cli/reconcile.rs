@@ -1,13 +1,13 @@
 //! `recoup reconcile`: Stripe's open invoices against recoup's open cases, and the events that
 //! make up the differences ([`crate::reconcile`]).
 
-use crate::cli::output::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use jiff::Timestamp;
 
 use super::{Failure, stripe_and_store, user};
+use crate::cli::output::outln;
 use crate::reconcile;
 
 pub(super) async fn run(dry_run: bool, config: Option<PathBuf>) -> Result<ExitCode, Failure> {

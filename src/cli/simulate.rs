@@ -1,11 +1,11 @@
 //! `recoup simulate`: the real policy over a population of failed invoices on a virtual clock
 //! ([`crate::sim`]).
 
-use crate::cli::output::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{Failure, user};
+use crate::cli::output::out;
 use crate::sim;
 
 #[derive(clap::Args)]

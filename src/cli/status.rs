@@ -1,11 +1,11 @@
 //! `recoup status`: an invoice's case, or every case of a customer or subscription, told as the
 //! status page tells it ([`crate::story`]), or as the API's JSON.
 
-use crate::cli::output::{out, outln};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{Failure, environment, user};
+use crate::cli::output::{out, outln};
 use crate::clock::Clock;
 use crate::config::{self, Settings};
 use crate::store::{self, Cases, IdKind, RedisStore, Timers};

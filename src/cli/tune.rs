@@ -1,7 +1,6 @@
 //! `recoup tune`: searches a policy file's knobs for the policy that recovers the most on a
 //! population ([`crate::sim::tune`]); this module is its flags, its progress display and Ctrl-C.
 
-use crate::cli::output::out;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::simulate::PopulationArgs;
 use super::{Failure, user};
+use crate::cli::output::out;
 use crate::policy::duration::parse_duration;
 use crate::sim::tune::{self, Constraints, Ended, Progress};
 

@@ -1,12 +1,12 @@
 //! `recoup webhook send`: an event file, signed and posted exactly as Stripe would.
 
-use crate::cli::output::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
 
 use super::{Failure, user};
+use crate::cli::output::outln;
 use crate::webhook;
 
 #[derive(Subcommand)]

@@ -11,7 +11,6 @@
 //! due timer to the next, so a month of dunning takes seconds. At the end each invoice's story is
 //! printed as `recoup status` tells it, with a summary.
 
-use crate::cli::output::{out, outln};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,6 +28,7 @@ mod stripe;
 
 use self::stripe::DemoStripe;
 use crate::api::Api;
+use crate::cli::output::{out, outln};
 use crate::clock::Clock;
 use crate::config::{LinkSettings, NotifySettings, Secrets, WorkerSettings};
 use crate::links::{self, LinkKeys, Links};
