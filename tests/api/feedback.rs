@@ -12,7 +12,8 @@ use crate::smtp_sink::SmtpSink;
 const DAY: i64 = 86_400;
 
 /// Fails `invoice` with a decline that time may fix (its retries follow the plan's gaps, not
-/// paydays), and returns the nudge's text.
+/// paydays) and whose note goes within the hour (an ambiguous one: a soft decline's note waits 4
+/// days), and returns the nudge's text.
 async fn nudged(app: &TestApp, sink: &SmtpSink, invoice: &str) -> String {
     nudged_mail(app, sink, invoice, "do_not_honor").await
 }

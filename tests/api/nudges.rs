@@ -607,7 +607,7 @@ async fn a_renewal_that_fails_while_the_last_invoice_is_unpaid_gets_no_second_no
     app.case_when("in_month_1", |c| story(c).contains("nudge delivered"))
         .await;
 
-    // The next renewal fails too, on the same dead card, while the first is still unpaid.
+    // The next renewal fails too, on the same card, while the first is still unpaid.
     let now = app.advance_clock(1).await;
     fail_of(&app, "in_month_2", "sub_monthly", now.as_second()).await;
     app.advance_into_daytime(DAY, chicago).await;
