@@ -99,11 +99,11 @@ fn each_rule_of_the_hand_written_population_comes_out_as_reasoned_under_the_ship
         &shipped(),
         &[
             // insufficient_funds waits for the payday, the 15th, 09:00 local plus this invoice's
-            // jitter: the money is there. Nudged at 1 h before that.
-            ("in_funds_hit", Some((retry, hours(282, 25))), 1, 1, false),
+            // jitter: the money is there, before the note due on day 14: never nudged.
+            ("in_funds_hit", Some((retry, hours(282, 25))), 1, 0, false),
             // The money was there only on Sunday the 8th; the payday retries on the 15th, the 1st,
-            // the 15th and the 1st again (within 60 days) all miss it. Two nudges: 1 h and the final
-            // notice.
+            // the 15th and the 1st again (within 60 days) all miss it. Two nudges: on day 14 and the
+            // final notice.
             ("in_funds_missed", None, 4, 2, false),
             // A stolen card: no retry, three nudges (1 h, the reminder only a new card can answer
             // on day 10, the final notice), no card.
@@ -115,12 +115,13 @@ fn each_rule_of_the_hand_written_population_comes_out_as_reasoned_under_the_ship
             // the card comes 2 h after it.
             ("in_quiet", Some((retry, hours(11, 35))), 1, 1, false),
             // do_not_honor is retried once on day 3 (declined: the card is dead); the customer
-            // pays by themselves on day 5 — which the worker cannot tell from any other payment.
+            // pays by themselves on day 5 — which the worker cannot tell from any other payment —
+            // before the note due on day 14.
             (
                 "in_unprompted",
                 Some((RecoveredBy::Unknown, hours(120, 0))),
                 1,
-                1,
+                0,
                 false,
             ),
             // The second nudge (the reminder on day 10) is one too many: the customer cancels
@@ -182,7 +183,7 @@ fn the_report_of_the_hand_written_population_adds_up_every_invoice() {
     );
     assert_eq!((shipped.lost_to_nagging, shipped.breaches), (1, 0));
     assert!((shipped.attempts_per_invoice - 8.0 / 7.0).abs() < 1e-9);
-    assert!((shipped.nudges_per_invoice - 12.0 / 7.0).abs() < 1e-9);
+    assert!((shipped.nudges_per_invoice - 10.0 / 7.0).abs() < 1e-9);
     // Recovered after 11, 120, 258 and 282 whole hours: the median is the 2nd (121 h counted to
     // the hour), p90 the 4th.
     assert!((shipped.days_to_recover.p50 - 121.0 / 24.0).abs() < 1e-9);

@@ -70,7 +70,7 @@ async fn a_nudge_webhook_url_with_credentials_never_reaches_the_timeline() {
     let invoice = "in_hook_down_1";
     app.fail(
         invoice,
-        Invoice::failed(CUSTOMER, Decline::visa("do_not_honor")),
+        Invoice::failed(CUSTOMER, Decline::visa("expired_card")),
     )
     .await;
     app.advance_into_daytime(86_400, "America/New_York").await;

@@ -6,14 +6,15 @@
 //! nothing.
 
 use crate::helpers::{PUBLIC_URL, Recoup, SETTLE, TestApp, header, plain_http, wait_until};
-use crate::links::{CUSTOMER, nudged_mail, nudging_app, open};
+use crate::links::{CUSTOMER, nudged_mail, open};
+use crate::nudges::noting_app;
 use crate::smtp_sink::SmtpSink;
 
 const DAY: i64 = 86_400;
 
 /// Fails `invoice` with a decline that time may fix (its retries follow the plan's gaps, not
-/// paydays) and whose note goes within the hour (an ambiguous one: a soft decline's note waits 4
-/// days), and returns the nudge's text.
+/// paydays), whose note goes within the hour under [`noting_app`]'s policy, and returns the
+/// nudge's text.
 async fn nudged(app: &TestApp, sink: &SmtpSink, invoice: &str) -> String {
     nudged_mail(app, sink, invoice, "do_not_honor").await
 }
@@ -58,7 +59,7 @@ fn timer_kinds(case: &serde_json::Value) -> Vec<String> {
 
 #[tokio::test]
 async fn cant_pay_now_from_a_real_email_moves_the_retry_to_a_payday_and_pauses_nudges() {
-    let (app, sink) = nudging_app().await;
+    let (app, sink, _policy) = noting_app().await;
     let invoice = "in_feedback_payday";
     let text = nudged(&app, &sink, invoice).await;
     assert!(
@@ -159,7 +160,7 @@ async fn cant_pay_now_from_a_real_email_moves_the_retry_to_a_payday_and_pauses_n
 
 #[tokio::test]
 async fn card_changed_mails_the_update_link_again_at_once() {
-    let (app, sink) = nudging_app().await;
+    let (app, sink, _policy) = noting_app().await;
     let invoice = "in_feedback_card";
     let link = link_in(&nudged(&app, &sink, invoice).await, "feedback");
     let (status, thanks) = page(post(&app, &link, &[("answer", "card_changed")]).await).await;
@@ -191,7 +192,7 @@ async fn card_changed_mails_the_update_link_again_at_once() {
 
 #[tokio::test]
 async fn want_to_cancel_stops_dunning_and_changes_nothing_in_stripe() {
-    let (app, sink) = nudging_app().await;
+    let (app, sink, _policy) = noting_app().await;
     let invoice = "in_feedback_cancel";
     let link = link_in(&nudged(&app, &sink, invoice).await, "feedback");
     let stripe_calls = app.stripe.requests().len();
@@ -230,7 +231,7 @@ async fn want_to_cancel_stops_dunning_and_changes_nothing_in_stripe() {
 
 #[tokio::test]
 async fn forged_expired_and_update_link_tokens_and_bad_forms_change_nothing() {
-    let (app, sink) = nudging_app().await;
+    let (app, sink, _policy) = noting_app().await;
     let invoice = "in_feedback_refused";
     let text = nudged(&app, &sink, invoice).await;
     let link = link_in(&text, "feedback");
@@ -291,7 +292,7 @@ async fn forged_expired_and_update_link_tokens_and_bad_forms_change_nothing() {
 
 #[tokio::test]
 async fn a_feedback_link_used_too_often_is_asked_to_wait() {
-    let (app, sink) = nudging_app().await;
+    let (app, sink, _policy) = noting_app().await;
     let link = link_in(
         &nudged(&app, &sink, "in_feedback_hammered").await,
         "feedback",

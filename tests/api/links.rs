@@ -29,12 +29,13 @@ pub(crate) async fn nudging_app() -> (TestApp, SmtpSink) {
 /// Fails `invoice` (every retry declines too), moves a day on and returns the update link of the
 /// first nudge, as the customer's mail shows it.
 async fn nudged(app: &TestApp, sink: &SmtpSink, invoice: &str) -> String {
-    link_in(&nudged_mail(app, sink, invoice, "do_not_honor").await)
+    link_in(&nudged_mail(app, sink, invoice, "expired_card").await)
 }
 
 /// Fails `invoice` with `decline_code` (every retry declines alike), moves a day on and returns
 /// the text of the first nudge, as the customer's mail shows it. The decline must be one whose
-/// note goes within the hour (not a soft one, whose note waits 4 days for the retries).
+/// note goes within the hour under the app's policy (under the shipped one, not a soft or
+/// ambiguous decline, whose note waits 14 days for the retries).
 pub(crate) async fn nudged_mail(
     app: &TestApp,
     sink: &SmtpSink,

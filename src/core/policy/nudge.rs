@@ -69,8 +69,8 @@ impl Step {
 
 impl Default for NudgePlan {
     /// Three messages at most (`docs/design/dunning-practice.md#escalate-in-tiers`): for a failed
-    /// payment a friendly note — within the hour where the customer may have to act, after 4 days
-    /// for a soft decline, which a retry usually fixes first — and the final notice after 50 days,
+    /// payment a friendly note — within the hour where only the customer can fix it, after 14 days
+    /// for a soft or ambiguous decline, which the retries usually fix first — and the final notice after 50 days,
     /// a week before the end decision, when most invoices that will be paid have been (a reminder
     /// between them, or the notice at 30 days, lost more customers to nagging than it won:
     /// `config/policy.toml`);
@@ -92,7 +92,6 @@ impl Default for NudgePlan {
             steps: vec![
                 Step {
                     declines: vec![
-                        DeclineClass::Ambiguous,
                         DeclineClass::Hard,
                         DeclineClass::CardData,
                         DeclineClass::ActionRequired,
@@ -100,8 +99,8 @@ impl Default for NudgePlan {
                     ..step(NudgeKind::PaymentFailed, 1, 1)
                 },
                 Step {
-                    declines: vec![DeclineClass::Soft],
-                    ..step(NudgeKind::PaymentFailed, 1, 4 * 24)
+                    declines: vec![DeclineClass::Soft, DeclineClass::Ambiguous],
+                    ..step(NudgeKind::PaymentFailed, 1, 14 * 24)
                 },
                 step(NudgeKind::ActionRequired, 1, 0),
                 step(NudgeKind::ActionRequired, 2, 2 * 24),

@@ -67,11 +67,12 @@ fn nudges_sent(mut case: Case) -> (Case, Vec<(NudgeKind, u32, i64)>) {
 
 #[test]
 fn a_failed_payment_gets_its_note_in_the_customers_daytime_then_the_final_notice() {
+    // A decline never read counts as ambiguous: its note waits 14 days for the retries.
     let (case, sent) = nudges_sent(opened_in("America/Chicago", &[]));
     assert_eq!(
         sent,
         [
-            (NudgeKind::PaymentFailed, 1, 0),
+            (NudgeKind::PaymentFailed, 1, 14),
             (NudgeKind::FinalNotice, 1, 50),
         ]
     );
@@ -86,13 +87,13 @@ fn a_failed_payment_gets_its_note_in_the_customers_daytime_then_the_final_notice
 
 #[test]
 fn only_a_decline_no_retry_fixes_gets_the_reminder_on_day_ten() {
-    // The first note: within the hour, but after 4 days for a soft decline, which a retry usually
-    // fixes before the customer need hear of it.
+    // The first note: within the hour where only the customer can help, but after 14 days for a
+    // soft or ambiguous decline, which a retry usually fixes before the customer need hear of it.
     for (code, class, first, reminded) in [
         ("stolen_card", DeclineClass::Hard, 0, true),
         ("expired_card", DeclineClass::CardData, 0, true),
-        ("insufficient_funds", DeclineClass::Soft, 4, false),
-        ("do_not_honor", DeclineClass::Ambiguous, 0, false),
+        ("insufficient_funds", DeclineClass::Soft, 14, false),
+        ("do_not_honor", DeclineClass::Ambiguous, 14, false),
     ] {
         let mut case = opened_in("America/Chicago", &[]);
         case.decline = Some(Decline::of_code(code, class));
