@@ -26,8 +26,8 @@ pub(crate) async fn nudging_app() -> (TestApp, SmtpSink) {
     (app, sink)
 }
 
-/// Fails `invoice` (every retry declines too), moves a day on and returns the update link of the
-/// first nudge, as the customer's mail shows it.
+/// Fails `invoice` on an expired card (only a new one helps), moves a day on and returns the
+/// update link of the first nudge, as the customer's mail shows it.
 async fn nudged(app: &TestApp, sink: &SmtpSink, invoice: &str) -> String {
     link_in(&nudged_mail(app, sink, invoice, "expired_card").await)
 }

@@ -69,15 +69,14 @@ impl Step {
 
 impl Default for NudgePlan {
     /// Three messages at most (`docs/design/dunning-practice.md#escalate-in-tiers`): for a failed
-    /// payment a friendly note — within the hour where only the customer can fix it, after 14 days
-    /// for a soft or ambiguous decline, which the retries usually fix first — and the final notice after 50 days,
-    /// a week before the end decision, when most invoices that will be paid have been (a reminder
-    /// between them, or the notice at 30 days, lost more customers to nagging than it won:
-    /// `config/policy.toml`);
-    /// for a payment to confirm, a note at once and a reminder after 2 days. Local 09:00–20:00, at
-    /// most one nudge a day per customer and 3 per case, on every configured channel. One
-    /// conversation per subscription for 60 days: a renewal that fails within 60 days of the last
-    /// one's note is the same problem, not news
+    /// payment a friendly note — within the hour where only the customer can fix it, after 14
+    /// days for a soft or ambiguous decline, which the retries usually fix first — and the final
+    /// notice after 50 days, a week before the end decision, when most invoices that will be paid
+    /// have been (a reminder between them, or the notice at 30 days, lost more customers to
+    /// nagging than it won: `config/policy.toml`); for a payment to confirm, a note at once and a
+    /// reminder after 2 days. Local 09:00–20:00, at most one nudge a day per customer and 3 per
+    /// case, on every configured channel. One conversation per subscription for 60 days: a renewal
+    /// that fails within 60 days of the last one's note is the same problem, not news
     /// (`docs/user-guide/nudges.md#one-conversation-per-subscription`). And a customer's budget of
     /// two messages in 90 days, whatever the invoices, before a note or a request is left unsent
     /// (`docs/user-guide/nudges.md#a-budget-per-customer`).
