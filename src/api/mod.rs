@@ -495,19 +495,26 @@ struct Advance {
 )]
 async fn advance_clock<S: TestClock + Timers>(
     State(api): State<Arc<Api<S>>>,
-    body: Result<Json<Advance>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Response {
     if !api.clock.is_test() {
         return error_response(StatusCode::NOT_FOUND, &ClockError::Off.to_string());
     }
-    let Json(Advance { seconds }) = match body {
-        Ok(body) => body,
-        Err(rejection) => {
+    // Read as a value first: serde would take `[5]` for the struct's one field.
+    let advance = match body {
+        Ok(Json(object @ serde_json::Value::Object(_))) => {
+            serde_json::from_value::<Advance>(object).map_err(|e| e.to_string())
+        }
+        Ok(Json(_)) => Err("not a JSON object".to_owned()),
+        Err(rejection) => Err(rejection.body_text()),
+    };
+    let seconds = match advance {
+        Ok(Advance { seconds }) => seconds,
+        Err(why) => {
             return error_response(
                 StatusCode::BAD_REQUEST,
                 &format!(
-                    "expected {{\"seconds\": N}} with N a whole number from 1 to 34560000: {}",
-                    rejection.body_text()
+                    "expected {{\"seconds\": N}} with N a whole number from 1 to 34560000: {why}"
                 ),
             );
         }

@@ -117,7 +117,13 @@ pub enum Command {
     Backfill {
         /// How far back: a duration such as 72h, 7d or 1d12h, at most 30d (Stripe keeps events
         /// for 30 days).
-        #[arg(long, value_name = "DURATION", default_value = "72h", value_parser = backfill::parse_since)]
+        #[arg(
+            long,
+            value_name = "DURATION",
+            default_value = "72h",
+            value_parser = backfill::parse_since,
+            allow_hyphen_values = true
+        )]
         since: jiff::SignedDuration,
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
@@ -146,30 +152,66 @@ fn user(e: impl Into<anyhow::Error>) -> Failure {
     Failure::User(e.into())
 }
 
-/// The exit code for a command line clap refused, after printing why; or, for `--help` and
-/// `--version` (which clap answers by "refusing"), after printing the answer.
+/// The exit code for a command line clap refused, after printing why on one line; or, for
+/// `--help` and `--version` (which clap answers by "refusing"), after printing the answer.
 pub fn refused(e: clap::Error) -> ExitCode {
-    let _ = e.print();
-    if e.use_stderr() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
+    if !e.use_stderr() {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
     }
+    let rendered = e.render().to_string();
+    let usage = rendered
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Usage: "))
+        .map_or_else(String::new, |usage| format!("usage: {usage}; "));
+    let reason = if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        "a command is required".to_owned()
+    } else {
+        // clap's own message, less its usage and help hints, which the line ends with anyway.
+        let lines = rendered
+            .lines()
+            .take_while(|line| !line.trim_start().starts_with("Usage:"))
+            .map(|line| line.trim().trim_start_matches("error: "))
+            .filter(|line| !line.is_empty() && !line.starts_with("For more information"));
+        one_line(lines)
+    };
+    eprintln!("recoup: {reason} ({usage}see --help)");
+    ExitCode::from(1)
 }
 
-/// The exit code for what [`run`] returned, a failure's reason printed on stderr first.
+/// The exit code for what [`run`] returned, a failure's reason printed on stderr first, on one
+/// line: each cause once (a message that already quotes its cause does not get it again), a
+/// multi-line message joined.
 pub fn exit_code(outcome: Result<ExitCode, Failure>) -> ExitCode {
-    match outcome {
-        Ok(code) => code,
-        Err(Failure::User(e)) => {
-            eprintln!("recoup: {e:#}");
-            ExitCode::from(1)
-        }
-        Err(Failure::Internal(e)) => {
-            eprintln!("recoup: internal error: {e:#}");
-            ExitCode::from(2)
+    let (prefix, e, code) = match outcome {
+        Ok(code) => return code,
+        Err(Failure::User(e)) => ("", e, 1),
+        Err(Failure::Internal(e)) => ("internal error: ", e, 2),
+    };
+    let mut causes: Vec<String> = Vec::new();
+    for cause in e.chain().map(ToString::to_string) {
+        if !causes.iter().any(|said| said.contains(&cause)) {
+            causes.push(cause);
         }
     }
+    eprintln!(
+        "recoup: {prefix}{}",
+        one_line(causes.iter().flat_map(|cause| cause.lines()))
+    );
+    ExitCode::from(code)
+}
+
+/// Lines joined into one, with ": " between them (only the space after a line that ends in a
+/// colon).
+fn one_line<'a>(lines: impl Iterator<Item = &'a str>) -> String {
+    let mut line = String::new();
+    for part in lines.map(str::trim).filter(|part| !part.is_empty()) {
+        if !line.is_empty() {
+            line.push_str(if line.ends_with(':') { " " } else { ": " });
+        }
+        line.push_str(part);
+    }
+    line
 }
 
 /// Runs the command `cli` names.

@@ -324,7 +324,7 @@ impl Default for NotifySettings {
             sms_api_base: None,
             sms_account_sid: None,
             sms_from: None,
-            templates: PathBuf::from("config/templates"),
+            templates: PathBuf::from(crate::notify::templates::DEFAULT_DIR),
             timeout_ms: 10_000,
             retries: 3,
         }

@@ -177,7 +177,7 @@ impl Notifier {
             email,
             sms,
             webhook,
-            templates: Templates::load(&settings.templates)?,
+            templates: Templates::for_service(&settings.templates)?,
             settings: settings.clone(),
             business,
         })

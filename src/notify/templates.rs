@@ -83,15 +83,73 @@ pub struct Templates {
     languages: BTreeSet<String>,
 }
 
+/// Where recoup looks for the templates unless told otherwise.
+pub const DEFAULT_DIR: &str = "config/templates";
+
+/// The templates of `config/templates/`, built into recoup: what applies when that folder is not
+/// there (recoup run outside its checkout, a container without it), as for the policy file.
+/// Every file of the folder must be listed (a test says so).
+macro_rules! built_in {
+    ($($language:literal: [$($template:literal),* $(,)?]),* $(,)?) => {
+        &[$($(
+            (
+                $language,
+                concat!($template, ".txt"),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"), "/config/templates/", $language, "/", $template, ".txt"
+                )),
+            ),
+            (
+                $language,
+                concat!($template, ".html"),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"), "/config/templates/", $language, "/", $template, ".html"
+                )),
+            ),
+        )*)*]
+    };
+}
+
+/// `(language, file, source)` of every built-in template.
+const BUILT_IN: &[(&str, &str, &str)] = built_in! {
+    "en": [
+        "payment_failed-1", "payment_failed-2", "payment_failed-3", "action_required-1",
+        "action_required-2", "card_expiring-1", "final_notice-1", "recovered-1", "update_link-1",
+    ],
+    "de": [
+        "payment_failed-1", "payment_failed-2", "payment_failed-3", "action_required-1",
+        "action_required-2", "card_expiring-1", "final_notice-1", "recovered-1", "update_link-1",
+    ],
+};
+
 impl Templates {
+    /// The templates of `dir`; when `dir` is left at [`DEFAULT_DIR`] and no such folder exists,
+    /// the ones built into recoup. A folder someone set and got wrong is an error, not a silent
+    /// fallback.
+    pub fn for_service(dir: &Path) -> Result<Self, TemplateError> {
+        if dir == Path::new(DEFAULT_DIR) && !dir.exists() {
+            tracing::info!("no templates at {DEFAULT_DIR}; the ones built into recoup apply");
+            return Self::built_in();
+        }
+        Self::load(dir)
+    }
+
+    /// The templates built into recoup (the shipped `config/templates/`).
+    pub fn built_in() -> Result<Self, TemplateError> {
+        let sources = BUILT_IN
+            .iter()
+            .map(|&(language, file, source)| {
+                (language.to_owned(), file.to_owned(), source.to_owned())
+            })
+            .collect();
+        Self::checked(Path::new("built in"), sources)
+    }
+
     /// Loads every template under `dir` and checks each renders with every variable recoup gives.
     pub fn load(dir: &Path) -> Result<Self, TemplateError> {
         let fail = |path: &Path, problem: String| TemplateError::File(path.to_owned(), problem);
         let entries = std::fs::read_dir(dir).map_err(|e| fail(dir, e.to_string()))?;
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        let mut languages = BTreeSet::new();
-        let mut found: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut sources = Vec::new();
         for entry in entries {
             let language_dir = entry.map_err(|e| fail(dir, e.to_string()))?.path();
             if !language_dir.is_dir() {
@@ -102,23 +160,32 @@ impl Templates {
                 std::fs::read_dir(&language_dir).map_err(|e| fail(&language_dir, e.to_string()))?
             {
                 let path = file.map_err(|e| fail(&language_dir, e.to_string()))?.path();
-                let Some(ext @ ("txt" | "html")) = path.extension().and_then(|e| e.to_str()) else {
+                if !matches!(
+                    path.extension().and_then(|e| e.to_str()),
+                    Some("txt" | "html")
+                ) {
                     continue;
-                };
+                }
                 let source =
                     std::fs::read_to_string(&path).map_err(|e| fail(&path, e.to_string()))?;
-                let stem = path
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or_default();
-                let name = format!("{language}/{stem}.{ext}");
-                env.add_template_owned(name, source)
-                    .map_err(|e| fail(&path, e.to_string()))?;
-                found
-                    .entry(language.clone())
-                    .or_default()
-                    .insert(format!("{stem}.{ext}"));
+                sources.push((language.clone(), name_of(&path), source));
             }
+        }
+        Self::checked(dir, sources)
+    }
+
+    /// `(language, file, source)` of every template, parsed and checked; `dir` names the files in
+    /// errors.
+    fn checked(dir: &Path, sources: Vec<(String, String, String)>) -> Result<Self, TemplateError> {
+        let fail = |path: &Path, problem: String| TemplateError::File(path.to_owned(), problem);
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        let mut languages = BTreeSet::new();
+        let mut found: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (language, file, source) in sources {
+            env.add_template_owned(format!("{language}/{file}"), source)
+                .map_err(|e| fail(&dir.join(&language).join(&file), e.to_string()))?;
+            found.entry(language.clone()).or_default().insert(file);
             languages.insert(language);
         }
         let default = found.get(DEFAULT_LANGUAGE).cloned().unwrap_or_default();
@@ -577,5 +644,48 @@ mod tests {
         let err = Templates::load(dir.path()).err().unwrap().to_string();
         assert!(err.contains("de/recovered-1.txt"), "{err}");
         assert!(err.contains("undefined"), "{err}");
+    }
+
+    #[test]
+    fn the_built_in_templates_are_every_shipped_file_as_it_is() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_DIR);
+        let mut on_disk = Vec::new();
+        for language in std::fs::read_dir(&dir).unwrap() {
+            let language = language.unwrap().path();
+            for file in std::fs::read_dir(&language).unwrap() {
+                let file = file.unwrap().path();
+                on_disk.push((
+                    name_of(&language),
+                    name_of(&file),
+                    std::fs::read_to_string(&file).unwrap(),
+                ));
+            }
+        }
+        let mut built_in: Vec<_> = BUILT_IN
+            .iter()
+            .map(|&(l, f, s)| (l.to_owned(), f.to_owned(), s.to_owned()))
+            .collect();
+        on_disk.sort();
+        built_in.sort();
+        assert_eq!(
+            built_in, on_disk,
+            "list every file of config/templates in BUILT_IN"
+        );
+        let built_in = Templates::built_in().unwrap();
+        assert_eq!(built_in.languages, shipped().languages);
+        let locales = ["de-DE".to_owned()];
+        assert_eq!(
+            built_in.render("final_notice-1", &locales, &context()),
+            shipped().render("final_notice-1", &locales, &context())
+        );
+    }
+
+    #[test]
+    fn only_the_default_folder_falls_back_to_the_built_in_templates() {
+        let missing = tempfile::tempdir().unwrap().path().join("templates");
+        let err = Templates::for_service(&missing).err().unwrap().to_string();
+        assert!(err.contains("templates"), "{err}");
+        // The tests run in the checkout, where the default folder exists: it is read.
+        assert!(Templates::for_service(Path::new(DEFAULT_DIR)).is_ok());
     }
 }

@@ -251,12 +251,15 @@ struct Entry {
     len: u32,
 }
 
-/// The two keys the first pass reads of every line.
+/// The keys the first pass reads of every line (a missing `invoice_id` is named by the second,
+/// with the rest of the line).
 #[derive(Deserialize)]
 struct Who<'a> {
     #[serde(borrow)]
     customer_id: std::borrow::Cow<'a, str>,
     failed_at: Timestamp,
+    #[serde(borrow)]
+    invoice_id: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// A population read in any line order (an export sorted by time is the usual case), customer by
@@ -265,7 +268,8 @@ struct Who<'a> {
 /// A customer's invoices share a card and a nudge count, so they are simulated together; a file
 /// need not keep them together. The first pass reads two keys of every line and keeps only where
 /// each line is — 40 bytes a line plus some 30 a customer, about 70 MB for a million invoices,
-/// whatever the lines hold — and the second reads each customer's lines again, parsing them whole.
+/// whatever the lines hold, and 16 more while it looks for an invoice on two lines — and the second
+/// reads each customer's lines again, parsing them whole.
 /// Customers come in the order of their first failure (the file's order breaks ties), each
 /// customer's invoices in the order they failed: the order a learning policy sees them in.
 pub struct Customers<S> {
@@ -281,6 +285,9 @@ impl<S: Source> Customers<S> {
         // Customers by id: their number and first failure. Ids are kept whole (no hash that two
         // customers could share): a million customers is some 50 MB.
         let mut customers: HashMap<String, (u32, i64)> = HashMap::new();
+        // Each line's invoice id as a hash, and the line's entry: two lines that share a hash are
+        // compared by their ids, read again.
+        let mut invoices: Vec<(u64, usize)> = Vec::new();
         let mut reader = source.whole();
         let mut text = Vec::new();
         let (mut line, mut offset) = (0u64, 0u64);
@@ -300,6 +307,9 @@ impl<S: Source> Customers<S> {
                 line,
                 reason: json_error(&e),
             })?;
+            if let Some(invoice) = &who.invoice_id {
+                invoices.push((hash(invoice), entries.len()));
+            }
             let failed_at = who.failed_at.as_second();
             let count = u32::try_from(customers.len()).map_err(|_| PopulationError::Line {
                 line,
@@ -328,6 +338,36 @@ impl<S: Source> Customers<S> {
             });
         }
         drop(reader);
+        invoices.sort_unstable();
+        for pair in invoices.windows(2) {
+            let [(a, earlier), (b, later)] = [pair[0], pair[1]];
+            if a != b {
+                continue;
+            }
+            let id = |entry: &Entry| -> Result<String, PopulationError> {
+                let mut text = vec![0; entry.len as usize];
+                source.read_at(&mut text, entry.offset)?;
+                let who: Who =
+                    serde_json::from_slice(&text).map_err(|e| PopulationError::Line {
+                        line: entry.line,
+                        reason: json_error(&e),
+                    })?;
+                Ok(who.invoice_id.unwrap_or_default().into_owned())
+            };
+            let (earlier, later) = (&entries[earlier], &entries[later]);
+            let invoice = id(later)?;
+            if invoice == id(earlier)? {
+                return Err(PopulationError::Line {
+                    line: later.line,
+                    reason: format!(
+                        "invoice {invoice} is on line {} already: an invoice fails once in a \
+                         population (its retries are the policy's to make)",
+                        earlier.line
+                    ),
+                });
+            }
+        }
+        drop(invoices);
         let mut first = vec![0i64; customers.len()];
         for (number, failure) in customers.into_values() {
             first[number as usize] = failure;
@@ -359,6 +399,13 @@ impl<S: Source> Customers<S> {
             reason,
         })
     }
+}
+
+fn hash(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut hasher);
+    hasher.finish()
 }
 
 #[cfg(test)]
@@ -430,6 +477,7 @@ mod tests {
             (LINE.replace("}}", "}"), "EOF while parsing"),
         ];
         for (line, wanted) in cases {
+            let line = line.replace("in_1", "in_2");
             let text = format!("{LINE}\n\n{line}\n");
             let read = read(&text);
             let error = read.last().unwrap().as_ref().unwrap_err();
@@ -474,6 +522,18 @@ mod tests {
             .map(|c| c.unwrap().into_iter().map(|i| i.invoice_id).collect())
             .collect();
         assert_eq!(ids, [vec!["in_x"], vec!["in_a", "in_b"], vec!["in_y"]]);
+    }
+
+    #[test]
+    fn an_invoice_on_two_lines_is_named_by_the_later_one() {
+        let other = LINE.replace("in_1", "in_2");
+        let again = LINE.replace("cus_1", "cus_9");
+        let read = read(&format!("{LINE}\n{other}\n\n{again}\n"));
+        let error = read.last().unwrap().as_ref().unwrap_err();
+        assert!(
+            error.starts_with("population line 4: invoice in_1 is on line 1 already"),
+            "{error}"
+        );
     }
 
     #[test]

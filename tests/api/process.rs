@@ -249,9 +249,42 @@ fn unreachable_redis_exits_1_without_leaking_the_password() {
 }
 
 #[test]
-fn bad_arguments_exit_1_and_help_exits_0() {
-    let (code, _, stderr) = run(&["serve", "--no-such-flag"], &[]);
-    assert_eq!(code, Some(1), "{stderr}");
+fn bad_arguments_exit_1_with_a_one_line_reason_and_help_exits_0() {
+    for (args, reason) in [
+        (
+            &["serve", "--no-such-flag"][..],
+            "unexpected argument '--no-such-flag'",
+        ),
+        (
+            &[],
+            "a command is required (usage: recoup <COMMAND>; see --help)",
+        ),
+        (
+            &["clock"],
+            "a command is required (usage: recoup clock <COMMAND>",
+        ),
+        (
+            &["status"],
+            "not provided: <ID> (usage: recoup status <ID>; see --help)",
+        ),
+        (&["clock", "advance", "0"], "0 needs a unit"),
+        (
+            &["backfill", "--since", "-1d"],
+            "a duration is never negative",
+        ),
+        (
+            &["serve", "--role", "bogus"],
+            "possible values: all, receiver, worker",
+        ),
+    ] {
+        let (code, _, stderr) = run(args, &[]);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("recoup: ") && stderr.contains(reason),
+            "{args:?}: {stderr}"
+        );
+    }
     let (code, stdout, _) = run(&["--help"], &[]);
     assert_eq!(code, Some(0));
     assert!(
@@ -682,9 +715,24 @@ async fn status_tells_a_case_and_what_happens_next_or_says_why_it_cannot() {
 }
 
 #[test]
+fn a_reason_names_its_cause_once_on_one_line() {
+    let missing = tempfile::tempdir().unwrap().path().join("recoup.toml");
+    let (code, _, stderr) = run(
+        &["status", "in_x", "--config", missing.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
+}
+
+#[test]
 fn the_demo_runs_every_story_to_its_end_without_redis_or_stripe() {
-    // No REDIS_URL, no Stripe key, no secrets: the demo brings its own.
-    let (code, stdout, stderr) = run(&["demo"], &[]);
+    // No REDIS_URL, no Stripe key, no secrets, and run outside the checkout, with no config/
+    // folder to read: the demo brings its own, and the templates are built in.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) =
+        output_of(recoup_command().arg("demo").current_dir(elsewhere.path()));
     assert_eq!(code, Some(0), "{stderr}\n{stdout}");
     let summary = stdout
         .lines()

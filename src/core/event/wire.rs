@@ -59,6 +59,11 @@ pub fn parse(body: &[u8]) -> Result<Parsed, EventError> {
             "data.object is not an object".into(),
         ));
     }
+    // Stripe never sends an empty one, and every event with an empty id would be one event to
+    // the dedupe.
+    if envelope.id.is_empty() || envelope.kind.is_empty() {
+        return Err(EventError::NotAnEvent("an empty id or type".into()));
+    }
     let Some(kind) = EventKind::from_type(&envelope.kind) else {
         return Ok(Parsed::Ignored {
             id: envelope.id,
@@ -158,6 +163,7 @@ fn read<'a, T: Deserialize<'a>>(
 // ---- Stripe's wire shapes (private): only the fields recoup reads. ----
 
 #[derive(Deserialize)]
+#[serde(expecting = "a Stripe event: an object with id, type and data")]
 struct RawEnvelope<'a> {
     id: String,
     #[serde(rename = "type")]
@@ -172,6 +178,7 @@ struct RawEnvelope<'a> {
 }
 
 #[derive(Deserialize)]
+#[serde(expecting = "the event's data: an object with an object")]
 struct RawData<'a> {
     #[serde(borrow)]
     object: &'a RawValue,
@@ -598,6 +605,8 @@ mod tests {
             br#"{"id":"evt_1","type":"invoice.paid","data":{}}"#,
             br#"{"id":"evt_1","type":"invoice.paid","data":{"object":"in_1"}}"#,
             br#"{"id":"evt_1","type":"invoice.paid","data":{"object":null}}"#,
+            br#"{"id":"","type":"invoice.paid","data":{"object":{}}}"#,
+            br#"{"id":"evt_1","type":"","data":{"object":{}}}"#,
         ] {
             assert!(
                 matches!(parse(body), Err(EventError::NotAnEvent(_))),

@@ -12,6 +12,11 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
     if text.is_empty() {
         return Err(format!("empty duration; expected {allowed}"));
     }
+    if text.starts_with('-') {
+        return Err(format!(
+            "{text:?}: a duration is never negative; expected {allowed}"
+        ));
+    }
     let mut total: i64 = 0;
     let mut digits = String::new();
     for c in text.chars() {
@@ -26,9 +31,14 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
             's' => 1,
             _ => return Err(format!("{text:?}: unknown unit {c:?}; expected {allowed}")),
         };
-        let n: i64 = digits.parse().map_err(|_| {
-            format!("{text:?}: a number must come before {c:?}; expected {allowed}")
-        })?;
+        if digits.is_empty() {
+            return Err(format!(
+                "{text:?}: a number must come before {c:?}; expected {allowed}"
+            ));
+        }
+        let n: i64 = digits
+            .parse()
+            .map_err(|_| format!("{text:?} is too long a duration"))?;
         total = n
             .checked_mul(unit)
             .and_then(|s| total.checked_add(s))
@@ -64,8 +74,16 @@ mod tests {
         assert_eq!(parse_duration("12h"), Ok(43_200));
         assert_eq!(parse_duration("90m"), Ok(5_400));
         assert_eq!(parse_duration("1d12h30m5s"), Ok(131_405));
-        for bad in ["", "3", "d", "3w", "-3d", "99999999999999999999d"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} must be refused");
+        for (bad, why) in [
+            ("", "empty"),
+            ("3", "needs a unit"),
+            ("d", "a number must come before"),
+            ("3w", "unknown unit"),
+            ("-3d", "never negative"),
+            ("99999999999999999999d", "too long"),
+        ] {
+            let error = parse_duration(bad).unwrap_err();
+            assert!(error.contains(why), "{bad:?}: {error}");
         }
     }
 }
