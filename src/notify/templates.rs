@@ -90,37 +90,42 @@ pub const DEFAULT_DIR: &str = "config/templates";
 /// there (recoup run outside its checkout, a container without it), as for the policy file.
 /// Every file of the folder must be listed (a test says so).
 macro_rules! built_in {
-    ($($language:literal: [$($template:literal),* $(,)?]),* $(,)?) => {
-        &[$($(
+    ([$($language:literal),* $(,)?], $templates:tt) => {
+        &[$(($language, built_in!(@files $language, $templates))),*]
+    };
+    (@files $language:literal, [$($template:literal),* $(,)?]) => {
+        &[$(
             (
-                $language,
                 concat!($template, ".txt"),
                 include_str!(concat!(
                     env!("CARGO_MANIFEST_DIR"), "/config/templates/", $language, "/", $template, ".txt"
                 )),
             ),
             (
-                $language,
                 concat!($template, ".html"),
                 include_str!(concat!(
                     env!("CARGO_MANIFEST_DIR"), "/config/templates/", $language, "/", $template, ".html"
                 )),
             ),
-        )*)*]
+        )*]
     };
 }
 
-/// `(language, file, source)` of every built-in template.
-const BUILT_IN: &[(&str, &str, &str)] = built_in! {
-    "en": [
-        "payment_failed-1", "payment_failed-2", "payment_failed-3", "action_required-1",
-        "action_required-2", "card_expiring-1", "final_notice-1", "recovered-1", "update_link-1",
-    ],
-    "de": [
-        "payment_failed-1", "payment_failed-2", "payment_failed-3", "action_required-1",
-        "action_required-2", "card_expiring-1", "final_notice-1", "recovered-1", "update_link-1",
-    ],
-};
+/// Every built-in template: `(language, [(file, source)])`.
+const BUILT_IN: &[(&str, &[(&str, &str)])] = built_in!(
+    ["en", "de"],
+    [
+        "payment_failed-1",
+        "payment_failed-2",
+        "payment_failed-3",
+        "action_required-1",
+        "action_required-2",
+        "card_expiring-1",
+        "final_notice-1",
+        "recovered-1",
+        "update_link-1",
+    ]
+);
 
 impl Templates {
     /// The templates of `dir`; when `dir` is left at [`DEFAULT_DIR`] and no such folder exists,
@@ -138,8 +143,10 @@ impl Templates {
     pub fn built_in() -> Result<Self, TemplateError> {
         let sources = BUILT_IN
             .iter()
-            .map(|&(language, file, source)| {
-                (language.to_owned(), file.to_owned(), source.to_owned())
+            .flat_map(|&(language, files)| {
+                files.iter().map(move |&(file, source)| {
+                    (language.to_owned(), file.to_owned(), source.to_owned())
+                })
             })
             .collect();
         Self::checked(Path::new("built in"), sources)
@@ -663,7 +670,11 @@ mod tests {
         }
         let mut built_in: Vec<_> = BUILT_IN
             .iter()
-            .map(|&(l, f, s)| (l.to_owned(), f.to_owned(), s.to_owned()))
+            .flat_map(|&(l, files)| {
+                files
+                    .iter()
+                    .map(move |&(f, s)| (l.to_owned(), f.to_owned(), s.to_owned()))
+            })
             .collect();
         on_disk.sort();
         built_in.sort();

@@ -266,7 +266,7 @@ struct Who<'a> {
 /// customer.
 ///
 /// A customer's invoices share a card and a nudge count, so they are simulated together; a file
-/// need not keep them together. The first pass reads two keys of every line and keeps only where
+/// need not keep them together. The first pass reads three keys of every line and keeps only where
 /// each line is — 40 bytes a line plus some 30 a customer, about 70 MB for a million invoices,
 /// whatever the lines hold, and 16 more while it looks for an invoice on two lines — and the second
 /// reads each customer's lines again, parsing them whole.
@@ -345,8 +345,7 @@ impl<S: Source> Customers<S> {
                 continue;
             }
             let id = |entry: &Entry| -> Result<String, PopulationError> {
-                let mut text = vec![0; entry.len as usize];
-                source.read_at(&mut text, entry.offset)?;
+                let text = line_of(&source, entry)?;
                 let who: Who =
                     serde_json::from_slice(&text).map_err(|e| PopulationError::Line {
                         line: entry.line,
@@ -392,13 +391,19 @@ impl<S: Source> Customers<S> {
     }
 
     fn invoice(&self, entry: &Entry) -> Result<FailedInvoice, PopulationError> {
-        let mut text = vec![0; entry.len as usize];
-        self.source.read_at(&mut text, entry.offset)?;
+        let text = line_of(&self.source, entry)?;
         FailedInvoice::parse(&text).map_err(|reason| PopulationError::Line {
             line: entry.line,
             reason,
         })
     }
+}
+
+/// The text of `entry`'s line, read again.
+fn line_of<S: Source>(source: &S, entry: &Entry) -> Result<Vec<u8>, PopulationError> {
+    let mut text = vec![0; entry.len as usize];
+    source.read_at(&mut text, entry.offset)?;
+    Ok(text)
 }
 
 fn hash(id: &str) -> u64 {
