@@ -16,19 +16,6 @@ use serde::Serialize;
 /// The language every template must exist in, and the one used when a customer's is not there.
 pub const DEFAULT_LANGUAGE: &str = "en";
 
-/// The templates recoup sends: every kind with the tiers the default nudge plan uses.
-pub const REQUIRED: &[&str] = &[
-    "payment_failed-1",
-    "payment_failed-2",
-    "payment_failed-3",
-    "action_required-1",
-    "action_required-2",
-    "card_expiring-1",
-    "final_notice-1",
-    "recovered-1",
-    "update_link-1",
-];
-
 /// What a template can say. Every field is always there (an absent date is an empty string), so a
 /// template can be checked against it at start-up.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
@@ -111,7 +98,9 @@ macro_rules! built_in {
     };
 }
 
-/// Every built-in template: `(language, [(file, source)])`.
+/// Every built-in template: `(language, [(file, source)])`. The names are also the templates
+/// recoup sends — every kind with the tiers the default nudge plan uses — so a folder of one's own
+/// must have each of them in the default language ([`required`]).
 const BUILT_IN: &[(&str, &[(&str, &str)])] = built_in!(
     ["en", "de"],
     [
@@ -126,6 +115,15 @@ const BUILT_IN: &[(&str, &[(&str, &str)])] = built_in!(
         "update_link-1",
     ]
 );
+
+/// `<kind>-<tier>` of every template recoup sends.
+fn required() -> impl Iterator<Item = &'static str> {
+    BUILT_IN
+        .iter()
+        .filter(|&&(language, _)| language == DEFAULT_LANGUAGE)
+        .flat_map(|&(_, files)| files.iter())
+        .filter_map(|&(file, _)| file.strip_suffix(".txt"))
+}
 
 impl Templates {
     /// The templates of `dir`; when `dir` is left at [`DEFAULT_DIR`] and no such folder exists,
@@ -196,7 +194,7 @@ impl Templates {
             languages.insert(language);
         }
         let default = found.get(DEFAULT_LANGUAGE).cloned().unwrap_or_default();
-        for required in REQUIRED {
+        for required in required() {
             for ext in ["txt", "html"] {
                 let file = format!("{required}.{ext}");
                 if !default.contains(&file) {
@@ -681,6 +679,11 @@ mod tests {
         assert_eq!(
             built_in, on_disk,
             "list every file of config/templates in BUILT_IN"
+        );
+        let required: Vec<_> = required().collect();
+        assert!(
+            required.contains(&"payment_failed-1") && required.contains(&"final_notice-1"),
+            "{required:?}"
         );
         let built_in = Templates::built_in().unwrap();
         assert_eq!(built_in.languages, shipped().languages);
