@@ -270,9 +270,9 @@ fn a_renewal_failing_while_the_last_invoice_is_unpaid_is_one_conversation() {
     );
 }
 
-#[test]
-fn the_same_population_gives_the_same_report_on_any_number_of_threads() {
-    let text: String = (0..50)
+/// `rules.jsonl` `n` times over, each copy's invoices and customers named apart.
+fn copies(n: usize) -> String {
+    (0..n)
         .flat_map(|n| {
             RULES.lines().map(move |line| {
                 line.replace("\"in_", &format!("\"in_{n}_"))
@@ -280,7 +280,12 @@ fn the_same_population_gives_the_same_report_on_any_number_of_threads() {
                     + "\n"
             })
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn the_same_population_gives_the_same_report_on_any_number_of_threads() {
+    let text = copies(50);
     let contenders = [shipped(), baseline()];
     let customers = Customers::read(text.as_bytes()).unwrap();
     let one = run(&contenders, || customers.iter(), 1, |_| Ok(())).unwrap();
@@ -288,6 +293,29 @@ fn the_same_population_gives_the_same_report_on_any_number_of_threads() {
     assert_eq!(one, three);
     assert_eq!(one.population.invoices, 350);
     assert_eq!(one.tallies[0].recovered, 200);
+}
+
+#[test]
+fn a_learning_policy_learns_the_same_on_any_number_of_threads() {
+    // A hundred customers with the same moments: every such hour is shared out among the threads.
+    let text = copies(100);
+    let customers = Customers::read(text.as_bytes()).unwrap();
+    let mut learning = shipped();
+    learning.policy.learning.min_evidence = 0;
+    let play = |threads| in_time_order(&learning, customers.iter(), threads).unwrap();
+    let (tally, evidence) = play(1);
+    assert!(
+        evidence.tries(crate::policy::learning::Reason::InsufficientFunds) > 100,
+        "{evidence:?}"
+    );
+    assert_eq!(tally.recovered, 500);
+    for threads in [2, 3] {
+        assert_eq!(
+            play(threads),
+            (tally.clone(), evidence.clone()),
+            "{threads}"
+        );
+    }
 }
 
 #[test]
