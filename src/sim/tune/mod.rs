@@ -25,9 +25,9 @@
 //! **Learning.** Each candidate is simulated as its file says: with the base's `[learning]` on, a
 //! candidate plays every customer on one virtual timeline of its own ([`crate::sim::in_time_order`]),
 //! so its learned retry times are part of its score — the gaps of a learning policy still set how
-//! many retries there are and roughly when. The price is speed: a learning candidate is simulated
-//! on one thread (the moves of a knob run side by side, one thread each), about half the speed of
-//! a static one on two cores. Tune with `[learning] enabled = false` in the base file to tune the
+//! many retries there are and roughly when. The price is speed: a learning candidate's timeline
+//! shares the cores only an hour's customers at a time (the moves of a knob run side by side, the
+//! threads shared among them), several times slower than a static one. Tune with `[learning] enabled = false` in the base file to tune the
 //! plan alone.
 
 pub mod knobs;
