@@ -15,7 +15,7 @@
 //! side by side, a reader feeding chunks of customers to one simulating thread per core, each
 //! keeping its own tallies, summed at the end (sums add up in any order, so every run of the same
 //! population gives the same report); each learning policy on a virtual timeline of its own, a
-//! virtual day at a time.
+//! virtual hour at a time.
 
 pub mod chart;
 pub mod command;
@@ -93,7 +93,7 @@ impl Outcome {
 /// to `threads` simulating threads (the calling thread reads), each keeping its own tallies,
 /// summed at the end. A learning policy's choices depend on what earlier attempts of *other*
 /// customers came to, so each one plays every customer on one virtual timeline of its own, a
-/// virtual day at a time, that day's customers side by side ([`in_time_order`]; the threads are
+/// virtual hour at a time, that hour's customers side by side ([`in_time_order`]; the threads are
 /// shared among the learning policies): the same population gives the same report on any number
 /// of threads. A bad line stops the run with its error; `each` sees every customer as the
 /// first pass reads it (to write the population out, say) and may stop the run too.
@@ -298,6 +298,7 @@ where
         }
     })
 }
+
 /// When a customer's first invoice failed; `None` for a customer with no invoice or a bad line.
 fn first_failure(customer: &Result<Vec<FailedInvoice>, PopulationError>) -> Option<Timestamp> {
     customer.as_ref().ok()?.iter().map(|i| i.failed_at).min()

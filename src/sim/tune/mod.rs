@@ -27,8 +27,8 @@
 //! so its learned retry times are part of its score — the gaps of a learning policy still set how
 //! many retries there are and roughly when. The price is speed: a learning candidate's timeline
 //! shares the cores only an hour's customers at a time (the moves of a knob run side by side, the
-//! threads shared among them), several times slower than a static one. Tune with `[learning] enabled = false` in the base file to tune the
-//! plan alone.
+//! threads shared among them), several times slower than a static one. Tune with `[learning]
+//! enabled = false` in the base file to tune the plan alone.
 
 pub mod knobs;
 pub mod search;
