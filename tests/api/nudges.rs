@@ -589,10 +589,13 @@ async fn fail_of(
     created: i64,
 ) -> serde_json::Value {
     // A decline a retry may fix: its note goes within the hour under [`noting_app`]'s policy.
-    app.stripe.add_invoice(
-        invoice,
-        Invoice::failed(CUSTOMER, Decline::visa("do_not_honor")),
-    );
+    // Every retry declines again, so which notes go out never hangs on whether a retry came due
+    // before them — that depends on the hour of the day the test runs at.
+    let mut failed = Invoice::failed(CUSTOMER, Decline::visa("do_not_honor"));
+    failed.outcomes = std::iter::repeat_with(|| Outcome::Decline(Decline::visa("do_not_honor")))
+        .take(10)
+        .collect();
+    app.stripe.add_invoice(invoice, failed);
     let mut failure: serde_json::Value =
         serde_json::from_slice(&failure_at(invoice, created)).unwrap();
     failure["data"]["object"]["parent"]["subscription_details"]["subscription"] =
