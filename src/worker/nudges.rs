@@ -15,7 +15,11 @@
 //! took it for a passing reason, the policy plans the next try, and it comes back here as the same
 //! nudge, with the same id.
 
-use super::{Inputs, Worker};
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+
+use super::{ApplyError, Inputs, Worker};
 use crate::links::Purpose;
 use crate::notify::templates::{Context, format_amount, format_date, format_time};
 use crate::notify::{Delivery, Nudge, Recipient};
@@ -32,7 +36,7 @@ pub(super) async fn send<S: Store>(worker: &Worker<S>, case: &Case, actions: &[A
         if let Action::Nudge { kind, tier } = *action
             && let Err(e) = send_one(worker, case, kind, tier).await
         {
-            tracing::warn!(invoice = %case.invoice_id, kind = kind.as_str(), tier, "nudge not sent: {e}");
+            tracing::warn!(invoice = %case.invoice_id, kind = kind.as_str(), tier, "nudge: {e}");
         }
     }
 }
@@ -53,7 +57,8 @@ async fn send_one<S: Store>(
     let policy = worker.policy();
     let plan = policy.nudges_for(case);
     let zone = timing::zone(&case.customer_timezone);
-    let now = worker.clock.now().await.map_err(|e| e.to_string())?;
+    let not_sent = |e: &dyn std::fmt::Display| format!("not sent: {e}");
+    let now = worker.clock.now().await.map_err(|e| not_sent(&e))?;
     // A retry reaches a customer whom the first try did not, and a try made again after a lost
     // result may have reached them already: either was counted with the first try.
     let first_try = marked.tries <= 1 && marked.failed_tries == 0;
@@ -71,7 +76,7 @@ async fn send_one<S: Store>(
             .store
             .count_nudge(&case.customer_id, &today.to_string())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| not_sent(&e))?;
         if let Some(until) = plan.held_by_day_cap(&zone, now, count) {
             let held = Input::NudgeHeld { kind, tier, until };
             return apply(worker, case, &held).await;
@@ -92,7 +97,9 @@ async fn send_one<S: Store>(
         channels: &plan.channels,
         billed_to: case.billed_to.as_ref(),
     };
-    let (template, results) = deliver(worker, kind, tier, &about).await?;
+    let (template, results) = deliver(worker, kind, tier, &about)
+        .await
+        .map_err(|e| not_sent(&e))?;
     let delivered = Input::Nudged {
         kind,
         tier,
@@ -312,10 +319,29 @@ async fn link<S: Store>(worker: &Worker<S>, purpose: Purpose, about: &About<'_>)
     links.url(purpose, about.customer_id, about.invoice_id, now)
 }
 
+/// Records what became of a try on its case. A passing fault of the store (Redis slow, failing
+/// over) is waited out for up to [`RECORD_FOR`]: the message has gone out, and its result lost
+/// would send it again when its try-again time comes, an hour on.
 async fn apply<S: Store>(worker: &Worker<S>, case: &Case, input: &Input) -> Result<(), String> {
-    worker
-        .apply(&case.invoice_id, Inputs::One(input))
+    (|| worker.apply(&case.invoice_id, Inputs::One(input)))
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(2))
+                .with_total_delay(Some(RECORD_FOR))
+                .without_max_times()
+                .with_jitter(),
+        )
+        .when(ApplyError::is_passing)
         .await
         .map(drop)
-        .map_err(|e| e.to_string())
+        .map_err(|e| {
+            format!(
+                "what became of it is not recorded, so it is tried again at its try-again time: {e}"
+            )
+        })
 }
+
+/// How long a nudge's result waits for the store to come back before it is left to the try
+/// planned when the nudge went out.
+const RECORD_FOR: Duration = Duration::from_secs(15);

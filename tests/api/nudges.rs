@@ -18,8 +18,8 @@ use secrecy::SecretString;
 
 use crate::fake_stripe::{Customer, Decline, Invoice, Outcome, Subscription};
 use crate::helpers::{
-    API_TOKENS, LINKS, PUBLIC_URL, Recoup, SETTLE, TestApp, failure_at, failure_of, invoice_event,
-    metric_value, wait_until,
+    API_TOKENS, BlackHoleProxy, LINKS, PUBLIC_URL, Recoup, SETTLE, TestApp, TestRedis, failure_at,
+    failure_of, invoice_event, metric_value, wait_until,
 };
 use crate::smtp_sink::SmtpSink;
 
@@ -873,6 +873,73 @@ async fn a_nudge_the_webhook_answered_503_for_is_delivered_later_with_the_same_i
         delivered["nudges"][0]["at"],
         delivered["nudged"][0]["delivered_at"]
     );
+}
+
+#[tokio::test]
+async fn a_nudge_delivered_while_redis_was_unreachable_is_recorded_once_it_is_back() {
+    // Redis behind a proxy that drops every byte from the moment the webhook takes the nudge (once
+    // the clock's move has been answered), for longer than a store operation may take: the
+    // result comes back to a store that cannot answer.
+    let redis = TestRedis::start();
+    let proxy = Arc::new(BlackHoleProxy::start(redis.port).await);
+    let received = Arc::new(Mutex::new(0_usize));
+    let moved = Arc::new(tokio::sync::Notify::new());
+    let receive = {
+        let (proxy, received, moved) = (proxy.clone(), received.clone(), moved.clone());
+        move || async move {
+            *received.lock().unwrap() += 1;
+            moved.notified().await;
+            proxy.open_hole();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(1_500)).await;
+                proxy.close_hole();
+            });
+            StatusCode::OK
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let webhook_url = format!("http://{}/nudges", listener.local_addr().unwrap());
+    let peer = axum::Router::new().route("/nudges", post(receive));
+    tokio::spawn(async move { axum::serve(listener, peer).await });
+    let redis_url = proxy.url();
+    let app = TestApp::spawn_as(
+        Role::All,
+        &[
+            ("REDIS_URL", &redis_url),
+            ("RECOUP_REDIS__TIMEOUT_MS", "300"),
+            ("RECOUP_API_TOKENS", API_TOKENS),
+            ("RECOUP_TEST_CLOCK", "1"),
+            ("RECOUP_POLICY", "config/policy.toml"),
+            ("RECOUP_NUDGE_WEBHOOK_URL", &webhook_url),
+            ("RECOUP_NUDGE_WEBHOOK_SECRET", NUDGE_SECRET),
+            LINKS[0],
+            LINKS[1],
+        ],
+    )
+    .await;
+    app.stripe
+        .add_customer(CUSTOMER, Customer::dana((12, 2030)));
+    let invoice = "in_webhook_hole_1";
+    app.fail(
+        invoice,
+        Invoice::failed(CUSTOMER, Decline::visa("expired_card")),
+    )
+    .await;
+
+    app.advance_into_daytime(DAY, "America/Chicago").await;
+    moved.notify_one();
+    // Recorded without the clock moving on: not left to the try an hour later, which would send
+    // the customer the same message again.
+    let delivered = app
+        .case_when(invoice, |c| c["nudged"][0]["delivered_at"].is_string())
+        .await;
+    assert_eq!(*received.lock().unwrap(), 1);
+    assert_eq!(
+        delivered["nudges"].as_array().unwrap().len(),
+        1,
+        "{delivered}"
+    );
+    assert_eq!(delivered["nudges"][0]["channel"], "webhook");
 }
 
 /// Waits for the expiring-card email about the customer's Visa 4242 expiring at the end of
