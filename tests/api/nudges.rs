@@ -821,28 +821,8 @@ async fn a_nudge_the_webhook_answered_503_for_is_delivered_later_with_the_same_i
     // Every quick try of the first delivery meets a 503; the next answers are 200.
     let (peer, url) = Peer::start("/nudges", &[503; 4]).await;
     let webhook_url = format!("{url}/nudges");
-    let app = TestApp::spawn_as(
-        Role::All,
-        &[
-            ("RECOUP_API_TOKENS", API_TOKENS),
-            ("RECOUP_TEST_CLOCK", "1"),
-            ("RECOUP_POLICY", "config/policy.toml"),
-            ("RECOUP_NUDGE_WEBHOOK_URL", &webhook_url),
-            ("RECOUP_NUDGE_WEBHOOK_SECRET", NUDGE_SECRET),
-            ("RECOUP_NOTIFY__RETRIES", "3"),
-            LINKS[0],
-            LINKS[1],
-        ],
-    )
-    .await;
-    app.stripe
-        .add_customer(CUSTOMER, Customer::dana((12, 2030)));
     let invoice = "in_webhook_busy_1";
-    app.fail(
-        invoice,
-        Invoice::failed(CUSTOMER, Decline::visa("expired_card")),
-    )
-    .await;
+    let app = webhook_nudging_app(&webhook_url, &[("RECOUP_NOTIFY__RETRIES", "3")], invoice).await;
 
     app.advance_into_daytime(DAY, "America/Chicago").await;
     let refused = app
@@ -902,27 +882,14 @@ async fn a_nudge_delivered_while_redis_was_unreachable_is_recorded_once_it_is_ba
     let peer = axum::Router::new().route("/nudges", post(receive));
     tokio::spawn(async move { axum::serve(listener, peer).await });
     let redis_url = proxy.url();
-    let app = TestApp::spawn_as(
-        Role::All,
+    let invoice = "in_webhook_hole_1";
+    let app = webhook_nudging_app(
+        &webhook_url,
         &[
             ("REDIS_URL", &redis_url),
             ("RECOUP_REDIS__TIMEOUT_MS", "300"),
-            ("RECOUP_API_TOKENS", API_TOKENS),
-            ("RECOUP_TEST_CLOCK", "1"),
-            ("RECOUP_POLICY", "config/policy.toml"),
-            ("RECOUP_NUDGE_WEBHOOK_URL", &webhook_url),
-            ("RECOUP_NUDGE_WEBHOOK_SECRET", NUDGE_SECRET),
-            LINKS[0],
-            LINKS[1],
         ],
-    )
-    .await;
-    app.stripe
-        .add_customer(CUSTOMER, Customer::dana((12, 2030)));
-    let invoice = "in_webhook_hole_1";
-    app.fail(
         invoice,
-        Invoice::failed(CUSTOMER, Decline::visa("expired_card")),
     )
     .await;
 
@@ -940,6 +907,31 @@ async fn a_nudge_delivered_while_redis_was_unreachable_is_recorded_once_it_is_ba
         "{delivered}"
     );
     assert_eq!(delivered["nudges"][0]["channel"], "webhook");
+}
+
+/// recoup under the shipped policy, nudging through the webhook at `webhook_url` alone (with
+/// `extra` settings), and `invoice` of a customer in Chicago failed on a card only they can
+/// replace: its note is due within the hour.
+async fn webhook_nudging_app(webhook_url: &str, extra: &[(&str, &str)], invoice: &str) -> TestApp {
+    let mut env = vec![
+        ("RECOUP_API_TOKENS", API_TOKENS),
+        ("RECOUP_TEST_CLOCK", "1"),
+        ("RECOUP_POLICY", "config/policy.toml"),
+        ("RECOUP_NUDGE_WEBHOOK_URL", webhook_url),
+        ("RECOUP_NUDGE_WEBHOOK_SECRET", NUDGE_SECRET),
+        LINKS[0],
+        LINKS[1],
+    ];
+    env.extend_from_slice(extra);
+    let app = TestApp::spawn_as(Role::All, &env).await;
+    app.stripe
+        .add_customer(CUSTOMER, Customer::dana((12, 2030)));
+    app.fail(
+        invoice,
+        Invoice::failed(CUSTOMER, Decline::visa("expired_card")),
+    )
+    .await;
+    app
 }
 
 /// Waits for the expiring-card email about the customer's Visa 4242 expiring at the end of
